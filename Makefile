@@ -1,0 +1,43 @@
+# fairq — two commands: `make up` runs the system locally, `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: up test lint typecheck check bench system-deps install clean
+
+up: install
+	$(VENV)/bin/fairq up
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy fairq gateway waitingroom allocator schemas
+
+check: lint typecheck test
+
+bench: install
+	$(PY) -m loadtest.bench_allocator_core
+
+install: system-deps $(STAMP)
+
+# redis-server comes from Debian's package; everything else from PyPI.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server not found: installing Debian's redis-server"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis

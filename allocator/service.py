@@ -1,0 +1,311 @@
+"""The allocator process: commands from Kafka through the pure core, events back to Kafka.
+
+One consumer in the group ``settings.group_id`` reads ``booking-commands``. For
+each assigned partition it holds one ``Allocator``, rebuilt on assignment by
+replaying the partition up to the committed offset with the events thrown
+away (they were produced before that offset was committed). Each batch is
+applied in order; its events go to ``booking-events`` on the partition number of
+their command, and the offsets are committed only after every event is
+acknowledged (``acks="all"``). A crash between the two replays the batch, and
+the core, being deterministic, sends the same events again; consumers drop
+them by ``rev`` and command id.
+
+A ticker puts a Tick on every assigned partition each ``tick_interval_s`` so
+that idle partitions' log clocks move (hold expiry, summaries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import CollectorRegistry, Counter
+
+from allocator.core import Allocator
+from allocator.errors import AllocatorError, RebuildError
+from allocator.settings import AllocatorSettings
+from schemas import SchemaError
+from schemas.commands import Command, Tick, decode_command
+from schemas.events import Event, InventoryAdded, Summary
+
+logger = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200  # how long one fetch waits before the stop flag is looked at again
+MAX_BATCH_RECORDS = 5000
+REBUILD_POLL_MS = 1000
+
+
+class ProduceError(AllocatorError):
+    """Events could not be produced; their commands' offsets were not committed."""
+
+
+class AllocatorMetrics:
+    """Prometheus metrics of one allocator process, on a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.commands_total = Counter(
+            "fairq_allocator_commands_total",
+            "Command records applied, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.events_total = Counter(
+            "fairq_allocator_events_total",
+            "Events produced, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.undecodable_total = Counter(
+            "fairq_allocator_undecodable_total",
+            "Command records skipped because they did not decode",
+            registry=self.registry,
+        )
+        self.replayed_total = Counter(
+            "fairq_allocator_replayed_total",
+            "Records replayed to rebuild partitions on assignment",
+            registry=self.registry,
+        )
+
+
+def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
+    """The record's command, or None (logged) when it does not decode."""
+    try:
+        return decode_command(record.value or b"")
+    except SchemaError as e:
+        logger.warning(
+            "skipping undecodable record %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            e,
+        )
+        return None
+
+
+async def rebuild(bootstrap: str, tp: TopicPartition, end_offset: int) -> tuple[Allocator, int]:
+    """A core with the partition's records before ``end_offset`` applied, events discarded.
+
+    Returns the core and how many records were read. A snapshot can replace the
+    start of this replay later.
+    """
+    core = Allocator()
+    if end_offset <= 0:
+        return core, 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        log_end = (await consumer.end_offsets([tp]))[tp]
+        if log_end < end_offset:
+            raise RebuildError(f"{tp} ends at {log_end}, before the committed {end_offset}")
+        await consumer.seek_to_beginning(tp)
+        count = 0
+        while await consumer.position(tp) < end_offset:
+            batch = await consumer.getmany(tp, timeout_ms=REBUILD_POLL_MS)
+            for record in batch.get(tp, []):
+                if record.offset >= end_offset:
+                    break
+                count += 1
+                command = decode(record)
+                if command is not None:
+                    core.apply(record.offset, record.timestamp, command)
+    except KafkaError as e:
+        raise RebuildError(f"replaying {tp} up to offset {end_offset} failed: {e}") from e
+    finally:
+        await consumer.stop()
+    core.next_offset = end_offset
+    return core, count
+
+
+class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The cores of the partitions this process owns, kept in step with the group.
+
+    ``lock`` is held while a batch is applied, produced and committed; a
+    revocation waits for it, so the batch in hand finishes first.
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, bootstrap: str, metrics: AllocatorMetrics
+    ) -> None:
+        self.consumer = consumer
+        self.bootstrap = bootstrap
+        self.metrics = metrics
+        self.cores: dict[int, Allocator] = {}
+        self.lock = asyncio.Lock()
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        async with self.lock:
+            for tp in revoked:
+                self.cores.pop(tp.partition, None)
+        logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        for tp in sorted(assigned):
+            committed = await self.consumer.committed(tp)
+            core, count = await rebuild(self.bootstrap, tp, committed or 0)
+            self.metrics.replayed_total.inc(count)
+            self.cores[tp.partition] = core
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+            logger.info(
+                "partition %d rebuilt from %d records, continuing at offset %s",
+                tp.partition,
+                count,
+                committed if committed is not None else "the log start",
+            )
+
+
+def event_key(event: Event) -> bytes | None:
+    if isinstance(event, Summary | InventoryAdded):
+        return None
+    return event.booking_id.encode()
+
+
+class Worker:
+    """Applies batches of command records and produces their events."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        partitions: Partitions,
+        events_topic: str,
+        metrics: AllocatorMetrics,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.partitions = partitions
+        self.events_topic = events_topic
+        self.metrics = metrics
+
+    async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        async with self.partitions.lock:
+            pending: list[asyncio.Future[object]] = []
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batch.items():
+                core = self.partitions.cores.get(tp.partition)
+                if core is None:  # revoked while the batch was fetched
+                    continue
+                for record in records:
+                    if record.offset < core.next_offset:
+                        continue
+                    for event in self._apply(core, record):
+                        pending.append(await self._send(event, tp.partition))
+                    offsets[tp] = record.offset + 1
+            await self._wait_for_acks(pending)
+            await self._commit(offsets)
+
+    def _apply(self, core: Allocator, record: ConsumerRecord[bytes, bytes]) -> list[Event]:
+        command = decode(record)
+        if command is None:
+            self.metrics.undecodable_total.inc()
+            return []
+        self.metrics.commands_total.labels(command.TYPE).inc()
+        return core.apply(record.offset, record.timestamp, command)
+
+    async def _send(self, event: Event, partition: int) -> asyncio.Future[object]:
+        self.metrics.events_total.labels(event.TYPE).inc()
+        try:
+            return await self.producer.send(
+                self.events_topic, event.pack(), key=event_key(event), partition=partition
+            )
+        except KafkaError as e:
+            raise ProduceError(f"queueing a {event.TYPE} event failed: {e}") from e
+
+    async def _wait_for_acks(self, pending: list[asyncio.Future[object]]) -> None:
+        if not pending:
+            return
+        try:
+            await asyncio.gather(*pending)
+        except KafkaError as e:
+            raise ProduceError(f"producing {len(pending)} events failed: {e}") from e
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as e:
+            # The group rebalanced; whoever owns these partitions now replays from the
+            # last commit and, the core being deterministic, sends the same events.
+            logger.warning("commit of %s failed after a rebalance: %s", offsets, e)
+
+
+async def tick(producer: AIOKafkaProducer, topic: str, partitions: Partitions) -> None:
+    """Put one Tick on every partition this process owns."""
+    sends = [
+        producer.send_and_wait(topic, Tick(f"tick-{uuid.uuid4().hex}").pack(), partition=p)
+        for p in sorted(partitions.cores)
+    ]
+    try:
+        await asyncio.gather(*sends)
+    except KafkaError as e:
+        logger.warning("producing ticks failed, trying again next interval: %s", e)
+
+
+async def tick_until(
+    stop: asyncio.Event,
+    producer: AIOKafkaProducer,
+    topic: str,
+    partitions: Partitions,
+    interval_s: float,
+) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), interval_s)
+        except TimeoutError:
+            await tick(producer, topic, partitions)
+        else:
+            return
+
+
+async def run(
+    settings: AllocatorSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None
+) -> None:
+    """Allocate until ``stop`` is set; then finish the batch in hand, commit and leave."""
+    metrics = AllocatorMetrics(registry)
+    bootstrap = settings.connections.kafka_bootstrap
+    topics = settings.connections.topics
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False
+    )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            partitions = Partitions(consumer, bootstrap, metrics)
+            consumer.subscribe([topics.commands], listener=partitions)
+            worker = Worker(consumer, producer, partitions, topics.events, metrics)
+            ticker = asyncio.create_task(
+                tick_until(stop, producer, topics.commands, partitions, settings.tick_interval_s)
+            )
+            try:
+                while not stop.is_set():
+                    batch = await consumer.getmany(
+                        timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS
+                    )
+                    if batch:
+                        await worker.handle(batch)
+            finally:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+    logger.info("allocator stopped")

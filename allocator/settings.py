@@ -1,0 +1,23 @@
+"""Allocator settings, read from the environment at the entry point only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fairq.config import Connections, env_float, env_str
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatorSettings:
+    connections: Connections
+    group_id: str = "fairq-allocator"
+    tick_interval_s: float = 0.5  # how often a Tick record is put on each assigned partition
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AllocatorSettings:
+        return cls(
+            connections=Connections.from_env(env),
+            group_id=env_str(env, "FAIRQ_ALLOCATOR_GROUP", "fairq-allocator"),
+            tick_interval_s=env_float(env, "FAIRQ_TICK_INTERVAL_S", 0.5, lo=0.01),
+        )

@@ -1,0 +1,1 @@
+"""fairq: a fair virtual waiting room and paired-appointment allocation engine."""

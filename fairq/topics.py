@@ -1,0 +1,46 @@
+"""Creating the two Kafka topics fairq needs."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from fairq.config import Topics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 8
+TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created."""
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Topics, partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create ``topics.commands`` and ``topics.events`` with the same partition count.
+
+    Events go to the partition number of the command that caused them, so the two
+    topics must have equally many partitions. Existing topics are left as they are.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        new = [
+            NewTopic(t, num_partitions=partitions, replication_factor=1)
+            for t in (topics.commands, topics.events)
+        ]
+        try:
+            response = await admin.create_topics(new)
+        except KafkaError as e:
+            raise TopicError(f"creating topics on {bootstrap} failed: {e}") from e
+        for name, code, message in response.topic_errors:
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise TopicError(f"creating topic {name} failed: {code} {message}")
+            logger.info("topic %s %s", name, "exists" if code else "created")
+    finally:
+        await admin.close()

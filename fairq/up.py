@@ -1,0 +1,149 @@
+"""``fairq up``: Redis, the broker, the topics, one allocator, one admitter, gateways, a demo.
+
+Starts ``redis-server`` and the Tansu broker on free ports unless ``REDIS_URL`` /
+``KAFKA_BOOTSTRAP`` are set, loads the demo campaign and room, prints where to
+go, and on Ctrl-C stops every child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import secrets
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fairq.config import Topics, env_int, env_str
+from fairq.demo import demo_campaign
+from fairq.devservices import kafka_broker, redis_server
+from fairq.processes import Component, ProcessError, spawn, stop, wait_http_ready
+from fairq.topics import DEFAULT_PARTITIONS, ensure_topics
+
+logger = logging.getLogger(__name__)
+
+DEMO = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class UpSettings:
+    http_port: int
+    operator_key: str
+    signing_keys: str
+    opens_in_s: int
+    state_dir: Path
+    partitions: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> UpSettings:
+        return cls(
+            http_port=env_int(env, "FAIRQ_HTTP_PORT", 8080, lo=1),
+            operator_key=env_str(env, "FAIRQ_OPERATOR_KEY", secrets.token_urlsafe(24)),
+            signing_keys=env_str(env, "FAIRQ_SIGNING_KEYS", f"k1:{secrets.token_urlsafe(32)}"),
+            opens_in_s=env_int(env, "FAIRQ_DEMO_OPENS_IN_S", 30),
+            state_dir=Path(env_str(env, "FAIRQ_STATE_DIR", ".fairq")),
+            partitions=env_int(env, "FAIRQ_PARTITIONS", DEFAULT_PARTITIONS, lo=1),
+        )
+
+
+def _call(method: str, url: str, key: str, body: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def load_demo(base: str, key: str, opens_in_s: int) -> str:
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    status, body = _call("PUT", f"{base}/api/admin/campaigns/{DEMO}", key, demo_campaign(tomorrow))
+    if status == 409:
+        note = "demo campaign already present (kept as it was)"
+    elif status == 201:
+        note = f"demo campaign loaded: {body['slots']} slots, {body['places']} places"
+    else:
+        raise ProcessError(f"loading the demo campaign failed: {status} {body}")
+    room = {"campaign": DEMO, "opens_in_s": opens_in_s, "rate_per_s": 20, "max_active": 200}
+    status, body = _call("PUT", f"{base}/api/admin/rooms/{DEMO}", key, room)
+    if status not in (200, 201):
+        raise ProcessError(f"creating the demo room failed: {status} {body}")
+    return note
+
+
+def _banner(base: str, s: UpSettings, note: str, redis_url: str, bootstrap: str) -> str:
+    return f"""
+fairq is up.
+  gateway        {base}
+  openapi        {base}/api/openapi.json
+  metrics        {base}/metrics
+  demo room      {base}/api/rooms/{DEMO}   (opens in {s.opens_in_s}s)
+  operator key   {s.operator_key}
+  redis          {redis_url}
+  kafka          {bootstrap}
+  logs           {s.state_dir / "logs"}
+  {note}
+
+Try:  curl -s -X POST {base}/api/rooms/{DEMO}/join
+Stop: Ctrl-C
+"""
+
+
+def up(env: Mapping[str, str]) -> int:
+    s = UpSettings.from_env(env)
+    log_dir = s.state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        redis_url = env.get("REDIS_URL") or stack.enter_context(redis_server(log_dir)).url
+        bootstrap = env.get("KAFKA_BOOTSTRAP") or stack.enter_context(kafka_broker(log_dir)).url
+        asyncio.run(ensure_topics(bootstrap, Topics.from_env(env), s.partitions))
+        child_env = dict(env) | {
+            "REDIS_URL": redis_url,
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "FAIRQ_OPERATOR_KEY": s.operator_key,
+            "FAIRQ_SIGNING_KEYS": s.signing_keys,
+            "FAIRQ_HTTP_PORT": str(s.http_port),
+        }
+        components = [
+            spawn(name, name, child_env, log_dir) for name in ("allocator", "admitter", "gateway")
+        ]
+        stack.callback(stop, components)
+        base = f"http://127.0.0.1:{s.http_port}"
+        wait_http_ready(components[-1], f"{base}/healthz")
+        note = load_demo(base, s.operator_key, s.opens_in_s)
+        print(_banner(base, s, note, redis_url, bootstrap), flush=True)
+        return _supervise(components)
+    return 1  # unreachable: the with-block returns
+
+
+def _supervise(components: list[Component]) -> int:
+    """Wait for Ctrl-C/SIGTERM or for a child to die; the caller stops the rest."""
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    while not stopping:
+        for c in components:
+            if c.process.poll() is not None:
+                logger.error(
+                    "%s exited with %s; stopping everything:\n%s",
+                    c.name,
+                    c.process.returncode,
+                    c.tail(),
+                )
+                return 1
+        time.sleep(0.2)
+    print("\nstopping fairq ...", flush=True)
+    return 0

@@ -1,0 +1,290 @@
+"""Operator routes: campaigns and inventory, access codes, rooms, admission and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.bookings import new_command_id
+from gateway.errors import ApiError
+from gateway.http import bearer, json_response, read_json
+from gateway.producer import CommandNotAccepted
+from gateway.roomcache import RoomView
+from gateway.rooms import iso_s, room_view
+from gateway.state import GATEWAY, Gateway
+from schemas.campaign import ID_PATTERN, parse_campaign
+from schemas.commands import AddInventory
+from schemas.events import Event, InventoryAdded
+from schemas.fields import (
+    only_keys,
+    opt_str,
+    req_int,
+    req_number,
+    req_str,
+)
+from waitingroom import keys
+from waitingroom.codes import issue_codes
+from waitingroom.errors import InvalidRoomConfig
+from waitingroom.rooms import RoomConfig
+
+logger = logging.getLogger(__name__)
+
+ROOM_FIELDS = frozenset(
+    {"campaign", "opens_at", "opens_in_s", "rate_per_s", "max_active", "hold_s", "admit_window_s"}
+)
+ADMISSION_FIELDS = frozenset({"rate_per_s", "max_active"})
+INVENTORY_FIELDS = frozenset({"schedules", "slots"})
+CODE_FIELDS = frozenset({"group", "count"})
+MAX_CODES_PER_CALL = 100_000
+MAX_RATE_PER_S = 1_000_000.0
+
+routes = web.RouteTableDef()
+
+
+def require_operator(request: web.Request) -> Gateway:
+    gw = request.app[GATEWAY]
+    presented = bearer(request).encode()
+    if not hmac.compare_digest(presented, gw.settings.operator_key.encode()):
+        raise ApiError(403, "forbidden", "the operator key is not valid")
+    return gw
+
+
+async def _campaign_public(gw: Gateway, name: str) -> dict[str, Any]:
+    raw = await gw.redis.get(keys.campaign(name))
+    if raw is None:
+        raise ApiError(404, "unknown_campaign", f"there is no campaign {name!r}")
+    data: dict[str, Any] = orjson.loads(raw)
+    return data
+
+
+async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str, Any]:
+    """Put inventory on the commands topic and wait for the allocator's answers."""
+    with gw.views.expect([c.command_id for c in commands]) as futures:
+        try:
+            for command in commands:
+                await gw.commands.send(command.county, command)
+        except CommandNotAccepted as e:
+            raise ApiError(503, "unavailable", f"the inventory was not accepted: {e}") from e
+        done: set[asyncio.Future[Event]] = set()
+        if gw.settings.inventory_wait_s > 0:
+            done, _ = await asyncio.wait(futures.values(), timeout=gw.settings.inventory_wait_s)
+    answers = [f.result() for f in done]
+    refused = [
+        {"center": a.center, "reason": a.reason}
+        for a in answers
+        if isinstance(a, InventoryAdded) and not a.accepted
+    ]
+    return {
+        "inventory_commands": len(commands),
+        "slots": sum(len(c.slots) for c in commands),
+        "places": sum(s.capacity for c in commands for s in c.slots),
+        "answered": len(answers),
+        "refused": refused,
+    }
+
+
+@routes.put("/api/admin/campaigns/{campaign}")
+async def put_campaign(request: web.Request) -> web.Response:
+    gw = require_operator(request)
+    name = request.match_info["campaign"]
+    spec = await asyncio.to_thread(parse_campaign, name, await read_json(request))
+    stored = await gw.redis.set(keys.campaign(name), orjson.dumps(spec.public()), nx=True)
+    if not stored:
+        raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")
+    result = await _load_inventory(gw, spec.inventory_commands(new_command_id))
+    logger.info("campaign %s created: %s", name, result)
+    return json_response({"campaign": name, **result}, status=201)
+
+
+@routes.post("/api/admin/campaigns/{campaign}/inventory")
+async def add_inventory(request: web.Request) -> web.Response:
+    gw = require_operator(request)
+    name = request.match_info["campaign"]
+    body = await read_json(request)
+    only_keys(body, INVENTORY_FIELDS, "the inventory body")
+    public = await _campaign_public(gw, name)
+    doc = {k: v for k, v in public.items() if k != "name"} | dict(body)
+    spec = await asyncio.to_thread(parse_campaign, name, doc)
+    delivery = [c for c in spec.inventory_commands(new_command_id) if c.slots]
+    return json_response({"campaign": name, **await _load_inventory(gw, delivery)})
+
+
+@routes.get("/api/admin/campaigns/{campaign}")
+async def get_campaign(request: web.Request) -> web.Response:
+    gw = require_operator(request)
+    name = request.match_info["campaign"]
+    public = await _campaign_public(gw, name)
+    counties = gw.views.summaries.get(name, {})
+    return json_response(public | {"inventory": {k: v.to_map() for k, v in counties.items()}})
+
+
+@routes.post("/api/admin/campaigns/{campaign}/codes")
+async def post_codes(request: web.Request) -> web.Response:
+    gw = require_operator(request)
+    name = request.match_info["campaign"]
+    body = await read_json(request)
+    only_keys(body, CODE_FIELDS, "the codes body")
+    group = req_str(body, "group", max_len=64)
+    count = req_int(body, "count", lo=1, hi=MAX_CODES_PER_CALL)
+    await _campaign_public(gw, name)
+    codes = await issue_codes(gw.redis, name, group, count)
+    return json_response({"campaign": name, "group": group, "codes": codes}, status=201)
+
+
+def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:
+    if body.get("opens_in_s") is not None:
+        return now_s + req_number(body, "opens_in_s", lo=0, hi=365 * 86400)
+    raw = opt_str(body, "opens_at", max_len=64)
+    if raw is None:
+        if current is None:
+            raise ApiError(400, "invalid_request", "'opens_at' or 'opens_in_s' is required")
+        return current
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ApiError(400, "invalid_request", f"'opens_at' is not an ISO datetime: {raw!r}") from e
+    if when.tzinfo is None:
+        raise ApiError(400, "invalid_request", "'opens_at' needs a UTC offset, e.g. 'Z'")
+    return when.timestamp()
+
+
+@routes.put("/api/admin/rooms/{room}")
+async def put_room(request: web.Request) -> web.Response:
+    gw = require_operator(request)
+    name = request.match_info["room"]
+    if not ID_PATTERN.fullmatch(name):
+        raise ApiError(400, "invalid_request", f"a room name must match {ID_PATTERN.pattern}")
+    body = await read_json(request)
+    only_keys(body, ROOM_FIELDS, "the room body")
+    existing = await gw.rooms.get(name)
+    old = existing.snap.config if existing else None
+    campaign = opt_str(body, "campaign") or (old.campaign if old else None)
+    if campaign is None:
+        raise ApiError(400, "invalid_request", "'campaign' is required for a new room")
+    public = await _campaign_public(gw, campaign)
+    defaults = old or RoomConfig(
+        name=name, campaign=campaign, opens_at_s=0.0, hold_s=int(public.get("hold_s", 600))
+    )
+    config = _room_config(
+        name=name,
+        campaign=campaign,
+        opens_at_s=_opens_at(body, gw.clock(), old.opens_at_s if old else None),
+        rate_per_s=_num(body, "rate_per_s", defaults.rate_per_s, MAX_RATE_PER_S),
+        max_active=int(_num(body, "max_active", defaults.max_active, 10_000_000)),
+        hold_s=int(_num(body, "hold_s", defaults.hold_s, 86_400, lo=60)),
+        admit_window_s=int(_num(body, "admit_window_s", defaults.admit_window_s, 86_400, lo=10)),
+    )
+    await gw.store.put_room(config)
+    view = await gw.rooms.reload(name)
+    if view is None:
+        raise ApiError(503, "unavailable", "the room was stored but could not be read back")
+    return json_response(_stats(gw, view), status=200 if existing else 201)
+
+
+def _room_config(**fields: Any) -> RoomConfig:
+    try:
+        return RoomConfig(**fields)
+    except InvalidRoomConfig as e:
+        raise ApiError(400, "invalid_request", str(e)) from e
+
+
+def _num(body: Mapping[str, Any], key: str, default: float, hi: float, lo: float = 0) -> float:
+    if body.get(key) is None:
+        return default
+    if key in ("max_active", "hold_s", "admit_window_s"):
+        return req_int(body, key, lo=int(lo), hi=int(hi))
+    return req_number(body, key, lo=lo, hi=hi)
+
+
+async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
+    gw = require_operator(request)
+    return gw, await room_view(gw, request.match_info["room"])
+
+
+@routes.post("/api/admin/rooms/{room}/open")
+async def open_room(request: web.Request) -> web.Response:
+    gw, view = await _admin_room(request)
+    await gw.store.open_now(view.snap.config.name, gw.clock())
+    return await _reloaded(gw, view)
+
+
+async def _set_state(request: web.Request, state: str) -> web.Response:
+    gw, view = await _admin_room(request)
+    await gw.store.set_state(view.snap.config.name, state)
+    return await _reloaded(gw, view)
+
+
+@routes.post("/api/admin/rooms/{room}/pause")
+async def pause_room(request: web.Request) -> web.Response:
+    return await _set_state(request, "paused")
+
+
+@routes.post("/api/admin/rooms/{room}/resume")
+async def resume_room(request: web.Request) -> web.Response:
+    return await _set_state(request, "open")
+
+
+@routes.post("/api/admin/rooms/{room}/close")
+async def close_room(request: web.Request) -> web.Response:
+    return await _set_state(request, "closed")
+
+
+@routes.put("/api/admin/rooms/{room}/admission")
+async def put_admission(request: web.Request) -> web.Response:
+    gw, view = await _admin_room(request)
+    body = await read_json(request)
+    only_keys(body, ADMISSION_FIELDS, "the admission body")
+    config = view.snap.config
+    rate = _num(body, "rate_per_s", config.rate_per_s, MAX_RATE_PER_S)
+    max_active = int(_num(body, "max_active", config.max_active, 10_000_000))
+    try:
+        await gw.store.set_admission(config.name, rate, max_active)
+    except InvalidRoomConfig as e:
+        raise ApiError(400, "invalid_request", str(e)) from e
+    return await _reloaded(gw, view)
+
+
+@routes.get("/api/admin/rooms/{room}/stats")
+async def room_stats(request: web.Request) -> web.Response:
+    gw, view = await _admin_room(request)
+    return json_response(_stats(gw, view))
+
+
+async def _reloaded(gw: Gateway, view: RoomView) -> web.Response:
+    fresh = await gw.rooms.reload(view.snap.config.name)
+    return json_response(_stats(gw, fresh or view))
+
+
+def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
+    snap, config = view.snap, view.snap.config
+    counties = gw.views.summaries.get(config.campaign, {})
+    return {
+        "room": config.name,
+        "campaign": config.campaign,
+        "state": snap.state,
+        "sold_out": snap.sold_out,
+        "opens_at": iso_s(config.opens_at_s),
+        "opened_at": iso_s(snap.opened_at_s),
+        "rate_per_s": config.rate_per_s,
+        "max_active": config.max_active,
+        "hold_s": config.hold_s,
+        "admit_window_s": config.admit_window_s,
+        "measured_rate_per_s": view.meter.rate_per_s,
+        "joined": snap.queue_length,
+        "prequeue_size": snap.prequeue_size,
+        "queue_depth": max(0, snap.queue_length - snap.cursor),
+        "admitted": snap.cursor,
+        "active": snap.active,
+        "lottery_seed": snap.seed,
+        "held": sum(c.held for c in counties.values()),
+        "confirmed": sum(c.confirmed for c in counties.values()),
+        "pairs_left": sum(c.pairs_left for c in counties.values()),
+        "counties": {k: v.to_map() for k, v in sorted(counties.items())},
+    }

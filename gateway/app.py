@@ -1,0 +1,120 @@
+"""The gateway's aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import admin, bookings, rooms
+from gateway.bookingviews import BookingViews, consume_events
+from gateway.errors import json_errors
+from gateway.http import json_response
+from gateway.metrics import GatewayMetrics
+from gateway.openapi import openapi_document
+from gateway.producer import CommandProducer, make_producer
+from gateway.roomcache import RoomCache
+from gateway.settings import GatewaySettings
+from gateway.state import GATEWAY, Gateway
+from waitingroom.rooms import RoomStore
+from waitingroom.tickets import Signer
+
+logger = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+CAUGHT_UP_WAIT_S = 30.0
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    await gw.redis.ping()
+    return json_response({"status": "ok", "bookings_known": len(gw.views.views)})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    gw.metrics.streams.labels("booking")  # make the series exist before the first stream
+    body = generate_latest(gw.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+async def _components(
+    settings: GatewaySettings, metrics: GatewayMetrics, app: web.Application
+) -> AsyncIterator[None]:
+    """Redis, the producer, the events reader and the room refresher, for the app's lifetime."""
+    conn = settings.connections
+    redis = aioredis.Redis.from_url(conn.redis_url)
+    producer = make_producer(conn.kafka_bootstrap)
+    await producer.start()
+    store = RoomStore(redis)
+    views = BookingViews()
+    cache = RoomCache(redis, store, settings.refresh_s)
+    app[GATEWAY] = Gateway(
+        settings=settings,
+        redis=redis,
+        store=store,
+        signer=Signer(settings.signing_keys, settings.signing_kid),
+        rooms=cache,
+        views=views,
+        commands=CommandProducer(producer, conn.topics.commands),
+        metrics=metrics,
+    )
+    caught_up = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up)
+        ),
+        asyncio.create_task(cache.run()),
+    ]
+    try:
+        await _wait_caught_up(caught_up, tasks[0])
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await producer.stop()
+        await redis.aclose()
+
+
+async def _wait_caught_up(caught_up: asyncio.Event, reader: asyncio.Task[None]) -> None:
+    """Serve only after the booking states of the events topic are read (or say why not)."""
+    waiter = asyncio.create_task(caught_up.wait())
+    done, _ = await asyncio.wait(
+        {waiter, reader}, timeout=CAUGHT_UP_WAIT_S, return_when=asyncio.FIRST_COMPLETED
+    )
+    if reader in done:
+        waiter.cancel()
+        reader.result()  # raises the reader's error
+        raise RuntimeError("the booking-events reader stopped before it caught up")
+    if not done:
+        waiter.cancel()
+        logger.warning("booking-events not caught up after %.0fs; serving anyway", CAUGHT_UP_WAIT_S)
+
+
+def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> web.Application:
+    metrics = metrics or GatewayMetrics()
+    app = web.Application(
+        middlewares=[metrics.middleware(), json_errors], client_max_size=4 * 1024 * 1024
+    )
+    app.cleanup_ctx.append(partial(_components, settings, metrics))
+    app.add_routes(routes)
+    app.add_routes(rooms.routes)
+    app.add_routes(bookings.routes)
+    app.add_routes(admin.routes)
+    return app

@@ -1,0 +1,233 @@
+"""Booking routes: request a pair, read and stream its state, confirm and cancel it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from gateway.bookingviews import BookingView
+from gateway.errors import ApiError
+from gateway.http import bearer, json_response, read_json
+from gateway.producer import CommandNotAccepted
+from gateway.rooms import room_view
+from gateway.sse import open_stream, send_event, send_keepalive
+from gateway.state import GATEWAY, Gateway
+from schemas.commands import Book, Cancel, Confirm
+from schemas.events import Event, Failed
+from schemas.fields import only_keys, opt_date, opt_str, req_str
+from waitingroom import keys
+from waitingroom.errors import TicketError, TicketExpired, WrongRoom
+from waitingroom.tickets import BookingToken
+
+BOOKING_FIELDS = frozenset({"county", "center", "earliest"})
+BOOKING_RECORD_TTL_S = 90 * 86400
+RETRY_AFTER_S = "2"
+
+routes = web.RouteTableDef()
+
+
+def new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
+def booking_id_for(token: BookingToken) -> str:
+    """The one booking a token can make: derived from the token, so no lookup is needed."""
+    digest = hashlib.sha256(token.token_id.encode()).digest()
+    return "bk_" + base64.b32encode(digest).decode()[:24].lower()
+
+
+def verify_booking_token(gw: Gateway, raw: str, room: str | None = None) -> BookingToken:
+    try:
+        return gw.signer.verify_booking_token(raw, gw.clock(), room)
+    except WrongRoom as e:
+        raise ApiError(403, "wrong_room", "this booking token belongs to another room") from e
+    except TicketExpired as e:
+        raise ApiError(401, "token_expired", "this booking token has expired") from e
+    except TicketError as e:
+        raise ApiError(401, "invalid_token", "the booking token is not valid") from e
+
+
+def _check_wish(view_counties: set[str], center_county: str | None, body: Any) -> None:
+    county = body["county"]
+    if county not in view_counties:
+        raise ApiError(400, "unknown_county", f"this room books no county {county!r}")
+    if body.get("center") is not None:
+        if center_county is None:
+            raise ApiError(400, "unknown_center", f"there is no center {body['center']!r}")
+        if center_county != county:
+            raise ApiError(400, "center_not_in_county", "that center is not in that county")
+
+
+@routes.post("/api/rooms/{room}/bookings")
+async def create_booking(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    name = request.match_info["room"]
+    view = await room_view(gw, name)
+    token = verify_booking_token(gw, bearer(request), name)
+    body = await read_json(request)
+    only_keys(body, BOOKING_FIELDS, "the booking body")
+    county = req_str(body, "county")
+    center = opt_str(body, "center")
+    earliest = opt_date(body, "earliest")
+    _check_wish(view.county_ids(), view.center_county(center) if center else None, body)
+    booking_id = booking_id_for(token)
+    if not await gw.redis.set(
+        keys.token_booking(token.token_id), booking_id, nx=True, ex=BOOKING_RECORD_TTL_S
+    ):
+        raise ApiError(
+            409,
+            "token_used",
+            "this booking token has made its booking already",
+            extra={"booking_id": booking_id},
+        )
+    config = view.snap.config
+    command = Book(
+        command_id=new_command_id(),
+        booking_id=booking_id,
+        campaign=config.campaign,
+        identity=token.identity,
+        county=county,
+        center=center,
+        earliest=earliest.isoformat() if earliest else None,
+        hold_s=config.hold_s,
+        group=token.group,
+    )
+    await _record_booking(gw, token, command)
+    try:
+        await gw.commands.send(county, command)
+    except CommandNotAccepted as e:
+        await gw.redis.delete(keys.token_booking(token.token_id), keys.booking(booking_id))
+        raise ApiError(
+            503,
+            "unavailable",
+            "bookings cannot be taken right now; try again",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from e
+    gw.metrics.bookings_total.inc()
+    return json_response({"booking_id": booking_id, "state": "pending"}, status=202)
+
+
+async def _record_booking(gw: Gateway, token: BookingToken, command: Book) -> None:
+    """Where the booking came from: the admitter frees the place when it ends."""
+    record: list[str | int] = [
+        *("room", token.room),
+        *("position", token.position),
+        *("campaign", command.campaign),
+        *("county", command.county),
+        *("identity", command.identity),
+    ]
+    deadline = gw.clock() + command.hold_s + gw.settings.booking_grace_s
+    async with gw.redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.booking(command.booking_id), items=record)
+        pipe.expire(keys.booking(command.booking_id), BOOKING_RECORD_TTL_S)
+        await pipe.execute()
+    await gw.store.booking_started(token.room, token.position, deadline)
+
+
+async def _own_booking(request: web.Request, token_param: bool = False) -> tuple[Gateway, str]:
+    gw = request.app[GATEWAY]
+    booking_id = request.match_info["booking_id"]
+    raw = bearer(request, query="token" if token_param else None)
+    token = verify_booking_token(gw, raw)
+    if booking_id_for(token) != booking_id:
+        raise ApiError(403, "not_your_booking", "this token did not make that booking")
+    return gw, booking_id
+
+
+async def _current(gw: Gateway, booking_id: str) -> BookingView:
+    view = gw.views.get(booking_id)
+    if view is not None:
+        return view
+    if await gw.redis.exists(keys.booking(booking_id)):
+        return BookingView(booking_id)
+    raise ApiError(404, "unknown_booking", "there is no such booking")
+
+
+@routes.get("/api/bookings/{booking_id}")
+async def get_booking(request: web.Request) -> web.Response:
+    gw, booking_id = await _own_booking(request)
+    return json_response((await _current(gw, booking_id)).to_json())
+
+
+@routes.get("/api/bookings/{booking_id}/events")
+async def booking_events(request: web.Request) -> web.StreamResponse:
+    gw, booking_id = await _own_booking(request, token_param=True)
+    current = await _current(gw, booking_id)
+    response = await open_stream(request)
+    gw.metrics.streams.labels("booking").inc()
+    try:
+        with gw.views.watch(booking_id) as changes:
+            view = gw.views.get(booking_id) or current
+            await send_event(response, "booking", view.to_json())
+            while not view.final:
+                try:
+                    view = await asyncio.wait_for(changes.get(), gw.settings.sse_keepalive_s)
+                except TimeoutError:
+                    await send_keepalive(response)
+                    continue
+                await send_event(response, "booking", view.to_json())
+    finally:
+        gw.metrics.streams.labels("booking").dec()
+    return response
+
+
+async def _command(gw: Gateway, view: BookingView, command: Confirm | Cancel) -> web.Response:
+    """Send a confirm/cancel and wait briefly for the allocator's answer."""
+    if view.county is None:
+        raise ApiError(409, "pending", "the booking has no answer yet; try again shortly")
+    with gw.views.expect([command.command_id]) as futures:
+        try:
+            await gw.commands.send(view.county, command)
+        except CommandNotAccepted as e:
+            raise ApiError(
+                503, "unavailable", "try again", headers={"Retry-After": RETRY_AFTER_S}
+            ) from e
+        try:
+            answer: Event = await asyncio.wait_for(
+                futures[command.command_id], gw.settings.answer_wait_s
+            )
+        except TimeoutError:
+            return json_response(view.to_json(), status=202)
+    if isinstance(answer, Failed):
+        raise ApiError(
+            409,
+            answer.reason,
+            f"the booking could not be changed: {answer.reason}",
+            extra={"booking": view.to_json()},
+        )
+    return json_response(view.to_json())
+
+
+@routes.post("/api/bookings/{booking_id}/confirm")
+async def confirm(request: web.Request) -> web.Response:
+    gw, booking_id = await _own_booking(request)
+    view = await _current(gw, booking_id)
+    if view.state != "held":
+        raise ApiError(
+            409,
+            "not_held",
+            f"only a held booking can be confirmed; it is {view.state}",
+            extra={"booking": view.to_json()},
+        )
+    campaign = view.campaign or ""
+    return await _command(gw, view, Confirm(new_command_id(), booking_id, campaign))
+
+
+@routes.post("/api/bookings/{booking_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    gw, booking_id = await _own_booking(request)
+    view = await _current(gw, booking_id)
+    if view.state not in ("held", "confirmed"):
+        raise ApiError(
+            409,
+            "not_cancellable",
+            f"a {view.state} booking cannot be cancelled",
+            extra={"booking": view.to_json()},
+        )
+    campaign = view.campaign or ""
+    return await _command(gw, view, Cancel(new_command_id(), booking_id, campaign))

@@ -1,0 +1,219 @@
+"""The latest state of every booking, kept in gateway memory from ``booking-events``.
+
+Every gateway reads the whole events topic (no consumer group), so any gateway can
+answer ``GET /api/bookings/{id}`` and push changes to the streams it holds. Events
+are applied only when their ``rev`` is higher than the one held: a replayed or
+duplicated event changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import SchemaError
+from schemas.events import (
+    Appointment,
+    BookingEvent,
+    Cancelled,
+    Confirmed,
+    CountySummary,
+    Event,
+    Expired,
+    Failed,
+    Held,
+    InventoryAdded,
+    Rejected,
+    Summary,
+    decode_event,
+)
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})
+_STATE_OF: dict[type, str] = {
+    Held: "held",
+    Confirmed: "confirmed",
+    Rejected: "rejected",
+    Expired: "expired",
+    Cancelled: "cancelled",
+}
+
+
+def iso_ms(epoch_ms: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class BookingView:
+    booking_id: str
+    state: str = "pending"
+    rev: int = 0
+    campaign: str | None = None
+    county: str | None = None
+    appointments: tuple[Appointment, ...] = ()
+    hold_expires_at_ms: int | None = None
+    reason: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        held = self.state == "held" and self.hold_expires_at_ms is not None
+        return {
+            "booking_id": self.booking_id,
+            "state": self.state,
+            "appointments": [
+                {
+                    "dose": a.dose,
+                    "center": a.center,
+                    "center_name": a.center_name,
+                    "vaccine": a.vaccine,
+                    "start": a.start,
+                }
+                for a in self.appointments
+            ],
+            "hold_expires_at": iso_ms(self.hold_expires_at_ms)
+            if held and self.hold_expires_at_ms
+            else None,
+            "reason": self.reason,
+        }
+
+
+@dataclass(slots=True)
+class BookingViews:
+    """Booking states, waiting streams and pending command answers of one gateway."""
+
+    views: dict[str, BookingView] = field(default_factory=dict)
+    summaries: dict[str, dict[str, CountySummary]] = field(default_factory=dict)
+    _watchers: dict[str, set[asyncio.Queue[BookingView]]] = field(default_factory=dict)
+    _answers: dict[str, asyncio.Future[Event]] = field(default_factory=dict)
+
+    def get(self, booking_id: str) -> BookingView | None:
+        return self.views.get(booking_id)
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, Summary):
+            self.summaries.setdefault(event.campaign, {}).update(event.counties)
+            return
+        if isinstance(event, Held | Confirmed | Rejected | Expired | Cancelled):
+            self._apply_change(event)
+        self._answer(event)
+
+    def _apply_change(self, event: BookingEvent) -> None:
+        view = self.views.get(event.booking_id)
+        if view is None:
+            view = self.views[event.booking_id] = BookingView(event.booking_id)
+        if event.rev <= view.rev:
+            return
+        view.rev = event.rev
+        view.state = _STATE_OF[type(event)]
+        view.campaign = event.campaign
+        if isinstance(event, Held):
+            view.county = event.county
+            view.appointments = event.appointments
+            view.hold_expires_at_ms = event.hold_expires_at_ms
+        elif isinstance(event, Confirmed):
+            view.appointments = event.appointments
+        elif isinstance(event, Rejected):
+            view.reason = event.reason
+        for queue in self._watchers.get(event.booking_id, ()):
+            queue.put_nowait(view)
+
+    def _answer(
+        self, event: Held | Confirmed | Rejected | Expired | Cancelled | Failed | InventoryAdded
+    ) -> None:
+        future = self._answers.pop(event.command_id, None)
+        if future is not None and not future.done():
+            future.set_result(event)
+
+    @contextlib.contextmanager
+    def watch(self, booking_id: str) -> Iterator[asyncio.Queue[BookingView]]:
+        """A queue that receives the view after every change of that booking."""
+        queue: asyncio.Queue[BookingView] = asyncio.Queue()
+        self._watchers.setdefault(booking_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            watchers = self._watchers.get(booking_id)
+            if watchers is not None:
+                watchers.discard(queue)
+                if not watchers:
+                    del self._watchers[booking_id]
+
+    @contextlib.contextmanager
+    def expect(self, command_ids: list[str]) -> Iterator[dict[str, asyncio.Future[Event]]]:
+        """Futures resolved by the answers to these commands (register before producing)."""
+        loop = asyncio.get_running_loop()
+        futures = {cid: loop.create_future() for cid in command_ids}
+        self._answers.update(futures)
+        try:
+            yield futures
+        finally:
+            for cid in command_ids:
+                self._answers.pop(cid, None)
+
+    @property
+    def streams(self) -> int:
+        return sum(len(w) for w in self._watchers.values())
+
+
+async def consume_events(
+    bootstrap: str, topic: str, views: BookingViews, caught_up: asyncio.Event
+) -> None:
+    """Read the whole events topic into ``views``; set ``caught_up`` once at the start's end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await _wait_for_partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        targets = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    _apply_record(views, record.value, record.offset)
+            if not caught_up.is_set() and await _reached(consumer, targets):
+                caught_up.set()
+                logger.info("booking views caught up: %d bookings", len(views.views))
+    finally:
+        await consumer.stop()
+
+
+async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int]) -> bool:
+    for tp, end in targets.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await consumer.topics()  # refreshes the cluster metadata
+        if not consumer.partitions_for_topic(topic):
+            logger.warning("topic %s has no partitions yet; waiting for it", topic)
+            await asyncio.sleep(0.5)
+
+
+def _apply_record(views: BookingViews, value: bytes | None, offset: int) -> None:
+    if value is None:
+        return
+    try:
+        event = decode_event(value)
+    except SchemaError as e:
+        logger.error("skipping undecodable event at offset %d: %s", offset, e)
+        return
+    views.apply(event)

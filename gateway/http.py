@@ -1,0 +1,56 @@
+"""Small request/response helpers shared by the gateway's route modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import ApiError
+from schemas import SchemaError
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+async def read_json(request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:
+    """The request's JSON object; an empty body is ``{}`` when ``optional``."""
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise SchemaError("a JSON object body is required", "invalid_json")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise SchemaError(f"the body is not valid JSON: {e}", "invalid_json") from e
+    if not isinstance(data, dict):
+        raise SchemaError("the body must be a JSON object", "invalid_json")
+    return data
+
+
+def bearer(request: web.Request, *, cookie: str | None = None, query: str | None = None) -> str:
+    """The bearer token from the Authorization header, else a cookie or query parameter.
+
+    A browser's EventSource cannot set headers, hence the alternatives.
+    """
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "Authorization must be 'Bearer <token>'")
+        return token.strip()
+    for value in (
+        request.query.get(query) if query else None,
+        request.cookies.get(cookie) if cookie else None,
+    ):
+        if value:
+            return value
+    raise ApiError(401, "unauthorized", "a bearer token is required")

@@ -1,0 +1,133 @@
+"""Each gateway's in-memory copy of its rooms' counters, refreshed a few times a second.
+
+A status check or an event stream is answered from here: no Redis round trip per
+visitor. The refresh loop reads every room's snapshot (one pipeline per room),
+computes the pre-queue order once when a room opens, measures the admission
+rate, and wakes the streams of a room whose snapshot changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from waitingroom import keys
+from waitingroom.errors import WaitingRoomError
+from waitingroom.lottery import prequeue_order
+from waitingroom.rooms import RoomSnapshot, RoomStore
+from waitingroom.status import RateMeter, Status, status_of
+from waitingroom.tickets import Ticket
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_ROOM_TTL_S = 1.0
+CAMPAIGN_REFRESH_S = 5.0
+
+
+@dataclass(slots=True)
+class RoomView:
+    snap: RoomSnapshot
+    order: Sequence[int] | None = None
+    meter: RateMeter = field(default_factory=RateMeter)
+    campaign: dict[str, Any] | None = None
+    campaign_loaded_at_s: float = 0.0
+    version: int = 0
+    _changed: asyncio.Future[None] | None = None
+
+    def status(self, ticket: Ticket, now_s: float) -> Status:
+        return status_of(ticket, self.snap, self.order, now_s, self.meter.rate_per_s)
+
+    async def next_change(self, version: int) -> int:
+        """Wait until the view's version passes ``version``; returns the new version."""
+        while self.version <= version:
+            if self._changed is None or self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+        return self.version
+
+    def _notify(self) -> None:
+        self.version += 1
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+    def county_ids(self) -> set[str]:
+        return {c["id"] for c in (self.campaign or {}).get("counties", [])}
+
+    def center_county(self, center: str) -> str | None:
+        for c in (self.campaign or {}).get("centers", []):
+            if c["id"] == center:
+                return str(c["county"])
+        return None
+
+
+class RoomCache:
+    def __init__(self, redis: aioredis.Redis, store: RoomStore, refresh_s: float) -> None:
+        self._redis = redis
+        self._store = store
+        self._refresh_s = refresh_s
+        self._rooms: dict[str, RoomView] = {}
+        self._unknown: dict[str, float] = {}
+
+    def known(self) -> dict[str, RoomView]:
+        return self._rooms
+
+    async def get(self, name: str) -> RoomView | None:
+        """The room's view; an unknown name is looked up at most once a second."""
+        view = self._rooms.get(name)
+        if view is not None:
+            return view
+        now = time.monotonic()
+        if self._unknown.get(name, 0.0) > now:
+            return None
+        snap = await self._store.load(name)
+        if snap is None:
+            self._unknown[name] = now + UNKNOWN_ROOM_TTL_S
+            return None
+        return await self._install(name, snap)
+
+    async def reload(self, name: str) -> RoomView | None:
+        """Re-read one room now (after an operator changed it through this gateway)."""
+        snap = await self._store.load(name)
+        if snap is None:
+            return None
+        return await self._install(name, snap)
+
+    async def run(self) -> None:
+        """Refresh every known room until cancelled."""
+        while True:
+            for name in list(self._rooms):
+                try:
+                    await self.reload(name)
+                except (aioredis.RedisError, WaitingRoomError) as e:
+                    logger.warning("refreshing room %s failed: %s", name, e)
+            await asyncio.sleep(self._refresh_s)
+
+    async def _install(self, name: str, snap: RoomSnapshot) -> RoomView:
+        view = self._rooms.get(name)
+        if view is None:
+            view = self._rooms[name] = RoomView(snap)
+            self._unknown.pop(name, None)
+        view.meter.observe(time.time(), snap.cursor)
+        if snap.opened and view.order is None and snap.seed is not None:
+            view.order = await asyncio.to_thread(prequeue_order, snap.seed, snap.prequeue_size)
+            logger.info("room %s opened: pre-queue of %d ordered", name, snap.prequeue_size)
+        await self._load_campaign(view, snap.config.campaign)
+        if snap != view.snap or view.version == 0:
+            view.snap = snap
+            view._notify()
+        return view
+
+    async def _load_campaign(self, view: RoomView, campaign: str) -> None:
+        now = time.monotonic()
+        if view.campaign is not None and now - view.campaign_loaded_at_s < CAMPAIGN_REFRESH_S:
+            return
+        raw = await self._redis.get(keys.campaign(campaign))
+        view.campaign = orjson.loads(raw) if raw else None
+        view.campaign_loaded_at_s = now

@@ -1,0 +1,29 @@
+"""Running one gateway process until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+
+async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set; then stop intake, drain for a while, cancel the rest."""
+    runner = web.AppRunner(
+        create_app(settings), shutdown_timeout=settings.shutdown_drain_s, access_log=None
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        logger.info("gateway listening on %s", ", ".join(map(str, runner.addresses)))
+        await stop.wait()
+        logger.info("gateway stopping: draining for up to %.1fs", settings.shutdown_drain_s)
+    finally:
+        await runner.cleanup()

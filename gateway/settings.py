@@ -1,0 +1,58 @@
+"""Gateway settings, read from the environment at the entry point only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fairq.config import ConfigError, Connections, env_float, env_int, env_str
+
+MIN_SECRET_BYTES = 16
+
+
+def parse_signing_keys(raw: str) -> dict[str, bytes]:
+    """``kid:secret[,kid:secret...]`` → {kid: secret}. The first one signs."""
+    keys: dict[str, bytes] = {}
+    for part in raw.split(","):
+        kid, sep, secret = part.strip().partition(":")
+        if not sep or not kid or not secret:
+            raise ConfigError("FAIRQ_SIGNING_KEYS must look like 'kid:secret[,kid:secret...]'")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"signing key {kid!r} is shorter than {MIN_SECRET_BYTES} bytes")
+        keys[kid] = secret.encode()
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    connections: Connections
+    operator_key: str
+    signing_keys: dict[str, bytes]
+    signing_kid: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    refresh_s: float = 0.2  # how often each room's counters are re-read from Redis
+    answer_wait_s: float = 5.0  # how long confirm/cancel wait for the allocator's answer
+    booking_grace_s: int = 120  # active-booker deadline after a hold would run out
+    shutdown_drain_s: float = 5.0
+    inventory_wait_s: float = 30.0  # how long inventory loading waits for the allocator's answers
+    sse_keepalive_s: float = 15.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
+        keys = parse_signing_keys(env_str(env, "FAIRQ_SIGNING_KEYS"))
+        operator_key = env_str(env, "FAIRQ_OPERATOR_KEY")
+        if len(operator_key) < MIN_SECRET_BYTES:
+            raise ConfigError(f"FAIRQ_OPERATOR_KEY must be at least {MIN_SECRET_BYTES} characters")
+        return cls(
+            connections=Connections.from_env(env),
+            operator_key=operator_key,
+            signing_keys=keys,
+            signing_kid=next(iter(keys)),
+            host=env_str(env, "FAIRQ_HTTP_HOST", "127.0.0.1"),
+            port=env_int(env, "FAIRQ_HTTP_PORT", 8080, lo=0),
+            refresh_s=env_float(env, "FAIRQ_REFRESH_S", 0.2, lo=0.01),
+            answer_wait_s=env_float(env, "FAIRQ_ANSWER_WAIT_S", 5.0),
+            shutdown_drain_s=env_float(env, "FAIRQ_SHUTDOWN_DRAIN_S", 5.0),
+            inventory_wait_s=env_float(env, "FAIRQ_INVENTORY_WAIT_S", 30.0),
+        )

@@ -1,0 +1,94 @@
+"""Field readers that turn an untrusted mapping into typed values or raise SchemaError."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.errors import SchemaError
+
+MAX_ID_LEN = 128
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def req_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str:
+    value = m.get(key)
+    if not isinstance(value, str) or not value:
+        raise SchemaError(f"'{key}' must be a non-empty string")
+    if len(value) > max_len:
+        raise SchemaError(f"'{key}' is longer than {max_len} characters")
+    return value
+
+
+def opt_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str | None:
+    if m.get(key) is None:
+        return None
+    return req_str(m, key, max_len=max_len)
+
+
+def req_int(m: Mapping[str, Any], key: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    value = m.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SchemaError(f"'{key}' must be an integer")
+    if lo is not None and value < lo:
+        raise SchemaError(f"'{key}' must be at least {lo}")
+    if hi is not None and value > hi:
+        raise SchemaError(f"'{key}' must be at most {hi}")
+    return value
+
+
+def req_number(
+    m: Mapping[str, Any], key: str, *, lo: float | None = None, hi: float | None = None
+) -> float:
+    value = m.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise SchemaError(f"'{key}' must be a number")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SchemaError(f"'{key}' must be a finite number")
+    if lo is not None and value < lo:
+        raise SchemaError(f"'{key}' must be at least {lo}")
+    if hi is not None and value > hi:
+        raise SchemaError(f"'{key}' must be at most {hi}")
+    return float(value)
+
+
+def req_list(m: Mapping[str, Any], key: str, *, max_len: int = 100_000) -> list[Any]:
+    value = m.get(key)
+    if not isinstance(value, list | tuple):
+        raise SchemaError(f"'{key}' must be a list")
+    if len(value) > max_len:
+        raise SchemaError(f"'{key}' has more than {max_len} items")
+    return list(value)
+
+
+def req_map(m: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = m.get(key)
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"'{key}' must be an object")
+    if not all(isinstance(k, str) for k in value):
+        raise SchemaError(f"'{key}' must have string keys")
+    return value
+
+
+def parse_date(value: Any, key: str) -> dt.date:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise SchemaError(f"'{key}' must be an ISO date (YYYY-MM-DD), got {value!r}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as e:
+        raise SchemaError(f"'{key}' must be an ISO date (YYYY-MM-DD), got {value!r}") from e
+
+
+def opt_date(m: Mapping[str, Any], key: str) -> dt.date | None:
+    if m.get(key) is None:
+        return None
+    return parse_date(m[key], key)
+
+
+def only_keys(m: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = set(m) - allowed
+    if unknown:
+        names = ", ".join(sorted(str(k) for k in unknown))
+        raise SchemaError(f"unknown field(s) in {where}: {names}")

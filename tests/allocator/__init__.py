@@ -1,0 +1,89 @@
+"""Tests of the allocator; the helpers below build commands over a fixed calendar.
+
+Day ``n`` is ``BASE_DAY + n days``; slots start on the hour in UTC, so a slot's
+``start_s`` follows from its day and hour. ``T0_MS`` is a log time before every slot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from schemas.commands import AddInventory, Book, Cancel, Confirm, SlotSpec
+
+BASE_DAY = dt.date(2030, 3, 1)
+T0_MS = int(dt.datetime(2030, 2, 28, tzinfo=dt.UTC).timestamp()) * 1000
+CAMPAIGN = "spring"
+
+
+def slot(day: int, hour: int = 9, capacity: int = 1) -> SlotSpec:
+    date = BASE_DAY + dt.timedelta(days=day)
+    start = dt.datetime(date.year, date.month, date.day, hour, tzinfo=dt.UTC)
+    return SlotSpec(date.isoformat(), start.isoformat(), int(start.timestamp()), capacity)
+
+
+def start_ms(day: int, hour: int = 9) -> int:
+    return slot(day, hour).start_s * 1000
+
+
+def day_iso(day: int) -> str:
+    return (BASE_DAY + dt.timedelta(days=day)).isoformat()
+
+
+def slot_id(center: str, vaccine: str, day: int, hour: int = 9) -> str:
+    return f"{center}/{vaccine}/{slot(day, hour).start}"
+
+
+def add(
+    command_id: str,
+    county: str,
+    center: str,
+    slots: Iterable[SlotSpec],
+    *,
+    vaccine: str = "vx",
+    min_days: int = 21,
+    max_days: int = 28,
+    campaign: str = CAMPAIGN,
+) -> AddInventory:
+    return AddInventory(
+        command_id=command_id,
+        campaign=campaign,
+        county=county,
+        center=center,
+        center_name=f"Center {center}",
+        vaccine=vaccine,
+        min_days=min_days,
+        max_days=max_days,
+        slots=tuple(slots),
+    )
+
+
+def book(
+    command_id: str,
+    booking_id: str,
+    identity: str,
+    county: str,
+    *,
+    center: str | None = None,
+    earliest: str | None = None,
+    hold_s: int = 600,
+    campaign: str = CAMPAIGN,
+) -> Book:
+    return Book(
+        command_id=command_id,
+        booking_id=booking_id,
+        campaign=campaign,
+        identity=identity,
+        county=county,
+        center=center,
+        earliest=earliest,
+        hold_s=hold_s,
+    )
+
+
+def confirm(command_id: str, booking_id: str, campaign: str = CAMPAIGN) -> Confirm:
+    return Confirm(command_id, booking_id, campaign)
+
+
+def cancel(command_id: str, booking_id: str, campaign: str = CAMPAIGN) -> Cancel:
+    return Cancel(command_id, booking_id, campaign)

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import pytest
+
+from allocator.errors import InvariantError
+from allocator.inventory import Center, Line, Slot, day_ordinal
+from schemas.commands import SlotSpec
+from tests.allocator import BASE_DAY, T0_MS, day_iso, slot, start_ms
+
+
+def line(min_days: int = 2, max_days: int = 3) -> Line:
+    return Center("c1", "Center one", "north").line("vx", min_days, max_days)
+
+
+def starts(pair: tuple[Slot, Slot] | None) -> list[str]:
+    assert pair is not None
+    return [s.slot_id for s in pair]
+
+
+def test_day_ordinal_counts_days() -> None:
+    assert day_ordinal(day_iso(3)) - day_ordinal(day_iso(0)) == 3
+    assert day_ordinal(BASE_DAY.isoformat()) == BASE_DAY.toordinal()
+
+
+def test_center_orders_its_lines_by_vaccine() -> None:
+    center = Center("c1", "Center one", "north")
+    b = center.line("b", 1, 2)
+    a = center.line("a", 1, 2)
+    assert center.line("b", 1, 2) is b
+    assert center.line_list == [a, b]
+
+
+def test_add_orders_slots_and_counts_free_places() -> None:
+    ln = line()
+    ln.add([slot(2, 10, 3), slot(0, 9, 1), slot(2, 8, 2)])
+    assert [s.start_s for s in ln.slots] == sorted(s.start_s for s in ln.slots)
+    assert ln.ordinals == [day_ordinal(day_iso(0)), day_ordinal(day_iso(2))]
+    assert [d.free for d in ln.days] == [1, 5]
+    assert ln.free == 6
+    assert ln.monotone
+
+
+def test_adding_a_known_slot_raises_its_capacity() -> None:
+    ln = line()
+    ln.add([slot(0, 9, 1)])
+    ln.add([slot(0, 9, 2), slot(0, 9, 1)])
+    assert [(s.capacity, s.used) for s in ln.slots] == [(4, 0)]
+    assert ln.free == 4
+
+
+def test_take_and_release_move_the_cursors() -> None:
+    ln = line()
+    ln.add([slot(0, 9), slot(0, 10)])
+    first = ln.head_slot(T0_MS)
+    assert first is not None and first.start_s == slot(0, 9).start_s
+    ln.take(first)
+    second = ln.head_slot(T0_MS)
+    assert second is not None and second.start_s == slot(0, 10).start_s
+    ln.release(first)
+    assert ln.head_slot(T0_MS) is first
+    assert ln.days[0].first_free() is first
+
+
+def test_take_of_a_full_slot_and_release_of_an_unused_one_are_bugs() -> None:
+    ln = line()
+    ln.add([slot(0, 9)])
+    s = ln.slots[0]
+    with pytest.raises(InvariantError):
+        ln.release(s)
+    ln.take(s)
+    with pytest.raises(InvariantError):
+        ln.take(s)
+
+
+def test_retire_drops_slots_that_start_at_or_before_now() -> None:
+    ln = line()
+    ln.add([slot(0, 9, 2), slot(0, 10, 1), slot(3, 9, 1)])
+    ln.retire(start_ms(0, 9))  # the 9:00 slot starts exactly now: no longer bookable
+    assert ln.free == 2
+    assert ln.days[0].free == 1
+    head = ln.head_slot(start_ms(0, 9))
+    assert head is not None and head.start_s == slot(0, 10).start_s
+    ln.retire(start_ms(0, 9))  # idempotent
+    assert ln.free == 2
+
+
+def test_release_of_a_retired_slot_frees_nothing() -> None:
+    ln = line()
+    ln.add([slot(0, 9), slot(3, 9)])
+    s = ln.slots[0]
+    ln.take(s)
+    ln.retire(start_ms(0, 9))
+    ln.release(s)
+    assert s.used == 0
+    assert ln.free == 1
+    assert ln.pairs_left(start_ms(0, 9)) == 0
+
+
+def test_best_pair_takes_the_earliest_dose_1_then_the_earliest_dose_2() -> None:
+    ln = line(min_days=2, max_days=3)
+    ln.add([slot(0, 11), slot(0, 9), slot(2, 15), slot(3, 8), slot(2, 10)])
+    assert starts(ln.best_pair(T0_MS, None)) == [
+        f"c1/vx/{slot(0, 9).start}",
+        f"c1/vx/{slot(2, 10).start}",
+    ]
+
+
+def test_best_pair_skips_days_without_a_partner_and_respects_earliest() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(1, 9), slot(3, 9), slot(4, 9)])
+    # day 0 would need day 2 (none); day 1 pairs with day 3
+    assert starts(ln.best_pair(T0_MS, None)) == [
+        f"c1/vx/{slot(1, 9).start}",
+        f"c1/vx/{slot(3, 9).start}",
+    ]
+    assert ln.best_pair(T0_MS, day_ordinal(day_iso(2))) is None
+    assert starts(ln.best_pair(T0_MS, day_ordinal(day_iso(1))))[0] == f"c1/vx/{slot(1, 9).start}"
+
+
+def test_partner_in_a_line_whose_days_overlap_in_time_takes_the_earliest_start() -> None:
+    ln = line(min_days=1, max_days=2)
+    early_on_a_later_day = SlotSpec(day_iso(2), "early", slot(1, 8).start_s, 1)
+    ln.add([slot(0, 9), slot(1, 12), early_on_a_later_day])
+    assert not ln.monotone
+    partner = ln.partner(day_ordinal(day_iso(0)))
+    assert partner is not None and partner.start == "early"
+
+
+def test_pairs_left_pairs_days_greedily_inside_the_window() -> None:
+    ln = line(min_days=2, max_days=3)
+    ln.add([slot(0, 9, 3), slot(2, 9, 1), slot(3, 9, 1), slot(9, 9, 5)])
+    # day 0 pairs with day 2 (1) and day 3 (1); day 9 has no partner
+    assert ln.pairs_left(T0_MS) == 2
+    ln.take(ln.days[1].slots[0])
+    ln.take(ln.days[2].slots[0])
+    assert ln.pairs_left(T0_MS) == 0
+    assert ln.best_pair(T0_MS, None) is None
+    assert ln.free == 8

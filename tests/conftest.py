@@ -1,0 +1,58 @@
+"""Shared fixtures: a real redis-server and a real Tansu broker on free ports.
+
+The servers start once per test session; each test gets an emptied Redis
+database and its own, freshly created topics (a unique prefix), so tests do not
+see each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from fairq.config import Connections, Topics
+from fairq.devservices import Server, kafka_broker, redis_server
+from fairq.topics import ensure_topics
+
+TEST_PARTITIONS = 4
+
+
+@pytest.fixture(scope="session")
+def redis_srv() -> Iterator[Server]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_srv() -> Iterator[Server]:
+    with kafka_broker() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis(redis_srv: Server) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_srv.url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def topics(kafka_srv: Server) -> Topics:
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    t = Topics(commands=f"{prefix}booking-commands", events=f"{prefix}booking-events")
+    await ensure_topics(kafka_srv.url, t, partitions=TEST_PARTITIONS)
+    return t
+
+
+@pytest.fixture
+def connections(
+    redis_srv: Server, kafka_srv: Server, topics: Topics, redis: aioredis.Redis
+) -> Connections:
+    """Everything a fairq process needs to connect, for this test alone."""
+    return Connections(redis_url=redis_srv.url, kafka_bootstrap=kafka_srv.url, topics=topics)

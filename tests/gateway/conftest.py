@@ -1,0 +1,109 @@
+"""An in-process gateway (aiohttp test server) on the real Redis and broker of the test."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fairq.config import Connections
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from fairq.demo import small_campaign
+
+OPERATOR_KEY = "operator-key-for-tests-0123456789"
+SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}
+
+
+def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings:
+    base: dict[str, Any] = {
+        "connections": connections,
+        "operator_key": OPERATOR_KEY,
+        "signing_keys": SIGNING_KEYS,
+        "signing_kid": "k1",
+        "port": 0,
+        "refresh_s": 0.05,
+        "answer_wait_s": 10.0,
+        "inventory_wait_s": 0.0,
+    }
+    return GatewaySettings(**(base | overrides))
+
+
+def operator() -> dict[str, str]:
+    return {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def client(connections: Connections) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(make_settings(connections)))) as c:
+        yield c
+
+
+@pytest.fixture
+def first_day() -> dt.date:
+    return dt.date.today() + dt.timedelta(days=2)
+
+
+async def create_campaign(
+    client: TestClient[Any, Any], first_day: dt.date, name: str = "camp", **kw: Any
+) -> dict[str, Any]:
+    response = await client.put(
+        f"/api/admin/campaigns/{name}", json=small_campaign(first_day, **kw), headers=operator()
+    )
+    assert response.status == 201, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def create_room(
+    client: TestClient[Any, Any], name: str = "room", campaign: str = "camp", **kw: Any
+) -> dict[str, Any]:
+    spec = {"campaign": campaign, "opens_in_s": 3600, "rate_per_s": 1000, "max_active": 1000} | kw
+    response = await client.put(f"/api/admin/rooms/{name}", json=spec, headers=operator())
+    assert response.status in (200, 201), await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+@pytest.fixture
+async def allocator(connections: Connections) -> AsyncIterator[None]:
+    """The real allocator service, in this process, on the test's topics."""
+    from allocator.service import run
+    from allocator.settings import AllocatorSettings
+
+    stop = asyncio.Event()
+    settings = AllocatorSettings(
+        connections=connections, group_id=f"alloc-{id(stop)}", tick_interval_s=0.2
+    )
+    task = asyncio.create_task(run(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def admitter(connections: Connections) -> AsyncIterator[None]:
+    """The real admitter, in this process, leading every room of the test."""
+    from waitingroom.admitter import run
+    from waitingroom.settings import AdmitterSettings
+
+    stop = asyncio.Event()
+    settings = AdmitterSettings(
+        connections=connections, tick_s=0.05, leader_ttl_s=1.0, group_id=f"admit-{id(stop)}"
+    )
+    task = asyncio.create_task(run(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

@@ -1,0 +1,279 @@
+"""Bad input at every endpoint gets a clear 4xx with a JSON error, and changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from fairq.config import Connections
+from gateway.bookings import booking_id_for
+from tests.gateway.conftest import SIGNING_KEYS, bearer, create_campaign, create_room, operator
+from waitingroom.tickets import BookingToken, Signer, Ticket
+
+Case = tuple[str, str, dict[str, str], Any, int, str]
+
+
+async def redis_state(redis: aioredis.Redis) -> dict[bytes, bytes]:
+    return {key: await redis.dump(key) async for key in redis.scan_iter(count=1000)}
+
+
+async def end_offsets(connections: Connections) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=connections.kafka_bootstrap)
+    await consumer.start()
+    try:
+        topic = connections.topics.commands
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assert partitions, "the commands topic has no partitions"
+        return dict(await consumer.end_offsets([TopicPartition(topic, p) for p in partitions]))
+    finally:
+        await consumer.stop()
+
+
+def booking_token(room: str, position: int = 1, ticket_id: str = "t-test") -> str:
+    signer = Signer(SIGNING_KEYS, "k1")
+    token = BookingToken(
+        room=room,
+        ticket_id=ticket_id,
+        position=position,
+        identity=f"ticket:{ticket_id}",
+        group=None,
+        expires_at_s=time.time() + 600,
+    )
+    return signer.sign_booking_token(token)
+
+
+def foreign_ticket(room: str) -> str:
+    return Signer({"evil": b"another-secret-0123456789abcdef"}, "evil").sign_ticket(
+        Ticket(room=room, ticket_id="x", kind="post", number=1, issued_at_s=time.time())
+    )
+
+
+def cases(ticket: str, other_ticket: str, token: str, other_token: str) -> list[Case]:
+    own = booking_id_for(Signer(SIGNING_KEYS, "k1").verify_booking_token(token, time.time()))
+    op = operator()
+    book = "/api/rooms/room/bookings"
+    return [
+        ("POST", "/api/rooms/room/join", {}, b"{", 400, "invalid_json"),
+        ("POST", "/api/rooms/room/join", {}, b"[]", 400, "invalid_json"),
+        ("POST", "/api/rooms/room/join", {}, {"access_code": 5}, 400, "invalid_request"),
+        ("POST", "/api/rooms/room/join", {}, {"code": "x"}, 400, "invalid_request"),
+        (
+            "POST",
+            "/api/rooms/room/join",
+            {},
+            {"access_code": "NOPE-NOPE"},
+            403,
+            "invalid_access_code",
+        ),
+        ("POST", "/api/rooms/nope/join", {}, None, 404, "unknown_room"),
+        ("GET", "/api/rooms/nope", {}, None, 404, "unknown_room"),
+        ("GET", "/api/rooms/room/status", {}, None, 401, "unauthorized"),
+        (
+            "GET",
+            "/api/rooms/room/status",
+            {"Authorization": "Basic abc"},
+            None,
+            401,
+            "unauthorized",
+        ),
+        ("GET", "/api/rooms/room/status", bearer("garbage"), None, 401, "invalid_ticket"),
+        ("GET", "/api/rooms/room/status", bearer(ticket[:-3] + "AAA"), None, 401, "invalid_ticket"),
+        (
+            "GET",
+            "/api/rooms/room/status",
+            bearer(foreign_ticket("room")),
+            None,
+            401,
+            "invalid_ticket",
+        ),
+        ("GET", "/api/rooms/room/status", bearer(other_ticket), None, 403, "wrong_room"),
+        ("GET", "/api/rooms/room/status", bearer(token), None, 401, "invalid_ticket"),
+        ("GET", "/api/rooms/room/events?ticket=garbage", {}, None, 401, "invalid_ticket"),
+        ("GET", "/api/rooms/room/events", bearer(other_ticket), None, 403, "wrong_room"),
+        ("POST", book, {}, {"county": "county-1"}, 401, "unauthorized"),
+        ("POST", book, bearer(ticket), {"county": "county-1"}, 401, "invalid_token"),
+        ("POST", book, bearer(other_token), {"county": "county-1"}, 403, "wrong_room"),
+        ("POST", book, bearer(token), b"{nope", 400, "invalid_json"),
+        ("POST", book, bearer(token), {}, 400, "invalid_request"),
+        ("POST", book, bearer(token), {"county": 7}, 400, "invalid_request"),
+        ("POST", book, bearer(token), {"county": "atlantis"}, 400, "unknown_county"),
+        (
+            "POST",
+            book,
+            bearer(token),
+            {"county": "county-1", "earliest": "2026-13-45"},
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            book,
+            bearer(token),
+            {"county": "county-1", "earliest": 20261201},
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            book,
+            bearer(token),
+            {"county": "county-1", "center": "center-9"},
+            400,
+            "unknown_center",
+        ),
+        (
+            "POST",
+            book,
+            bearer(token),
+            {"county": "county-1", "center": "county-2-center-1"},
+            400,
+            "center_not_in_county",
+        ),
+        ("POST", book, bearer(token), {"county": "county-1", "seats": 2}, 400, "invalid_request"),
+        ("GET", "/api/bookings/bk_x", {}, None, 401, "unauthorized"),
+        ("GET", "/api/bookings/bk_x", bearer(token), None, 403, "not_your_booking"),
+        ("GET", f"/api/bookings/{own}", bearer(token), None, 404, "unknown_booking"),
+        ("GET", f"/api/bookings/{own}/events?token=junk", {}, None, 401, "invalid_token"),
+        ("POST", f"/api/bookings/{own}/confirm", bearer(token), None, 404, "unknown_booking"),
+        ("POST", f"/api/bookings/{own}/cancel", bearer(token), None, 404, "unknown_booking"),
+        ("POST", "/api/bookings/bk_x/confirm", bearer(ticket), None, 401, "invalid_token"),
+        ("PUT", "/api/admin/campaigns/c2", {}, {}, 401, "unauthorized"),
+        ("PUT", "/api/admin/campaigns/c2", bearer("wrong-key"), {}, 403, "forbidden"),
+        ("PUT", "/api/admin/campaigns/c2", op, b"nope", 400, "invalid_json"),
+        ("PUT", "/api/admin/campaigns/c2", op, {"vaccines": "x"}, 400, "invalid_request"),
+        ("PUT", "/api/admin/campaigns/Bad Name!", op, {}, 400, "invalid_request"),
+        ("POST", "/api/admin/campaigns/nope/inventory", op, {"slots": []}, 404, "unknown_campaign"),
+        (
+            "POST",
+            "/api/admin/campaigns/camp/inventory",
+            op,
+            {"slots": [{"center": "zzz"}]},
+            400,
+            "invalid_request",
+        ),
+        ("POST", "/api/admin/campaigns/camp/inventory", op, {"title": "x"}, 400, "invalid_request"),
+        (
+            "POST",
+            "/api/admin/campaigns/camp/codes",
+            op,
+            {"group": "80plus", "count": 0},
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/admin/campaigns/camp/codes",
+            op,
+            {"group": "80plus"},
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/api/admin/campaigns/nope/codes",
+            op,
+            {"group": "g", "count": 1},
+            404,
+            "unknown_campaign",
+        ),
+        ("GET", "/api/admin/campaigns/nope", op, None, 404, "unknown_campaign"),
+        (
+            "PUT",
+            "/api/admin/rooms/r2",
+            op,
+            {"campaign": "nope", "opens_in_s": 1},
+            404,
+            "unknown_campaign",
+        ),
+        ("PUT", "/api/admin/rooms/r2", op, {"opens_in_s": 1}, 400, "invalid_request"),
+        ("PUT", "/api/admin/rooms/r2", op, {"campaign": "camp"}, 400, "invalid_request"),
+        (
+            "PUT",
+            "/api/admin/rooms/r2",
+            op,
+            {"campaign": "camp", "opens_at": "soon"},
+            400,
+            "invalid_request",
+        ),
+        (
+            "PUT",
+            "/api/admin/rooms/r2",
+            op,
+            {"campaign": "camp", "opens_at": "2026-12-01T10:00"},
+            400,
+            "invalid_request",
+        ),
+        ("PUT", "/api/admin/rooms/room", op, {"rate_per_s": -1}, 400, "invalid_request"),
+        ("PUT", "/api/admin/rooms/room", op, {"colour": "red"}, 400, "invalid_request"),
+        (
+            "PUT",
+            "/api/admin/rooms/room/admission",
+            op,
+            {"rate_per_s": "fast"},
+            400,
+            "invalid_request",
+        ),
+        ("PUT", "/api/admin/rooms/room/admission", op, {"max_active": 1.5}, 400, "invalid_request"),
+        (
+            "PUT",
+            "/api/admin/rooms/room/admission",
+            op,
+            {"rate_per_s": float("nan")},
+            400,
+            "invalid_json",
+        ),
+        ("PUT", "/api/admin/rooms/room/admission", {}, {"rate_per_s": 1}, 401, "unauthorized"),
+        ("POST", "/api/admin/rooms/nope/open", op, None, 404, "unknown_room"),
+        ("POST", "/api/admin/rooms/nope/close", op, None, 404, "unknown_room"),
+        ("GET", "/api/admin/rooms/nope/stats", op, None, 404, "unknown_room"),
+        ("GET", "/api/admin/rooms/room/stats", bearer(ticket), None, 403, "forbidden"),
+        ("GET", "/api/nothing/here", {}, None, 404, "not_found"),
+        ("DELETE", "/api/rooms/room/join", {}, None, 405, "method_not_allowed"),
+    ]
+
+
+async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
+    client: TestClient[Any, Any],
+    first_day: dt.date,
+    redis: aioredis.Redis,
+    connections: Connections,
+) -> None:
+    await create_campaign(client, first_day)
+    await create_room(client, "room")
+    await create_room(client, "other")
+    ticket = (await (await client.post("/api/rooms/room/join")).json())["ticket"]
+    other_ticket = (await (await client.post("/api/rooms/other/join")).json())["ticket"]
+    client.session.cookie_jar.clear()  # the joins set ticket cookies; the cases bring their own
+    table = cases(ticket, other_ticket, booking_token("room"), booking_token("other"))
+    before = (await redis_state(redis), await end_offsets(connections))
+    failures = []
+    for method, path, headers, body, status, code in table:
+        kwargs: dict[str, Any] = {"headers": headers}
+        if isinstance(body, bytes):
+            kwargs["data"] = body
+        elif body is not None:
+            kwargs["data"] = json.dumps(body, allow_nan=True)
+        response = await client.request(method, path, **kwargs)
+        payload = await response.json(content_type=None)
+        got = (response.status, payload.get("error", {}).get("code"))
+        if got != (status, code) or not payload["error"].get("message"):
+            failures.append(f"{method} {path} {body!r}: got {got}, want {(status, code)}")
+    assert failures == []
+    assert (await redis_state(redis), await end_offsets(connections)) == before
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/healthz"), ("GET", "/api/openapi.json")])
+async def test_public_documents_answer(
+    client: TestClient[Any, Any], method: str, path: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status == 200
+    assert isinstance(await response.json(), dict)

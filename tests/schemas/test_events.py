@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import SCHEMA_VERSION, SchemaError
+from schemas.commands import Tick
+from schemas.events import (
+    REASONS,
+    Appointment,
+    Cancelled,
+    Confirmed,
+    CountySummary,
+    Event,
+    Expired,
+    Failed,
+    Held,
+    InventoryAdded,
+    Rejected,
+    Summary,
+    decode_event,
+)
+from schemas.wire import pack_map
+
+DOSE_1 = Appointment(1, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-01T08:00:00+01:00", "s1")
+DOSE_2 = Appointment(2, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-22T08:00:00+01:00", "s2")
+AT_MS = 1_801_465_200_000
+
+SAMPLES: list[Event] = [
+    Held("cmd-1", "bk-1", "bw", 1, AT_MS, "code:abc", "ulm", (DOSE_1, DOSE_2), AT_MS + 600_000),
+    Confirmed("cmd-2", "bk-1", "bw", 2, AT_MS + 1, (DOSE_1, DOSE_2)),
+    Rejected("cmd-3", "bk-2", "bw", 1, AT_MS, "sold_out"),
+    Expired("cmd-1", "bk-1", "bw", 2, AT_MS + 600_000),
+    Cancelled("cmd-4", "bk-1", "bw", 3, AT_MS + 2),
+    Failed("cmd-5", "bk-9", "bw", AT_MS, "unknown_booking"),
+    InventoryAdded("cmd-6", "bw", "ulm-messe", AT_MS, True, 2),
+    InventoryAdded("cmd-7", "bw", "ulm-messe", AT_MS, False, 0, "window_mismatch"),
+    Summary("bw", AT_MS, {"ulm": CountySummary(10, 25, 1, 2), "kn": CountySummary(0, 1, 0, 0)}),
+    Summary("bw", AT_MS, {}),
+]  # fmt: skip
+
+OPTIONAL = {"inventory_added": {"reason"}}
+
+
+def sample(type_: str) -> dict[str, Any]:
+    return next(e for e in SAMPLES if type_ == e.TYPE).to_map()
+
+
+def test_every_event_round_trips() -> None:
+    for event in SAMPLES:
+        assert decode_event(event.pack()) == event
+
+
+def test_nested_values_travel_as_plain_maps() -> None:
+    held = msgpack.unpackb(SAMPLES[0].pack())
+    assert (held["v"], held["type"]) == (SCHEMA_VERSION, "held")
+    assert held["appointments"][1] == {
+        "dose": 2,
+        "center": "ulm-messe",
+        "center_name": "Messe Ulm",
+        "vaccine": "comirnaty",
+        "start": "2027-02-22T08:00:00+01:00",
+        "slot": "s2",
+    }
+    summary = msgpack.unpackb(SAMPLES[8].pack())
+    assert summary["counties"]["ulm"] == {"pairs_left": 10, "free": 25, "held": 1, "confirmed": 2}
+
+
+def test_the_sample_reasons_are_known_reasons() -> None:
+    reasons = {e.reason for e in SAMPLES if isinstance(e, Rejected | Failed | InventoryAdded)}
+    assert reasons - {None} <= REASONS
+
+
+@pytest.mark.parametrize("data", [b"", b"\xc1", b"\x82\xa1v\x01", SAMPLES[3].pack()[:-1]])
+def test_not_msgpack_is_refused(data: bytes) -> None:
+    with pytest.raises(SchemaError, match="not a msgpack message"):
+        decode_event(data)
+
+
+@pytest.mark.parametrize("value", [["held"], "held", None, 1.5])
+def test_not_a_map_is_refused(value: Any) -> None:
+    with pytest.raises(SchemaError, match="must be a msgpack map"):
+        decode_event(msgpack.packb(value))
+
+
+@pytest.mark.parametrize("version", [None, 0, 2, "1", [1]])
+def test_wrong_version_is_refused(version: Any) -> None:
+    with pytest.raises(SchemaError, match="unsupported schema version"):
+        decode_event(pack_map(sample("expired") | {"v": version}))
+
+
+@pytest.mark.parametrize("type_", [None, "book", "Held", 3])
+def test_unknown_type_is_refused(type_: Any) -> None:
+    with pytest.raises(SchemaError, match="unknown event type"):
+        decode_event(pack_map(sample("expired") | {"type": type_}))
+
+
+def test_a_command_is_not_an_event() -> None:
+    with pytest.raises(SchemaError, match="unknown event type 'tick'"):
+        decode_event(Tick("t-1").pack())
+
+
+REQUIRED = sorted(
+    {
+        (e.TYPE, key)
+        for e in SAMPLES
+        for key in e.to_map()
+        if key not in ("v", "type") and key not in OPTIONAL.get(e.TYPE, set())
+    }
+)
+
+
+@pytest.mark.parametrize(("type_", "key"), REQUIRED)
+def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
+    m = sample(type_)
+    del m[key]
+    with pytest.raises(SchemaError, match=f"'{key}'"):
+        decode_event(pack_map(m))
+
+
+def appointment(**change: Any) -> dict[str, Any]:
+    return DOSE_1.to_map() | change
+
+
+@pytest.mark.parametrize(
+    ("type_", "key", "value", "message"),
+    [
+        ("held", "rev", 0, "'rev' must be at least 1"),
+        ("held", "rev", True, "'rev' must be an integer"),
+        ("held", "at_ms", "1", "'at_ms' must be an integer"),
+        ("held", "at_ms", 1.0, "'at_ms' must be an integer"),
+        ("held", "hold_expires_at_ms", None, "'hold_expires_at_ms' must be an integer"),
+        ("held", "identity", "", "'identity' must be a non-empty string"),
+        ("held", "appointments", {}, "'appointments' must be a list"),
+        ("held", "appointments", [appointment()] * 3, "'appointments' has more than 2"),
+        ("held", "appointments", ["s1"], "an appointment must be a map"),
+        ("held", "appointments", [appointment(dose=3)], "'dose' must be at most 2"),
+        ("held", "appointments", [appointment(dose=True)], "'dose' must be an integer"),
+        ("held", "appointments", [appointment(start=None)], "'start' must be a non-empty"),
+        ("confirmed", "appointments", [appointment(slot="s" * 301)], "'slot' is longer than 300"),
+        ("rejected", "reason", 7, "'reason' must be a non-empty string"),
+        ("failed", "at_ms", False, "'at_ms' must be an integer"),
+        ("cancelled", "rev", -1, "'rev' must be at least 1"),
+        ("inventory_added", "accepted", 1, "'accepted' must be a boolean"),
+        ("inventory_added", "accepted", None, "'accepted' must be a boolean"),
+        ("inventory_added", "slots_added", -1, "'slots_added' must be at least 0"),
+        ("inventory_added", "slots_added", True, "'slots_added' must be an integer"),
+        ("inventory_added", "reason", "", "'reason' must be a non-empty string"),
+        ("summary", "counties", [], "'counties' must be an object"),
+        ("summary", "counties", {"ulm": [1, 2, 3, 4]}, "a county summary must be a map"),
+        ("summary", "counties", {"ulm": {"pairs_left": 1, "free": 1, "held": 0}}, "'confirmed'"),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": -1, "free": 0, "held": 0, "confirmed": 0}},
+            "'pairs_left' must be at least 0",
+        ),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": True, "free": 0, "held": 0, "confirmed": 0}},
+            "'pairs_left' must be an integer",
+        ),
+    ],
+)
+def test_a_wrong_field_is_refused(type_: str, key: str, value: Any, message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        decode_event(pack_map(sample(type_) | {key: value}))
+
+
+def test_a_summary_with_a_binary_county_key_is_refused() -> None:
+    counties = {b"ulm": {"pairs_left": 1, "free": 1, "held": 0, "confirmed": 0}}
+    with pytest.raises(SchemaError):
+        decode_event(pack_map(sample("summary") | {"counties": counties}))
+
+
+MSGPACK_INT = st.integers(-(2**63), 2**64 - 1)
+SCALARS = st.none() | st.booleans() | MSGPACK_INT | st.floats() | st.text(max_size=12)
+VALUES = st.recursive(
+    SCALARS | st.binary(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_arbitrary_bytes_give_an_event_or_a_schema_error(data: bytes) -> None:
+    try:
+        event = decode_event(data)
+    except SchemaError as e:
+        assert e.message
+    else:
+        assert event.TYPE in {e.TYPE for e in SAMPLES}
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.sampled_from(SAMPLES), data=st.data())
+def test_any_changed_field_gives_an_event_or_a_schema_error(
+    base: Event, data: st.DataObject
+) -> None:
+    m = base.to_map()
+    m |= data.draw(st.dictionaries(st.sampled_from(sorted(m)), VALUES, min_size=1, max_size=3))
+    try:
+        event = decode_event(pack_map(m))
+    except SchemaError as e:
+        assert e.message
+    else:
+        assert m["type"] == event.TYPE

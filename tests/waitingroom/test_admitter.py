@@ -1,0 +1,288 @@
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from fairq.config import Connections
+from schemas.events import Cancelled, Confirmed, CountySummary, Held, Summary
+from waitingroom import keys
+from waitingroom.admitter import Admitter, EventHandler, run, sold_out_verdict
+from waitingroom.errors import LeadershipLost
+from waitingroom.rooms import RoomConfig, RoomSnapshot, RoomStore
+from waitingroom.settings import AdmitterSettings
+
+T0 = 1_700_000_000.0
+
+
+async def make_room(redis: aioredis.Redis, joins: int, **config: float) -> RoomStore:
+    store = RoomStore(redis)
+    fields: dict[str, float] = {"rate_per_s": 10.0, "max_active": 1000} | config
+    await store.put_room(RoomConfig(name="demo", campaign="flu", opens_at_s=T0, **fields))  # type: ignore[arg-type]
+    for _ in range(joins):
+        await store.join("demo", T0 - 60)
+    return store
+
+
+async def load(store: RoomStore) -> RoomSnapshot:
+    snap = await store.load("demo")
+    assert snap is not None
+    return snap
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
+    """Wait for a condition that another process brings about (polled, never a fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_opens_when_due_and_freezes_the_prequeue(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=3)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    before = await admitter.step(T0 - 1)
+    assert not before["demo"].opened and before["demo"].snapshot.state == "scheduled"
+    at = await admitter.step(T0)
+    assert at["demo"].opened and at["demo"].admitted == 0
+    snap = at["demo"].snapshot
+    assert (snap.state, snap.prequeue_size, snap.opened_at_s) == ("open", 3, T0)
+    assert snap.seed is not None
+    assert (await store.join("demo", T0)).ticket.kind == "post"
+    later = await admitter.step(T0 + 1)
+    assert not later["demo"].opened and later["demo"].snapshot.seed == snap.seed
+
+
+async def test_rate_is_respected_over_driven_time(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=300, rate_per_s=7.0)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    now, gaps = T0, [0.1, 0.03, 0.25, 0.07, 0.5, 0.011, 0.2]
+    await admitter.step(now)  # opens; the admission clock starts here
+    for i in range(200):
+        now += gaps[i % len(gaps)]
+        cursor = (await admitter.step(now))["demo"].snapshot.cursor
+        assert cursor <= math.floor(7.0 * (now - T0) + 1e-6)
+    assert cursor >= 7.0 * (now - T0) - 1
+    snap = await load(store)
+    assert (snap.cursor, snap.active) == (cursor, cursor)
+
+
+async def test_burst_after_a_quiet_spell_is_one_seconds_worth(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=0, rate_per_s=4.0)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)
+    for _ in range(50):
+        await store.join("demo", T0 + 60)
+    assert (await admitter.step(T0 + 60))["demo"].admitted == 4
+    assert (await admitter.step(T0 + 60.5))["demo"].admitted == 2
+
+
+async def test_two_admitters_never_exceed_max_active(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=100, rate_per_s=1000.0, max_active=5)
+    a, b = Admitter(redis, "a", leader_ttl_s=5.0), Admitter(redis, "b", leader_ttl_s=5.0)
+    for i in range(20):
+        await asyncio.gather(a.step(T0 + i), b.step(T0 + i))
+        assert (await load(store)).active <= 5
+    assert [a.fence("demo") is None, b.fence("demo") is None].count(True) == 1
+    snap = await load(store)
+    assert (snap.cursor, snap.active) == (5, 5)
+    await store.booking_finished("demo", 2)
+    await store.booking_finished("demo", 4)
+    await asyncio.gather(a.step(T0 + 30), b.step(T0 + 30))
+    snap = await load(store)
+    assert (snap.cursor, snap.active) == (7, 5)
+    active = await redis.zrange(keys.room_active("demo"), 0, -1)
+    assert active == [b"1", b"3", b"5", b"6", b"7"]  # by deadline, then name
+
+
+async def test_failover_after_the_lease_and_the_fence_refuses_the_stale_leader(
+    redis: aioredis.Redis,
+) -> None:
+    store = await make_room(redis, joins=100, rate_per_s=10.0)
+    stale = Admitter(redis, "stale", leader_ttl_s=0.3)
+    fresh = Admitter(redis, "fresh", leader_ttl_s=30.0)
+    assert (await stale.step(T0))["demo"].opened
+    stale_fence = stale.fence("demo")
+    assert stale_fence is not None
+    assert await fresh.step(T0 + 0.5) == {}  # the lease is held
+    # The stale leader stops renewing (a long pause); its lease runs out.
+    await eventually(lambda: _gone(redis, keys.room_leader("demo")))
+    took_over = await fresh.step(T0 + 1)
+    assert took_over["demo"].admitted == 10
+    assert fresh.fence("demo") == stale_fence + 1
+    with pytest.raises(LeadershipLost):
+        await stale.admit("demo", T0 + 5, stale_fence)  # wakes up and tries to admit
+    assert stale.fence("demo") is None
+    assert (await load(store)).cursor == 10
+    assert await stale.step(T0 + 6) == {}
+    assert (await fresh.step(T0 + 2))["demo"].admitted == 10
+
+
+async def _gone(redis: aioredis.Redis, key: str) -> bool:
+    return await redis.exists(key) == 0
+
+
+async def test_release_hands_the_lead_over_at_once(redis: aioredis.Redis) -> None:
+    await make_room(redis, joins=1)
+    a, b = Admitter(redis, "a", leader_ttl_s=30.0), Admitter(redis, "b", leader_ttl_s=30.0)
+    await a.step(T0)
+    assert await b.step(T0) == {}
+    await a.release_all()
+    assert a.fence("demo") is None
+    assert "demo" in await b.step(T0 + 1)
+
+
+async def test_lapsed_actives_are_freed_so_the_line_moves(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=10, rate_per_s=100.0, max_active=2, admit_window_s=60)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)
+    assert (await admitter.step(T0 + 1))["demo"].snapshot.cursor == 2
+    await store.booking_started("demo", 1, T0 + 300)  # position 1 books; 2 does nothing
+    assert (await admitter.step(T0 + 60))["demo"].admitted == 0  # deadline T0 + 61 not passed
+    step = (await admitter.step(T0 + 61.5))["demo"]
+    assert (step.admitted, step.snapshot.cursor, step.snapshot.active) == (1, 3, 2)
+    active = await redis.zrange(keys.room_active("demo"), 0, -1, withscores=True)
+    assert active == [(b"3", T0 + 61.5 + 60), (b"1", T0 + 300)]
+
+
+@pytest.mark.parametrize("state", ["paused", "closed"])
+async def test_no_admission_unless_open(redis: aioredis.Redis, state: str) -> None:
+    store = await make_room(redis, joins=50, rate_per_s=2.0)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await store.set_state("demo", state)
+    step = (await admitter.step(T0 + 10))["demo"]
+    assert (step.opened, step.admitted, step.snapshot.state) == (True, 0, state)
+    assert (await admitter.step(T0 + 20))["demo"].admitted == 0
+    await store.set_state("demo", "open")
+    assert (await admitter.step(T0 + 30))["demo"].admitted == 2  # one second's worth at most
+    assert (await admitter.step(T0 + 30.5))["demo"].admitted == 1
+
+
+async def test_no_admission_while_sold_out(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=50)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)
+    await store.set_sold_out("demo", True)
+    assert (await admitter.step(T0 + 5))["demo"].admitted == 0
+    await store.set_sold_out("demo", False)
+    assert (await admitter.step(T0 + 5.5))["demo"].admitted == 5
+
+
+def test_sold_out_verdict() -> None:
+    assert sold_out_verdict(["a", "b"], {"a": 0, "b": 0}) is True
+    assert sold_out_verdict(["a", "b"], {"a": 0, "b": 1}) is False
+    assert sold_out_verdict(["a", "b"], {"b": 2}) is False
+    assert sold_out_verdict(["a", "b"], {"a": 0}) is None  # b not heard of yet
+    assert sold_out_verdict(["a"], {"a": 0, "z": 9}) is True  # other campaigns' counties
+    assert sold_out_verdict([], {}) is None
+
+
+def summary(at_ms: int, **pairs_left: int) -> Summary:
+    counties = {
+        c: CountySummary(pairs_left=n, free=2 * n, held=0, confirmed=0)
+        for c, n in pairs_left.items()
+    }
+    return Summary(campaign="flu", at_ms=at_ms, counties=counties)
+
+
+async def put_campaign(redis: aioredis.Redis, *counties: str) -> None:
+    doc = {"name": "flu", "counties": [{"id": c, "name": c.upper()} for c in counties]}
+    await redis.set(keys.campaign("flu"), orjson.dumps(doc))
+
+
+async def test_summaries_set_and_clear_sold_out(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=0)
+    await store.put_room(RoomConfig(name="other", campaign="covid", opens_at_s=T0))
+    await put_campaign(redis, "a", "b")
+    handler = EventHandler(redis, store)
+    await handler.handle(summary(1000, a=0))
+    assert not (await load(store)).sold_out  # b unknown
+    await handler.handle(summary(1000, b=0))
+    assert (await load(store)).sold_out
+    other = await store.load("other")
+    assert other is not None and not other.sold_out
+    await handler.handle(summary(2000, a=3))
+    assert not (await load(store)).sold_out
+    await handler.handle(summary(1500, a=0))  # older than what is known of a
+    assert not (await load(store)).sold_out
+
+
+async def test_final_events_free_positions(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=0)
+    await redis.zadd(keys.room_active("demo"), {"4": T0 + 600, "9": T0 + 600})
+    await redis.hset(keys.booking("bk1"), mapping={"room": "demo", "position": 4})
+    await redis.hset(keys.booking("bad"), mapping={"room": "demo", "position": "x"})
+    handler = EventHandler(redis, store)
+    await handler.handle(
+        Cancelled(command_id="c", booking_id="bad", campaign="flu", rev=1, at_ms=1)
+    )
+    held = Held(
+        command_id="c0",
+        booking_id="bk1",
+        campaign="flu",
+        rev=1,
+        at_ms=1,
+        identity="i",
+        county="a",
+        appointments=(),
+        hold_expires_at_ms=2,
+    )
+    await handler.handle(held)
+    assert (await load(store)).active == 2  # a hold is not final
+    await handler.handle(
+        Confirmed(
+            command_id="c1", booking_id="bk1", campaign="flu", rev=2, at_ms=2, appointments=()
+        )
+    )
+    await handler.handle(
+        Cancelled(command_id="c2", booking_id="unknown", campaign="flu", rev=1, at_ms=3)
+    )
+    assert await redis.zrange(keys.room_active("demo"), 0, -1) == [b"9"]
+
+
+async def test_events_from_the_broker_drive_rooms(
+    redis: aioredis.Redis, connections: Connections
+) -> None:
+    store = RoomStore(redis)
+    await store.put_room(RoomConfig(name="demo", campaign="flu", opens_at_s=time.time() + 3600))
+    await put_campaign(redis, "a", "b")
+    await redis.zadd(keys.room_active("demo"), {"4": time.time() + 3600})
+    await redis.hset(keys.booking("bk1"), mapping={"room": "demo", "position": 4})
+    settings = AdmitterSettings(connections=connections, tick_s=0.05, leader_ttl_s=1.0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=connections.kafka_bootstrap, acks="all", enable_idempotence=False
+    )
+    stop = asyncio.Event()
+    await producer.start()
+    admitter = asyncio.create_task(run(settings, stop))
+    try:
+        topic = connections.topics.events
+        await producer.send_and_wait(topic, b"not msgpack", partition=2)  # skipped, not fatal
+        await producer.send_and_wait(topic, summary(1, a=0).pack(), partition=0)
+        await producer.send_and_wait(topic, summary(1, b=0).pack(), partition=1)
+        await eventually(lambda: _sold_out(store, True))
+        await producer.send_and_wait(topic, summary(2, b=8).pack(), partition=1)
+        await eventually(lambda: _sold_out(store, False))
+        cancelled = Cancelled(command_id="c", booking_id="bk1", campaign="flu", rev=3, at_ms=3)
+        await producer.send_and_wait(topic, cancelled.pack(), partition=3)
+        await eventually(lambda: _active(store, 0))
+        assert await redis.get(keys.room_leader("demo")) == settings.instance_id.encode()
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(admitter, 30)
+    assert await redis.exists(keys.room_leader("demo")) == 0  # released on the way out
+
+
+async def _sold_out(store: RoomStore, expected: bool) -> bool:
+    snap = await store.load("demo")
+    return snap is not None and snap.sold_out is expected
+
+
+async def _active(store: RoomStore, expected: int) -> bool:
+    snap = await store.load("demo")
+    return snap is not None and snap.active == expected

@@ -1,0 +1,211 @@
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from fairq.devservices import Server
+from waitingroom import keys
+from waitingroom.errors import InvalidRoomConfig, RoomClosed, RoomNotFound
+from waitingroom.lottery import position_of, prequeue_order
+from waitingroom.rooms import RoomConfig, RoomStore
+
+T0 = 1_700_000_000.0
+CONFIG = RoomConfig(
+    name="demo",
+    campaign="flu",
+    opens_at_s=T0 + 3600,
+    rate_per_s=5.5,
+    max_active=50,
+    hold_s=300,
+    admit_window_s=120,
+)
+
+
+@pytest.fixture
+async def store(redis: aioredis.Redis) -> RoomStore:
+    s = RoomStore(redis)
+    await s.put_room(CONFIG)
+    return s
+
+
+@pytest.fixture
+async def wide_store(store: RoomStore, redis_srv: Server) -> AsyncIterator[RoomStore]:
+    """A store whose client may open a connection per concurrent call (a real race)."""
+    client = aioredis.Redis.from_url(redis_srv.url, max_connections=512)
+    try:
+        yield RoomStore(client)
+    finally:
+        await client.aclose()
+
+
+async def test_new_room_is_scheduled_and_empty(store: RoomStore) -> None:
+    snap = await store.load("demo")
+    assert snap is not None
+    assert snap.config == CONFIG
+    assert (snap.state, snap.sold_out, snap.opened, snap.seed) == ("scheduled", False, False, None)
+    assert (snap.queue_length, snap.cursor, snap.active) == (0, 0, 0)
+    assert await store.room_names() == ["demo"]
+    assert await store.load("nope") is None
+
+
+async def test_put_room_updates_config_and_keeps_counters(store: RoomStore) -> None:
+    await store.join("demo", T0)
+    await store.join("demo", T0)
+    changed = RoomConfig(name="demo", campaign="flu", opens_at_s=T0 + 60, rate_per_s=1.0)
+    await store.put_room(changed)
+    await store.put_room(RoomConfig(name="second", campaign="covid", opens_at_s=T0))
+    snap = await store.load("demo")
+    assert snap is not None
+    assert (snap.config, snap.prequeue_size, snap.state) == (changed, 2, "scheduled")
+    assert await store.room_names() == ["demo", "second"]
+    assert await store.rooms_of_campaign("flu") == ["demo"]
+
+
+async def test_joins_before_opening_are_pre_and_after_are_post(store: RoomStore) -> None:
+    pre = [await store.join("demo", T0 + i) for i in range(3)]
+    opened = await store.open_now("demo", T0 + 10)
+    again = await store.open_now("demo", T0 + 20)
+    post = [await store.join("demo", T0 + 30) for _ in range(2)]
+    assert [(o.ticket.kind, o.ticket.number, o.new) for o in pre] == [
+        ("pre", 1, True),
+        ("pre", 2, True),
+        ("pre", 3, True),
+    ]
+    assert [(o.ticket.kind, o.ticket.number) for o in post] == [("post", 1), ("post", 2)]
+    assert pre[1].ticket.issued_at_s == T0 + 1
+    assert len({o.ticket.ticket_id for o in pre + post}) == 5
+    assert (opened.state, opened.prequeue_size, opened.opened_at_s) == ("open", 3, T0 + 10)
+    assert opened.seed is not None and len(opened.seed) == 32
+    assert (again.seed, again.opened_at_s, again.prequeue_size) == (opened.seed, T0 + 10, 3)
+    snap = await store.load("demo")
+    assert snap is not None and (snap.prequeue_size, snap.post_count, snap.queue_length) == (
+        3,
+        2,
+        5,
+    )
+
+
+async def test_joins_racing_the_opening_get_one_timeline(wide_store: RoomStore) -> None:
+    store = wide_store
+    await store.put_room(RoomConfig(name="warmup", campaign="flu", opens_at_s=T0))
+    await store.open_now("warmup", T0)  # the server knows both scripts before the race
+    first = await store.join("demo", T0)  # surely before the opening
+    before = [asyncio.create_task(store.join("demo", T0)) for _ in range(100)]
+    opening = asyncio.create_task(store.open_now("demo", T0))
+    after = [asyncio.create_task(store.join("demo", T0)) for _ in range(100)]
+    await asyncio.gather(*before, opening, *after)
+    last = await store.join("demo", T0)  # surely after it
+    tickets = [first.ticket, *(t.result().ticket for t in before + after), last.ticket]
+    snap = await store.load("demo")
+    assert snap is not None and snap.seed is not None
+    size = snap.prequeue_size
+    pre = sorted(t.number for t in tickets if t.kind == "pre")
+    post = sorted(t.number for t in tickets if t.kind == "post")
+    assert pre == list(range(1, size + 1)) and size >= 1
+    assert post == list(range(1, 202 - size + 1)) and len(post) >= 1
+    assert snap.queue_length == 202
+    order = prequeue_order(snap.seed, size)
+    positions = sorted(position_of(t, snap, order) or 0 for t in tickets)
+    assert positions == list(range(1, 203))
+
+
+async def test_one_place_per_access_code(wide_store: RoomStore) -> None:
+    store = wide_store
+    outcomes = await asyncio.gather(*(store.join("demo", T0, code_hash="c1") for _ in range(100)))
+    assert len({o.ticket for o in outcomes}) == 1
+    assert sum(o.new for o in outcomes) == 1
+    assert outcomes[0].ticket.code_hash == "c1"
+    await store.open_now("demo", T0)
+    later = await store.join("demo", T0 + 5, code_hash="c1")
+    other = await store.join("demo", T0 + 5, code_hash="c2")
+    assert (later.new, later.ticket) == (False, outcomes[0].ticket)
+    assert (later.ticket.kind, later.ticket.number) == ("pre", 1)
+    assert (other.new, other.ticket.kind, other.ticket.number) == (True, "post", 1)
+
+
+async def test_closed_room_refuses_joins_and_unknown_rooms_are_reported(store: RoomStore) -> None:
+    await store.set_state("demo", "closed")
+    with pytest.raises(RoomClosed):
+        await store.join("demo", T0)
+    with pytest.raises(RoomClosed):
+        await store.join("demo", T0, code_hash="c1")
+    for call in (
+        store.join("nope", T0),
+        store.open_now("nope", T0),
+        store.set_state("nope", "paused"),
+        store.set_admission("nope", 1.0, 1),
+        store.set_sold_out("nope", True),
+    ):
+        with pytest.raises(RoomNotFound):
+            await call
+    assert await store.room_names() == ["demo"]
+
+
+async def test_resume_returns_to_scheduled_or_open(store: RoomStore) -> None:
+    assert (await store.set_state("demo", "paused")).state == "paused"
+    assert (await store.join("demo", T0)).ticket.kind == "pre"  # paused still takes joins
+    assert (await store.set_state("demo", "open")).state == "scheduled"
+    await store.set_state("demo", "paused")
+    opened = await store.open_now("demo", T0)
+    assert (opened.opened, opened.state) == (True, "paused")
+    assert (await store.set_state("demo", "open")).state == "open"
+    with pytest.raises(InvalidRoomConfig):
+        await store.set_state("demo", "scheduled")
+
+
+async def test_set_admission(store: RoomStore) -> None:
+    snap = await store.set_admission("demo", 2.5, 7)
+    assert (snap.config.rate_per_s, snap.config.max_active) == (2.5, 7)
+    assert await store.load("demo") == snap
+    with pytest.raises(InvalidRoomConfig):
+        await store.set_admission("demo", -1.0, 7)
+    with pytest.raises(InvalidRoomConfig):
+        await store.set_admission("demo", float("nan"), 7)
+
+
+async def test_booking_started_extends_only_active_positions(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    active = keys.room_active("demo")
+    await redis.zadd(active, {"1": T0 + 100, "2": T0 + 100})
+    await store.booking_started("demo", 1, T0 + 500)
+    await store.booking_started("demo", 2, T0 + 50)  # never shortens
+    await store.booking_started("demo", 3, T0 + 500)  # lapsed or never admitted: stays out
+    assert await redis.zrange(active, 0, -1, withscores=True) == [
+        (b"2", T0 + 100),
+        (b"1", T0 + 500),
+    ]
+    await store.booking_finished("demo", 1)
+    snap = await store.load("demo")
+    assert snap is not None and snap.active == 1
+
+
+async def test_sold_out_verdicts_do_not_go_back(store: RoomStore) -> None:
+    assert await store.set_sold_out("demo", True, seq=5) is True
+    assert await store.set_sold_out("demo", False, seq=4) is False  # an older verdict
+    snap = await store.load("demo")
+    assert snap is not None and snap.sold_out
+    assert await store.set_sold_out("demo", True, seq=6) is False  # applied, unchanged
+    assert await store.set_sold_out("demo", False) is True  # an operator's word always applies
+    snap = await store.load("demo")
+    assert snap is not None and not snap.sold_out
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "a{b}"},
+        {"name": ""},
+        {"campaign": "x y"},
+        {"rate_per_s": -1.0},
+        {"max_active": -1},
+        {"hold_s": 0},
+        {"admit_window_s": 0},
+        {"opens_at_s": float("inf")},
+    ],
+)
+def test_room_config_is_checked(changes: dict[str, object]) -> None:
+    fields: dict[str, object] = {"name": "demo", "campaign": "flu", "opens_at_s": T0} | changes
+    with pytest.raises(InvalidRoomConfig):
+        RoomConfig(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,95 @@
+from dataclasses import replace
+
+import pytest
+
+from waitingroom.lottery import prequeue_order
+from waitingroom.rooms import RoomConfig, RoomSnapshot
+from waitingroom.status import RateMeter, Status, status_of
+from waitingroom.tickets import Ticket
+
+T0 = 1000.0
+CONFIG = RoomConfig(name="demo", campaign="flu", opens_at_s=T0, rate_per_s=2.0)
+OPEN = RoomSnapshot(
+    config=CONFIG,
+    state="open",
+    sold_out=False,
+    prequeue_size=4,
+    post_count=10,
+    cursor=6,
+    active=6,
+    seed="s",
+    opened_at_s=T0,
+)
+ORDER = prequeue_order("s", 4)
+
+
+def post(number: int) -> Ticket:
+    return Ticket(room="demo", ticket_id="t", kind="post", number=number, issued_at_s=T0)
+
+
+def test_prequeue_counts_down_to_opening() -> None:
+    snap = replace(OPEN, state="scheduled", seed=None, opened_at_s=None, post_count=0, cursor=0)
+    ticket = Ticket(room="demo", ticket_id="t", kind="pre", number=3, issued_at_s=T0 - 50)
+    assert status_of(ticket, snap, None, T0 - 30, None) == Status("prequeue", None, 30.0, None)
+    assert status_of(ticket, snap, None, T0 + 1, None) == Status("prequeue", None, 0.0, None)
+
+
+def test_pre_ticket_gets_its_lottery_place() -> None:
+    snap = replace(OPEN, cursor=0)
+    for number in range(1, 5):
+        ticket = Ticket(room="demo", ticket_id="t", kind="pre", number=number, issued_at_s=T0)
+        place = ORDER[number - 1] + 1
+        assert status_of(ticket, snap, ORDER, T0, None).position_abs == place
+
+
+def test_waiting_eta_uses_measured_then_configured_rate() -> None:
+    # post 6 stands at 4 + 6 = 10; cursor 6: 3 ahead.
+    assert status_of(post(6), OPEN, ORDER, T0, 1.5) == Status("waiting", 4, 2.0, 10)
+    assert status_of(post(6), OPEN, ORDER, T0, None) == Status("waiting", 4, 1.5, 10)
+    assert status_of(post(6), OPEN, ORDER, T0, 0.0).eta_s is None
+    assert status_of(post(6), replace(OPEN, state="paused"), ORDER, T0, 1.5) == Status(
+        "waiting", 4, None, 10
+    )
+    assert status_of(post(3), OPEN, ORDER, T0, 1.5) == Status("waiting", 1, 0.0, 7)
+
+
+def test_admitted_stays_admitted_when_sold_out() -> None:
+    sold = replace(OPEN, sold_out=True)
+    assert status_of(post(2), OPEN, ORDER, T0, 1.0) == Status("admitted", 0, 0.0, 6)
+    assert status_of(post(2), sold, ORDER, T0, 1.0) == Status("admitted", 0, 0.0, 6)
+    assert status_of(post(6), sold, ORDER, T0, 1.0) == Status("sold_out", 4, None, 10)
+
+
+def test_closed_wins() -> None:
+    closed = replace(OPEN, state="closed")
+    assert status_of(post(2), closed, ORDER, T0, 1.0) == Status("closed", None, None, 6)
+    not_opened = replace(closed, seed=None, opened_at_s=None, post_count=0)
+    ticket = Ticket(room="demo", ticket_id="t", kind="pre", number=1, issued_at_s=T0)
+    assert status_of(ticket, not_opened, None, T0, 1.0) == Status("closed", None, None, None)
+
+
+def test_rate_meter_follows_the_cursor() -> None:
+    meter = RateMeter(half_life_s=1.0)
+    assert meter.rate_per_s is None
+    meter.observe(0.0, 0)
+    meter.observe(0.0, 5)  # no time passed: ignored
+    assert meter.rate_per_s is None
+    meter.observe(1.0, 10)
+    assert meter.rate_per_s == pytest.approx(10.0)
+    for i in range(2, 12):  # the rate falls to 2/s
+        meter.observe(float(i), 10 + 2 * (i - 1))
+    assert meter.rate_per_s == pytest.approx(2.0, abs=0.01)
+    meter.observe(12.0, 0)  # the cursor went back: a reset room
+    assert meter.rate_per_s is None
+
+
+def test_rate_meter_weighs_by_time_not_by_calls() -> None:
+    often, rarely = RateMeter(half_life_s=4.0), RateMeter(half_life_s=4.0)
+    for m in (often, rarely):
+        m.observe(0.0, 0)
+        m.observe(10.0, 100)  # 10/s
+    for i in range(1, 41):
+        often.observe(10.0 + i * 0.1, 100)  # then nothing for 4 s, seen 40 times
+    rarely.observe(14.0, 100)  # seen once
+    assert often.rate_per_s == pytest.approx(5.0, rel=0.02)
+    assert rarely.rate_per_s == pytest.approx(5.0)

@@ -1,0 +1,135 @@
+import base64
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
+from waitingroom.tickets import BookingToken, Signer, Ticket, new_ticket_id
+
+KEY_A = b"a" * 32
+KEY_B = b"b" * 32
+NOW = 1_700_000_000.25
+TICKET = Ticket(room="demo", ticket_id="tid", kind="pre", number=7, issued_at_s=NOW)
+BOOKING = BookingToken(
+    room="demo",
+    ticket_id="tid",
+    position=42,
+    identity="code:abc",
+    group="nurses",
+    expires_at_s=NOW + 600,
+)
+
+
+def test_ticket_round_trips() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    coded = replace(TICKET, code_hash="c0ffee", group="nurses")
+    assert signer.verify_ticket(signer.sign_ticket(TICKET), "demo", NOW) == TICKET
+    assert signer.verify_ticket(signer.sign_ticket(coded), "demo", NOW + 60) == coded
+
+
+def test_token_is_url_safe() -> None:
+    token = Signer({"k1": KEY_A}, "k1").sign_ticket(TICKET)
+    assert token.count(".") == 2
+    assert all(c.isalnum() or c in "-_." for c in token)
+
+
+def _forge(token: str, **changes: object) -> str:
+    kid, body, sig = token.split(".")
+    payload = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    payload.update(changes)
+    forged = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+    return f"{kid}.{forged}.{sig}"
+
+
+def test_changed_payload_is_refused() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    token = signer.sign_ticket(TICKET)
+    with pytest.raises(InvalidTicket):
+        signer.verify_ticket(_forge(token, n=1), "demo", NOW)
+
+
+def test_forged_signature_is_refused() -> None:
+    token = Signer({"k1": KEY_A}, "k1").sign_ticket(TICKET)
+    other = Signer({"k1": KEY_B}, "k1")
+    with pytest.raises(InvalidTicket):
+        other.verify_ticket(token, "demo", NOW)
+
+
+@pytest.mark.parametrize(
+    "token", ["", "a.b", "k1.!!!.xyz", "k1.e30.", "k1..sig", "é.x.y", "x" * 5000]
+)
+def test_garbage_is_refused(token: str) -> None:
+    with pytest.raises(InvalidTicket):
+        Signer({"k1": KEY_A}, "k1").verify_ticket(token, "demo", NOW)
+
+
+def test_unknown_kid_is_refused() -> None:
+    token = Signer({"old": KEY_A}, "old").sign_ticket(TICKET)
+    with pytest.raises(InvalidTicket):
+        Signer({"new": KEY_A}, "new").verify_ticket(token, "demo", NOW)
+
+
+def test_key_rotation_accepts_old_and_signs_new() -> None:
+    old = Signer({"k1": KEY_A}, "k1")
+    rotated = Signer({"k1": KEY_A, "k2": KEY_B}, "k2")
+    assert rotated.verify_ticket(old.sign_ticket(TICKET), "demo", NOW) == TICKET
+    fresh = rotated.sign_ticket(TICKET)
+    assert fresh.startswith("k2.")
+    with pytest.raises(InvalidTicket):
+        old.verify_ticket(fresh, "demo", NOW)
+
+
+def test_wrong_room_is_refused() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    with pytest.raises(WrongRoom):
+        signer.verify_ticket(signer.sign_ticket(TICKET), "other", NOW)
+    with pytest.raises(WrongRoom):
+        signer.verify_booking_token(signer.sign_booking_token(BOOKING), NOW, room="other")
+
+
+def test_ticket_expires_after_ttl() -> None:
+    signer = Signer({"k1": KEY_A}, "k1", ticket_ttl_s=100)
+    token = signer.sign_ticket(TICKET)
+    assert signer.verify_ticket(token, "demo", NOW + 100) == TICKET
+    with pytest.raises(TicketExpired):
+        signer.verify_ticket(token, "demo", NOW + 100.5)
+
+
+def test_booking_token_round_trips_and_expires() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    token = signer.sign_booking_token(BOOKING)
+    assert signer.verify_booking_token(token, NOW, room="demo") == BOOKING
+    assert signer.verify_booking_token(token, NOW + 599) == BOOKING
+    with pytest.raises(TicketExpired):
+        signer.verify_booking_token(token, NOW + 600)
+    assert BOOKING.token_id == "tid:42"
+
+
+def test_ticket_is_not_a_booking_token_and_vice_versa() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    with pytest.raises(InvalidTicket):
+        signer.verify_booking_token(signer.sign_ticket(TICKET), NOW)
+    with pytest.raises(InvalidTicket):
+        signer.verify_ticket(signer.sign_booking_token(BOOKING), "demo", NOW)
+
+
+def test_signer_refuses_weak_setup() -> None:
+    with pytest.raises(ValueError, match="shorter"):
+        Signer({"k1": b"short"}, "k1")
+    with pytest.raises(ValueError, match="current"):
+        Signer({"k1": KEY_A}, "k2")
+    with pytest.raises(ValueError, match="key id"):
+        Signer({"k.1": KEY_A}, "k.1")
+
+
+def test_ticket_fields_are_checked() -> None:
+    with pytest.raises(ValueError):
+        Ticket(room="demo", ticket_id="t", kind="vip", number=1, issued_at_s=NOW)
+    with pytest.raises(ValueError):
+        Ticket(room="demo", ticket_id="t", kind="pre", number=0, issued_at_s=NOW)
+
+
+def test_ticket_ids_are_unique() -> None:
+    ids = {new_ticket_id() for _ in range(1000)}
+    assert len(ids) == 1000

@@ -1,0 +1,1 @@
+"""The Redis-backed waiting room: tickets, the fair order, admission."""

@@ -1,0 +1,313 @@
+"""The admitter process: moves each room's admission cursor, and listens to booking events.
+
+Every tick, for each room, an instance holds or takes the room's lead (a Redis
+lease plus a fencing token) and, as leader, runs one atomic admission step (see
+``scripts.ADMIT``). Any number of instances may run; a room is admitted by one
+at a time, and a stale leader's step is refused by the fence.
+
+Independently, the instances share the ``booking-events`` topic as one consumer
+group: a booking's final event frees its room position, and inventory summaries
+set or clear the rooms' ``sold_out`` flag. Summaries are kept in Redis
+(``keys.campaign_inventory``) because each instance sees only some partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from schemas.errors import SchemaError
+from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
+from waitingroom import keys
+from waitingroom.errors import LeadershipLost, RoomNotFound, WaitingRoomError
+from waitingroom.lottery import draw_seed
+from waitingroom.rooms import RoomSnapshot, RoomStore, parse_flat_snapshot, text
+from waitingroom.settings import AdmitterSettings
+
+logger = logging.getLogger(__name__)
+
+FINAL_EVENTS = (Rejected, Confirmed, Expired, Cancelled)
+POLL_MS = 200
+REDIS_RETRY_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One room's admission step."""
+
+    snapshot: RoomSnapshot  # after the step
+    admitted: int  # positions admitted by this step
+    opened: bool  # this step opened the room
+
+
+class Admitter:
+    """Leadership and admission steps; time is always passed in, so tests can drive it."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        instance_id: str,
+        leader_ttl_s: float,
+        store: RoomStore | None = None,
+    ) -> None:
+        self._store = store or RoomStore(redis)
+        self._scripts = self._store.scripts
+        self._id = instance_id
+        self._ttl_ms = max(1, round(leader_ttl_s * 1000))
+        self._fences: dict[str, int] = {}
+
+    def fence(self, name: str) -> int | None:
+        """The fencing token this instance holds for the room, if it believes it leads."""
+        return self._fences.get(name)
+
+    async def step(self, now_s: float) -> dict[str, Admission]:
+        """One tick: every room this instance leads (or now takes) gets one admission step."""
+        done: dict[str, Admission] = {}
+        for name in await self._store.room_names():
+            fence = await self.lead(name)
+            if fence is None:
+                continue
+            try:
+                done[name] = await self.admit(name, now_s, fence)
+            except WaitingRoomError as e:  # lost the lead, or a missing or malformed room
+                logger.warning("admission step for room %s skipped: %s", name, e)
+        return done
+
+    async def lead(self, name: str) -> int | None:
+        """Renew the room's lease if held, else try to take it; the fence, or None."""
+        fence = self._fences.get(name)
+        leader = keys.room_leader(name)
+        if fence is not None:
+            if await self._scripts.renew(keys=[leader], args=[self._id, self._ttl_ms]) == 1:
+                return fence
+            del self._fences[name]
+            logger.warning("lost the lead of room %s (fence %d)", name, fence)
+        taken = await self._scripts.acquire(
+            keys=[leader, keys.room_fence(name)], args=[self._id, self._ttl_ms]
+        )
+        if taken is None:
+            return None
+        self._fences[name] = int(taken)
+        logger.info("leading room %s with fence %d", name, self._fences[name])
+        return self._fences[name]
+
+    async def admit(self, name: str, now_s: float, fence: int) -> Admission:
+        """The atomic admission step; raises LeadershipLost if ``fence`` is stale."""
+        reply = await self._scripts.admit(
+            keys=[keys.room(name), keys.room_active(name), keys.room_fence(name)],
+            args=[fence, now_s, draw_seed()],
+        )
+        status = text(reply[0])
+        if status == "fenced":
+            if self._fences.get(name) == fence:
+                del self._fences[name]
+            raise LeadershipLost(f"fence {fence} of room {name} is no longer current")
+        if status == "not_found":
+            raise RoomNotFound(name)
+        result = Admission(
+            snapshot=parse_flat_snapshot(name, reply[3], reply[4]),
+            admitted=int(reply[1]),
+            opened=int(reply[2]) == 1,
+        )
+        if result.opened:
+            snap = result.snapshot
+            logger.info(
+                "room %s opened at %s: prequeue_size=%d seed=%s",
+                name,
+                snap.opened_at_s,
+                snap.prequeue_size,
+                snap.seed,
+            )
+        return result
+
+    async def release_all(self) -> None:
+        """Give up every lead this instance holds (on shutdown)."""
+        for name in list(self._fences):
+            await self._scripts.release(keys=[keys.room_leader(name)], args=[self._id])
+            del self._fences[name]
+            logger.info("released the lead of room %s", name)
+
+
+def sold_out_verdict(county_ids: Sequence[str], pairs_left: Mapping[str, int]) -> bool | None:
+    """True when every county has 0 pairs left, False when any has some, else None (unknown)."""
+    if not county_ids:
+        return None
+    known = [pairs_left.get(c) for c in county_ids]
+    if any(p is not None and p > 0 for p in known):
+        return False
+    if all(p == 0 for p in known):
+        return True
+    return None
+
+
+class EventHandler:
+    """Applies booking events to the rooms: frees positions, sets ``sold_out``."""
+
+    def __init__(self, redis: aioredis.Redis, store: RoomStore) -> None:
+        self._redis = redis
+        self._store = store
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, FINAL_EVENTS):
+            await self.booking_done(event.booking_id)
+        elif isinstance(event, Summary):
+            await self.summary(event)
+
+    async def booking_done(self, booking_id: str) -> None:
+        room, position = await self._redis.hmget(keys.booking(booking_id), ["room", "position"])
+        if room is None or position is None:  # not booked through a room (or record gone)
+            return
+        if not text(position).isdigit():
+            logger.error("booking %s has a malformed position %r", booking_id, position)
+            return
+        await self._store.booking_finished(text(room), int(text(position)))
+
+    async def summary(self, event: Summary) -> None:
+        args: list[str | int] = [event.at_ms]
+        for county, s in event.counties.items():
+            args += [county, s.pairs_left]
+        seq, flat = await self._store.scripts.update_inventory(
+            keys=[keys.campaign_inventory(event.campaign)], args=args
+        )
+        counties = await self.campaign_counties(event.campaign)
+        if counties is None:
+            return
+        verdict = sold_out_verdict(counties, _pairs_left(flat))
+        if verdict is None:
+            return
+        for room in await self._store.rooms_of_campaign(event.campaign):
+            if await self._store.set_sold_out(room, verdict, seq=int(seq)):
+                logger.info("room %s is %s", room, "sold out" if verdict else "no longer sold out")
+
+    async def campaign_counties(self, campaign: str) -> list[str] | None:
+        raw = await self._redis.get(keys.campaign(campaign))
+        if raw is None:
+            return None
+        try:
+            return [str(c["id"]) for c in orjson.loads(raw)["counties"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            logger.error("campaign %s has a malformed description: %r", campaign, e)
+            return None
+
+
+def _pairs_left(flat: Sequence[Any]) -> dict[str, int]:
+    fields = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+    return {k.removeprefix("pairs:"): int(v) for k, v in fields.items() if k.startswith("pairs:")}
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+async def admit_loop(admitter: Admitter, tick_s: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await admitter.step(time.time())
+        except aioredis.RedisError as e:
+            logger.warning("admission tick failed, retrying next tick: %s", e)
+        await _stopped_within(stop, tick_s)
+
+
+async def _handle_record(
+    handler: EventHandler, record: ConsumerRecord[Any, Any], stop: asyncio.Event
+) -> bool:
+    """Apply one record, retrying while Redis fails; False if stopped before it was applied."""
+    try:
+        event = decode_event(record.value)
+    except SchemaError as e:
+        logger.warning("skipping malformed event at offset %d: %s", record.offset, e)
+        return True
+    while True:
+        try:
+            await handler.handle(event)
+            return True
+        except aioredis.RedisError as e:
+            logger.warning("applying event at offset %d failed, retrying: %s", record.offset, e)
+            if await _stopped_within(stop, REDIS_RETRY_S):
+                return False
+
+
+async def _consume_batch(
+    handler: EventHandler,
+    batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]],
+    stop: asyncio.Event,
+) -> dict[TopicPartition, int]:
+    """Apply records in order; the offsets to commit (next to read) per partition."""
+    done: dict[TopicPartition, int] = {}
+    for tp, records in batch.items():
+        for record in records:
+            if record.value is not None and not await _handle_record(handler, record, stop):
+                return done
+            done[tp] = record.offset + 1
+    return done
+
+
+async def event_loop(
+    settings: AdmitterSettings, handler: EventHandler, stop: asyncio.Event
+) -> None:
+    consumer = AIOKafkaConsumer(
+        settings.connections.topics.events,
+        bootstrap_servers=settings.connections.kafka_bootstrap,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=POLL_MS)
+            offsets = await _consume_batch(handler, batch, stop)
+            if offsets:
+                try:
+                    await consumer.commit(offsets)
+                except CommitFailedError as e:  # rebalanced: the new owner re-applies them
+                    logger.warning("event offsets not committed: %s", e)
+    finally:
+        await consumer.stop()
+
+
+async def _first_failure(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run until all finish; if one fails, cancel the others and raise its error."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in done:
+        error = t.exception()
+        if error is not None:
+            raise error
+
+
+async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
+    """The admitter process's main loop, until ``stop`` is set."""
+    redis = aioredis.Redis.from_url(settings.connections.redis_url)
+    store = RoomStore(redis)
+    admitter = Admitter(redis, settings.instance_id, settings.leader_ttl_s, store)
+    logger.info("admitter %s starting", settings.instance_id)
+    try:
+        await _first_failure(
+            admit_loop(admitter, settings.tick_s, stop),
+            event_loop(settings, EventHandler(redis, store), stop),
+        )
+    finally:
+        try:
+            await admitter.release_all()
+        except aioredis.RedisError as e:
+            logger.warning("could not release leads (they lapse by themselves): %s", e)
+        await redis.aclose()
+        logger.info("admitter %s stopped", settings.instance_id)

@@ -1,0 +1,71 @@
+"""Access codes for priority groups, stored only as hashes per campaign.
+
+A code is 12 characters from an alphabet without look-alikes (no I, L, O, 0, 1),
+shown in groups of four: ``7KQM-R2XH-9PDT`` (about 59 random bits). Typing is
+forgiving: case, spaces and dashes do not matter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import redis.asyncio as aioredis
+
+from waitingroom import keys
+
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_CHARS = 12
+GROUP_CHARS = 4
+MAX_GROUP_LEN = 64
+MAX_CODES_PER_CALL = 100_000
+BATCH = 1_000
+
+
+def normalise_code(code: str) -> str:
+    """Upper case, without whitespace and dashes."""
+    return "".join(code.split()).replace("-", "").upper()
+
+
+def hash_code(code: str) -> str:
+    """SHA-256 hex of the normalised code: what is stored and what tickets carry."""
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def is_well_formed(code: str) -> bool:
+    n = normalise_code(code)
+    return len(n) == CODE_CHARS and all(c in ALPHABET for c in n)
+
+
+def new_code() -> str:
+    chars = "".join(secrets.choice(ALPHABET) for _ in range(CODE_CHARS))
+    return "-".join(chars[i : i + GROUP_CHARS] for i in range(0, CODE_CHARS, GROUP_CHARS))
+
+
+async def issue_codes(redis: aioredis.Redis, campaign: str, group: str, count: int) -> list[str]:
+    """``count`` new codes for ``group``; only their hashes are stored. Shown once."""
+    if not 0 < len(group) <= MAX_GROUP_LEN:
+        raise ValueError(f"a group name has 1 to {MAX_GROUP_LEN} characters")
+    if not 0 <= count <= MAX_CODES_PER_CALL:
+        raise ValueError(f"count must be between 0 and {MAX_CODES_PER_CALL}, got {count}")
+    key = keys.campaign_codes(campaign)
+    issued: list[str] = []
+    while len(issued) < count:
+        batch = [new_code() for _ in range(min(BATCH, count - len(issued)))]
+        async with redis.pipeline(transaction=False) as pipe:
+            for code in batch:
+                pipe.hsetnx(key, hash_code(code), group)
+            stored = await pipe.execute()
+        # A code already issued (a collision) is dropped and drawn again.
+        issued.extend(code for code, ok in zip(batch, stored, strict=True) if ok)
+    return issued
+
+
+async def code_group(redis: aioredis.Redis, campaign: str, code: str) -> str | None:
+    """The code's priority group, or None if it was not issued for the campaign."""
+    if not is_well_formed(code):
+        return None
+    group = await redis.hget(keys.campaign_codes(campaign), hash_code(code))
+    if group is None:
+        return None
+    return group.decode() if isinstance(group, bytes) else str(group)

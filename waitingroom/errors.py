@@ -1,0 +1,43 @@
+"""The waiting room's exceptions; the gateway maps each to an HTTP answer."""
+
+from __future__ import annotations
+
+
+class WaitingRoomError(Exception):
+    """Base of every error raised by the waitingroom package."""
+
+
+class TicketError(WaitingRoomError):
+    """A ticket or booking token that cannot be accepted."""
+
+
+class InvalidTicket(TicketError):
+    """Malformed, forged, of the wrong type, or signed with an unknown key id."""
+
+
+class WrongRoom(TicketError):
+    """A genuine ticket or booking token, but for another room."""
+
+
+class TicketExpired(TicketError):
+    """A genuine ticket or booking token whose lifetime is over."""
+
+
+class RoomNotFound(WaitingRoomError):
+    """No room of that name has been created."""
+
+
+class RoomClosed(WaitingRoomError):
+    """The room is closed: it takes no joins."""
+
+
+class InvalidRoomConfig(WaitingRoomError, ValueError):
+    """A room name, state or admission setting that is out of range."""
+
+
+class InvalidAccessCode(WaitingRoomError):
+    """An access code that was not issued for the campaign."""
+
+
+class LeadershipLost(WaitingRoomError):
+    """An admitter's fencing token is no longer the room's current one."""

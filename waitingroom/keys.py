@@ -1,0 +1,64 @@
+"""Every Redis key fairq uses, in one place.
+
+Keys of one room share the hash tag ``{room}`` so that a Redis Cluster keeps them
+on one shard and the room's Lua scripts can touch them atomically.
+"""
+
+from __future__ import annotations
+
+PREFIX = "fq"
+
+
+def rooms() -> str:
+    """Set of all room names."""
+    return f"{PREFIX}:rooms"
+
+
+def room(name: str) -> str:
+    """Hash: the room's configuration and its live counters (see waitingroom.rooms)."""
+    return f"{PREFIX}:room:{{{name}}}"
+
+
+def room_active(name: str) -> str:
+    """Sorted set: admitted queue positions still active, scored by their deadline (epoch s)."""
+    return f"{PREFIX}:room:{{{name}}}:active"
+
+
+def room_code_tickets(name: str) -> str:
+    """Hash: access-code hash -> the ticket issued for it, as JSON (one place per code)."""
+    return f"{PREFIX}:room:{{{name}}}:code_tickets"
+
+
+def room_leader(name: str) -> str:
+    """String with TTL: the id of the admitter that leads this room."""
+    return f"{PREFIX}:room:{{{name}}}:leader"
+
+
+def room_fence(name: str) -> str:
+    """Counter: fencing token, raised each time an admitter becomes leader."""
+    return f"{PREFIX}:room:{{{name}}}:fence"
+
+
+def campaign(name: str) -> str:
+    """String (JSON): the campaign's public description: counties, centers, vaccines."""
+    return f"{PREFIX}:campaign:{{{name}}}"
+
+
+def campaign_codes(name: str) -> str:
+    """Hash: access-code hash -> priority group, for codes issued for this campaign."""
+    return f"{PREFIX}:campaign:{{{name}}}:codes"
+
+
+def campaign_inventory(name: str) -> str:
+    """Hash: pairs left per county from the allocator's summaries, and the verdict number."""
+    return f"{PREFIX}:campaign:{{{name}}}:inventory"
+
+
+def booking(booking_id: str) -> str:
+    """Hash: a booking's routing record (room, campaign, county, position, identity)."""
+    return f"{PREFIX}:booking:{booking_id}"
+
+
+def token_booking(token_id: str) -> str:
+    """String: the booking id made with a booking token (a token is good for one booking)."""
+    return f"{PREFIX}:token:{token_id}:booking"

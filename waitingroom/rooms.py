@@ -1,0 +1,267 @@
+"""Rooms in Redis: configuration, live counters, joins, and operator changes.
+
+The room hash (``keys.room``) holds, besides the ``RoomConfig`` fields:
+
+- ``state``: ``scheduled`` | ``open`` | ``paused`` | ``closed``; ``sold_out``: ``1``/``0``
+  and ``sold_out_seq`` (the last numbered sold-out verdict applied);
+- ``pre_count`` / ``post_count``: tickets issued before / after opening;
+- set once at opening: ``prequeue_size`` (the frozen pre count), ``seed``, ``opened_at_s``;
+- admission: ``cursor`` (every position up to it is admitted), ``admit_last_s`` and
+  ``admit_carry`` (the admission budget's clock and unspent fraction).
+
+``keys.room_active`` scores each admitted, still active position by its deadline.
+Every change that must be atomic is one Lua script in ``waitingroom.scripts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from waitingroom import keys
+from waitingroom.errors import (
+    InvalidRoomConfig,
+    RoomClosed,
+    RoomNotFound,
+    WaitingRoomError,
+)
+from waitingroom.lottery import draw_seed
+from waitingroom.scripts import Scripts
+from waitingroom.tickets import Ticket, new_ticket_id
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+STATES = ("scheduled", "open", "paused", "closed")
+OPERATOR_STATES = ("open", "paused", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomConfig:
+    name: str
+    campaign: str
+    opens_at_s: float
+    rate_per_s: float = 10.0
+    max_active: int = 1000
+    hold_s: int = 600
+    admit_window_s: int = 600
+
+    def __post_init__(self) -> None:
+        for label, value in (("room name", self.name), ("campaign", self.campaign)):
+            if not NAME_PATTERN.match(value):
+                raise InvalidRoomConfig(f"{label} {value!r} must match {NAME_PATTERN.pattern}")
+        if not math.isfinite(self.opens_at_s):
+            raise InvalidRoomConfig("opens_at_s must be a finite time")
+        check_admission(self.rate_per_s, self.max_active)
+        if self.hold_s < 1 or self.admit_window_s < 1:
+            raise InvalidRoomConfig("hold_s and admit_window_s must be at least 1")
+
+
+def check_admission(rate_per_s: float, max_active: int) -> None:
+    if not (math.isfinite(rate_per_s) and rate_per_s >= 0):
+        raise InvalidRoomConfig(f"rate_per_s must be a finite number >= 0, got {rate_per_s}")
+    if max_active < 0:
+        raise InvalidRoomConfig(f"max_active must be >= 0, got {max_active}")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSnapshot:
+    config: RoomConfig
+    state: str
+    sold_out: bool
+    prequeue_size: int  # pre count (frozen at opening)
+    post_count: int
+    cursor: int
+    active: int
+    seed: str | None
+    opened_at_s: float | None
+
+    @property
+    def opened(self) -> bool:
+        return self.opened_at_s is not None
+
+    @property
+    def queue_length(self) -> int:
+        return self.prequeue_size + self.post_count
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    ticket: Ticket
+    new: bool  # False when an access code's existing place came back
+
+
+def text(value: bytes | str) -> str:
+    """A reply value as str, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSnapshot:
+    """A snapshot from the room hash (as HGETALL returns it) and the active count."""
+    f = {text(k): text(v) for k, v in fields.items()}
+    try:
+        config = RoomConfig(
+            name=name,
+            campaign=f["campaign"],
+            opens_at_s=float(f["opens_at_s"]),
+            rate_per_s=float(f["rate_per_s"]),
+            max_active=int(f["max_active"]),
+            hold_s=int(f["hold_s"]),
+            admit_window_s=int(f["admit_window_s"]),
+        )
+        opened_at = f.get("opened_at_s")
+        return RoomSnapshot(
+            config=config,
+            state=f["state"],
+            sold_out=f.get("sold_out") == "1",
+            prequeue_size=int(f["prequeue_size"] if opened_at else f.get("pre_count", "0")),
+            post_count=int(f.get("post_count", "0")),
+            cursor=int(f.get("cursor", "0")),
+            active=int(active),
+            seed=f.get("seed"),
+            opened_at_s=None if opened_at is None else float(opened_at),
+        )
+    except (KeyError, ValueError) as e:
+        raise WaitingRoomError(f"room {name!r} has a malformed record: {e!r}") from e
+
+
+def parse_flat_snapshot(name: str, flat: Sequence[Any], active: int) -> RoomSnapshot:
+    """A snapshot from a script's reply: HGETALL as a flat list, then ZCARD."""
+    return parse_snapshot(name, dict(zip(flat[::2], flat[1::2], strict=True)), active)
+
+
+def _status(reply: Sequence[Any], name: str) -> str:
+    status = text(reply[0])
+    if status == "not_found":
+        raise RoomNotFound(name)
+    return status
+
+
+class RoomStore:
+    """All reads and writes of rooms; the scripts are registered once per store."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self.scripts = Scripts.register(redis)
+
+    async def put_room(self, cfg: RoomConfig) -> None:
+        """Create the room (state ``scheduled``) or update its configuration."""
+        room = keys.room(cfg.name)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                room,
+                mapping={
+                    "campaign": cfg.campaign,
+                    "opens_at_s": cfg.opens_at_s,
+                    "rate_per_s": cfg.rate_per_s,
+                    "max_active": cfg.max_active,
+                    "hold_s": cfg.hold_s,
+                    "admit_window_s": cfg.admit_window_s,
+                },
+            )
+            pipe.hsetnx(room, "state", "scheduled")
+            pipe.sadd(keys.rooms(), cfg.name)
+            await pipe.execute()
+
+    async def room_names(self) -> list[str]:
+        return sorted(text(n) for n in await self._redis.smembers(keys.rooms()))
+
+    async def rooms_of_campaign(self, campaign: str) -> list[str]:
+        names = await self.room_names()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(keys.room(name), "campaign")
+            owners = await pipe.execute()
+        return [
+            n for n, c in zip(names, owners, strict=True) if c is not None and text(c) == campaign
+        ]
+
+    async def load(self, name: str) -> RoomSnapshot | None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.room(name))
+            pipe.zcard(keys.room_active(name))
+            fields, active = await pipe.execute()
+        if not fields:
+            return None
+        return parse_snapshot(name, fields, active)
+
+    async def join(self, name: str, now_s: float, code_hash: str | None = None) -> JoinOutcome:
+        """A new ticket, or the code's existing one; raises RoomNotFound or RoomClosed."""
+        reply = await self.scripts.join(
+            keys=[keys.room(name), keys.room_code_tickets(name)],
+            args=[now_s, new_ticket_id(), code_hash or ""],
+        )
+        if _status(reply, name) == "closed":
+            raise RoomClosed(name)
+        data = orjson.loads(reply[1])
+        ticket = Ticket(
+            room=name,
+            ticket_id=data["ticket_id"],
+            kind=data["kind"],
+            number=int(data["number"]),
+            issued_at_s=float(data["issued_at_s"]),
+            code_hash=code_hash,
+        )
+        return JoinOutcome(ticket=ticket, new=int(reply[2]) == 1)
+
+    async def open_now(self, name: str, now_s: float) -> RoomSnapshot:
+        """Open the room at ``now_s`` unless it is open already (idempotent)."""
+        reply = await self.scripts.open(keys=self._room_keys(name), args=[draw_seed(), now_s])
+        _status(reply, name)
+        snap = parse_flat_snapshot(name, reply[2], reply[3])
+        if int(reply[1]) == 1:
+            logger.info(
+                "room %s opened by operator at %s: prequeue_size=%d seed=%s",
+                name,
+                now_s,
+                snap.prequeue_size,
+                snap.seed,
+            )
+        return snap
+
+    async def set_state(self, name: str, state: str) -> RoomSnapshot:
+        """``open`` (resume), ``paused`` (joins, no admission) or ``closed`` (neither)."""
+        if state not in OPERATOR_STATES:
+            raise InvalidRoomConfig(f"state must be one of {OPERATOR_STATES}, got {state!r}")
+        reply = await self.scripts.set_state(keys=self._room_keys(name), args=[state])
+        _status(reply, name)
+        logger.info("room %s set to %s", name, state)
+        return parse_flat_snapshot(name, reply[1], reply[2])
+
+    async def set_admission(self, name: str, rate_per_s: float, max_active: int) -> RoomSnapshot:
+        check_admission(rate_per_s, max_active)
+        reply = await self.scripts.set_admission(
+            keys=self._room_keys(name), args=[float(rate_per_s), int(max_active)]
+        )
+        _status(reply, name)
+        return parse_flat_snapshot(name, reply[1], reply[2])
+
+    async def booking_started(self, name: str, position: int, deadline_s: float) -> None:
+        """Extend an active position's deadline; a lapsed (removed) one stays out."""
+        await self._redis.zadd(
+            keys.room_active(name), {str(position): deadline_s}, xx=True, gt=True
+        )
+
+    async def booking_finished(self, name: str, position: int) -> None:
+        await self._redis.zrem(keys.room_active(name), str(position))
+
+    async def set_sold_out(self, name: str, sold_out: bool, seq: int | None = None) -> bool:
+        """Set the flag; with ``seq``, only if newer than the last numbered verdict.
+
+        Returns whether the flag changed; raises RoomNotFound.
+        """
+        reply = await self.scripts.set_sold_out(
+            keys=[keys.room(name)], args=["1" if sold_out else "0", "" if seq is None else seq]
+        )
+        return _status([reply], name) == "changed"
+
+    @staticmethod
+    def _room_keys(name: str) -> list[str]:
+        return [keys.room(name), keys.room_active(name)]

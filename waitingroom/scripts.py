@@ -1,0 +1,279 @@
+"""Every Lua script of the waiting room, each with a header naming KEYS, ARGV and the reply.
+
+A room's keys share one hash tag, so each room script is atomic on one shard.
+Time always comes from the caller (ARGV), never from Redis ``TIME``, so tests can
+drive it. Room hash fields are listed in ``waitingroom.rooms``.
+
+``Scripts.register(redis)`` registers them once per client (redis-py sends
+EVALSHA and loads a script only when the server does not know it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+# Helpers shared by several room scripts; prepended to the scripts that use them.
+_SNAPSHOT = """
+local function snapshot(room, active)
+  return {redis.call('HGETALL', room), redis.call('ZCARD', active)}
+end
+"""
+
+# Opening, once: freeze the pre-queue size, keep the seed and the time, start the
+# admission clock; a 'scheduled' room becomes 'open' (a paused or closed one stays so).
+_OPEN_ROOM = """
+local function open_room(room, seed, now)
+  if redis.call('HEXISTS', room, 'opened_at_s') == 1 then return 0 end
+  redis.call('HSET', room, 'prequeue_size', redis.call('HGET', room, 'pre_count') or '0',
+             'seed', seed, 'opened_at_s', now, 'admit_last_s', now, 'admit_carry', '0')
+  if redis.call('HGET', room, 'state') == 'scheduled' then
+    redis.call('HSET', room, 'state', 'open')
+  end
+  return 1
+end
+"""
+
+JOIN = """
+-- KEYS[1] room hash, KEYS[2] room code tickets hash
+-- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash or ''
+-- A join before opening is 'pre' (numbered by pre_count), after opening 'post'
+-- (numbered by post_count). A code that holds a ticket gets that ticket back.
+-- Returns {'not_found'} | {'closed'} |
+--   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0)}
+local room, codes = KEYS[1], KEYS[2]
+local now, ticket_id, code = ARGV[1], ARGV[2], ARGV[3]
+local state = redis.call('HGET', room, 'state')
+if not state then return {'not_found'} end
+if state == 'closed' then return {'closed'} end
+if code ~= '' then
+  local held = redis.call('HGET', codes, code)
+  if held then return {'ok', held, 0} end
+end
+local kind, counter = 'pre', 'pre_count'
+if redis.call('HEXISTS', room, 'opened_at_s') == 1 then kind, counter = 'post', 'post_count' end
+local number = redis.call('HINCRBY', room, counter, 1)
+local ticket = cjson.encode({kind = kind, number = number, ticket_id = ticket_id,
+                             issued_at_s = now})
+if code ~= '' then redis.call('HSET', codes, code, ticket) end
+return {'ok', ticket, 1}
+"""
+
+OPEN = (
+    _SNAPSHOT
+    + _OPEN_ROOM
+    + """
+-- KEYS[1] room hash, KEYS[2] room active zset
+-- ARGV[1] seed, ARGV[2] now_s
+-- Opens the room now unless it is open already (then the stored seed stays).
+-- Returns {'not_found'} | {'ok', opened by this call (1|0), {HGETALL room}, ZCARD active}
+if not redis.call('HGET', KEYS[1], 'state') then return {'not_found'} end
+local opened = open_room(KEYS[1], ARGV[1], ARGV[2])
+local snap = snapshot(KEYS[1], KEYS[2])
+return {'ok', opened, snap[1], snap[2]}
+"""
+)
+
+SET_STATE = (
+    _SNAPSHOT
+    + """
+-- KEYS[1] room hash, KEYS[2] room active zset
+-- ARGV[1] 'open' | 'paused' | 'closed'
+-- 'open' resumes: the state becomes 'open' if the room has opened, else 'scheduled'.
+-- Returns {'not_found'} | {'ok', {HGETALL room}, ZCARD active}
+local state = ARGV[1]
+if not redis.call('HGET', KEYS[1], 'state') then return {'not_found'} end
+if state == 'open' and redis.call('HEXISTS', KEYS[1], 'opened_at_s') == 0 then
+  state = 'scheduled'
+end
+redis.call('HSET', KEYS[1], 'state', state)
+local snap = snapshot(KEYS[1], KEYS[2])
+return {'ok', snap[1], snap[2]}
+"""
+)
+
+SET_ADMISSION = (
+    _SNAPSHOT
+    + """
+-- KEYS[1] room hash, KEYS[2] room active zset
+-- ARGV[1] rate_per_s, ARGV[2] max_active
+-- Returns {'not_found'} | {'ok', {HGETALL room}, ZCARD active}
+if not redis.call('HGET', KEYS[1], 'state') then return {'not_found'} end
+redis.call('HSET', KEYS[1], 'rate_per_s', ARGV[1], 'max_active', ARGV[2])
+local snap = snapshot(KEYS[1], KEYS[2])
+return {'ok', snap[1], snap[2]}
+"""
+)
+
+SET_SOLD_OUT = """
+-- KEYS[1] room hash
+-- ARGV[1] '1' (sold out) | '0', ARGV[2] verdict sequence number or '' (always apply)
+-- A numbered verdict applies only if newer than the last numbered one applied, so
+-- verdicts written by several event consumers cannot overtake each other.
+-- Returns 'not_found' | 'stale' | 'same' | 'changed'
+if not redis.call('HGET', KEYS[1], 'state') then return 'not_found' end
+if ARGV[2] ~= '' then
+  local applied = tonumber(redis.call('HGET', KEYS[1], 'sold_out_seq') or '0')
+  if tonumber(ARGV[2]) <= applied then return 'stale' end
+  redis.call('HSET', KEYS[1], 'sold_out_seq', ARGV[2])
+end
+local before = redis.call('HGET', KEYS[1], 'sold_out') or '0'
+redis.call('HSET', KEYS[1], 'sold_out', ARGV[1])
+if before == ARGV[1] then return 'same' end
+return 'changed'
+"""
+
+# Admission proper, called by ADMIT when the room is open and not sold out.
+# The budget grows by rate_per_s per second since the last step, keeps its
+# fraction, and is capped at one second's worth (at least one place, unless the
+# rate is 0).
+_ADMIT_ROOM = """
+local function admit_room(room, active, now)
+  local h = redis.call('HMGET', room, 'rate_per_s', 'max_active', 'admit_window_s',
+                       'prequeue_size', 'post_count', 'cursor', 'admit_last_s', 'admit_carry')
+  local rate, max_active, window = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
+  local queue = tonumber(h[4] or '0') + tonumber(h[5] or '0')
+  local cursor = tonumber(h[6] or '0')
+  local last = tonumber(h[7] or now)
+  local cap = 0
+  if rate > 0 then cap = math.max(rate, 1) end
+  local budget = math.min(tonumber(h[8] or '0') + rate * math.max(0, now - last), cap)
+  local k = math.min(math.floor(budget), max_active - redis.call('ZCARD', active), queue - cursor)
+  if k < 0 then k = 0 end
+  local deadline = now + window
+  for first = cursor + 1, cursor + k, 500 do
+    local args = {}
+    for p = first, math.min(first + 499, cursor + k) do
+      args[#args + 1] = deadline
+      args[#args + 1] = p
+    end
+    redis.call('ZADD', active, unpack(args))
+  end
+  redis.call('HSET', room, 'cursor', cursor + k, 'admit_last_s', math.max(now, last),
+             'admit_carry', budget - k)
+  return k
+end
+"""
+
+ADMIT = (
+    _SNAPSHOT
+    + _OPEN_ROOM
+    + _ADMIT_ROOM
+    + """
+-- KEYS[1] room hash, KEYS[2] room active zset, KEYS[3] room fence counter
+-- ARGV[1] the caller's fencing token, ARGV[2] now_s, ARGV[3] a seed (kept only if
+--   this call opens the room)
+-- Refuses a token that is not the current fence. Else: opens the room when
+-- now >= opens_at_s; drops active entries whose deadline < now; if the state is
+-- 'open' and not sold out, admits positions cursor+1..cursor+k (k limited by the
+-- rate budget, max_active and the queue) with deadline now + admit_window_s.
+-- Returns {'fenced'} | {'not_found'} |
+--   {'ok', admitted k, opened by this call (1|0), {HGETALL room}, ZCARD active}
+local room, active = KEYS[1], KEYS[2]
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'fenced'} end
+local state = redis.call('HGET', room, 'state')
+if not state then return {'not_found'} end
+local now = tonumber(ARGV[2])
+local opened = 0
+if now >= tonumber(redis.call('HGET', room, 'opens_at_s')) then
+  opened = open_room(room, ARGV[3], ARGV[2])
+  state = redis.call('HGET', room, 'state')
+end
+redis.call('ZREMRANGEBYSCORE', active, '-inf', '(' .. ARGV[2])
+local admitted = 0
+if state == 'open' and redis.call('HGET', room, 'sold_out') ~= '1' then
+  admitted = admit_room(room, active, now)
+else
+  redis.call('HSET', room, 'admit_last_s', ARGV[2], 'admit_carry', '0')
+end
+local snap = snapshot(room, active)
+return {'ok', admitted, opened, snap[1], snap[2]}
+"""
+)
+
+ACQUIRE = """
+-- KEYS[1] room leader, KEYS[2] room fence counter
+-- ARGV[1] instance id, ARGV[2] lease in ms
+-- Takes (or re-takes) the lead unless another instance holds it, and raises the fence.
+-- Returns the new fencing token, or nil when another instance leads.
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('INCR', KEYS[2])
+"""
+
+RENEW = """
+-- KEYS[1] room leader
+-- ARGV[1] instance id, ARGV[2] lease in ms
+-- Extends the lease only if the caller still holds it.
+-- Returns 1 if extended, 0 if another instance (or none) leads.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+RELEASE = """
+-- KEYS[1] room leader
+-- ARGV[1] instance id
+-- Gives the lead up if the caller holds it, so another instance need not wait for the TTL.
+-- Returns 1 if released, 0 otherwise.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+UPDATE_INVENTORY = """
+-- KEYS[1] campaign inventory hash
+-- ARGV[1] the summary's at_ms, then pairs: county id, pairs_left
+-- Stores each county's pairs_left ('pairs:<county>') unless a later summary of that
+-- county is stored ('at:<county>'), and numbers the result ('seq').
+-- Returns {seq, {HGETALL inventory}}
+local inv = KEYS[1]
+local at = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local county = ARGV[i]
+  local stored = tonumber(redis.call('HGET', inv, 'at:' .. county) or '-1')
+  if at >= stored then
+    redis.call('HSET', inv, 'at:' .. county, ARGV[1], 'pairs:' .. county, ARGV[i + 1])
+  end
+end
+local seq = redis.call('HINCRBY', inv, 'seq', 1)
+return {seq, redis.call('HGETALL', inv)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    """The scripts, registered on one client."""
+
+    join: AsyncScript
+    open: AsyncScript
+    set_state: AsyncScript
+    set_admission: AsyncScript
+    set_sold_out: AsyncScript
+    admit: AsyncScript
+    acquire: AsyncScript
+    renew: AsyncScript
+    release: AsyncScript
+    update_inventory: AsyncScript
+
+    @classmethod
+    def register(cls, redis: aioredis.Redis) -> Scripts:
+        return cls(
+            join=redis.register_script(JOIN),
+            open=redis.register_script(OPEN),
+            set_state=redis.register_script(SET_STATE),
+            set_admission=redis.register_script(SET_ADMISSION),
+            set_sold_out=redis.register_script(SET_SOLD_OUT),
+            admit=redis.register_script(ADMIT),
+            acquire=redis.register_script(ACQUIRE),
+            renew=redis.register_script(RENEW),
+            release=redis.register_script(RELEASE),
+            update_inventory=redis.register_script(UPDATE_INVENTORY),
+        )

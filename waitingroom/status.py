@@ -1,0 +1,77 @@
+"""What a visitor is told: state, place in line and estimated wait, from memory only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from waitingroom.lottery import position_of
+from waitingroom.rooms import RoomSnapshot
+from waitingroom.tickets import Ticket
+
+DEFAULT_HALF_LIFE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    state: str  # prequeue | waiting | admitted | sold_out | closed
+    position: int | None  # people ahead + 1 while waiting; 0 once admitted; None in prequeue
+    eta_s: float | None  # seconds to admission (to opening, in prequeue); 0 admitted; None unknown
+    position_abs: int | None  # position on the room's timeline
+
+
+class RateMeter:
+    """Admission rate smoothed over successive (time, cursor) observations.
+
+    An exponentially weighted mean of the rates between observations; an
+    observation's weight grows with the time it covers, so the mean halves its
+    memory every ``half_life_s`` however often it is fed. Reads no clock.
+    """
+
+    def __init__(self, half_life_s: float = DEFAULT_HALF_LIFE_S) -> None:
+        if not half_life_s > 0:
+            raise ValueError(f"half_life_s must be positive, got {half_life_s}")
+        self._half_life_s = half_life_s
+        self._last: tuple[float, int] | None = None
+        self._rate: float | None = None
+
+    @property
+    def rate_per_s(self) -> float | None:
+        """None until two observations some time apart."""
+        return self._rate
+
+    def observe(self, now_s: float, cursor: int) -> None:
+        last = self._last
+        if last is None or cursor < last[1]:  # first sight, or the room was reset
+            self._last, self._rate = (now_s, cursor), None
+            return
+        dt = now_s - last[0]
+        if dt <= 0:
+            return
+        sample = (cursor - last[1]) / dt
+        weight = 1.0 - 2.0 ** (-dt / self._half_life_s)
+        self._rate = sample if self._rate is None else self._rate + weight * (sample - self._rate)
+        self._last = (now_s, cursor)
+
+
+def status_of(
+    ticket: Ticket,
+    snap: RoomSnapshot,
+    order: Sequence[int] | None,
+    now_s: float,
+    rate_per_s: float | None,
+) -> Status:
+    """The ticket's status; ``rate_per_s`` is the measured rate (None: use the configured one)."""
+    pos = position_of(ticket, snap, order)  # None until the room opens
+    if snap.state == "closed":
+        return Status("closed", None, None, pos)
+    if pos is None:
+        return Status("prequeue", None, max(0.0, snap.config.opens_at_s - now_s), None)
+    if pos <= snap.cursor:
+        return Status("admitted", 0, 0.0, pos)
+    if snap.sold_out:
+        return Status("sold_out", pos - snap.cursor, None, pos)
+    ahead = pos - snap.cursor - 1
+    rate = snap.config.rate_per_s if rate_per_s is None else rate_per_s
+    eta = None if snap.state == "paused" or rate <= 0 else ahead / rate
+    return Status("waiting", ahead + 1, eta, pos)

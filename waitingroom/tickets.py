@@ -1,0 +1,232 @@
+"""Signed tickets (a place in a room's line) and booking tokens (the right to book once).
+
+Both travel as one URL-safe string ``kid.payload.sig``:
+
+- ``kid`` names the signing key (key rotation: any known kid verifies, the
+  current one signs);
+- ``payload`` is base64url (no padding) of a JSON object whose ``t`` field says
+  what it is (``"ticket"`` or ``"booking"``), so neither passes for the other;
+- ``sig`` is base64url of HMAC-SHA256(key, ``kid + "." + payload``).
+
+The server keeps no copy of either: a status check is answered from the
+ticket's number alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
+
+TICKET_KINDS = ("pre", "post")
+TYPE_TICKET = "ticket"
+TYPE_BOOKING = "booking"
+DEFAULT_TICKET_TTL_S = 7 * 86_400.0
+MIN_KEY_BYTES = 16
+MAX_TOKEN_CHARS = 2048
+KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A place in a room's line: ``number`` counts the pre- or post-opening joins."""
+
+    room: str
+    ticket_id: str
+    kind: str  # "pre" | "post"
+    number: int  # 1, 2, 3, ... within its kind
+    issued_at_s: float
+    code_hash: str | None = None  # the access code it was issued for, hashed
+    group: str | None = None  # the code's priority group
+
+    def __post_init__(self) -> None:
+        if self.kind not in TICKET_KINDS:
+            raise ValueError(f"ticket kind must be 'pre' or 'post', got {self.kind!r}")
+        if self.number < 1:
+            raise ValueError(f"ticket number must be at least 1, got {self.number}")
+
+
+@dataclass(frozen=True, slots=True)
+class BookingToken:
+    """Given to an admitted visitor: lets ``identity`` make one booking from ``position``."""
+
+    room: str
+    ticket_id: str
+    position: int
+    identity: str
+    group: str | None
+    expires_at_s: float
+
+    @property
+    def token_id(self) -> str:
+        """Stable for one admitted place, however often the token is re-issued."""
+        return f"{self.ticket_id}:{self.position}"
+
+
+def new_ticket_id() -> str:
+    """128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Signer:
+    """Signs with ``keys[current_kid]``; verifies with any key in ``keys``."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        current_kid: str,
+        ticket_ttl_s: float = DEFAULT_TICKET_TTL_S,
+    ) -> None:
+        for kid, key in keys.items():
+            if not KID_PATTERN.match(kid):
+                raise ValueError(f"key id {kid!r} must match {KID_PATTERN.pattern}")
+            if len(key) < MIN_KEY_BYTES:
+                raise ValueError(f"key {kid!r} is shorter than {MIN_KEY_BYTES} bytes")
+        if current_kid not in keys:
+            raise ValueError(f"the current key id {current_kid!r} is not among the keys")
+        if not ticket_ttl_s > 0:
+            raise ValueError(f"ticket_ttl_s must be positive, got {ticket_ttl_s}")
+        self._keys = dict(keys)
+        self._kid = current_kid
+        self._ticket_ttl_s = ticket_ttl_s
+
+    def sign_ticket(self, t: Ticket) -> str:
+        return self._sign(
+            {
+                "t": TYPE_TICKET,
+                "room": t.room,
+                "id": t.ticket_id,
+                "kind": t.kind,
+                "n": t.number,
+                "iat": t.issued_at_s,
+                "code": t.code_hash,
+                "grp": t.group,
+            }
+        )
+
+    def verify_ticket(self, token: str, room: str, now_s: float) -> Ticket:
+        """The ticket in ``token``; raises InvalidTicket, WrongRoom or TicketExpired."""
+        p = self._open(token, TYPE_TICKET)
+        try:
+            ticket = Ticket(
+                room=_str(p, "room"),
+                ticket_id=_str(p, "id"),
+                kind=_str(p, "kind"),
+                number=_int(p, "n"),
+                issued_at_s=_num(p, "iat"),
+                code_hash=_opt_str(p, "code"),
+                group=_opt_str(p, "grp"),
+            )
+        except ValueError as e:
+            raise InvalidTicket(f"malformed ticket: {e}") from e
+        if ticket.room != room:
+            raise WrongRoom(f"ticket for room {ticket.room!r}, not {room!r}")
+        if now_s > ticket.issued_at_s + self._ticket_ttl_s:
+            raise TicketExpired("ticket expired")
+        return ticket
+
+    def sign_booking_token(self, b: BookingToken) -> str:
+        return self._sign(
+            {
+                "t": TYPE_BOOKING,
+                "room": b.room,
+                "id": b.ticket_id,
+                "pos": b.position,
+                "sub": b.identity,
+                "grp": b.group,
+                "exp": b.expires_at_s,
+            }
+        )
+
+    def verify_booking_token(
+        self, token: str, now_s: float, room: str | None = None
+    ) -> BookingToken:
+        """The booking token in ``token``; raises InvalidTicket, WrongRoom or TicketExpired."""
+        p = self._open(token, TYPE_BOOKING)
+        b = BookingToken(
+            room=_str(p, "room"),
+            ticket_id=_str(p, "id"),
+            position=_int(p, "pos"),
+            identity=_str(p, "sub"),
+            group=_opt_str(p, "grp"),
+            expires_at_s=_num(p, "exp"),
+        )
+        if room is not None and b.room != room:
+            raise WrongRoom(f"booking token for room {b.room!r}, not {room!r}")
+        if now_s >= b.expires_at_s:
+            raise TicketExpired("booking token expired")
+        return b
+
+    def _mac(self, kid: str, payload: str) -> str:
+        digest = hmac.new(self._keys[kid], f"{kid}.{payload}".encode("ascii"), hashlib.sha256)
+        return _b64encode(digest.digest())
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        body = _b64encode(orjson.dumps(payload))
+        return f"{self._kid}.{body}.{self._mac(self._kid, body)}"
+
+    def _open(self, token: str, expected_type: str) -> Mapping[str, Any]:
+        """Check the signature and the type marker; return the payload."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise InvalidTicket("token too long")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise InvalidTicket("token must have three parts")
+        kid, body, sig = parts
+        if kid not in self._keys:
+            raise InvalidTicket("unknown key id")
+        if not (_B64URL.match(body) and _B64URL.match(sig)):
+            raise InvalidTicket("payload and signature must be base64url")
+        # Comparing the encoded MAC also refuses other encodings of the same bytes.
+        if not hmac.compare_digest(sig, self._mac(kid, body)):
+            raise InvalidTicket("bad signature")
+        try:
+            payload = orjson.loads(_b64decode(body))
+        except ValueError as e:  # bad base64 or bad JSON
+            raise InvalidTicket("payload is not base64url JSON") from e
+        if not isinstance(payload, dict) or payload.get("t") != expected_type:
+            raise InvalidTicket(f"not a {expected_type} token")
+        return payload
+
+
+def _str(p: Mapping[str, Any], key: str) -> str:
+    value = p.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidTicket(f"'{key}' missing")
+    return value
+
+
+def _opt_str(p: Mapping[str, Any], key: str) -> str | None:
+    return None if p.get(key) is None else _str(p, key)
+
+
+def _int(p: Mapping[str, Any], key: str) -> int:
+    value = p.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidTicket(f"'{key}' must be an integer")
+    return value
+
+
+def _num(p: Mapping[str, Any], key: str) -> float:
+    value = p.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidTicket(f"'{key}' must be a number")
+    return float(value)
