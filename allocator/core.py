@@ -141,6 +141,21 @@ class BookingView(NamedTuple):
     slots: tuple[str, ...]  # slot ids of dose 1 and dose 2 (empty when rejected)
 
 
+PairKey = tuple[int, int, str, str, int]  # dose-1 start_s and day, center, vaccine, dose-2 start_s
+
+
+def _cannot_win(line: Line, head: Slot, best: PairKey) -> bool:
+    """Whether no pair of ``line``, whose earliest usable slot is ``head``, beats ``best``.
+
+    Every dose 1 of the line starts at or after ``head``; a pair on ``head`` itself
+    is ranked by (start, day, center, vaccine) first, and lines differ in center
+    or vaccine, so those four decide.
+    """
+    if head.start_s != best[0]:
+        return head.start_s > best[0]
+    return (head.start_s, head.day, line.center.center_id, line.vaccine) > best[:4]
+
+
 class Allocator:
     """All decisions about one partition's inventory, in log order."""
 
@@ -259,15 +274,15 @@ class Allocator:
         earliest = day_ordinal(earliest_day) if earliest_day is not None else None
         now = self.now_ms
         best: tuple[Slot, Slot] | None = None
-        best_key: tuple[int, int, str, str, int] | None = None
+        best_key: PairKey | None = None
         any_free = False
         for line in lines:
             head = line.head_slot(now)
             if head is None:
                 continue
             any_free = True
-            if best_key is not None and head.start_s > best_key[0]:
-                continue  # every dose 1 of this line starts later than the best one
+            if best_key is not None and _cannot_win(line, head, best_key):
+                continue
             pair = line.best_pair(now, earliest)
             if pair is None:
                 continue
@@ -286,6 +301,7 @@ class Allocator:
         c.bookings[cmd.booking_id] = b
         c.active[cmd.identity] = b
         c.counties[cmd.county].held += 1
+        c.dirty = True
         heapq.heappush(self._expiries, (expires_ms, cmd.booking_id, cmd.campaign))
         out.append(
             Held(

@@ -122,7 +122,9 @@ class Line:
     """All slots of one vaccine at one center, with cursors for fast search."""
 
     __slots__ = (
+        "_barren",
         "_by_start_s",
+        "_gains",
         "center",
         "days",
         "free",
@@ -151,6 +153,11 @@ class Line:
         # True when every slot of a day starts before every slot of the next day:
         # then the first day with a free place holds the earliest free slot.
         self.monotone = True
+        # Taking places or letting time pass never creates a pair; only places coming
+        # back or being added do. ``_gains`` counts those; while it is unchanged, a
+        # search that found no pair for dose 1 from day ``_barren`` on still finds none.
+        self._gains = 0
+        self._barren: tuple[int, int] | None = None  # (_gains then, first day searched)
 
     # -- changing inventory --------------------------------------------------------------
 
@@ -178,6 +185,7 @@ class Line:
 
     def _reindex(self) -> None:
         """Rebuild the orderings and counters after new slots came in."""
+        self._gains += 1
         self.slots = sorted(self._by_start_s.values(), key=lambda s: s.start_s)
         by_day: dict[int, list[Slot]] = {}
         for i, s in enumerate(self.slots):
@@ -216,6 +224,7 @@ class Line:
             self._count_free(slot, 1)
 
     def _count_free(self, slot: Slot, places: int) -> None:
+        self._gains += 1
         day = slot.bucket
         self.free += places
         day.free += places
@@ -282,6 +291,16 @@ class Line:
         first = self.head_slot(now_ms)
         if first is None:
             return None
+        from_day = 0 if earliest is None else earliest  # date ordinals start at 1
+        barren = self._barren
+        if barren is not None and barren[0] == self._gains and from_day >= barren[1]:
+            return None
+        pair = self._search(first, earliest)
+        if pair is None:
+            self._barren = (self._gains, from_day)
+        return pair
+
+    def _search(self, first: Slot, earliest: int | None) -> tuple[Slot, Slot] | None:
         i = first.order_idx
         if earliest is not None and self.monotone:
             k = bisect_left(self.ordinals, earliest)

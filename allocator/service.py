@@ -91,8 +91,10 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
 async def rebuild(bootstrap: str, tp: TopicPartition, end_offset: int) -> tuple[Allocator, int]:
     """A core with the partition's records before ``end_offset`` applied, events discarded.
 
-    Returns the core and how many records were read. A snapshot can replace the
-    start of this replay later.
+    Returns the core and how many records were read. The whole log must still be
+    there (a snapshot can replace the start of this replay later); a partition
+    whose first records were deleted raises RebuildError rather than giving a
+    core that silently misses them.
     """
     core = Allocator()
     if end_offset <= 0:
@@ -103,7 +105,10 @@ async def rebuild(bootstrap: str, tp: TopicPartition, end_offset: int) -> tuple[
     await consumer.start()
     try:
         consumer.assign([tp])
+        log_start = (await consumer.beginning_offsets([tp]))[tp]
         log_end = (await consumer.end_offsets([tp]))[tp]
+        if log_start > 0:
+            raise RebuildError(f"{tp} starts at {log_start}: the records before it are gone")
         if log_end < end_offset:
             raise RebuildError(f"{tp} ends at {log_end}, before the committed {end_offset}")
         await consumer.seek_to_beginning(tp)
@@ -140,6 +145,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         self.metrics = metrics
         self.cores: dict[int, Allocator] = {}
         self.lock = asyncio.Lock()
+        self.failure: tuple[TopicPartition, Exception] | None = None
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
@@ -150,18 +156,32 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
         for tp in sorted(assigned):
-            committed = await self.consumer.committed(tp)
-            core, count = await rebuild(self.bootstrap, tp, committed or 0)
-            self.metrics.replayed_total.inc(count)
-            self.cores[tp.partition] = core
-            if committed is not None:
-                self.consumer.seek(tp, committed)
-            logger.info(
-                "partition %d rebuilt from %d records, continuing at offset %s",
-                tp.partition,
-                count,
-                committed if committed is not None else "the log start",
-            )
+            try:
+                await self._take(tp)
+            except (AllocatorError, KafkaError) as e:
+                # aiokafka would only log an exception raised here; the run loop raises it.
+                self.failure = (tp, e)
+                return
+
+    async def _take(self, tp: TopicPartition) -> None:
+        committed = await self.consumer.committed(tp)
+        core, count = await rebuild(self.bootstrap, tp, committed or 0)
+        self.metrics.replayed_total.inc(count)
+        self.cores[tp.partition] = core
+        if committed is not None:
+            self.consumer.seek(tp, committed)
+        logger.info(
+            "partition %d rebuilt from %d records, continuing at offset %s",
+            tp.partition,
+            count,
+            committed if committed is not None else "the log start",
+        )
+
+    def check(self) -> None:
+        """Raise the error of a failed takeover, if any."""
+        if self.failure is not None:
+            tp, error = self.failure
+            raise RebuildError(f"taking over {tp} failed: {error}") from error
 
 
 def event_key(event: Event) -> bytes | None:
@@ -215,11 +235,12 @@ class Worker:
     async def _send(self, event: Event, partition: int) -> asyncio.Future[object]:
         self.metrics.events_total.labels(event.TYPE).inc()
         try:
-            return await self.producer.send(
+            future: asyncio.Future[object] = await self.producer.send(
                 self.events_topic, event.pack(), key=event_key(event), partition=partition
             )
         except KafkaError as e:
             raise ProduceError(f"queueing a {event.TYPE} event failed: {e}") from e
+        return future
 
     async def _wait_for_acks(self, pending: list[asyncio.Future[object]]) -> None:
         if not pending:
@@ -275,14 +296,14 @@ async def run(
     metrics = AllocatorMetrics(registry)
     bootstrap = settings.connections.kafka_bootstrap
     topics = settings.connections.topics
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=settings.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
     )
     await producer.start()
     try:
@@ -299,6 +320,7 @@ async def run(
                     batch = await consumer.getmany(
                         timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS
                     )
+                    partitions.check()
                     if batch:
                         await worker.handle(batch)
             finally:

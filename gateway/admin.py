@@ -254,7 +254,7 @@ async def put_admission(request: web.Request) -> web.Response:
 @routes.get("/api/admin/rooms/{room}/stats")
 async def room_stats(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
-    return json_response(_stats(gw, view))
+    return await _reloaded(gw, view)
 
 
 async def _reloaded(gw: Gateway, view: RoomView) -> web.Response:

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 CAUGHT_UP_WAIT_S = 30.0
+REDIS_WAIT_S = 5.0  # how long a request waits for a free Redis connection
 
 
 @routes.get("/healthz")
@@ -56,7 +57,10 @@ async def _components(
 ) -> AsyncIterator[None]:
     """Redis, the producer, the events reader and the room refresher, for the app's lifetime."""
     conn = settings.connections
-    redis = aioredis.Redis.from_url(conn.redis_url)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        conn.redis_url, max_connections=settings.redis_connections, timeout=REDIS_WAIT_S
+    )
+    redis = aioredis.Redis(connection_pool=pool)
     producer = make_producer(conn.kafka_bootstrap)
     await producer.start()
     store = RoomStore(redis)

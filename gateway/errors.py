@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from schemas import SchemaError
 
@@ -69,6 +71,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(e.status, e.code, e.message, e.headers, e.extra)
     except SchemaError as e:
         return error_response(400, e.code, e.message)
+    except (RedisError, KafkaError) as e:
+        logger.warning("backend unavailable on %s %s: %r", request.method, request.path, e)
+        return error_response(
+            503, "unavailable", "a backend is unavailable; try again shortly", {"Retry-After": "2"}
+        )
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -35,6 +35,7 @@ class GatewaySettings:
     answer_wait_s: float = 5.0  # how long confirm/cancel wait for the allocator's answer
     booking_grace_s: int = 120  # active-booker deadline after a hold would run out
     shutdown_drain_s: float = 5.0
+    redis_connections: int = 64  # the pool's size; requests queue for a free connection
     inventory_wait_s: float = 30.0  # how long inventory loading waits for the allocator's answers
     sse_keepalive_s: float = 15.0
 
@@ -54,5 +55,6 @@ class GatewaySettings:
             refresh_s=env_float(env, "FAIRQ_REFRESH_S", 0.2, lo=0.01),
             answer_wait_s=env_float(env, "FAIRQ_ANSWER_WAIT_S", 5.0),
             shutdown_drain_s=env_float(env, "FAIRQ_SHUTDOWN_DRAIN_S", 5.0),
+            redis_connections=env_int(env, "FAIRQ_REDIS_CONNECTIONS", 64, lo=1),
             inventory_wait_s=env_float(env, "FAIRQ_INVENTORY_WAIT_S", 30.0),
         )

@@ -24,10 +24,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fairq.config import Connections
+from fairq.demo import small_campaign
 from fairq.devservices import free_port
 from fairq.processes import Component, running, spawn, wait_http_ready
 from schemas.events import Cancelled, Expired, Held, decode_event
-from fairq.demo import small_campaign
 from tests.sse import sse_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

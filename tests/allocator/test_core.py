@@ -411,3 +411,11 @@ def test_one_summary_per_campaign_in_name_order(log: Log) -> None:
 def test_only_book_confirm_cancel_and_add_inventory_are_answered(log: Log) -> None:
     assert log(Tick("t1")) == []
     assert log.core.next_offset == 1
+
+
+def test_a_freed_pair_is_found_before_later_free_ones(log: Log) -> None:
+    log(add("a1", "north", "c1", daily(range(30), (9, 10))))
+    first = log.held(book("b1", "k1", "alice", "north"))
+    log.held(book("b2", "k2", "bob", "north"))
+    log.one(cancel("x1", "k1"))
+    assert slot_ids(log.held(book("b3", "k3", "carol", "north"))) == slot_ids(first)

@@ -56,6 +56,7 @@ def test_take_and_release_move_the_cursors() -> None:
     ln.take(first)
     second = ln.head_slot(T0_MS)
     assert second is not None and second.start_s == slot(0, 10).start_s
+    assert ln.days[0].first_free() is second
     ln.release(first)
     assert ln.head_slot(T0_MS) is first
     assert ln.days[0].first_free() is first
@@ -136,3 +137,26 @@ def test_pairs_left_pairs_days_greedily_inside_the_window() -> None:
     assert ln.pairs_left(T0_MS) == 0
     assert ln.best_pair(T0_MS, None) is None
     assert ln.free == 8
+
+
+def test_a_search_without_a_pair_is_redone_once_places_come_back() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(2, 9)])
+    dose_2 = ln.days[1].slots[0]
+    ln.take(dose_2)
+    assert ln.best_pair(T0_MS, None) is None
+    assert ln.best_pair(T0_MS, None) is None  # remembered
+    ln.release(dose_2)
+    assert starts(ln.best_pair(T0_MS, None))[1] == dose_2.slot_id
+    ln.take(dose_2)
+    assert ln.best_pair(T0_MS, None) is None
+    ln.add([slot(2, 9, 1)])  # a top-up of the same slot
+    assert starts(ln.best_pair(T0_MS, None))[1] == dose_2.slot_id
+
+
+def test_no_pair_from_a_later_day_says_nothing_about_earlier_days() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(2, 9), slot(3, 9)])
+    assert ln.best_pair(T0_MS, day_ordinal(day_iso(1))) is None
+    assert ln.best_pair(T0_MS, day_ordinal(day_iso(2))) is None
+    assert starts(ln.best_pair(T0_MS, None))[0] == f"c1/vx/{slot(0, 9).start}"

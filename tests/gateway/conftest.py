@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fairq.config import Connections
+from fairq.demo import small_campaign
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from fairq.demo import small_campaign
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}

@@ -1,0 +1,125 @@
+"""Throughput of the allocator's pure core: pairs held per second on one core.
+
+Loads one partition's worth of inventory (counties x centers x days x slots),
+then applies Book commands until the inventory is gone, and reports pairs per
+second. The reference is a loop over the same commands that only builds one
+Held event per Book (no search, no state): the ratio says how much of the time
+the allocation logic itself takes. Not a test; run it:
+
+    python -m loadtest.bench_allocator_core [--counties 8] [--centers 6] [--days 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+
+from allocator.core import Allocator
+from schemas.commands import AddInventory, Book, SlotSpec
+from schemas.events import Appointment, Held
+
+CAMPAIGN = "bench"
+FIRST_DAY = dt.date(2030, 1, 1)
+NOW_MS = int(dt.datetime(2029, 12, 31, tzinfo=dt.UTC).timestamp()) * 1000
+
+
+def slots(days: int, per_day: int, capacity: int) -> tuple[SlotSpec, ...]:
+    out = []
+    for d in range(days):
+        day = FIRST_DAY + dt.timedelta(days=d)
+        for k in range(per_day):
+            start = dt.datetime(day.year, day.month, day.day, 8, tzinfo=dt.UTC)
+            start += dt.timedelta(minutes=15 * k)
+            out.append(
+                SlotSpec(day.isoformat(), start.isoformat(), int(start.timestamp()), capacity)
+            )
+    return tuple(out)
+
+
+def inventory(args: argparse.Namespace) -> list[AddInventory]:
+    specs = slots(args.days, args.slots_per_day, args.capacity)
+    return [
+        AddInventory(
+            command_id=f"add-{county}-{center}",
+            campaign=CAMPAIGN,
+            county=f"county-{county}",
+            center=f"center-{county}-{center}",
+            center_name=f"Center {county}/{center}",
+            vaccine="vx",
+            min_days=21,
+            max_days=28,
+            slots=specs,
+        )
+        for county in range(args.counties)
+        for center in range(args.centers)
+    ]
+
+
+def books(args: argparse.Namespace, count: int) -> list[Book]:
+    return [
+        Book(
+            command_id=f"cmd-{i}",
+            booking_id=f"bk-{i}",
+            campaign=CAMPAIGN,
+            identity=f"person-{i}",
+            county=f"county-{i % args.counties}",
+        )
+        for i in range(count)
+    ]
+
+
+def run_core(adds: list[AddInventory], commands: list[Book]) -> tuple[int, float]:
+    core = Allocator()
+    offset = 0
+    for a in adds:
+        core.apply(offset, NOW_MS, a)
+        offset += 1
+    held = 0
+    started = time.perf_counter()
+    for cmd in commands:
+        for event in core.apply(offset, NOW_MS, cmd):
+            held += isinstance(event, Held)
+        offset += 1
+    return held, time.perf_counter() - started
+
+
+def run_reference(commands: list[Book]) -> float:
+    appointment = Appointment(1, "c", "Center", "vx", "2030-01-01T08:00:00+00:00", "c/vx/x")
+    started = time.perf_counter()
+    for cmd in commands:
+        Held(
+            cmd.command_id,
+            cmd.booking_id,
+            cmd.campaign,
+            1,
+            NOW_MS,
+            cmd.identity,
+            cmd.county,
+            (appointment, appointment),
+            NOW_MS + 600_000,
+        )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counties", type=int, default=8)
+    parser.add_argument("--centers", type=int, default=6)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--slots-per-day", type=int, default=32)
+    parser.add_argument("--capacity", type=int, default=4)
+    args = parser.parse_args()
+    adds = inventory(args)
+    places = len(adds) * args.days * args.slots_per_day * args.capacity
+    commands = books(args, places // 2)
+    held, core_s = run_core(adds, commands)
+    reference_s = run_reference(commands)
+    print(f"slot places: {places}, books: {len(commands)}, pairs held: {held}")
+    print(f"core: {held / core_s:,.0f} pairs/s ({core_s * 1e6 / len(commands):.2f} µs per book)")
+    print(f"reference (build a Held only): {len(commands) / reference_s:,.0f} per s")
+    print(f"core time / reference time: {core_s / reference_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()

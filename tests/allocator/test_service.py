@@ -1,0 +1,259 @@
+"""The allocator service against a real broker: answers, partitions, restart, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from allocator.errors import RebuildError
+from allocator.service import rebuild, run
+from allocator.settings import AllocatorSettings
+from fairq.config import ConfigError, Connections, Topics
+from schemas.commands import Command
+from schemas.events import Event, Expired, Failed, Held, Rejected, Summary, decode_event
+from tests.allocator import add, book, cancel, confirm, slot
+from tests.conftest import TEST_PARTITIONS
+
+pytestmark = pytest.mark.timeout(90)
+
+ANSWER_WAIT_S = 45.0
+
+Sent = dict[str, int]  # command id -> partition of its record
+
+
+class Service:
+    """One allocator service instance running as a task."""
+
+    def __init__(self, settings: AllocatorSettings) -> None:
+        self.stop = asyncio.Event()
+        self.registry = CollectorRegistry()
+        self.task = asyncio.create_task(run(settings, self.stop, self.registry))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, ANSWER_WAIT_S)
+
+    def count(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def settings(connections: Connections) -> AllocatorSettings:
+    return AllocatorSettings(
+        connections=connections,
+        group_id=f"alloc-{uuid.uuid4().hex[:8]}",
+        tick_interval_s=0.1,
+        session_timeout_ms=6000,  # the least Apache Kafka accepts by default
+    )
+
+
+@pytest.fixture
+async def producer(connections: Connections) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(
+        bootstrap_servers=connections.kafka_bootstrap, acks="all", enable_idempotence=False
+    )
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+Produce = Callable[[list[tuple[str, Command]]], Awaitable[Sent]]
+
+
+@pytest.fixture
+def produce(producer: AIOKafkaProducer, topics: Topics) -> Produce:
+    async def send(commands: list[tuple[str, Command]]) -> Sent:
+        """Put (county key, command) records on the commands topic, in order."""
+        sent: Sent = {}
+        for county, command in commands:
+            meta = await producer.send_and_wait(
+                topics.commands, command.pack(), key=county.encode()
+            )
+            sent[command.command_id] = meta.partition
+        return sent
+
+    return send
+
+
+class EventLog:
+    """Reads the events topic from the start, remembering every event and its partition."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        self.tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
+        self.events: list[tuple[int, Event]] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_beginning(*self.tps)
+
+    async def close(self) -> None:
+        await self.consumer.stop()
+
+    def answers(self) -> dict[str, list[tuple[int, Event]]]:
+        out: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+        for partition, event in self.events:
+            if not isinstance(event, Summary | Expired):
+                out[event.command_id].append((partition, event))
+        return out
+
+    async def _read(self) -> None:
+        batch = await self.consumer.getmany(timeout_ms=500)
+        for tp, records in batch.items():
+            self.events += [(tp.partition, decode_event(r.value or b"")) for r in records]
+
+    async def wait_for(self, done: Callable[[], bool]) -> None:
+        async def loop() -> None:
+            while not done():
+                await self._read()
+
+        await asyncio.wait_for(loop(), ANSWER_WAIT_S)
+
+    async def wait_for_answers(self, command_ids: Iterable[str]) -> None:
+        wanted = set(command_ids)
+        await self.wait_for(lambda: wanted <= set(self.answers()))
+
+    async def read_to_end(self) -> None:
+        ends = await self.consumer.end_offsets(self.tps)
+
+        async def at_end() -> bool:
+            positions = [await self.consumer.position(tp) for tp in self.tps]
+            return all(pos >= ends[tp] for pos, tp in zip(positions, self.tps, strict=True))
+
+        async def loop() -> None:
+            while not await at_end():
+                await self._read()
+
+        await asyncio.wait_for(loop(), ANSWER_WAIT_S)
+
+
+@pytest.fixture
+async def events(connections: Connections, topics: Topics) -> AsyncIterator[EventLog]:
+    log = EventLog(connections.kafka_bootstrap, topics.events)
+    await log.start()
+    try:
+        yield log
+    finally:
+        await log.close()
+
+
+def inventory(county: str, center: str) -> tuple[str, Command]:
+    slots = [slot(d, h, 2) for d in range(0, 40) for h in (9, 10)]
+    return county, add(f"add-{center}", county, center, slots, campaign="launch")
+
+
+def booking(n: int, county: str, identity: str | None = None) -> tuple[str, Command]:
+    return county, book(
+        f"book-{n}", f"bk-{n}", identity or f"person-{n}", county, campaign="launch"
+    )
+
+
+def assert_one_answer_each(log: EventLog, sent: Sent) -> None:
+    answers = log.answers()
+    assert set(answers) == set(sent)
+    for command_id, partition in sent.items():
+        assert [p for p, _ in answers[command_id]] == [partition], command_id
+
+
+async def test_every_command_is_answered_once_on_its_partition_and_after_a_restart(
+    settings: AllocatorSettings,
+    produce: Produce,
+    events: EventLog,
+    producer: AIOKafkaProducer,
+    topics: Topics,
+) -> None:
+    counties = ["north", "south", "east", "west", "alpine", "coast"]
+    first = [inventory(c, f"{c}-center") for c in counties]
+    first += [booking(n, counties[n % len(counties)]) for n in range(30)]
+    sent = await produce(first)
+    garbage = await producer.send_and_wait(topics.commands, b"\x81\xa1v\x09", key=b"north")
+
+    service = Service(settings)
+    await events.wait_for_answers(sent)
+    await service.close()
+    assert service.count("fairq_allocator_undecodable_total") == 1
+    assert service.count("fairq_allocator_commands_total", type="book") == 30
+    assert service.count("fairq_allocator_events_total", type="held") == 30
+    await events.read_to_end()
+    assert_one_answer_each(events, sent)
+    answers = events.answers()
+    assert all(isinstance(answers[f"book-{n}"][0][1], Held) for n in range(30))
+    assert garbage.partition in set(sent.values())
+
+    more = [
+        booking(100, "north", identity="person-0"),  # booked before the restart
+        ("south", confirm("confirm-1", "bk-1", "launch")),  # a hold made before the restart
+        ("east", cancel("cancel-2", "bk-2", "launch")),
+        booking(101, "west"),
+    ]
+    sent_more = await produce(more)
+    service = Service(settings)
+    await events.wait_for_answers(sent_more)
+    await service.close()
+    assert service.count("fairq_allocator_commands_total", type="book") == 2
+    await events.read_to_end()
+    assert_one_answer_each(events, sent | sent_more)
+    latest = {cid: found[0][1] for cid, found in events.answers().items()}
+    rejected = latest["book-100"]
+    assert isinstance(rejected, Rejected) and rejected.reason == "already_booked"
+    assert latest["confirm-1"].TYPE == "confirmed"
+    assert latest["cancel-2"].TYPE == "cancelled"
+    assert isinstance(latest["book-101"], Held)
+    assert not any(isinstance(e, Failed) for e in latest.values())
+
+
+async def test_a_hold_expires_on_ticks(
+    settings: AllocatorSettings, produce: Produce, events: EventLog
+) -> None:
+    sent = await produce([inventory("north", "c1")])
+    sent |= await produce(
+        [("north", book("b1", "k1", "alice", "north", hold_s=1, campaign="launch"))]
+    )
+    service = Service(settings)
+    try:
+        await events.wait_for(
+            lambda: any(isinstance(e, Expired) and e.booking_id == "k1" for _, e in events.events)
+        )
+    finally:
+        await service.close()
+    held = next(e for _, e in events.events if isinstance(e, Held))
+    expired = next(e for _, e in events.events if isinstance(e, Expired))
+    assert (expired.command_id, expired.rev) == ("b1", 2)
+    assert expired.at_ms >= held.hold_expires_at_ms
+    assert {p for p, _ in events.events} == {sent["b1"]}
+    assert any(isinstance(e, Summary) for _, e in events.events)
+
+
+async def test_rebuild_refuses_an_offset_past_the_log_end(
+    connections: Connections, topics: Topics
+) -> None:
+    tp = TopicPartition(topics.commands, 0)
+    with pytest.raises(RebuildError):
+        await rebuild(connections.kafka_bootstrap, tp, 5)
+
+
+def test_settings_from_env() -> None:
+    env = {"REDIS_URL": "redis://r", "KAFKA_BOOTSTRAP": "k:9092"}
+    default = AllocatorSettings.from_env(env)
+    assert (default.group_id, default.tick_interval_s) == ("fairq-allocator", 0.5)
+    tuned = AllocatorSettings.from_env(
+        env
+        | {
+            "FAIRQ_ALLOCATOR_GROUP": "g2",
+            "FAIRQ_TICK_INTERVAL_S": "0.25",
+            "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": "6000",
+        }
+    )
+    assert (tuned.group_id, tuned.tick_interval_s, tuned.session_timeout_ms) == ("g2", 0.25, 6000)
+    assert tuned.connections.kafka_bootstrap == "k:9092"
+    with pytest.raises(ConfigError):
+        AllocatorSettings.from_env(env | {"FAIRQ_TICK_INTERVAL_S": "soon"})
