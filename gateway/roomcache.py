@@ -52,7 +52,7 @@ class RoomView:
             await asyncio.shield(self._changed)
         return self.version
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
         self.version += 1
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
@@ -121,7 +121,7 @@ class RoomCache:
         await self._load_campaign(view, snap.config.campaign)
         if snap != view.snap or view.version == 0:
             view.snap = snap
-            view._notify()
+            view.notify()
         return view
 
     async def _load_campaign(self, view: RoomView, campaign: str) -> None:
