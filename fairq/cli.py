@@ -53,12 +53,12 @@ def _component(name: str, env: Mapping[str, str]) -> tuple[Runner, Any]:
     return run_allocator, AllocatorSettings.from_env(env)
 
 
-def _topics(env: Mapping[str, str], partitions: int) -> None:
+def _topics(env: Mapping[str, str], partitions: int, replication: int) -> None:
     from fairq.config import Connections
     from fairq.topics import ensure_topics
 
     conn = Connections.from_env(env)
-    asyncio.run(ensure_topics(conn.kafka_bootstrap, conn.topics, partitions))
+    asyncio.run(ensure_topics(conn.kafka_bootstrap, conn.topics, partitions, replication))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=f"run one {name} process (settings from the environment)")
     topics = sub.add_parser("topics", help="create the Kafka topics")
     topics.add_argument("--partitions", type=int, default=8)
+    topics.add_argument("--replication-factor", type=int, default=1)
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return up(os.environ)
         if args.command == "topics":
-            _topics(os.environ, args.partitions)
+            _topics(os.environ, args.partitions, args.replication_factor)
             return 0
         run, settings = _component(args.command, os.environ)
     except ConfigError as e:

@@ -20,7 +20,7 @@ class TopicError(RuntimeError):
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Topics, partitions: int = DEFAULT_PARTITIONS
+    bootstrap: str, topics: Topics, partitions: int = DEFAULT_PARTITIONS, replication: int = 1
 ) -> None:
     """Create ``topics.commands`` and ``topics.events`` with the same partition count.
 
@@ -31,7 +31,7 @@ async def ensure_topics(
     await admin.start()
     try:
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=1)
+            NewTopic(t, num_partitions=partitions, replication_factor=replication)
             for t in (topics.commands, topics.events)
         ]
         try:

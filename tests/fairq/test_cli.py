@@ -1,0 +1,103 @@
+"""The ``fairq`` command: configuration errors are clear, and ``fairq up`` runs and stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fairq.cli import main
+from fairq.devservices import free_port
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({}, "FAIRQ_SIGNING_KEYS is required"),
+        (
+            {"FAIRQ_SIGNING_KEYS": "k:" + "s" * 20, "FAIRQ_OPERATOR_KEY": "o" * 20},
+            "REDIS_URL is required",
+        ),
+        (
+            {
+                "REDIS_URL": "redis://x",
+                "KAFKA_BOOTSTRAP": "x:1",
+                "FAIRQ_SIGNING_KEYS": "nokid",
+                "FAIRQ_OPERATOR_KEY": "o" * 20,
+            },
+            "FAIRQ_SIGNING_KEYS must look like",
+        ),
+        (
+            {
+                "REDIS_URL": "redis://x",
+                "KAFKA_BOOTSTRAP": "x:1",
+                "FAIRQ_SIGNING_KEYS": "k:" + "s" * 20,
+                "FAIRQ_OPERATOR_KEY": "o" * 20,
+                "FAIRQ_HTTP_PORT": "eighty",
+            },
+            "FAIRQ_HTTP_PORT must be an integer",
+        ),
+    ],
+)
+def test_gateway_refuses_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["gateway"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP"))
+    }
+    env |= {
+        "FAIRQ_HTTP_PORT": str(port),
+        "FAIRQ_STATE_DIR": str(tmp_path),
+        "FAIRQ_OPERATOR_KEY": "up-test-operator-key-0123",
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "fairq.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner: list[str] = []
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            banner.append(line)
+            if line.startswith("Stop: Ctrl-C"):
+                break
+        text = "".join(banner)
+        assert "fairq is up." in text and "up-test-operator-key-0123" in text, text
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert len(children) >= 5  # redis, tansu, allocator, admitter, gateway
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/demo") as r:
+            room = json.loads(r.read())
+        assert len(room["counties"]) == 15 and len(room["centers"]) == 28
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == []
+    finally:
+        if up.poll() is None:
+            up.kill()
