@@ -13,7 +13,9 @@ import orjson
 from aiohttp import web
 
 from gateway.bookings import new_command_id
+from gateway.campaigns import load_public
 from gateway.errors import ApiError
+from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import bearer, json_response, read_json
 from gateway.producer import CommandNotAccepted
 from gateway.roomcache import RoomView
@@ -25,6 +27,7 @@ from schemas.events import Event, InventoryAdded
 from schemas.fields import (
     only_keys,
     opt_str,
+    parse_date,
     req_int,
     req_number,
     req_str,
@@ -32,12 +35,21 @@ from schemas.fields import (
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
-from waitingroom.rooms import RoomConfig
+from waitingroom.rooms import MAX_PREQUEUE_S, RoomConfig
 
 logger = logging.getLogger(__name__)
 
 ROOM_FIELDS = frozenset(
-    {"campaign", "opens_at", "opens_in_s", "rate_per_s", "max_active", "hold_s", "admit_window_s"}
+    {
+        "campaign",
+        "opens_at",
+        "opens_in_s",
+        "prequeue_s",
+        "rate_per_s",
+        "max_active",
+        "hold_s",
+        "admit_window_s",
+    }
 )
 ADMISSION_FIELDS = frozenset({"rate_per_s", "max_active"})
 INVENTORY_FIELDS = frozenset({"schedules", "slots"})
@@ -54,14 +66,6 @@ def require_operator(request: web.Request) -> Gateway:
     if not hmac.compare_digest(presented, gw.settings.operator_key.encode()):
         raise ApiError(403, "forbidden", "the operator key is not valid")
     return gw
-
-
-async def _campaign_public(gw: Gateway, name: str) -> dict[str, Any]:
-    raw = await gw.redis.get(keys.campaign(name))
-    if raw is None:
-        raise ApiError(404, "unknown_campaign", f"there is no campaign {name!r}")
-    data: dict[str, Any] = orjson.loads(raw)
-    return data
 
 
 async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str, Any]:
@@ -109,7 +113,7 @@ async def add_inventory(request: web.Request) -> web.Response:
     name = request.match_info["campaign"]
     body = await read_json(request)
     only_keys(body, INVENTORY_FIELDS, "the inventory body")
-    public = await _campaign_public(gw, name)
+    public = await load_public(gw, name)
     doc = {k: v for k, v in public.items() if k != "name"} | dict(body)
     spec = await asyncio.to_thread(parse_campaign, name, doc)
     delivery = [c for c in spec.inventory_commands(new_command_id) if c.slots]
@@ -120,7 +124,7 @@ async def add_inventory(request: web.Request) -> web.Response:
 async def get_campaign(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
-    public = await _campaign_public(gw, name)
+    public = await load_public(gw, name)
     counties = gw.views.summaries.get(name, {})
     return json_response(public | {"inventory": {k: v.to_map() for k, v in counties.items()}})
 
@@ -133,9 +137,25 @@ async def post_codes(request: web.Request) -> web.Response:
     only_keys(body, CODE_FIELDS, "the codes body")
     group = req_str(body, "group", max_len=64)
     count = req_int(body, "count", lo=1, hi=MAX_CODES_PER_CALL)
-    await _campaign_public(gw, name)
+    public = await load_public(gw, name)
     codes = await issue_codes(gw.redis, name, group, count)
+    if request.query.get("format") == "csv":
+        return csv_response(f"{name}-{group}-codes.csv", code_letters(public, group, codes), 201)
     return json_response({"campaign": name, "group": group, "codes": codes}, status=201)
+
+
+@routes.get("/api/admin/campaigns/{campaign}/appointments.csv")
+async def appointments_csv(request: web.Request) -> web.Response:
+    """Confirmed appointments of a campaign, optionally of one center and/or day."""
+    gw = require_operator(request)
+    name = request.match_info["campaign"]
+    await load_public(gw, name)
+    center = request.query.get("center")
+    day = request.query.get("day")
+    if day is not None:
+        parse_date(day, "day")
+    rows = appointment_rows(gw.views.views.values(), name, center, day)
+    return csv_response(f"{name}-appointments.csv", rows)
 
 
 def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:
@@ -168,7 +188,7 @@ async def put_room(request: web.Request) -> web.Response:
     campaign = opt_str(body, "campaign") or (old.campaign if old else None)
     if campaign is None:
         raise ApiError(400, "invalid_request", "'campaign' is required for a new room")
-    public = await _campaign_public(gw, campaign)
+    public = await load_public(gw, campaign)
     defaults = old or RoomConfig(
         name=name, campaign=campaign, opens_at_s=0.0, hold_s=int(public.get("hold_s", 600))
     )
@@ -180,6 +200,7 @@ async def put_room(request: web.Request) -> web.Response:
         max_active=int(_num(body, "max_active", defaults.max_active, 10_000_000)),
         hold_s=int(_num(body, "hold_s", defaults.hold_s, 86_400, lo=60)),
         admit_window_s=int(_num(body, "admit_window_s", defaults.admit_window_s, 86_400, lo=10)),
+        prequeue_s=int(_num(body, "prequeue_s", defaults.prequeue_s, MAX_PREQUEUE_S)),
     )
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
@@ -198,7 +219,7 @@ def _room_config(**fields: Any) -> RoomConfig:
 def _num(body: Mapping[str, Any], key: str, default: float, hi: float, lo: float = 0) -> float:
     if body.get(key) is None:
         return default
-    if key in ("max_active", "hold_s", "admit_window_s"):
+    if key in ("max_active", "hold_s", "admit_window_s", "prequeue_s"):
         return req_int(body, key, lo=int(lo), hi=int(hi))
     return req_number(body, key, lo=lo, hi=hi)
 
@@ -276,6 +297,8 @@ def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "max_active": config.max_active,
         "hold_s": config.hold_s,
         "admit_window_s": config.admit_window_s,
+        "prequeue_s": config.prequeue_s,
+        "opens_prequeue_at": iso_s(config.prequeue_opens_at_s),
         "measured_rate_per_s": view.meter.rate_per_s,
         "joined": snap.queue_length,
         "prequeue_size": snap.prequeue_size,

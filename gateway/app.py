@@ -12,13 +12,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import admin, bookings, rooms
+from gateway import admin, audit, bookings, callcenter, rooms
 from gateway.bookingviews import BookingViews, consume_events
 from gateway.errors import json_errors
 from gateway.http import json_response
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.producer import CommandProducer, make_producer
+from gateway.ratelimit import RateLimiter
 from gateway.roomcache import RoomCache
 from gateway.settings import GatewaySettings
 from gateway.state import GATEWAY, Gateway
@@ -76,24 +77,32 @@ async def _components(
         commands=CommandProducer(producer, conn.topics.commands),
         metrics=metrics,
     )
-    caught_up = asyncio.Event()
+    caught_up, stop = asyncio.Event(), asyncio.Event()
     tasks = [
         asyncio.create_task(
-            consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up)
+            consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up, stop)
         ),
-        asyncio.create_task(cache.run()),
+        asyncio.create_task(cache.run(stop)),
     ]
     try:
         await _wait_caught_up(caught_up, tasks[0])
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        stop.set()
+        await _finish(tasks, settings.shutdown_drain_s)
         await producer.stop()
         await redis.aclose()
+
+
+async def _finish(tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
+    """Let background tasks end by themselves for a while; cancel what is left."""
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in pending:
+        logger.warning("cancelling %s: it did not stop within %.1fs", task.get_coro(), timeout_s)
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _wait_caught_up(caught_up: asyncio.Event, reader: asyncio.Task[None]) -> None:
@@ -113,12 +122,16 @@ async def _wait_caught_up(caught_up: asyncio.Event, reader: asyncio.Task[None]) 
 
 def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> web.Application:
     metrics = metrics or GatewayMetrics()
+    limiter = RateLimiter(settings.rate_limits, metrics.registry)
     app = web.Application(
-        middlewares=[metrics.middleware(), json_errors], client_max_size=4 * 1024 * 1024
+        middlewares=[metrics.middleware(), json_errors, limiter.middleware()],
+        client_max_size=4 * 1024 * 1024,
     )
     app.cleanup_ctx.append(partial(_components, settings, metrics))
     app.add_routes(routes)
     app.add_routes(rooms.routes)
     app.add_routes(bookings.routes)
     app.add_routes(admin.routes)
+    app.add_routes(audit.routes)
+    app.add_routes(callcenter.routes)
     return app

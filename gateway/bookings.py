@@ -6,11 +6,14 @@ import asyncio
 import base64
 import hashlib
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from gateway.bookingviews import BookingView
+from gateway.campaigns import center_county, county_ids
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
 from gateway.producer import CommandNotAccepted
@@ -52,15 +55,27 @@ def verify_booking_token(gw: Gateway, raw: str, room: str | None = None) -> Book
         raise ApiError(401, "invalid_token", "the booking token is not valid") from e
 
 
-def _check_wish(view_counties: set[str], center_county: str | None, body: Any) -> None:
-    county = body["county"]
-    if county not in view_counties:
-        raise ApiError(400, "unknown_county", f"this room books no county {county!r}")
-    if body.get("center") is not None:
-        if center_county is None:
-            raise ApiError(400, "unknown_center", f"there is no center {body['center']!r}")
-        if center_county != county:
+@dataclass(frozen=True, slots=True)
+class Wish:
+    county: str
+    center: str | None
+    earliest: str | None
+
+
+def read_wish(body: Mapping[str, Any], campaign: Mapping[str, Any] | None) -> Wish:
+    """The booking wish of a body, checked against the campaign's counties and centers."""
+    county = req_str(body, "county")
+    center = opt_str(body, "center")
+    earliest = opt_date(body, "earliest")
+    if county not in county_ids(campaign):
+        raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
+    if center is not None:
+        in_county = center_county(campaign, center)
+        if in_county is None:
+            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
+        if in_county != county:
             raise ApiError(400, "center_not_in_county", "that center is not in that county")
+    return Wish(county, center, earliest.isoformat() if earliest else None)
 
 
 @routes.post("/api/rooms/{room}/bookings")
@@ -71,14 +86,10 @@ async def create_booking(request: web.Request) -> web.Response:
     token = verify_booking_token(gw, bearer(request), name)
     body = await read_json(request)
     only_keys(body, BOOKING_FIELDS, "the booking body")
-    county = req_str(body, "county")
-    center = opt_str(body, "center")
-    earliest = opt_date(body, "earliest")
-    _check_wish(view.county_ids(), view.center_county(center) if center else None, body)
+    wish = read_wish(body, view.campaign)
     booking_id = booking_id_for(token)
-    if not await gw.redis.set(
-        keys.token_booking(token.token_id), booking_id, nx=True, ex=BOOKING_RECORD_TTL_S
-    ):
+    used_key = keys.token_booking(token.token_id)
+    if not await gw.redis.set(used_key, booking_id, nx=True, ex=BOOKING_RECORD_TTL_S):
         raise ApiError(
             409,
             "token_used",
@@ -91,17 +102,40 @@ async def create_booking(request: web.Request) -> web.Response:
         booking_id=booking_id,
         campaign=config.campaign,
         identity=token.identity,
-        county=county,
-        center=center,
-        earliest=earliest.isoformat() if earliest else None,
+        county=wish.county,
+        center=wish.center,
+        earliest=wish.earliest,
         hold_s=config.hold_s,
         group=token.group,
     )
-    await _record_booking(gw, token, command)
+    await place(gw, command, [*("room", token.room), *("position", token.position)], used_key)
+    await gw.store.booking_started(
+        token.room, token.position, gw.clock() + command.hold_s + gw.settings.booking_grace_s
+    )
+    return json_response({"booking_id": booking_id, "state": "pending"}, status=202)
+
+
+async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:
+    """Record where a booking came from, then put it on the log; undo both if refused.
+
+    The admitter reads the record's room and position to free the place when the
+    booking ends; ``GET /api/bookings/{id}`` reads it to say "pending".
+    """
+    record: list[str | int] = [
+        *origin,
+        *("campaign", command.campaign),
+        *("county", command.county),
+        *("identity", command.identity),
+    ]
+    booking_key = keys.booking(command.booking_id)
+    async with gw.redis.pipeline(transaction=False) as pipe:
+        pipe.hset(booking_key, items=record)
+        pipe.expire(booking_key, BOOKING_RECORD_TTL_S)
+        await pipe.execute()
     try:
-        await gw.commands.send(county, command)
+        await gw.commands.send(command.county, command)
     except CommandNotAccepted as e:
-        await gw.redis.delete(keys.token_booking(token.token_id), keys.booking(booking_id))
+        await gw.redis.delete(booking_key, *undo)
         raise ApiError(
             503,
             "unavailable",
@@ -109,24 +143,6 @@ async def create_booking(request: web.Request) -> web.Response:
             headers={"Retry-After": RETRY_AFTER_S},
         ) from e
     gw.metrics.bookings_total.inc()
-    return json_response({"booking_id": booking_id, "state": "pending"}, status=202)
-
-
-async def _record_booking(gw: Gateway, token: BookingToken, command: Book) -> None:
-    """Where the booking came from: the admitter frees the place when it ends."""
-    record: list[str | int] = [
-        *("room", token.room),
-        *("position", token.position),
-        *("campaign", command.campaign),
-        *("county", command.county),
-        *("identity", command.identity),
-    ]
-    deadline = gw.clock() + command.hold_s + gw.settings.booking_grace_s
-    async with gw.redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.booking(command.booking_id), items=record)
-        pipe.expire(keys.booking(command.booking_id), BOOKING_RECORD_TTL_S)
-        await pipe.execute()
-    await gw.store.booking_started(token.room, token.position, deadline)
 
 
 async def _own_booking(request: web.Request, token_param: bool = False) -> tuple[Gateway, str]:
@@ -139,7 +155,7 @@ async def _own_booking(request: web.Request, token_param: bool = False) -> tuple
     return gw, booking_id
 
 
-async def _current(gw: Gateway, booking_id: str) -> BookingView:
+async def current_view(gw: Gateway, booking_id: str) -> BookingView:
     view = gw.views.get(booking_id)
     if view is not None:
         return view
@@ -151,13 +167,13 @@ async def _current(gw: Gateway, booking_id: str) -> BookingView:
 @routes.get("/api/bookings/{booking_id}")
 async def get_booking(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return json_response((await _current(gw, booking_id)).to_json())
+    return json_response((await current_view(gw, booking_id)).to_json())
 
 
 @routes.get("/api/bookings/{booking_id}/events")
 async def booking_events(request: web.Request) -> web.StreamResponse:
     gw, booking_id = await _own_booking(request, token_param=True)
-    current = await _current(gw, booking_id)
+    current = await current_view(gw, booking_id)
     response = await open_stream(request)
     gw.metrics.streams.labels("booking").inc()
     try:
@@ -176,7 +192,9 @@ async def booking_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _command(gw: Gateway, view: BookingView, command: Confirm | Cancel) -> web.Response:
+async def send_and_answer(
+    gw: Gateway, view: BookingView, command: Confirm | Cancel
+) -> web.Response:
     """Send a confirm/cancel and wait briefly for the allocator's answer."""
     if view.county is None:
         raise ApiError(409, "pending", "the booking has no answer yet; try again shortly")
@@ -203,10 +221,8 @@ async def _command(gw: Gateway, view: BookingView, command: Confirm | Cancel) ->
     return json_response(view.to_json())
 
 
-@routes.post("/api/bookings/{booking_id}/confirm")
-async def confirm(request: web.Request) -> web.Response:
-    gw, booking_id = await _own_booking(request)
-    view = await _current(gw, booking_id)
+async def confirm_booking(gw: Gateway, booking_id: str) -> web.Response:
+    view = await current_view(gw, booking_id)
     if view.state != "held":
         raise ApiError(
             409,
@@ -215,13 +231,11 @@ async def confirm(request: web.Request) -> web.Response:
             extra={"booking": view.to_json()},
         )
     campaign = view.campaign or ""
-    return await _command(gw, view, Confirm(new_command_id(), booking_id, campaign))
+    return await send_and_answer(gw, view, Confirm(new_command_id(), booking_id, campaign))
 
 
-@routes.post("/api/bookings/{booking_id}/cancel")
-async def cancel(request: web.Request) -> web.Response:
-    gw, booking_id = await _own_booking(request)
-    view = await _current(gw, booking_id)
+async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
+    view = await current_view(gw, booking_id)
     if view.state not in ("held", "confirmed"):
         raise ApiError(
             409,
@@ -230,4 +244,16 @@ async def cancel(request: web.Request) -> web.Response:
             extra={"booking": view.to_json()},
         )
     campaign = view.campaign or ""
-    return await _command(gw, view, Cancel(new_command_id(), booking_id, campaign))
+    return await send_and_answer(gw, view, Cancel(new_command_id(), booking_id, campaign))
+
+
+@routes.post("/api/bookings/{booking_id}/confirm")
+async def confirm(request: web.Request) -> web.Response:
+    gw, booking_id = await _own_booking(request)
+    return await confirm_booking(gw, booking_id)
+
+
+@routes.post("/api/bookings/{booking_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    gw, booking_id = await _own_booking(request)
+    return await cancel_booking(gw, booking_id)

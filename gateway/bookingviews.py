@@ -37,6 +37,7 @@ from schemas.events import (
 
 logger = logging.getLogger(__name__)
 
+POLL_MS = 200  # how long one fetch waits before the stop flag is looked at again
 FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})
 _STATE_OF: dict[type, str] = {
     Held: "held",
@@ -167,9 +168,12 @@ class BookingViews:
 
 
 async def consume_events(
-    bootstrap: str, topic: str, views: BookingViews, caught_up: asyncio.Event
+    bootstrap: str, topic: str, views: BookingViews, caught_up: asyncio.Event, stop: asyncio.Event
 ) -> None:
-    """Read the whole events topic into ``views``; set ``caught_up`` once at the start's end."""
+    """Read the whole events topic into ``views`` until ``stop`` is set.
+
+    ``caught_up`` is set once the reader has reached the end the topic had at start.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -178,8 +182,8 @@ async def consume_events(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         targets = await consumer.end_offsets(tps)
-        while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=5000)
             for records in batch.values():
                 for record in records:
                     _apply_record(views, record.value, record.offset)
@@ -198,7 +202,7 @@ async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int
 
 
 async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    while True:
+    while True:  # the gateway does not serve until this returns (see app._wait_caught_up)
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
             return set(partitions)

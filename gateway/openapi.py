@@ -31,10 +31,12 @@ def _op(
     body: dict[str, Any] | None = None,
     security: str | None = None,
     sse: bool = False,
+    media: str | None = None,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for code, (text, schema) in ok.items():
-        content = {"text/event-stream": {"schema": STR}} if sse else _json(schema)["content"]
+        media = "text/event-stream" if sse else media
+        content = {media: {"schema": STR}} if media else _json(schema)["content"]
         responses[code] = {"description": text, "content": content}
     for status in errors:
         responses[str(status)] = {"description": "error", **_json(ERROR)}
@@ -53,9 +55,10 @@ STATUS = _obj(
         "state": {"enum": ["prequeue", "waiting", "admitted", "sold_out", "closed"]},
         "position": {"type": ["integer", "null"]},
         "eta_s": NULL_NUM,
+        "chance": {"enum": ["likely", "unlikely", "none", None]},
         "booking_token": STR,
     },
-    ["room", "ticket", "state", "position", "eta_s"],
+    ["room", "ticket", "state", "position", "eta_s", "chance"],
 )
 APPOINTMENT = _obj({"dose": INT, "center": STR, "center_name": STR, "vaccine": STR, "start": STR})
 BOOKING = _obj(
@@ -72,6 +75,43 @@ ROOM_STATS = {"type": "object", "description": "room counters and inventory per 
 ANY_OBJ = {"type": "object"}
 
 
+def _callcenter_paths() -> dict[str, Any]:
+    booking = "/api/callcenter/bookings/{booking_id}"
+    wish = {"county": STR, "center": STR, "earliest": {"type": "string", "format": "date"}}
+    return {
+        "/api/callcenter/campaigns/{campaign}/bookings": {
+            "post": _op(
+                "book a pair for a caller with their access code",
+                {"201": ("answered", BOOKING), "202": ("no answer yet", BOOKING)},
+                (400, 401, 403, 404, 503),
+                _obj({"access_code": STR, **wish}, ["access_code", "county"]),
+                "agent",
+            )
+        },
+        booking: {
+            "get": _op(
+                "look up any booking by reference",
+                {"200": ("booking", BOOKING)},
+                (401, 403, 404),
+                None,
+                "agent",
+            )
+        },
+        **{
+            f"{booking}/{action}": {
+                "post": _op(
+                    f"{action} a booking for a caller",
+                    {"200": (action, BOOKING), "202": ("no answer yet", BOOKING)},
+                    (401, 403, 404, 409, 503),
+                    None,
+                    "agent",
+                )
+            }
+            for action in ("confirm", "cancel")
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     room_p = "/api/rooms/{room}"
     admin_room = "/api/admin/rooms/{room}"
@@ -82,22 +122,27 @@ def _paths() -> dict[str, Any]:
         room_p: {"get": _op("public room info", {"200": ("room", ANY_OBJ)}, (404,))},
         f"{room_p}/join": {
             "post": _op(
-                "join the room's queue (optional access code)",
+                "join the room's queue (optional access code); 409 too_early before the"
+                " pre-queue opens (opens_prequeue_at), 429 rate_limited with Retry-After",
                 {"200": ("a ticket and its status", STATUS)},
-                (400, 403, 404, 409),
+                (400, 403, 404, 409, 429),
                 _obj({"access_code": STR}),
             )
         },
         f"{room_p}/status": {
             "get": _op(
-                "status of a ticket", {"200": ("status", STATUS)}, (401, 403, 404), None, "ticket"
+                "status of a ticket",
+                {"200": ("status", STATUS)},
+                (401, 403, 404, 429),
+                None,
+                "ticket",
             )
         },
         f"{room_p}/events": {
             "get": _op(
                 "status stream (SSE, event 'status'); ticket also as ?ticket= or cookie",
                 {"200": ("stream", STATUS)},
-                (401, 403, 404),
+                (401, 403, 404, 429),
                 None,
                 "ticket",
                 sse=True,
@@ -181,10 +226,21 @@ def _paths() -> dict[str, Any]:
                 "operator",
             )
         },
+        "/api/admin/campaigns/{campaign}/appointments.csv": {
+            "get": _op(
+                "confirmed appointments as CSV (query: center, day)",
+                {"200": ("CSV", STR)},
+                (400, 403, 404),
+                None,
+                "operator",
+                media="text/csv",
+            )
+        },
+        **_callcenter_paths(),
         "/api/admin/campaigns/{campaign}/codes": {
             "post": _op(
-                "issue access codes for a group",
-                {"201": ("codes", ANY_OBJ)},
+                "issue access codes for a group (?format=csv: letters for a mail house)",
+                {"201": ("codes (JSON, or CSV with ?format=csv)", ANY_OBJ)},
                 (400, 403, 404),
                 _obj({"group": STR, "count": INT}, ["group", "count"]),
                 "operator",
@@ -204,6 +260,7 @@ def _paths() -> dict[str, Any]:
                         "max_active": INT,
                         "hold_s": INT,
                         "admit_window_s": INT,
+                        "prequeue_s": INT,
                     }
                 ),
                 "operator",
@@ -230,6 +287,16 @@ def _paths() -> dict[str, Any]:
                 "operator",
             )
         },
+        f"{admin_room}/audit": {
+            "get": _op(
+                "the opening lottery's seed, pre-queue size, algorithm and a page of the order"
+                " (?offset=&limit=, limit <= 10000)",
+                {"200": ("audit", ANY_OBJ)},
+                (400, 403, 404),
+                None,
+                "operator",
+            )
+        },
         f"{admin_room}/stats": {
             "get": _op(
                 "room stats", {"200": ("room stats", ROOM_STATS)}, (403, 404), None, "operator"
@@ -246,7 +313,12 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "fairq gateway", "version": "0.1.0"},
         "paths": _paths(),
         "components": {
-            "securitySchemes": {"ticket": bearer, "booking_token": bearer, "operator": bearer},
+            "securitySchemes": {
+                "ticket": bearer,
+                "booking_token": bearer,
+                "operator": bearer,
+                "agent": bearer,
+            },
             "schemas": {
                 "Error": _obj(
                     {

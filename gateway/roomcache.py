@@ -3,12 +3,14 @@
 A status check or an event stream is answered from here: no Redis round trip per
 visitor. The refresh loop reads every room's snapshot (one pipeline per room),
 computes the pre-queue order once when a room opens, measures the admission
-rate, and wakes the streams of a room whose snapshot changed.
+rate, and wakes the streams of a room when what they show can have changed
+(state, sold-out, cursor, opening, configuration), not for every join.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -67,6 +69,16 @@ class RoomView:
         return None
 
 
+def _seen_by_streams(snap: RoomSnapshot) -> tuple[object, ...]:
+    """What a waiting visitor's state or position depends on.
+
+    Joins change the counts at every refresh; waking every open stream for them
+    would cost O(streams) per refresh during a launch. A stream still picks up
+    count-driven changes (its chance) at its next wake-up or keep-alive.
+    """
+    return (snap.config, snap.state, snap.sold_out, snap.cursor, snap.opened_at_s)
+
+
 class RoomCache:
     def __init__(self, redis: aioredis.Redis, store: RoomStore, refresh_s: float) -> None:
         self._redis = redis
@@ -99,15 +111,16 @@ class RoomCache:
             return None
         return await self._install(name, snap)
 
-    async def run(self) -> None:
-        """Refresh every known room until cancelled."""
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh every known room until ``stop`` is set."""
+        while not stop.is_set():
             for name in list(self._rooms):
                 try:
                     await self.reload(name)
                 except (aioredis.RedisError, WaitingRoomError) as e:
                     logger.warning("refreshing room %s failed: %s", name, e)
-            await asyncio.sleep(self._refresh_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._refresh_s)
 
     async def _install(self, name: str, snap: RoomSnapshot) -> RoomView:
         view = self._rooms.get(name)
@@ -119,8 +132,9 @@ class RoomCache:
             view.order = await asyncio.to_thread(prequeue_order, snap.seed, snap.prequeue_size)
             logger.info("room %s opened: pre-queue of %d ordered", name, snap.prequeue_size)
         await self._load_campaign(view, snap.config.campaign)
-        if snap != view.snap or view.version == 0:
-            view.snap = snap
+        wake = view.version == 0 or _seen_by_streams(view.snap) != _seen_by_streams(snap)
+        view.snap = snap
+        if wake:
             view.notify()
         return view
 

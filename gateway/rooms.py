@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -21,9 +22,10 @@ from waitingroom.errors import (
     RoomNotFound,
     TicketError,
     TicketExpired,
+    TooEarly,
     WrongRoom,
 )
-from waitingroom.status import Status
+from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
 TICKET_COOKIE = "fairq_ticket"
@@ -65,10 +67,29 @@ def status_body(gw: Gateway, view: RoomView, ticket: Ticket, token: str) -> dict
         "state": status.state,
         "position": status.position,
         "eta_s": None if status.eta_s is None else round(status.eta_s, 1),
+        "chance": chance_of(status, view.snap, pairs_left(gw, view.snap.config.campaign)),
     }
     if status.state == "admitted":
         body["booking_token"] = issue_booking_token(gw, view, ticket, status, now)
     return body
+
+
+def pairs_left(gw: Gateway, campaign: str) -> int | None:
+    """Pairs left in the campaign per the allocator's latest summaries (None: none seen)."""
+    counties = gw.views.summaries.get(campaign)
+    if not counties:
+        return None
+    return sum(c.pairs_left for c in counties.values())
+
+
+def too_early(room: str, prequeue_opens_at_s: float, now_s: float) -> ApiError:
+    return ApiError(
+        409,
+        "too_early",
+        f"the queue of this room opens at {iso_s(prequeue_opens_at_s)}; come back then",
+        headers={"Retry-After": str(max(1, math.ceil(prequeue_opens_at_s - now_s)))},
+        extra={"opens_prequeue_at": iso_s(prequeue_opens_at_s)},
+    )
 
 
 def ticket_identity(ticket: Ticket) -> str:
@@ -106,6 +127,7 @@ async def room_info(request: web.Request) -> web.Response:
             "campaign": snap.config.campaign,
             "title": campaign.get("title"),
             "opens_at": iso_s(snap.config.opens_at_s),
+            "opens_prequeue_at": iso_s(snap.config.prequeue_opens_at_s),
             "state": snap.state,
             "sold_out": snap.sold_out,
             "hold_s": snap.config.hold_s,
@@ -124,13 +146,18 @@ async def join(request: web.Request) -> web.Response:
     only_keys(body, JOIN_FIELDS, "the join body")
     code = opt_str(body, "access_code", max_len=64)
     view = await room_view(gw, name)
+    now = gw.clock()
+    if not view.snap.opened and now < view.snap.config.prequeue_opens_at_s:
+        raise too_early(name, view.snap.config.prequeue_opens_at_s, now)  # no Redis trip
     code_hash, group = await _check_code(gw, view, code) if code is not None else (None, None)
     try:
-        outcome = await gw.store.join(name, gw.clock(), code_hash)
+        outcome = await gw.store.join(name, now, code_hash)
     except RoomNotFound as e:
         raise ApiError(404, "unknown_room", f"there is no room {name!r}") from e
     except RoomClosed as e:
         raise ApiError(409, "room_closed", "this room is closed") from e
+    except TooEarly as e:
+        raise too_early(name, e.prequeue_opens_at_s, now) from e
     ticket = replace(outcome.ticket, code_hash=code_hash, group=group)
     gw.metrics.joins_total.labels(ticket.kind).inc()
     token = gw.signer.sign_ticket(ticket)
@@ -169,6 +196,8 @@ async def status_events(request: web.Request) -> web.StreamResponse:
     gw.metrics.streams.labels("room").inc()
     try:
         await _stream_status(gw, view, ticket, token, response)
+    except ConnectionResetError:  # the visitor went away; nothing to answer
+        pass
     finally:
         gw.metrics.streams.labels("room").dec()
     return response
@@ -182,7 +211,7 @@ async def _stream_status(
     version = -1
     while True:
         body = status_body(gw, view, ticket, token)
-        key = (body["state"], body["position"], _eta_bucket(body["eta_s"]))
+        key = (body["state"], body["position"], _eta_bucket(body["eta_s"]), body["chance"])
         if key != last:
             await send_event(response, "status", body)
             last = key

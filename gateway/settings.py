@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fairq.config import ConfigError, Connections, env_float, env_int, env_str
+from gateway.ratelimit import RateLimitSettings
 
 MIN_SECRET_BYTES = 16
+
+
+def parse_agent_keys(raw: str) -> dict[str, str]:
+    """``agent:key[,agent:key...]`` → {agent: key}; empty means no agents (operators only)."""
+    agents: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        agent, sep, key = part.partition(":")
+        if not sep or not agent or len(key) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"FAIRQ_AGENT_KEYS must look like 'agent:key,...' with keys of at least"
+                f" {MIN_SECRET_BYTES} characters"
+            )
+        agents[agent] = key
+    return agents
 
 
 def parse_signing_keys(raw: str) -> dict[str, bytes]:
@@ -38,6 +53,8 @@ class GatewaySettings:
     redis_connections: int = 64  # the pool's size; requests queue for a free connection
     inventory_wait_s: float = 30.0  # how long inventory loading waits for the allocator's answers
     sse_keepalive_s: float = 15.0
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    agent_keys: dict[str, str] = field(default_factory=dict)  # call-center agents
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -57,4 +74,6 @@ class GatewaySettings:
             shutdown_drain_s=env_float(env, "FAIRQ_SHUTDOWN_DRAIN_S", 5.0),
             redis_connections=env_int(env, "FAIRQ_REDIS_CONNECTIONS", 64, lo=1),
             inventory_wait_s=env_float(env, "FAIRQ_INVENTORY_WAIT_S", 30.0),
+            rate_limits=RateLimitSettings.from_env(env),
+            agent_keys=parse_agent_keys(env.get("FAIRQ_AGENT_KEYS", "")),
         )

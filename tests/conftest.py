@@ -7,8 +7,10 @@ see each other's data.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -56,3 +58,15 @@ def connections(
 ) -> Connections:
     """Everything a fairq process needs to connect, for this test alone."""
     return Connections(redis_url=redis_srv.url, kafka_bootstrap=kafka_srv.url, topics=topics)
+
+
+async def bounded(step: Awaitable[object], what: str, timeout_s: float = 30.0) -> None:
+    """Await a teardown step; if it hangs, fail with every task's stack instead of hanging."""
+    try:
+        await asyncio.wait_for(step, timeout_s)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            print(task, file=stacks)
+            task.print_stack(file=stacks)
+        pytest.fail(f"{what} did not finish within {timeout_s}s; tasks:\n{stacks.getvalue()}")

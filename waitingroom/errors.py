@@ -31,6 +31,15 @@ class RoomClosed(WaitingRoomError):
     """The room is closed: it takes no joins."""
 
 
+class TooEarly(WaitingRoomError):
+    """The room's pre-queue is not open yet: come back at ``prequeue_opens_at_s``."""
+
+    def __init__(self, room: str, prequeue_opens_at_s: float) -> None:
+        super().__init__(f"the pre-queue of room {room!r} opens at {prequeue_opens_at_s}")
+        self.room = room
+        self.prequeue_opens_at_s = prequeue_opens_at_s
+
+
 class InvalidRoomConfig(WaitingRoomError, ValueError):
     """A room name, state or admission setting that is out of range."""
 

@@ -5,6 +5,7 @@ The room hash (``keys.room``) holds, besides the ``RoomConfig`` fields:
 - ``state``: ``scheduled`` | ``open`` | ``paused`` | ``closed``; ``sold_out``: ``1``/``0``
   and ``sold_out_seq`` (the last numbered sold-out verdict applied);
 - ``pre_count`` / ``post_count``: tickets issued before / after opening;
+- ``prequeue_s``: how long before ``opens_at_s`` joins are taken (the pre-queue window);
 - set once at opening: ``prequeue_size`` (the frozen pre count), ``seed``, ``opened_at_s``;
 - admission: ``cursor`` (every position up to it is admitted), ``admit_last_s`` and
   ``admit_carry`` (the admission budget's clock and unspent fraction).
@@ -30,6 +31,7 @@ from waitingroom.errors import (
     InvalidRoomConfig,
     RoomClosed,
     RoomNotFound,
+    TooEarly,
     WaitingRoomError,
 )
 from waitingroom.lottery import draw_seed
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STATES = ("scheduled", "open", "paused", "closed")
 OPERATOR_STATES = ("open", "paused", "closed")
+DEFAULT_PREQUEUE_S = 3600  # the pre-queue opens an hour before the room
+MAX_PREQUEUE_S = 30 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,11 @@ class RoomConfig:
     max_active: int = 1000
     hold_s: int = 600
     admit_window_s: int = 600
+    prequeue_s: int = DEFAULT_PREQUEUE_S  # joins are taken from opens_at_s - prequeue_s on
+
+    @property
+    def prequeue_opens_at_s(self) -> float:
+        return self.opens_at_s - self.prequeue_s
 
     def __post_init__(self) -> None:
         for label, value in (("room name", self.name), ("campaign", self.campaign)):
@@ -62,6 +71,8 @@ class RoomConfig:
         check_admission(self.rate_per_s, self.max_active)
         if self.hold_s < 1 or self.admit_window_s < 1:
             raise InvalidRoomConfig("hold_s and admit_window_s must be at least 1")
+        if not 0 <= self.prequeue_s <= MAX_PREQUEUE_S:
+            raise InvalidRoomConfig(f"prequeue_s must be within 0..{MAX_PREQUEUE_S}")
 
 
 def check_admission(rate_per_s: float, max_active: int) -> None:
@@ -115,6 +126,7 @@ def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSna
             max_active=int(f["max_active"]),
             hold_s=int(f["hold_s"]),
             admit_window_s=int(f["admit_window_s"]),
+            prequeue_s=int(f.get("prequeue_s", DEFAULT_PREQUEUE_S)),
         )
         opened_at = f.get("opened_at_s")
         return RoomSnapshot(
@@ -164,6 +176,7 @@ class RoomStore:
                     "max_active": cfg.max_active,
                     "hold_s": cfg.hold_s,
                     "admit_window_s": cfg.admit_window_s,
+                    "prequeue_s": cfg.prequeue_s,
                 },
             )
             pipe.hsetnx(room, "state", "scheduled")
@@ -193,13 +206,19 @@ class RoomStore:
         return parse_snapshot(name, fields, active)
 
     async def join(self, name: str, now_s: float, code_hash: str | None = None) -> JoinOutcome:
-        """A new ticket, or the code's existing one; raises RoomNotFound or RoomClosed."""
+        """A new ticket, or the code's existing one.
+
+        Raises RoomNotFound, RoomClosed, or TooEarly before the pre-queue window.
+        """
         reply = await self.scripts.join(
             keys=[keys.room(name), keys.room_code_tickets(name)],
-            args=[now_s, new_ticket_id(), code_hash or ""],
+            args=[now_s, new_ticket_id(), code_hash or "", DEFAULT_PREQUEUE_S],
         )
-        if _status(reply, name) == "closed":
+        status = _status(reply, name)
+        if status == "closed":
             raise RoomClosed(name)
+        if status == "too_early":
+            raise TooEarly(name, float(reply[1]))
         data = orjson.loads(reply[1])
         ticket = Ticket(
             room=name,

@@ -38,22 +38,29 @@ end
 
 JOIN = """
 -- KEYS[1] room hash, KEYS[2] room code tickets hash
--- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash or ''
+-- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash or '',
+-- ARGV[4] the pre-queue window (s) of a room that has no 'prequeue_s' field
 -- A join before opening is 'pre' (numbered by pre_count), after opening 'post'
--- (numbered by post_count). A code that holds a ticket gets that ticket back.
--- Returns {'not_found'} | {'closed'} |
+-- (numbered by post_count). Before opens_at_s - prequeue_s a join is refused.
+-- A code that holds a ticket gets that ticket back.
+-- Returns {'not_found'} | {'closed'} | {'too_early', pre-queue opening time (s)} |
 --   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0)}
 local room, codes = KEYS[1], KEYS[2]
 local now, ticket_id, code = ARGV[1], ARGV[2], ARGV[3]
-local state = redis.call('HGET', room, 'state')
+local h = redis.call('HMGET', room, 'state', 'opened_at_s', 'opens_at_s', 'prequeue_s')
+local state, opened = h[1], h[2]
 if not state then return {'not_found'} end
 if state == 'closed' then return {'closed'} end
+if not opened then
+  local window_opens = tonumber(h[3]) - tonumber(h[4] or ARGV[4])
+  if tonumber(now) < window_opens then return {'too_early', tostring(window_opens)} end
+end
 if code ~= '' then
   local held = redis.call('HGET', codes, code)
   if held then return {'ok', held, 0} end
 end
 local kind, counter = 'pre', 'pre_count'
-if redis.call('HEXISTS', room, 'opened_at_s') == 1 then kind, counter = 'post', 'post_count' end
+if opened then kind, counter = 'post', 'post_count' end
 local number = redis.call('HINCRBY', room, counter, 1)
 local ticket = cjson.encode({kind = kind, number = number, ticket_id = ticket_id,
                              issued_at_s = now})

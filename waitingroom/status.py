@@ -75,3 +75,29 @@ def status_of(
     rate = snap.config.rate_per_s if rate_per_s is None else rate_per_s
     eta = None if snap.state == "paused" or rate <= 0 else ahead / rate
     return Status("waiting", ahead + 1, eta, pos)
+
+
+CHANCES = ("likely", "unlikely", "none")
+
+
+def chance_of(status: Status, snap: RoomSnapshot, pairs_left: int | None) -> str | None:
+    """An honest estimate: the people who would book before this visitor vs pairs left.
+
+    Ahead of a waiting visitor are the active bookers (admitted, not yet done) and
+    the people before them in line; in the pre-queue, the whole pre-queue (the
+    lottery may put the visitor last). ``likely`` when they are fewer than the
+    pairs left, ``unlikely`` otherwise, ``none`` when no pair is left or the room
+    is sold out or closed; None when unknown (no inventory summary yet) or once
+    the visitor is admitted.
+    """
+    if status.state in ("sold_out", "closed"):
+        return "none"
+    if status.state == "admitted" or pairs_left is None:
+        return None
+    if pairs_left <= 0:
+        return "none"
+    if status.state == "prequeue":
+        ahead = max(0, snap.prequeue_size - 1)  # worst case: everyone else ahead
+    else:
+        ahead = (status.position or 1) - 1
+    return "likely" if snap.active + ahead < pairs_left else "unlikely"

@@ -14,9 +14,11 @@ from fairq.config import Connections
 from fairq.demo import small_campaign
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from tests.conftest import bounded
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}
+AGENT_KEY = "agent-key-for-tests-0123456789"
 
 
 def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings:
@@ -29,6 +31,7 @@ def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings
         "refresh_s": 0.05,
         "answer_wait_s": 10.0,
         "inventory_wait_s": 0.0,
+        "agent_keys": {"alice": AGENT_KEY},
     }
     return GatewaySettings(**(base | overrides))
 
@@ -43,8 +46,12 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture
 async def client(connections: Connections) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(make_settings(connections)))) as c:
+    c: TestClient[Any, Any] = TestClient(TestServer(create_app(make_settings(connections))))
+    await c.start_server()
+    try:
         yield c
+    finally:
+        await bounded(c.close(), "closing the test gateway")
 
 
 @pytest.fixture
@@ -88,7 +95,7 @@ async def allocator(connections: Connections) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await bounded(task, "stopping the fixture's service")
 
 
 @pytest.fixture
@@ -106,4 +113,4 @@ async def admitter(connections: Connections) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await bounded(task, "stopping the fixture's service")

@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 
 from fairq.devservices import Server
 from waitingroom import keys
-from waitingroom.errors import InvalidRoomConfig, RoomClosed, RoomNotFound
+from waitingroom.errors import InvalidRoomConfig, RoomClosed, RoomNotFound, TooEarly
 from waitingroom.lottery import position_of, prequeue_order
 from waitingroom.rooms import RoomConfig, RoomStore
 
@@ -203,9 +203,29 @@ async def test_sold_out_verdicts_do_not_go_back(store: RoomStore) -> None:
         {"hold_s": 0},
         {"admit_window_s": 0},
         {"opens_at_s": float("inf")},
+        {"prequeue_s": -1},
+        {"prequeue_s": 31 * 86_400},
     ],
 )
 def test_room_config_is_checked(changes: dict[str, object]) -> None:
     fields: dict[str, object] = {"name": "demo", "campaign": "flu", "opens_at_s": T0} | changes
     with pytest.raises(InvalidRoomConfig):
         RoomConfig(**fields)  # type: ignore[arg-type]
+
+
+async def test_joins_before_the_prequeue_window_are_refused(store: RoomStore) -> None:
+    await store.put_room(RoomConfig(name="w", campaign="flu", opens_at_s=T0 + 600, prequeue_s=60))
+    with pytest.raises(TooEarly) as refused:
+        await store.join("w", T0 + 539.5)
+    assert refused.value.prequeue_opens_at_s == T0 + 540
+    assert (await store.join("w", T0 + 540)).ticket.kind == "pre"
+    snap = await store.load("w")
+    assert snap is not None and snap.config.prequeue_s == 60
+
+
+async def test_an_opened_room_takes_joins_whatever_its_window(store: RoomStore) -> None:
+    await store.put_room(RoomConfig(name="w", campaign="flu", opens_at_s=T0 + 600, prequeue_s=0))
+    with pytest.raises(TooEarly):
+        await store.join("w", T0)
+    await store.open_now("w", T0)
+    assert (await store.join("w", T0)).ticket.kind == "post"

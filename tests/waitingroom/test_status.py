@@ -4,7 +4,7 @@ import pytest
 
 from waitingroom.lottery import prequeue_order
 from waitingroom.rooms import RoomConfig, RoomSnapshot
-from waitingroom.status import RateMeter, Status, status_of
+from waitingroom.status import RateMeter, Status, chance_of, status_of
 from waitingroom.tickets import Ticket
 
 T0 = 1000.0
@@ -93,3 +93,28 @@ def test_rate_meter_weighs_by_time_not_by_calls() -> None:
     rarely.observe(14.0, 100)  # seen once
     assert often.rate_per_s == pytest.approx(5.0, rel=0.02)
     assert rarely.rate_per_s == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("state", "position", "pairs_left", "chance"),
+    [
+        ("waiting", 5, None, None),  # no inventory summary yet
+        ("waiting", 5, 11, "likely"),  # 6 active + 4 ahead = 10 < 11
+        ("waiting", 5, 10, "unlikely"),  # 10 people would book first
+        ("waiting", 1, 0, "none"),
+        ("sold_out", 5, 3, "none"),
+        ("closed", None, 3, "none"),
+        ("admitted", 0, 3, None),
+    ],
+)
+def test_chance_compares_people_ahead_with_pairs_left(
+    state: str, position: int | None, pairs_left: int | None, chance: str | None
+) -> None:
+    assert chance_of(Status(state, position, None, None), OPEN, pairs_left) == chance
+
+
+def test_chance_in_prequeue_assumes_the_worst_draw() -> None:
+    snap = replace(OPEN, state="scheduled", opened_at_s=None, active=0)  # 4 in the pre-queue
+    prequeue = Status("prequeue", None, 30.0, None)
+    assert chance_of(prequeue, snap, 4) == "likely"  # even the last draw gets a pair
+    assert chance_of(prequeue, snap, 3) == "unlikely"

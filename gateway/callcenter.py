@@ -1,0 +1,116 @@
+"""Call-center routes: agents book, look up, confirm and cancel for a caller.
+
+Agents authenticate with their own key (``FAIRQ_AGENT_KEYS``, ``agent:key`` pairs)
+or the operator key. A caller identifies with the access code from their letter,
+so a phone booking is the same person as an online one with that code: the
+allocator's one-pair-per-person rule holds across both. Booking references are
+the same ids online and on the phone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import secrets
+
+from aiohttp import web
+
+from gateway.bookings import (
+    cancel_booking,
+    confirm_booking,
+    current_view,
+    new_command_id,
+    place,
+    read_wish,
+)
+from gateway.campaigns import load_public
+from gateway.errors import ApiError
+from gateway.http import bearer, json_response, read_json
+from gateway.state import GATEWAY, Gateway
+from schemas.commands import Book
+from schemas.fields import only_keys, req_str
+from waitingroom.codes import code_group, hash_code
+
+logger = logging.getLogger(__name__)
+
+PHONE_BOOKING_FIELDS = frozenset({"access_code", "county", "center", "earliest"})
+
+routes = web.RouteTableDef()
+
+
+def code_identity(code_hash: str) -> str:
+    """The identity of whoever holds an access code, online or on the phone."""
+    return f"code:{code_hash}"
+
+
+def require_agent(request: web.Request) -> tuple[Gateway, str]:
+    """The gateway and the agent's id; the operator key acts as agent ``operator``."""
+    gw = request.app[GATEWAY]
+    presented = bearer(request).encode()
+    candidates = {"operator": gw.settings.operator_key, **gw.settings.agent_keys}
+    for agent, key in candidates.items():
+        if hmac.compare_digest(presented, key.encode()):
+            return gw, agent
+    raise ApiError(403, "forbidden", "the agent key is not valid")
+
+
+def new_booking_id() -> str:
+    return "bk_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+
+
+@routes.post("/api/callcenter/campaigns/{campaign}/bookings")
+async def phone_booking(request: web.Request) -> web.Response:
+    gw, agent = require_agent(request)
+    campaign = request.match_info["campaign"]
+    public = await load_public(gw, campaign)
+    body = await read_json(request)
+    only_keys(body, PHONE_BOOKING_FIELDS, "the phone booking body")
+    code = req_str(body, "access_code", max_len=64)
+    wish = read_wish(body, public)
+    group = await code_group(gw.redis, campaign, code)
+    if group is None:
+        raise ApiError(
+            403, "invalid_access_code", "this access code is not valid for this campaign"
+        )
+    command = Book(
+        command_id=new_command_id(),
+        booking_id=new_booking_id(),
+        campaign=campaign,
+        identity=code_identity(hash_code(code)),
+        county=wish.county,
+        center=wish.center,
+        earliest=wish.earliest,
+        hold_s=int(public.get("hold_s", 600)),
+        group=group,
+    )
+    with gw.views.expect([command.command_id]) as answers:
+        await place(gw, command, [*("agent", agent)])
+        logger.info("agent %s booked %s for a caller", agent, command.booking_id)
+        done, _ = await asyncio.wait(answers.values(), timeout=gw.settings.answer_wait_s)
+    view = await current_view(gw, command.booking_id)
+    return json_response(view.to_json(), status=201 if done else 202)
+
+
+@routes.get("/api/callcenter/bookings/{booking_id}")
+async def phone_lookup(request: web.Request) -> web.Response:
+    gw, _ = require_agent(request)
+    view = await current_view(gw, request.match_info["booking_id"])
+    return json_response(view.to_json())
+
+
+@routes.post("/api/callcenter/bookings/{booking_id}/confirm")
+async def phone_confirm(request: web.Request) -> web.Response:
+    gw, agent = require_agent(request)
+    booking_id = request.match_info["booking_id"]
+    logger.info("agent %s confirms %s", agent, booking_id)
+    return await confirm_booking(gw, booking_id)
+
+
+@routes.post("/api/callcenter/bookings/{booking_id}/cancel")
+async def phone_cancel(request: web.Request) -> web.Response:
+    gw, agent = require_agent(request)
+    booking_id = request.match_info["booking_id"]
+    logger.info("agent %s cancels %s", agent, booking_id)
+    return await cancel_booking(gw, booking_id)

@@ -1,0 +1,34 @@
+"""Reading a campaign's public description (stored as JSON by the operator's PUT)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from gateway.errors import ApiError
+from gateway.state import Gateway
+from waitingroom import keys
+
+Public = Mapping[str, Any]
+
+
+async def load_public(gw: Gateway, name: str) -> dict[str, Any]:
+    """The campaign's public description; 404 when there is no such campaign."""
+    raw = await gw.redis.get(keys.campaign(name))
+    if raw is None:
+        raise ApiError(404, "unknown_campaign", f"there is no campaign {name!r}")
+    data: dict[str, Any] = orjson.loads(raw)
+    return data
+
+
+def county_ids(public: Public | None) -> set[str]:
+    return {c["id"] for c in (public or {}).get("counties", [])}
+
+
+def center_county(public: Public | None, center: str) -> str | None:
+    for c in (public or {}).get("centers", []):
+        if c["id"] == center:
+            return str(c["county"])
+    return None

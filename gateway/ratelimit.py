@@ -1,0 +1,222 @@
+"""Per-client rate limits on join and on status/events, in this gateway's memory.
+
+Each limited route class (``join``, ``status``) has a table of token buckets keyed
+by the client's address: a bucket holds up to ``burst`` tokens and refills at
+``rate_per_s``; a request takes one token or is answered 429 with ``Retry-After``.
+The limits are **per gateway process**: with N gateways behind a balancer a
+client may get up to N times the rate. No Redis round trip is spent on them.
+
+Both limits are off unless configured (``FAIRQ_JOIN_RATE_PER_S``,
+``FAIRQ_STATUS_RATE_PER_S``); the README suggests values for a launch.
+
+The tables are bounded: beyond ``max_clients`` the least recently seen client is
+forgotten (it comes back with a full bucket, so forgetting only ever errs on the
+lenient side).
+
+Load-test sources are exempt: a request from one of ``exempt_networks`` or with
+the header ``X-Fairq-Loadtest-Key`` equal to ``loadtest_key``. Exemption is only
+checked for a request that would be refused, so it costs nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter
+
+from fairq.config import ConfigError, env_float, env_int
+from gateway.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+LOADTEST_HEADER = "X-Fairq-Loadtest-Key"
+MIN_LOADTEST_KEY_CHARS = 16
+DEFAULT_JOIN_BURST = 10
+DEFAULT_STATUS_BURST = 30
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# (method, route) -> limit class
+LIMITED_ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/api/rooms/{room}/join"): "join",
+    ("GET", "/api/rooms/{room}/status"): "status",
+    ("GET", "/api/rooms/{room}/events"): "status",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    rate_per_s: float  # 0 disables the limit
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rate_per_s) and self.rate_per_s >= 0):
+            raise ConfigError(f"a rate limit must be a finite rate >= 0, got {self.rate_per_s}")
+        if self.burst < 1:
+            raise ConfigError(f"a rate limit's burst must be at least 1, got {self.burst}")
+
+
+def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
+    """``10.0.0.0/8, 2001:db8::/32`` -> networks; raises ConfigError naming the bad one."""
+    out: list[IpNetwork] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as e:
+            raise ConfigError(f"FAIRQ_LOADTEST_NETWORKS: {part!r} is not a network") from e
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    join: Limit = field(default_factory=lambda: Limit(0.0, DEFAULT_JOIN_BURST))
+    status: Limit = field(default_factory=lambda: Limit(0.0, DEFAULT_STATUS_BURST))
+    max_clients: int = 100_000  # per limit class
+    exempt_networks: tuple[IpNetwork, ...] = ()
+    loadtest_key: str | None = None
+    client_ip_hops: int = 0  # 0: the peer; N: N-th address from the right of X-Forwarded-For
+
+    def __post_init__(self) -> None:
+        if self.max_clients < 1:
+            raise ConfigError("FAIRQ_RATE_LIMIT_CLIENTS must be at least 1")
+        if self.loadtest_key is not None and len(self.loadtest_key) < MIN_LOADTEST_KEY_CHARS:
+            raise ConfigError(
+                f"FAIRQ_LOADTEST_KEY must be at least {MIN_LOADTEST_KEY_CHARS} characters"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RateLimitSettings:
+        return cls(
+            join=Limit(
+                env_float(env, "FAIRQ_JOIN_RATE_PER_S", 0.0),
+                env_int(env, "FAIRQ_JOIN_BURST", DEFAULT_JOIN_BURST, lo=1),
+            ),
+            status=Limit(
+                env_float(env, "FAIRQ_STATUS_RATE_PER_S", 0.0),
+                env_int(env, "FAIRQ_STATUS_BURST", DEFAULT_STATUS_BURST, lo=1),
+            ),
+            max_clients=env_int(env, "FAIRQ_RATE_LIMIT_CLIENTS", 100_000, lo=1),
+            exempt_networks=parse_networks(env.get("FAIRQ_LOADTEST_NETWORKS", "")),
+            loadtest_key=env.get("FAIRQ_LOADTEST_KEY") or None,
+            client_ip_hops=env_int(env, "FAIRQ_CLIENT_IP_HOPS", 0),
+        )
+
+
+class TokenBuckets:
+    """Token buckets per key, at most ``max_keys`` of them (least recently used go first)."""
+
+    def __init__(self, limit: Limit, max_keys: int) -> None:
+        self._rate = limit.rate_per_s
+        self._burst = float(limit.burst)
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str, now_s: float) -> float:
+        """Take a token: 0.0 if granted, else the seconds until one is available."""
+        buckets = self._buckets
+        held = buckets.get(key)
+        if held is None:
+            tokens = self._burst
+            if len(buckets) >= self._max_keys:
+                buckets.popitem(last=False)
+        else:
+            tokens = min(self._burst, held[0] + (now_s - held[1]) * self._rate)
+            buckets.move_to_end(key)
+        if tokens >= 1.0:
+            buckets[key] = (tokens - 1.0, now_s)
+            return 0.0
+        buckets[key] = (tokens, now_s)
+        return (1.0 - tokens) / self._rate
+
+
+class RateLimiter:
+    """The limit tables of one gateway process and their aiohttp middleware."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._tables: dict[str, TokenBuckets] = {
+            name: TokenBuckets(limit, settings.max_clients)
+            for name, limit in (("join", settings.join), ("status", settings.status))
+            if limit.rate_per_s > 0
+        }
+        self.limited_total = Counter(
+            "fairq_gateway_rate_limited_total",
+            "Requests refused by a per-client rate limit",
+            ["limit"],
+            registry=registry,
+        )
+
+    def client_key(self, request: web.Request) -> str:
+        hops = self._settings.client_ip_hops
+        if hops:
+            forwarded = request.headers.get("X-Forwarded-For", "").split(",")
+            if len(forwarded) >= hops and forwarded[-hops].strip():
+                return forwarded[-hops].strip()
+        return request.remote or "unknown"
+
+    def exempt(self, request: web.Request, client: str) -> bool:
+        key = self._settings.loadtest_key
+        presented = request.headers.get(LOADTEST_HEADER)
+        if (
+            key is not None
+            and presented is not None
+            and hmac.compare_digest(presented.encode(), key.encode())
+        ):
+            return True
+        if not self._settings.exempt_networks:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in net for net in self._settings.exempt_networks)
+
+    def check(self, request: web.Request, limit: str) -> None:
+        """Raise ApiError 429 if the client is over ``limit`` (and not exempt)."""
+        table = self._tables.get(limit)
+        if table is None:
+            return
+        client = self.client_key(request)
+        wait_s = table.take(client, self._clock())
+        if wait_s <= 0 or self.exempt(request, client):
+            return
+        self.limited_total.labels(limit).inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests; try again in {wait_s:.1f}s",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            extra={"limit": limit, "retry_after_s": round(wait_s, 3)},
+        )
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+            resource = request.match_info.route.resource
+            if resource is not None:
+                limit = LIMITED_ROUTES.get((request.method, resource.canonical))
+                if limit is not None:
+                    self.check(request, limit)
+            return await handler(request)
+
+        return rate_limit
