@@ -67,6 +67,21 @@ class Booking:
         self.expires_ms = expires_ms
         self.answered: set[str] | None = None  # later command ids already answered
 
+    @classmethod
+    def restored(
+        cls,
+        fields: tuple[str, str, str, str, str, int, int],
+        pair: tuple[Slot, Slot] | None,
+        answered: set[str] | None,
+    ) -> Booking:
+        """A booking rebuilt from a snapshot: (booking_id, command_id, identity, county,
+        state, rev, expires_ms), its pair and the later command ids it answered."""
+        b = cls.__new__(cls)
+        b.booking_id, b.command_id, b.identity, b.county, b.state, b.rev, b.expires_ms = fields
+        b.dose1, b.dose2 = pair if pair is not None else (None, None)
+        b.answered = answered
+        return b
+
     def seen(self, command_id: str) -> bool:
         """Whether ``command_id`` was answered already; marks it answered."""
         if command_id == self.command_id:
@@ -173,6 +188,19 @@ class Allocator:
             AddInventory: self._add_inventory,
             Tick: self._tick,
         }
+
+    def snapshot(self) -> bytes:
+        """The whole state as versioned msgpack bytes (see ``allocator.snapshot``)."""
+        from allocator.snapshot import dump
+
+        return dump(self)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Allocator:
+        """An allocator in the state of ``snapshot()`` bytes; SnapshotError if unreadable."""
+        from allocator.snapshot import load
+
+        return load(data)
 
     def apply(self, offset: int, timestamp_ms: int, command: Command) -> list[Event]:
         """Apply one record; returns the events it causes, in order."""

@@ -11,3 +11,7 @@ class InvariantError(AllocatorError):
 
 class RebuildError(AllocatorError):
     """A partition's state could not be rebuilt from its log."""
+
+
+class SnapshotError(AllocatorError):
+    """Snapshot bytes could not be read (corrupt, foreign or of another version)."""

@@ -10,6 +10,11 @@ acknowledged (``acks="all"``). A crash between the two replays the batch, and
 the core, being deterministic, sends the same events again; consumers drop
 them by ``rev`` and command id.
 
+Every ``snapshot_every_records`` records or ``snapshot_every_s`` of log time, after a
+batch is committed, a partition's core is snapshotted to the snapshots topic with the
+offset it reflects (``allocator.snapshotstore``). On assignment the newest snapshot at
+or before the committed offset is loaded and only the records after it are replayed.
+
 A ticker puts a Tick on every assigned partition each ``tick_interval_s`` so
 that idle partitions' log clocks move (hold expiry, summaries).
 """
@@ -27,8 +32,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry, Counter
 
 from allocator.core import Allocator
-from allocator.errors import AllocatorError, RebuildError
+from allocator.errors import AllocatorError, RebuildError, SnapshotError
 from allocator.settings import AllocatorSettings
+from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
 from schemas import SchemaError
 from schemas.commands import Command, Tick, decode_command
 from schemas.events import Event, InventoryAdded, Summary
@@ -71,6 +77,21 @@ class AllocatorMetrics:
             "Records replayed to rebuild partitions on assignment",
             registry=self.registry,
         )
+        self.snapshots_total = Counter(
+            "fairq_allocator_snapshots_total",
+            "Partition snapshots written",
+            registry=self.registry,
+        )
+        self.snapshot_failures_total = Counter(
+            "fairq_allocator_snapshot_failures_total",
+            "Partition snapshots that could not be written (the log still has everything)",
+            registry=self.registry,
+        )
+        self.restored_total = Counter(
+            "fairq_allocator_restored_total",
+            "Partitions taken over from a snapshot rather than from the log start",
+            registry=self.registry,
+        )
 
 
 def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
@@ -88,16 +109,19 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
         return None
 
 
-async def rebuild(bootstrap: str, tp: TopicPartition, end_offset: int) -> tuple[Allocator, int]:
+async def rebuild(
+    bootstrap: str, tp: TopicPartition, end_offset: int, start: Allocator | None = None
+) -> tuple[Allocator, int]:
     """A core with the partition's records before ``end_offset`` applied, events discarded.
 
-    Returns the core and how many records were read. The whole log must still be
-    there (a snapshot can replace the start of this replay later); a partition
-    whose first records were deleted raises RebuildError rather than giving a
-    core that silently misses them.
+    Starts from ``start`` (a restored snapshot) or an empty core, and replays the
+    records from its ``next_offset`` on. Returns the core and how many records were
+    read. Those records must still be there: a partition whose records after the
+    start were deleted raises RebuildError rather than giving a core that silently
+    misses them.
     """
-    core = Allocator()
-    if end_offset <= 0:
+    core = start if start is not None else Allocator()
+    if end_offset <= core.next_offset:
         return core, 0
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
@@ -107,11 +131,13 @@ async def rebuild(bootstrap: str, tp: TopicPartition, end_offset: int) -> tuple[
         consumer.assign([tp])
         log_start = (await consumer.beginning_offsets([tp]))[tp]
         log_end = (await consumer.end_offsets([tp]))[tp]
-        if log_start > 0:
-            raise RebuildError(f"{tp} starts at {log_start}: the records before it are gone")
+        if log_start > core.next_offset:
+            raise RebuildError(
+                f"{tp} starts at {log_start}: the records from {core.next_offset} are gone"
+            )
         if log_end < end_offset:
             raise RebuildError(f"{tp} ends at {log_end}, before the committed {end_offset}")
-        await consumer.seek_to_beginning(tp)
+        consumer.seek(tp, core.next_offset)
         count = 0
         while await consumer.position(tp) < end_offset:
             batch = await consumer.getmany(tp, timeout_ms=REBUILD_POLL_MS)
@@ -138,12 +164,18 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     """
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, bootstrap: str, metrics: AllocatorMetrics
+        self,
+        consumer: AIOKafkaConsumer,
+        settings: AllocatorSettings,
+        store: SnapshotStore,
+        metrics: AllocatorMetrics,
     ) -> None:
         self.consumer = consumer
-        self.bootstrap = bootstrap
+        self.settings = settings
+        self.store = store
         self.metrics = metrics
         self.cores: dict[int, Allocator] = {}
+        self.snapshotted: dict[int, tuple[int, int]] = {}  # partition -> (offset, now_ms)
         self.lock = asyncio.Lock()
         self.failure: tuple[TopicPartition, Exception] | None = None
 
@@ -151,6 +183,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.lock:
             for tp in revoked:
                 self.cores.pop(tp.partition, None)
+                self.snapshotted.pop(tp.partition, None)
         logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -165,17 +198,58 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _take(self, tp: TopicPartition) -> None:
         committed = await self.consumer.committed(tp)
-        core, count = await rebuild(self.bootstrap, tp, committed or 0)
+        start = await self._restore(tp, committed or 0)
+        base = start.next_offset if start is not None else 0
+        bootstrap = self.settings.connections.kafka_bootstrap
+        core, count = await rebuild(bootstrap, tp, committed or 0, start)
         self.metrics.replayed_total.inc(count)
         self.cores[tp.partition] = core
+        self.snapshotted[tp.partition] = (base, core.now_ms if start is not None else 0)
+        # The fetcher may have handed out records of this partition while it was being
+        # taken over (they were dropped for want of a core): fetch again from here.
         if committed is not None:
             self.consumer.seek(tp, committed)
+        else:
+            await self.consumer.seek_to_beginning(tp)
         logger.info(
-            "partition %d rebuilt from %d records, continuing at offset %s",
+            "partition %d rebuilt from a snapshot at %d and %d records, continuing at offset %s",
             tp.partition,
+            base,
             count,
             committed if committed is not None else "the log start",
         )
+
+    async def _restore(self, tp: TopicPartition, committed: int) -> Allocator | None:
+        """The core of the newest usable snapshot at or before ``committed``, if any."""
+        partitions = self.consumer.partitions_for_topic(tp.topic) or {tp.partition}
+        await self.store.ensure_topic(max(partitions) + 1)
+        if committed <= 0:
+            return None
+        found = await self.store.latest(tp.partition, committed)
+        if found is None:
+            return None
+        manifest, data = found
+        try:
+            core = Allocator.restore(data)
+        except SnapshotError as e:
+            logger.warning(
+                "snapshot %d@%d unusable, replaying: %s", tp.partition, manifest.offset, e
+            )
+            return None
+        if core.next_offset != manifest.offset:
+            raise RebuildError(
+                f"snapshot {tp.partition}@{manifest.offset} is at {core.next_offset}"
+            )
+        self.metrics.restored_total.inc()
+        return core
+
+    def snapshot_due(self, partition: int, core: Allocator) -> bool:
+        offset, now_ms = self.snapshotted.get(partition, (0, 0))
+        every_records = self.settings.snapshot_every_records
+        every_ms = self.settings.snapshot_every_s * 1000
+        if every_records and core.next_offset - offset >= every_records:
+            return True
+        return bool(every_ms) and core.now_ms - now_ms >= every_ms and core.next_offset > offset
 
     def check(self) -> None:
         """Raise the error of a failed takeover, if any."""
@@ -213,7 +287,7 @@ class Worker:
             offsets: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 core = self.partitions.cores.get(tp.partition)
-                if core is None:  # revoked while the batch was fetched
+                if core is None:  # revoked, or still being taken over (then fetched again)
                     continue
                 for record in records:
                     if record.offset < core.next_offset:
@@ -222,7 +296,8 @@ class Worker:
                         pending.append(await self._send(event, tp.partition))
                     offsets[tp] = record.offset + 1
             await self._wait_for_acks(pending)
-            await self._commit(offsets)
+            if await self._commit(offsets):
+                await self._snapshot(offsets)
 
     def _apply(self, core: Allocator, record: ConsumerRecord[bytes, bytes]) -> list[Event]:
         command = decode(record)
@@ -250,15 +325,40 @@ class Worker:
         except KafkaError as e:
             raise ProduceError(f"producing {len(pending)} events failed: {e}") from e
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         if not offsets:
-            return
+            return False
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as e:
             # The group rebalanced; whoever owns these partitions now replays from the
             # last commit and, the core being deterministic, sends the same events.
             logger.warning("commit of %s failed after a rebalance: %s", offsets, e)
+            return False
+        return True
+
+    async def _snapshot(self, offsets: dict[TopicPartition, int]) -> None:
+        """Snapshot the cores that are due, now that their offsets are committed."""
+        parts = self.partitions
+        for tp in offsets:
+            core = parts.cores.get(tp.partition)
+            if core is None or not parts.snapshot_due(tp.partition, core):
+                continue
+            data = await asyncio.to_thread(core.snapshot)  # the lock keeps the core still
+            try:
+                await parts.store.write(self.producer, tp.partition, core.next_offset, data)
+            except SnapshotStoreError as e:
+                self.metrics.snapshot_failures_total.inc()
+                logger.warning("snapshot of partition %d not written: %s", tp.partition, e)
+                continue
+            parts.snapshotted[tp.partition] = (core.next_offset, core.now_ms)
+            self.metrics.snapshots_total.inc()
+            logger.info(
+                "partition %d snapshotted at offset %d (%d bytes)",
+                tp.partition,
+                core.next_offset,
+                len(data),
+            )
 
 
 async def tick(producer: AIOKafkaProducer, topic: str, partitions: Partitions) -> None:
@@ -309,7 +409,10 @@ async def run(
     try:
         await consumer.start()
         try:
-            partitions = Partitions(consumer, bootstrap, metrics)
+            store = SnapshotStore(
+                bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes
+            )
+            partitions = Partitions(consumer, settings, store, metrics)
             consumer.subscribe([topics.commands], listener=partitions)
             worker = Worker(consumer, producer, partitions, topics.events, metrics)
             ticker = asyncio.create_task(

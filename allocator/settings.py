@@ -7,6 +7,21 @@ from dataclasses import dataclass
 
 from fairq.config import Connections, env_float, env_int, env_str
 
+COMMANDS_SUFFIX = "booking-commands"
+SNAPSHOTS_SUFFIX = "allocator-snapshots"
+
+
+def snapshot_topic(commands_topic: str) -> str:
+    """The snapshots topic that goes with a commands topic.
+
+    ``<prefix>booking-commands`` → ``<prefix>allocator-snapshots`` (so
+    ``FAIRQ_TOPIC_PREFIX`` applies to it as to the other topics); a commands topic
+    named otherwise gets ``.allocator-snapshots`` appended.
+    """
+    if commands_topic.endswith(COMMANDS_SUFFIX):
+        return commands_topic.removesuffix(COMMANDS_SUFFIX) + SNAPSHOTS_SUFFIX
+    return f"{commands_topic}.{SNAPSHOTS_SUFFIX}"
+
 
 @dataclass(frozen=True, slots=True)
 class AllocatorSettings:
@@ -16,6 +31,15 @@ class AllocatorSettings:
     # How long the group waits for a silent member before its partitions move on (failover
     # time after a crash). Apache Kafka refuses values below group.min.session.timeout.ms.
     session_timeout_ms: int = 10_000
+    # A partition's state is snapshotted after this many records (0: never by count) or
+    # this much log time (0: never by time) since its last snapshot, whichever comes first.
+    snapshot_every_records: int = 100_000
+    snapshot_every_s: float = 60.0
+    snapshot_chunk_bytes: int = 512 * 1024  # each snapshot record's size, below Kafka's 1 MB
+
+    @property
+    def snapshots_topic(self) -> str:
+        return snapshot_topic(self.connections.topics.commands)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AllocatorSettings:
@@ -24,4 +48,7 @@ class AllocatorSettings:
             group_id=env_str(env, "FAIRQ_ALLOCATOR_GROUP", "fairq-allocator"),
             tick_interval_s=env_float(env, "FAIRQ_TICK_INTERVAL_S", 0.5, lo=0.01),
             session_timeout_ms=env_int(env, "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS", 10_000, lo=1000),
+            snapshot_every_records=env_int(env, "FAIRQ_SNAPSHOT_EVERY_RECORDS", 100_000),
+            snapshot_every_s=env_float(env, "FAIRQ_SNAPSHOT_EVERY_S", 60.0),
+            snapshot_chunk_bytes=env_int(env, "FAIRQ_SNAPSHOT_CHUNK_BYTES", 512 * 1024, lo=1024),
         )

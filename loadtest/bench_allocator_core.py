@@ -1,21 +1,30 @@
 """Throughput of the allocator's pure core: pairs held per second on one core.
 
-Loads one partition's worth of inventory (counties x centers x days x slots),
-then applies Book commands until the inventory is gone, and reports pairs per
-second. The reference is a loop over the same commands that only builds one
+Loads one partition's worth of inventory, then applies Book commands (one per two
+slot places, counties in turn) until the inventory is gone, and reports pairs
+per second. The inventory is either synthetic (counties x centers x days x
+slots, the default) or the demo campaign of ``fairq.demo`` (15 counties, 28
+centers, three vaccines) expanded by ``schemas.campaign.parse_campaign``, all on
+one core. The reference is a loop over the same commands that only builds one
 Held event per Book (no search, no state): the ratio says how much of the time
 the allocation logic itself takes. Not a test; run it:
 
-    python -m loadtest.bench_allocator_core [--counties 8] [--centers 6] [--days 60]
+    python -m loadtest.bench_allocator_core [--campaign demo] [--counties 8] [--days 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
+import os
+import platform
+import sys
 import time
 
 from allocator.core import Allocator
+from fairq.demo import demo_campaign
+from schemas.campaign import parse_campaign
 from schemas.commands import AddInventory, Book, SlotSpec
 from schemas.events import Appointment, Held
 
@@ -56,17 +65,44 @@ def inventory(args: argparse.Namespace) -> list[AddInventory]:
     ]
 
 
-def books(args: argparse.Namespace, count: int) -> list[Book]:
+def demo_inventory() -> list[AddInventory]:
+    """The demo campaign's inventory, as the gateway would send it."""
+    spec = parse_campaign(CAMPAIGN, demo_campaign(FIRST_DAY))
+    ids = (f"add-{i}" for i in itertools.count())
+    return spec.inventory_commands(lambda: next(ids))
+
+
+def books(counties: list[str], count: int) -> list[Book]:
     return [
         Book(
             command_id=f"cmd-{i}",
             booking_id=f"bk-{i}",
             campaign=CAMPAIGN,
             identity=f"person-{i}",
-            county=f"county-{i % args.counties}",
+            county=counties[i % len(counties)],
         )
         for i in range(count)
     ]
+
+
+def workload(args: argparse.Namespace) -> tuple[list[AddInventory], list[Book], int]:
+    """The inventory commands, the Book commands and the slot places they offer."""
+    adds = demo_inventory() if args.campaign == "demo" else inventory(args)
+    places = sum(s.capacity for a in adds for s in a.slots)
+    counties = sorted({a.county for a in adds})
+    return adds, books(counties, places // 2), places
+
+
+def machine() -> str:
+    return (
+        f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, Python {platform.python_version()}"
+    )
+
+
+def print_header(module: str) -> None:
+    print(f"machine: {machine()}")
+    print(f"command: python -m {module} {' '.join(sys.argv[1:])}".rstrip())
 
 
 def run_core(adds: list[AddInventory], commands: list[Book]) -> tuple[int, float]:
@@ -102,17 +138,21 @@ def run_reference(commands: list[Book]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_workload_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--campaign", choices=("synthetic", "demo"), default="synthetic")
     parser.add_argument("--counties", type=int, default=8)
     parser.add_argument("--centers", type=int, default=6)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--slots-per-day", type=int, default=32)
     parser.add_argument("--capacity", type=int, default=4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_workload_args(parser)
     args = parser.parse_args()
-    adds = inventory(args)
-    places = len(adds) * args.days * args.slots_per_day * args.capacity
-    commands = books(args, places // 2)
+    print_header(__spec__.name if __spec__ else __name__)
+    adds, commands, places = workload(args)
     held, core_s = run_core(adds, commands)
     reference_s = run_reference(commands)
     print(f"slot places: {places}, books: {len(commands)}, pairs held: {held}")

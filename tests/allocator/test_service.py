@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -211,6 +212,36 @@ async def test_every_command_is_answered_once_on_its_partition_and_after_a_resta
     assert not any(isinstance(e, Failed) for e in latest.values())
 
 
+async def test_a_restart_loads_the_latest_snapshot_and_replays_only_what_follows(
+    settings: AllocatorSettings, produce: Produce, events: EventLog
+) -> None:
+    every = 5
+    snapshotting = dataclasses.replace(settings, snapshot_every_records=every)
+    counties = ["north", "south", "east", "west"]
+    first = [inventory(c, f"{c}-center") for c in counties]
+    first += [booking(n, counties[n % len(counties)]) for n in range(24)]
+    sent = await produce(first)
+    service = Service(snapshotting)
+    await events.wait_for_answers(sent)
+    await service.close()
+    assert service.count("fairq_allocator_snapshots_total") >= 1
+
+    more = [booking(100, "north", identity="person-0"), booking(101, "south")]
+    sent_more = await produce(more)
+    service = Service(snapshotting)
+    await events.wait_for_answers(sent_more)
+    await service.close()
+    assert service.count("fairq_allocator_restored_total") >= 1
+    # Only the records after each partition's snapshot were replayed, not the 28 before.
+    assert service.count("fairq_allocator_replayed_total") < every * TEST_PARTITIONS
+    await events.read_to_end()
+    assert_one_answer_each(events, sent | sent_more)
+    latest = {cid: found[0][1] for cid, found in events.answers().items()}
+    rejected = latest["book-100"]
+    assert isinstance(rejected, Rejected) and rejected.reason == "already_booked"
+    assert isinstance(latest["book-101"], Held)
+
+
 async def test_a_hold_expires_on_ticks(
     settings: AllocatorSettings, produce: Produce, events: EventLog
 ) -> None:
@@ -255,5 +286,17 @@ def test_settings_from_env() -> None:
     )
     assert (tuned.group_id, tuned.tick_interval_s, tuned.session_timeout_ms) == ("g2", 0.25, 6000)
     assert tuned.connections.kafka_bootstrap == "k:9092"
+    assert default.snapshots_topic == "allocator-snapshots"
+    snap = AllocatorSettings.from_env(
+        env
+        | {
+            "FAIRQ_TOPIC_PREFIX": "x-",
+            "FAIRQ_SNAPSHOT_EVERY_RECORDS": "10",
+            "FAIRQ_SNAPSHOT_EVERY_S": "2.5",
+            "FAIRQ_SNAPSHOT_CHUNK_BYTES": "4096",
+        }
+    )
+    assert (snap.snapshot_every_records, snap.snapshot_every_s) == (10, 2.5)
+    assert (snap.snapshot_chunk_bytes, snap.snapshots_topic) == (4096, "x-allocator-snapshots")
     with pytest.raises(ConfigError):
         AllocatorSettings.from_env(env | {"FAIRQ_TICK_INTERVAL_S": "soon"})

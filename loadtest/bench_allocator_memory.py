@@ -1,0 +1,108 @@
+"""Peak memory of one allocator core holding a campaign of 3.4 million slots.
+
+Loads ``--lines`` lines (center x vaccine) of ``--days`` days with
+``--slots-per-day`` one-minute slots of capacity ``--capacity`` each (by default
+3.4 million slots, one place each), then books pairs until ``--book-fraction`` of
+the places are taken, and prints the process's peak resident set size
+(``ru_maxrss``) after loading and after booking, over the interpreter's baseline,
+plus the size of a snapshot. Not a test; run it (it takes a few minutes):
+
+    python -m loadtest.bench_allocator_memory [--lines 100] [--days 170] [--slots-per-day 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import time
+
+from allocator.core import Allocator
+from loadtest.bench_allocator_core import CAMPAIGN, FIRST_DAY, NOW_MS, print_header
+from schemas.commands import MAX_SLOTS_PER_COMMAND, AddInventory, Book, SlotSpec
+
+COUNTIES = 10
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def day_slots(day: dt.date, per_day: int, capacity: int) -> list[SlotSpec]:
+    midnight = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    out = []
+    for k in range(per_day):
+        start = midnight + dt.timedelta(minutes=k)
+        out.append(SlotSpec(day.isoformat(), start.isoformat(), int(start.timestamp()), capacity))
+    return out
+
+
+def load(core: Allocator, args: argparse.Namespace) -> int:
+    """Apply the inventory, each line in commands of at most 20,000 slots; the next offset."""
+    offset = 0
+    for line in range(args.lines):
+        specs = [
+            s
+            for d in range(args.days)
+            for s in day_slots(FIRST_DAY + dt.timedelta(days=d), args.slots_per_day, args.capacity)
+        ]
+        for part, i in enumerate(range(0, len(specs), MAX_SLOTS_PER_COMMAND)):
+            cmd = AddInventory(
+                command_id=f"add-{line}-{part}",
+                campaign=CAMPAIGN,
+                county=f"county-{line % COUNTIES}",
+                center=f"center-{line}",
+                center_name=f"Center {line}",
+                vaccine="vx",
+                min_days=21,
+                max_days=42,
+                slots=tuple(specs[i : i + MAX_SLOTS_PER_COMMAND]),
+            )
+            core.apply(offset, NOW_MS, cmd)
+            offset += 1
+    return offset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=100)
+    parser.add_argument("--days", type=int, default=170)
+    parser.add_argument("--slots-per-day", type=int, default=200)
+    parser.add_argument("--capacity", type=int, default=1)
+    parser.add_argument("--book-fraction", type=float, default=1.0)
+    args = parser.parse_args()
+    print_header(__spec__.name if __spec__ else __name__)
+    baseline = peak_mib()
+    slots = args.lines * args.days * args.slots_per_day
+    core = Allocator()
+    started = time.perf_counter()
+    offset = load(core, args)
+    loaded = peak_mib()
+    print(
+        f"slots: {slots:,} ({slots * args.capacity:,} places) in {args.lines} lines, "
+        f"loaded in {time.perf_counter() - started:.1f} s"
+    )
+    print(
+        f"peak RSS after loading: {loaded:,.0f} MiB ({loaded - baseline:,.0f} MiB over "
+        f"the {baseline:,.0f} MiB baseline; {(loaded - baseline) * 2**20 / slots:.0f} B/slot)"
+    )
+    books = int(slots * args.capacity * args.book_fraction) // 2
+    held = 0
+    started = time.perf_counter()
+    for i in range(books):
+        cmd = Book(f"cmd-{i}", f"bk-{i}", CAMPAIGN, f"person-{i}", f"county-{i % COUNTIES}")
+        held += sum(e.TYPE == "held" for e in core.apply(offset, NOW_MS, cmd))
+        offset += 1
+    booked = peak_mib()
+    print(f"books: {books:,}, pairs held: {held:,} in {time.perf_counter() - started:.1f} s")
+    print(f"peak RSS after booking: {booked:,.0f} MiB ({booked - baseline:,.0f} MiB over baseline)")
+    started = time.perf_counter()
+    size = len(core.snapshot())
+    print(
+        f"snapshot: {size / 2**20:,.0f} MiB in {time.perf_counter() - started:.1f} s; "
+        f"peak RSS {peak_mib():,.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Reading whole topics and checking an allocator's event log against the invariants.
+
+Shared by the crash and zombie tests: they let allocators run, then read the
+commands and events topics from the start and check the events as a consumer
+would see them (duplicates from replays included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from allocator.core import Allocator
+from schemas.commands import AddInventory, Command, Tick, decode_command
+from schemas.events import (
+    Cancelled,
+    Event,
+    Expired,
+    Held,
+    InventoryAdded,
+    Summary,
+    decode_event,
+)
+
+READ_TIMEOUT_S = 60.0
+
+Records = dict[int, list[ConsumerRecord[bytes, bytes]]]  # partition -> records in order
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int) -> Records:
+    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: Records = {p: [] for p in range(partitions)}
+
+        async def read_to(ends: dict[TopicPartition, int]) -> None:
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                for tp, records in batch.items():
+                    out[tp.partition] += records
+
+        async def loop() -> None:
+            # Ask for the end again after reaching it: a broker may report a stale end.
+            ends: dict[TopicPartition, int] = {}
+            while (latest := await consumer.end_offsets(tps)) != ends:
+                ends = latest
+                await read_to(ends)
+
+        await asyncio.wait_for(loop(), READ_TIMEOUT_S)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def decode_events(records: Records) -> dict[int, list[Event]]:
+    return {p: [decode_event(r.value or b"") for r in rs] for p, rs in records.items()}
+
+
+def dedup(events: Iterable[Event]) -> list[Event]:
+    """The events without exact repeats, in the order of their first appearance."""
+    seen: set[bytes] = set()
+    out: list[Event] = []
+    for e in events:
+        packed = e.pack()
+        if packed not in seen:
+            seen.add(packed)
+            out.append(e)
+    return out
+
+
+def answers(events: dict[int, list[Event]]) -> dict[str, set[bytes]]:
+    """Command id -> the distinct answers given to it (a correct log has one each)."""
+    out: dict[str, set[bytes]] = defaultdict(set)
+    for evs in events.values():
+        for e in evs:
+            if not isinstance(e, Summary | Expired):
+                out[e.command_id].add(e.pack())
+    return out
+
+
+def replay(commands: Records, upto: dict[int, int]) -> dict[int, list[Event]]:
+    """The events a fresh core gives for each partition's records before ``upto``."""
+    out: dict[int, list[Event]] = {}
+    for p, records in commands.items():
+        core = Allocator()
+        events: list[Event] = []
+        for r in records:
+            if r.offset >= upto.get(p, 0):
+                break
+            events += core.apply(r.offset, r.timestamp, decode_command(r.value or b""))
+        out[p] = events
+    return out
+
+
+def max_overbooking(events: dict[int, list[Event]], inventory: dict[str, AddInventory]) -> int:
+    """Apply the events in order (by ``rev``, as a gateway does); the worst excess over capacity.
+
+    Capacity grows with each accepted InventoryAdded (looked up by command id in
+    ``inventory``); places are taken by Held and given back by Expired and Cancelled.
+    """
+    worst = 0
+    for evs in events.values():
+        capacity: dict[str, int] = defaultdict(int)
+        used: dict[str, int] = defaultdict(int)
+        revs: dict[tuple[str, str], int] = {}
+        slots: dict[tuple[str, str], tuple[str, ...]] = {}
+        for e in evs:
+            if isinstance(e, InventoryAdded):
+                if e.accepted and revs.setdefault(("inv", e.command_id), 0) == 0:
+                    revs[("inv", e.command_id)] = 1
+                    cmd = inventory[e.command_id]
+                    for s in cmd.slots:
+                        capacity[f"{cmd.center}/{cmd.vaccine}/{s.start}"] += s.capacity
+                continue
+            if not isinstance(e, Held | Expired | Cancelled):
+                continue
+            key = (e.campaign, e.booking_id)
+            if e.rev <= revs.get(key, 0):
+                continue
+            revs[key] = e.rev
+            if isinstance(e, Held):
+                slots[key] = tuple(a.slot for a in e.appointments)
+                for sid in slots[key]:
+                    used[sid] += 1
+                    worst = max(worst, used[sid] - capacity[sid])
+            else:
+                for sid in slots[key]:
+                    used[sid] -= 1
+    return worst
+
+
+def is_answerable(command: Command) -> bool:
+    return not isinstance(command, Tick)

@@ -1,0 +1,219 @@
+"""SIGKILL the allocator process again and again during a storm of commands.
+
+The allocator runs as ``python -m fairq.cli allocator`` with snapshots every few
+thousand records. A storm of more than 20,000 commands (inventory and deliveries,
+books, confirms, cancels, short holds that expire, redeliveries) goes to the
+commands topic while the process is killed at seeded random moments (measured in
+answers seen) and started again. Then, from the topics alone:
+
+- every command has exactly one answer, once exact repeats (replays) are dropped;
+- applying the events in order by ``rev`` never puts a slot over capacity;
+- the events, repeats dropped, equal those of a fresh in-process ``Allocator`` fed
+  the whole commands log.
+
+A restarted member of a group whose dead member never left waits a session
+timeout before it is given the partitions (6 s here), so each kill costs that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from fairq.config import Connections
+from fairq.processes import spawn, stop
+from schemas.commands import AddInventory, Command
+from schemas.events import Summary, decode_event
+from tests.allocator import add, book, cancel, confirm, slot
+from tests.allocator.eventlogs import (
+    answers,
+    decode_events,
+    dedup,
+    max_overbooking,
+    read_topic,
+    replay,
+)
+from tests.conftest import TEST_PARTITIONS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+SEED = 20261123
+KILLS = 3
+BOOKS = 14_000
+COUNTIES = [f"county-{i}" for i in range(8)]
+PROGRESS_TIMEOUT_S = 90.0
+RESTORED = re.compile(r"rebuilt from a snapshot at (\d+) ")
+
+Keyed = tuple[str, Command]  # (county key, command)
+
+
+def storm(rng: random.Random, books: int = BOOKS) -> tuple[list[Keyed], dict[str, AddInventory]]:
+    """The commands, in the order they are produced, and the inventory by command id."""
+    out: list[Keyed] = []
+    inventory: dict[str, AddInventory] = {}
+
+    def deliver(command_id: str, county: str, days: range, capacity: int) -> None:
+        specs = [slot(d, h, capacity) for d in days for h in (8, 10, 12, 14)]
+        cmd = add(command_id, county, f"{county}-center", specs, campaign="storm")
+        inventory[command_id] = cmd
+        out.append((county, cmd))
+
+    for county in COUNTIES:
+        deliver(f"add-{county}", county, range(0, 40), 3)
+    booked: list[tuple[str, str]] = []  # (county, booking id)
+    for n in range(books):
+        county = rng.choice(COUNTIES)
+        identity = f"p{rng.randrange(books)}" if rng.random() < 0.05 else f"person-{n}"
+        hold_s = 2 if rng.random() < 0.1 else 600
+        cmd = book(f"b{n}", f"k{n}", identity, county, hold_s=hold_s, campaign="storm")
+        out.append((county, cmd))
+        booked.append((county, f"k{n}"))
+        roll = rng.random()
+        if roll < 0.30:
+            c, k = rng.choice(booked[-50:])
+            out.append((c, confirm(f"f{n}", k, "storm")))
+        elif roll < 0.40:
+            c, k = rng.choice(booked)
+            out.append((c, cancel(f"x{n}", k, "storm")))
+        elif roll < 0.45:
+            out.append(rng.choice(out))  # a redelivery: the same command again
+        if n % 2000 == 1999:
+            county = rng.choice(COUNTIES)
+            deliver(f"delivery-{n}", county, range(40, 46), 2)
+    return out, inventory
+
+
+class Answers:
+    """Follows the events topic, counting the distinct commands answered."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
+        self.answered: set[str] = set()
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        await self.consumer.seek_to_beginning(*self.tps)
+
+    async def reach(self, count: int) -> None:
+        async def loop() -> None:
+            while len(self.answered) < count:
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
+                for records in batch.values():
+                    for r in records:
+                        e = decode_event(r.value or b"")
+                        if not isinstance(e, Summary):
+                            self.answered.add(e.command_id)
+
+        await asyncio.wait_for(loop(), PROGRESS_TIMEOUT_S)
+
+
+@pytest.fixture
+def allocator_env(connections: Connections) -> dict[str, str]:
+    return dict(os.environ) | {
+        "REDIS_URL": connections.redis_url,
+        "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
+        "FAIRQ_TOPIC_PREFIX": connections.topics.commands.removesuffix("booking-commands"),
+        "FAIRQ_ALLOCATOR_GROUP": f"crash-{uuid.uuid4().hex[:8]}",
+        "FAIRQ_TICK_INTERVAL_S": "0.2",
+        "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": "6000",
+        "FAIRQ_SNAPSHOT_EVERY_RECORDS": "1500",
+        "FAIRQ_SNAPSHOT_CHUNK_BYTES": "65536",
+        "FAIRQ_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+async def producer(connections: Connections) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(
+        bootstrap_servers=connections.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+    )
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def produce(producer: AIOKafkaProducer, topic: str, commands: list[Keyed]) -> None:
+    futures = [
+        await producer.send(topic, command.pack(), key=county.encode())
+        for county, command in commands
+    ]
+    await asyncio.gather(*futures)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets, read without joining the group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
+        return {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_replay(
+    connections: Connections,
+    allocator_env: dict[str, str],
+    producer: AIOKafkaProducer,
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(SEED)
+    commands, inventory = storm(rng)
+    command_ids = {c.command_id for _, c in commands}
+    assert len(commands) >= 20_000
+    topics = connections.topics
+    follower = Answers(connections.kafka_bootstrap, topics.events)
+    await follower.start()
+    size = len(commands) // (KILLS + 1) + 1
+    phases = [commands[i : i + size] for i in range(0, len(commands), size)]
+
+    logs = [spawn("allocator", "allocator-0", allocator_env, tmp_path)]
+    try:
+        for i, phase in enumerate(phases):
+            fresh = {c.command_id for _, c in phase} - follower.answered
+            await produce(producer, topics.commands, phase)
+            if i == KILLS:
+                break
+            # Kill at a seeded moment while this phase is being answered.
+            done = len(follower.answered) + len(fresh) // 10
+            await follower.reach(done + rng.randrange(len(fresh) // 2))
+            logs[-1].process.send_signal(signal.SIGKILL)
+            logs[-1].process.wait()
+            logs.append(spawn("allocator", f"allocator-{i + 1}", allocator_env, tmp_path))
+        await follower.reach(len(command_ids))
+    finally:
+        stop(logs[-1:])
+        await follower.consumer.stop()
+    assert [c.process.returncode for c in logs] == [-signal.SIGKILL] * KILLS + [0]
+    restored = [int(m) for c in logs[1:] for m in RESTORED.findall(c.tail(1_000_000))]
+    assert any(offset > 0 for offset in restored), "no restart loaded a snapshot"
+
+    bootstrap = connections.kafka_bootstrap
+    group = allocator_env["FAIRQ_ALLOCATOR_GROUP"]
+    upto = await committed_offsets(bootstrap, group, topics.commands)
+    command_log = await read_topic(bootstrap, topics.commands, TEST_PARTITIONS)
+    produced = decode_events(await read_topic(bootstrap, topics.events, TEST_PARTITIONS))
+
+    given = answers(produced)
+    assert set(given) == command_ids
+    assert [cid for cid, found in given.items() if len(found) != 1] == []
+    assert max_overbooking(produced, inventory) <= 0
+    clean = replay(command_log, upto)
+    for p in range(TEST_PARTITIONS):
+        assert dedup(produced[p]) == dedup(clean[p]), f"partition {p}"

@@ -1,0 +1,70 @@
+"""Snapshots: restore + the rest of the log gives the events of an uninterrupted run."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allocator.core import Allocator
+from allocator.errors import SnapshotError
+from schemas.events import Event
+from tests.allocator import T0_MS, add, book, confirm, slot
+from tests.allocator.test_core_properties import Record, logs
+
+
+def packed(events: list[list[Event]]) -> list[bytes]:
+    return [e.pack() for batch in events for e in batch]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(logs(), st.integers(1, 8))
+def test_restoring_a_snapshot_at_every_kth_record_continues_byte_identically(
+    records: list[Record], k: int
+) -> None:
+    plain = Allocator()
+    whole = [plain.apply(o, t, c) for o, t, c in records]
+    core = Allocator()
+    resumed: list[list[Event]] = []
+    for i, (offset, timestamp_ms, command) in enumerate(records):
+        if i % k == 0:
+            data = core.snapshot()
+            core = Allocator.restore(data)
+            assert core.snapshot() == data
+        resumed.append(core.apply(offset, timestamp_ms, command))
+    assert packed(resumed) == packed(whole)
+    assert core.snapshot() == plain.snapshot()
+    assert list(core.slot_usage()) == list(plain.slot_usage())
+    assert list(core.bookings()) == list(plain.bookings())
+    assert core.summaries() == plain.summaries()
+
+
+def test_a_snapshot_keeps_the_clock_offset_holds_and_dedup() -> None:
+    core = Allocator()
+    core.apply(0, T0_MS, add("a1", "north", "c1", [slot(d, 9, 1) for d in (0, 21, 22)]))
+    core.apply(1, T0_MS + 5, book("b1", "k1", "ann", "north", hold_s=60))
+    restored = Allocator.restore(core.snapshot())
+    assert (restored.now_ms, restored.next_offset) == (T0_MS + 5, 2)
+    assert restored.apply(2, T0_MS + 6, book("b1", "k1", "ann", "north")) == []  # redelivery
+    assert restored.apply(3, T0_MS + 7, add("a1", "north", "c1", [slot(1)])) == []
+    assert [e.TYPE for e in restored.apply(4, T0_MS + 61_000, confirm("f1", "k1"))] == [
+        "expired",
+        "failed",
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb({"format": "other", "v": 1}),
+        msgpack.packb({"format": "fairq-allocator-snapshot", "v": 99}),
+        msgpack.packb({"format": "fairq-allocator-snapshot", "v": 1, "now_ms": 1}),
+        msgpack.packb([1, 2]),
+    ],
+)
+def test_unreadable_snapshots_are_refused(data: bytes) -> None:
+    with pytest.raises(SnapshotError):
+        Allocator.restore(data)
