@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
-from schemas.fields import opt_date, opt_str, parse_date, req_int, req_list, req_str
-from schemas.wire import Message, dispatch
+from schemas.fields import opt_date, parse_date, req_int, req_list, req_str
+from schemas.wire import Message, dispatch, read
 
 MAX_HOLD_S = 24 * 3600
 MAX_WINDOW_DAYS = 366
 MAX_SLOTS_PER_COMMAND = 20_000
+DEFAULT_HOLD_S = 600
+
+
+def _iso_date(m: Mapping[str, Any], key: str) -> str | None:
+    day = opt_date(m, key)
+    return day.isoformat() if day else None
+
+
+def _hold_s(m: Mapping[str, Any], key: str) -> int:
+    return req_int(m, key, lo=1, hi=MAX_HOLD_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,24 +43,9 @@ class Book(Message):
     identity: str
     county: str
     center: str | None = None
-    earliest: str | None = None  # ISO date; dose 1 on or after it
-    hold_s: int = 600
+    earliest: str | None = read(_iso_date, None)  # ISO date; dose 1 on or after it
+    hold_s: int = read(_hold_s, DEFAULT_HOLD_S)
     group: str | None = None  # priority group of the access code, if any
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Book:
-        earliest = opt_date(m, "earliest")
-        return cls(
-            command_id=req_str(m, "command_id"),
-            booking_id=req_str(m, "booking_id"),
-            campaign=req_str(m, "campaign"),
-            identity=req_str(m, "identity"),
-            county=req_str(m, "county"),
-            center=opt_str(m, "center"),
-            earliest=earliest.isoformat() if earliest else None,
-            hold_s=req_int(m, "hold_s", lo=1, hi=MAX_HOLD_S),
-            group=opt_str(m, "group"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +57,6 @@ class Confirm(Message):
     booking_id: str
     campaign: str
 
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Confirm:
-        return cls(req_str(m, "command_id"), req_str(m, "booking_id"), req_str(m, "campaign"))
-
 
 @dataclass(frozen=True, slots=True)
 class Cancel(Message):
@@ -75,10 +66,6 @@ class Cancel(Message):
     command_id: str
     booking_id: str
     campaign: str
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Cancel:
-        return cls(req_str(m, "command_id"), req_str(m, "booking_id"), req_str(m, "campaign"))
 
 
 def _has_offset(text: str) -> bool:
@@ -162,10 +149,6 @@ class Tick(Message):
 
     TYPE: ClassVar[str] = "tick"
     command_id: str
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Tick:
-        return cls(req_str(m, "command_id"))
 
 
 Command = Book | Confirm | Cancel | AddInventory | Tick

@@ -18,13 +18,14 @@ Summary (pairs left per county, after changes and on ticks).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
 from schemas.fields import opt_str, req_int, req_list, req_map, req_str
-from schemas.wire import Message, dispatch
+from schemas.wire import Message, dispatch, read, read_fields
 
 # Reasons a Book is rejected or a Confirm/Cancel fails.
 REASONS = frozenset(
@@ -46,41 +47,47 @@ REASONS = frozenset(
 )
 
 
+def _positive(m: Mapping[str, Any], key: str) -> int:
+    return req_int(m, key, lo=1)
+
+
+def _count(m: Mapping[str, Any], key: str) -> int:
+    return req_int(m, key, lo=0)
+
+
+def _dose(m: Mapping[str, Any], key: str) -> int:
+    return req_int(m, key, lo=1, hi=2)
+
+
+def _name(m: Mapping[str, Any], key: str) -> str:
+    return req_str(m, key, max_len=200)
+
+
+def _slot_id(m: Mapping[str, Any], key: str) -> str:
+    return req_str(m, key, max_len=300)
+
+
 @dataclass(frozen=True, slots=True)
 class Appointment:
-    dose: int
-    center: str
-    center_name: str
-    vaccine: str
-    start: str  # ISO datetime with offset
-    slot: str  # slot id, unique within the campaign
+    dose: int = read(_dose)
+    center: str = read(req_str)
+    center_name: str = read(_name)
+    vaccine: str = read(req_str)
+    start: str = read(req_str)  # ISO datetime with offset
+    slot: str = read(_slot_id)  # slot id, unique within the campaign
 
     def to_map(self) -> dict[str, Any]:
-        return {
-            "dose": self.dose,
-            "center": self.center,
-            "center_name": self.center_name,
-            "vaccine": self.vaccine,
-            "start": self.start,
-            "slot": self.slot,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_map(cls, m: Any) -> Appointment:
         if not isinstance(m, Mapping):
             raise SchemaError("an appointment must be a map")
-        return cls(
-            dose=req_int(m, "dose", lo=1, hi=2),
-            center=req_str(m, "center"),
-            center_name=req_str(m, "center_name", max_len=200),
-            vaccine=req_str(m, "vaccine"),
-            start=req_str(m, "start"),
-            slot=req_str(m, "slot", max_len=300),
-        )
+        return read_fields(cls, m)
 
 
-def _appointments(m: Mapping[str, Any]) -> tuple[Appointment, ...]:
-    return tuple(Appointment.from_map(a) for a in req_list(m, "appointments", max_len=2))
+def _appointments(m: Mapping[str, Any], key: str) -> tuple[Appointment, ...]:
+    return tuple(Appointment.from_map(a) for a in req_list(m, key, max_len=2))
 
 
 class _WithAppointments(Message):
@@ -98,26 +105,12 @@ class Held(_WithAppointments):
     command_id: str
     booking_id: str
     campaign: str
-    rev: int
-    at_ms: int
-    identity: str
-    county: str
-    appointments: tuple[Appointment, ...]
-    hold_expires_at_ms: int
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Held:
-        return cls(
-            command_id=req_str(m, "command_id"),
-            booking_id=req_str(m, "booking_id"),
-            campaign=req_str(m, "campaign"),
-            rev=req_int(m, "rev", lo=1),
-            at_ms=req_int(m, "at_ms"),
-            identity=req_str(m, "identity"),
-            county=req_str(m, "county"),
-            appointments=_appointments(m),
-            hold_expires_at_ms=req_int(m, "hold_expires_at_ms"),
-        )
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+    identity: str = read(req_str)
+    county: str = read(req_str)
+    appointments: tuple[Appointment, ...] = read(_appointments)
+    hold_expires_at_ms: int = read(req_int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,20 +119,9 @@ class Confirmed(_WithAppointments):
     command_id: str
     booking_id: str
     campaign: str
-    rev: int
-    at_ms: int
-    appointments: tuple[Appointment, ...]
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Confirmed:
-        return cls(
-            command_id=req_str(m, "command_id"),
-            booking_id=req_str(m, "booking_id"),
-            campaign=req_str(m, "campaign"),
-            rev=req_int(m, "rev", lo=1),
-            at_ms=req_int(m, "at_ms"),
-            appointments=_appointments(m),
-        )
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+    appointments: tuple[Appointment, ...] = read(_appointments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,18 +131,8 @@ class _BookingChange(Message):
     command_id: str
     booking_id: str
     campaign: str
-    rev: int
-    at_ms: int
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Any:
-        return cls(
-            command_id=req_str(m, "command_id"),
-            booking_id=req_str(m, "booking_id"),
-            campaign=req_str(m, "campaign"),
-            rev=req_int(m, "rev", lo=1),
-            at_ms=req_int(m, "at_ms"),
-        )
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,20 +151,9 @@ class Rejected(Message):
     command_id: str
     booking_id: str
     campaign: str
-    rev: int
-    at_ms: int
-    reason: str
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Rejected:
-        return cls(
-            command_id=req_str(m, "command_id"),
-            booking_id=req_str(m, "booking_id"),
-            campaign=req_str(m, "campaign"),
-            rev=req_int(m, "rev", lo=1),
-            at_ms=req_int(m, "at_ms"),
-            reason=req_str(m, "reason"),
-        )
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+    reason: str = read(req_str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,16 +167,6 @@ class Failed(Message):
     at_ms: int
     reason: str
 
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Failed:
-        return cls(
-            command_id=req_str(m, "command_id"),
-            booking_id=req_str(m, "booking_id"),
-            campaign=req_str(m, "campaign"),
-            at_ms=req_int(m, "at_ms"),
-            reason=req_str(m, "reason"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class InventoryAdded(Message):
@@ -225,50 +176,29 @@ class InventoryAdded(Message):
     center: str
     at_ms: int
     accepted: bool
-    slots_added: int
-    reason: str | None = None
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> InventoryAdded:
-        accepted = m.get("accepted")
-        if not isinstance(accepted, bool):
-            raise SchemaError("'accepted' must be a boolean")
-        return cls(
-            command_id=req_str(m, "command_id"),
-            campaign=req_str(m, "campaign"),
-            center=req_str(m, "center"),
-            at_ms=req_int(m, "at_ms"),
-            accepted=accepted,
-            slots_added=req_int(m, "slots_added", lo=0),
-            reason=opt_str(m, "reason"),
-        )
+    slots_added: int = read(_count)
+    reason: str | None = read(opt_str, None)
 
 
 @dataclass(frozen=True, slots=True)
 class CountySummary:
-    pairs_left: int  # pairs that can still be formed (greedy; 0 exactly when none can)
-    free: int  # free slot places (dose 1 or dose 2)
-    held: int  # pairs held in baskets
-    confirmed: int  # pairs confirmed
+    pairs_left: int = read(_count)  # pairs that can still be formed (greedy; 0 exactly when none)
+    free: int = read(_count)  # free slot places (dose 1 or dose 2)
+    held: int = read(_count)  # pairs held in baskets
+    confirmed: int = read(_count)  # pairs confirmed
 
     def to_map(self) -> dict[str, int]:
-        return {
-            "pairs_left": self.pairs_left,
-            "free": self.free,
-            "held": self.held,
-            "confirmed": self.confirmed,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_map(cls, m: Any) -> CountySummary:
         if not isinstance(m, Mapping):
             raise SchemaError("a county summary must be a map")
-        return cls(
-            pairs_left=req_int(m, "pairs_left", lo=0),
-            free=req_int(m, "free", lo=0),
-            held=req_int(m, "held", lo=0),
-            confirmed=req_int(m, "confirmed", lo=0),
-        )
+        return read_fields(cls, m)
+
+
+def _counties(m: Mapping[str, Any], key: str) -> dict[str, CountySummary]:
+    return {k: CountySummary.from_map(v) for k, v in req_map(m, key).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,20 +208,12 @@ class Summary(Message):
     TYPE: ClassVar[str] = "summary"
     campaign: str
     at_ms: int
-    counties: dict[str, CountySummary]
+    counties: dict[str, CountySummary] = read(_counties)
 
     def to_map(self) -> dict[str, Any]:
         out = Message.to_map(self)
         out["counties"] = {k: v.to_map() for k, v in self.counties.items()}
         return out
-
-    @classmethod
-    def from_map(cls, m: Mapping[str, Any]) -> Summary:
-        return cls(
-            campaign=req_str(m, "campaign"),
-            at_ms=req_int(m, "at_ms"),
-            counties={str(k): CountySummary.from_map(v) for k, v in req_map(m, "counties").items()},
-        )
 
 
 Event = Held | Confirmed | Rejected | Expired | Cancelled | Failed | InventoryAdded | Summary

@@ -39,6 +39,13 @@ def req_int(m: Mapping[str, Any], key: str, *, lo: int | None = None, hi: int | 
     return value
 
 
+def req_bool(m: Mapping[str, Any], key: str) -> bool:
+    value = m.get(key)
+    if not isinstance(value, bool):
+        raise SchemaError(f"'{key}' must be a boolean")
+    return value
+
+
 def req_number(
     m: Mapping[str, Any], key: str, *, lo: float | None = None, hi: float | None = None
 ) -> float:
