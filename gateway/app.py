@@ -16,7 +16,7 @@ from gateway import admin, audit, bookings, callcenter, rooms
 from gateway.bookingviews import BookingViews, consume_events
 from gateway.errors import json_errors
 from gateway.http import json_response
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RateLimiter
@@ -77,6 +77,8 @@ async def _components(
         commands=CommandProducer(producer, conn.topics.commands),
         metrics=metrics,
     )
+    dashboard = DashboardCollector(cache, views)
+    metrics.registry.register(dashboard)
     caught_up, stop = asyncio.Event(), asyncio.Event()
     tasks = [
         asyncio.create_task(
@@ -90,6 +92,7 @@ async def _components(
     finally:
         stop.set()
         await _finish(tasks, settings.shutdown_drain_s)
+        metrics.registry.unregister(dashboard)
         await producer.stop()
         await redis.aclose()
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,7 @@ class BookingViews:
 
     views: dict[str, BookingView] = field(default_factory=dict)
     summaries: dict[str, dict[str, CountySummary]] = field(default_factory=dict)
+    seen: Counter[str] = field(default_factory=Counter)  # events read, by type
     _watchers: dict[str, set[asyncio.Queue[BookingView]]] = field(default_factory=dict)
     _answers: dict[str, asyncio.Future[Event]] = field(default_factory=dict)
 
@@ -102,6 +104,7 @@ class BookingViews:
         return self.views.get(booking_id)
 
     def apply(self, event: Event) -> None:
+        self.seen[event.TYPE] += 1
         if isinstance(event, Summary):
             self.summaries.setdefault(event.campaign, {}).update(event.counties)
             return
