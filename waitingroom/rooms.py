@@ -34,6 +34,7 @@ from waitingroom.errors import (
     TooEarly,
     WaitingRoomError,
 )
+from waitingroom.joinbatch import JoinBatcher
 from waitingroom.lottery import draw_seed
 from waitingroom.scripts import Scripts
 from waitingroom.tickets import Ticket, new_ticket_id
@@ -162,6 +163,7 @@ class RoomStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self.scripts = Scripts.register(redis)
+        self._batcher = JoinBatcher(self.scripts.join_many, DEFAULT_PREQUEUE_S)
 
     async def put_room(self, cfg: RoomConfig) -> None:
         """Create the room (state ``scheduled``) or update its configuration."""
@@ -209,7 +211,11 @@ class RoomStore:
         """A new ticket, or the code's existing one.
 
         Raises RoomNotFound, RoomClosed, or TooEarly before the pre-queue window.
+        Joins without a code go through the batcher: those arriving together share
+        one script call and are numbered in arrival order.
         """
+        if code_hash is None:
+            return JoinOutcome(ticket=await self._batcher.join(name, now_s), new=True)
         reply = await self.scripts.join(
             keys=[keys.room(name), keys.room_code_tickets(name)],
             args=[now_s, new_ticket_id(), code_hash or "", DEFAULT_PREQUEUE_S],

@@ -68,6 +68,41 @@ if code ~= '' then redis.call('HSET', codes, code, ticket) end
 return {'ok', ticket, 1}
 """
 
+JOIN_MANY = """
+-- KEYS[1] room hash
+-- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
+-- ARGV[2..] now_s of each anonymous join, in the order the joins arrived
+-- The joins of one call are one atomic step: all 'pre' (numbered by pre_count) or
+-- all 'post' (numbered by post_count); those taken get contiguous numbers in
+-- ARGV order. Before opening, a join whose now_s < opens_at_s - prequeue_s is refused.
+-- Returns {'not_found'} | {'closed'} |
+--   {'ok', kind, pre-queue opening time (s) or '', {number, or 0 if refused, per join}}
+local room = KEYS[1]
+local h = redis.call('HMGET', room, 'state', 'opened_at_s', 'opens_at_s', 'prequeue_s')
+local state, opened = h[1], h[2]
+if not state then return {'not_found'} end
+if state == 'closed' then return {'closed'} end
+local kind, counter, window_opens = 'post', 'post_count', nil
+if not opened then
+  kind, counter = 'pre', 'pre_count'
+  window_opens = tonumber(h[3]) - tonumber(h[4] or ARGV[1])
+end
+local numbers, taken = {}, 0
+for i = 2, #ARGV do
+  if window_opens and tonumber(ARGV[i]) < window_opens then
+    numbers[i - 1] = 0
+  else
+    taken = taken + 1
+    numbers[i - 1] = taken
+  end
+end
+local first = redis.call('HINCRBY', room, counter, taken) - taken
+for i = 1, #numbers do
+  if numbers[i] > 0 then numbers[i] = first + numbers[i] end
+end
+return {'ok', kind, window_opens and tostring(window_opens) or '', numbers}
+"""
+
 OPEN = (
     _SNAPSHOT
     + _OPEN_ROOM
@@ -260,6 +295,7 @@ class Scripts:
     """The scripts, registered on one client."""
 
     join: AsyncScript
+    join_many: AsyncScript
     open: AsyncScript
     set_state: AsyncScript
     set_admission: AsyncScript
@@ -274,6 +310,7 @@ class Scripts:
     def register(cls, redis: aioredis.Redis) -> Scripts:
         return cls(
             join=redis.register_script(JOIN),
+            join_many=redis.register_script(JOIN_MANY),
             open=redis.register_script(OPEN),
             set_state=redis.register_script(SET_STATE),
             set_admission=redis.register_script(SET_ADMISSION),

@@ -9,6 +9,7 @@ SOURCES = {
     name: getattr(scripts, name)
     for name in (
         "JOIN",
+        "JOIN_MANY",
         "OPEN",
         "SET_STATE",
         "SET_ADMISSION",

@@ -1,0 +1,136 @@
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from fairq.devservices import free_port
+from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly
+from waitingroom.joinbatch import JoinBatcher
+from waitingroom.rooms import DEFAULT_PREQUEUE_S, JoinOutcome, RoomConfig, RoomStore
+from waitingroom.scripts import Scripts
+
+T0 = 1_700_000_000.0
+CONFIG = RoomConfig(name="demo", campaign="flu", opens_at_s=T0 + 3600, prequeue_s=3600)
+
+
+@pytest.fixture
+async def store(redis: aioredis.Redis) -> RoomStore:
+    s = RoomStore(redis)
+    await s.put_room(CONFIG)
+    return s
+
+
+def batcher(redis: aioredis.Redis, max_batch: int = 500) -> JoinBatcher:
+    return JoinBatcher(Scripts.register(redis).join_many, DEFAULT_PREQUEUE_S, max_batch)
+
+
+async def script_calls(redis: aioredis.Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+async def test_concurrent_joins_share_calls_and_are_numbered_in_arrival_order(
+    redis: aioredis.Redis, store: RoomStore
+) -> None:
+    b = batcher(redis, max_batch=64)
+    await b.join("demo", T0)  # the server knows the script before the count starts
+    calls = await script_calls(redis)
+    tasks = [asyncio.create_task(b.join("demo", T0 + i)) for i in range(200)]  # run in order
+    tickets = await asyncio.gather(*tasks)
+    assert [(t.kind, t.number) for t in tickets] == [("pre", n) for n in range(2, 202)]
+    assert [t.issued_at_s for t in tickets] == [T0 + i for i in range(200)]
+    assert len({t.ticket_id for t in tickets}) == 200
+    assert 4 <= await script_calls(redis) - calls < 200  # 200 joins in batches of <= 64
+    snap = await store.load("demo")
+    assert snap is not None and snap.prequeue_size == 201
+
+
+async def test_joins_arriving_while_a_batch_is_in_flight_keep_their_order(
+    redis: aioredis.Redis, store: RoomStore
+) -> None:
+    order: list[int] = []
+
+    async def visitor(i: int) -> JoinOutcome:
+        await asyncio.sleep(0)  # arrive over several loop iterations
+        for _ in range(i % 7):
+            await asyncio.sleep(0)
+        order.append(i)
+        return await store.join("demo", T0)
+
+    tickets = await asyncio.gather(*(visitor(i) for i in range(300)))
+    numbers = {i: t.ticket.number for i, t in zip(range(300), tickets, strict=True)}
+    assert [numbers[i] for i in order] == list(range(1, 301))
+
+
+async def test_a_batch_is_pre_or_post_around_the_opening(
+    redis: aioredis.Redis, store: RoomStore
+) -> None:
+    before = [asyncio.create_task(store.join("demo", T0)) for _ in range(50)]
+    opening = asyncio.create_task(store.open_now("demo", T0))
+    after = [asyncio.create_task(store.join("demo", T0)) for _ in range(50)]
+    await asyncio.gather(*before, opening, *after)
+    tickets = [t.result().ticket for t in before + after]
+    snap = await store.load("demo")
+    assert snap is not None and snap.opened
+    kinds = [t.kind for t in tickets]
+    size = kinds.count("pre")
+    assert kinds == ["pre"] * size + ["post"] * (100 - size)  # pre is a prefix of arrival
+    assert [t.number for t in tickets] == [*range(1, size + 1), *range(1, 100 - size + 1)]
+    assert snap.prequeue_size == size and snap.post_count == 100 - size
+
+
+async def test_a_closed_or_unknown_room_refuses_every_join_of_the_batch(
+    store: RoomStore,
+) -> None:
+    await store.set_state("demo", "closed")
+    closed = await asyncio.gather(
+        *(store.join("demo", T0) for _ in range(20)), return_exceptions=True
+    )
+    unknown = await asyncio.gather(
+        *(store.join("nope", T0) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, RoomClosed) for r in closed)
+    assert all(isinstance(r, RoomNotFound) for r in unknown)
+    snap = await store.load("demo")
+    assert snap is not None and snap.queue_length == 0
+
+
+async def test_only_the_early_joins_of_a_batch_are_refused(store: RoomStore) -> None:
+    nows = [T0 - 1, T0, T0 - 5, T0 + 1]  # the pre-queue opens at T0
+    results = await asyncio.gather(
+        *(store.join("demo", now) for now in nows), return_exceptions=True
+    )
+    early = [r for r in results if isinstance(r, TooEarly)]
+    taken = [r.ticket.number for r in results if not isinstance(r, BaseException)]
+    assert [isinstance(r, TooEarly) for r in results] == [True, False, True, False]
+    assert {e.prequeue_opens_at_s for e in early} == {T0}
+    assert taken == [1, 2]
+
+
+async def test_batches_of_different_rooms_do_not_mix(store: RoomStore) -> None:
+    await store.put_room(RoomConfig(name="other", campaign="flu", opens_at_s=T0))
+    await store.open_now("other", T0)
+    outcomes = await asyncio.gather(
+        *(store.join("demo" if i % 2 else "other", T0) for i in range(40))
+    )
+    demo = [o.ticket for o in outcomes if o.ticket.room == "demo"]
+    other = [o.ticket for o in outcomes if o.ticket.room == "other"]
+    assert [(t.kind, t.number) for t in demo] == [("pre", n) for n in range(1, 21)]
+    assert [(t.kind, t.number) for t in other] == [("post", n) for n in range(1, 21)]
+
+
+async def test_a_redis_failure_reaches_every_join_of_the_batch() -> None:
+    client = aioredis.Redis(port=free_port())  # nothing listens there
+    try:
+        b = batcher(client)
+        results = await asyncio.gather(
+            *(b.join("demo", T0) for _ in range(5)), return_exceptions=True
+        )
+    finally:
+        await client.aclose()
+    assert all(isinstance(r, aioredis.ConnectionError) for r in results)
+
+
+def test_max_batch_must_be_positive(redis: aioredis.Redis) -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        batcher(redis, max_batch=0)

@@ -1,0 +1,122 @@
+"""Anonymous joins of one room, sent to Redis in batches (one JOIN_MANY call each).
+
+A join waits in its room's line at the batcher; one drainer task per room sends
+everything waiting as one script call, and while that call is in flight new joins
+gather for the next one. So under load a Redis round trip serves many joins, and
+at most one call per room is in flight: numbers follow the order in which joins
+reached the batcher (the fairness of the line), across batches too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from waitingroom import keys
+from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
+from waitingroom.tickets import Ticket, new_ticket_id
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 500  # joins per script call (bounds one call's time in Redis)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    now_s: float
+    reply: asyncio.Future[Ticket] = field(repr=False)
+
+
+class JoinBatcher:
+    """Joins without an access code, batched per room; ``join`` is the single entry."""
+
+    def __init__(
+        self, join_many: AsyncScript, default_prequeue_s: int, max_batch: int = DEFAULT_MAX_BATCH
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self._script = join_many
+        self._default_prequeue_s = default_prequeue_s
+        self._max_batch = max_batch
+        self._lines: dict[str, list[_Waiting]] = {}
+        self._drainers: dict[str, asyncio.Task[None]] = {}
+
+    async def join(self, room: str, now_s: float) -> Ticket:
+        """A new ticket; raises RoomNotFound, RoomClosed, or TooEarly before the window."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(now_s, loop.create_future())
+        self._lines.setdefault(room, []).append(waiting)
+        if room not in self._drainers:
+            self._drainers[room] = loop.create_task(self._drain(room))
+        return await waiting.reply
+
+    async def _drain(self, room: str) -> None:
+        try:
+            while line := self._lines.get(room):
+                batch = line[: self._max_batch]
+                del line[: self._max_batch]
+                await self._send(room, batch)
+        finally:
+            del self._drainers[room]
+            for w in self._lines.pop(room, []):  # left only if this drainer was cancelled
+                w.reply.cancel()
+
+    async def _send(self, room: str, batch: list[_Waiting]) -> None:
+        """One script call for ``batch``; its outcome (or failure) goes to every join."""
+        try:
+            reply = await self._script(
+                keys=[keys.room(room)],
+                args=[self._default_prequeue_s, *(w.now_s for w in batch)],
+            )
+        except RedisError as e:  # every caller of the batch gets it
+            logger.warning("batched join of %d in room %s failed: %r", len(batch), room, e)
+            _fail(batch, e)
+            return
+        except BaseException:  # cancelled (or a bug): no caller is left waiting
+            for w in batch:
+                w.reply.cancel()
+            raise
+        try:
+            _settle(room, batch, reply)
+        except WaitingRoomError as e:
+            _fail(batch, e)
+
+
+def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
+    status = _text(reply[0])
+    if status == "not_found":
+        raise RoomNotFound(room)
+    if status == "closed":
+        raise RoomClosed(room)
+    if status != "ok" or not isinstance(reply[3], list) or len(reply[3]) != len(batch):
+        raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}")
+    kind = _text(reply[1])
+    for w, number in zip(batch, reply[3], strict=True):
+        if w.reply.done():  # the caller went away; its number stays used, as with one join
+            continue
+        if int(number) == 0:
+            w.reply.set_exception(TooEarly(room, float(_text(reply[2]))))
+        else:
+            ticket = Ticket(
+                room=room,
+                ticket_id=new_ticket_id(),
+                kind=kind,
+                number=int(number),
+                issued_at_s=w.now_s,
+            )
+            w.reply.set_result(ticket)
+
+
+def _fail(batch: list[_Waiting], error: BaseException) -> None:
+    for w in batch:
+        if not w.reply.done():
+            w.reply.set_exception(error)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
