@@ -54,18 +54,6 @@ def settings(connections: Connections) -> AllocatorSettings:
     )
 
 
-@pytest.fixture
-async def producer(connections: Connections) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(
-        bootstrap_servers=connections.kafka_bootstrap, acks="all", enable_idempotence=False
-    )
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
-
-
 Produce = Callable[[list[tuple[str, Command]]], Awaitable[Sent]]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -14,18 +13,6 @@ from fairq.config import Connections, Topics
 from tests.conftest import TEST_PARTITIONS
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def producer(connections: Connections) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(
-        bootstrap_servers=connections.kafka_bootstrap, acks="all", enable_idempotence=False
-    )
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
 
 
 @pytest.fixture
