@@ -96,6 +96,7 @@ class BookingViews:
 
     views: dict[str, BookingView] = field(default_factory=dict)
     summaries: dict[str, dict[str, CountySummary]] = field(default_factory=dict)
+    pairs_left: dict[str, int] = field(default_factory=dict)  # per campaign, all counties
     seen: Counter[str] = field(default_factory=Counter)  # events read, by type
     _watchers: dict[str, set[asyncio.Queue[BookingView]]] = field(default_factory=dict)
     _answers: dict[str, asyncio.Future[Event]] = field(default_factory=dict)
@@ -106,7 +107,9 @@ class BookingViews:
     def apply(self, event: Event) -> None:
         self.seen[event.TYPE] += 1
         if isinstance(event, Summary):
-            self.summaries.setdefault(event.campaign, {}).update(event.counties)
+            counties = self.summaries.setdefault(event.campaign, {})
+            counties.update(event.counties)
+            self.pairs_left[event.campaign] = sum(c.pairs_left for c in counties.values())
             return
         if isinstance(event, Held | Confirmed | Rejected | Expired | Cancelled):
             self._apply_change(event)

@@ -31,18 +31,13 @@ from gateway.http import bearer, json_response, read_json
 from gateway.state import GATEWAY, Gateway
 from schemas.commands import Book
 from schemas.fields import only_keys, req_str
-from waitingroom.codes import code_group, hash_code
+from waitingroom.codes import code_group, code_identity, hash_code
 
 logger = logging.getLogger(__name__)
 
 PHONE_BOOKING_FIELDS = frozenset({"access_code", "county", "center", "earliest"})
 
 routes = web.RouteTableDef()
-
-
-def code_identity(code_hash: str) -> str:
-    """The identity of whoever holds an access code, online or on the phone."""
-    return f"code:{code_hash}"
 
 
 def require_agent(request: web.Request) -> tuple[Gateway, str]:

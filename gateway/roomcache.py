@@ -59,15 +59,6 @@ class RoomView:
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
 
-    def county_ids(self) -> set[str]:
-        return {c["id"] for c in (self.campaign or {}).get("counties", [])}
-
-    def center_county(self, center: str) -> str | None:
-        for c in (self.campaign or {}).get("centers", []):
-            if c["id"] == center:
-                return str(c["county"])
-        return None
-
 
 def _seen_by_streams(snap: RoomSnapshot) -> tuple[object, ...]:
     """What a waiting visitor's state or position depends on.

@@ -16,7 +16,7 @@ from gateway.roomcache import RoomView
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
 from schemas.fields import only_keys, opt_str
-from waitingroom.codes import code_group, hash_code
+from waitingroom.codes import code_group, code_identity, hash_code
 from waitingroom.errors import (
     RoomClosed,
     RoomNotFound,
@@ -67,19 +67,11 @@ def status_body(gw: Gateway, view: RoomView, ticket: Ticket, token: str) -> dict
         "state": status.state,
         "position": status.position,
         "eta_s": None if status.eta_s is None else round(status.eta_s, 1),
-        "chance": chance_of(status, view.snap, pairs_left(gw, view.snap.config.campaign)),
+        "chance": chance_of(status, view.snap, gw.views.pairs_left.get(view.snap.config.campaign)),
     }
     if status.state == "admitted":
         body["booking_token"] = issue_booking_token(gw, view, ticket, status, now)
     return body
-
-
-def pairs_left(gw: Gateway, campaign: str) -> int | None:
-    """Pairs left in the campaign per the allocator's latest summaries (None: none seen)."""
-    counties = gw.views.summaries.get(campaign)
-    if not counties:
-        return None
-    return sum(c.pairs_left for c in counties.values())
 
 
 def too_early(room: str, prequeue_opens_at_s: float, now_s: float) -> ApiError:
@@ -95,7 +87,7 @@ def too_early(room: str, prequeue_opens_at_s: float, now_s: float) -> ApiError:
 def ticket_identity(ticket: Ticket) -> str:
     """Who books: the access code (one pair per code, whatever the room) or else the ticket."""
     if ticket.code_hash is not None:
-        return f"code:{ticket.code_hash}"
+        return code_identity(ticket.code_hash)
     return f"ticket:{ticket.ticket_id}"
 
 

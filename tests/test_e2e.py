@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fairq.config import Connections
@@ -29,6 +30,7 @@ from fairq.devservices import free_port
 from fairq.processes import Component, running, spawn, wait_http_ready
 from schemas.events import Cancelled, Expired, Held, decode_event
 from tests.sse import sse_events
+from waitingroom import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -172,7 +174,15 @@ def check_log_invariants(events: list[Any], capacity: int) -> Counter[str]:
     return used
 
 
-async def test_launch_storm_end_to_end(system: System, connections: Connections) -> None:
+async def places(redis: aioredis.Redis, visits: list[Visit]) -> list[int]:
+    """The timeline place each visitor booked from (recorded with the booking)."""
+    raw = [await redis.hget(keys.booking(v.booking_id), "position") for v in visits]
+    return [int(p) for p in raw]
+
+
+async def test_launch_storm_end_to_end(
+    system: System, connections: Connections, redis: aioredis.Redis
+) -> None:
     first_day = dt.date.today() + dt.timedelta(days=2)
     campaign = small_campaign(first_day, counties=COUNTIES, places=PAIRS_PER_COUNTY)
     counties = [c["id"] for c in campaign["counties"]]
@@ -198,6 +208,13 @@ async def test_launch_storm_end_to_end(system: System, connections: Connections)
         )
         visits = [*pre, *post]
         await asyncio.gather(*(book(http, v, counties[v.index % COUNTIES]) for v in visits))
+
+        # Fair order across both gateways: every place is held once; the lottery
+        # ordered the pre-queue among the first places, later joiners follow it.
+        assert sorted(await places(redis, pre)) == list(range(1, PRE_VISITORS + 1))
+        assert sorted(await places(redis, post)) == list(
+            range(PRE_VISITORS + 1, PRE_VISITORS + POST_VISITORS + 1)
+        )
 
         # Exactly one answer per booking request, pushed over SSE, and a final state.
         for v in visits:

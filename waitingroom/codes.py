@@ -27,6 +27,11 @@ def normalise_code(code: str) -> str:
     return "".join(code.split()).replace("-", "").upper()
 
 
+def code_identity(code_hash: str) -> str:
+    """Who holds an access code, online or on the phone: one pair per code per campaign."""
+    return f"code:{code_hash}"
+
+
 def hash_code(code: str) -> str:
     """SHA-256 hex of the normalised code: what is stored and what tickets carry."""
     return hashlib.sha256(normalise_code(code).encode()).hexdigest()

@@ -36,7 +36,22 @@ local function open_room(room, seed, now)
 end
 """
 
-JOIN = """
+# The gate every join passes: refusals for all joins of the room, else the kind of
+# ticket a join gets now ('pre' before opening, 'post' after) and, before opening,
+# the time the pre-queue window opens (joins earlier than that are refused).
+_JOIN_GATE = """
+local function join_gate(room, default_prequeue_s)
+  local h = redis.call('HMGET', room, 'state', 'opened_at_s', 'opens_at_s', 'prequeue_s')
+  if not h[1] then return nil, {'not_found'} end
+  if h[1] == 'closed' then return nil, {'closed'} end
+  if h[2] then return 'post', nil, nil end
+  return 'pre', nil, tonumber(h[3]) - tonumber(h[4] or default_prequeue_s)
+end
+"""
+
+JOIN = (
+    _JOIN_GATE
+    + """
 -- KEYS[1] room hash, KEYS[2] room code tickets hash
 -- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash or '',
 -- ARGV[4] the pre-queue window (s) of a room that has no 'prequeue_s' field
@@ -47,28 +62,26 @@ JOIN = """
 --   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0)}
 local room, codes = KEYS[1], KEYS[2]
 local now, ticket_id, code = ARGV[1], ARGV[2], ARGV[3]
-local h = redis.call('HMGET', room, 'state', 'opened_at_s', 'opens_at_s', 'prequeue_s')
-local state, opened = h[1], h[2]
-if not state then return {'not_found'} end
-if state == 'closed' then return {'closed'} end
-if not opened then
-  local window_opens = tonumber(h[3]) - tonumber(h[4] or ARGV[4])
-  if tonumber(now) < window_opens then return {'too_early', tostring(window_opens)} end
+local kind, refusal, window_opens = join_gate(room, ARGV[4])
+if refusal then return refusal end
+if window_opens and tonumber(now) < window_opens then
+  return {'too_early', tostring(window_opens)}
 end
 if code ~= '' then
   local held = redis.call('HGET', codes, code)
   if held then return {'ok', held, 0} end
 end
-local kind, counter = 'pre', 'pre_count'
-if opened then kind, counter = 'post', 'post_count' end
-local number = redis.call('HINCRBY', room, counter, 1)
+local number = redis.call('HINCRBY', room, kind .. '_count', 1)
 local ticket = cjson.encode({kind = kind, number = number, ticket_id = ticket_id,
                              issued_at_s = now})
 if code ~= '' then redis.call('HSET', codes, code, ticket) end
 return {'ok', ticket, 1}
 """
+)
 
-JOIN_MANY = """
+JOIN_MANY = (
+    _JOIN_GATE
+    + """
 -- KEYS[1] room hash
 -- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
 -- ARGV[2..] now_s of each anonymous join, in the order the joins arrived
@@ -78,15 +91,8 @@ JOIN_MANY = """
 -- Returns {'not_found'} | {'closed'} |
 --   {'ok', kind, pre-queue opening time (s) or '', {number, or 0 if refused, per join}}
 local room = KEYS[1]
-local h = redis.call('HMGET', room, 'state', 'opened_at_s', 'opens_at_s', 'prequeue_s')
-local state, opened = h[1], h[2]
-if not state then return {'not_found'} end
-if state == 'closed' then return {'closed'} end
-local kind, counter, window_opens = 'post', 'post_count', nil
-if not opened then
-  kind, counter = 'pre', 'pre_count'
-  window_opens = tonumber(h[3]) - tonumber(h[4] or ARGV[1])
-end
+local kind, refusal, window_opens = join_gate(room, ARGV[1])
+if refusal then return refusal end
 local numbers, taken = {}, 0
 for i = 2, #ARGV do
   if window_opens and tonumber(ARGV[i]) < window_opens then
@@ -96,12 +102,13 @@ for i = 2, #ARGV do
     numbers[i - 1] = taken
   end
 end
-local first = redis.call('HINCRBY', room, counter, taken) - taken
+local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken
 for i = 1, #numbers do
   if numbers[i] > 0 then numbers[i] = first + numbers[i] end
 end
 return {'ok', kind, window_opens and tostring(window_opens) or '', numbers}
 """
+)
 
 OPEN = (
     _SNAPSHOT
