@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from allocator.inventory import Center, Line, Slot, day_ordinal
 from schemas.commands import AddInventory, Book, Cancel, Command, Confirm, Tick
@@ -156,6 +156,16 @@ class BookingView(NamedTuple):
     slots: tuple[str, ...]  # slot ids of dose 1 and dose 2 (empty when rejected)
 
 
+class Wish(Protocol):
+    """What a pair search needs from a command that asks for a pair (Book, and later ones)."""
+
+    @property
+    def earliest(self) -> str | None: ...  # ISO date; dose 1 on or after it
+
+    @property
+    def group(self) -> str | None: ...  # priority group of the person, if any
+
+
 PairKey = tuple[int, int, str, str, int]  # dose-1 start_s and day, center, vaccine, dose-2 start_s
 
 
@@ -239,9 +249,7 @@ class Allocator:
             county.held -= 1
         else:
             county.confirmed -= 1
-        d1, d2 = b.pair()
-        d1.line.release(d1)
-        d2.line.release(d2)
+        self._release_pair(b)
         del c.active[b.identity]
         b.state = state
         b.rev += 1
@@ -267,7 +275,7 @@ class Allocator:
         lines, reason = self._lines_for(c, cmd)
         pair: tuple[Slot, Slot] | None = None
         if reason is None:
-            pair, any_free = self._find_pair(lines, cmd.earliest)
+            pair, any_free = self._find_pair(lines, cmd)
             if pair is None:
                 reason = "no_pair_in_window" if any_free else "sold_out"
         if pair is None:
@@ -295,11 +303,10 @@ class Allocator:
             return [], "already_booked"
         return lines, None
 
-    def _find_pair(
-        self, lines: list[Line], earliest_day: str | None
-    ) -> tuple[tuple[Slot, Slot] | None, bool]:
-        """The best pair over ``lines`` and whether any line has a usable place at all."""
-        earliest = day_ordinal(earliest_day) if earliest_day is not None else None
+    def _find_pair(self, lines: list[Line], wish: Wish) -> tuple[tuple[Slot, Slot] | None, bool]:
+        """The best pair over ``lines`` for ``wish`` and whether any line has a usable
+        place at all. Every pair search goes through here."""
+        earliest = day_ordinal(wish.earliest) if wish.earliest is not None else None
         now = self.now_ms
         best: tuple[Slot, Slot] | None = None
         best_key: PairKey | None = None
@@ -320,12 +327,26 @@ class Allocator:
                 best, best_key = pair, key
         return best, any_free
 
-    def _hold(self, c: Campaign, cmd: Book, pair: tuple[Slot, Slot], out: list[Event]) -> None:
+    @staticmethod
+    def _take_pair(b: Booking, pair: tuple[Slot, Slot]) -> None:
+        """Give ``b`` the places of ``pair``. Every taking of places goes through here."""
         d1, d2 = pair
         d1.line.take(d1)
         d2.line.take(d2)
+        b.dose1, b.dose2 = d1, d2
+
+    @staticmethod
+    def _release_pair(b: Booking) -> None:
+        """Give ``b``'s places back. Every release of places goes through here."""
+        d1, d2 = b.pair()
+        d1.line.release(d1)
+        d2.line.release(d2)
+
+    def _hold(self, c: Campaign, cmd: Book, pair: tuple[Slot, Slot], out: list[Event]) -> None:
         expires_ms = self.now_ms + cmd.hold_s * 1000
-        b = Booking(cmd, HELD, pair, expires_ms)
+        b = Booking(cmd, HELD, None, expires_ms)
+        self._take_pair(b, pair)
+        d1, d2 = pair
         c.bookings[cmd.booking_id] = b
         c.active[cmd.identity] = b
         c.counties[cmd.county].held += 1
