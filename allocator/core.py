@@ -6,9 +6,50 @@ does no I/O and reads no clock: time is the largest record timestamp seen so
 far (``now_ms``), so replaying the same records into a fresh instance gives the
 same events.
 
-Every Book, Confirm, Cancel and AddInventory command id gets exactly one
-answer; a command delivered again (same command id) gets none. Holds run out
-at the start of the first command whose timestamp reaches their expiry.
+Every Book, Confirm, Cancel, Move, AddInventory, RemoveInventory and SetReserve
+command id gets exactly one answer; a command delivered again (same command id)
+gets none. Holds run out at the start of the first command whose timestamp
+reaches their expiry.
+
+Move rebooks a held or confirmed booking inside its own county: the new pair
+is searched while the old one is still taken (so it never reuses the old
+places), then the old pair is released and the new one taken in the same
+command. Moves across counties are not supported: another county may live on
+another partition, with another single writer, so no one command could change
+both atomically.
+
+Waitlist. A Book with ``waitlist`` that finds no pair for its wish (any of
+``WAITLIST_REASONS``) waits on its county's waitlist; its identity counts as
+booked. Whenever places of a county come back or arrive (a cancel, an expiry,
+a move's old pair, AddInventory, a priority reserve released or removed;
+``_places_returned`` is the one entry point) the county's waitlist is *served*:
+right after the expiries and reserve releases that start a record (so people
+who waited come before a Book in the same record), and again after the
+command's own events. Serving offers pairs in
+arrival order (FIFO): the earliest waitlisted booking for which a pair exists
+gets the best pair for its own wish, held for its Book's ``hold_s`` (event
+Offered), until no waitlisted booking can be served. After every record,
+therefore, no waitlisted booking has a feasible pair.
+
+Serving is bounded without rescanning the waitlist: bookings with the same
+wish (center, earliest, group, time of day) form one FIFO class, and a round
+keeps a heap of class heads by arrival. It pops the earliest head, searches
+once for its wish, offers and pushes the class's next head, or, when no pair
+exists, drops the whole class for the round: taking places never makes a pair
+feasible, so a wish that fails stays failed until places come back, which
+starts the next round. A round ends when the heap is empty or the county has
+no usable place left, so it costs one search per offer plus at most one per
+distinct wish, whatever the waitlist's length.
+
+Priority reserves and time of day. SetReserve holds back a share of every slot
+of one center on one day for one priority group (``allocator.inventory``); a
+member's place comes out of the reserve or the open places in the order the
+reserve's mode says (``_take``), the booking remembers which, and giving it
+back returns it to the same category (``_give_back``). A reserve opens to
+everybody at its release time: at the start of the first record that reaches
+it, right after the expiries (``_release_reserves``). Every search is made for
+the wisher's group and time of day; a search without either is the plain one
+(``Line.best_pair``) and costs what it did before reserves existed.
 """
 
 from __future__ import annotations
@@ -17,8 +58,27 @@ import heapq
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol
 
-from allocator.inventory import Center, Line, Slot, day_ordinal
-from schemas.commands import AddInventory, Book, Cancel, Command, Confirm, Tick
+from allocator.inventory import (
+    OVER_AND_ABOVE,
+    Center,
+    Line,
+    PairKey,
+    Reserve,
+    Slot,
+    View,
+    day_ordinal,
+)
+from schemas.commands import (
+    AddInventory,
+    Book,
+    Cancel,
+    Command,
+    Confirm,
+    Move,
+    RemoveInventory,
+    SetReserve,
+    Tick,
+)
 from schemas.events import (
     Cancelled,
     Confirmed,
@@ -28,17 +88,45 @@ from schemas.events import (
     Failed,
     Held,
     InventoryAdded,
+    InventoryRemoved,
+    Moved,
+    Offered,
     Rejected,
+    ReserveSet,
     Summary,
+    Waitlisted,
 )
+from schemas.fields import TIMES_OF_DAY
 
 HELD = "held"
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
+WAITLISTED = "waitlisted"
+
+# A Book with ``waitlist`` waits instead of being rejected for these: no pair fits its wish now.
+WAITLIST_REASONS = frozenset(
+    {"sold_out", "no_pair_in_window", "no_pair_at_time_of_day", "reserved_for_priority_group"}
+)
 
 SUMMARY_EVERY_MS = 5000  # a campaign's summary is repeated on ticks at least this often
+
+
+class Want(NamedTuple):
+    """A Book's wish, kept by a waitlisted booking for the searches made for it later.
+
+    Also the class key of a waitlist: bookings with equal wants get equal answers.
+    """
+
+    center: str | None
+    earliest: str | None  # ISO date; dose 1 on or after it
+    group: str | None
+    time_of_day: str | None
+
+    @classmethod
+    def of(cls, cmd: Book) -> Want:
+        return cls(cmd.center, cmd.earliest, cmd.group, cmd.time_of_day)
 
 
 class Booking:
@@ -50,9 +138,14 @@ class Booking:
         "dose1",
         "dose2",
         "expires_ms",
+        "group",
+        "hold_s",
         "identity",
         "rev",
+        "rsv1",
+        "rsv2",
         "state",
+        "want",
     )
 
     def __init__(self, cmd: Book, state: str, pair: tuple[Slot, Slot] | None, expires_ms: int):
@@ -60,26 +153,37 @@ class Booking:
         self.command_id = cmd.command_id
         self.identity = cmd.identity
         self.county = cmd.county
+        self.group = cmd.group  # the priority group: searches for a Move or an offer use it
         self.state = state
         self.rev = 1
         self.dose1: Slot | None = pair[0] if pair is not None else None
         self.dose2: Slot | None = pair[1] if pair is not None else None
+        # The reserve each dose's place was taken out of (None: an open place). A place
+        # goes back to that reserve only while it is still the day's reserve.
+        self.rsv1: Reserve | None = None
+        self.rsv2: Reserve | None = None
         self.expires_ms = expires_ms
         self.answered: set[str] | None = None  # later command ids already answered
+        self.want: Want | None = None  # while waitlisted: what to search for
+        self.hold_s = 0  # while waitlisted: how long an offered pair is held
 
     @classmethod
     def restored(
         cls,
-        fields: tuple[str, str, str, str, str, int, int],
+        fields: tuple[str, str, str, str, str, int, int, str | None],
         pair: tuple[Slot, Slot] | None,
         answered: set[str] | None,
     ) -> Booking:
         """A booking rebuilt from a snapshot: (booking_id, command_id, identity, county,
-        state, rev, expires_ms), its pair and the later command ids it answered."""
+        state, rev, expires_ms, group), its pair and the later command ids it answered.
+        A waitlisted booking's ``want`` and ``hold_s`` are set by the caller."""
         b = cls.__new__(cls)
-        b.booking_id, b.command_id, b.identity, b.county, b.state, b.rev, b.expires_ms = fields
+        b.booking_id, b.command_id, b.identity, b.county, b.state, b.rev, b.expires_ms = fields[:7]
+        b.group = fields[7]
         b.dose1, b.dose2 = pair if pair is not None else (None, None)
+        b.rsv1 = b.rsv2 = None  # set by the caller
         b.answered = answered
+        b.want, b.hold_s = None, 0
         return b
 
     def seen(self, command_id: str) -> bool:
@@ -98,8 +202,51 @@ class Booking:
         return self.dose1, self.dose2
 
 
+class Waitlist:
+    """One county's waitlisted bookings in arrival order, grouped by what they want."""
+
+    __slots__ = ("_by_want", "_next_seq", "_seq")
+
+    def __init__(self) -> None:
+        self._seq: dict[str, int] = {}  # booking id -> arrival number, in arrival order
+        self._by_want: dict[Want, dict[str, Booking]] = {}  # each class in arrival order
+        self._next_seq = 0
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def push(self, b: Booking) -> None:
+        assert b.want is not None
+        self._seq[b.booking_id] = self._next_seq
+        self._next_seq += 1
+        self._by_want.setdefault(b.want, {})[b.booking_id] = b
+
+    def drop(self, b: Booking) -> None:
+        assert b.want is not None
+        del self._seq[b.booking_id]
+        same = self._by_want[b.want]
+        del same[b.booking_id]
+        if not same:
+            del self._by_want[b.want]
+
+    def booking_ids(self) -> list[str]:
+        """Every waitlisted booking id, first come first."""
+        return list(self._seq)
+
+    def heads(self) -> list[tuple[int, Want]]:
+        """(arrival number, want) of the first booking of every class."""
+        return [(self._seq[next(iter(same))], want) for want, same in self._by_want.items()]
+
+    def head(self, want: Want) -> tuple[int, Want] | None:
+        same = self._by_want.get(want)
+        return (self._seq[next(iter(same))], want) if same else None
+
+    def first(self, want: Want) -> Booking:
+        return next(iter(self._by_want[want].values()))
+
+
 class County:
-    __slots__ = ("centers", "confirmed", "held", "lines", "name")
+    __slots__ = ("centers", "confirmed", "held", "lines", "name", "waitlist")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -107,6 +254,7 @@ class County:
         self.lines: list[Line] = []  # ordered by (center id, vaccine id)
         self.held = 0
         self.confirmed = 0
+        self.waitlist = Waitlist()
 
     def index_lines(self) -> None:
         self.lines = [line for c in sorted(self.centers) for line in self.centers[c].line_list]
@@ -132,9 +280,9 @@ class Campaign:
         self.centers: dict[str, Center] = {}
         self.windows: dict[str, tuple[int, int]] = {}  # vaccine -> (min_days, max_days)
         self.bookings: dict[str, Booking] = {}
-        self.active: dict[str, Booking] = {}  # identity -> held or confirmed booking
-        self.inventory_commands: set[str] = set()  # AddInventory command ids answered
-        self.orphans: set[str] = set()  # Confirm/Cancel command ids of unknown bookings
+        self.active: dict[str, Booking] = {}  # identity -> held, confirmed or waitlisted booking
+        self.inventory_commands: set[str] = set()  # Add/RemoveInventory command ids answered
+        self.orphans: set[str] = set()  # Confirm/Cancel/Move command ids of unknown bookings
         self.dirty = True  # inventory changed since the last summary
         self.last_summary_ms: int | None = None
 
@@ -144,6 +292,7 @@ class SlotUsage(NamedTuple):
     slot: str
     capacity: int
     used: int
+    held_back: int  # free places reserved for the day's priority group
 
 
 class BookingView(NamedTuple):
@@ -165,8 +314,8 @@ class Wish(Protocol):
     @property
     def group(self) -> str | None: ...  # priority group of the person, if any
 
-
-PairKey = tuple[int, int, str, str, int]  # dose-1 start_s and day, center, vaccine, dose-2 start_s
+    @property
+    def time_of_day(self) -> str | None: ...  # one of TIMES_OF_DAY: both doses start then
 
 
 def _cannot_win(line: Line, head: Slot, best: PairKey) -> bool:
@@ -181,21 +330,69 @@ def _cannot_win(line: Line, head: Slot, best: PairKey) -> bool:
     return (head.start_s, head.day, line.center.center_id, line.vaccine) > best[:4]
 
 
+def _take(slot: Slot, group: str | None) -> Reserve | None:
+    """Take a place of ``slot`` for a person of ``group``; the reserve it came out of, if any.
+
+    For a member of the day's reserve group the reserve's mode is the order in which
+    the two categories are processed (Pathak, Sönmez, Ünver, Yenmez): over-and-above
+    takes an open place first and the reserve only when no open place is left, so
+    the reserve comes on top of what members win in open competition; minimum
+    guarantee takes the reserve first, so members who would have won open places
+    use it up and it only matters when members would otherwise get fewer places.
+    """
+    rsv = slot.bucket.rsv
+    if (
+        rsv is None
+        or rsv.group != group
+        or not slot.held_back
+        or (rsv.mode == OVER_AND_ABOVE and slot.used < slot.limit)
+    ):
+        slot.line.take(slot)
+        return None
+    slot.line.take_reserved(slot)
+    return rsv
+
+
+def _give_back(slot: Slot, rsv: Reserve | None) -> None:
+    """Give back a place of ``slot`` taken out of ``rsv`` (None: an open place): to the
+    reserve while it is still the day's reserve, otherwise to everybody."""
+    if rsv is not None and rsv is slot.bucket.rsv:
+        slot.line.release_reserved(slot)
+    else:
+        slot.line.release(slot)
+
+
 class Allocator:
     """All decisions about one partition's inventory, in log order."""
 
-    __slots__ = ("_campaigns", "_expiries", "_handlers", "next_offset", "now_ms")
+    __slots__ = (
+        "_campaigns",
+        "_expiries",
+        "_handlers",
+        "_releases",
+        "_returned",
+        "next_offset",
+        "now_ms",
+    )
 
     def __init__(self) -> None:
         self.now_ms = 0
         self.next_offset = 0  # offset after the last record applied
         self._campaigns: dict[str, Campaign] = {}
         self._expiries: list[tuple[int, str, str]] = []  # (expires_ms, booking_id, campaign)
+        # (release_at_ms, campaign, center, day ordinal) of reserves; stale entries are skipped
+        self._releases: list[tuple[int, str, str, int]] = []
+        # (campaign, county) whose places came back while it has a waitlist, in order;
+        # always empty between records (so never in a snapshot)
+        self._returned: dict[tuple[str, str], None] = {}
         self._handlers: dict[type, Callable[[Any, list[Event]], None]] = {
             Book: self._book,
             Confirm: self._confirm,
             Cancel: self._cancel,
+            Move: self._move,
             AddInventory: self._add_inventory,
+            RemoveInventory: self._remove_inventory,
+            SetReserve: self._set_reserve,
             Tick: self._tick,
         }
 
@@ -218,8 +415,17 @@ class Allocator:
             self.now_ms = timestamp_ms
         self.next_offset = offset + 1
         out: list[Event] = []
-        self._expire(out)
+        expiries = self._expiries
+        if expiries and expiries[0][0] <= self.now_ms:
+            self._expire(out)
+        releases = self._releases
+        if releases and releases[0][0] <= self.now_ms:
+            self._release_reserves()
+        if self._returned:
+            self._serve_waitlists(out)
         self._handlers[type(command)](command, out)
+        if self._returned:
+            self._serve_waitlists(out)
         return out
 
     def _campaign(self, name: str) -> Campaign:
@@ -254,11 +460,12 @@ class Allocator:
         b.state = state
         b.rev += 1
         c.dirty = True
+        self._places_returned(c, b.county)
 
     # -- Book --------------------------------------------------------------------------------
 
     def _book(self, cmd: Book, out: list[Event]) -> None:
-        c = self._campaign(cmd.campaign)
+        c = self._campaigns.get(cmd.campaign) or self._campaign(cmd.campaign)
         known = c.bookings.get(cmd.booking_id)
         if known is not None:
             if not known.seen(cmd.command_id):
@@ -275,9 +482,10 @@ class Allocator:
         lines, reason = self._lines_for(c, cmd)
         pair: tuple[Slot, Slot] | None = None
         if reason is None:
-            pair, any_free = self._find_pair(lines, cmd)
-            if pair is None:
-                reason = "no_pair_in_window" if any_free else "sold_out"
+            pair, reason = self._pair_for(lines, cmd)
+        if pair is None and cmd.waitlist and reason in WAITLIST_REASONS:
+            self._waitlist(c, cmd, out)
+            return
         if pair is None:
             c.bookings[cmd.booking_id] = Booking(cmd, REJECTED, None, 0)
             out.append(
@@ -304,13 +512,29 @@ class Allocator:
         return lines, None
 
     def _find_pair(self, lines: list[Line], wish: Wish) -> tuple[tuple[Slot, Slot] | None, bool]:
-        """The best pair over ``lines`` for ``wish`` and whether any line has a usable
-        place at all. Every pair search goes through here."""
+        """The best pair over ``lines`` for ``wish`` and whether any line has a place the
+        wisher may take at all (any time of day). Every pair search goes through here."""
         earliest = day_ordinal(wish.earliest) if wish.earliest is not None else None
+        tod = wish.time_of_day
+        if tod is not None or wish.group is not None:
+            tod_idx = TIMES_OF_DAY.index(tod) if tod is not None else None
+            return self._find_pair_for(lines, earliest, tod_idx, wish.group)
         now = self.now_ms
         best: tuple[Slot, Slot] | None = None
         best_key: PairKey | None = None
         any_free = False
+        if earliest is None:  # every line remembers its answer while nothing changes
+            for line in lines:
+                cached = line.plain_best
+                if cached is None or cached.ver != line.ver or now >= cached.until_ms:
+                    cached = line.plain(now)
+                if cached.head is None:
+                    continue
+                any_free = True
+                key = cached.key
+                if key is not None and (best_key is None or key < best_key):
+                    best, best_key = cached.pair, key
+            return best, any_free
         for line in lines:
             head = line.head_slot(now)
             if head is None:
@@ -327,20 +551,75 @@ class Allocator:
                 best, best_key = pair, key
         return best, any_free
 
+    def _find_pair_for(
+        self,
+        lines: list[Line],
+        earliest: int | None,
+        tod: int | None,
+        group: str | None,
+        everyone: bool = False,
+    ) -> tuple[tuple[Slot, Slot] | None, bool]:
+        """As ``_find_pair``, for a time of day (index in TIMES_OF_DAY) and a group whose
+        members may take the places reserved for it (``everyone``: any reserved place)."""
+        now = self.now_ms
+        best: tuple[Slot, Slot] | None = None
+        best_key: PairKey | None = None
+        any_free = False
+        for line in lines:
+            member = everyone or (group is not None and group in line.center.groups)
+            # None: the plain search serves this line (any time, open places only)
+            view = None
+            if tod is not None or member:
+                view = View(tod, group if member else None, everyone)
+            head = line.head_slot(now) if view is None else line.member_head(now)
+            if head is None:
+                continue
+            any_free = any_free or view is None or line.has_place_for(now, view)
+            if best_key is not None and _cannot_win(line, head, best_key):
+                continue
+            if view is None:
+                pair = line.best_pair(now, earliest)
+            else:
+                pair = line.best_pair_for(now, earliest, view)
+            if pair is None:
+                continue
+            d1, d2 = pair
+            key = (d1.start_s, d1.day, line.center.center_id, line.vaccine, d2.start_s)
+            if best_key is None or key < best_key:
+                best, best_key = pair, key
+        return best, any_free
+
+    def _no_pair_reason(self, lines: list[Line], wish: Wish, any_free: bool) -> str:
+        """Why ``wish`` found no pair over ``lines``, the most helpful reason first: a
+        pair at another time of day, a pair only in places reserved for a group, free
+        places without a partner in the window, nothing left."""
+        earliest = day_ordinal(wish.earliest) if wish.earliest is not None else None
+        search = self._find_pair_for
+        if wish.time_of_day is not None and search(lines, earliest, None, wish.group)[0]:
+            return "no_pair_at_time_of_day"
+        if any(line.reserved for line in lines) and search(lines, earliest, None, None, True)[0]:
+            return "reserved_for_priority_group"
+        return "no_pair_in_window" if any_free else "sold_out"
+
     @staticmethod
     def _take_pair(b: Booking, pair: tuple[Slot, Slot]) -> None:
         """Give ``b`` the places of ``pair``. Every taking of places goes through here."""
         d1, d2 = pair
-        d1.line.take(d1)
-        d2.line.take(d2)
+        # ``b`` holds no places here (new, or released just before): rsv1/rsv2 are None
+        if not (d1.held_back or d2.held_back):  # nothing held back: both places are open
+            d1.line.take_pair(d1, d2)  # both doses of a pair are of one line
+        else:
+            b.rsv1 = _take(d1, b.group)
+            b.rsv2 = _take(d2, b.group)
         b.dose1, b.dose2 = d1, d2
 
     @staticmethod
     def _release_pair(b: Booking) -> None:
         """Give ``b``'s places back. Every release of places goes through here."""
         d1, d2 = b.pair()
-        d1.line.release(d1)
-        d2.line.release(d2)
+        _give_back(d1, b.rsv1)
+        _give_back(d2, b.rsv2)
+        b.rsv1 = b.rsv2 = None
 
     def _hold(self, c: Campaign, cmd: Book, pair: tuple[Slot, Slot], out: list[Event]) -> None:
         expires_ms = self.now_ms + cmd.hold_s * 1000
@@ -353,23 +632,123 @@ class Allocator:
         c.dirty = True
         heapq.heappush(self._expiries, (expires_ms, cmd.booking_id, cmd.campaign))
         out.append(
-            Held(
-                command_id=cmd.command_id,
-                booking_id=cmd.booking_id,
-                campaign=cmd.campaign,
-                rev=1,
-                at_ms=self.now_ms,
-                identity=cmd.identity,
-                county=cmd.county,
-                appointments=(d1.appointment(1), d2.appointment(2)),
-                hold_expires_at_ms=expires_ms,
+            Held(  # positional: the hottest event, and keywords cost a third more
+                cmd.command_id,
+                cmd.booking_id,
+                cmd.campaign,
+                1,  # rev
+                self.now_ms,  # at_ms
+                cmd.identity,
+                cmd.county,
+                (d1.appointment(1), d2.appointment(2)),
+                expires_ms,  # hold_expires_at_ms
             )
         )
 
-    # -- Confirm and Cancel ------------------------------------------------------------------
+    def _pair_for(
+        self, lines: list[Line], wish: Wish
+    ) -> tuple[tuple[Slot, Slot] | None, str | None]:
+        """The best pair over ``lines`` for ``wish``, or the reason there is none (a
+        Book's rejection, a Move's failure; a waitlisted Book waits on any of
+        ``WAITLIST_REASONS``)."""
+        pair, any_free = self._find_pair(lines, wish)
+        if pair is None:
+            return None, self._no_pair_reason(lines, wish, any_free)
+        return pair, None
 
-    def _known_booking(self, cmd: Confirm | Cancel, out: list[Event]) -> Booking | None:
-        """The booking a Confirm/Cancel names, or None when it was answered here already."""
+    def _place_lines(
+        self, c: Campaign, county_name: str, center_id: str | None
+    ) -> tuple[list[Line], str | None]:
+        """The lines of a known county (or of ``center_id`` in it), or why there are none."""
+        if center_id is None:
+            return c.counties[county_name].lines, None
+        center = c.centers.get(center_id)
+        if center is None:
+            return [], "unknown_center"
+        if center.county != county_name:
+            return [], "not_eligible"
+        return center.line_list, None
+
+    # -- the waitlist ------------------------------------------------------------------------
+
+    def _waitlist(self, c: Campaign, cmd: Book, out: list[Event]) -> None:
+        b = Booking(cmd, WAITLISTED, None, 0)
+        b.want, b.hold_s = Want.of(cmd), cmd.hold_s
+        c.bookings[cmd.booking_id] = b
+        c.active[cmd.identity] = b
+        c.counties[cmd.county].waitlist.push(b)
+        c.dirty = True
+        out.append(
+            Waitlisted(
+                cmd.command_id,
+                cmd.booking_id,
+                cmd.campaign,
+                1,
+                self.now_ms,
+                cmd.identity,
+                cmd.county,
+            )
+        )
+
+    def _places_returned(self, c: Campaign, county: str) -> None:
+        """Places of ``county`` came back or arrived: serve its waitlist before this
+        record ends. Every path that makes places usable again calls this."""
+        if c.counties[county].waitlist:
+            self._returned[(c.name, county)] = None
+
+    def _serve_waitlists(self, out: list[Event]) -> None:
+        returned = self._returned
+        while returned:
+            name, county = next(iter(returned))
+            del returned[(name, county)]
+            c = self._campaigns[name]
+            self._serve(c, c.counties[county], out)
+
+    def _serve(self, c: Campaign, county: County, out: list[Event]) -> None:
+        """Offer pairs to ``county``'s waitlist, first come first (see the module docstring)."""
+        waitlist = county.waitlist
+        heads = waitlist.heads()
+        heapq.heapify(heads)
+        while heads and self._has_free(county):
+            _, want = heapq.heappop(heads)
+            lines, reason = self._place_lines(c, county.name, want.center)
+            pair = self._find_pair(lines, want)[0] if reason is None else None
+            if pair is None:
+                continue
+            b = waitlist.first(want)
+            waitlist.drop(b)
+            self._offer(c, county, b, pair, out)
+            head = waitlist.head(want)
+            if head is not None:
+                heapq.heappush(heads, head)
+
+    def _has_free(self, county: County) -> bool:
+        now = self.now_ms
+        return any(line.plain(now).head is not None or line.reserved for line in county.lines)
+
+    def _offer(
+        self, c: Campaign, county: County, b: Booking, pair: tuple[Slot, Slot], out: list[Event]
+    ) -> None:
+        self._take_pair(b, pair)
+        b.state = HELD
+        b.rev += 1
+        b.expires_ms = self.now_ms + b.hold_s * 1000
+        b.want, b.hold_s = None, 0
+        county.held += 1
+        c.dirty = True
+        heapq.heappush(self._expiries, (b.expires_ms, b.booking_id, c.name))
+        d1, d2 = pair
+        appointments = (d1.appointment(1), d2.appointment(2))
+        out.append(
+            Offered(
+                b.command_id, b.booking_id, c.name, b.rev, self.now_ms, appointments, b.expires_ms
+            )
+        )
+
+    # -- Confirm, Cancel and Move ------------------------------------------------------------
+
+    def _known_booking(self, cmd: Confirm | Cancel | Move, out: list[Event]) -> Booking | None:
+        """The booking a Confirm/Cancel/Move names, or None when it was answered here already."""
         c = self._campaign(cmd.campaign)
         if cmd.command_id in c.orphans:
             return None
@@ -382,7 +761,7 @@ class Allocator:
             return None
         return b
 
-    def _fail(self, cmd: Confirm | Cancel, reason: str, out: list[Event]) -> None:
+    def _fail(self, cmd: Confirm | Cancel | Move, reason: str, out: list[Event]) -> None:
         out.append(Failed(cmd.command_id, cmd.booking_id, cmd.campaign, self.now_ms, reason))
 
     def _confirm(self, cmd: Confirm, out: list[Event]) -> None:
@@ -411,11 +790,55 @@ class Allocator:
         b = self._known_booking(cmd, out)
         if b is None:
             return
-        if b.state not in (HELD, CONFIRMED):
+        c = self._campaigns[cmd.campaign]
+        if b.state == WAITLISTED:
+            c.counties[b.county].waitlist.drop(b)
+            del c.active[b.identity]
+            b.state = CANCELLED
+            b.rev += 1
+            b.want, b.hold_s = None, 0
+            c.dirty = True
+        elif b.state in (HELD, CONFIRMED):
+            self._end(c, b, CANCELLED)
+        else:
             self._fail(cmd, "already_final", out)
             return
-        self._end(self._campaigns[cmd.campaign], b, CANCELLED)
         out.append(Cancelled(cmd.command_id, cmd.booking_id, cmd.campaign, b.rev, self.now_ms))
+
+    def _move(self, cmd: Move, out: list[Event]) -> None:
+        b = self._known_booking(cmd, out)
+        if b is None:
+            return
+        if b.state not in (HELD, CONFIRMED):
+            self._fail(cmd, "not_movable", out)
+            return
+        c = self._campaigns[cmd.campaign]
+        lines, reason = self._place_lines(c, b.county, cmd.center)
+        pair: tuple[Slot, Slot] | None = None
+        if reason is None:
+            wish = Want(cmd.center, cmd.earliest, b.group, cmd.time_of_day)
+            pair, reason = self._pair_for(lines, wish)  # the old pair is still taken
+        if pair is None:
+            self._fail(cmd, str(reason), out)
+            return
+        self._release_pair(b)
+        self._take_pair(b, pair)
+        b.rev += 1
+        c.dirty = True
+        d1, d2 = pair
+        expires_ms = b.expires_ms if b.state == HELD else None
+        out.append(
+            Moved(
+                cmd.command_id,
+                cmd.booking_id,
+                cmd.campaign,
+                b.rev,
+                self.now_ms,
+                (d1.appointment(1), d2.appointment(2)),
+                expires_ms,
+            )
+        )
+        self._places_returned(c, b.county)
 
     # -- AddInventory ------------------------------------------------------------------------
 
@@ -452,6 +875,7 @@ class Allocator:
                 cmd.command_id, cmd.campaign, cmd.center, self.now_ms, True, len(cmd.slots)
             )
         )
+        self._places_returned(c, cmd.county)
 
     @staticmethod
     def _inventory_refusal(c: Campaign, cmd: AddInventory) -> str | None:
@@ -462,6 +886,97 @@ class Allocator:
         if window is not None and window != (cmd.min_days, cmd.max_days):
             return "window_mismatch"
         return None
+
+    # -- RemoveInventory ---------------------------------------------------------------------
+
+    def _remove_inventory(self, cmd: RemoveInventory, out: list[Event]) -> None:
+        c = self._campaign(cmd.campaign)
+        if cmd.command_id in c.inventory_commands:
+            return
+        c.inventory_commands.add(cmd.command_id)
+        slots, reason = self._slots_to_remove(c, cmd)
+        if reason is not None:
+            out.append(
+                InventoryRemoved(
+                    cmd.command_id, cmd.campaign, cmd.center, self.now_ms, False, 0, reason
+                )
+            )
+            return
+        for s in slots:
+            s.line.remove(s)
+        c.dirty = True
+        out.append(
+            InventoryRemoved(
+                cmd.command_id, cmd.campaign, cmd.center, self.now_ms, True, len(slots)
+            )
+        )
+
+    @staticmethod
+    def _slots_to_remove(c: Campaign, cmd: RemoveInventory) -> tuple[list[Slot], str | None]:
+        """The distinct slots ``cmd`` names, or why none may be removed (all or nothing)."""
+        center = c.centers.get(cmd.center)
+        if center is None:
+            return [], "unknown_center"
+        if center.county != cmd.county:
+            return [], "center_mismatch"
+        line = center.lines.get(cmd.vaccine)
+        slots: list[Slot] = []
+        for start_s in dict.fromkeys(cmd.starts):
+            s = line.slot_at(start_s) if line is not None else None
+            if s is None:
+                return [], "unknown_slot"
+            slots.append(s)
+        if any(s.used for s in slots):
+            return [], "slot_in_use"
+        return slots, None
+
+    # -- priority reserves -------------------------------------------------------------------
+
+    def _set_reserve(self, cmd: SetReserve, out: list[Event]) -> None:
+        c = self._campaign(cmd.campaign)
+        if cmd.command_id in c.inventory_commands:
+            return
+        c.inventory_commands.add(cmd.command_id)
+        center = c.centers.get(cmd.center)
+        reason = "unknown_center" if center is None else self._reserve_refusal(center, cmd)
+        if center is None or reason is not None:
+            out.append(
+                ReserveSet(cmd.command_id, cmd.campaign, cmd.center, self.now_ms, False, 0, reason)
+            )
+            return
+        day = day_ordinal(cmd.day)
+        held, _ = center.reserve(
+            day, cmd.group, cmd.share_pct, cmd.mode, cmd.release_at_ms, self.now_ms
+        )
+        if cmd.share_pct:
+            heapq.heappush(self._releases, (cmd.release_at_ms, c.name, center.center_id, day))
+        c.dirty = True
+        out.append(ReserveSet(cmd.command_id, cmd.campaign, cmd.center, self.now_ms, True, held))
+        # places may have opened, or become usable for the new group's members
+        self._places_returned(c, center.county)
+
+    def _reserve_refusal(self, center: Center, cmd: SetReserve) -> str | None:
+        if center.county != cmd.county:
+            return "center_mismatch"
+        if cmd.share_pct and cmd.release_at_ms <= self.now_ms:
+            return "release_passed"
+        return None
+
+    def _release_reserves(self) -> None:
+        """Open the unused places of every reserve whose release time the log clock reached,
+        in order of (release time, campaign, center, day)."""
+        heap = self._releases
+        now = self.now_ms
+        while heap and heap[0][0] <= now:
+            at_ms, name, center_id, day = heapq.heappop(heap)
+            c = self._campaigns[name]
+            center = c.centers[center_id]
+            rsv = center.reserves.get(day)
+            if rsv is None or rsv.release_at_ms != at_ms:  # removed, replaced or moved
+                continue
+            center.release(day, now)
+            c.dirty = True
+            self._places_returned(c, center.county)
 
     # -- Tick and summaries ------------------------------------------------------------------
 
@@ -481,11 +996,14 @@ class Allocator:
         counties: dict[str, CountySummary] = {}
         for name in sorted(c.counties):
             county = c.counties[name]
-            pairs = free = 0
+            pairs = free = reserved = 0
             for line in county.lines:
                 pairs += line.pairs_left(self.now_ms)
                 free += line.free
-            counties[name] = CountySummary(pairs, free, county.held, county.confirmed)
+                reserved += line.reserved
+            counties[name] = CountySummary(
+                pairs, free, county.held, county.confirmed, len(county.waitlist), reserved
+            )
         return Summary(c.name, self.now_ms, counties)
 
     # -- read-only views ---------------------------------------------------------------------
@@ -499,12 +1017,12 @@ class Allocator:
         ]
 
     def slot_usage(self) -> Iterator[SlotUsage]:
-        """Every slot with its capacity and places used (held or confirmed)."""
+        """Every slot with its capacity, places used (held or confirmed) and held back."""
         for name, c in self._campaigns.items():
             for center in c.centers.values():
                 for line in center.line_list:
                     for s in line.slots:
-                        yield SlotUsage(name, s.slot_id, s.capacity, s.used)
+                        yield SlotUsage(name, s.slot_id, s.capacity, s.used, s.held_back)
 
     def bookings(self) -> Iterator[BookingView]:
         """Every booking answered so far, in any state."""

@@ -10,6 +10,33 @@ A slot whose start is not after the log clock is *retired*: it can never be
 booked again (the clock only moves forward), and its free places no longer
 count as free. Retirement is applied lazily by ``Line.retire(now_ms)``, which
 every reading method calls first.
+
+Time of day. Every slot knows the part of its local day it starts in (an index
+in ``TIMES_OF_DAY``: morning, afternoon, evening), read once from the hour of
+its ISO start. Each day keeps its slots once more per part (``Day.parts``),
+with cursors of their own, so a search with a preference reads only that part
+of each day.
+
+Priority reserves. A ``Reserve`` holds back, in every slot of one center on one
+day, floor(capacity * share_pct / 100) places for one group until it is
+released. A slot's ``held_back`` places are free places that only members of
+the day's reserve group may take; ``limit = capacity - held_back`` is how far
+anybody else may fill it, and ``res_used`` counts the members' places taken out
+of the reserve. Lines and days count ``free`` places (anybody may take
+them) and ``reserved`` ones (held back) separately. The cursors ``head`` and
+``ptr`` pass slots that only a member could still use; ``mhead`` and ``mptr``
+pass slots that nobody can use (a day's counters tell whether it is worth
+reading at all). The search without a preference and without
+membership (``best_pair``) reads only ``free``, ``limit``, ``head`` and ``ptr``:
+it costs what it cost before reserves existed. Every other search is made for a
+``View``: a time of day, and the group whose members may use held-back places.
+
+Remembered answers. Every change of a line's places bumps its ``ver``; the plain
+search without ``earliest`` (``Line.plain``) is remembered with the ``ver`` and
+the start of the next slot to retire, and answered again without searching while
+both hold. Taking the remembered pair keeps it remembered when both its slots
+still have a place (``Line.take_pair``). Slots build their appointments once.
+All of it is derived: nothing of it is in a snapshot.
 """
 
 from __future__ import annotations
@@ -18,10 +45,16 @@ import datetime as dt
 from bisect import bisect_left
 from collections.abc import Iterable
 from itertools import pairwise
+from typing import NamedTuple
 
 from allocator.errors import InvariantError
 from schemas.commands import SlotSpec
 from schemas.events import Appointment
+from schemas.fields import time_of_day_index
+
+# The order a member's place is counted in (see ``allocator.core._take``):
+OVER_AND_ABOVE = "over_and_above"  # open places first, the reserve when none is left
+MINIMUM_GUARANTEE = "minimum_guarantee"  # the reserve first, open places when it is gone
 
 
 def day_ordinal(iso_day: str) -> int:
@@ -29,10 +62,51 @@ def day_ordinal(iso_day: str) -> int:
     return dt.date.fromisoformat(iso_day).toordinal()
 
 
+def time_of_day_of(start: str) -> int:
+    """The index in ``TIMES_OF_DAY`` of a slot starting at ``start`` (ISO, local with offset)."""
+    return time_of_day_index(dt.datetime.fromisoformat(start).hour)
+
+
+class Reserve:
+    """Places of one center on one day held back for ``group`` until ``release_at_ms``."""
+
+    __slots__ = ("day", "group", "mode", "release_at_ms", "share_pct")
+
+    def __init__(self, day: int, group: str, share_pct: int, mode: str, release_at_ms: int):
+        self.day = day
+        self.group = group
+        self.share_pct = share_pct
+        self.mode = mode
+        self.release_at_ms = release_at_ms
+
+    def places(self, capacity: int) -> int:
+        """The reserve's share of a slot of ``capacity`` places."""
+        return capacity * self.share_pct // 100
+
+
+class View(NamedTuple):
+    """Who searches: a time of day (index in ``TIMES_OF_DAY``; None for any) and a group.
+
+    On a day whose reserve is for ``group`` the searcher is a member and may take
+    held-back places too; ``everyone`` makes the searcher a member on every day
+    (to tell whether a pair exists at all, reserved places included).
+    """
+
+    tod: int | None
+    group: str | None
+    everyone: bool = False
+
+    def member(self, day: Day) -> bool:
+        if self.everyone:
+            return True
+        rsv = day.rsv
+        return rsv is not None and rsv.group == self.group
+
+
 class Center:
     """A vaccination center of a campaign, in exactly one county."""
 
-    __slots__ = ("center_id", "county", "line_list", "lines", "name")
+    __slots__ = ("center_id", "county", "groups", "line_list", "lines", "name", "reserves")
 
     def __init__(self, center_id: str, name: str, county: str) -> None:
         self.center_id = center_id
@@ -40,6 +114,8 @@ class Center:
         self.county = county
         self.lines: dict[str, Line] = {}  # vaccine -> line
         self.line_list: list[Line] = []  # the lines ordered by vaccine id
+        self.reserves: dict[int, Reserve] = {}  # day ordinal -> the day's reserve
+        self.groups: dict[str, int] = {}  # group -> days with a reserve for it
 
     def line(self, vaccine: str, min_days: int, max_days: int) -> Line:
         """The center's line for ``vaccine``, made on first use."""
@@ -50,26 +126,83 @@ class Center:
             self.line_list = [self.lines[v] for v in sorted(self.lines)]
         return line
 
+    def reserve(
+        self, day: int, group: str, share_pct: int, mode: str, release_at_ms: int, now_ms: int
+    ) -> tuple[int, int]:
+        """Set (share 0: remove) the reserve of ``day``; returns (places held back, places
+        given to everybody) in slots after ``now_ms``. Setting it again for the same
+        group changes it in place: the places its members took stay counted against it."""
+        old = self.reserves.get(day)
+        if old is not None and share_pct and old.group == group:
+            old.share_pct, old.mode, old.release_at_ms = share_pct, mode, release_at_ms
+            return self._apply(day, old, True, now_ms)
+        if old is not None:
+            self._forget(old)
+        rsv = None
+        if share_pct:
+            rsv = self.reserves[day] = Reserve(day, group, share_pct, mode, release_at_ms)
+            self.groups[group] = self.groups.get(group, 0) + 1
+        return self._apply(day, rsv, False, now_ms)
+
+    def release(self, day: int, now_ms: int) -> int:
+        """The reserve of ``day`` ends: its unused places go to everybody; returns how many
+        (in slots after ``now_ms``)."""
+        old = self.reserves.get(day)
+        if old is not None:
+            self._forget(old)
+        return self._apply(day, None, False, now_ms)[1]
+
+    def restore_reserve(self, rsv: Reserve) -> None:
+        """Put back a reserve read from a snapshot (before the center's lines)."""
+        self.reserves[rsv.day] = rsv
+        self.groups[rsv.group] = self.groups.get(rsv.group, 0) + 1
+
+    def _forget(self, rsv: Reserve) -> None:
+        del self.reserves[rsv.day]
+        left = self.groups[rsv.group] - 1
+        if left:
+            self.groups[rsv.group] = left
+        else:
+            del self.groups[rsv.group]
+
+    def _apply(self, day: int, rsv: Reserve | None, keep: bool, now_ms: int) -> tuple[int, int]:
+        held = opened = 0
+        for line in self.line_list:
+            line.retire(now_ms)
+            h, o = line.set_reserve(day, rsv, keep)
+            held += h
+            opened += o
+        return held, opened
+
 
 class Slot:
-    """One bookable time: ``capacity`` places, ``used`` of them held or confirmed."""
+    """One bookable time: ``capacity`` places, ``used`` of them held or confirmed,
+    ``held_back`` of the free ones reserved for the day's group."""
 
     __slots__ = (
+        "_appointments",
         "bucket",
         "capacity",
         "day",
         "day_idx",
+        "held_back",
+        "limit",
         "line",
         "order_idx",
+        "part",
+        "part_idx",
+        "res_used",
         "retired",
         "slot_id",
         "start",
         "start_ms",
         "start_s",
+        "tod",
         "used",
     )
 
     bucket: Day  # set by Line._reindex, before the slot is ever used
+    part: Part  # the bucket's part of the slot's time of day, likewise
 
     def __init__(self, line: Line, day: int, start: str, start_s: int) -> None:
         self.line = line
@@ -78,32 +211,92 @@ class Slot:
         self.start = start
         self.start_s = start_s
         self.start_ms = start_s * 1000
+        self.tod = time_of_day_of(start)  # index in TIMES_OF_DAY
         self.capacity = 0
         self.used = 0
+        self.held_back = 0  # free places only members of the day's reserve group may take
+        self.limit = 0  # capacity - held_back: anybody may take a place while used < limit
+        self.res_used = 0  # used places taken out of the day's reserve
         self.retired = False
         self.order_idx = 0  # index in line.slots
         self.day_idx = 0  # index in bucket.slots
+        self.part_idx = 0  # index in part.slots
+        # (dose 1, dose 2) appointments of this slot, built on first use: every field
+        # they read is fixed once the slot exists (a cache, not state)
+        self._appointments: tuple[Appointment, Appointment] | None = None
+
+    def set_places(self, capacity: int, held_back: int) -> None:
+        self.capacity = capacity
+        self.held_back = held_back
+        self.limit = capacity - held_back
 
     def appointment(self, dose: int) -> Appointment:
-        center = self.line.center
-        return Appointment(
-            dose, center.center_id, center.name, self.line.vaccine, self.start, self.slot_id
-        )
+        appointments = self._appointments
+        if appointments is None:
+            center = self.line.center
+            args = (center.center_id, center.name, self.line.vaccine, self.start, self.slot_id)
+            appointments = self._appointments = (Appointment(1, *args), Appointment(2, *args))
+        return appointments[dose - 1]
+
+
+class Part:
+    """The slots of one line on one local day that start in one time of day, by start time.
+
+    Without counters: taking a place touches no part, and the cursors alone keep
+    each search's scan short (they only move back when a place comes back).
+    """
+
+    __slots__ = ("mptr", "ptr", "slots")
+
+    def __init__(self, slots: list[Slot]) -> None:
+        self.slots = slots
+        self.ptr = 0  # slots[:ptr] have no place anybody may take, or are retired
+        self.mptr = 0  # slots[:mptr] have no free place at all, or are retired
+
+    def first_free(self) -> Slot | None:
+        """The earliest slot with a place anybody may take, if any."""
+        slots = self.slots
+        i = self.ptr
+        n = len(slots)
+        while i < n:
+            s = slots[i]
+            if s.used < s.limit and not s.retired:
+                break
+            i += 1
+        self.ptr = i
+        return slots[i] if i < n else None
+
+    def first_any(self) -> Slot | None:
+        """The earliest slot with any free place (held back or not), if any."""
+        slots = self.slots
+        i = self.mptr
+        n = len(slots)
+        while i < n:
+            s = slots[i]
+            if s.used < s.capacity and not s.retired:
+                break
+            i += 1
+        self.mptr = i
+        return slots[i] if i < n else None
 
 
 class Day:
     """The slots of one line on one local day, by start time."""
 
-    __slots__ = ("free", "ordinal", "ptr", "slots")
+    __slots__ = ("free", "mptr", "ordinal", "parts", "ptr", "reserved", "rsv", "slots")
 
     def __init__(self, ordinal: int, slots: list[Slot]) -> None:
         self.ordinal = ordinal
         self.slots = slots
-        self.free = 0  # free places in slots that are not retired
-        self.ptr = 0  # slots[:ptr] are full or retired
+        self.free = 0  # free places anybody may take, in slots that are not retired
+        self.reserved = 0  # held-back places in slots that are not retired
+        self.ptr = 0  # slots[:ptr] have no place anybody may take, or are retired
+        self.mptr = 0  # slots[:mptr] have no free place at all, or are retired
+        self.rsv: Reserve | None = None  # the center's reserve of this day
+        self.parts: tuple[Part, ...] = ()  # the slots by time of day (TIMES_OF_DAY order)
 
     def first_free(self) -> Slot | None:
-        """The earliest usable slot of the day (free and not retired), if any."""
+        """The earliest slot of the day with a place anybody may take, if any."""
         if not self.free:
             return None
         slots = self.slots
@@ -111,11 +304,66 @@ class Day:
         n = len(slots)
         while i < n:
             s = slots[i]
-            if s.used < s.capacity and not s.retired:
+            if s.used < s.limit and not s.retired:
                 break
             i += 1
         self.ptr = i
         return slots[i] if i < n else None
+
+    def first_any(self) -> Slot | None:
+        """The earliest slot of the day with any free place (held back or not), if any."""
+        if not (self.free or self.reserved):
+            return None
+        slots = self.slots
+        i = self.mptr
+        n = len(slots)
+        while i < n:
+            s = slots[i]
+            if s.used < s.capacity and not s.retired:
+                break
+            i += 1
+        self.mptr = i
+        return slots[i] if i < n else None
+
+    def first_for(self, view: View) -> Slot | None:
+        """The earliest slot of the day usable in ``view``, if any."""
+        member = view.member(self)
+        if not (self.free or (member and self.reserved)):
+            return None
+        d: Day | Part = self if view.tod is None else self.parts[view.tod]
+        return d.first_any() if member else d.first_free()
+
+
+PairKey = tuple[int, int, str, str, int]  # dose-1 start_s and day, center, vaccine, dose-2 start_s
+
+
+class PlainBest:
+    """A line's remembered plain answer (see ``Line.plain``): ``head`` (``head_slot``),
+    ``pair`` (``best_pair`` without earliest) and its ``key``, right while the line's
+    ``ver`` is ``ver`` and the clock is before ``until_ms``. A cache, not state."""
+
+    __slots__ = ("head", "key", "pair", "until_ms", "ver")
+
+    def __init__(
+        self,
+        ver: int,
+        until_ms: int,
+        head: Slot | None,
+        pair: tuple[Slot, Slot] | None,
+        key: PairKey | None,
+    ) -> None:
+        self.ver = ver
+        self.until_ms = until_ms
+        self.head = head
+        self.pair = pair
+        self.key = key
+
+
+_NEVER = 1 << 62  # a clock bound past any timestamp
+
+
+def _start_s(slot: Slot) -> int:
+    return slot.start_s
 
 
 class Line:
@@ -123,6 +371,7 @@ class Line:
 
     __slots__ = (
         "_barren",
+        "_barren_for",
         "_by_start_s",
         "_gains",
         "center",
@@ -130,12 +379,16 @@ class Line:
         "free",
         "head",
         "max_days",
+        "mhead",
         "min_days",
         "monotone",
         "ordinals",
         "past",
+        "plain_best",
+        "reserved",
         "slots",
         "vaccine",
+        "ver",
     )
 
     def __init__(self, center: Center, vaccine: str, min_days: int, max_days: int) -> None:
@@ -147,17 +400,26 @@ class Line:
         self.days: list[Day] = []  # by ordinal
         self.ordinals: list[int] = []  # days[i].ordinal, for bisection
         self._by_start_s: dict[int, Slot] = {}
-        self.head = 0  # slots[:head] are full or retired
+        self.head = 0  # slots[:head] have no place anybody may take, or are retired
+        self.mhead = 0  # slots[:mhead] have no free place at all, or are retired
         self.past = 0  # slots[:past] are retired
-        self.free = 0  # free places in slots that are not retired
+        self.free = 0  # free places anybody may take, in slots that are not retired
+        self.reserved = 0  # held-back places in slots that are not retired
         # True when every slot of a day starts before every slot of the next day:
         # then the first day with a free place holds the earliest free slot.
         self.monotone = True
         # Taking places or letting time pass never creates a pair; only places coming
-        # back or being added do. ``_gains`` counts those; while it is unchanged, a
-        # search that found no pair for dose 1 from day ``_barren`` on still finds none.
+        # back, being added or changing category do. ``_gains`` counts those; while it
+        # is unchanged, a search that found no pair for dose 1 from day ``_barren`` on
+        # still finds none (``_barren_for``: the same per View; a cache, not state).
         self._gains = 0
         self._barren: tuple[int, int] | None = None  # (_gains then, first day searched)
+        self._barren_for: dict[View, tuple[int, int]] = {}
+        # Every change of places or counters of a non-retired slot bumps ``ver``.
+        # ``_plain`` remembers the plain search's answer (see ``plain``) with the
+        # ``ver`` and the clock bound it holds for (a cache, not state).
+        self.ver = 0
+        self.plain_best: PlainBest | None = None
 
     # -- changing inventory --------------------------------------------------------------
 
@@ -176,62 +438,231 @@ class Line:
             elif spec.capacity:
                 self._add_capacity(slot, spec.capacity)
         if fresh:
+            reserves = self.center.reserves
+            for start_s in fresh:
+                slot = self._by_start_s[start_s]
+                rsv = reserves.get(slot.day)
+                slot.set_places(slot.capacity, rsv.places(slot.capacity) if rsv else 0)
             self._reindex()
 
     def _add_capacity(self, slot: Slot, places: int) -> None:
-        slot.capacity += places
+        """Raise a known slot's capacity; a reserved day's reserve gets its share of it."""
+        held = 0
+        rsv = slot.bucket.rsv
+        if rsv is not None:
+            share = rsv.places(slot.capacity + places)
+            grown = share - rsv.places(slot.capacity)
+            held = max(0, min(grown, share - slot.res_used - slot.held_back))
+        slot.set_places(slot.capacity + places, slot.held_back + held)
         if not slot.retired:
-            self._count_free(slot, places)
+            self._count(slot, places - held, held)
+            self._reopen(slot)
 
     def _reindex(self) -> None:
         """Rebuild the orderings and counters after new slots came in."""
         self._gains += 1
-        self.slots = sorted(self._by_start_s.values(), key=lambda s: s.start_s)
+        self.ver += 1
+        self.slots = sorted(self._by_start_s.values(), key=_start_s)
         by_day: dict[int, list[Slot]] = {}
         for i, s in enumerate(self.slots):
             s.order_idx = i
             by_day.setdefault(s.day, []).append(s)
         self.days = [Day(d, by_day[d]) for d in sorted(by_day)]
         self.ordinals = [d.ordinal for d in self.days]
-        self.free = 0
+        self.free = self.reserved = 0
+        reserves = self.center.reserves
         for day in self.days:
-            for j, s in enumerate(day.slots):
-                s.day_idx = j
-                s.bucket = day
-                if not s.retired:
-                    day.free += s.capacity - s.used
+            day.rsv = reserves.get(day.ordinal)
+            self._index_day(day)
             self.free += day.free
-        self.head = 0
+            self.reserved += day.reserved
+        self.head = self.mhead = 0
         self.past = 0
         self.monotone = all(
             a.slots[-1].start_s < b.slots[0].start_s for a, b in pairwise(self.days)
         )
 
+    @staticmethod
+    def _index_day(day: Day) -> None:
+        """Split ``day`` into its parts by time of day and count its places."""
+        by_part: tuple[list[Slot], ...] = ([], [], [])
+        for j, s in enumerate(day.slots):
+            s.day_idx = j
+            s.bucket = day
+            by_part[s.tod].append(s)
+            if not s.retired:
+                day.free += s.limit - s.used
+                day.reserved += s.held_back
+        day.parts = tuple(Part(slots) for slots in by_part)
+        for part in day.parts:
+            for j, s in enumerate(part.slots):
+                s.part_idx = j
+                s.part = part
+
+    def set_reserve(self, day: int, rsv: Reserve | None, keep: bool) -> tuple[int, int]:
+        """Make ``rsv`` (None: no reserve) the reserve of the line's slots on ``day``;
+        returns (places now held back, places given to everybody).
+
+        Each slot holds back its share less the places members took out of the
+        reserve (``keep``: the same reserve, changed; otherwise none are counted),
+        but never a place that is used. Places no longer held back go to everybody.
+        """
+        k = bisect_left(self.ordinals, day)
+        if k == len(self.days) or self.ordinals[k] != day:
+            return 0, 0
+        bucket = self.days[k]
+        bucket.rsv = rsv
+        self.ver += 1
+        held = opened = 0
+        for s in bucket.slots:
+            if not keep:
+                s.res_used = 0
+            share = rsv.places(s.capacity) - s.res_used if rsv is not None else 0
+            held_back = max(0, min(share, s.capacity - s.used))
+            change = held_back - s.held_back
+            s.set_places(s.capacity, held_back)
+            if s.retired:
+                continue
+            self._count(s, -change, change)
+            held += held_back
+            if change < 0:
+                opened -= change
+                self._reopen(s)
+        self._gains += 1  # the day's group may now use places it could not
+        return held, opened
+
     def take(self, slot: Slot) -> None:
-        """Use one place of ``slot`` (for a hold)."""
-        if slot.used >= slot.capacity or slot.retired:
+        """Use one place of ``slot`` that anybody may take (for a hold)."""
+        if slot.used >= slot.limit or slot.retired:
             raise InvariantError(f"slot {slot.slot_id} has no usable place to take")
         slot.used += 1
         self.free -= 1
+        self.ver += 1
         slot.bucket.free -= 1
 
+    def take_pair(self, d1: Slot, d2: Slot) -> None:
+        """``take`` a place of both slots of a pair of this line.
+
+        When the pair is the remembered plain answer (``plain``) and both slots keep a
+        place anybody may take, every slot usable before stays usable: the answer
+        stays right and stays remembered.
+        """
+        if d1.line is not self or d2.line is not self:
+            raise InvariantError(f"pair {d1.slot_id}, {d2.slot_id} is not of one line")
+        cached = self.plain_best
+        # ``take`` twice, inlined: the hottest path of a Book
+        if d1.used >= d1.limit or d1.retired or d2.used >= d2.limit or d2.retired:
+            raise InvariantError(f"pair {d1.slot_id}, {d2.slot_id} has no usable place to take")
+        d1.used += 1
+        d1.bucket.free -= 1
+        d2.used += 1
+        d2.bucket.free -= 1
+        self.free -= 2
+        self.ver += 2
+        if (
+            cached is not None
+            and cached.ver == self.ver - 2
+            and d1.used < d1.limit
+            and d2.used < d2.limit
+            and (pair := cached.pair) is not None
+            and pair[0] is d1
+            and pair[1] is d2
+        ):
+            cached.ver = self.ver
+
+    def take_reserved(self, slot: Slot) -> None:
+        """Use one held-back place of ``slot`` (for a member of the day's reserve group)."""
+        if slot.held_back <= 0 or slot.retired:
+            raise InvariantError(f"slot {slot.slot_id} has no reserved place to take")
+        slot.used += 1
+        slot.res_used += 1
+        slot.set_places(slot.capacity, slot.held_back - 1)
+        self.reserved -= 1
+        self.ver += 1
+        slot.bucket.reserved -= 1
+
     def release(self, slot: Slot) -> None:
-        """Give one place of ``slot`` back (cancel or expiry)."""
+        """Give one place of ``slot`` back to everybody (cancel, expiry or move)."""
         if slot.used <= 0:
             raise InvariantError(f"slot {slot.slot_id} has no used place to release")
         slot.used -= 1
         if not slot.retired:
             self._count_free(slot, 1)
 
-    def _count_free(self, slot: Slot, places: int) -> None:
-        self._gains += 1
+    def release_reserved(self, slot: Slot) -> None:
+        """Give back one place of ``slot`` taken out of the day's current reserve.
+
+        It goes back to the reserve, unless the reserve was made smaller than what
+        its members hold: then to everybody.
+        """
+        rsv = slot.bucket.rsv
+        if slot.used <= 0 or slot.res_used <= 0 or rsv is None:
+            raise InvariantError(f"slot {slot.slot_id} has no reserved place to release")
+        slot.used -= 1
+        slot.res_used -= 1
+        if slot.retired:
+            return
+        if rsv.places(slot.capacity) - slot.res_used - slot.held_back > 0:
+            slot.set_places(slot.capacity, slot.held_back + 1)
+            self._count(slot, 0, 1)
+            self._reopen(slot)
+        else:
+            self._count_free(slot, 1)
+
+    def remove(self, slot: Slot) -> None:
+        """Take an unused ``slot`` out of the inventory: its capacity becomes 0.
+
+        The slot stays known (a booking that ended may still name it; adding it
+        again gives it places again). Removing places never creates a pair, so the
+        cursors and the no-pair cache stay right: a slot without places is skipped
+        like a full one.
+        """
+        if slot.used:
+            raise InvariantError(f"slot {slot.slot_id} is in use and cannot be removed")
+        if not slot.retired:
+            self._count(slot, -slot.limit, -slot.held_back)
+        slot.set_places(0, 0)
+
+    def slot_at(self, start_s: int) -> Slot | None:
+        """The line's slot starting at ``start_s``, if it has one."""
+        return self._by_start_s.get(start_s)
+
+    def _count(self, slot: Slot, free: int, reserved: int) -> None:
+        """Add ``free`` and ``reserved`` places of ``slot`` (not retired) to the counters
+        of its line and day."""
+        self.free += free
+        self.reserved += reserved
+        self.ver += 1
         day = slot.bucket
-        self.free += places
-        day.free += places
-        if slot.order_idx < self.head:
-            self.head = slot.order_idx
-        if slot.day_idx < day.ptr:
-            day.ptr = slot.day_idx
+        day.free += free
+        day.reserved += reserved
+
+    def _count_free(self, slot: Slot, places: int) -> None:
+        self._count(slot, places, 0)
+        self._reopen(slot)
+
+    def _reopen(self, slot: Slot) -> None:
+        """A place of ``slot`` became usable: no cursor may stay past it, and every
+        remembered search without a pair is void."""
+        self._gains += 1
+        self.ver += 1
+        i = slot.order_idx
+        if i < self.head:
+            self.head = i
+        if i < self.mhead:
+            self.mhead = i
+        day = slot.bucket
+        j = slot.day_idx
+        if j < day.ptr:
+            day.ptr = j
+        if j < day.mptr:
+            day.mptr = j
+        part = slot.part
+        j = slot.part_idx
+        if j < part.ptr:
+            part.ptr = j
+        if j < part.mptr:
+            part.mptr = j
 
     def retire(self, now_ms: int) -> None:
         """Retire every slot that starts at or before ``now_ms``."""
@@ -242,31 +673,31 @@ class Line:
             s = slots[i]
             if not s.retired:
                 s.retired = True
-                unused = s.capacity - s.used
-                self.free -= unused
-                s.bucket.free -= unused
+                self._count(s, s.used - s.limit, -s.held_back)
             i += 1
         self.past = i
         if self.head < i:
             self.head = i
 
-    # -- searching -------------------------------------------------------------------------
+    # -- searching for anybody, any time of day --------------------------------------------
 
     def head_slot(self, now_ms: int) -> Slot | None:
-        """The earliest-starting usable slot, if any (a lower bound for any dose 1)."""
+        """The earliest-starting slot with a place anybody may take, if any (a lower
+        bound for any dose 1 of ``best_pair``)."""
         self.retire(now_ms)
         if not self.free:
             return None
         slots = self.slots
         i = self.head
         n = len(slots)
-        while i < n and slots[i].used >= slots[i].capacity:
+        while i < n and slots[i].used >= slots[i].limit:
             i += 1
         self.head = i
         return slots[i] if i < n else None
 
     def partner(self, day: int) -> Slot | None:
-        """The earliest-starting usable slot on a day in [day + min_days, day + max_days].
+        """The earliest-starting slot with a place anybody may take on a day in
+        [day + min_days, day + max_days].
 
         Call ``retire`` first (``best_pair`` does).
         """
@@ -287,10 +718,15 @@ class Line:
         return best
 
     def best_pair(self, now_ms: int, earliest: int | None) -> tuple[Slot, Slot] | None:
-        """The pair with the earliest dose 1 (on a day >= ``earliest``), then earliest dose 2."""
+        """The pair with the earliest dose 1 (on a day >= ``earliest``), then earliest dose 2,
+        from places anybody may take."""
         first = self.head_slot(now_ms)
         if first is None:
             return None
+        return self._best_from(first, earliest)
+
+    def _best_from(self, first: Slot, earliest: int | None) -> tuple[Slot, Slot] | None:
+        """``best_pair`` once ``first`` is its ``head_slot``."""
         from_day = 0 if earliest is None else earliest  # date ordinals start at 1
         barren = self._barren
         if barren is not None and barren[0] == self._gains and from_day >= barren[1]:
@@ -309,34 +745,136 @@ class Line:
             i = max(i, self.days[k].slots[0].order_idx)
         slots = self.slots
         n = len(slots)
-        lonely: set[int] = set()  # days whose dose 1 has no partner
+        lonely: set[int] | None = None  # days whose dose 1 has no partner (made when needed)
         while i < n:
             s = slots[i]
             i += 1
-            if s.used >= s.capacity or s.day in lonely:
+            if s.used >= s.limit or (lonely is not None and s.day in lonely):
                 continue
             if earliest is not None and s.day < earliest:
                 continue
             other = self.partner(s.day)
             if other is not None:
                 return s, other
+            if lonely is None:
+                lonely = set()
             lonely.add(s.day)
             if self.monotone:  # the day's slots are contiguous: skip the rest of them
                 i = s.bucket.slots[-1].order_idx + 1
         return None
 
+    def plain(self, now_ms: int) -> PlainBest:
+        """``head_slot(now_ms)`` and ``best_pair(now_ms, None)`` with the pair's key,
+        remembered while no place of the line changes (``ver``) and the clock stays
+        before the start of the next slot to retire (the clock bound): until then
+        both answers stay the same."""
+        cached = self.plain_best
+        if cached is not None and cached.ver == self.ver and now_ms < cached.until_ms:
+            return cached
+        head = self.head_slot(now_ms)
+        pair: tuple[Slot, Slot] | None = None
+        key: PairKey | None = None
+        if head is not None:
+            pair = self._best_from(head, None)
+            if pair is not None:
+                d1, d2 = pair
+                key = (d1.start_s, d1.day, self.center.center_id, self.vaccine, d2.start_s)
+        past = self.past
+        until = self.slots[past].start_ms if past < len(self.slots) else _NEVER
+        cached = self.plain_best = PlainBest(self.ver, until, head, pair, key)
+        return cached
+
+    # -- searching for a view ----------------------------------------------------------------
+
+    def member_head(self, now_ms: int) -> Slot | None:
+        """The earliest-starting slot with any free place (held back or not), if any: a
+        lower bound for any dose 1 of any view."""
+        self.retire(now_ms)
+        if not (self.free or self.reserved):
+            return None
+        slots = self.slots
+        i = max(self.mhead, self.past)
+        n = len(slots)
+        while i < n and slots[i].used >= slots[i].capacity:
+            i += 1
+        self.mhead = i
+        return slots[i] if i < n else None
+
+    def has_place_for(self, now_ms: int, view: View) -> bool:
+        """Whether the searcher of ``view`` could take any place at all (any time of day)."""
+        self.retire(now_ms)
+        if self.free:
+            return True
+        return bool(self.reserved) and any(d.reserved and view.member(d) for d in self.days)
+
+    def best_pair_for(
+        self, now_ms: int, earliest: int | None, view: View
+    ) -> tuple[Slot, Slot] | None:
+        """As ``best_pair``, from the places usable in ``view``: only slots of its time
+        of day, and on days where the searcher is a member, held-back places too."""
+        head = self.member_head(now_ms)
+        if head is None:
+            return None
+        from_day = 0 if earliest is None else earliest
+        barren = self._barren_for.get(view)
+        if barren is not None and barren[0] == self._gains and from_day >= barren[1]:
+            return None
+        pair = self._search_for(head, earliest, view)
+        if pair is None:
+            self._barren_for[view] = (self._gains, from_day)
+        return pair
+
+    def _search_for(self, head: Slot, earliest: int | None, view: View) -> tuple[Slot, Slot] | None:
+        days = self.days
+        k = 0 if earliest is None else bisect_left(self.ordinals, earliest)
+        if self.monotone:  # days in order are slots in order: the first day that pairs wins
+            k = max(k, bisect_left(self.ordinals, head.day))
+            for day in days[k:]:
+                s = day.first_for(view)
+                if s is not None:
+                    other = self.partner_for(day.ordinal, view)
+                    if other is not None:
+                        return s, other
+            return None
+        firsts = [s for day in days[k:] if (s := day.first_for(view)) is not None]
+        firsts.sort(key=_start_s)
+        for s in firsts:
+            other = self.partner_for(s.day, view)
+            if other is not None:
+                return s, other
+        return None
+
+    def partner_for(self, day: int, view: View) -> Slot | None:
+        """As ``partner``, from the places usable in ``view``."""
+        ords = self.ordinals
+        days = self.days
+        i = bisect_left(ords, day + self.min_days)
+        last = day + self.max_days
+        n = len(ords)
+        best: Slot | None = None
+        while i < n and ords[i] <= last:
+            s = days[i].first_for(view)
+            if s is not None:
+                if self.monotone:
+                    return s
+                if best is None or s.start_s < best.start_s:
+                    best = s
+            i += 1
+        return best
+
     def pairs_left(self, now_ms: int) -> int:
-        """Pairs that can still be formed, counted greedily over free places per day.
+        """Pairs that can still be formed from free places, held back or not, counted
+        greedily over free places per day.
 
         Days are taken in order; each day's remaining places are paired with the
         earliest remaining places inside its window. The count is 0 exactly when
         no day with a free place has a free place inside its window.
         """
         self.retire(now_ms)
-        if not self.free:
+        if not (self.free or self.reserved):
             return 0
         ords = self.ordinals
-        rem = [d.free for d in self.days]
+        rem = [d.free + d.reserved for d in self.days]
         n = len(ords)
         pairs = 0
         for i in range(n):

@@ -10,10 +10,18 @@ acknowledged (``acks="all"``). A crash between the two replays the batch, and
 the core, being deterministic, sends the same events again; consumers drop
 them by ``rev`` and command id.
 
-Every ``snapshot_every_records`` records or ``snapshot_every_s`` of log time, after a
-batch is committed, a partition's core is snapshotted to the snapshots topic with the
-offset it reflects (``allocator.snapshotstore``). On assignment the newest snapshot at
-or before the committed offset is loaded and only the records after it are replayed.
+The loop is pipelined one batch deep: a batch's events are handed to the producer
+in one produce batch per partition (``Outbox``), and while the broker acknowledges
+them and the offsets are committed, the next batch is fetched and applied. Its
+own events are handed over before the previous batch's commit is waited for, and
+commits stay in order; nothing is committed before its events are acknowledged.
+
+Every ``snapshot_every_records`` records or ``snapshot_every_s`` of log time (longer
+for a large state), a partition's core is snapshotted to the snapshots topic with
+the offset it reflects, dumped by a forked child and written in the background
+(``allocator.snapshotter``, ``allocator.snapshotstore``). On assignment the newest
+snapshot at or before the committed offset is loaded and only the records after it
+are replayed.
 
 A ticker puts a Tick on every assigned partition each ``tick_interval_s`` so
 that idle partitions' log clocks move (hold expiry, summaries).
@@ -22,6 +30,9 @@ that idle partitions' log clocks move (hold expiry, summaries).
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import Iterable
@@ -29,69 +40,43 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from allocator.core import Allocator
 from allocator.errors import AllocatorError, RebuildError, SnapshotError
+from allocator.metrics import AllocatorMetrics
+from allocator.outbox import Outbox, Shipper, make_producer
 from allocator.settings import AllocatorSettings
-from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
+from allocator.snapshotstore import SnapshotStore
+from allocator.snapshotter import Cadence, Snapshotter
 from schemas import SchemaError
 from schemas.commands import Command, Tick, decode_command
-from schemas.events import Event, InventoryAdded, Summary
+from schemas.events import Event
 
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200  # how long one fetch waits before the stop flag is looked at again
 MAX_BATCH_RECORDS = 5000
+YIELD_EVERY_RECORDS = 100  # records applied between two yields to the event loop
+IN_FLIGHT_BATCHES = 2  # batches handed over whose acknowledgements and commit are awaited
 REBUILD_POLL_MS = 1000
 
 
-class ProduceError(AllocatorError):
-    """Events could not be produced; their commands' offsets were not committed."""
+class Counts:
+    """Commands and events of one batch by type, added to the metrics once per batch."""
 
+    def __init__(self) -> None:
+        self.commands: collections.Counter[str] = collections.Counter()
+        self.events: collections.Counter[str] = collections.Counter()
+        self.undecodable = 0
 
-class AllocatorMetrics:
-    """Prometheus metrics of one allocator process, on a registry of its own."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        self.commands_total = Counter(
-            "fairq_allocator_commands_total",
-            "Command records applied, by type",
-            ["type"],
-            registry=self.registry,
-        )
-        self.events_total = Counter(
-            "fairq_allocator_events_total",
-            "Events produced, by type",
-            ["type"],
-            registry=self.registry,
-        )
-        self.undecodable_total = Counter(
-            "fairq_allocator_undecodable_total",
-            "Command records skipped because they did not decode",
-            registry=self.registry,
-        )
-        self.replayed_total = Counter(
-            "fairq_allocator_replayed_total",
-            "Records replayed to rebuild partitions on assignment",
-            registry=self.registry,
-        )
-        self.snapshots_total = Counter(
-            "fairq_allocator_snapshots_total",
-            "Partition snapshots written",
-            registry=self.registry,
-        )
-        self.snapshot_failures_total = Counter(
-            "fairq_allocator_snapshot_failures_total",
-            "Partition snapshots that could not be written (the log still has everything)",
-            registry=self.registry,
-        )
-        self.restored_total = Counter(
-            "fairq_allocator_restored_total",
-            "Partitions taken over from a snapshot rather than from the log start",
-            registry=self.registry,
-        )
+    def publish(self, metrics: AllocatorMetrics) -> None:
+        for type_, n in self.commands.items():
+            metrics.commands_total.labels(type_).inc(n)
+        for type_, n in self.events.items():
+            metrics.events_total.labels(type_).inc(n)
+        if self.undecodable:
+            metrics.undecodable_total.inc(self.undecodable)
 
 
 def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
@@ -159,8 +144,11 @@ async def rebuild(
 class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     """The cores of the partitions this process owns, kept in step with the group.
 
-    ``lock`` is held while a batch is applied, produced and committed; a
-    revocation waits for it, so the batch in hand finishes first.
+    ``lock`` is held while a batch is applied and handed to the producer;
+    ``in_flight`` holds, oldest first, the tasks that wait for the acknowledgements
+    of the batches handed over and then commit their offsets, each after the one
+    before it. A revocation takes the lock and waits for all of them, so the
+    batches in hand are produced and committed first.
     """
 
     def __init__(
@@ -168,22 +156,52 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer: AIOKafkaConsumer,
         settings: AllocatorSettings,
         store: SnapshotStore,
+        snapshots: Snapshotter,
         metrics: AllocatorMetrics,
     ) -> None:
         self.consumer = consumer
         self.settings = settings
         self.store = store
+        self.snapshots = snapshots
         self.metrics = metrics
         self.cores: dict[int, Allocator] = {}
-        self.snapshotted: dict[int, tuple[int, int]] = {}  # partition -> (offset, now_ms)
+        # Takeovers so far, and the one that installed each core: a batch fetched before
+        # a partition's core was installed holds records from before its seek.
+        self.epoch = 0
+        self.installed: dict[int, int] = {}
         self.lock = asyncio.Lock()
-        self.failure: tuple[TopicPartition, Exception] | None = None
+        self.in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        self.failure: AllocatorError | KafkaError | None = None
+
+    async def settle(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` batches handed over are not yet acknowledged and
+        committed. Raises ProduceError if a batch's events could not be produced."""
+        while len(self.in_flight) > keep:
+            await self.in_flight.popleft()
+
+    async def reap(self) -> None:
+        """Forget the batches done; raises the error of one that failed."""
+        while self.in_flight and self.in_flight[0].done():
+            await self.in_flight.popleft()
+
+    async def abandon(self) -> None:
+        """Stop waiting for the batches in flight (the process is failing anyway)."""
+        tasks, self.in_flight = list(self.in_flight), collections.deque()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
+            try:
+                await self.settle()
+            except (AllocatorError, KafkaError) as e:
+                # aiokafka would only log an exception raised here; the run loop raises it.
+                self.failure = e
             for tp in revoked:
                 self.cores.pop(tp.partition, None)
-                self.snapshotted.pop(tp.partition, None)
+                self.installed.pop(tp.partition, None)
+                self.snapshots.forget(tp.partition)
         logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -192,25 +210,32 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             try:
                 await self._take(tp)
             except (AllocatorError, KafkaError) as e:
-                # aiokafka would only log an exception raised here; the run loop raises it.
-                self.failure = (tp, e)
+                failure = RebuildError(f"taking over {tp} failed: {e}")
+                failure.__cause__ = e
+                self.failure = failure
                 return
 
     async def _take(self, tp: TopicPartition) -> None:
         committed = await self.consumer.committed(tp)
-        start = await self._restore(tp, committed or 0)
+        start, size = await self._restore(tp, committed or 0)
         base = start.next_offset if start is not None else 0
         bootstrap = self.settings.connections.kafka_bootstrap
         core, count = await rebuild(bootstrap, tp, committed or 0, start)
         self.metrics.replayed_total.inc(count)
-        self.cores[tp.partition] = core
-        self.snapshotted[tp.partition] = (base, core.now_ms if start is not None else 0)
         # The fetcher may have handed out records of this partition while it was being
         # taken over (they were dropped for want of a core): fetch again from here.
         if committed is not None:
             self.consumer.seek(tp, committed)
         else:
             await self.consumer.seek_to_beginning(tp)
+        self.epoch += 1
+        self.installed[tp.partition] = self.epoch
+        self.cores[tp.partition] = core
+        # The rebuilt state lives as long as the partition: keep the collector from
+        # scanning it again on every collection (about a fifth of the core's time).
+        gc.freeze()
+        now_ms = start.now_ms if start is not None else 0
+        self.snapshots.taken_over(tp.partition, base, now_ms, size)
         logger.info(
             "partition %d rebuilt from a snapshot at %d and %d records, continuing at offset %s",
             tp.partition,
@@ -219,15 +244,16 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             committed if committed is not None else "the log start",
         )
 
-    async def _restore(self, tp: TopicPartition, committed: int) -> Allocator | None:
-        """The core of the newest usable snapshot at or before ``committed``, if any."""
+    async def _restore(self, tp: TopicPartition, committed: int) -> tuple[Allocator | None, int]:
+        """The core of the newest usable snapshot at or before ``committed``, if any,
+        and the snapshot's size in bytes."""
         partitions = self.consumer.partitions_for_topic(tp.topic) or {tp.partition}
         await self.store.ensure_topic(max(partitions) + 1)
         if committed <= 0:
-            return None
+            return None, 0
         found = await self.store.latest(tp.partition, committed)
         if found is None:
-            return None
+            return None, 0
         manifest, data = found
         try:
             core = Allocator.restore(data)
@@ -235,33 +261,36 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             logger.warning(
                 "snapshot %d@%d unusable, replaying: %s", tp.partition, manifest.offset, e
             )
-            return None
+            return None, 0
         if core.next_offset != manifest.offset:
             raise RebuildError(
                 f"snapshot {tp.partition}@{manifest.offset} is at {core.next_offset}"
             )
         self.metrics.restored_total.inc()
-        return core
-
-    def snapshot_due(self, partition: int, core: Allocator) -> bool:
-        offset, now_ms = self.snapshotted.get(partition, (0, 0))
-        every_records = self.settings.snapshot_every_records
-        every_ms = self.settings.snapshot_every_s * 1000
-        if every_records and core.next_offset - offset >= every_records:
-            return True
-        return bool(every_ms) and core.now_ms - now_ms >= every_ms and core.next_offset > offset
+        return core, len(data)
 
     def check(self) -> None:
-        """Raise the error of a failed takeover, if any."""
+        """Raise the error of a failed takeover, or of a batch that failed in a revocation."""
         if self.failure is not None:
-            tp, error = self.failure
-            raise RebuildError(f"taking over {tp} failed: {error}") from error
+            raise self.failure
 
 
 def event_key(event: Event) -> bytes | None:
-    if isinstance(event, Summary | InventoryAdded):
-        return None
-    return event.booking_id.encode()
+    """The record key of an event: its booking id, or none for events of no booking."""
+    booking_id: str | None = getattr(event, "booking_id", None)
+    return booking_id.encode() if booking_id is not None else None
+
+
+def make_consumer(bootstrap: str, group_id: str, session_timeout_ms: int) -> AIOKafkaConsumer:
+    """The group member that reads commands; offsets are committed by hand."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+    )
 
 
 class Worker:
@@ -276,54 +305,99 @@ class Worker:
         metrics: AllocatorMetrics,
     ) -> None:
         self.consumer = consumer
-        self.producer = producer
+        self.shipper = Shipper(producer, events_topic)
         self.partitions = partitions
-        self.events_topic = events_topic
         self.metrics = metrics
 
-    async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        async with self.partitions.lock:
-            pending: list[asyncio.Future[object]] = []
+    async def handle(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], epoch: int
+    ) -> None:
+        """Apply ``batch``, fetched at takeover ``epoch``, and hand its events to the
+        producer; acknowledgements and the commit are waited for by a task, which the
+        next batch (or a revocation) awaits."""
+        parts = self.partitions
+        async with parts.lock:
+            outbox = self.shipper.outbox()
             offsets: dict[TopicPartition, int] = {}
+            counts = Counts()
             for tp, records in batch.items():
-                core = self.partitions.cores.get(tp.partition)
+                core = parts.cores.get(tp.partition)
                 if core is None:  # revoked, or still being taken over (then fetched again)
                     continue
-                for record in records:
-                    if record.offset < core.next_offset:
-                        continue
-                    for event in self._apply(core, record):
-                        pending.append(await self._send(event, tp.partition))
-                    offsets[tp] = record.offset + 1
-            await self._wait_for_acks(pending)
-            if await self._commit(offsets):
-                await self._snapshot(offsets)
-
-    def _apply(self, core: Allocator, record: ConsumerRecord[bytes, bytes]) -> list[Event]:
-        command = decode(record)
-        if command is None:
-            self.metrics.undecodable_total.inc()
-            return []
-        self.metrics.commands_total.labels(command.TYPE).inc()
-        return core.apply(record.offset, record.timestamp, command)
-
-    async def _send(self, event: Event, partition: int) -> asyncio.Future[object]:
-        self.metrics.events_total.labels(event.TYPE).inc()
-        try:
-            future: asyncio.Future[object] = await self.producer.send(
-                self.events_topic, event.pack(), key=event_key(event), partition=partition
+                if parts.installed[tp.partition] > epoch:
+                    # Fetched before the takeover's seek: not necessarily where the core
+                    # is. Fetch again from there.
+                    self.consumer.seek(tp, core.next_offset)
+                    continue
+                end = await self._apply(core, tp.partition, records, outbox, counts)
+                if end is not None:
+                    offsets[tp] = end
+            outbox.ship()
+            for tp in offsets:
+                core = parts.cores[tp.partition]
+                if parts.snapshots.due(tp.partition, core):
+                    parts.snapshots.take(tp.partition, core)
+            await parts.settle(keep=IN_FLIGHT_BATCHES - 1)
+            before = parts.in_flight[-1] if parts.in_flight else None
+            parts.in_flight.append(
+                asyncio.create_task(self._finish(before, outbox, offsets, counts))
             )
-        except KafkaError as e:
-            raise ProduceError(f"queueing a {event.TYPE} event failed: {e}") from e
-        return future
 
-    async def _wait_for_acks(self, pending: list[asyncio.Future[object]]) -> None:
-        if not pending:
-            return
-        try:
-            await asyncio.gather(*pending)
-        except KafkaError as e:
-            raise ProduceError(f"producing {len(pending)} events failed: {e}") from e
+    @staticmethod
+    async def _apply(
+        core: Allocator,
+        partition: int,
+        records: list[ConsumerRecord[bytes, bytes]],
+        outbox: Outbox,
+        counts: Counts,
+    ) -> int | None:
+        """Apply the records not applied yet, their events into ``outbox``.
+
+        Every ``YIELD_EVERY_RECORDS`` records the events so far are released to the
+        shipper (if it is idle) and the loop yields, so that they go out, the previous
+        batches' acknowledgements and commits come in, and heartbeats and fetches go on
+        while the batch is applied. Returns the offset after the last record applied, None
+        if there was none.
+        """
+        end = None
+        commands, events = counts.commands, counts.events
+        until_yield = YIELD_EVERY_RECORDS
+        for record in records:
+            until_yield -= 1
+            if not until_yield:
+                until_yield = YIELD_EVERY_RECORDS
+                outbox.release()
+                await asyncio.sleep(0)
+            offset = record.offset
+            if offset < core.next_offset:
+                continue
+            end = offset + 1
+            command = decode(record)
+            if command is None:
+                counts.undecodable += 1
+                continue
+            commands[command.TYPE] += 1
+            for event in core.apply(offset, record.timestamp, command):
+                events[event.TYPE] += 1
+                outbox.add(partition, event_key(event), event.pack())
+        return end
+
+    async def _finish(
+        self,
+        before: asyncio.Task[None] | None,
+        outbox: Outbox,
+        offsets: dict[TopicPartition, int],
+        counts: Counts,
+    ) -> None:
+        """Wait for the events' acknowledgements, then commit after ``before`` did."""
+        await outbox.acknowledged()
+        if before is not None:
+            await before
+        counts.publish(self.metrics)
+        await self._commit(offsets)
+
+    async def close(self) -> None:
+        await self.shipper.close()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         if not offsets:
@@ -336,29 +410,6 @@ class Worker:
             logger.warning("commit of %s failed after a rebalance: %s", offsets, e)
             return False
         return True
-
-    async def _snapshot(self, offsets: dict[TopicPartition, int]) -> None:
-        """Snapshot the cores that are due, now that their offsets are committed."""
-        parts = self.partitions
-        for tp in offsets:
-            core = parts.cores.get(tp.partition)
-            if core is None or not parts.snapshot_due(tp.partition, core):
-                continue
-            data = await asyncio.to_thread(core.snapshot)  # the lock keeps the core still
-            try:
-                await parts.store.write(self.producer, tp.partition, core.next_offset, data)
-            except SnapshotStoreError as e:
-                self.metrics.snapshot_failures_total.inc()
-                logger.warning("snapshot of partition %d not written: %s", tp.partition, e)
-                continue
-            parts.snapshotted[tp.partition] = (core.next_offset, core.now_ms)
-            self.metrics.snapshots_total.inc()
-            logger.info(
-                "partition %d snapshotted at offset %d (%d bytes)",
-                tp.partition,
-                core.next_offset,
-                len(data),
-            )
 
 
 async def tick(producer: AIOKafkaProducer, topic: str, partitions: Partitions) -> None:
@@ -396,41 +447,53 @@ async def run(
     metrics = AllocatorMetrics(registry)
     bootstrap = settings.connections.kafka_bootstrap
     topics = settings.connections.topics
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
-    )
-    await producer.start()
-    try:
+    producer = make_producer(bootstrap)
+    snapshot_producer = make_producer(bootstrap)  # chunks do not hold up the events
+    consumer = make_consumer(bootstrap, settings.group_id, settings.session_timeout_ms)
+    store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
+    cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)
+    snapshots = Snapshotter(store, snapshot_producer, cadence, metrics)
+    async with contextlib.AsyncExitStack() as stack:  # stopped in the reverse order
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        await snapshot_producer.start()
+        stack.push_async_callback(snapshot_producer.stop)
+        stack.push_async_callback(snapshots.close)
         await consumer.start()
-        try:
-            store = SnapshotStore(
-                bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes
-            )
-            partitions = Partitions(consumer, settings, store, metrics)
-            consumer.subscribe([topics.commands], listener=partitions)
-            worker = Worker(consumer, producer, partitions, topics.events, metrics)
-            ticker = asyncio.create_task(
-                tick_until(stop, producer, topics.commands, partitions, settings.tick_interval_s)
-            )
-            try:
-                while not stop.is_set():
-                    batch = await consumer.getmany(
-                        timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS
-                    )
-                    partitions.check()
-                    if batch:
-                        await worker.handle(batch)
-            finally:
-                ticker.cancel()
-                await asyncio.gather(ticker, return_exceptions=True)
-        finally:
-            await consumer.stop()
-    finally:
-        await producer.stop()
+        stack.push_async_callback(consumer.stop)
+        partitions = Partitions(consumer, settings, store, snapshots, metrics)
+        consumer.subscribe([topics.commands], listener=partitions)
+        worker = Worker(consumer, producer, partitions, topics.events, metrics)
+        stack.push_async_callback(worker.close)
+        await _loop(stop, consumer, partitions, worker, producer, settings)
     logger.info("allocator stopped")
+
+
+async def _loop(
+    stop: asyncio.Event,
+    consumer: AIOKafkaConsumer,
+    partitions: Partitions,
+    worker: Worker,
+    producer: AIOKafkaProducer,
+    settings: AllocatorSettings,
+) -> None:
+    topic = settings.connections.topics.commands
+    ticker = asyncio.create_task(
+        tick_until(stop, producer, topic, partitions, settings.tick_interval_s)
+    )
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS
+            )
+            epoch = partitions.epoch  # no await since the fetch: the takeovers before it
+            partitions.check()
+            if batch:
+                await worker.handle(batch, epoch)
+            await partitions.reap()  # learn of a failed batch even when idle
+        async with partitions.lock:
+            await partitions.settle()
+    finally:
+        await partitions.abandon()
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -114,7 +115,7 @@ class SnapshotStore:
                 continue
             parts = [chunks.get(k) for k in m.chunk_keys(partition)]
             data = b"".join(p for p in parts if p is not None)
-            if None in parts or len(data) != m.size or _digest(data) != m.sha256:
+            if None in parts or len(data) != m.size or await _digest(data) != m.sha256:
                 logger.warning("snapshot %d@%d is incomplete; trying older", partition, m.offset)
                 continue
             self._written[partition] = m
@@ -144,12 +145,18 @@ class SnapshotStore:
     async def write(
         self, producer: AIOKafkaProducer, partition: int, offset: int, data: bytes
     ) -> Manifest:
-        """Store ``data`` as the snapshot of ``partition`` at ``offset``; returns once acked."""
+        """Store ``data`` as the snapshot of ``partition`` at ``offset``; returns once acked.
+
+        Hashing and chunking hundreds of megabytes does not hold up the event loop: the
+        digest is computed in a thread, and each chunk is copied out only when sent.
+        """
         step = self.chunk_bytes
-        parts = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
-        m = Manifest(offset, len(parts), len(data), _digest(data))
-        keyed: list[tuple[bytes, bytes | None]] = list(
-            zip(m.chunk_keys(partition), parts, strict=True)
+        chunks = max(1, -(-len(data) // step))
+        m = Manifest(offset, chunks, len(data), await _digest(data))
+        view = memoryview(data)
+        keyed = (
+            (key, bytes(view[i * step : (i + 1) * step]))
+            for i, key in enumerate(m.chunk_keys(partition))
         )
         await self._send_all(producer, partition, keyed)
         await self._send_all(producer, partition, [(manifest_key(partition), m.pack())])
@@ -162,7 +169,10 @@ class SnapshotStore:
         return m
 
     async def _send_all(
-        self, producer: AIOKafkaProducer, partition: int, records: list[tuple[bytes, bytes | None]]
+        self,
+        producer: AIOKafkaProducer,
+        partition: int,
+        records: Iterable[tuple[bytes, bytes | None]],
     ) -> None:
         try:
             futures = [
@@ -194,5 +204,5 @@ def _collect(
         chunks[key] = value
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+async def _digest(data: bytes) -> str:
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())

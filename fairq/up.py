@@ -88,6 +88,7 @@ def _banner(base: str, s: UpSettings, note: str, redis_url: str, bootstrap: str)
     return f"""
 fairq is up.
   gateway        {base}
+  waiting room   {base}/rooms/{DEMO}   (open it in a browser)
   openapi        {base}/api/openapi.json
   metrics        {base}/metrics
   demo room      {base}/api/rooms/{DEMO}   (opens in {s.opens_in_s}s)

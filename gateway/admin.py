@@ -14,16 +14,16 @@ from aiohttp import web
 
 from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
+from gateway.commanding import send_commands
 from gateway.errors import ApiError
 from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import bearer, json_response, read_json
-from gateway.producer import CommandNotAccepted
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, room_view
 from gateway.state import GATEWAY, Gateway
 from schemas.campaign import ID_PATTERN, parse_campaign
 from schemas.commands import AddInventory
-from schemas.events import Event, InventoryAdded
+from schemas.events import InventoryAdded
 from schemas.fields import (
     only_keys,
     opt_str,
@@ -35,7 +35,14 @@ from schemas.fields import (
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
-from waitingroom.rooms import MAX_PREQUEUE_S, RoomConfig
+from waitingroom.pow import MAX_DIFFICULTY
+from waitingroom.rooms import (
+    ADMISSION_MODES,
+    MAX_PREQUEUE_S,
+    MAX_RAMP_S,
+    AdmissionChange,
+    RoomConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +56,22 @@ ROOM_FIELDS = frozenset(
         "max_active",
         "hold_s",
         "admit_window_s",
+        "ramp_s",
+        "admission_mode",
+        "pow_difficulty",
     }
 )
-ADMISSION_FIELDS = frozenset({"rate_per_s", "max_active"})
+ADMISSION_FIELDS = frozenset(
+    {"rate_per_s", "max_active", "ramp_s", "admission_mode", "pow_difficulty"}
+)
+INT_FIELDS = frozenset(
+    {"max_active", "hold_s", "admit_window_s", "prequeue_s", "ramp_s", "pow_difficulty"}
+)
 INVENTORY_FIELDS = frozenset({"schedules", "slots"})
 CODE_FIELDS = frozenset({"group", "count"})
 MAX_CODES_PER_CALL = 100_000
 MAX_RATE_PER_S = 1_000_000.0
+MAX_ACTIVE = 10_000_000
 
 routes = web.RouteTableDef()
 
@@ -70,16 +86,8 @@ def require_operator(request: web.Request) -> Gateway:
 
 async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str, Any]:
     """Put inventory on the commands topic and wait for the allocator's answers."""
-    with gw.views.expect([c.command_id for c in commands]) as futures:
-        try:
-            for command in commands:
-                await gw.commands.send(command.county, command)
-        except CommandNotAccepted as e:
-            raise ApiError(503, "unavailable", f"the inventory was not accepted: {e}") from e
-        done: set[asyncio.Future[Event]] = set()
-        if gw.settings.inventory_wait_s > 0:
-            done, _ = await asyncio.wait(futures.values(), timeout=gw.settings.inventory_wait_s)
-    answers = [f.result() for f in done]
+    keyed = [(c.county, c) for c in commands]
+    answers = await send_commands(gw, keyed, gw.settings.inventory_wait_s)
     refused = [
         {"center": a.center, "reason": a.reason}
         for a in answers
@@ -197,10 +205,13 @@ async def put_room(request: web.Request) -> web.Response:
         campaign=campaign,
         opens_at_s=_opens_at(body, gw.clock(), old.opens_at_s if old else None),
         rate_per_s=_num(body, "rate_per_s", defaults.rate_per_s, MAX_RATE_PER_S),
-        max_active=int(_num(body, "max_active", defaults.max_active, 10_000_000)),
+        max_active=int(_num(body, "max_active", defaults.max_active, MAX_ACTIVE)),
         hold_s=int(_num(body, "hold_s", defaults.hold_s, 86_400, lo=60)),
         admit_window_s=int(_num(body, "admit_window_s", defaults.admit_window_s, 86_400, lo=10)),
         prequeue_s=int(_num(body, "prequeue_s", defaults.prequeue_s, MAX_PREQUEUE_S)),
+        ramp_s=int(_num(body, "ramp_s", defaults.ramp_s, MAX_RAMP_S)),
+        admission_mode=_mode(body) or defaults.admission_mode,
+        pow_difficulty=int(_num(body, "pow_difficulty", defaults.pow_difficulty, MAX_DIFFICULTY)),
     )
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
@@ -219,9 +230,18 @@ def _room_config(**fields: Any) -> RoomConfig:
 def _num(body: Mapping[str, Any], key: str, default: float, hi: float, lo: float = 0) -> float:
     if body.get(key) is None:
         return default
-    if key in ("max_active", "hold_s", "admit_window_s", "prequeue_s"):
+    if key in INT_FIELDS:
         return req_int(body, key, lo=int(lo), hi=int(hi))
     return req_number(body, key, lo=lo, hi=hi)
+
+
+def _mode(body: Mapping[str, Any]) -> str | None:
+    mode = opt_str(body, "admission_mode", max_len=16)
+    if mode is not None and mode not in ADMISSION_MODES:
+        raise ApiError(
+            400, "invalid_request", f"'admission_mode' must be one of {', '.join(ADMISSION_MODES)}"
+        )
+    return mode
 
 
 async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
@@ -262,14 +282,29 @@ async def put_admission(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     body = await read_json(request)
     only_keys(body, ADMISSION_FIELDS, "the admission body")
-    config = view.snap.config
-    rate = _num(body, "rate_per_s", config.rate_per_s, MAX_RATE_PER_S)
-    max_active = int(_num(body, "max_active", config.max_active, 10_000_000))
+    change = _admission_change(body)
+    await gw.store.set_admission(view.snap.config.name, change)
+    return await _reloaded(gw, view)
+
+
+def _admission_change(body: Mapping[str, Any]) -> AdmissionChange:
+    """The settings a body names (others stay as they are), each checked."""
+
+    def opt(key: str, hi: float) -> float | None:
+        return None if body.get(key) is None else _num(body, key, 0, hi)
+
+    rate, max_active = opt("rate_per_s", MAX_RATE_PER_S), opt("max_active", MAX_ACTIVE)
+    ramp, difficulty = opt("ramp_s", MAX_RAMP_S), opt("pow_difficulty", MAX_DIFFICULTY)
     try:
-        await gw.store.set_admission(config.name, rate, max_active)
+        return AdmissionChange(
+            rate_per_s=rate,
+            max_active=None if max_active is None else int(max_active),
+            ramp_s=None if ramp is None else int(ramp),
+            admission_mode=_mode(body),
+            pow_difficulty=None if difficulty is None else int(difficulty),
+        )
     except InvalidRoomConfig as e:
         raise ApiError(400, "invalid_request", str(e)) from e
-    return await _reloaded(gw, view)
 
 
 @routes.get("/api/admin/rooms/{room}/stats")
@@ -294,7 +329,11 @@ def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "opens_at": iso_s(config.opens_at_s),
         "opened_at": iso_s(snap.opened_at_s),
         "rate_per_s": config.rate_per_s,
+        "rate_now_per_s": round(snap.rate_at(gw.clock()), 3),
         "max_active": config.max_active,
+        "ramp_s": config.ramp_s,
+        "admission_mode": config.admission_mode,
+        "pow_difficulty": config.pow_difficulty,
         "hold_s": config.hold_s,
         "admit_window_s": config.admit_window_s,
         "prequeue_s": config.prequeue_s,

@@ -7,29 +7,32 @@ import base64
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
 from gateway.bookingviews import BookingView
-from gateway.campaigns import center_county, county_ids
+from gateway.campaigns import center_county, county_ids, load_public
+from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
 from gateway.producer import CommandNotAccepted
-from gateway.rooms import room_view
+from gateway.roomcache import RoomView
+from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
-from schemas.commands import Book, Cancel, Confirm
+from schemas.commands import Book, Cancel, Confirm, Move
 from schemas.events import Event, Failed
-from schemas.fields import only_keys, opt_date, opt_str, req_str
+from schemas.fields import only_keys, opt_date, opt_str, opt_time_of_day, req_bool, req_str
 from waitingroom import keys
 from waitingroom.errors import TicketError, TicketExpired, WrongRoom
 from waitingroom.tickets import BookingToken
 
-BOOKING_FIELDS = frozenset({"county", "center", "earliest"})
+WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
+BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
+MOVE_FIELDS = frozenset({"center", "earliest", "time_of_day"})
 BOOKING_RECORD_TTL_S = 90 * 86400
-RETRY_AFTER_S = "2"
 
 routes = web.RouteTableDef()
 
@@ -44,9 +47,15 @@ def booking_id_for(token: BookingToken) -> str:
     return "bk_" + base64.b32encode(digest).decode()[:24].lower()
 
 
-def verify_booking_token(gw: Gateway, raw: str, room: str | None = None) -> BookingToken:
+def verify_booking_token(
+    gw: Gateway, raw: str, room: str | None = None, *, for_booking_made: bool = False
+) -> BookingToken:
+    """The booking token in ``raw``. Its expiry limits the time to *make* the booking;
+    the booking it made stays readable and changeable with it (``for_booking_made``)."""
     try:
-        return gw.signer.verify_booking_token(raw, gw.clock(), room)
+        return gw.signer.verify_booking_token(
+            raw, gw.clock(), room, check_expiry=not for_booking_made
+        )
     except WrongRoom as e:
         raise ApiError(403, "wrong_room", "this booking token belongs to another room") from e
     except TicketExpired as e:
@@ -60,22 +69,55 @@ class Wish:
     county: str
     center: str | None
     earliest: str | None
+    time_of_day: str | None
+    waitlist: bool = False
 
 
-def read_wish(body: Mapping[str, Any], campaign: Mapping[str, Any] | None) -> Wish:
-    """The booking wish of a body, checked against the campaign's counties and centers."""
-    county = req_str(body, "county")
+def read_wish(
+    body: Mapping[str, Any], campaign: Mapping[str, Any] | None, county: str | None = None
+) -> Wish:
+    """The booking wish of a body, checked against the campaign's counties and centers.
+
+    ``county`` is the booking's county when the wish moves an existing booking.
+    """
+    if county is None:
+        county = req_str(body, "county")
+        if county not in county_ids(campaign):
+            raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
     center = opt_str(body, "center")
     earliest = opt_date(body, "earliest")
-    if county not in county_ids(campaign):
-        raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
+    time_of_day = opt_time_of_day(body, "time_of_day")
+    waitlist = body.get("waitlist") is not None and req_bool(body, "waitlist")
     if center is not None:
         in_county = center_county(campaign, center)
         if in_county is None:
             raise ApiError(400, "unknown_center", f"there is no center {center!r}")
         if in_county != county:
-            raise ApiError(400, "center_not_in_county", "that center is not in that county")
-    return Wish(county, center, earliest.isoformat() if earliest else None)
+            raise ApiError(400, "center_not_in_county", f"that center is not in {county}")
+    return Wish(county, center, earliest.isoformat() if earliest else None, time_of_day, waitlist)
+
+
+def book_command(
+    wish: Wish,
+    booking_id: str,
+    campaign: str,
+    identity: str,
+    hold_s: int,
+    group: str | None,
+) -> Book:
+    return Book(
+        command_id=new_command_id(),
+        booking_id=booking_id,
+        campaign=campaign,
+        identity=identity,
+        county=wish.county,
+        center=wish.center,
+        earliest=wish.earliest,
+        hold_s=hold_s,
+        group=group,
+        time_of_day=wish.time_of_day,
+        waitlist=wish.waitlist,
+    )
 
 
 @routes.post("/api/rooms/{room}/bookings")
@@ -87,32 +129,66 @@ async def create_booking(request: web.Request) -> web.Response:
     body = await read_json(request)
     only_keys(body, BOOKING_FIELDS, "the booking body")
     wish = read_wish(body, view.campaign)
-    booking_id = booking_id_for(token)
-    used_key = keys.token_booking(token.token_id)
-    if not await gw.redis.set(used_key, booking_id, nx=True, ex=BOOKING_RECORD_TTL_S):
-        raise ApiError(
-            409,
-            "token_used",
-            "this booking token has made its booking already",
-            extra={"booking_id": booking_id},
-        )
-    config = view.snap.config
-    command = Book(
-        command_id=new_command_id(),
-        booking_id=booking_id,
-        campaign=config.campaign,
-        identity=token.identity,
-        county=wish.county,
-        center=wish.center,
-        earliest=wish.earliest,
-        hold_s=config.hold_s,
-        group=token.group,
+    command, used_key = await claim_booking(
+        gw, view, token, wish, ("token_used", "this booking token has made its booking already")
     )
     await place(gw, command, [*("room", token.room), *("position", token.position)], used_key)
     await gw.store.booking_started(
         token.room, token.position, gw.clock() + command.hold_s + gw.settings.booking_grace_s
     )
-    return json_response({"booking_id": booking_id, "state": "pending"}, status=202)
+    return json_response({"booking_id": command.booking_id, "state": "pending"}, status=202)
+
+
+async def claim_booking(
+    gw: Gateway, view: RoomView, token: BookingToken, wish: Wish, used: tuple[str, str]
+) -> tuple[Book, str]:
+    """The Book a token makes, once: its used-key is set, or 409 with ``used`` (code, text)."""
+    booking_id = booking_id_for(token)
+    used_key = keys.token_booking(token.token_id)
+    if not await gw.redis.set(used_key, booking_id, nx=True, ex=BOOKING_RECORD_TTL_S):
+        raise ApiError(409, *used, extra={"booking_id": booking_id})
+    config = view.snap.config
+    command = book_command(
+        wish, booking_id, config.campaign, token.identity, config.hold_s, token.group
+    )
+    return command, used_key
+
+
+@routes.post("/api/rooms/{room}/waitlist")
+async def join_waitlist(request: web.Request) -> web.Response:
+    """A visitor of a sold-out room waits on the county's waitlist for a later offer.
+
+    Taken only while the room is sold out, so the waitlist is no way around the
+    line. One waitlist booking per ticket; the answer carries a booking token that
+    reads, confirms and cancels that booking (and can make no other).
+    """
+    gw = request.app[GATEWAY]
+    name = request.match_info["room"]
+    view = await room_view(gw, name)
+    ticket = verify_ticket(gw, bearer(request, cookie=TICKET_COOKIE), name)
+    body = await read_json(request)
+    only_keys(body, WISH_FIELDS, "the waitlist body")
+    wish = replace(read_wish(body, view.campaign), waitlist=True)
+    if not view.snap.sold_out:
+        raise ApiError(409, "not_sold_out", "the room is not sold out; wait for your turn")
+    token = BookingToken(
+        room=name,
+        ticket_id=ticket.ticket_id,
+        position=0,  # not a place on the timeline: the admitter frees nothing for it
+        identity=ticket_identity(ticket),
+        group=ticket.group,
+        expires_at_s=gw.clock(),  # already expired: it can make no booking of its own
+    )
+    command, used_key = await claim_booking(
+        gw, view, token, wish, ("already_waiting", "this ticket is on the waitlist already")
+    )
+    await place(gw, command, [*("waitlist_room", name)], used_key)
+    body_out = {
+        "booking_id": command.booking_id,
+        "state": "pending",
+        "booking_token": gw.signer.sign_booking_token(token),
+    }
+    return json_response(body_out, status=202)
 
 
 async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:
@@ -149,7 +225,7 @@ async def _own_booking(request: web.Request, token_param: bool = False) -> tuple
     gw = request.app[GATEWAY]
     booking_id = request.match_info["booking_id"]
     raw = bearer(request, query="token" if token_param else None)
-    token = verify_booking_token(gw, raw)
+    token = verify_booking_token(gw, raw, for_booking_made=True)
     if booking_id_for(token) != booking_id:
         raise ApiError(403, "not_your_booking", "this token did not make that booking")
     return gw, booking_id
@@ -193,9 +269,9 @@ async def booking_events(request: web.Request) -> web.StreamResponse:
 
 
 async def send_and_answer(
-    gw: Gateway, view: BookingView, command: Confirm | Cancel
+    gw: Gateway, view: BookingView, command: Confirm | Cancel | Move
 ) -> web.Response:
-    """Send a confirm/cancel and wait briefly for the allocator's answer."""
+    """Send a confirm, cancel or move and wait briefly for the allocator's answer."""
     if view.county is None:
         raise ApiError(409, "pending", "the booking has no answer yet; try again shortly")
     with gw.views.expect([command.command_id]) as futures:
@@ -245,6 +321,39 @@ async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
         )
     campaign = view.campaign or ""
     return await send_and_answer(gw, view, Cancel(new_command_id(), booking_id, campaign))
+
+
+async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) -> web.Response:
+    """Move a held or confirmed booking to the best pair for a new wish, atomically.
+
+    The pair stays in the booking's county (its partition has one writer); the old
+    pair is given back only when the allocator has taken the new one.
+    """
+    only_keys(body, MOVE_FIELDS, "the move body")
+    view = await current_view(gw, booking_id)
+    if view.state not in ("held", "confirmed") or view.campaign is None:
+        raise ApiError(
+            409,
+            "not_movable",
+            f"only a held or confirmed booking can be moved; it is {view.state}",
+            extra={"booking": view.to_json()},
+        )
+    wish = read_wish(body, await load_public(gw, view.campaign), county=view.county)
+    command = Move(
+        new_command_id(),
+        booking_id,
+        view.campaign,
+        center=wish.center,
+        earliest=wish.earliest,
+        time_of_day=wish.time_of_day,
+    )
+    return await send_and_answer(gw, view, command)
+
+
+@routes.post("/api/bookings/{booking_id}/move")
+async def move(request: web.Request) -> web.Response:
+    gw, booking_id = await _own_booking(request)
+    return await move_booking(gw, booking_id, await read_json(request))
 
 
 @routes.post("/api/bookings/{booking_id}/confirm")

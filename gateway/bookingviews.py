@@ -28,11 +28,12 @@ from schemas.events import (
     CountySummary,
     Event,
     Expired,
-    Failed,
     Held,
-    InventoryAdded,
+    Moved,
+    Offered,
     Rejected,
     Summary,
+    Waitlisted,
     decode_event,
 )
 
@@ -42,10 +43,12 @@ POLL_MS = 200  # how long one fetch waits before the stop flag is looked at agai
 FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})
 _STATE_OF: dict[type, str] = {
     Held: "held",
+    Offered: "held",
     Confirmed: "confirmed",
     Rejected: "rejected",
     Expired: "expired",
     Cancelled: "cancelled",
+    Waitlisted: "waitlisted",
 }
 
 
@@ -63,6 +66,8 @@ class BookingView:
     appointments: tuple[Appointment, ...] = ()
     hold_expires_at_ms: int | None = None
     reason: str | None = None
+    offered: bool = False  # the pair was offered from the waitlist
+    moves: int = 0  # times the booking was moved to another pair
 
     @property
     def final(self) -> bool:
@@ -87,6 +92,8 @@ class BookingView:
             if held and self.hold_expires_at_ms
             else None,
             "reason": self.reason,
+            "offered": self.offered,
+            "moves": self.moves,
         }
 
 
@@ -111,9 +118,9 @@ class BookingViews:
             counties.update(event.counties)
             self.pairs_left[event.campaign] = sum(c.pairs_left for c in counties.values())
             return
-        if isinstance(event, Held | Confirmed | Rejected | Expired | Cancelled):
+        if isinstance(event, BookingEvent):
             self._apply_change(event)
-        self._answer(event)
+        self._answer(event.command_id, event)
 
     def _apply_change(self, event: BookingEvent) -> None:
         view = self.views.get(event.booking_id)
@@ -122,23 +129,25 @@ class BookingViews:
         if event.rev <= view.rev:
             return
         view.rev = event.rev
-        view.state = _STATE_OF[type(event)]
+        view.state = _STATE_OF.get(type(event), view.state)  # a move keeps the state
         view.campaign = event.campaign
-        if isinstance(event, Held):
+        if isinstance(event, Held | Waitlisted):
             view.county = event.county
+        if isinstance(event, Held | Offered | Moved | Confirmed):
             view.appointments = event.appointments
+        if isinstance(event, Held | Offered | Moved):
             view.hold_expires_at_ms = event.hold_expires_at_ms
-        elif isinstance(event, Confirmed):
-            view.appointments = event.appointments
+        if isinstance(event, Offered):
+            view.offered = True
+        elif isinstance(event, Moved):
+            view.moves += 1
         elif isinstance(event, Rejected):
             view.reason = event.reason
         for queue in self._watchers.get(event.booking_id, ()):
             queue.put_nowait(view)
 
-    def _answer(
-        self, event: Held | Confirmed | Rejected | Expired | Cancelled | Failed | InventoryAdded
-    ) -> None:
-        future = self._answers.pop(event.command_id, None)
+    def _answer(self, command_id: str, event: Event) -> None:
+        future = self._answers.pop(command_id, None)
         if future is not None and not future.done():
             future.set_result(event)
 

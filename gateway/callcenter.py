@@ -1,4 +1,4 @@
-"""Call-center routes: agents book, look up, confirm and cancel for a caller.
+"""Call-center routes: agents book, look up, move, confirm and cancel for a caller.
 
 Agents authenticate with their own key (``FAIRQ_AGENT_KEYS``, ``agent:key`` pairs)
 or the operator key. A caller identifies with the access code from their letter,
@@ -18,10 +18,12 @@ import secrets
 from aiohttp import web
 
 from gateway.bookings import (
+    BOOKING_FIELDS,
+    book_command,
     cancel_booking,
     confirm_booking,
     current_view,
-    new_command_id,
+    move_booking,
     place,
     read_wish,
 )
@@ -29,13 +31,12 @@ from gateway.campaigns import load_public
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
 from gateway.state import GATEWAY, Gateway
-from schemas.commands import Book
 from schemas.fields import only_keys, req_str
 from waitingroom.codes import code_group, code_identity, hash_code
 
 logger = logging.getLogger(__name__)
 
-PHONE_BOOKING_FIELDS = frozenset({"access_code", "county", "center", "earliest"})
+PHONE_BOOKING_FIELDS = BOOKING_FIELDS | {"access_code"}
 
 routes = web.RouteTableDef()
 
@@ -69,17 +70,9 @@ async def phone_booking(request: web.Request) -> web.Response:
         raise ApiError(
             403, "invalid_access_code", "this access code is not valid for this campaign"
         )
-    command = Book(
-        command_id=new_command_id(),
-        booking_id=new_booking_id(),
-        campaign=campaign,
-        identity=code_identity(hash_code(code)),
-        county=wish.county,
-        center=wish.center,
-        earliest=wish.earliest,
-        hold_s=int(public.get("hold_s", 600)),
-        group=group,
-    )
+    identity = code_identity(hash_code(code))
+    hold_s = int(public.get("hold_s", 600))
+    command = book_command(wish, new_booking_id(), campaign, identity, hold_s, group)
     with gw.views.expect([command.command_id]) as answers:
         await place(gw, command, [*("agent", agent)])
         logger.info("agent %s booked %s for a caller", agent, command.booking_id)
@@ -101,6 +94,14 @@ async def phone_confirm(request: web.Request) -> web.Response:
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s confirms %s", agent, booking_id)
     return await confirm_booking(gw, booking_id)
+
+
+@routes.post("/api/callcenter/bookings/{booking_id}/move")
+async def phone_move(request: web.Request) -> web.Response:
+    gw, agent = require_agent(request)
+    booking_id = request.match_info["booking_id"]
+    logger.info("agent %s moves %s", agent, booking_id)
+    return await move_booking(gw, booking_id, await read_json(request))
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/cancel")

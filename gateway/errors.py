@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -14,8 +13,6 @@ from redis.exceptions import RedisError
 from schemas import SchemaError
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
@@ -62,26 +59,30 @@ _HTTP_CODES = {
 }
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error; an unexpected one is logged and becomes a 500."""
-    try:
-        return await handler(request)
-    except ApiError as e:
+ANSWERED = (ApiError, SchemaError, RedisError, KafkaError, web.HTTPException)
+
+
+def error_answer(request: web.Request, e: Exception) -> web.Response:
+    """The JSON answer for one of the ``ANSWERED`` failures, raised serving ``request``.
+
+    Re-raises an HTTPException below 400 (a redirect is an answer, not a failure).
+    """
+    if isinstance(e, ApiError):
         return error_response(e.status, e.code, e.message, e.headers, e.extra)
-    except SchemaError as e:
+    if isinstance(e, SchemaError):
         return error_response(400, e.code, e.message)
-    except (RedisError, KafkaError) as e:
+    if isinstance(e, RedisError | KafkaError):
         logger.warning("backend unavailable on %s %s: %r", request.method, request.path, e)
         return error_response(
             503, "unavailable", "a backend is unavailable; try again shortly", {"Retry-After": "2"}
         )
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
+    if isinstance(e, web.HTTPException) and e.status >= 400:
         code = _HTTP_CODES.get(e.status, "http_error")
         allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         return error_response(e.status, code, e.reason, allow)
-    except Exception:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error; it has been logged")
+    raise e
+
+
+def internal_error() -> web.Response:
+    """The answer to a failure nobody expected (log it where it is caught)."""
+    return error_response(500, "internal", "internal error; it has been logged")

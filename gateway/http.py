@@ -22,6 +22,8 @@ def json_response(
 
 async def read_json(request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:
     """The request's JSON object; an empty body is ``{}`` when ``optional``."""
+    if optional and not request.body_exists:  # nothing to read (most anonymous joins)
+        return {}
     raw = await request.read()
     if not raw.strip():
         if optional:

@@ -1,56 +1,96 @@
-"""Prometheus metrics of one gateway process, on a registry of its own."""
+"""Prometheus metrics of one gateway process, on a registry of its own.
+
+The per-request figures (requests by route and status, their latency, joins by
+kind) are plain counters in this process's memory, exported at scrape time by a
+collector: a request adds to a dict entry, with no label lookup and no lock (the
+gateway is one event loop). The rest are ordinary ``prometheus_client`` metrics.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 if TYPE_CHECKING:
     from gateway.bookingviews import BookingViews
     from gateway.roomcache import RoomCache
 
+LATENCY_BUCKETS_S = tuple(b for b in Histogram.DEFAULT_BUCKETS if b != float("inf"))
+
+
+class RequestCounters:
+    """Requests by (route, status), their latency by route, joins by kind; a collector."""
+
+    def __init__(self, buckets_s: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
+        self._buckets_s = buckets_s
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}  # per bucket (+Inf last), then the sum
+        self.joins: dict[str, int] = {}
+
+    def observe(self, route: str, status: int, seconds: float | None) -> None:
+        """One answered request; ``seconds`` None for an event stream (not a latency)."""
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if seconds is None:
+            return
+        counts = self.latency.get(route)
+        if counts is None:
+            counts = self.latency[route] = [0.0] * (len(self._buckets_s) + 2)
+        counts[bisect_left(self._buckets_s, seconds)] += 1  # buckets hold values <= le
+        counts[-1] += seconds
+
+    def joined(self, kind: str) -> None:
+        self.joins[kind] = self.joins.get(kind, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "fairq_gateway_requests",
+            "HTTP requests by route and status",
+            labels=["route", "status"],
+        )
+        for (route, status), count in sorted(self.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        latency = HistogramMetricFamily(
+            "fairq_gateway_request_seconds",
+            "HTTP request latency (not of event streams)",
+            labels=["route"],
+        )
+        bounds = [*map(str, self._buckets_s), "+Inf"]
+        for route, counts in sorted(self.latency.items()):
+            cumulative: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, in_bucket in zip(bounds, counts[:-1], strict=True):
+                running += in_bucket
+                cumulative.append((bound, running))
+            latency.add_metric([route], cumulative, sum_value=counts[-1])
+        joins = CounterMetricFamily(
+            "fairq_gateway_joins", "Joins by kind of ticket", labels=["kind"]
+        )
+        for kind, count in sorted(self.joins.items()):
+            joins.add_metric([kind], count)
+        yield from (requests, latency, joins)
+
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.requests_total = Counter(
-            "fairq_gateway_requests_total",
-            "HTTP requests by route and status",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self.request_seconds = Histogram(
-            "fairq_gateway_request_seconds",
-            "HTTP request latency (not of event streams)",
-            ["route"],
-            registry=self.registry,
-        )
-        self.joins_total = Counter(
-            "fairq_gateway_joins_total", "Joins by kind of ticket", ["kind"], registry=self.registry
-        )
+        self.counters = RequestCounters()
+        self.registry.register(self.counters)
         self.bookings_total = Counter(
             "fairq_gateway_bookings_total", "Booking requests accepted", registry=self.registry
         )
         self.streams = Gauge(
             "fairq_gateway_streams", "Open event streams", ["kind"], registry=self.registry
         )
-
-    def middleware(self) -> Middleware:
-        @web.middleware
-        async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
-            route = request.match_info.route.resource
-            name = route.canonical if route is not None else "unmatched"
-            with self.request_seconds.labels(name).time():
-                response = await handler(request)
-            self.requests_total.labels(name, str(response.status)).inc()
-            return response
-
-        return count
 
 
 class DashboardCollector:

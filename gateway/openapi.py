@@ -57,34 +57,63 @@ STATUS = _obj(
         "eta_s": NULL_NUM,
         "chance": {"enum": ["likely", "unlikely", "none", None]},
         "booking_token": STR,
+        "waitlist": {"type": "string", "description": "when sold out: where to join the waitlist"},
     },
     ["room", "ticket", "state", "position", "eta_s", "chance"],
 )
 APPOINTMENT = _obj({"dose": INT, "center": STR, "center_name": STR, "vaccine": STR, "start": STR})
+BOOKING_STATES = ["pending", "held", "confirmed", "rejected", "expired", "cancelled", "waitlisted"]
 BOOKING = _obj(
     {
         "booking_id": STR,
-        "state": {"enum": ["pending", "held", "confirmed", "rejected", "expired", "cancelled"]},
+        "state": {"enum": BOOKING_STATES},
         "appointments": {"type": "array", "items": APPOINTMENT},
         "hold_expires_at": NULL_STR,
         "reason": NULL_STR,
+        "offered": {"type": "boolean", "description": "the pair came from the waitlist"},
+        "moves": INT,
     },
-    ["booking_id", "state", "appointments", "hold_expires_at", "reason"],
+    ["booking_id", "state", "appointments", "hold_expires_at", "reason", "offered", "moves"],
 )
+DATE = {"type": "string", "format": "date"}
+TIME_OF_DAY = {"enum": ["morning", "afternoon", "evening"]}
+WISH = {"county": STR, "center": STR, "earliest": DATE, "time_of_day": TIME_OF_DAY}
+MOVE = _obj({"center": STR, "earliest": DATE, "time_of_day": TIME_OF_DAY})
+WAITLIST_FLAG = {"waitlist": {"type": "boolean", "description": "wait for an offer if none"}}
+POW = _obj(
+    {"challenge": STR, "solution": {"type": ["string", "integer"]}}, ["challenge", "solution"]
+)
+CHALLENGE = _obj(
+    {
+        "room": STR,
+        "required": {"type": "boolean"},
+        "difficulty": INT,
+        "challenge": STR,
+        "expires_in_s": NUM,
+        "algorithm": STR,
+    },
+    ["room", "required", "difficulty", "challenge", "expires_in_s", "algorithm"],
+)
+ADMISSION = {
+    "rate_per_s": NUM,
+    "max_active": INT,
+    "ramp_s": INT,
+    "admission_mode": {"enum": ["manual", "auto"]},
+    "pow_difficulty": {"type": "integer", "minimum": 0, "maximum": 28},
+}
 ROOM_STATS = {"type": "object", "description": "room counters and inventory per county"}
 ANY_OBJ = {"type": "object"}
 
 
 def _callcenter_paths() -> dict[str, Any]:
     booking = "/api/callcenter/bookings/{booking_id}"
-    wish = {"county": STR, "center": STR, "earliest": {"type": "string", "format": "date"}}
     return {
         "/api/callcenter/campaigns/{campaign}/bookings": {
             "post": _op(
                 "book a pair for a caller with their access code",
                 {"201": ("answered", BOOKING), "202": ("no answer yet", BOOKING)},
                 (400, 401, 403, 404, 503),
-                _obj({"access_code": STR, **wish}, ["access_code", "county"]),
+                _obj({"access_code": STR, **WISH, **WAITLIST_FLAG}, ["access_code", "county"]),
                 "agent",
             )
         },
@@ -109,6 +138,15 @@ def _callcenter_paths() -> dict[str, Any]:
             }
             for action in ("confirm", "cancel")
         },
+        f"{booking}/move": {
+            "post": _op(
+                "move a booking for a caller to another pair in its county, atomically",
+                {"200": ("moved", BOOKING), "202": ("no answer yet", BOOKING)},
+                (400, 401, 403, 404, 409, 503),
+                MOVE,
+                "agent",
+            )
+        },
     }
 
 
@@ -123,10 +161,27 @@ def _paths() -> dict[str, Any]:
         f"{room_p}/join": {
             "post": _op(
                 "join the room's queue (optional access code); 409 too_early before the"
-                " pre-queue opens (opens_prequeue_at), 429 rate_limited with Retry-After",
+                " pre-queue opens (opens_prequeue_at), 429 rate_limited with Retry-After;"
+                " when the room asks for proof of work, an anonymous join needs 'pow'"
+                " (403 pow_required with challenge_url, pow_invalid, pow_expired)",
                 {"200": ("a ticket and its status", STATUS)},
                 (400, 403, 404, 409, 429),
-                _obj({"access_code": STR}),
+                _obj({"access_code": STR, "pow": POW}),
+            )
+        },
+        f"{room_p}/challenge": {
+            "get": _op(
+                "a signed proof-of-work challenge for a join (stateless, valid expires_in_s)",
+                {"200": ("challenge", CHALLENGE)},
+                (404,),
+            )
+        },
+        "/rooms/{room}": {
+            "get": _op(
+                "the waiting-room page (self-contained HTML)",
+                {"200": ("HTML", STR)},
+                (404,),
+                media="text/html",
             )
         },
         f"{room_p}/status": {
@@ -153,15 +208,22 @@ def _paths() -> dict[str, Any]:
                 "request a paired appointment",
                 {"202": ("accepted", _obj({"booking_id": STR, "state": STR}))},
                 (400, 401, 403, 404, 409, 503),
-                _obj(
-                    {
-                        "county": STR,
-                        "center": STR,
-                        "earliest": {"type": "string", "format": "date"},
-                    },
-                    ["county"],
-                ),
+                _obj({**WISH, **WAITLIST_FLAG}, ["county"]),
                 "booking_token",
+            )
+        },
+        f"{room_p}/waitlist": {
+            "post": _op(
+                "join the county's waitlist while the room is sold out (one per ticket)",
+                {
+                    "202": (
+                        "accepted",
+                        _obj({"booking_id": STR, "state": STR, "booking_token": STR}),
+                    )
+                },
+                (400, 401, 403, 404, 409, 503),
+                _obj(WISH, ["county"]),
+                "ticket",
             )
         },
         "/api/bookings/{booking_id}": {
@@ -189,6 +251,15 @@ def _paths() -> dict[str, Any]:
                 {"200": ("confirmed", BOOKING), "202": ("no answer yet", BOOKING)},
                 (401, 403, 404, 409, 503),
                 None,
+                "booking_token",
+            )
+        },
+        "/api/bookings/{booking_id}/move": {
+            "post": _op(
+                "move a held or confirmed booking to another pair in its county, atomically",
+                {"200": ("moved", BOOKING), "202": ("no answer yet", BOOKING)},
+                (400, 401, 403, 404, 409, 503),
+                MOVE,
                 "booking_token",
             )
         },
@@ -226,6 +297,38 @@ def _paths() -> dict[str, Any]:
                 "operator",
             )
         },
+        "/api/admin/campaigns/{campaign}/inventory/remove": {
+            "post": _op(
+                "remove slots (start times) of a center and vaccine, all or none",
+                {"200": ("removed", ANY_OBJ), "202": ("no answer yet", ANY_OBJ)},
+                (400, 403, 404, 409, 503),
+                _obj(
+                    {"center": STR, "vaccine": STR, "starts": {"type": "array", "items": STR}},
+                    ["center", "vaccine", "starts"],
+                ),
+                "operator",
+            )
+        },
+        "/api/admin/campaigns/{campaign}/reserves": {
+            "post": _op(
+                "reserve a share of a center's slots on days for a priority group",
+                {"200": ("answered", ANY_OBJ), "202": ("not all answered yet", ANY_OBJ)},
+                (400, 403, 404, 503),
+                _obj(
+                    {
+                        "center": STR,
+                        "from": DATE,
+                        "to": DATE,
+                        "group": STR,
+                        "share_pct": INT,
+                        "mode": {"enum": ["over_and_above", "minimum_guarantee"]},
+                        "release_at": {"type": "string", "format": "date-time"},
+                    },
+                    ["center", "from", "group", "share_pct", "mode", "release_at"],
+                ),
+                "operator",
+            )
+        },
         "/api/admin/campaigns/{campaign}/appointments.csv": {
             "get": _op(
                 "confirmed appointments as CSV (query: center, day)",
@@ -256,11 +359,10 @@ def _paths() -> dict[str, Any]:
                         "campaign": STR,
                         "opens_at": STR,
                         "opens_in_s": NUM,
-                        "rate_per_s": NUM,
-                        "max_active": INT,
                         "hold_s": INT,
                         "admit_window_s": INT,
                         "prequeue_s": INT,
+                        **ADMISSION,
                     }
                 ),
                 "operator",
@@ -280,10 +382,11 @@ def _paths() -> dict[str, Any]:
         },
         f"{admin_room}/admission": {
             "put": _op(
-                "set admission rate and cap on active bookers",
+                "change admission live: rate, cap on active bookers, ramp at opening,"
+                " manual/auto mode, proof-of-work difficulty (only the fields given)",
                 {"200": ("room stats", ROOM_STATS)},
                 (400, 403, 404),
-                _obj({"rate_per_s": NUM, "max_active": INT}),
+                _obj(ADMISSION),
                 "operator",
             )
         },

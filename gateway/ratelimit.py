@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter
 
 from fairq.config import ConfigError, env_float, env_int
@@ -154,6 +153,7 @@ class RateLimiter:
     ) -> None:
         self._settings = settings
         self._clock = clock
+        self._loadtest_key = None if settings.loadtest_key is None else _raw(settings.loadtest_key)
         self._tables: dict[str, TokenBuckets] = {
             name: TokenBuckets(limit, settings.max_clients)
             for name, limit in (("join", settings.join), ("status", settings.status))
@@ -175,14 +175,16 @@ class RateLimiter:
         return request.remote or "unknown"
 
     def exempt(self, request: web.Request, client: str) -> bool:
-        key = self._settings.loadtest_key
+        return self.has_loadtest_key(request) or self.exempt_network(client)
+
+    def has_loadtest_key(self, request: web.Request) -> bool:
+        key = self._loadtest_key
+        if key is None:
+            return False
         presented = request.headers.get(LOADTEST_HEADER)
-        if (
-            key is not None
-            and presented is not None
-            and hmac.compare_digest(presented.encode(), key.encode())
-        ):
-            return True
+        return presented is not None and hmac.compare_digest(_raw(presented), key)
+
+    def exempt_network(self, client: str) -> bool:
         if not self._settings.exempt_networks:
             return False
         try:
@@ -209,14 +211,15 @@ class RateLimiter:
             extra={"limit": limit, "retry_after_s": round(wait_s, 3)},
         )
 
-    def middleware(self) -> Middleware:
-        @web.middleware
-        async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-            resource = request.match_info.route.resource
-            if resource is not None:
-                limit = LIMITED_ROUTES.get((request.method, resource.canonical))
-                if limit is not None:
-                    self.check(request, limit)
-            return await handler(request)
+    def admit(self, request: web.Request, route: str) -> None:
+        """Raise ApiError 429 if ``route`` (canonical path) is limited and the client is over."""
+        if not self._tables:  # no limit configured: nothing to look up
+            return
+        limit = LIMITED_ROUTES.get((request.method, route))
+        if limit is not None:
+            self.check(request, limit)
 
-        return rate_limit
+
+def _raw(text: str) -> bytes:
+    """A header's bytes (aiohttp keeps undecodable bytes as surrogates)."""
+    return text.encode("utf-8", "surrogateescape")

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -26,6 +26,9 @@ from waitingroom.lottery import prequeue_order
 from waitingroom.rooms import RoomSnapshot, RoomStore
 from waitingroom.status import RateMeter, Status, status_of
 from waitingroom.tickets import Ticket
+
+if TYPE_CHECKING:
+    from gateway.statusstreams import StatusStreams
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class RoomView:
     campaign: dict[str, Any] | None = None
     campaign_loaded_at_s: float = 0.0
     version: int = 0
+    streams: StatusStreams | None = None  # its visitors' event streams, once one opened
     _changed: asyncio.Future[None] | None = None
 
     def status(self, ticket: Ticket, now_s: float) -> Status:

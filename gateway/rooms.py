@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
+from gateway.challenge import check_join_pow
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
 from gateway.roomcache import RoomView
-from gateway.sse import open_stream, send_event, send_keepalive
+from gateway.sse import open_stream
 from gateway.state import GATEWAY, Gateway
+from gateway.statusstreams import StatusStreams
 from schemas.fields import only_keys, opt_str
 from waitingroom.codes import code_group, code_identity, hash_code
 from waitingroom.errors import (
@@ -29,7 +31,7 @@ from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
 TICKET_COOKIE = "fairq_ticket"
-JOIN_FIELDS = frozenset({"access_code"})
+JOIN_FIELDS = frozenset({"access_code", "pow"})
 
 routes = web.RouteTableDef()
 
@@ -41,10 +43,19 @@ def iso_s(epoch_s: float | None) -> str | None:
 
 
 async def room_view(gw: Gateway, name: str) -> RoomView:
+    """The room's view; hot routes first try ``gw.rooms.known()`` (no coroutine)."""
     view = await gw.rooms.get(name)
     if view is None:
         raise ApiError(404, "unknown_room", f"there is no room {name!r}")
     return view
+
+
+def ticket_cookie(room: str, token: str) -> str:
+    """The ``Set-Cookie`` value for the ticket, formatted once (a Morsel costs more).
+
+    Room names match ``NAME_PATTERN`` and tokens are base64url with dots: no quoting.
+    """
+    return f"{TICKET_COOKIE}={token}; HttpOnly; Path=/api/rooms/{room}; SameSite=Strict"
 
 
 def verify_ticket(gw: Gateway, token: str, room: str) -> Ticket:
@@ -71,6 +82,8 @@ def status_body(gw: Gateway, view: RoomView, ticket: Ticket, token: str) -> dict
     }
     if status.state == "admitted":
         body["booking_token"] = issue_booking_token(gw, view, ticket, status, now)
+    elif status.state == "sold_out":  # the offer to wait for freed or added pairs
+        body["waitlist"] = f"/api/rooms/{view.snap.config.name}/waitlist"
     return body
 
 
@@ -137,10 +150,11 @@ async def join(request: web.Request) -> web.Response:
     body = await read_json(request, optional=True)
     only_keys(body, JOIN_FIELDS, "the join body")
     code = opt_str(body, "access_code", max_len=64)
-    view = await room_view(gw, name)
+    view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()
     if not view.snap.opened and now < view.snap.config.prequeue_opens_at_s:
         raise too_early(name, view.snap.config.prequeue_opens_at_s, now)  # no Redis trip
+    check_join_pow(request, view, body, now)  # anonymous joins of a room asking for work
     code_hash, group = await _check_code(gw, view, code) if code is not None else (None, None)
     try:
         outcome = await gw.store.join(name, now, code_hash)
@@ -150,14 +164,14 @@ async def join(request: web.Request) -> web.Response:
         raise ApiError(409, "room_closed", "this room is closed") from e
     except TooEarly as e:
         raise too_early(name, e.prequeue_opens_at_s, now) from e
-    ticket = replace(outcome.ticket, code_hash=code_hash, group=group)
-    gw.metrics.joins_total.labels(ticket.kind).inc()
+    ticket = outcome.ticket
+    if code_hash is not None:
+        ticket = replace(ticket, code_hash=code_hash, group=group)
+    gw.metrics.counters.joined(ticket.kind)
     token = gw.signer.sign_ticket(ticket)
-    response = json_response(status_body(gw, view, ticket, token), status=200)
-    response.set_cookie(
-        TICKET_COOKIE, token, path=f"/api/rooms/{name}", httponly=True, samesite="Strict"
+    return json_response(
+        status_body(gw, view, ticket, token), headers={"Set-Cookie": ticket_cookie(name, token)}
     )
-    return response
 
 
 async def _check_code(gw: Gateway, view: RoomView, code: str) -> tuple[str, str]:
@@ -172,7 +186,7 @@ async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     token = bearer(request, cookie=TICKET_COOKIE, query="ticket")
-    view = await room_view(gw, name)
+    view = gw.rooms.known().get(name) or await room_view(gw, name)
     ticket = verify_ticket(gw, token, name)
     return json_response(status_body(gw, view, ticket, token))
 
@@ -182,43 +196,20 @@ async def status_events(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     token = bearer(request, cookie=TICKET_COOKIE, query="ticket")
-    view = await room_view(gw, name)
+    view = gw.rooms.known().get(name) or await room_view(gw, name)
     ticket = verify_ticket(gw, token, name)
     response = await open_stream(request)
     gw.metrics.streams.labels("room").inc()
     try:
-        await _stream_status(gw, view, ticket, token, response)
-    except ConnectionResetError:  # the visitor went away; nothing to answer
-        pass
+        await status_streams(gw, view).serve(ticket, token, request, response)
     finally:
         gw.metrics.streams.labels("room").dec()
     return response
 
 
-async def _stream_status(
-    gw: Gateway, view: RoomView, ticket: Ticket, token: str, response: web.StreamResponse
-) -> None:
-    """Send the status whenever it changes; end after the visitor is admitted or the room closes."""
-    last: tuple[Any, ...] | None = None
-    version = -1
-    while True:
-        body = status_body(gw, view, ticket, token)
-        key = (body["state"], body["position"], _eta_bucket(body["eta_s"]), body["chance"])
-        if key != last:
-            await send_event(response, "status", body)
-            last = key
-        if body["state"] in ("admitted", "closed"):
-            return
-        try:
-            version = await asyncio.wait_for(
-                view.next_change(version), timeout=gw.settings.sse_keepalive_s
-            )
-        except TimeoutError:
-            await send_keepalive(response)
-
-
-def _eta_bucket(eta_s: float | None) -> int | None:
-    """Coarse ETA so a stream is not re-sent for every tenth of a second of estimate."""
-    if eta_s is None:
-        return None
-    return int(eta_s // 5)
+def status_streams(gw: Gateway, view: RoomView) -> StatusStreams:
+    """The room's streams (one task keeps them all up to date), made on first use."""
+    if view.streams is None:
+        render = partial(status_body, gw, view)
+        view.streams = StatusStreams(view, render, gw.settings.sse_keepalive_s)
+    return view.streams

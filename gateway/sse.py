@@ -20,9 +20,13 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def event_bytes(event: str, data: Any) -> bytes:
+    """One event as written on the stream."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
 async def send_event(response: web.StreamResponse, event: str, data: Any) -> None:
-    payload = b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-    await response.write(payload)
+    await response.write(event_bytes(event, data))
 
 
 async def send_keepalive(response: web.StreamResponse) -> None:

@@ -1,27 +1,38 @@
 """One gateway process against a bare aiohttp handler: joins/s, status/s, SSE waiters, Redis memory.
 
 Starts a private redis-server and Tansu broker, one gateway process (``fairq
-gateway``) and one bare aiohttp server (same AppRunner/TCPSite settings, a handler
-that only answers a small JSON document), all on 127.0.0.1. Load comes from
-separate generator processes (aiohttp clients; this file with ``--role load`` or
-``--role waiters``). The gateway runs with rate limits on; the generators carry
-the load-test key, so the figures measure the gateway, not the limiter.
+gateway``) and one bare aiohttp server (the same ``AppRunner(access_log=None)``
+and ``TCPSite`` defaults as ``gateway.service.run``; a handler that reads the body
+and answers a small JSON document), all on 127.0.0.1. The gateway runs with rate
+limits on; the load carries the load-test key, so the limiter is exercised but
+does not refuse.
 
-Figures printed:
+How the throughput is measured, and why it can be trusted on a noisy 2-core box:
 
-- joins/s and status checks/s of the gateway vs the bare handler (the same client,
-  the same connection count), and requests per CPU-second of the server process
-  (independent of whether the client was the bottleneck);
-- concurrent event-stream waiters held by the gateway, its RSS before and with
-  them, and the time from one cursor move in Redis until every waiter got its
-  new status (this includes up to one refresh interval, ``FAIRQ_REFRESH_S``);
-- Redis ``used_memory`` per waiting visitor after N anonymous joins (the join Lua
-  script called directly in pipelines), and per visitor with an access code.
+- the load comes from a separate process using :mod:`loadtest.rawhttp` (bare
+  asyncio protocols, prebuilt requests, keep-alive, one request in flight per
+  connection): it costs a few microseconds per request, so it is not the limit;
+  each line prints the client's and the server's CPU use over the window (a
+  server near 100 % of a core means the server was the limit);
+- bare and gateway runs are interleaved, ``--rounds`` times, alternating which
+  goes first; each round gives a ratio (gateway / bare, measured back to back)
+  and the median ratio is reported with the spread over rounds;
+- besides requests per wall-second, requests per server CPU-second (read from
+  ``/proc`` at the edges of the measured window), which does not depend on what
+  else the machine was doing.
 
-Not a test; run it (about two minutes on two cores):
+Other figures: concurrent event-stream waiters held by the gateway (raw client
+sockets in separate processes; the fd limit of every process is raised to its
+hard limit), the gateway's RSS before and with them, and the time from one
+cursor move in Redis until every waiter got its new status (this includes up to
+one refresh interval, ``FAIRQ_REFRESH_S``, 0.2 s); Redis ``used_memory`` per
+waiting visitor after N anonymous joins (the batched join script, as the gateway
+calls it) and per visitor with an access code.
 
-    python -m loadtest.bench_gateway [--seconds 5] [--connections 64]
-        [--waiters 15000] [--redis-visitors 1000000]
+Not a test; run it (a few minutes on two cores):
+
+    python -m loadtest.bench_gateway [--rounds 5] [--seconds 3] [--connections 64]
+        [--waiters 50000] [--redis-visitors 1000000] [--profile /tmp/gw.prof]
 """
 
 from __future__ import annotations
@@ -32,10 +43,13 @@ import contextlib
 import json
 import os
 import platform
+import resource
+import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -46,16 +60,49 @@ from aiohttp import web
 from fairq.config import Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import ensure_topics
+from loadtest.rawhttp import EventStream, Repeater, Tally, request_bytes
 from waitingroom import keys
-from waitingroom.rooms import RoomConfig, RoomStore
+from waitingroom.rooms import DEFAULT_PREQUEUE_S, RoomConfig, RoomStore
 
 ROOM = "bench"
+HOST = "127.0.0.1"
 LOADTEST_KEY = "bench-loadtest-key-0123456789"
 OPERATOR_KEY = "bench-operator-key-0123456789"
 LOADTEST_HEADERS = {"X-Fairq-Loadtest-Key": LOADTEST_KEY}
 READY_TIMEOUT_S = 60.0
-WAITERS_PER_PROCESS = 9000  # each process holds one fd per waiter (ulimit -n is often 20000)
+WARMUP_S = 0.5
+FD_RESERVE = 200  # fds a process needs besides its event streams (Redis pool, Kafka, files)
+OPEN_IN_FLIGHT = 100  # event streams being opened at once (the listen backlog is 128)
+JOIN_BATCH = 500  # as waitingroom.joinbatch.DEFAULT_MAX_BATCH
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+LABELS = {"join": "joins", "status": "statuses"}
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit; return the new limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def cpu_times_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    return sum(cpu_times_s(pid))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 # -- the bare reference server ----------------------------------------------------------
@@ -72,106 +119,140 @@ async def serve_bare(port: int) -> None:
     app.router.add_route("*", "/{tail:.*}", bare_handler)
     runner = web.AppRunner(app, access_log=None)  # as gateway.service.run
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, HOST, port).start()  # default backlog, as gateway.service.run
     await asyncio.Event().wait()
 
 
-# -- load generators (separate processes) ----------------------------------------------
+# -- the load generator (a separate process; spec on stdin, figures on stdout) ------------
 
 
-async def load(url: str, method: str, seconds: float, connections: int, token: str) -> None:
-    """Hit ``url`` from ``connections`` workers; print counts of the measured window."""
-    headers = dict(LOADTEST_HEADERS)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    counts = {"ok": 0, "other": 0}
-    stop = False
+async def load(spec: dict[str, Any]) -> dict[str, float]:
+    """Keep one request in flight on each connection; count the answers of the window.
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while not stop:
-            async with session.request(method, url, headers=headers) as r:
-                await r.read()
-                counts["ok" if r.status == 200 else "other"] += 1
+    ``spec``: ``port``, ``requests`` (one request per connection, latin-1 text),
+    ``seconds``, ``server_pid`` and ``extra_pids`` (whose CPU use is reported too).
+    """
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    conns = [
+        (await loop.create_connection(partial(Repeater, r, tally), HOST, spec["port"]))[1]
+        for r in (req.encode("latin-1") for req in spec["requests"])
+    ]
+    await asyncio.sleep(WARMUP_S)
+    pids = [spec["server_pid"], *spec["extra_pids"]]
+    ok0, other0, client0 = tally.ok, tally.other, time.process_time()
+    sys0, cpu0, start = cpu_times_s(pids[0])[1], [cpu_s(p) for p in pids], time.perf_counter()
+    await asyncio.sleep(spec["seconds"])
+    sys1, cpu1, elapsed = (
+        cpu_times_s(pids[0])[1],
+        [cpu_s(p) for p in pids],
+        time.perf_counter() - start,
+    )
+    ok, other, client = tally.ok - ok0, tally.other - other0, time.process_time() - client0
+    tally.running = False
+    await asyncio.wait([c.closed for c in conns], timeout=5)
+    server = cpu1[0] - cpu0[0]
+    return {
+        "per_s": ok / elapsed,
+        "per_cpu_s": ok / max(server, 1e-9),
+        "other": other,
+        "server_busy": server / elapsed,
+        "server_sys_share": (sys1 - sys0) / max(server, 1e-9),
+        "client_busy": client / elapsed,
+        "extra_busy": sum(b - a for a, b in zip(cpu0[1:], cpu1[1:], strict=True)) / elapsed,
+    }
 
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        tasks = [asyncio.create_task(worker(session)) for _ in range(connections)]
-        await asyncio.sleep(0.5)  # warm-up
-        start, ok0 = time.perf_counter(), counts["ok"]
-        await asyncio.sleep(seconds)
-        elapsed, ok = time.perf_counter() - start, counts["ok"] - ok0
-        stop = True
-        await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"per_s": ok / elapsed, "total_ok": counts["ok"], "other": counts["other"]}))
+
+async def run_load(spec: dict[str, Any]) -> dict[str, float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "loadtest.bench_gateway",
+        "--role=load",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate(json.dumps(spec).encode())
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load process failed ({proc.returncode})")
+    result: dict[str, float] = json.loads(out)
+    return result
 
 
-async def _waiter(
-    session: aiohttp.ClientSession, base: str, gate: asyncio.Semaphore, armed: asyncio.Event
-) -> tuple[aiohttp.ClientResponse, asyncio.Future[float]]:
+# -- event-stream waiters (separate processes) ----------------------------------------------
+
+
+async def join_tickets(port: int, count: int, connections: int) -> list[str]:
+    """``count`` tickets from the gateway's join route, over keep-alive connections."""
+    loop = asyncio.get_running_loop()
+    tally, tickets = Tally(), []
+    done = loop.create_future()
+    request = request_bytes("POST", f"/api/rooms/{ROOM}/join", f"{HOST}:{port}", LOADTEST_HEADERS)
+
+    def on_answer(status: int, body: bytes) -> None:
+        if status != 200:
+            tally.running = False
+            if not done.done():
+                done.set_exception(RuntimeError(f"join answered {status}: {body[:200]!r}"))
+            return
+        tickets.append(orjson.loads(body)["ticket"])
+        if len(tickets) >= count and not done.done():
+            tally.running = False  # those still in flight add a few more, unused
+            done.set_result(None)
+
+    conns = [
+        (await loop.create_connection(lambda: Repeater(request, tally, on_answer), HOST, port))[1]
+        for _ in range(min(connections, count))
+    ]
+    await done
+    await asyncio.wait([c.closed for c in conns], timeout=5)
+    return tickets[:count]
+
+
+async def open_stream(port: int, ticket: str, gate: asyncio.Semaphore) -> EventStream:
+    loop = asyncio.get_running_loop()
+    request = request_bytes(
+        "GET", f"/api/rooms/{ROOM}/events?ticket={ticket}", f"{HOST}:{port}", LOADTEST_HEADERS
+    )
     async with gate:
-        async with session.post(f"{base}/api/rooms/{ROOM}/join", headers=LOADTEST_HEADERS) as r:
-            ticket = (await r.json())["ticket"]
-        response = await session.get(
-            f"{base}/api/rooms/{ROOM}/events", params={"ticket": ticket}, headers=LOADTEST_HEADERS
-        )
-        while not (await response.content.readline()).startswith(b"data:"):
-            pass
-    got: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-
-    async def follow() -> None:
-        with contextlib.suppress(aiohttp.ClientError):  # closed at the end of the run
-            while line := await response.content.readline():
-                if line.startswith(b"data:") and armed.is_set() and not got.done():
-                    got.set_result(time.time())
-
-    asyncio.get_running_loop().create_task(follow())
-    return response, got
+        _, stream = await loop.create_connection(lambda: EventStream(request), HOST, port)
+        await stream.opened
+    return stream
 
 
-async def waiters(base: str, count: int) -> None:
-    """Join and hold ``count`` event streams; print ``ready``, then when each got one event."""
-    armed = asyncio.Event()
-    gate = asyncio.Semaphore(100)
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        held = await asyncio.gather(*(_waiter(session, base, gate, armed) for _ in range(count)))
-        armed.set()
-        print("ready", flush=True)
-        received = await asyncio.gather(*(got for _, got in held))
-        print(json.dumps({"last_event_at": max(received), "received": len(received)}), flush=True)
-        for response, _ in held:
-            response.close()
+async def waiters(port: int, count: int) -> None:
+    """Hold ``count`` event streams; print ``ready``, then when the last got its next event."""
+    raise_fd_limit()
+    tickets = await join_tickets(port, count, 64)
+    gate = asyncio.Semaphore(OPEN_IN_FLIGHT)
+    streams = await asyncio.gather(*(open_stream(port, t, gate) for t in tickets))
+    for s in streams:
+        s.arm()
+    print("ready", flush=True)
+    received = await asyncio.gather(*(s.got for s in streams))
+    print(json.dumps({"last_event_at": max(received), "received": len(received)}), flush=True)
+    for s in streams:
+        if s.transport is not None:
+            s.transport.abort()
 
 
 # -- the orchestrator --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Proc:
-    pid: int
-
-    def cpu_s(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for pid {self.pid}")
-
-
 @contextlib.asynccontextmanager
-async def child(*argv: str, log: str, env: dict[str, str] | None = None) -> AsyncIterator[Proc]:
+async def child(*argv: str, log: str, env: dict[str, str] | None = None) -> AsyncIterator[int]:
+    """A child Python process (its fd limit at the hard limit); yields its pid."""
     with open(log, "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err
+            sys.executable,
+            *argv,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=raise_fd_limit,
         )
     try:
-        yield Proc(proc.pid)
+        yield proc.pid
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -196,69 +277,86 @@ async def wait_http(url: str) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run_load(
-    server: Proc, url: str, method: str, args: argparse.Namespace, token: str = ""
-) -> dict[str, float]:
-    cpu0 = server.cpu_s()
-    proc = await asyncio.create_subprocess_exec(
+@dataclass(frozen=True, slots=True)
+class Servers:
+    gateway_pid: int
+    gateway_port: int
+    bare_pid: int
+    bare_port: int
+    redis_pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One gateway's share of the event streams, and what holding them cost it."""
+
+    waiters: int
+    rss_before_mb: float
+    rss_with_mb: float
+    fanout_s: float  # cursor move -> the last of its waiters got the new status
+    fanout_cpu_s: float
+
+
+SpawnGateway = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[int, int]]]
+
+
+async def waiter_process(port: int, count: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "loadtest.bench_gateway",
-        "--role=load",
-        f"--url={url}",
-        f"--method={method}",
-        f"--seconds={args.seconds}",
-        f"--connections={args.connections}",
-        f"--token={token}",
+        "--role=waiters",
+        f"--port={port}",
+        f"--count={count}",
         stdout=asyncio.subprocess.PIPE,
     )
-    out, _ = await proc.communicate()
-    result: dict[str, float] = json.loads(out)
-    result["per_cpu_s"] = result["total_ok"] / max(1e-9, server.cpu_s() - cpu0)
-    return result
 
 
-async def hold_waiters(gateway: Proc, base: str, redis: aioredis.Redis, n: int) -> dict[str, Any]:
-    rss_before = gateway.rss_mb()
-    sizes = [min(WAITERS_PER_PROCESS, n - i) for i in range(0, n, WAITERS_PER_PROCESS)]
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "loadtest.bench_gateway",
-            "--role=waiters",
-            f"--url={base}",
-            f"--count={size}",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for size in sizes
+async def hold_waiters(
+    servers: Servers, spawn: SpawnGateway, redis: aioredis.Redis, n: int
+) -> dict[str, Any]:
+    """Hold ``n`` streams: as many in the first gateway as its fd limit allows, the rest
+    in more gateway processes; then move the cursor once and time the fan-out."""
+    per_gateway = raise_fd_limit() - FD_RESERVE
+    sizes = [min(per_gateway, n - i) for i in range(0, n, per_gateway)]
+    async with contextlib.AsyncExitStack() as stack:
+        gateways = [(servers.gateway_pid, servers.gateway_port)]
+        gateways += [await spawn(stack) for _ in sizes[1:]]
+        rss_before = [rss_mb(pid) for pid, _ in gateways]
+        setup_start = time.perf_counter()
+        procs = [
+            await waiter_process(port, size)
+            for (_, port), size in zip(gateways, sizes, strict=True)
+        ]
+        for p in procs:
+            assert p.stdout is not None
+            line = await asyncio.wait_for(p.stdout.readline(), 1800)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"a waiter process failed: {line!r}")
+        setup_s = time.perf_counter() - setup_start
+        await asyncio.sleep(2.0)  # let the RSS settle after the last streams opened
+        rss_with = [rss_mb(pid) for pid, _ in gateways]
+        cpu0 = [cpu_s(pid) for pid, _ in gateways]
+        moved_at = time.time()
+        await redis.hincrby(keys.room(ROOM), "cursor", 1)
+        results = []
+        for p in procs:
+            out, _ = await asyncio.wait_for(p.communicate(), 600)
+            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+        cpu1 = [cpu_s(pid) for pid, _ in gateways]
+    held = [
+        Held(r["received"], before, with_, r["last_event_at"] - moved_at, c1 - c0)
+        for r, before, with_, c0, c1 in zip(results, rss_before, rss_with, cpu0, cpu1, strict=True)
     ]
-    setup_start = time.perf_counter()
-    for p in procs:
-        assert p.stdout is not None
-        line = await asyncio.wait_for(p.stdout.readline(), 600)
-        if line.strip() != b"ready":
-            raise RuntimeError(f"a waiter process failed: {line!r}")
-    setup_s = time.perf_counter() - setup_start
-    await asyncio.sleep(1.0)  # let the RSS settle after the last streams opened
-    rss_with = gateway.rss_mb()
-    moved_at = time.time()
-    await redis.hincrby(keys.room(ROOM), "cursor", 1)
-    results = []
-    for p in procs:
-        out, _ = await asyncio.wait_for(p.communicate(), 120)
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return {
-        "waiters": sum(r["received"] for r in results),
-        "setup_s": setup_s,
-        "rss_before_mb": rss_before,
-        "rss_with_mb": rss_with,
-        "fanout_s": max(r["last_event_at"] for r in results) - moved_at,
-    }
+    return {"requested": n, "fd_limit": per_gateway + FD_RESERVE, "setup_s": setup_s, "held": held}
 
 
 async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -> float:
-    """Bytes of Redis used_memory per join, joining ``visitors`` times via the Lua script."""
+    """Bytes of Redis used_memory per waiting visitor after ``visitors`` joins.
+
+    Anonymous joins go through JOIN_MANY in batches, as the gateway's batcher sends
+    them; joins with an access code through JOIN, one per visitor, pipelined.
+    """
     store = RoomStore(redis)
     name = "mem-codes" if with_codes else "mem"
     await store.put_room(RoomConfig(name=name, campaign="bench", opens_at_s=0.0))
@@ -266,14 +364,23 @@ async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -
     await redis.memory_purge()
     before = int((await redis.info("memory"))["used_memory"])
     room_keys = [keys.room(name), keys.room_code_tickets(name)]
-    batch = 10_000
-    for first in range(0, visitors, batch):
+    step = 1 if with_codes else JOIN_BATCH
+    for first in range(0, visitors, 10_000):
+        end = min(first + 10_000, visitors)
         async with redis.pipeline(transaction=False) as pipe:
-            for i in range(first, min(first + batch, visitors)):
-                code = f"{i:064x}" if with_codes else ""  # a code hash is 64 hex chars
-                await store.scripts.join(
-                    keys=room_keys, args=[time.time(), f"t{i:022d}", code, 3600], client=pipe
-                )
+            for i in range(first, end, step):
+                if with_codes:  # a code hash is 64 hex chars
+                    one: list[float | str] = [
+                        time.time(),
+                        f"t{i:022d}",
+                        f"{i:064x}",
+                        DEFAULT_PREQUEUE_S,
+                    ]
+                    await store.scripts.join(keys=room_keys, args=one, client=pipe)
+                else:
+                    many: list[float] = [DEFAULT_PREQUEUE_S]
+                    many += [time.time()] * min(JOIN_BATCH, end - i)
+                    await store.scripts.join_many(keys=room_keys[:1], args=many, client=pipe)
             await pipe.execute()
     after = int((await redis.info("memory"))["used_memory"])
     return (after - before) / visitors
@@ -312,6 +419,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(f"gateway log: {args.gateway_log}")
     print(f"command: {' '.join([sys.executable, '-m', 'loadtest.bench_gateway', *sys.argv[1:]])}")
+    raise_fd_limit()
     with redis_server() as rs, kafka_broker() as kb:
         await ensure_topics(kb.url, Topics(), 2, 1)
         redis = aioredis.Redis.from_url(rs.url)
@@ -319,104 +427,225 @@ async def orchestrate(args: argparse.Namespace) -> None:
         await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))
         await store.open_now(ROOM, time.time())
         gw_port, bare_port = free_port(), free_port()
-        gw_base, bare = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{bare_port}"
         env = gateway_env(rs.url, kb.url, gw_port)
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+
+        async def spawn(stack: contextlib.AsyncExitStack) -> tuple[int, int]:
+            """One more gateway process (for event streams beyond one process's fd limit)."""
+            port = free_port()
+            log = f"{args.gateway_log}.{port}"
+            more = gateway_env(rs.url, kb.url, port)
+            pid = await stack.enter_async_context(
+                child("-m", "fairq.cli", "gateway", env=more, log=log)
+            )
+            await wait_http(f"http://{HOST}:{port}/healthz")
+            return pid, port
+
         async with (
-            child("-m", "fairq.cli", "gateway", env=env, log=args.gateway_log) as gateway,
+            child(*profile, "-m", "fairq.cli", "gateway", env=env, log=args.gateway_log) as gw,
             child(
                 "-m",
                 "loadtest.bench_gateway",
                 "--role=bare",
                 f"--port={bare_port}",
                 log=args.gateway_log + ".bare",
-            ) as ref,
+            ) as bare,
         ):
-            await wait_http(f"{gw_base}/healthz")
-            await wait_http(f"{bare}/")
-            figures = await measure(args, gateway, ref, gw_base, bare, redis)
-        figures["redis_bytes_per_anonymous_visitor"] = await redis_memory(
-            redis, args.redis_visitors, with_codes=False
-        )
-        figures["redis_bytes_per_visitor_with_code"] = await redis_memory(
-            redis, args.redis_visitors // 10, with_codes=True
-        )
+            await wait_http(f"http://{HOST}:{gw_port}/healthz")
+            await wait_http(f"http://{HOST}:{bare_port}/")
+            servers = Servers(gw, gw_port, bare, bare_port, rs.process.pid)
+            figures = await measure(args, servers)
+            if args.waiters:
+                figures["waiters"] = await hold_waiters(servers, spawn, redis, args.waiters)
+        if args.redis_visitors:
+            figures["redis_anonymous"] = await redis_memory(redis, args.redis_visitors, False)
+            figures["redis_with_code"] = await redis_memory(redis, args.redis_visitors, True)
         await redis.aclose()
     report(args, figures)
 
 
-async def measure(
-    args: argparse.Namespace,
-    gateway: Proc,
-    ref: Proc,
-    gw_base: str,
-    bare: str,
-    redis: aioredis.Redis,
-) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    figures["bare_post"] = await run_load(ref, f"{bare}/join", "POST", args)
-    figures["gw_join"] = await run_load(gateway, f"{gw_base}/api/rooms/{ROOM}/join", "POST", args)
-    figures["bare_get"] = await run_load(ref, f"{bare}/status", "GET", args)
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(f"{gw_base}/api/rooms/{ROOM}/join", headers=LOADTEST_HEADERS) as r,
-    ):
-        ticket = (await r.json())["ticket"]
-    figures["gw_status"] = await run_load(
-        gateway, f"{gw_base}/api/rooms/{ROOM}/status", "GET", args, ticket
-    )
-    figures["waiters"] = await hold_waiters(gateway, gw_base, redis, args.waiters)
-    return figures
+async def tickets_for(port: int, n: int) -> list[str]:
+    async with aiohttp.ClientSession() as s:
+        out = []
+        for _ in range(n):
+            url = f"http://{HOST}:{port}/api/rooms/{ROOM}/join"
+            async with s.post(url, headers=LOADTEST_HEADERS) as r:
+                out.append((await r.json())["ticket"])
+        return out
+
+
+Specs = dict[tuple[str, str], dict[str, Any]]
+
+
+def specs(args: argparse.Namespace, servers: Servers, tickets: list[str]) -> Specs:
+    """(kind, server) -> load spec; bare and gateway requests carry the same headers."""
+
+    def spec(port: int, pid: int, requests: list[bytes]) -> dict[str, Any]:
+        return {
+            "port": port,
+            "server_pid": pid,
+            "extra_pids": [servers.redis_pid],
+            "seconds": args.seconds,
+            "requests": [r.decode("latin-1") for r in requests],
+        }
+
+    def joins(port: int, path: str) -> list[bytes]:
+        return [request_bytes("POST", path, f"{HOST}:{port}", LOADTEST_HEADERS)] * len(tickets)
+
+    def statuses(port: int, path: str) -> list[bytes]:
+        return [
+            request_bytes(
+                "GET", path, f"{HOST}:{port}", LOADTEST_HEADERS | {"Authorization": f"Bearer {t}"}
+            )
+            for t in tickets
+        ]
+
+    g, b = (servers.gateway_port, servers.gateway_pid), (servers.bare_port, servers.bare_pid)
+    return {
+        ("join", "gateway"): spec(*g, joins(g[0], f"/api/rooms/{ROOM}/join")),
+        ("join", "bare"): spec(*b, joins(b[0], "/join")),
+        ("status", "gateway"): spec(*g, statuses(g[0], f"/api/rooms/{ROOM}/status")),
+        ("status", "bare"): spec(*b, statuses(b[0], "/status")),
+    }
+
+
+async def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
+    tickets = await tickets_for(servers.gateway_port, args.connections if args.rounds else 0)
+    all_specs = specs(args, servers, tickets)
+    rounds: list[dict[tuple[str, str], dict[str, float]]] = []
+    for r in range(args.rounds):
+        order = ("bare", "gateway") if r % 2 == 0 else ("gateway", "bare")
+        results: dict[tuple[str, str], dict[str, float]] = {}
+        for kind in args.kinds:
+            for server in order:
+                results[(kind, server)] = await run_load(all_specs[(kind, server)])
+        rounds.append(results)
+        print(f"round {r + 1}/{args.rounds}: " + round_line(results), flush=True)
+    return {"rounds": rounds}
+
+
+def round_line(results: dict[tuple[str, str], dict[str, float]]) -> str:
+    parts = []
+    for kind in sorted({k for k, _ in results}):
+        gw, bare = results[(kind, "gateway")], results[(kind, "bare")]
+        parts.append(
+            f"{kind} {gw['per_s']:.0f}/{bare['per_s']:.0f} = {gw['per_s'] / bare['per_s']:.2f}"
+        )
+    return "   ".join(parts)
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})"
 
 
 def report(args: argparse.Namespace, f: dict[str, Any]) -> None:
-    def line(label: str, gw: dict[str, float], ref: dict[str, float], target: float) -> None:
-        ratio, cpu_ratio = gw["per_s"] / ref["per_s"], gw["per_cpu_s"] / ref["per_cpu_s"]
+    print(
+        f"\n{args.rounds} rounds x {args.seconds}s per measurement, {args.connections} keep-alive "
+        "connections, one request in flight each (raw asyncio client, one process)"
+    )
+    for kind, target in (("join", 0.6), ("status", 0.8)):
+        if kind in args.kinds and f["rounds"]:
+            report_kind(f["rounds"], kind, target)
+    if "waiters" in f:
+        report_waiters(f["waiters"])
+    if "redis_anonymous" in f:
         print(
-            f"{label:<16} gateway {gw['per_s']:>8.0f}/s  bare {ref['per_s']:>8.0f}/s  "
-            f"ratio {ratio:.2f} (target >= {target})   per server CPU-s: gateway "
-            f"{gw['per_cpu_s']:>6.0f}  bare {ref['per_cpu_s']:>6.0f}  ratio {cpu_ratio:.2f}"
-            f"   [non-200: {gw['other']:.0f}]"
+            f"Redis memory     {f['redis_anonymous']:.3f} B per anonymous waiting visitor, "
+            f"{f['redis_with_code']:.0f} B per visitor with an access code "
+            f"(used_memory delta / visitors, {args.redis_visitors:,} visitors each)"
         )
 
-    print(f"\n{args.connections} client connections, {args.seconds}s per measurement")
-    line("joins", f["gw_join"], f["bare_post"], 0.6)
-    line("status checks", f["gw_status"], f["bare_get"], 0.8)
-    w = f["waiters"]
-    per_waiter_kb = (w["rss_with_mb"] - w["rss_before_mb"]) * 1024 / max(1, w["waiters"])
-    at_50k_gb = (w["rss_before_mb"] + per_waiter_kb * 50_000 / 1024) / 1024
+
+def report_kind(
+    rounds: list[dict[tuple[str, str], dict[str, float]]], kind: str, target: float
+) -> None:
+    def col(server: str, key: str) -> list[float]:
+        return [r[(kind, server)][key] for r in rounds]
+
+    def ratio(key: str) -> list[float]:
+        return [g / b for g, b in zip(col("gateway", key), col("bare", key), strict=True)]
+
+    def med(server: str, key: str) -> float:
+        return statistics.median(col(server, key))
+
+    def busy(server: str) -> str:
+        kernel = med(server, "server_sys_share")
+        return (
+            f"server {med(server, 'server_busy'):.2f} (kernel {kernel:.0%})"
+            f" client {med(server, 'client_busy'):.2f}"
+        )
+
     print(
-        f"SSE waiters      {w['waiters']} held (set up in {w['setup_s']:.1f}s); gateway RSS "
-        f"{w['rss_before_mb']:.0f} MB -> {w['rss_with_mb']:.0f} MB = {per_waiter_kb:.1f} KB/waiter;"
-        f" extrapolated to 50,000 waiters: {at_50k_gb:.2f} GB (target <= 1.5 GB)"
+        f"{LABELS[kind]:<8} gateway {med('gateway', 'per_s'):>6.0f}/s  "
+        f"bare {med('bare', 'per_s'):>6.0f}/s  ratio {spread(ratio('per_s'))}  target >= {target}"
     )
-    print(f"cursor move -> all {w['waiters']} waiters notified in {w['fanout_s']:.2f}s")
     print(
-        f"Redis memory     {f['redis_bytes_per_anonymous_visitor']:.2f} B per anonymous visitor "
-        f"at {args.redis_visitors:,} joins; {f['redis_bytes_per_visitor_with_code']:.0f} B per "
-        f"visitor with an access code at {args.redis_visitors // 10:,}"
+        f"         per server CPU-s: gateway {med('gateway', 'per_cpu_s'):>6.0f}  "
+        f"bare {med('bare', 'per_cpu_s'):>6.0f}  ratio {spread(ratio('per_cpu_s'))}"
     )
+    others = sum(col("gateway", "other")) + sum(col("bare", "other"))
+    print(
+        f"         CPU-s per s (median): gateway {busy('gateway')} redis "
+        f"{med('gateway', 'extra_busy'):.2f} | bare {busy('bare')}   [non-200: {others:.0f}]"
+    )
+
+
+def report_waiters(w: dict[str, Any]) -> None:
+    held: list[Held] = w["held"]
+    first, total = held[0], sum(h.waiters for h in held)
+    per_waiter_kb = (first.rss_with_mb - first.rss_before_mb) * 1024 / max(1, first.waiters)
+    at_50k_gb = (first.rss_before_mb + per_waiter_kb * 50_000 / 1024) / 1024
+    print(
+        f"SSE waiters      {first.waiters:,} held by one gateway process; its RSS "
+        f"{first.rss_before_mb:.0f} MB -> {first.rss_with_mb:.0f} MB = {per_waiter_kb:.1f} KB per"
+        f" waiter (from /proc/PID/status VmRSS)"
+    )
+    print(
+        f"                 cursor move -> all its waiters had their new status in "
+        f"{first.fanout_s:.2f}s (its CPU {first.fanout_cpu_s:.2f}s; includes up to one 0.2s"
+        " refresh)"
+    )
+    if len(held) > 1:
+        print(
+            f"                 one process may open {w['fd_limit']:,} files here (the hard limit;"
+            " raising it needs CAP_SYS_RESOURCE), so the rest ran in more gateway processes:"
+        )
+        print(
+            f"                 {total:,} waiters in {len(held)} gateways "
+            f"({' + '.join(f'{h.waiters:,}' for h in held)}; set up in {w['setup_s']:.0f}s), RSS "
+            f"{' + '.join(f'{h.rss_with_mb:.0f}' for h in held)} MB; cursor move -> all {total:,}"
+            f" had their new status in {max(h.fanout_s for h in held):.2f}s"
+        )
+    if first.waiters < 50_000:
+        print(
+            f"                 one process holding 50,000 waiters: {first.rss_before_mb:.0f} MB +"
+            f" 50,000 x {per_waiter_kb:.1f} KB = {at_50k_gb:.2f} GB (target <= 1.5 GB), fan-out"
+            f" ~{first.fanout_s * 50_000 / first.waiters:.1f}s (linear extrapolation)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--role", choices=["bench", "bare", "load", "waiters"], default="bench")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--waiters", type=int, default=15_000)
+    parser.add_argument(
+        "--kinds", type=lambda v: v.split(","), default=["join", "status"], help="join,status"
+    )
+    parser.add_argument("--waiters", type=int, default=50_000)
     parser.add_argument("--redis-visitors", type=int, default=1_000_000)
     parser.add_argument("--gateway-log", default="/tmp/fairq-bench-gateway.log")
+    parser.add_argument("--profile", default="", help="run the gateway under cProfile, to here")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--url", default="")
-    parser.add_argument("--method", default="GET")
-    parser.add_argument("--token", default="")
     parser.add_argument("--count", type=int, default=0)
     args = parser.parse_args()
     if args.role == "bare":
         asyncio.run(serve_bare(args.port))
     elif args.role == "load":
-        asyncio.run(load(args.url, args.method, args.seconds, args.connections, args.token))
+        print(json.dumps(asyncio.run(load(json.loads(sys.stdin.read())))))
     elif args.role == "waiters":
-        asyncio.run(waiters(args.url, args.count))
+        asyncio.run(waiters(args.port, args.count))
     else:
         asyncio.run(orchestrate(args))
 

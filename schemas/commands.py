@@ -1,9 +1,14 @@
 """Commands on the ``booking-commands`` topic (msgpack), keyed by county.
 
 Every command carries a unique ``command_id`` made by its producer. The
-allocator answers each Book, Confirm, Cancel and AddInventory with exactly one
-event naming that ``command_id`` (see ``schemas.events``). Ticks carry no
-answer: they only move a partition's log clock forward (the record timestamp).
+allocator answers each Book, Confirm, Cancel, Move, AddInventory,
+RemoveInventory and SetReserve with exactly one event naming that
+``command_id`` (see ``schemas.events``). Ticks carry no answer: they only
+move a partition's log clock forward (the record timestamp).
+
+Confirm, Cancel and Move are keyed by the county of the booking they name
+(where its Book went); AddInventory, RemoveInventory and SetReserve by the
+center's county.
 """
 
 from __future__ import annotations
@@ -14,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
-from schemas.fields import opt_date, parse_date, req_int, req_list, req_str
+from schemas.fields import (
+    opt_date,
+    opt_time_of_day,
+    parse_date,
+    req_bool,
+    req_int,
+    req_list,
+    req_str,
+)
 from schemas.wire import Message, dispatch, read
 
 MAX_HOLD_S = 24 * 3600
@@ -32,6 +45,11 @@ def _hold_s(m: Mapping[str, Any], key: str) -> int:
     return req_int(m, key, lo=1, hi=MAX_HOLD_S)
 
 
+def _flag(m: Mapping[str, Any], key: str) -> bool:
+    """An optional boolean: absent or null reads as False."""
+    return False if m.get(key) is None else req_bool(m, key)
+
+
 @dataclass(frozen=True, slots=True)
 class Book(Message):
     """Hold the earliest feasible pair for ``identity`` in ``county`` (or at ``center``)."""
@@ -46,6 +64,12 @@ class Book(Message):
     earliest: str | None = read(_iso_date, None)  # ISO date; dose 1 on or after it
     hold_s: int = read(_hold_s, DEFAULT_HOLD_S)
     group: str | None = None  # priority group of the access code, if any
+    # Part of the local day both doses start in: morning (before 12:00), afternoon
+    # (12:00-16:59) or evening (from 17:00); None takes any time.
+    time_of_day: str | None = read(opt_time_of_day, None)
+    # When the Book would be rejected sold_out or no_pair_in_window: wait on the
+    # county's waitlist instead (answered Waitlisted; a pair comes later as Offered).
+    waitlist: bool = read(_flag, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +90,26 @@ class Cancel(Message):
     command_id: str
     booking_id: str
     campaign: str
+
+
+@dataclass(frozen=True, slots=True)
+class Move(Message):
+    """Rebook a held or confirmed booking onto another pair, in one step.
+
+    Keeps the booking id and its state (a hold keeps its expiry). The new pair is
+    searched in the booking's own county, at ``center`` if given, with dose 1 on
+    or after ``earliest``, for the booking's priority group, while the old pair is
+    still taken; the old pair is given back only when a new one is found.
+    Answered by Moved or Failed (then nothing changed).
+    """
+
+    TYPE: ClassVar[str] = "move"
+    command_id: str
+    booking_id: str
+    campaign: str
+    center: str | None = None
+    earliest: str | None = read(_iso_date, None)  # ISO date; dose 1 on or after it
+    time_of_day: str | None = read(opt_time_of_day, None)
 
 
 def _has_offset(text: str) -> bool:
@@ -143,6 +187,80 @@ class AddInventory(Message):
         )
 
 
+def _starts(m: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    starts = req_list(m, key, max_len=MAX_SLOTS_PER_COMMAND)
+    for start_s in starts:
+        if not isinstance(start_s, int) or isinstance(start_s, bool):
+            raise SchemaError(f"'{key}' must be a list of integers (slot start_s)")
+    return tuple(starts)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveInventory(Message):
+    """Take slots of one vaccine at one center out of the inventory, all or none.
+
+    ``starts`` names the slots by ``start_s``. Refused (InventoryRemoved with
+    ``accepted`` false) when a slot is unknown or has a held or confirmed place.
+    """
+
+    TYPE: ClassVar[str] = "remove_inventory"
+    command_id: str
+    campaign: str
+    county: str  # the center's county (the record key); must match it
+    center: str
+    vaccine: str
+    starts: tuple[int, ...] = read(_starts)
+
+
+RESERVE_MODES = ("over_and_above", "minimum_guarantee")
+
+
+def _day(m: Mapping[str, Any], key: str) -> str:
+    return parse_date(m.get(key), key).isoformat()
+
+
+def _share_pct(m: Mapping[str, Any], key: str) -> int:
+    return req_int(m, key, lo=0, hi=100)
+
+
+def _reserve_mode(m: Mapping[str, Any], key: str) -> str:
+    value = m.get(key)
+    if value not in RESERVE_MODES:
+        raise SchemaError(f"'{key}' must be one of {', '.join(RESERVE_MODES)}, got {value!r}")
+    return str(value)
+
+
+def _release_at_ms(m: Mapping[str, Any], key: str) -> int:
+    return req_int(m, key, lo=0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetReserve(Message):
+    """Reserve ``share_pct`` percent of every slot of ``center`` on ``day`` for ``group``.
+
+    Each slot of that center and local day (all vaccines) holds back
+    floor(capacity * share_pct / 100) places that only members of ``group`` may
+    take, until ``release_at_ms`` (log time), when what is left opens to
+    everybody. ``mode`` is the order a member's place is counted in:
+    ``over_and_above`` takes open places first and the reserve only when none is
+    left (the reserve comes on top of what members win in open competition),
+    ``minimum_guarantee`` takes the reserve first (a floor for the group). One
+    reserve per center and day: setting again replaces it, share 0 removes it.
+    Answered by ReserveSet.
+    """
+
+    TYPE: ClassVar[str] = "set_reserve"
+    command_id: str
+    campaign: str
+    county: str  # the center's county (the record key); must match it
+    center: str
+    day: str = read(_day)  # ISO date, the local day of the slots
+    group: str = read(req_str)
+    share_pct: int = read(_share_pct)
+    mode: str = read(_reserve_mode)
+    release_at_ms: int = read(_release_at_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class Tick(Message):
     """Moves an idle partition's clock (the record timestamp); answered by nothing."""
@@ -151,9 +269,12 @@ class Tick(Message):
     command_id: str
 
 
-Command = Book | Confirm | Cancel | AddInventory | Tick
+Command = Book | Confirm | Cancel | Move | AddInventory | RemoveInventory | SetReserve | Tick
 
-_DECODERS = {c.TYPE: c.from_map for c in (Book, Confirm, Cancel, AddInventory, Tick)}
+_DECODERS = {
+    c.TYPE: c.from_map
+    for c in (Book, Confirm, Cancel, Move, AddInventory, RemoveInventory, SetReserve, Tick)
+}
 
 
 def decode_command(data: bytes) -> Command:

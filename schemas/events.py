@@ -7,25 +7,33 @@ applies an event only when its ``rev`` is higher than the one it has, which
 drops the duplicates that a replay or a stale second allocator sends again.
 
 Answers, exactly one per command:
-- Book → Held or Rejected
+- Book → Held, Rejected, Waitlisted (a Book with ``waitlist`` that found no pair)
+  or Failed (``duplicate_booking_id``)
 - Confirm → Confirmed or Failed
-- Cancel → Cancelled or Failed
+- Cancel → Cancelled or Failed (cancels a hold, an appointment or a waitlisting)
+- Move → Moved or Failed (then the booking is unchanged)
 - AddInventory → InventoryAdded (``accepted`` false with a ``reason`` if refused)
+- RemoveInventory → InventoryRemoved (``accepted`` false with a ``reason`` if refused)
+- SetReserve → ReserveSet (``accepted`` false with a ``reason`` if refused)
 
-Spontaneous: Expired (a hold ran out; ``command_id`` is the Book's), and
+Spontaneous: Expired (a hold ran out; ``command_id`` is the Book's), Offered (a
+waitlisted booking got a pair, now held; ``command_id`` is the Book's), and
 Summary (pairs left per county, after changes and on ticks).
+
+A booking's life: Held → Confirmed → Cancelled, with Expired or Cancelled ending
+a hold, Moved keeping the state it had (held or confirmed) with a new pair, and
+Waitlisted → Offered (held, as after Held) or Cancelled.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
 from schemas.fields import opt_str, req_int, req_list, req_map, req_str
-from schemas.wire import Message, dispatch, read, read_fields
+from schemas.wire import Message, dispatch, field_map, read, read_fields
 
 # Reasons a Book is rejected or a Confirm/Cancel fails.
 REASONS = frozenset(
@@ -42,7 +50,13 @@ REASONS = frozenset(
         "already_final",  # cancel of a booking that is rejected, expired or cancelled
         "duplicate_booking_id",
         "window_mismatch",  # AddInventory with another window for a known vaccine
-        "center_mismatch",  # AddInventory naming a known center in another county
+        "center_mismatch",  # AddInventory/RemoveInventory naming a center of another county
+        "not_movable",  # Move of a booking that is not held or confirmed
+        "unknown_slot",  # RemoveInventory naming a slot the center's line does not have
+        "slot_in_use",  # RemoveInventory naming a slot with a held or confirmed place
+        "no_pair_at_time_of_day",  # a pair exists, but none with both doses at that time of day
+        "reserved_for_priority_group",  # a pair exists only in places reserved for a group
+        "release_passed",  # SetReserve whose release_at_ms is not after the log time
     }
 )
 
@@ -53,6 +67,15 @@ def _positive(m: Mapping[str, Any], key: str) -> int:
 
 def _count(m: Mapping[str, Any], key: str) -> int:
     return req_int(m, key, lo=0)
+
+
+def _count_or_zero(m: Mapping[str, Any], key: str) -> int:
+    """A count that older writers did not send: absent reads as 0."""
+    return req_int(m, key, lo=0) if key in m else 0
+
+
+def _opt_ms(m: Mapping[str, Any], key: str) -> int | None:
+    return None if m.get(key) is None else req_int(m, key)
 
 
 def _dose(m: Mapping[str, Any], key: str) -> int:
@@ -77,7 +100,7 @@ class Appointment:
     slot: str = read(_slot_id)  # slot id, unique within the campaign
 
     def to_map(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return field_map(self)
 
     @classmethod
     def from_map(cls, m: Any) -> Appointment:
@@ -125,6 +148,54 @@ class Confirmed(_WithAppointments):
 
 
 @dataclass(frozen=True, slots=True)
+class Moved(_WithAppointments):
+    """A Move found a new pair: the booking keeps its id and state, the old pair is free.
+
+    ``hold_expires_at_ms`` is the unchanged expiry of a held booking, None when confirmed.
+    """
+
+    TYPE: ClassVar[str] = "moved"
+    command_id: str
+    booking_id: str
+    campaign: str
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+    appointments: tuple[Appointment, ...] = read(_appointments)
+    hold_expires_at_ms: int | None = read(_opt_ms, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Waitlisted(Message):
+    """A Book found no pair and waits on its county's waitlist (the identity counts as booked)."""
+
+    TYPE: ClassVar[str] = "waitlisted"
+    command_id: str
+    booking_id: str
+    campaign: str
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+    identity: str = read(req_str)
+    county: str = read(req_str)
+
+
+@dataclass(frozen=True, slots=True)
+class Offered(_WithAppointments):
+    """A waitlisted booking got a pair: it is now held until ``hold_expires_at_ms``.
+
+    ``command_id`` is the Book's; Confirm, Cancel and expiry work as for any hold.
+    """
+
+    TYPE: ClassVar[str] = "offered"
+    command_id: str
+    booking_id: str
+    campaign: str
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+    appointments: tuple[Appointment, ...] = read(_appointments)
+    hold_expires_at_ms: int = read(req_int)
+
+
+@dataclass(frozen=True, slots=True)
 class _BookingChange(Message):
     """A state change of a booking that carries no appointments."""
 
@@ -158,7 +229,8 @@ class Rejected(Message):
 
 @dataclass(frozen=True, slots=True)
 class Failed(Message):
-    """A Confirm or Cancel that could not apply; the booking is unchanged (no rev)."""
+    """A Confirm, Cancel or Move that could not apply (or a Book naming a known booking
+    id); the booking is unchanged (no rev)."""
 
     TYPE: ClassVar[str] = "failed"
     command_id: str
@@ -181,14 +253,46 @@ class InventoryAdded(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class InventoryRemoved(Message):
+    """The answer to RemoveInventory: every named slot removed, or none (``reason``)."""
+
+    TYPE: ClassVar[str] = "inventory_removed"
+    command_id: str
+    campaign: str
+    center: str
+    at_ms: int
+    accepted: bool
+    slots_removed: int = read(_count)
+    reason: str | None = read(opt_str, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveSet(Message):
+    """The answer to SetReserve: ``places_reserved`` free places now held back for the
+    group (0 when the reserve was removed), or refused (``accepted`` false, ``reason``)."""
+
+    TYPE: ClassVar[str] = "reserve_set"
+    command_id: str
+    campaign: str
+    center: str
+    at_ms: int
+    accepted: bool
+    places_reserved: int = read(_count)
+    reason: str | None = read(opt_str, None)
+
+
+@dataclass(frozen=True, slots=True)
 class CountySummary:
-    pairs_left: int = read(_count)  # pairs that can still be formed (greedy; 0 exactly when none)
-    free: int = read(_count)  # free slot places (dose 1 or dose 2)
+    # pairs that can still be formed from free and reserved places (greedy; 0 exactly when none)
+    pairs_left: int = read(_count)
+    free: int = read(_count)  # free slot places anybody may take (dose 1 or dose 2)
     held: int = read(_count)  # pairs held in baskets
     confirmed: int = read(_count)  # pairs confirmed
+    waitlisted: int = read(_count_or_zero, 0)  # bookings on the waitlist (absent: 0)
+    reserved: int = read(_count_or_zero, 0)  # free places held back for groups (absent: 0)
 
     def to_map(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        return field_map(self)
 
     @classmethod
     def from_map(cls, m: Any) -> CountySummary:
@@ -216,8 +320,22 @@ class Summary(Message):
         return out
 
 
-Event = Held | Confirmed | Rejected | Expired | Cancelled | Failed | InventoryAdded | Summary
-BookingEvent = Held | Confirmed | Rejected | Expired | Cancelled
+Event = (
+    Held
+    | Confirmed
+    | Rejected
+    | Expired
+    | Cancelled
+    | Moved
+    | Waitlisted
+    | Offered
+    | Failed
+    | InventoryAdded
+    | InventoryRemoved
+    | ReserveSet
+    | Summary
+)
+BookingEvent = Held | Confirmed | Rejected | Expired | Cancelled | Moved | Waitlisted | Offered
 
 _TYPES: tuple[Any, ...] = (
     Held,
@@ -225,8 +343,13 @@ _TYPES: tuple[Any, ...] = (
     Rejected,
     Expired,
     Cancelled,
+    Moved,
+    Waitlisted,
+    Offered,
     Failed,
     InventoryAdded,
+    InventoryRemoved,
+    ReserveSet,
     Summary,
 )
 _DECODERS = {c.TYPE: c.from_map for c in _TYPES}

@@ -88,6 +88,19 @@ def parse_date(value: Any, key: str) -> dt.date:
         raise SchemaError(f"'{key}' must be an ISO date (YYYY-MM-DD), got {value!r}") from e
 
 
+def parse_datetime(value: Any, key: str) -> dt.datetime:
+    """An ISO datetime with a UTC offset (``Z`` allowed), e.g. ``2026-12-01T08:00:00+01:00``."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise SchemaError(f"'{key}' must be an ISO datetime with a UTC offset")
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise SchemaError(f"'{key}' is not an ISO datetime: {value!r}") from e
+    if when.tzinfo is None:
+        raise SchemaError(f"'{key}' needs a UTC offset, e.g. 'Z' or '+01:00'")
+    return when
+
+
 def opt_date(m: Mapping[str, Any], key: str) -> dt.date | None:
     if m.get(key) is None:
         return None
@@ -99,3 +112,22 @@ def only_keys(m: Mapping[str, Any], allowed: frozenset[str], where: str) -> None
     if unknown:
         names = ", ".join(sorted(str(k) for k in unknown))
         raise SchemaError(f"unknown field(s) in {where}: {names}")
+
+
+# A time-of-day preference names a part of the local day a slot starts in.
+TIMES_OF_DAY = ("morning", "afternoon", "evening")  # before 12:00, 12:00-16:59, from 17:00
+
+
+def time_of_day_index(local_hour: int) -> int:
+    """The index in ``TIMES_OF_DAY`` of a slot starting at ``local_hour`` (0..23)."""
+    return 0 if local_hour < 12 else 1 if local_hour < 17 else 2
+
+
+def opt_time_of_day(m: Mapping[str, Any], key: str) -> str | None:
+    """An optional time-of-day preference: absent or null, or one of ``TIMES_OF_DAY``."""
+    value = m.get(key)
+    if value is None:
+        return None
+    if value not in TIMES_OF_DAY:
+        raise SchemaError(f"'{key}' must be one of {', '.join(TIMES_OF_DAY)}, got {value!r}")
+    return str(value)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
 from schemas.errors import SchemaError
-from schemas.fields import opt_str, req_bool, req_int, req_str
+from schemas.fields import MAX_ID_LEN, opt_str, req_bool, req_int, req_str
 
 SCHEMA_VERSION = 1
 
@@ -52,9 +53,82 @@ def _field_readers(cls: type) -> tuple[tuple[str, Reader], ...]:
     return _FIELD_READERS[cls]
 
 
+# The check ``read_fields`` makes inline before calling a field's reader, by reader. A
+# value that passes is exactly what the reader would return, so only values that fail
+# it go through the reader (to be refused with the reader's own error, or converted).
+_INLINE_CHECKS: dict[Reader, str] = {
+    req_str: "type({v}) is str and 0 < len({v}) <= MAX_ID_LEN",
+    opt_str: "{v} is None or (type({v}) is str and 0 < len({v}) <= MAX_ID_LEN)",
+    req_int: "type({v}) is int",
+    req_bool: "{v} is True or {v} is False",
+}
+
+MapReader = Callable[[Mapping[str, Any]], Any]
+_MAP_READERS: dict[type, MapReader] = {}
+
+
+def _map_reader(cls: type) -> MapReader:
+    """The function that reads ``cls`` from a map, made once per class.
+
+    Its source is written out field by field (as ``dataclasses`` does for
+    ``__init__``): a field whose reader has an inline check reads
+    ``v = m.get(name); if not <check>: v = reader(m, name)``, any other field
+    ``v = reader(m, name)``; then ``cls(v0, v1, ...)``.
+    """
+    if any(not f.init or f.kw_only for f in dataclasses.fields(cls)):
+        raise TypeError(f"{cls.__name__}: every field must be a positional argument")
+    scope: dict[str, Any] = {"cls": cls, "MAX_ID_LEN": MAX_ID_LEN}
+    lines = ["def read(m):", "    get = m.get"]
+    for i, (name, reader) in enumerate(_field_readers(cls)):
+        v, r = f"v{i}", f"r{i}"
+        scope[r] = reader
+        check = _INLINE_CHECKS.get(reader)
+        if check is None:
+            lines.append(f"    {v} = {r}(m, {name!r})")
+        else:
+            lines.append(f"    {v} = get({name!r})")
+            lines.append(f"    if not ({check.format(v=v)}):")
+            lines.append(f"        {v} = {r}(m, {name!r})")
+    args = ", ".join(f"v{i}" for i in range(len(_field_readers(cls))))
+    lines.append(f"    return cls({args})")
+    exec("\n".join(lines), scope)  # the source is made above from field names only
+    reader_fn: MapReader = scope["read"]
+    _MAP_READERS[cls] = reader_fn
+    return reader_fn
+
+
 def read_fields(cls: type[D], m: Mapping[str, Any]) -> D:
-    """Build ``cls`` from an untrusted map, each field checked by its reader."""
-    return cls(**{name: reader(m, name) for name, reader in _field_readers(cls)})
+    """Build ``cls`` from an untrusted map, each field checked by its reader.
+
+    Plain strings, integers and booleans that are valid as they are skip the call
+    to their reader; every other value goes through it (same result, same error).
+    """
+    reader = _MAP_READERS.get(cls) or _map_reader(cls)
+    return reader(m)  # type: ignore[no-any-return]
+
+
+MapWriter = Callable[[Any], dict[str, Any]]
+_MAP_WRITERS: dict[tuple[type, bool], MapWriter] = {}
+
+
+def _map_writer(cls: type, type_: str | None) -> MapWriter:
+    """The function that gives an instance of ``cls`` as a map, made once per class:
+    ``{"v": ..., "type": type_, name: self.name, ...}`` in one expression (``"v"`` and
+    ``"type"`` only for a message, with its ``type_``)."""
+    items = [f"{f.name!r}: self.{f.name}" for f in dataclasses.fields(cls)]
+    if type_ is not None:
+        items[:0] = [f"'v': {SCHEMA_VERSION!r}", f"'type': {type_!r}"]
+    scope: dict[str, Any] = {}
+    exec(f"def to_map(self):\n    return {{{', '.join(items)}}}", scope)  # field names only
+    writer: MapWriter = scope["to_map"]
+    _MAP_WRITERS[cls, type_ is not None] = writer
+    return writer
+
+
+def field_map(obj: Any) -> dict[str, Any]:
+    """A dataclass instance's fields as a map, values as they are (no deep copy)."""
+    cls = type(obj)
+    return (_MAP_WRITERS.get((cls, False)) or _map_writer(cls, None))(obj)
 
 
 class Message:
@@ -67,17 +141,23 @@ class Message:
         return read_fields(cls, m)
 
     def to_map(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"v": SCHEMA_VERSION, "type": self.TYPE}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            out[f.name] = getattr(self, f.name)
-        return out
+        """``v``, ``type`` and the fields, values as they are."""
+        cls = type(self)
+        return (_MAP_WRITERS.get((cls, True)) or _map_writer(cls, self.TYPE))(self)
 
     def pack(self) -> bytes:
         return pack_map(self.to_map())
 
 
+_packers = threading.local()  # a Packer per thread: msgpack.packb makes a new one each call
+
+
 def pack_map(m: Mapping[str, Any]) -> bytes:
-    return msgpack.packb(m, use_bin_type=True)  # type: ignore[no-any-return]
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(m)  # type: ignore[no-any-return]
 
 
 def unpack_map(data: bytes) -> Mapping[str, Any]:

@@ -5,6 +5,11 @@ lease plus a fencing token) and, as leader, runs one atomic admission step (see
 ``scripts.ADMIT``). Any number of instances may run; a room is admitted by one
 at a time, and a stale leader's step is refused by the fence.
 
+The step's rate ramps up after the opening when the room has ``ramp_s``. A room in
+``auto`` admission mode also never has more active bookers (admitted, not yet
+finished) than the pairs its campaign has left, less the active bookers of the
+campaign's other rooms: the leader reads the stored summaries before each step.
+
 Independently, the instances share the ``booking-events`` topic as one consumer
 group: a booking's final event frees its room position, and inventory summaries
 set or clear the rooms' ``sold_out`` flag. Summaries are kept in Redis
@@ -31,7 +36,13 @@ from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summa
 from waitingroom import keys
 from waitingroom.errors import LeadershipLost, RoomNotFound, WaitingRoomError
 from waitingroom.lottery import draw_seed
-from waitingroom.rooms import RoomSnapshot, RoomStore, parse_flat_snapshot, text
+from waitingroom.rooms import (
+    RAMP_START_FRACTION,
+    RoomSnapshot,
+    RoomStore,
+    parse_flat_snapshot,
+    text,
+)
 from waitingroom.settings import AdmitterSettings
 
 logger = logging.getLogger(__name__)
@@ -60,6 +71,7 @@ class Admitter:
         leader_ttl_s: float,
         store: RoomStore | None = None,
     ) -> None:
+        self._redis = redis
         self._store = store or RoomStore(redis)
         self._scripts = self._store.scripts
         self._id = instance_id
@@ -103,9 +115,10 @@ class Admitter:
 
     async def admit(self, name: str, now_s: float, fence: int) -> Admission:
         """The atomic admission step; raises LeadershipLost if ``fence`` is stale."""
+        limit = await self.auto_limit(name)
         reply = await self._scripts.admit(
             keys=[keys.room(name), keys.room_active(name), keys.room_fence(name)],
-            args=[fence, now_s, draw_seed()],
+            args=[fence, now_s, draw_seed(), RAMP_START_FRACTION, "" if limit is None else limit],
         )
         status = text(reply[0])
         if status == "fenced":
@@ -129,6 +142,25 @@ class Admitter:
                 snap.seed,
             )
         return result
+
+    async def auto_limit(self, name: str) -> int | None:
+        """For a room in auto mode, the most active bookers its inventory can serve; else None.
+
+        That is the pairs left in the room's campaign (summed over the counties the
+        allocator has reported; none reported yet counts as 0) less the active
+        bookers of the campaign's other rooms.
+        """
+        mode, campaign = await self._redis.hmget(keys.room(name), ["admission_mode", "campaign"])
+        if mode is None or campaign is None or text(mode) != "auto":
+            return None
+        others = [r for r in await self._store.rooms_of_campaign(text(campaign)) if r != name]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.campaign_inventory(text(campaign)))
+            for other in others:
+                pipe.zcard(keys.room_active(other))
+            inventory, *active = await pipe.execute()
+        pairs_left = sum(pairs_left_of(inventory).values())
+        return max(0, pairs_left - sum(int(a) for a in active))
 
     async def release_all(self) -> None:
         """Give up every lead this instance holds (on shutdown)."""
@@ -182,7 +214,9 @@ class EventHandler:
         counties = await self.campaign_counties(event.campaign)
         if counties is None:
             return
-        verdict = sold_out_verdict(counties, _pairs_left(flat))
+        verdict = sold_out_verdict(
+            counties, pairs_left_of(dict(zip(flat[::2], flat[1::2], strict=True)))
+        )
         if verdict is None:
             return
         for room in await self._store.rooms_of_campaign(event.campaign):
@@ -200,8 +234,9 @@ class EventHandler:
             return None
 
 
-def _pairs_left(flat: Sequence[Any]) -> dict[str, int]:
-    fields = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+def pairs_left_of(inventory: Mapping[Any, Any]) -> dict[str, int]:
+    """Pairs left per county from a campaign inventory hash (as HGETALL returns it)."""
+    fields = {text(k): text(v) for k, v in inventory.items()}
     return {k.removeprefix("pairs:"): int(v) for k, v in fields.items() if k.startswith("pairs:")}
 
 

@@ -10,7 +10,9 @@ reached the batcher (the fairness of the line), across batches too.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,7 @@ from redis.exceptions import RedisError
 
 from waitingroom import keys
 from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
-from waitingroom.tickets import Ticket, new_ticket_id
+from waitingroom.tickets import TICKET_ID_BYTES, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -96,20 +98,24 @@ def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
     if status != "ok" or not isinstance(reply[3], list) or len(reply[3]) != len(batch):
         raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}")
     kind = _text(reply[1])
-    for w, number in zip(batch, reply[3], strict=True):
+    ids = _ticket_ids(len(batch))
+    for w, number, ticket_id in zip(batch, reply[3], ids, strict=True):
         if w.reply.done():  # the caller went away; its number stays used, as with one join
             continue
         if int(number) == 0:
             w.reply.set_exception(TooEarly(room, float(_text(reply[2]))))
         else:
-            ticket = Ticket(
-                room=room,
-                ticket_id=new_ticket_id(),
-                kind=kind,
-                number=int(number),
-                issued_at_s=w.now_s,
-            )
-            w.reply.set_result(ticket)
+            w.reply.set_result(Ticket(room, ticket_id, kind, int(number), w.now_s))
+
+
+def _ticket_ids(count: int) -> list[str]:
+    """``count`` ids as ``new_ticket_id`` makes them, from one read of the OS's randomness."""
+    size = TICKET_ID_BYTES
+    raw = os.urandom(size * count)
+    return [
+        base64.urlsafe_b64encode(raw[i : i + size]).rstrip(b"=").decode("ascii")
+        for i in range(0, len(raw), size)
+    ]
 
 
 def _fail(batch: list[_Waiting], error: BaseException) -> None:

@@ -8,7 +8,9 @@ The room hash (``keys.room``) holds, besides the ``RoomConfig`` fields:
 - ``prequeue_s``: how long before ``opens_at_s`` joins are taken (the pre-queue window);
 - set once at opening: ``prequeue_size`` (the frozen pre count), ``seed``, ``opened_at_s``;
 - admission: ``cursor`` (every position up to it is admitted), ``admit_last_s`` and
-  ``admit_carry`` (the admission budget's clock and unspent fraction).
+  ``admit_carry`` (the admission budget's clock and unspent fraction);
+- live admission settings (``AdmissionChange``): ``rate_per_s``, ``max_active``,
+  ``ramp_s``, ``admission_mode`` and ``pow_difficulty``.
 
 ``keys.room_active`` scores each admitted, still active position by its deadline.
 Every change that must be atomic is one Lua script in ``waitingroom.scripts``.
@@ -20,7 +22,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ from waitingroom.errors import (
 )
 from waitingroom.joinbatch import JoinBatcher
 from waitingroom.lottery import draw_seed
+from waitingroom.pow import MAX_DIFFICULTY
 from waitingroom.scripts import Scripts
 from waitingroom.tickets import Ticket, new_ticket_id
 
@@ -46,6 +49,9 @@ STATES = ("scheduled", "open", "paused", "closed")
 OPERATOR_STATES = ("open", "paused", "closed")
 DEFAULT_PREQUEUE_S = 3600  # the pre-queue opens an hour before the room
 MAX_PREQUEUE_S = 30 * 86_400
+MAX_RAMP_S = 86_400
+RAMP_START_FRACTION = 0.1  # the admission rate at the opening, as a fraction of rate_per_s
+ADMISSION_MODES = ("manual", "auto")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,9 @@ class RoomConfig:
     hold_s: int = 600
     admit_window_s: int = 600
     prequeue_s: int = DEFAULT_PREQUEUE_S  # joins are taken from opens_at_s - prequeue_s on
+    ramp_s: int = 0  # the rate rises from RAMP_START_FRACTION to rate_per_s over this; 0: off
+    admission_mode: str = "manual"  # 'auto': never more active bookers than pairs left
+    pow_difficulty: int = 0  # leading zero bits asked of anonymous joins; 0: no proof of work
 
     @property
     def prequeue_opens_at_s(self) -> float:
@@ -74,6 +83,16 @@ class RoomConfig:
             raise InvalidRoomConfig("hold_s and admit_window_s must be at least 1")
         if not 0 <= self.prequeue_s <= MAX_PREQUEUE_S:
             raise InvalidRoomConfig(f"prequeue_s must be within 0..{MAX_PREQUEUE_S}")
+        check_ramp(self.ramp_s)
+        check_mode(self.admission_mode)
+        check_pow_difficulty(self.pow_difficulty)
+
+    def rate_at(self, opened_at_s: float | None, now_s: float) -> float:
+        """The admission rate at ``now_s``: ``rate_per_s``, less while ramping up."""
+        if opened_at_s is None or self.ramp_s <= 0:
+            return self.rate_per_s
+        ramped = min(1.0, max(0.0, (now_s - opened_at_s) / self.ramp_s))
+        return self.rate_per_s * (RAMP_START_FRACTION + (1 - RAMP_START_FRACTION) * ramped)
 
 
 def check_admission(rate_per_s: float, max_active: int) -> None:
@@ -81,6 +100,50 @@ def check_admission(rate_per_s: float, max_active: int) -> None:
         raise InvalidRoomConfig(f"rate_per_s must be a finite number >= 0, got {rate_per_s}")
     if max_active < 0:
         raise InvalidRoomConfig(f"max_active must be >= 0, got {max_active}")
+
+
+def check_ramp(ramp_s: int) -> None:
+    if not 0 <= ramp_s <= MAX_RAMP_S:
+        raise InvalidRoomConfig(f"ramp_s must be within 0..{MAX_RAMP_S}, got {ramp_s}")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in ADMISSION_MODES:
+        raise InvalidRoomConfig(f"admission_mode must be one of {ADMISSION_MODES}, got {mode!r}")
+
+
+def check_pow_difficulty(difficulty: int) -> None:
+    if not 0 <= difficulty <= MAX_DIFFICULTY:
+        raise InvalidRoomConfig(
+            f"pow_difficulty must be within 0..{MAX_DIFFICULTY}, got {difficulty}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionChange:
+    """Live admission settings to change; None leaves a setting as it is."""
+
+    rate_per_s: float | None = None
+    max_active: int | None = None
+    ramp_s: int | None = None
+    admission_mode: str | None = None
+    pow_difficulty: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate_per_s is not None:
+            check_admission(self.rate_per_s, 0)
+        if self.max_active is not None:
+            check_admission(0.0, self.max_active)
+        if self.ramp_s is not None:
+            check_ramp(self.ramp_s)
+        if self.admission_mode is not None:
+            check_mode(self.admission_mode)
+        if self.pow_difficulty is not None:
+            check_pow_difficulty(self.pow_difficulty)
+
+    def fields(self) -> dict[str, str | int | float]:
+        """The room hash fields to set."""
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +165,10 @@ class RoomSnapshot:
     @property
     def queue_length(self) -> int:
         return self.prequeue_size + self.post_count
+
+    def rate_at(self, now_s: float) -> float:
+        """The configured admission rate at ``now_s``, ramp included."""
+        return self.config.rate_at(self.opened_at_s, now_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +195,9 @@ def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSna
             hold_s=int(f["hold_s"]),
             admit_window_s=int(f["admit_window_s"]),
             prequeue_s=int(f.get("prequeue_s", DEFAULT_PREQUEUE_S)),
+            ramp_s=int(f.get("ramp_s", "0")),
+            admission_mode=f.get("admission_mode", "manual"),
+            pow_difficulty=int(f.get("pow_difficulty", "0")),
         )
         opened_at = f.get("opened_at_s")
         return RoomSnapshot(
@@ -141,7 +211,7 @@ def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSna
             seed=f.get("seed"),
             opened_at_s=None if opened_at is None else float(opened_at),
         )
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError) as e:  # InvalidRoomConfig is a ValueError
         raise WaitingRoomError(f"room {name!r} has a malformed record: {e!r}") from e
 
 
@@ -179,6 +249,9 @@ class RoomStore:
                     "hold_s": cfg.hold_s,
                     "admit_window_s": cfg.admit_window_s,
                     "prequeue_s": cfg.prequeue_s,
+                    "ramp_s": cfg.ramp_s,
+                    "admission_mode": cfg.admission_mode,
+                    "pow_difficulty": cfg.pow_difficulty,
                 },
             )
             pipe.hsetnx(room, "state", "scheduled")
@@ -260,12 +333,15 @@ class RoomStore:
         logger.info("room %s set to %s", name, state)
         return parse_flat_snapshot(name, reply[1], reply[2])
 
-    async def set_admission(self, name: str, rate_per_s: float, max_active: int) -> RoomSnapshot:
-        check_admission(rate_per_s, max_active)
-        reply = await self.scripts.set_admission(
-            keys=self._room_keys(name), args=[float(rate_per_s), int(max_active)]
-        )
+    async def set_admission(self, name: str, change: AdmissionChange) -> RoomSnapshot:
+        """Apply the settings ``change`` names (checked when it was made), atomically."""
+        args: list[str | int | float] = []
+        for field, value in change.fields().items():
+            args += [field, value]
+        reply = await self.scripts.set_admission(keys=self._room_keys(name), args=args)
         _status(reply, name)
+        if args:
+            logger.info("room %s admission changed: %s", name, change.fields())
         return parse_flat_snapshot(name, reply[1], reply[2])
 
     async def booking_started(self, name: str, position: int, deadline_s: float) -> None:

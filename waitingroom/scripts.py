@@ -147,10 +147,11 @@ SET_ADMISSION = (
     _SNAPSHOT
     + """
 -- KEYS[1] room hash, KEYS[2] room active zset
--- ARGV[1] rate_per_s, ARGV[2] max_active
+-- ARGV[1], ARGV[2], ... pairs of field, value: any of rate_per_s, max_active, ramp_s,
+--   admission_mode, pow_difficulty (checked by the caller); no ARGV only reads
 -- Returns {'not_found'} | {'ok', {HGETALL room}, ZCARD active}
 if not redis.call('HGET', KEYS[1], 'state') then return {'not_found'} end
-redis.call('HSET', KEYS[1], 'rate_per_s', ARGV[1], 'max_active', ARGV[2])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 local snap = snapshot(KEYS[1], KEYS[2])
 return {'ok', snap[1], snap[2]}
 """
@@ -175,21 +176,43 @@ return 'changed'
 """
 
 # Admission proper, called by ADMIT when the room is open and not sold out.
-# The budget grows by rate_per_s per second since the last step, keeps its
-# fraction, and is capped at one second's worth (at least one place, unless the
-# rate is 0).
+# The budget grows by the admission rate integrated over the time since the last
+# step, keeps its fraction, and is capped at one second's worth at the current rate
+# (at least one place, unless the rate is 0). During the ramp (ramp_s > 0, the first
+# ramp_s seconds after opened_at_s) the rate rises linearly from ramp_start * rate_per_s
+# to rate_per_s. 'limit' (auto mode) caps the active bookers like max_active.
 _ADMIT_ROOM = """
-local function admit_room(room, active, now)
+-- Seconds of full rate that the ramped rate yields from the opening to u s after it.
+local function ramp_area(u, ramp, start)
+  if u <= 0 then return 0 end
+  if ramp <= 0 then return u end
+  if u >= ramp then return ramp * (1 + start) / 2 + (u - ramp) end
+  return start * u + (1 - start) * u * u / (2 * ramp)
+end
+
+local function rate_fraction(u, ramp, start)
+  if ramp <= 0 or u >= ramp then return 1 end
+  return start + (1 - start) * math.max(0, u) / ramp
+end
+
+local function admit_room(room, active, now, ramp_start, limit)
   local h = redis.call('HMGET', room, 'rate_per_s', 'max_active', 'admit_window_s',
-                       'prequeue_size', 'post_count', 'cursor', 'admit_last_s', 'admit_carry')
+                       'prequeue_size', 'post_count', 'cursor', 'admit_last_s', 'admit_carry',
+                       'ramp_s', 'opened_at_s')
   local rate, max_active, window = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
   local queue = tonumber(h[4] or '0') + tonumber(h[5] or '0')
   local cursor = tonumber(h[6] or '0')
   local last = tonumber(h[7] or now)
+  local ramp, opened = tonumber(h[9] or '0'), tonumber(h[10] or now)
   local cap = 0
-  if rate > 0 then cap = math.max(rate, 1) end
-  local budget = math.min(tonumber(h[8] or '0') + rate * math.max(0, now - last), cap)
-  local k = math.min(math.floor(budget), max_active - redis.call('ZCARD', active), queue - cursor)
+  if rate > 0 then cap = math.max(rate * rate_fraction(now - opened, ramp, ramp_start), 1) end
+  local gained = ramp_area(now - opened, ramp, ramp_start)
+                 - ramp_area(last - opened, ramp, ramp_start)
+  local budget = math.min(tonumber(h[8] or '0') + rate * math.max(0, gained), cap)
+  local occupied = redis.call('ZCARD', active)
+  local room_left = max_active - occupied
+  if limit then room_left = math.min(room_left, limit - occupied) end
+  local k = math.min(math.floor(budget), room_left, queue - cursor)
   if k < 0 then k = 0 end
   local deadline = now + window
   for first = cursor + 1, cursor + k, 500 do
@@ -213,11 +236,13 @@ ADMIT = (
     + """
 -- KEYS[1] room hash, KEYS[2] room active zset, KEYS[3] room fence counter
 -- ARGV[1] the caller's fencing token, ARGV[2] now_s, ARGV[3] a seed (kept only if
---   this call opens the room)
+--   this call opens the room), ARGV[4] the ramp's start fraction of rate_per_s,
+--   ARGV[5] in auto mode the most active bookers the inventory can serve, else ''
 -- Refuses a token that is not the current fence. Else: opens the room when
 -- now >= opens_at_s; drops active entries whose deadline < now; if the state is
 -- 'open' and not sold out, admits positions cursor+1..cursor+k (k limited by the
--- rate budget, max_active and the queue) with deadline now + admit_window_s.
+-- rate budget, max_active, in auto mode by ARGV[5], and the queue) with deadline
+-- now + admit_window_s. A room in auto mode without ARGV[5] admits nobody.
 -- Returns {'fenced'} | {'not_found'} |
 --   {'ok', admitted k, opened by this call (1|0), {HGETALL room}, ZCARD active}
 local room, active = KEYS[1], KEYS[2]
@@ -231,9 +256,11 @@ if now >= tonumber(redis.call('HGET', room, 'opens_at_s')) then
   state = redis.call('HGET', room, 'state')
 end
 redis.call('ZREMRANGEBYSCORE', active, '-inf', '(' .. ARGV[2])
+local limit = nil
+if redis.call('HGET', room, 'admission_mode') == 'auto' then limit = tonumber(ARGV[5]) or 0 end
 local admitted = 0
 if state == 'open' and redis.call('HGET', room, 'sold_out') ~= '1' then
-  admitted = admit_room(room, active, now)
+  admitted = admit_room(room, active, now, tonumber(ARGV[4]), limit)
 else
   redis.call('HSET', room, 'admit_last_s', ARGV[2], 'admit_carry', '0')
 end

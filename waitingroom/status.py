@@ -61,7 +61,7 @@ def status_of(
     now_s: float,
     rate_per_s: float | None,
 ) -> Status:
-    """The ticket's status; ``rate_per_s`` is the measured rate (None: use the configured one)."""
+    """The ticket's status; ``rate_per_s`` is the measured rate (None: the configured one now)."""
     pos = position_of(ticket, snap, order)  # None until the room opens
     if snap.state == "closed":
         return Status("closed", None, None, pos)
@@ -72,7 +72,7 @@ def status_of(
     if snap.sold_out:
         return Status("sold_out", pos - snap.cursor, None, pos)
     ahead = pos - snap.cursor - 1
-    rate = snap.config.rate_per_s if rate_per_s is None else rate_per_s
+    rate = snap.rate_at(now_s) if rate_per_s is None else rate_per_s
     eta = None if snap.state == "paused" or rate <= 0 else ahead / rate
     return Status("waiting", ahead + 1, eta, pos)
 

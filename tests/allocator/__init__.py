@@ -9,7 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from schemas.commands import AddInventory, Book, Cancel, Confirm, SlotSpec
+from schemas.commands import (
+    AddInventory,
+    Book,
+    Cancel,
+    Confirm,
+    Move,
+    RemoveInventory,
+    SetReserve,
+    SlotSpec,
+)
 
 BASE_DAY = dt.date(2030, 3, 1)
 T0_MS = int(dt.datetime(2030, 2, 28, tzinfo=dt.UTC).timestamp()) * 1000
@@ -68,6 +77,9 @@ def book(
     earliest: str | None = None,
     hold_s: int = 600,
     campaign: str = CAMPAIGN,
+    group: str | None = None,
+    waitlist: bool = False,
+    time_of_day: str | None = None,
 ) -> Book:
     return Book(
         command_id=command_id,
@@ -78,6 +90,9 @@ def book(
         center=center,
         earliest=earliest,
         hold_s=hold_s,
+        group=group,
+        waitlist=waitlist,
+        time_of_day=time_of_day,
     )
 
 
@@ -87,3 +102,50 @@ def confirm(command_id: str, booking_id: str, campaign: str = CAMPAIGN) -> Confi
 
 def cancel(command_id: str, booking_id: str, campaign: str = CAMPAIGN) -> Cancel:
     return Cancel(command_id, booking_id, campaign)
+
+
+def move(
+    command_id: str,
+    booking_id: str,
+    *,
+    center: str | None = None,
+    earliest: str | None = None,
+    campaign: str = CAMPAIGN,
+    time_of_day: str | None = None,
+) -> Move:
+    return Move(
+        command_id, booking_id, campaign, center=center, earliest=earliest, time_of_day=time_of_day
+    )
+
+
+def remove(
+    command_id: str,
+    county: str,
+    center: str,
+    starts: Iterable[SlotSpec],
+    *,
+    vaccine: str = "vx",
+    campaign: str = CAMPAIGN,
+) -> RemoveInventory:
+    """RemoveInventory of the slots that ``starts`` describe (by their start_s)."""
+    return RemoveInventory(
+        command_id, campaign, county, center, vaccine, tuple(s.start_s for s in starts)
+    )
+
+
+def reserve(
+    command_id: str,
+    county: str,
+    center: str,
+    day: int,
+    group: str,
+    share_pct: int,
+    *,
+    mode: str = "over_and_above",
+    release_at_ms: int = T0_MS + 3_600_000,
+    campaign: str = CAMPAIGN,
+) -> SetReserve:
+    """SetReserve of ``share_pct`` percent of ``center``'s slots on day ``day`` for ``group``."""
+    return SetReserve(
+        command_id, campaign, county, center, day_iso(day), group, share_pct, mode, release_at_ms
+    )

@@ -13,6 +13,8 @@ from schemas.events import (
     Failed,
     Held,
     InventoryAdded,
+    Moved,
+    Offered,
     Rejected,
     Summary,
 )
@@ -68,7 +70,7 @@ def not_summaries(events: list[Event]) -> list[Event]:
     return [e for e in events if not isinstance(e, Summary)]
 
 
-def slot_ids(event: Held | Confirmed) -> list[str]:
+def slot_ids(event: Held | Confirmed | Moved | Offered) -> list[str]:
     return [a.slot for a in event.appointments]
 
 

@@ -3,22 +3,45 @@
 The model (``Oracle``) keeps slots, windows and bookings in plain dicts and
 finds the best pair by brute force over every free pair. After every record it
 checks the events (exactly one answer per new command id, none for a
-redelivery, the right pair or reason, expiries in order, revs rising by one)
-and the allocator's state (usage per slot, one active pair per identity,
-summaries). Replaying a log, whole or split, must give the same events.
+redelivery, the right pair or reason, expiries in order, revs rising by one,
+the waitlist's offers) and the allocator's state (usage per slot, one active
+pair per identity, summaries, no waitlisted booking left that a pair would
+fit). Replaying a log, whole or split, must give the same events.
+
+Priority reserves are modelled by their definition too: each slot's held-back
+places and the members' places taken out of the reserve, the category every
+place of a pair came out of (by the reserve's mode), and the release at its
+time. A place held back for a group never goes to anybody else, and every
+search is made for the searcher's group and time of day.
+
+The model serves a waitlist by its definition: while some waitlisted booking
+has a pair, the earliest such booking gets its best pair (rescanning the whole
+waitlist after every offer), which the allocator must match with its bounded
+rounds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from allocator.core import CANCELLED, CONFIRMED, EXPIRED, HELD, REJECTED, Allocator
-from schemas.commands import AddInventory, Book, Cancel, Command, Confirm, Tick
+from allocator.core import CANCELLED, CONFIRMED, EXPIRED, HELD, REJECTED, WAITLISTED, Allocator
+from schemas.commands import (
+    AddInventory,
+    Book,
+    Cancel,
+    Command,
+    Confirm,
+    Move,
+    RemoveInventory,
+    SetReserve,
+    Tick,
+)
 from schemas.events import (
     Cancelled,
     Confirmed,
@@ -27,10 +50,15 @@ from schemas.events import (
     Failed,
     Held,
     InventoryAdded,
+    InventoryRemoved,
+    Moved,
+    Offered,
     Rejected,
+    ReserveSet,
     Summary,
+    Waitlisted,
 )
-from tests.allocator import T0_MS, add, book, cancel, confirm, day_iso, slot
+from tests.allocator import T0_MS, add, book, cancel, confirm, day_iso, move, remove, slot
 
 CAMPAIGNS = ("spring", "spring", "spring", "autumn")
 CENTERS = {"c1": "north", "c2": "north", "c3": "south"}
@@ -40,6 +68,15 @@ START_MS = T0_MS + 22 * 3_600_000  # two hours before the first slot
 HOUR_MS = 3_600_000
 TO_NEXT_HOUR = -1  # a step to the next full hour: where slots start
 STEPS_MS = (0, 0, 1, 1_000, 5_000, 60_000, HOUR_MS, 6 * HOUR_MS, TO_NEXT_HOUR, -10_000)
+WAITLIST_REASONS = (
+    "sold_out",
+    "no_pair_in_window",
+    "no_pair_at_time_of_day",
+    "reserved_for_priority_group",
+)
+GROUPS = (None, None, "care", "care", "teachers")
+TIMES = (None, None, None, "morning", "afternoon", "evening")
+MODES = ("over_and_above", "minimum_guarantee")
 
 Record = tuple[int, int, Command]  # offset, timestamp_ms, command
 
@@ -48,14 +85,16 @@ Record = tuple[int, int, Command]  # offset, timestamp_ms, command
 
 
 @st.composite
-def inventories(draw: st.DrawFn, command_id: str) -> AddInventory:
+def inventories(
+    draw: st.DrawFn, command_id: str, campaigns: tuple[str, ...] = CAMPAIGNS
+) -> AddInventory:
     center = draw(st.sampled_from(sorted(CENTERS)))
     right_county = draw(st.integers(0, 9)) > 0
     county = CENTERS[center] if right_county else draw(st.sampled_from(COUNTIES))
     vaccine = draw(st.sampled_from(sorted(WINDOWS)))
     min_days, max_days = WINDOWS[vaccine] if draw(st.integers(0, 9)) else (1, 3)
     days = draw(st.lists(st.integers(0, 5), max_size=6, unique=True))
-    hours = draw(st.lists(st.sampled_from((8, 9, 10)), min_size=1, max_size=3, unique=True))
+    hours = draw(st.lists(st.sampled_from((8, 9, 10, 13, 18)), min_size=1, max_size=3, unique=True))
     capacities = draw(st.lists(st.integers(0, 2), min_size=len(days) * len(hours)))
     specs = [(d, h) for d in days for h in hours]
     return add(
@@ -66,7 +105,7 @@ def inventories(draw: st.DrawFn, command_id: str) -> AddInventory:
         vaccine=vaccine,
         min_days=min_days,
         max_days=max_days,
-        campaign=draw(st.sampled_from(CAMPAIGNS)),
+        campaign=draw(st.sampled_from(campaigns)),
     )
 
 
@@ -89,6 +128,74 @@ def books(draw: st.DrawFn, command_id: str, stocked: list[tuple[str, str]]) -> B
         earliest=earliest,
         hold_s=draw(st.sampled_from((1, 30, 600, 7200, 7200))),
         campaign=campaign,
+        waitlist=draw(st.integers(0, 2)) == 0,
+        group=draw(st.sampled_from(GROUPS)),
+        time_of_day=draw(st.sampled_from(TIMES)),
+    )
+
+
+@st.composite
+def moves(draw: st.DrawFn, command_id: str, bookings: list[tuple[str, str]]) -> Move:
+    """A Move, mostly of a recent booking (the likeliest to be held or confirmed)."""
+    recent = draw(st.integers(0, 2)) > 0
+    campaign, booking_id = draw(st.sampled_from(bookings[-3:] if recent else bookings))
+    center = draw(st.sampled_from((None, None, None, "c1", "c2", "c3", "c9")))
+    earliest = draw(st.one_of(st.none(), st.integers(0, 5).map(day_iso)))
+    time_of_day = draw(st.sampled_from(TIMES))
+    return move(
+        command_id,
+        booking_id,
+        center=center,
+        earliest=earliest,
+        campaign=campaign,
+        time_of_day=time_of_day,
+    )
+
+
+@st.composite
+def set_reserves(
+    draw: st.DrawFn, command_id: str, now_ms: int, campaigns: tuple[str, ...] = CAMPAIGNS
+) -> SetReserve:
+    """A SetReserve, mostly of a known center in its own county, released within hours
+    (now and then at a time already passed)."""
+    center = draw(st.sampled_from([*sorted(CENTERS), "c9"]))
+    right_county = draw(st.integers(0, 9)) > 0
+    county = CENTERS.get(center, "west") if right_county else draw(st.sampled_from(COUNTIES))
+    step_ms = draw(st.sampled_from((-1, 0, 1, 60_000, HOUR_MS, 6 * HOUR_MS, 30 * HOUR_MS)))
+    return SetReserve(
+        command_id,
+        draw(st.sampled_from(campaigns)),
+        county,
+        center,
+        day_iso(draw(st.integers(0, 5))),
+        draw(st.sampled_from(("care", "care", "teachers"))),
+        draw(st.sampled_from((0, 50, 50, 100, 100))),
+        draw(st.sampled_from(MODES)),
+        max(0, now_ms + step_ms),
+    )
+
+
+@st.composite
+def removals(draw: st.DrawFn, command_id: str, stocked: list[tuple[str, str]]) -> RemoveInventory:
+    """A RemoveInventory of a few slots, mostly at a stocked center of its own county;
+    hour 11 is never added, so naming it is naming an unknown slot."""
+    campaign = draw(st.sampled_from(CAMPAIGNS))
+    center = draw(st.sampled_from([*sorted(CENTERS), "c9"]))
+    if stocked and draw(st.integers(0, 3)) > 0:
+        campaign, county = draw(st.sampled_from(stocked))
+        center = draw(st.sampled_from([c for c in (*sorted(CENTERS), "c9") if c != "c3"]))
+        center = "c3" if county == "south" else center
+    right_county = draw(st.integers(0, 9)) > 0
+    county = CENTERS.get(center, "west") if right_county else draw(st.sampled_from(COUNTIES))
+    days = draw(st.lists(st.integers(0, 5), min_size=1, max_size=3))
+    hours = draw(st.lists(st.sampled_from((8, 9, 10, 10, 11)), min_size=len(days)))
+    return remove(
+        command_id,
+        county,
+        center,
+        [slot(d, h) for d, h in zip(days, hours, strict=False)],
+        vaccine=draw(st.sampled_from(sorted(WINDOWS))),
+        campaign=campaign,
     )
 
 
@@ -108,7 +215,7 @@ def logs(draw: st.DrawFn) -> list[Record]:
         if i >= n_inventory:
             now = advance(now, draw(st.sampled_from(STEPS_MS)))
         cid = f"cmd{i}"
-        kind = "a" if i < n_inventory else draw(st.sampled_from("abbbbbbbbffffccctttrr"))
+        kind = "a" if i < n_inventory else draw(st.sampled_from("abbbbbbbbffffccctttrrmmmdss"))
         command: Command
         if kind == "r":
             command = records[draw(st.integers(0, len(records) - 1))][2]
@@ -121,10 +228,148 @@ def logs(draw: st.DrawFn) -> list[Record]:
         elif kind in "fc":
             campaign, booking_id = draw(st.sampled_from(bookings))
             command = (confirm if kind == "f" else cancel)(cid, booking_id, campaign)
+        elif kind == "m":
+            command = draw(moves(cid, bookings))
+        elif kind == "d":
+            command = draw(removals(cid, stocked))
+        elif kind == "s":
+            command = draw(set_reserves(cid, now))
         else:
             command = Tick(cid)
         records.append((i, now, command))
     return records
+
+
+@st.composite
+def busy_logs(draw: st.DrawFn) -> list[Record]:
+    """A log of one campaign with few places and fresh booking ids, where most commands
+    apply: many holds, waitlistings, moves, cancels, removals and so offers.
+
+    Confirm, Cancel and Move mostly name one of the last bookings; RemoveInventory
+    names slots of an earlier AddInventory (and sometimes a slot never added).
+    """
+    records: list[Record] = []
+    bookings = ["k0"]
+    added: list[AddInventory] = []
+    now = START_MS
+    for i in range(draw(st.integers(5, 60))):
+        now = advance(now, draw(st.sampled_from((0, 1, 1_000, 30_000, 60_000, HOUR_MS))))
+        cid = f"cmd{i}"
+        kind = "a" if i < 2 else draw(st.sampled_from("aabbbbbbbfcccmmmddtrsss"))
+        command: Command
+        if kind == "a":
+            command = draw(inventories(cid, ("spring",)))
+            added.append(command)
+        elif kind == "b":
+            command = book(
+                cid,
+                f"k{i}",
+                f"id{draw(st.integers(0, 7))}",
+                draw(st.sampled_from(("north", "north", "south"))),
+                center=draw(st.sampled_from((None, None, None, None, "c1", "c2", "c3"))),
+                earliest=draw(st.one_of(st.none(), st.none(), st.integers(0, 3).map(day_iso))),
+                hold_s=draw(st.sampled_from((30, 600, 7200))),
+                waitlist=draw(st.booleans()),
+                group=draw(st.sampled_from(GROUPS)),
+                time_of_day=draw(st.sampled_from(TIMES)),
+            )
+            bookings.append(command.booking_id)
+        elif kind in "fcm":
+            recent = draw(st.integers(0, 3)) > 0
+            booking_id = draw(st.sampled_from(bookings[-4:] if recent else bookings))
+            if kind == "m":
+                command = draw(moves(cid, [("spring", booking_id)]))
+            else:
+                command = (confirm if kind == "f" else cancel)(cid, booking_id)
+        elif kind == "d" and added:
+            command = draw(slots_of(cid, draw(st.sampled_from(added))))
+        elif kind == "r":
+            command = records[draw(st.integers(0, len(records) - 1))][2]
+        elif kind == "s":
+            command = draw(set_reserves(cid, now, ("spring",)))
+        else:
+            command = Tick(cid)
+        records.append((i, now, command))
+    return records
+
+
+@st.composite
+def reserve_logs(draw: st.DrawFn) -> list[Record]:
+    """A log of one county with roomy slots at every time of day, reserves for "care"
+    or "teachers" on many of its days (set, changed, handed over, removed, released),
+    and members and others booking, confirming, cancelling, moving, waiting and
+    letting holds run out.
+    """
+    records: list[Record] = []
+    bookings = ["k0"]
+    now = START_MS
+    for i in range(draw(st.integers(5, 60))):
+        now = advance(now, draw(st.sampled_from((0, 1, 1_000, 60_000, HOUR_MS, 3 * HOUR_MS))))
+        cid = f"cmd{i}"
+        kind = "a" if i < 2 else "s" if i < 5 else draw(st.sampled_from("abbbbbbbbbfccmmssstr"))
+        command: Command
+        if kind == "a":
+            vaccine = draw(st.sampled_from(sorted(WINDOWS)))
+            min_days, max_days = WINDOWS[vaccine]
+            places = [(d, h) for d in range(6) for h in (9, 13, 18) if draw(st.booleans())]
+            command = add(
+                cid,
+                "north",
+                ("c1", "c2")[i] if i < 2 else draw(st.sampled_from(("c1", "c2"))),
+                [slot(d, h, draw(st.integers(0, 2))) for d, h in places],
+                vaccine=vaccine,
+                min_days=min_days,
+                max_days=max_days,
+            )
+        elif kind == "s":
+            step_ms = draw(st.sampled_from((-1, HOUR_MS, 6 * HOUR_MS, 40 * HOUR_MS, 40 * HOUR_MS)))
+            command = SetReserve(
+                cid,
+                "spring",
+                "north",
+                draw(st.sampled_from(("c1", "c2"))),
+                day_iso(draw(st.integers(0, 5))),
+                draw(st.sampled_from(("care", "care", "teachers"))),
+                draw(st.sampled_from((0, 50, 100, 100))),
+                draw(st.sampled_from(MODES)),
+                now + step_ms,
+            )
+        elif kind == "b":
+            command = book(
+                cid,
+                f"k{i}",
+                f"id{draw(st.integers(0, 19))}",
+                "north",
+                center=draw(st.sampled_from((None, None, "c1", "c2"))),
+                earliest=draw(st.one_of(st.none(), st.integers(0, 2).map(day_iso))),
+                hold_s=draw(st.sampled_from((60, 7200, 7200))),
+                waitlist=draw(st.booleans()),
+                group=draw(st.sampled_from((None, "care", "care", "teachers"))),
+                time_of_day=draw(st.sampled_from(TIMES)),
+            )
+            bookings.append(command.booking_id)
+        elif kind in "fcm":
+            recent = draw(st.integers(0, 3)) > 0
+            booking_id = draw(st.sampled_from(bookings[-4:] if recent else bookings))
+            if kind == "m":
+                command = draw(moves(cid, [("spring", booking_id)]))
+            else:
+                command = (confirm if kind == "f" else cancel)(cid, booking_id)
+        elif kind == "r":
+            command = records[draw(st.integers(0, len(records) - 1))][2]
+        else:
+            command = Tick(cid)
+        records.append((i, now, command))
+    return records
+
+
+@st.composite
+def slots_of(draw: st.DrawFn, command_id: str, a: AddInventory) -> RemoveInventory:
+    known = [s.start_s for s in a.slots]
+    starts = draw(st.lists(st.sampled_from(known), max_size=3)) if known else []
+    if not starts or draw(st.integers(0, 9)) == 0:
+        starts.append(slot(0, 11).start_s)  # never added
+    return RemoveInventory(command_id, a.campaign, a.county, a.center, a.vaccine, tuple(starts))
 
 
 def advance(now_ms: int, step_ms: int) -> int:
@@ -149,6 +394,25 @@ class SlotFact:
     start: str
     start_s: int
     capacity: int
+    held_back: int = 0  # free places only members of the day's reserve group may take
+    res_used: int = 0  # used places taken out of the day's reserve
+
+    @property
+    def tod(self) -> str:
+        hour = dt.datetime.fromisoformat(self.start).hour
+        return "morning" if hour < 12 else "afternoon" if hour < 17 else "evening"
+
+
+@dataclass
+class ReserveFact:
+    group: str
+    share_pct: int
+    mode: str
+    release_at_ms: int
+    generation: int  # a new one for every reserve made (not for one changed in place)
+
+    def places(self, capacity: int) -> int:
+        return capacity * self.share_pct // 100
 
 
 @dataclass
@@ -160,6 +424,11 @@ class BookingFact:
     rev: int
     slots: tuple[str, ...] = ()
     expires_ms: int = 0
+    # while waitlisted: the Book (its wish and hold_s) and its place in the waitlist
+    book: Book | None = None
+    seq: int = 0
+    group: str | None = None
+    rsv: tuple[int | None, ...] = ()  # per place: the reserve it came out of (generation)
 
 
 @dataclass
@@ -172,6 +441,9 @@ class Oracle:
     bookings: dict[tuple[str, str], BookingFact] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     last_summary_ms: dict[str, int] = field(default_factory=dict)
+    waitlisted: int = 0  # bookings waitlisted so far (arrival numbers)
+    reserves: dict[tuple[str, str, int], ReserveFact] = field(default_factory=dict)
+    generations: int = 0
 
     # -- derived state
 
@@ -183,21 +455,44 @@ class Oracle:
             for sid in b.slots
         )
 
-    def free_slots(self, campaign: str, centers: set[str]) -> dict[str, SlotFact]:
+    def free_slots(
+        self,
+        campaign: str,
+        centers: set[str],
+        group: str | None = None,
+        everyone: bool = False,
+        tod: str | None = None,
+    ) -> dict[str, SlotFact]:
+        """The slots a member of ``group`` (``everyone``: of any group) could take a place
+        of, at ``tod`` if given."""
         used = self.used()
         return {
             sid: f
             for (camp, sid), f in self.slots.items()
             if camp == campaign
             and f.center in centers
-            and f.capacity > used[(camp, sid)]
+            and used[(camp, sid)] < self.limit(camp, f, group, everyone)
             and f.start_s * 1000 > self.now_ms
+            and (tod is None or f.tod == tod)
         }
 
+    def limit(self, campaign: str, f: SlotFact, group: str | None, everyone: bool) -> int:
+        """How far a member of ``group`` may fill ``f``: all of it on a day reserved for it."""
+        r = self.reserves.get((campaign, f.center, f.day))
+        if everyone or (r is not None and r.group == group):
+            return f.capacity
+        return f.capacity - f.held_back
+
     def best_pair(
-        self, campaign: str, centers: set[str], earliest: int | None
+        self,
+        campaign: str,
+        centers: set[str],
+        earliest: int | None,
+        group: str | None = None,
+        everyone: bool = False,
+        tod: str | None = None,
     ) -> tuple[tuple[int, int, str, str, int, str, str] | None, bool]:
-        free = self.free_slots(campaign, centers)
+        free = self.free_slots(campaign, centers, group, everyone, tod)
         best = None
         for a_id, a in free.items():
             if earliest is not None and a.day < earliest:
@@ -212,6 +507,138 @@ class Oracle:
     def centers_in(self, campaign: str, county: str) -> set[str]:
         return {c for (camp, c), cty in self.centers.items() if (camp, cty) == (campaign, county)}
 
+    def wish_pair(
+        self, campaign: str, county: str, wish: Book | Move, group: str | None
+    ) -> tuple[int, int, str, str, int, str, str] | None:
+        """The best pair in ``county`` for a wish whose center (if any) is in the county."""
+        centers = self.centers_in(campaign, county) if wish.center is None else {wish.center}
+        earliest = slot_day(wish.earliest) if wish.earliest else None
+        return self.best_pair(campaign, centers, earliest, group, tod=wish.time_of_day)[0]
+
+    def no_pair_reason(
+        self,
+        campaign: str,
+        centers: set[str],
+        earliest: int | None,
+        group: str | None,
+        tod: str | None,
+    ) -> str:
+        if tod is not None and self.best_pair(campaign, centers, earliest, group)[0]:
+            return "no_pair_at_time_of_day"
+        if self.best_pair(campaign, centers, earliest, everyone=True)[0]:
+            return "reserved_for_priority_group"
+        return "no_pair_in_window" if self.free_slots(campaign, centers, group) else "sold_out"
+
+    def take(
+        self,
+        campaign: str,
+        sids: tuple[str, ...],
+        group: str | None,
+        used: Counter[tuple[str, str]],
+    ) -> tuple[int | None, ...]:
+        """Take a place of each slot for a member of ``group`` (``used`` before): the
+        reserve each comes out of, by its mode, or None for an open place."""
+        out: list[int | None] = []
+        for sid in sids:
+            f = self.slots[(campaign, sid)]
+            r = self.reserves.get((campaign, f.center, f.day))
+            open_left = used[(campaign, sid)] < f.capacity - f.held_back
+            if (
+                r is not None
+                and r.group == group
+                and f.held_back
+                and (r.mode == "minimum_guarantee" or not open_left)
+            ):
+                f.held_back -= 1
+                f.res_used += 1
+                out.append(r.generation)
+            else:
+                assert open_left, f"{sid}: a place held back for a group went to {group}"
+                out.append(None)
+        return tuple(out)
+
+    def give_back(self, campaign: str, b: BookingFact) -> None:
+        """``b``'s places come back: one out of a reserve to it while it is still the
+        day's reserve and short of its share, any other to everybody."""
+        for sid, generation in zip(b.slots, b.rsv, strict=False):
+            f = self.slots[(campaign, sid)]
+            r = self.reserves.get((campaign, f.center, f.day))
+            if generation is None or r is None or r.generation != generation:
+                continue
+            f.res_used -= 1
+            if r.places(f.capacity) - f.res_used - f.held_back > 0:
+                f.held_back += 1
+        b.rsv = ()
+
+    def release_due(self) -> list[tuple[str, str]]:
+        """Open the places of every reserve whose release time came, in order; returns
+        where places came back (campaign, county)."""
+        due = sorted(
+            (r.release_at_ms, camp, center, day)
+            for (camp, center, day), r in self.reserves.items()
+            if r.release_at_ms <= self.now_ms
+        )
+        for _, camp, center, day in due:
+            del self.reserves[(camp, center, day)]
+            self.fit_reserve(camp, center, day, None)
+            self.dirty.add(camp)
+        return [(camp, self.centers[(camp, center)]) for _, camp, center, day in due]
+
+    def fit_reserve(self, campaign: str, center: str, day: int, r: ReserveFact | None) -> int:
+        """Hold back each slot's share of ``r`` (None: nothing) less what its members took,
+        never a used place; returns the places held back in slots still ahead."""
+        used = self.used()
+        held = 0
+        for (camp, sid), f in self.slots.items():
+            if (camp, f.center, f.day) != (campaign, center, day):
+                continue
+            share = r.places(f.capacity) - f.res_used if r is not None else 0
+            f.held_back = max(0, min(share, f.capacity - used[(camp, sid)]))
+            if f.start_s * 1000 > self.now_ms:
+                held += f.held_back
+        return held
+
+    def waitlist(self, campaign: str, county: str) -> list[tuple[str, BookingFact]]:
+        return sorted(
+            (
+                (bid, b)
+                for (camp, bid), b in self.bookings.items()
+                if (camp, b.county, b.state) == (campaign, county, WAITLISTED)
+            ),
+            key=lambda item: item[1].seq,
+        )
+
+    def serve(self, campaign: str, county: str) -> list[tuple[str, BookingFact]]:
+        """Offer pairs by definition: while a waitlisted booking has a pair, the first
+        such one gets its best pair. Returns the offers made, in order."""
+        offers: list[tuple[str, BookingFact]] = []
+        while (found := self.first_servable(campaign, county)) is not None:
+            booking_id, b, best = found
+            assert b.book is not None
+            b.rsv = self.take(campaign, best[5:], b.group, self.used())
+            b.state, b.rev, b.slots = HELD, b.rev + 1, best[5:]
+            b.expires_ms = self.now_ms + b.book.hold_s * 1000
+            b.book = None
+            offers.append((booking_id, b))
+            self.dirty.add(campaign)
+        return offers
+
+    def first_servable(
+        self, campaign: str, county: str
+    ) -> tuple[str, BookingFact, tuple[int, int, str, str, int, str, str]] | None:
+        for booking_id, b in self.waitlist(campaign, county):
+            assert b.book is not None
+            best = self.wish_pair(campaign, county, b.book, b.group)
+            if best is not None:
+                return booking_id, b, best
+        return None
+
+    def slot_at(self, campaign: str, center: str, vaccine: str, start_s: int) -> str | None:
+        for (camp, sid), f in self.slots.items():
+            if (camp, f.center, f.vaccine, f.start_s) == (campaign, center, vaccine, start_s):
+                return sid
+        return None
+
     # -- checking one record
 
     def check(
@@ -221,35 +648,67 @@ class Oracle:
         n_expired = 0
         while n_expired < len(events) and isinstance(events[n_expired], Expired):
             n_expired += 1
-        self.check_expiries([e for e in events[:n_expired] if isinstance(e, Expired)])
-        rest = events[n_expired:]
+        returned = self.check_expiries([e for e in events[:n_expired] if isinstance(e, Expired)])
+        returned += self.release_due()
+        rest = self.check_offers(returned, events[n_expired:])
         answers = [e for e in rest if not isinstance(e, Summary)]
         summaries = [e for e in rest if isinstance(e, Summary)]
         assert not any(isinstance(e, Expired) for e in rest)
         if isinstance(command, Tick) or command.command_id in self.answered:
             assert answers == []
         else:
-            assert len(answers) == 1, answers
+            assert answers, rest
             answer = answers[0]
             assert answer.command_id == command.command_id
             assert answer.at_ms == self.now_ms
             self.answered.add(command.command_id)
-            self.check_answer(command, answer)
+            returned = self.check_answer(command, answer)
+            assert self.check_offers(returned, answers[1:]) == []
         self.check_summaries(command, summaries)
         self.check_state(core)
 
-    def check_answer(self, command: Command, answer: Event) -> None:
-        if isinstance(command, Book):
-            self.check_book(command, answer)
-        elif isinstance(command, Confirm):
-            self.check_confirm(command, answer)
-        elif isinstance(command, Cancel):
-            self.check_cancel(command, answer)
-        else:
-            assert isinstance(command, AddInventory)
-            self.check_add(command, answer)
+    def check_offers(self, returned: list[tuple[str, str]], events: Sequence[Event]) -> list[Event]:
+        """Serve the waitlists of the (campaign, county) pairs whose places came back, in
+        order: ``events`` must start with exactly those offers. Returns the rest."""
+        offers = [
+            (campaign, booking_id, b)
+            for campaign, county in dict.fromkeys(returned)
+            for booking_id, b in self.serve(campaign, county)
+        ]
+        for event, (campaign, booking_id, b) in zip(events, offers, strict=False):
+            assert isinstance(event, Offered), event
+            assert (event.campaign, event.booking_id, event.command_id) == (
+                campaign,
+                booking_id,
+                b.command_id,
+            )
+            assert (event.rev, event.at_ms) == (b.rev, self.now_ms)
+            assert event.hold_expires_at_ms == b.expires_ms
+            assert tuple(a.slot for a in event.appointments) == b.slots
+            self.check_whole(campaign, event)
+        assert len(events) >= len(offers)
+        return list(events[len(offers) :])
 
-    def check_expiries(self, expired: list[Expired]) -> None:
+    def check_answer(self, command: Command, answer: Event) -> list[tuple[str, str]]:
+        """Check the answer to ``command``; returns where places came back (campaign, county)."""
+        if isinstance(command, Book):
+            return self.check_book(command, answer)
+        if isinstance(command, Confirm):
+            self.check_confirm(command, answer)
+            return []
+        if isinstance(command, Cancel):
+            return self.check_cancel(command, answer)
+        if isinstance(command, Move):
+            return self.check_move(command, answer)
+        if isinstance(command, RemoveInventory):
+            self.check_remove(command, answer)
+            return []
+        if isinstance(command, SetReserve):
+            return self.check_set_reserve(command, answer)
+        assert isinstance(command, AddInventory)
+        return self.check_add(command, answer)
+
+    def check_expiries(self, expired: list[Expired]) -> list[tuple[str, str]]:
         due = sorted(
             (b.expires_ms, bid, camp)
             for (camp, bid), b in self.bookings.items()
@@ -259,8 +718,10 @@ class Oracle:
         for e in expired:
             b = self.bookings[(e.campaign, e.booking_id)]
             assert (e.command_id, e.rev, e.at_ms) == (b.command_id, b.rev + 1, self.now_ms)
+            self.give_back(e.campaign, b)
             b.state, b.rev = EXPIRED, b.rev + 1
             self.dirty.add(e.campaign)
+        return [(e.campaign, self.bookings[(e.campaign, e.booking_id)].county) for e in expired]
 
     def book_refusal(self, cmd: Book) -> tuple[str | None, set[str]]:
         centers = self.centers_in(cmd.campaign, cmd.county)
@@ -276,27 +737,56 @@ class Oracle:
         active = [
             b
             for (camp, _), b in self.bookings.items()
-            if camp == cmd.campaign and b.identity == cmd.identity and b.state in (HELD, CONFIRMED)
+            if camp == cmd.campaign
+            and b.identity == cmd.identity
+            and b.state in (HELD, CONFIRMED, WAITLISTED)
         ]
         return ("already_booked" if active else None), centers
 
-    def check_book(self, cmd: Book, answer: Event) -> None:
+    def check_book(self, cmd: Book, answer: Event) -> list[tuple[str, str]]:
         key = (cmd.campaign, cmd.booking_id)
         if key in self.bookings:
             assert isinstance(answer, Failed) and answer.reason == "duplicate_booking_id"
-            return
+            return []
         reason, centers = self.book_refusal(cmd)
         best = None
         if reason is None:
             earliest = slot_day(cmd.earliest) if cmd.earliest else None
-            best, any_free = self.best_pair(cmd.campaign, centers, earliest)
+            best = self.best_pair(cmd.campaign, centers, earliest, cmd.group, tod=cmd.time_of_day)[
+                0
+            ]
             if best is None:
-                reason = "no_pair_in_window" if any_free else "sold_out"
+                reason = self.no_pair_reason(
+                    cmd.campaign, centers, earliest, cmd.group, cmd.time_of_day
+                )
+        if best is None and cmd.waitlist and reason in WAITLIST_REASONS:
+            assert answer == Waitlisted(
+                cmd.command_id,
+                cmd.booking_id,
+                cmd.campaign,
+                1,
+                self.now_ms,
+                cmd.identity,
+                cmd.county,
+            )
+            self.bookings[key] = BookingFact(
+                cmd.command_id,
+                cmd.identity,
+                cmd.county,
+                WAITLISTED,
+                1,
+                book=cmd,
+                seq=self.waitlisted,
+                group=cmd.group,
+            )
+            self.waitlisted += 1
+            self.dirty.add(cmd.campaign)
+            return []
         if best is None:
             assert isinstance(answer, Rejected), answer
             assert (answer.reason, answer.rev) == (reason, 1)
             self.bookings[key] = BookingFact(cmd.command_id, cmd.identity, cmd.county, REJECTED, 1)
-            return
+            return []
         assert isinstance(answer, Held), answer
         assert answer.rev == 1
         assert answer.hold_expires_at_ms == self.now_ms + cmd.hold_s * 1000
@@ -304,12 +794,22 @@ class Oracle:
         ids = tuple(a.slot for a in answer.appointments)
         assert ids == best[5:]
         self.check_whole(cmd.campaign, answer)
+        rsv = self.take(cmd.campaign, ids, cmd.group, self.used())
         self.bookings[key] = BookingFact(
-            cmd.command_id, cmd.identity, cmd.county, HELD, 1, ids, answer.hold_expires_at_ms
+            cmd.command_id,
+            cmd.identity,
+            cmd.county,
+            HELD,
+            1,
+            ids,
+            answer.hold_expires_at_ms,
+            group=cmd.group,
+            rsv=rsv,
         )
         self.dirty.add(cmd.campaign)
+        return []
 
-    def check_whole(self, campaign: str, held: Held) -> None:
+    def check_whole(self, campaign: str, held: Held | Offered | Moved) -> None:
         one, two = held.appointments
         f1 = self.slots[(campaign, one.slot)]
         f2 = self.slots[(campaign, two.slot)]
@@ -335,18 +835,93 @@ class Oracle:
         b.state, b.rev = CONFIRMED, b.rev + 1
         self.dirty.add(cmd.campaign)
 
-    def check_cancel(self, cmd: Cancel, answer: Event) -> None:
+    def check_cancel(self, cmd: Cancel, answer: Event) -> list[tuple[str, str]]:
         b = self.bookings.get((cmd.campaign, cmd.booking_id))
-        if b is None or b.state not in (HELD, CONFIRMED):
+        if b is None or b.state not in (HELD, CONFIRMED, WAITLISTED):
             expected = "unknown_booking" if b is None else "already_final"
             assert isinstance(answer, Failed) and answer.reason == expected, answer
-            return
+            return []
         assert isinstance(answer, Cancelled), answer
         assert answer.rev == b.rev + 1
-        b.state, b.rev = CANCELLED, b.rev + 1
+        had_places = b.state != WAITLISTED
+        if had_places:
+            self.give_back(cmd.campaign, b)
+        b.state, b.rev, b.book = CANCELLED, b.rev + 1, None
+        self.dirty.add(cmd.campaign)
+        return [(cmd.campaign, b.county)] if had_places else []
+
+    def move_refusal(self, cmd: Move) -> str | None:
+        b = self.bookings.get((cmd.campaign, cmd.booking_id))
+        if b is None:
+            return "unknown_booking"
+        if b.state not in (HELD, CONFIRMED):
+            return "not_movable"
+        if cmd.center is not None:
+            county = self.centers.get((cmd.campaign, cmd.center))
+            if county is None:
+                return "unknown_center"
+            if county != b.county:
+                return "not_eligible"
+        return None
+
+    def check_move(self, cmd: Move, answer: Event) -> list[tuple[str, str]]:
+        reason = self.move_refusal(cmd)
+        best = None
+        b = self.bookings.get((cmd.campaign, cmd.booking_id))
+        if reason is None:
+            assert b is not None
+            best = self.wish_pair(cmd.campaign, b.county, cmd, b.group)  # b's pair is still used
+            if best is None:
+                centers = {cmd.center} if cmd.center else self.centers_in(cmd.campaign, b.county)
+                earliest = slot_day(cmd.earliest) if cmd.earliest else None
+                reason = self.no_pair_reason(
+                    cmd.campaign, centers, earliest, b.group, cmd.time_of_day
+                )
+        if reason is not None:
+            assert isinstance(answer, Failed) and answer.reason == reason, (answer, reason)
+            return []
+        assert b is not None and best is not None
+        assert isinstance(answer, Moved), answer
+        assert answer.rev == b.rev + 1
+        assert tuple(a.slot for a in answer.appointments) == best[5:]
+        assert answer.hold_expires_at_ms == (b.expires_ms if b.state == HELD else None)
+        self.check_whole(cmd.campaign, answer)
+        self.give_back(cmd.campaign, b)
+        used = self.used()
+        used.subtract({(cmd.campaign, sid): 1 for sid in b.slots})
+        b.rsv = self.take(cmd.campaign, best[5:], b.group, used)
+        b.rev, b.slots = b.rev + 1, best[5:]
+        self.dirty.add(cmd.campaign)
+        return [(cmd.campaign, b.county)]
+
+    def check_remove(self, cmd: RemoveInventory, answer: Event) -> None:
+        assert isinstance(answer, InventoryRemoved), answer
+        county = self.centers.get((cmd.campaign, cmd.center))
+        sids = [
+            self.slot_at(cmd.campaign, cmd.center, cmd.vaccine, start_s)
+            for start_s in dict.fromkeys(cmd.starts)
+        ]
+        used = self.used()
+        reason = None
+        if county is None:
+            reason = "unknown_center"
+        elif county != cmd.county:
+            reason = "center_mismatch"
+        elif None in sids:
+            reason = "unknown_slot"
+        elif any(used[(cmd.campaign, sid)] for sid in sids if sid is not None):
+            reason = "slot_in_use"
+        if reason is not None:
+            assert (answer.accepted, answer.reason, answer.slots_removed) == (False, reason, 0)
+            return
+        assert (answer.accepted, answer.slots_removed) == (True, len(sids))
+        for sid in sids:
+            assert sid is not None
+            fact = self.slots[(cmd.campaign, sid)]
+            fact.capacity = fact.held_back = 0
         self.dirty.add(cmd.campaign)
 
-    def check_add(self, cmd: AddInventory, answer: Event) -> None:
+    def check_add(self, cmd: AddInventory, answer: Event) -> list[tuple[str, str]]:
         assert isinstance(answer, InventoryAdded)
         county = self.centers.get((cmd.campaign, cmd.center))
         window = self.windows.get((cmd.campaign, cmd.vaccine))
@@ -357,10 +932,11 @@ class Oracle:
             reason = "window_mismatch"
         if reason is not None:
             assert (answer.accepted, answer.reason, answer.slots_added) == (False, reason, 0)
-            return
+            return []
         assert (answer.accepted, answer.slots_added) == (True, len(cmd.slots))
         self.centers[(cmd.campaign, cmd.center)] = cmd.county
         self.windows[(cmd.campaign, cmd.vaccine)] = (cmd.min_days, cmd.max_days)
+        before: dict[str, int | None] = {}  # capacity before (None: a new slot)
         for spec in cmd.slots:
             sid = f"{cmd.center}/{cmd.vaccine}/{spec.start}"
             fact = self.slots.get((cmd.campaign, sid))
@@ -368,8 +944,65 @@ class Oracle:
                 day = slot_day(spec.day)
                 fact = SlotFact(cmd.center, cmd.vaccine, day, spec.start, spec.start_s, 0)
                 self.slots[(cmd.campaign, sid)] = fact
+                before[sid] = None
+            before.setdefault(sid, fact.capacity)
             fact.capacity += spec.capacity
+        for sid, capacity in before.items():
+            self.reserve_added(cmd.campaign, self.slots[(cmd.campaign, sid)], capacity)
         self.dirty.add(cmd.campaign)
+        return [(cmd.campaign, cmd.county)]
+
+    def reserve_added(self, campaign: str, f: SlotFact, capacity: int | None) -> None:
+        """Places added to ``f`` (a new slot if ``capacity`` was None): the day's reserve
+        holds back its share of them, up to its share of the whole slot."""
+        r = self.reserves.get((campaign, f.center, f.day))
+        if r is None:
+            return
+        share = r.places(f.capacity)
+        if capacity is None:
+            f.held_back = share
+            return
+        grown = share - r.places(capacity)
+        f.held_back += max(0, min(grown, share - f.res_used - f.held_back))
+
+    def check_set_reserve(self, cmd: SetReserve, answer: Event) -> list[tuple[str, str]]:
+        county = self.centers.get((cmd.campaign, cmd.center))
+        reason = None
+        if county is None:
+            reason = "unknown_center"
+        elif county != cmd.county:
+            reason = "center_mismatch"
+        elif cmd.share_pct and cmd.release_at_ms <= self.now_ms:
+            reason = "release_passed"
+        if county is None or reason is not None:
+            at_ms = self.now_ms
+            assert answer == ReserveSet(
+                cmd.command_id, cmd.campaign, cmd.center, at_ms, False, 0, reason
+            )
+            return []
+        key = (cmd.campaign, cmd.center, slot_day(cmd.day))
+        old = self.reserves.pop(key, None)
+        r = None
+        if old is not None and cmd.share_pct and old.group == cmd.group:  # changed in place
+            r = old
+            r.share_pct, r.mode, r.release_at_ms = cmd.share_pct, cmd.mode, cmd.release_at_ms
+        else:
+            for (camp, _), f in self.slots.items():  # a new reserve: nothing taken out of it
+                if (camp, f.center, f.day) == key:
+                    f.res_used = 0
+            if cmd.share_pct:
+                self.generations += 1
+                r = ReserveFact(
+                    cmd.group, cmd.share_pct, cmd.mode, cmd.release_at_ms, self.generations
+                )
+        if r is not None:
+            self.reserves[key] = r
+        held = self.fit_reserve(*key, r)
+        assert answer == ReserveSet(
+            cmd.command_id, cmd.campaign, cmd.center, self.now_ms, True, held
+        )
+        self.dirty.add(cmd.campaign)
+        return [(cmd.campaign, county)]
 
     def check_summaries(self, command: Command, summaries: list[Summary]) -> None:
         if not isinstance(command, Tick):
@@ -395,12 +1028,13 @@ class Oracle:
         used = self.used()
         for county, cs in summary.counties.items():
             centers = self.centers_in(summary.campaign, county)
-            best, _ = self.best_pair(summary.campaign, centers, None)
-            free = self.free_slots(summary.campaign, centers)
+            best, _ = self.best_pair(summary.campaign, centers, None, everyone=True)
+            free = self.free_slots(summary.campaign, centers, everyone=True)
             places = sum(f.capacity - used[(summary.campaign, sid)] for sid, f in free.items())
+            held_back = sum(f.held_back for f in free.values())
             assert (cs.pairs_left == 0) == (best is None)
             assert cs.pairs_left <= places // 2
-            assert cs.free == places
+            assert (cs.free, cs.reserved) == (places - held_back, held_back)
             in_county = [
                 b
                 for (camp, _), b in self.bookings.items()
@@ -408,18 +1042,29 @@ class Oracle:
             ]
             assert cs.held == sum(b.state == HELD for b in in_county)
             assert cs.confirmed == sum(b.state == CONFIRMED for b in in_county)
+            assert cs.waitlisted == sum(b.state == WAITLISTED for b in in_county)
 
     def check_state(self, core: Allocator) -> None:
         used = self.used()
         usage = {(u.campaign, u.slot): (u.capacity, u.used) for u in core.slot_usage()}
         assert usage == {k: (f.capacity, used[k]) for k, f in self.slots.items()}
         assert all(u <= c for c, u in usage.values())
+        ahead = {k for k, f in self.slots.items() if f.start_s * 1000 > self.now_ms}
+        held_back = {(u.campaign, u.slot): u.held_back for u in core.slot_usage()}
+        assert {k: held_back[k] for k in ahead} == {k: self.slots[k].held_back for k in ahead}
+        assert all(self.slots[k].held_back + used[k] <= self.slots[k].capacity for k in ahead)
         views = {(v.campaign, v.booking_id): (v.state, v.rev, v.slots) for v in core.bookings()}
         assert views == {k: (b.state, b.rev, b.slots) for k, b in self.bookings.items()}
         active = Counter(
-            (v.campaign, v.identity) for v in core.bookings() if v.state in (HELD, CONFIRMED)
+            (v.campaign, v.identity)
+            for v in core.bookings()
+            if v.state in (HELD, CONFIRMED, WAITLISTED)
         )
         assert all(n == 1 for n in active.values())
+        for (campaign, _), b in self.bookings.items():
+            if b.state == WAITLISTED:  # served whenever places came back: nothing fits
+                assert b.book is not None
+                assert self.wish_pair(campaign, b.county, b.book, b.group) is None
         for s in core.summaries():
             assert s.at_ms == self.now_ms
             self.check_summary(s)
@@ -435,6 +1080,28 @@ def slot_day(iso: str) -> int:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(logs())
 def test_every_step_keeps_every_invariant(records: list[Record]) -> None:
+    core = Allocator()
+    oracle = Oracle()
+    for offset, timestamp_ms, command in records:
+        events = core.apply(offset, timestamp_ms, command)
+        oracle.check(core, timestamp_ms, command, events)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(busy_logs())
+def test_busy_logs_with_moves_waitlists_and_removals_keep_every_invariant(
+    records: list[Record],
+) -> None:
+    core = Allocator()
+    oracle = Oracle()
+    for offset, timestamp_ms, command in records:
+        events = core.apply(offset, timestamp_ms, command)
+        oracle.check(core, timestamp_ms, command, events)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reserve_logs())
+def test_logs_with_reserves_and_times_of_day_keep_every_invariant(records: list[Record]) -> None:
     core = Allocator()
     oracle = Oracle()
     for offset, timestamp_ms, command in records:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from allocator.errors import InvariantError
-from allocator.inventory import Center, Line, Slot, day_ordinal
+from allocator.inventory import Center, Line, Slot, View, day_ordinal
 from schemas.commands import SlotSpec
 from tests.allocator import BASE_DAY, T0_MS, day_iso, slot, start_ms
 
@@ -120,11 +120,12 @@ def test_best_pair_skips_days_without_a_partner_and_respects_earliest() -> None:
 
 def test_partner_in_a_line_whose_days_overlap_in_time_takes_the_earliest_start() -> None:
     ln = line(min_days=1, max_days=2)
-    early_on_a_later_day = SlotSpec(day_iso(2), "early", slot(1, 8).start_s, 1)
+    early = slot(1, 8)
+    early_on_a_later_day = SlotSpec(day_iso(2), early.start, early.start_s, 1)
     ln.add([slot(0, 9), slot(1, 12), early_on_a_later_day])
     assert not ln.monotone
     partner = ln.partner(day_ordinal(day_iso(0)))
-    assert partner is not None and partner.start == "early"
+    assert partner is not None and partner.start == early.start and partner.day == ln.ordinals[2]
 
 
 def test_pairs_left_pairs_days_greedily_inside_the_window() -> None:
@@ -160,3 +161,191 @@ def test_no_pair_from_a_later_day_says_nothing_about_earlier_days() -> None:
     assert ln.best_pair(T0_MS, day_ordinal(day_iso(1))) is None
     assert ln.best_pair(T0_MS, day_ordinal(day_iso(2))) is None
     assert starts(ln.best_pair(T0_MS, None))[0] == f"c1/vx/{slot(0, 9).start}"
+
+
+def test_remove_takes_the_places_of_an_unused_slot_out() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9, 2), slot(0, 10, 1), slot(2, 9, 3)])
+    first = ln.slot_at(slot(0, 9).start_s)
+    assert first is not None and ln.slot_at(slot(1, 9).start_s) is None
+    ln.remove(first)
+    assert (first.capacity, ln.free, ln.days[0].free) == (0, 4, 1)
+    head = ln.head_slot(T0_MS)
+    assert head is not None and head.start_s == slot(0, 10).start_s
+    assert starts(ln.best_pair(T0_MS, None))[0] == f"c1/vx/{slot(0, 10).start}"
+    assert ln.pairs_left(T0_MS) == 1
+    ln.remove(first)  # idempotent
+    assert ln.free == 4
+
+
+def test_remove_after_the_cursors_passed_the_slot_keeps_them_right() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(0, 10), slot(2, 9), slot(2, 10)])
+    a, b = ln.days[0].slots
+    ln.take(a)
+    assert ln.head_slot(T0_MS) is b
+    ln.remove(b)
+    assert ln.head_slot(T0_MS) is ln.days[1].slots[0]
+    assert ln.best_pair(T0_MS, None) is None
+    ln.release(a)
+    assert starts(ln.best_pair(T0_MS, None))[0] == a.slot_id
+    assert (ln.free, ln.days[0].free, ln.days[1].free) == (3, 1, 2)
+
+
+def test_remove_of_a_retired_slot_changes_no_free_count() -> None:
+    ln = line()
+    ln.add([slot(0, 9, 2), slot(3, 9, 1)])
+    ln.retire(start_ms(0, 9))
+    assert ln.free == 1
+    ln.remove(ln.slots[0])
+    assert (ln.slots[0].capacity, ln.free, ln.days[0].free) == (0, 1, 0)
+
+
+def test_remove_of_a_slot_in_use_is_a_bug() -> None:
+    ln = line()
+    ln.add([slot(0, 9, 2)])
+    s = ln.slots[0]
+    ln.take(s)
+    with pytest.raises(InvariantError):
+        ln.remove(s)
+    assert (s.capacity, ln.free) == (2, 1)
+
+
+def test_a_removed_slot_added_again_is_usable() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(2, 9)])
+    ln.remove(ln.slots[0])
+    assert ln.best_pair(T0_MS, None) is None
+    ln.add([slot(0, 9, 1)])
+    assert (ln.slots[0].capacity, ln.free) == (1, 2)
+    assert starts(ln.best_pair(T0_MS, None))[0] == ln.slots[0].slot_id
+
+
+# -- time of day and reserves ------------------------------------------------------------------
+
+
+def reserved_line(share_pct: int = 50, group: str = "care") -> Line:
+    """A line of c1 with 2 places at 9:00 and 18:00 on days 0 and 2, ``share_pct`` of
+    day 0 and day 2 reserved for ``group``."""
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(d, h, 2) for d in (0, 2) for h in (9, 18)])
+    for d in (0, 2):
+        day = day_ordinal(day_iso(d))
+        ln.center.reserve(day, group, share_pct, "over_and_above", T0_MS + 1, T0_MS)
+    return ln
+
+
+def test_slots_are_split_by_time_of_day_within_each_day() -> None:
+    ln = line()
+    ln.add([slot(0, 9), slot(0, 13), slot(0, 18), slot(0, 19)])
+    morning, afternoon, evening = ln.days[0].parts
+    assert [len(p.slots) for p in (morning, afternoon, evening)] == [1, 1, 2]
+    assert all(s.part is evening for s in evening.slots)
+    assert [s.part_idx for s in evening.slots] == [0, 1]
+
+
+def test_a_view_search_reads_only_its_time_of_day() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(0, 18), slot(2, 9), slot(2, 19)])
+    assert starts(ln.best_pair_for(T0_MS, None, View(2, None))) == [
+        f"c1/vx/{slot(0, 18).start}",
+        f"c1/vx/{slot(2, 19).start}",
+    ]
+    assert ln.best_pair_for(T0_MS, None, View(1, None)) is None
+    ln.take(ln.days[1].slots[0])
+    assert ln.best_pair_for(T0_MS, None, View(0, None)) is None
+    assert starts(ln.best_pair(T0_MS, None)) == [
+        f"c1/vx/{slot(0, 9).start}",
+        f"c1/vx/{slot(2, 19).start}",
+    ]
+
+
+def test_a_view_search_of_a_line_whose_days_overlap_takes_the_earliest_dose_1() -> None:
+    ln = line(min_days=1, max_days=1)
+    early = slot(0, 8)
+    ln.add([slot(0, 20), SlotSpec(day_iso(1), early.start, early.start_s, 1), slot(2, 20)])
+    assert not ln.monotone
+    pair = ln.best_pair_for(T0_MS, None, View(None, None, everyone=True))
+    assert starts(pair) == [f"c1/vx/{early.start}", f"c1/vx/{slot(2, 20).start}"]
+
+
+def test_a_reserve_holds_places_back_from_everybody_but_its_group() -> None:
+    ln = reserved_line()
+    assert (ln.free, ln.reserved, ln.days[0].free, ln.days[0].reserved) == (4, 4, 2, 2)
+    assert [(s.capacity, s.held_back, s.limit) for s in ln.days[0].slots] == [(2, 1, 1)] * 2
+    assert ln.pairs_left(T0_MS) == 4  # held-back places count
+    for s in ln.slots:
+        ln.take(s)
+    assert ln.best_pair(T0_MS, None) is None
+    assert ln.head_slot(T0_MS) is None
+    assert ln.best_pair_for(T0_MS, None, View(None, "teachers")) is None
+    assert ln.has_place_for(T0_MS, View(None, "care"))
+    assert not ln.has_place_for(T0_MS, View(None, "teachers"))
+    assert starts(ln.best_pair_for(T0_MS, None, View(2, "care"))) == [
+        f"c1/vx/{slot(0, 18).start}",
+        f"c1/vx/{slot(2, 18).start}",
+    ]
+
+
+def test_taking_and_giving_back_a_reserved_place_keeps_the_counts() -> None:
+    ln = reserved_line()
+    s = ln.days[0].slots[0]
+    ln.take_reserved(s)
+    assert (s.used, s.held_back, s.res_used, s.limit) == (1, 0, 1, 2)
+    assert (ln.free, ln.reserved, ln.days[0].reserved) == (4, 3, 1)
+    with pytest.raises(InvariantError):
+        ln.take_reserved(s)
+    ln.release_reserved(s)
+    assert (s.used, s.held_back, s.res_used, s.limit) == (0, 1, 0, 1)
+    assert (ln.free, ln.reserved) == (4, 4)
+    with pytest.raises(InvariantError):
+        ln.release_reserved(s)
+
+
+def test_an_open_place_taken_on_a_reserved_day_comes_back_open() -> None:
+    ln = reserved_line()
+    s = ln.days[0].slots[0]
+    ln.take(s)
+    with pytest.raises(InvariantError):
+        ln.take(s)  # the other place is held back
+    ln.release(s)
+    assert (s.held_back, ln.free, ln.reserved) == (1, 4, 4)
+
+
+def test_releasing_a_reserve_opens_its_places_and_moves_the_cursors_back() -> None:
+    ln = reserved_line()
+    for s in ln.slots:
+        ln.take(s)
+    assert ln.head_slot(T0_MS) is None
+    opened = ln.center.release(day_ordinal(day_iso(0)), T0_MS)
+    assert opened == 2
+    assert (ln.free, ln.reserved) == (2, 2)
+    head = ln.head_slot(T0_MS)
+    assert head is not None and head.start_s == slot(0, 9).start_s
+    assert ln.best_pair(T0_MS, None) is None  # day 2 still holds its places back
+    ln.center.release(day_ordinal(day_iso(2)), T0_MS)
+    assert starts(ln.best_pair(T0_MS, None))[0] == f"c1/vx/{slot(0, 9).start}"
+    assert ln.center.reserves == {} and ln.center.groups == {}
+
+
+def test_retiring_a_slot_drops_its_held_back_places() -> None:
+    ln = reserved_line()
+    ln.retire(start_ms(0, 9))
+    assert (ln.free, ln.reserved, ln.days[0].reserved) == (3, 3, 1)
+    assert ln.member_head(start_ms(0, 9)) is ln.days[0].slots[1]
+
+
+def test_removing_a_reserved_slot_drops_its_held_back_places() -> None:
+    ln = reserved_line()
+    ln.remove(ln.days[0].slots[0])
+    assert (ln.free, ln.reserved, ln.days[0].free, ln.days[0].reserved) == (3, 3, 1, 1)
+
+
+def test_a_failed_view_search_is_remembered_per_view() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9), slot(2, 9), slot(0, 18)])
+    assert ln.best_pair_for(T0_MS, None, View(2, None)) is None
+    assert View(2, None) in ln._barren_for
+    assert ln.best_pair_for(T0_MS, None, View(0, None)) is not None
+    ln.add([slot(2, 18)])
+    assert ln.best_pair_for(T0_MS, None, View(2, None)) is not None

@@ -12,9 +12,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from allocator.core import Allocator
 from allocator.errors import RebuildError
-from allocator.service import rebuild, run
+from allocator.metrics import AllocatorMetrics
+from allocator.outbox import make_producer
+from allocator.service import Partitions, Worker, rebuild, run
 from allocator.settings import AllocatorSettings
+from allocator.snapshotstore import SnapshotStore
+from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import ConfigError, Connections, Topics
 from schemas.commands import Command
 from schemas.events import Event, Expired, Failed, Held, Rejected, Summary, decode_event
@@ -228,6 +233,110 @@ async def test_a_restart_loads_the_latest_snapshot_and_replays_only_what_follows
     rejected = latest["book-100"]
     assert isinstance(rejected, Rejected) and rejected.reason == "already_booked"
     assert isinstance(latest["book-101"], Held)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets, read without joining the group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
+        return {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def test_a_member_joining_while_batches_are_in_flight_loses_no_answer(
+    settings: AllocatorSettings,
+    produce: Produce,
+    events: EventLog,
+    producer: AIOKafkaProducer,
+    topics: Topics,
+) -> None:
+    counties = ["north", "south", "east", "west", "alpine", "coast"]
+    stock = [inventory(c, f"{c}-center") for c in counties]
+    sent = await produce(stock)
+    first = Service(settings)
+    second: Service | None = None
+    try:
+        for wave in range(16):  # books keep coming while the group rebalances
+            books = [booking(n, counties[n % 6]) for n in range(wave * 400, (wave + 1) * 400)]
+            futures = [
+                await producer.send(topics.commands, command.pack(), key=county.encode())
+                for county, command in books
+            ]
+            sent |= {
+                c.command_id: (await f).partition for (_, c), f in zip(books, futures, strict=True)
+            }
+            if wave == 2:
+                second = Service(settings)
+            await asyncio.sleep(0.25)
+        await events.wait_for_answers(sent)
+    finally:
+        await first.close()
+        if second is not None:
+            await second.close()
+    assert second is not None and second.count("fairq_allocator_commands_total", type="book") > 0
+    await events.read_to_end()
+    answers = events.answers()
+    assert set(answers) == set(sent)
+    for command_id, found in answers.items():
+        # A commit refused in the rebalance makes the new owner answer again: the same.
+        assert {p for p, _ in found} == {sent[command_id]}, command_id
+        assert all(e == found[0][1] for _, e in found), command_id
+    committed = await committed_offsets(
+        settings.connections.kafka_bootstrap, settings.group_id, topics.commands
+    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.connections.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topics.commands, p) for p in range(TEST_PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    # Everything answered was committed (ticks after the last commit aside).
+    assert all(committed[tp.partition] > 0 for tp in tps)
+    assert all(ends[tp] - committed[tp.partition] < 100 for tp in tps)
+
+
+async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
+    settings: AllocatorSettings, produce: Produce, events: EventLog, topics: Topics
+) -> None:
+    sent = await produce([inventory("north", "c1")] + [booking(n, "north") for n in range(6)])
+    partition = next(iter(set(sent.values())))
+    tp = TopicPartition(topics.commands, partition)
+    bootstrap = settings.connections.kafka_bootstrap
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=settings.group_id, enable_auto_commit=False
+    )
+    producer = make_producer(bootstrap)
+    await consumer.start()
+    await producer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, 3)  # a fetch from before the takeover, ahead of the core
+        batch = await consumer.getmany(tp, timeout_ms=5000)
+        assert [r.offset for r in batch[tp]][:1] == [3]
+        store = SnapshotStore(bootstrap, settings.snapshots_topic, 4096)
+        metrics = AllocatorMetrics(CollectorRegistry())
+        snapshots = Snapshotter(store, producer, Cadence(0, 0), metrics)
+        parts = Partitions(consumer, settings, store, snapshots, metrics)
+        parts.cores[partition], parts.installed[partition] = Allocator(), 2
+        worker = Worker(consumer, producer, parts, topics.events, metrics)
+
+        await worker.handle(batch, epoch=1)  # fetched at takeover 1, the core came with 2
+        assert parts.cores[partition].next_offset == 0
+        assert await consumer.position(tp) == 0  # from where the core is, all again
+        batch = await consumer.getmany(tp, timeout_ms=5000)
+        await worker.handle(batch, epoch=2)
+        await parts.settle()
+        await worker.close()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert parts.cores[partition].next_offset == 7
+    await events.wait_for_answers(sent)
+    assert_one_answer_each(events, sent)
 
 
 async def test_a_hold_expires_on_ticks(

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from allocator.core import Allocator
 from allocator.errors import SnapshotError
-from schemas.events import Event
-from tests.allocator import T0_MS, add, book, confirm, slot
-from tests.allocator.test_core_properties import Record, logs
+from allocator.snapshot import VERSION
+from schemas.events import Event, Offered
+from tests.allocator import T0_MS, add, book, cancel, confirm, day_iso, move, slot
+from tests.allocator.test_core_properties import Record, busy_logs, logs
 
 
 def packed(events: list[list[Event]]) -> list[bytes]:
@@ -19,7 +20,7 @@ def packed(events: list[list[Event]]) -> list[bytes]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(logs(), st.integers(1, 8))
+@given(st.one_of(logs(), busy_logs()), st.integers(1, 8))
 def test_restoring_a_snapshot_at_every_kth_record_continues_byte_identically(
     records: list[Record], k: int
 ) -> None:
@@ -54,6 +55,41 @@ def test_a_snapshot_keeps_the_clock_offset_holds_and_dedup() -> None:
     ]
 
 
+def test_a_snapshot_keeps_the_waitlist_order_wishes_and_groups() -> None:
+    core = Allocator()
+    core.apply(0, T0_MS, add("a1", "north", "c1", [slot(d, 9, 1) for d in (0, 1, 21, 22)]))
+    core.apply(1, T0_MS, book("b1", "k1", "ann", "north", group="nurses"))
+    core.apply(2, T0_MS, book("b2", "k2", "bob", "north"))
+    waiting = [
+        ("b3", "k3", "cat", None),
+        ("b4", "k4", "dan", day_iso(1)),
+        ("b5", "k5", "eve", None),
+    ]
+    for i, (command_id, booking_id, identity, earliest) in enumerate(waiting):
+        core.apply(3 + i, T0_MS, book(command_id, booking_id, identity, "north", earliest=earliest,
+                                      hold_s=60 + i, waitlist=True))  # fmt: skip
+    restored = Allocator.restore(core.snapshot())
+    assert restored.snapshot() == core.snapshot()
+    campaign = restored._campaigns["spring"]
+    assert campaign.bookings["k1"].group == "nurses"
+    assert campaign.counties["north"].waitlist.booking_ids() == ["k3", "k4", "k5"]
+    assert restored.summaries() == core.summaries()
+    events = restored.apply(6, T0_MS + 1, cancel("x1", "k1"))  # day 0: not for dan
+    assert [(e.TYPE, getattr(e, "booking_id", None)) for e in events] == [
+        ("cancelled", "k1"),
+        ("offered", "k3"),
+    ]
+    events = restored.apply(7, T0_MS + 2, move("m1", "k2", earliest=day_iso(0)))
+    assert [e.TYPE for e in events] == ["failed"]
+    events = restored.apply(8, T0_MS + 3, cancel("x2", "k2"))
+    assert [(e.TYPE, getattr(e, "booking_id", None)) for e in events] == [
+        ("cancelled", "k2"),
+        ("offered", "k4"),
+    ]
+    offered = events[1]
+    assert isinstance(offered, Offered) and offered.hold_expires_at_ms == T0_MS + 3 + 61_000
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -62,9 +98,16 @@ def test_a_snapshot_keeps_the_clock_offset_holds_and_dedup() -> None:
         msgpack.packb({"format": "other", "v": 1}),
         msgpack.packb({"format": "fairq-allocator-snapshot", "v": 99}),
         msgpack.packb({"format": "fairq-allocator-snapshot", "v": 1, "now_ms": 1}),
+        msgpack.packb({"format": "fairq-allocator-snapshot", "v": VERSION, "now_ms": 1}),
         msgpack.packb([1, 2]),
     ],
 )
 def test_unreadable_snapshots_are_refused(data: bytes) -> None:
     with pytest.raises(SnapshotError):
+        Allocator.restore(data)
+
+
+def test_a_snapshot_of_an_older_version_is_refused_by_name() -> None:
+    data = msgpack.packb({"format": "fairq-allocator-snapshot", "v": VERSION - 1})
+    with pytest.raises(SnapshotError, match=f"unsupported snapshot version {VERSION - 1}"):
         Allocator.restore(data)

@@ -120,3 +120,28 @@ async def test_appointment_and_letter_exports(client: Client, first_day: dt.date
     assert len(rows) == 2 and rows[1].startswith("county-1-center-1,") and ids[0] in rows[1]
     everything = await client.get("/api/admin/campaigns/camp/appointments.csv", headers=operator())
     assert len((await everything.text()).splitlines()) == 1 + 4  # two pairs, two doses each
+
+
+async def test_agent_moves_a_booking_made_online(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=1, centers_per_county=2, places=1)
+    await create_room(client, opens_in_s=0)
+    [code] = await issue_codes(client, 1)
+    token = await admitted_token(client, (await join(client, access_code=code))["ticket"])
+    booking_id, held = await request_pair(client, token, center="county-1-center-1")
+    assert held["state"] == "held"
+
+    moved = await client.post(
+        f"/api/callcenter/bookings/{booking_id}/move",
+        json={"center": "county-1-center-2"},
+        headers=AGENT,
+    )
+    assert moved.status == 200, await moved.text()
+    body = await moved.json()
+    assert (body["state"], body["moves"]) == ("held", 1)
+    assert {a["center"] for a in body["appointments"]} == {"county-1-center-2"}
+    online = await client.get(f"/api/bookings/{booking_id}", headers=bearer(token))
+    assert (await online.json())["appointments"] == body["appointments"]
+    refused = await client.post(
+        f"/api/callcenter/bookings/{booking_id}/move", json={}, headers=bearer("not-an-agent")
+    )
+    assert refused.status == 403

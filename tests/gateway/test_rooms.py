@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -18,6 +19,7 @@ from gateway.state import GATEWAY
 from tests.gateway.conftest import bearer, create_campaign, create_room, operator
 from tests.gateway.test_flow import admitted_visitor, join, request_pair
 from tests.sse import sse_events
+from waitingroom import keys
 from waitingroom.rooms import RoomConfig, RoomStore
 
 Client = TestClient[Any, Any]
@@ -134,3 +136,117 @@ async def test_sold_out_is_pushed_and_lifted_when_supply_is_added(
     for stream in streams:
         reopened = await _next_state(stream, {"waiting", "admitted"})
         assert reopened["chance"] in ("likely", None)
+
+
+async def test_admission_settings_are_set_on_creation_and_changed_live(
+    client: Client, first_day: dt.date
+) -> None:
+    await create_campaign(client, first_day)
+    created = await create_room(
+        client, ramp_s=60, admission_mode="auto", pow_difficulty=10, rate_per_s=50
+    )
+    assert (created["ramp_s"], created["admission_mode"], created["pow_difficulty"]) == (
+        60,
+        "auto",
+        10,
+    )
+    assert created["rate_now_per_s"] == 50  # not opened yet: no ramp to speak of
+    response = await client.put(
+        "/api/admin/rooms/room/admission",
+        json={"ramp_s": 0, "admission_mode": "manual"},
+        headers=operator(),
+    )
+    changed = await response.json()
+    assert (changed["ramp_s"], changed["admission_mode"]) == (0, "manual")
+    assert (changed["pow_difficulty"], changed["rate_per_s"]) == (10, 50)  # left alone
+    await client.post("/api/admin/rooms/room/open", headers=operator())
+    response = await client.put(
+        "/api/admin/rooms/room/admission", json={"ramp_s": 600}, headers=operator()
+    )
+    assert 5 <= (await response.json())["rate_now_per_s"] < 6  # 10% of 50/s at the opening
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"admission_mode": "fast"},
+        {"admission_mode": 1},
+        {"pow_difficulty": 29},
+        {"pow_difficulty": -1},
+        {"pow_difficulty": 1.5},
+        {"ramp_s": -1},
+        {"ramp_s": 86_401},
+        {"ramp_s": "60"},
+        {"rate_per_s": -1},
+        {"max_active": 2.5},
+        {"unknown": 1},
+    ],
+)
+async def test_bad_admission_settings_are_refused_and_change_nothing(
+    client: Client, first_day: dt.date, body: dict[str, Any]
+) -> None:
+    await create_campaign(client, first_day)
+    before = await create_room(client, pow_difficulty=4)
+    for method, path, extra in (
+        ("PUT", "/api/admin/rooms/room/admission", {}),
+        ("PUT", "/api/admin/rooms/room", {"campaign": "camp"}),
+    ):
+        response = await client.request(method, path, json=extra | body, headers=operator())
+        assert response.status == 400, (path, await response.text())
+        assert (await response.json())["error"]["code"] in ("invalid_request", "invalid_field")
+    after = await (await client.get("/api/admin/rooms/room/stats", headers=operator())).json()
+    settings = ("rate_per_s", "max_active", "ramp_s", "admission_mode", "pow_difficulty")
+    assert {k: after[k] for k in settings} == {k: before[k] for k in settings}
+
+
+@pytest.mark.usefixtures("allocator", "admitter")
+async def test_auto_mode_admits_only_as_many_as_there_are_pairs(
+    client: Client, first_day: dt.date, redis: aioredis.Redis
+) -> None:
+    await create_campaign(client, first_day, counties=1, places=2)
+    await create_room(client, opens_in_s=0, admission_mode="auto")
+    tickets = [(await join(client))["ticket"] for _ in range(4)]  # the lottery orders them
+    for _ in range(600):  # until the admitter knows the pairs left and lets people in
+        if (await room_stats(client))["admitted"] > 0:
+            break
+        await asyncio.sleep(0.05)
+    await a_step_runs(redis)
+    assert (await room_stats(client))["admitted"] == 2  # 4 waiting, 1000/s: only 2 let in
+    statuses = [
+        await (await client.get("/api/rooms/room/status", headers=bearer(t))).json()
+        for t in tickets
+    ]
+    assert sorted(s["state"] for s in statuses) == ["admitted", "admitted", "waiting", "waiting"]
+    first, second = (s["booking_token"] for s in statuses if s["state"] == "admitted")
+    still_waiting = next(s["ticket"] for s in statuses if s["state"] == "waiting")
+
+    for token in (first, second):
+        booking_id, held = await request_pair(client, token)
+        assert held["state"] == "held"
+        confirmed = await client.post(f"/api/bookings/{booking_id}/confirm", headers=bearer(token))
+        assert (await confirmed.json())["state"] == "confirmed"
+    stream = sse_events(
+        await client.get("/api/rooms/room/events", params={"ticket": still_waiting})
+    )
+    assert (await _next_state(stream, {"sold_out", "admitted"}))["state"] == "sold_out"
+    stats = await room_stats(client)
+    assert (stats["admitted"], stats["sold_out"]) == (2, True)
+
+
+async def room_stats(client: Client) -> dict[str, Any]:
+    response = await client.get("/api/admin/rooms/room/stats", headers=operator())
+    assert response.status == 200
+    stats: dict[str, Any] = await response.json()
+    return stats
+
+
+async def a_step_runs(redis: aioredis.Redis, timeout_s: float = 30.0) -> None:
+    """Wait until the admitter has run a step that began after now (its clock passed now)."""
+    now = time.time()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        last = await redis.hget(keys.room("room"), "admit_last_s")
+        if last is not None and float(last) > now:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "no admission step ran"
+        await asyncio.sleep(0.05)

@@ -15,6 +15,9 @@ from schemas.commands import (
     Cancel,
     Command,
     Confirm,
+    Move,
+    RemoveInventory,
+    SetReserve,
     SlotSpec,
     Tick,
     decode_command,
@@ -36,6 +39,7 @@ SAMPLES: list[Command] = [
         earliest="2027-02-01",
         hold_s=900,
         group="nurses",
+        waitlist=True,
     ),
     Confirm("cmd-3", "bk-1", "bw"),
     Cancel("cmd-4", "bk-1", "bw"),
@@ -45,9 +49,22 @@ SAMPLES: list[Command] = [
     ),
     AddInventory("cmd-6", "bw", "ulm", "ulm-messe", "Messe Ulm", "vaxzevria", 63, 84, ()),
     Tick("tick-1"),
+    Move("cmd-7", "bk-1", "bw", center="ulm-messe", earliest="2027-02-03", time_of_day="morning"),
+    Move("cmd-8", "bk-1", "bw"),
+    RemoveInventory("cmd-9", "bw", "ulm", "ulm-messe", "vaxzevria", (1801465200, 1803279600)),
+    RemoveInventory("cmd-10", "bw", "ulm", "ulm-messe", "vaxzevria", ()),
+    Book("cmd-11", "bk-3", "bw", "code:ghi", "ulm", group="nurses", time_of_day="evening"),
+    SetReserve(
+        "cmd-12", "bw", "ulm", "ulm-messe", "2027-02-01", "nurses", 20, "over_and_above",
+        1801465200000,
+    ),
+    SetReserve("cmd-13", "bw", "ulm", "ulm-messe", "2027-02-01", "care", 0, "minimum_guarantee", 0),
 ]  # fmt: skip
 
-OPTIONAL = {"book": {"center", "earliest", "group"}}
+OPTIONAL = {
+    "book": {"center", "earliest", "group", "waitlist", "time_of_day"},
+    "move": {"center", "earliest", "time_of_day"},
+}
 
 
 def sample(type_: str) -> dict[str, Any]:
@@ -70,11 +87,28 @@ def test_a_command_map_carries_version_and_type() -> None:
 
 def test_book_without_optional_fields_gets_none() -> None:
     m = sample("book")
-    for key in ("center", "earliest", "group"):
+    for key in ("center", "earliest", "group", "waitlist"):
         del m[key]
     book = decode_command(pack_map(m))
     assert isinstance(book, Book)
-    assert (book.center, book.earliest, book.group) == (None, None, None)
+    assert (book.center, book.earliest, book.group, book.waitlist) == (None, None, None, False)
+
+
+def test_a_null_waitlist_reads_as_false() -> None:
+    book = decode_command(pack_map(sample("book") | {"waitlist": None}))
+    assert isinstance(book, Book) and book.waitlist is False
+
+
+def test_move_without_optional_fields_gets_none() -> None:
+    m = sample("move")
+    for key in ("center", "earliest", "time_of_day"):
+        del m[key]
+    assert decode_command(pack_map(m)) == Move("cmd-7", "bk-1", "bw")
+
+
+def test_remove_inventory_names_slots_by_start_s() -> None:
+    m = msgpack.unpackb(SAMPLES[9].pack())
+    assert (m["type"], m["starts"]) == ("remove_inventory", [1801465200, 1803279600])
 
 
 @pytest.mark.parametrize(
@@ -159,11 +193,61 @@ def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
         ("add_inventory", "center_name", "x" * 201, "'center_name' is longer than 200"),
         ("add_inventory", "slots", "none", "'slots' must be a list"),
         ("add_inventory", "slots", {"a": 1}, "'slots' must be a list"),
+        ("book", "waitlist", 1, "'waitlist' must be a boolean"),
+        ("book", "waitlist", "yes", "'waitlist' must be a boolean"),
+        ("move", "booking_id", "", "'booking_id' must be a non-empty string"),
+        ("move", "campaign", 3, "'campaign' must be a non-empty string"),
+        ("move", "center", "", "'center' must be a non-empty string"),
+        ("move", "earliest", "2027-02-30", "'earliest' must be an ISO date"),
+        ("move", "earliest", "soon", "'earliest' must be an ISO date"),
+        ("move", "time_of_day", 9, "'time_of_day' must be one of"),
+        ("move", "time_of_day", "noon", "'time_of_day' must be one of"),
+        ("remove_inventory", "starts", 1801465200, "'starts' must be a list"),
+        ("remove_inventory", "starts", [1.5], "'starts' must be a list of integers"),
+        ("remove_inventory", "starts", [True], "'starts' must be a list of integers"),
+        ("remove_inventory", "starts", ["1801465200"], "'starts' must be a list of integers"),
+        ("remove_inventory", "vaccine", None, "'vaccine' must be a non-empty string"),
+        ("remove_inventory", "county", "", "'county' must be a non-empty string"),
+        ("book", "time_of_day", "noon", "'time_of_day' must be one of morning, afternoon, evening"),
+        ("book", "time_of_day", "", "'time_of_day' must be one of"),
+        ("book", "time_of_day", ["morning"], "'time_of_day' must be one of"),
+        ("book", "time_of_day", "Morning", "'time_of_day' must be one of"),
+        ("set_reserve", "county", "", "'county' must be a non-empty string"),
+        ("set_reserve", "center", None, "'center' must be a non-empty string"),
+        ("set_reserve", "day", "2027-02-30", "'day' must be an ISO date"),
+        ("set_reserve", "day", "2027-2-1", "'day' must be an ISO date"),
+        ("set_reserve", "day", None, "'day' must be an ISO date"),
+        ("set_reserve", "group", "", "'group' must be a non-empty string"),
+        ("set_reserve", "share_pct", 101, "'share_pct' must be at most 100"),
+        ("set_reserve", "share_pct", -1, "'share_pct' must be at least 0"),
+        ("set_reserve", "share_pct", 12.5, "'share_pct' must be an integer"),
+        ("set_reserve", "share_pct", True, "'share_pct' must be an integer"),
+        ("set_reserve", "mode", "both", "'mode' must be one of over_and_above, minimum_guarantee"),
+        ("set_reserve", "mode", None, "'mode' must be one of"),
+        ("set_reserve", "release_at_ms", -1, "'release_at_ms' must be at least 0"),
+        ("set_reserve", "release_at_ms", "soon", "'release_at_ms' must be an integer"),
     ],
 )
 def test_a_wrong_field_is_refused(type_: str, key: str, value: Any, message: str) -> None:
     with pytest.raises(SchemaError, match=message.replace("(", r"\(")):
         decode_command(pack_map(sample(type_) | {key: value}))
+
+
+@pytest.mark.parametrize("time_of_day", ["morning", "afternoon", "evening", None])
+def test_every_time_of_day_is_read(time_of_day: str | None) -> None:
+    book = decode_command(pack_map(sample("book") | {"time_of_day": time_of_day}))
+    assert isinstance(book, Book) and book.time_of_day == time_of_day
+
+
+def test_a_set_reserve_map_names_its_fields() -> None:
+    m = msgpack.unpackb(pack_map(sample("set_reserve")))
+    assert {k: m[k] for k in ("type", "day", "share_pct", "mode", "release_at_ms")} == {
+        "type": "set_reserve",
+        "day": "2027-02-01",
+        "share_pct": 20,
+        "mode": "over_and_above",
+        "release_at_ms": 1801465200000,
+    }
 
 
 def test_earliest_is_normalised_to_an_iso_date() -> None:
@@ -200,6 +284,12 @@ def test_a_malformed_slot_is_refused(slot: Any, message: str) -> None:
 def test_a_slot_day_in_another_iso_form_is_refused(day: str) -> None:
     with pytest.raises(SchemaError):
         decode_command(pack_map(sample("add_inventory") | {"slots": [[day, *GOOD_SLOT[1:]]]}))
+
+
+def test_too_many_starts_in_one_removal_are_refused() -> None:
+    m = sample("remove_inventory") | {"starts": [1] * (MAX_SLOTS_PER_COMMAND + 1)}
+    with pytest.raises(SchemaError, match="'starts' has more than"):
+        decode_command(pack_map(m))
 
 
 def test_too_many_slots_in_one_command_are_refused() -> None:

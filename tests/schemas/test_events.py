@@ -20,8 +20,13 @@ from schemas.events import (
     Failed,
     Held,
     InventoryAdded,
+    InventoryRemoved,
+    Moved,
+    Offered,
     Rejected,
+    ReserveSet,
     Summary,
+    Waitlisted,
     decode_event,
 )
 from schemas.wire import pack_map
@@ -41,9 +46,26 @@ SAMPLES: list[Event] = [
     InventoryAdded("cmd-7", "bw", "ulm-messe", AT_MS, False, 0, "window_mismatch"),
     Summary("bw", AT_MS, {"ulm": CountySummary(10, 25, 1, 2), "kn": CountySummary(0, 1, 0, 0)}),
     Summary("bw", AT_MS, {}),
+    Moved("cmd-8", "bk-1", "bw", 3, AT_MS + 3, (DOSE_1, DOSE_2), AT_MS + 600_000),
+    Moved("cmd-9", "bk-1", "bw", 4, AT_MS + 4, (DOSE_1, DOSE_2), None),
+    Waitlisted("cmd-10", "bk-3", "bw", 1, AT_MS, "code:ghi", "ulm"),
+    Offered("cmd-10", "bk-3", "bw", 2, AT_MS + 5, (DOSE_1, DOSE_2), AT_MS + 600_005),
+    InventoryRemoved("cmd-11", "bw", "ulm-messe", AT_MS, True, 2),
+    InventoryRemoved("cmd-12", "bw", "ulm-messe", AT_MS, False, 0, "slot_in_use"),
+    Summary("bw", AT_MS, {"ulm": CountySummary(0, 0, 3, 4, waitlisted=7)}),
+    ReserveSet("cmd-13", "bw", "ulm-messe", AT_MS, True, 12),
+    ReserveSet("cmd-14", "bw", "ulm-messe", AT_MS, False, 0, "release_passed"),
+    Summary("bw", AT_MS, {"ulm": CountySummary(5, 8, 3, 4, reserved=6)}),
+    Rejected("cmd-15", "bk-4", "bw", 1, AT_MS, "no_pair_at_time_of_day"),
+    Rejected("cmd-16", "bk-5", "bw", 1, AT_MS, "reserved_for_priority_group"),
 ]  # fmt: skip
 
-OPTIONAL = {"inventory_added": {"reason"}}
+OPTIONAL = {
+    "inventory_added": {"reason"},
+    "reserve_set": {"reason"},
+    "inventory_removed": {"reason"},
+    "moved": {"hold_expires_at_ms"},
+}
 
 
 def sample(type_: str) -> dict[str, Any]:
@@ -67,11 +89,34 @@ def test_nested_values_travel_as_plain_maps() -> None:
         "slot": "s2",
     }
     summary = msgpack.unpackb(SAMPLES[8].pack())
-    assert summary["counties"]["ulm"] == {"pairs_left": 10, "free": 25, "held": 1, "confirmed": 2}
+    ulm = summary["counties"]["ulm"]
+    assert ulm == ulm | {"pairs_left": 10, "free": 25, "held": 1, "confirmed": 2, "waitlisted": 0}
+
+
+def test_a_county_summary_without_waitlisted_reads_as_zero() -> None:
+    old = {"pairs_left": 1, "free": 2, "held": 3, "confirmed": 4}
+    event = decode_event(pack_map(sample("summary") | {"counties": {"ulm": old}}))
+    assert isinstance(event, Summary)
+    assert event.counties == {"ulm": CountySummary(1, 2, 3, 4, waitlisted=0)}
+
+
+def test_a_county_summary_without_reserved_reads_as_zero() -> None:
+    old = {"pairs_left": 1, "free": 2, "held": 3, "confirmed": 4, "waitlisted": 5}
+    event = decode_event(pack_map(sample("summary") | {"counties": {"ulm": old}}))
+    assert isinstance(event, Summary)
+    assert event.counties == {"ulm": CountySummary(1, 2, 3, 4, 5, reserved=0)}
+
+
+def test_a_confirmed_move_has_no_hold_expiry() -> None:
+    m = msgpack.unpackb(SAMPLES[11].pack())
+    assert m["hold_expires_at_ms"] is None
+    del m["hold_expires_at_ms"]
+    assert decode_event(pack_map(m)) == SAMPLES[11]
 
 
 def test_the_sample_reasons_are_known_reasons() -> None:
-    reasons = {e.reason for e in SAMPLES if isinstance(e, Rejected | Failed | InventoryAdded)}
+    answers = Rejected | Failed | InventoryAdded | InventoryRemoved | ReserveSet
+    reasons = {e.reason for e in SAMPLES if isinstance(e, answers)}
     assert reasons - {None} <= REASONS
 
 
@@ -150,6 +195,48 @@ def appointment(**change: Any) -> dict[str, Any]:
         ("inventory_added", "slots_added", -1, "'slots_added' must be at least 0"),
         ("inventory_added", "slots_added", True, "'slots_added' must be an integer"),
         ("inventory_added", "reason", "", "'reason' must be a non-empty string"),
+        ("moved", "rev", 0, "'rev' must be at least 1"),
+        ("moved", "hold_expires_at_ms", "soon", "'hold_expires_at_ms' must be an integer"),
+        ("moved", "hold_expires_at_ms", 1.5, "'hold_expires_at_ms' must be an integer"),
+        ("moved", "appointments", "s1", "'appointments' must be a list"),
+        ("waitlisted", "identity", None, "'identity' must be a non-empty string"),
+        ("waitlisted", "county", 5, "'county' must be a non-empty string"),
+        ("waitlisted", "rev", True, "'rev' must be an integer"),
+        ("offered", "hold_expires_at_ms", None, "'hold_expires_at_ms' must be an integer"),
+        ("offered", "appointments", [appointment(dose=0)], "'dose' must be at least 1"),
+        ("offered", "at_ms", "now", "'at_ms' must be an integer"),
+        ("inventory_removed", "accepted", "yes", "'accepted' must be a boolean"),
+        ("inventory_removed", "slots_removed", -2, "'slots_removed' must be at least 0"),
+        ("inventory_removed", "reason", 3, "'reason' must be a non-empty string"),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "waitlisted": -1}},
+            "'waitlisted' must be at least 0",
+        ),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "waitlisted": None}},
+            "'waitlisted' must be an integer",
+        ),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "reserved": -1}},
+            "'reserved' must be at least 0",
+        ),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "reserved": "6"}},
+            "'reserved' must be an integer",
+        ),
+        ("reserve_set", "accepted", 1, "'accepted' must be a boolean"),
+        ("reserve_set", "places_reserved", -1, "'places_reserved' must be at least 0"),
+        ("reserve_set", "places_reserved", None, "'places_reserved' must be an integer"),
+        ("reserve_set", "reason", "", "'reason' must be a non-empty string"),
+        ("reserve_set", "center", 7, "'center' must be a non-empty string"),
         ("summary", "counties", [], "'counties' must be an object"),
         ("summary", "counties", {"ulm": [1, 2, 3, 4]}, "a county summary must be a map"),
         ("summary", "counties", {"ulm": {"pairs_left": 1, "free": 1, "held": 0}}, "'confirmed'"),

@@ -13,7 +13,7 @@ from schemas.events import Cancelled, Confirmed, CountySummary, Held, Summary
 from waitingroom import keys
 from waitingroom.admitter import Admitter, EventHandler, run, sold_out_verdict
 from waitingroom.errors import LeadershipLost
-from waitingroom.rooms import RoomConfig, RoomSnapshot, RoomStore
+from waitingroom.rooms import AdmissionChange, RoomConfig, RoomSnapshot, RoomStore
 from waitingroom.settings import AdmitterSettings
 
 T0 = 1_700_000_000.0
@@ -286,3 +286,167 @@ async def _sold_out(store: RoomStore, expected: bool) -> bool:
 async def _active(store: RoomStore, expected: int) -> bool:
     snap = await store.load("demo")
     return snap is not None and snap.active == expected
+
+
+def ramp_area(u: float, ramp_s: float, start: float = 0.1) -> float:
+    """Seconds of full rate that a ramp yields over the first u seconds (written out again)."""
+    if u >= ramp_s:
+        return ramp_s * (1 + start) / 2 + (u - ramp_s)
+    return start * u + (1 - start) * u * u / (2 * ramp_s)
+
+
+async def test_ramp_raises_the_rate_linearly_from_a_tenth(redis: aioredis.Redis) -> None:
+    await make_room(redis, joins=400, rate_per_s=20.0, ramp_s=10)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)
+    first_second = 0
+    for i in range(1, 151):  # 15 s in steps of 0.1 s
+        now = T0 + i / 10
+        step = (await admitter.step(now))["demo"]
+        expected = 20.0 * ramp_area(now - T0, 10)
+        assert expected - 1 < step.snapshot.cursor <= math.floor(expected + 1e-6)
+        if i <= 10:
+            first_second += step.admitted
+    assert first_second == math.floor(20.0 * ramp_area(1, 10))  # 2.9: 10% to 19% of 20/s
+    assert step.snapshot.cursor == 210  # 10 s of ramp give 5.5 s worth, then 5 s at 20/s
+
+
+async def test_ramp_is_changed_live(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=400, rate_per_s=50.0, ramp_s=100)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)
+    assert (await admitter.step(T0 + 0.5))["demo"].admitted == 2  # 50/s * ~5.1% of a second
+    await store.set_admission("demo", AdmissionChange(ramp_s=0))
+    assert (await admitter.step(T0 + 1.0))["demo"].admitted == 25  # full rate at once
+    await store.set_admission("demo", AdmissionChange(ramp_s=10))  # 1 s in: 19% of the rate
+    assert (await admitter.step(T0 + 2.0))["demo"].admitted == math.floor(
+        0.5 + 50.0 * (ramp_area(2, 10) - ramp_area(1, 10))  # with the half place carried
+    )
+
+
+async def test_ramp_starts_at_an_operator_opening(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=100, rate_per_s=10.0, ramp_s=10)
+    await store.open_now("demo", T0 - 100)  # opened early, by hand
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0 - 100)
+    assert (await admitter.step(T0 - 99))["demo"].admitted == 1  # 1.45: ramping
+    assert (await admitter.step(T0 - 80))["demo"].admitted == 10  # capped at one second's worth
+
+
+async def make_auto_room(redis: aioredis.Redis, joins: int, **config: float) -> RoomStore:
+    store = await make_room(redis, joins=joins, rate_per_s=1000.0, max_active=100, **config)
+    await store.set_admission("demo", AdmissionChange(admission_mode="auto"))
+    await put_campaign(redis, "a", "b")
+    return store
+
+
+async def test_auto_mode_admits_no_more_than_the_pairs_left(redis: aioredis.Redis) -> None:
+    store = await make_auto_room(redis, joins=50)
+    handler = EventHandler(redis, store)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    assert (await admitter.step(T0))["demo"].admitted == 0  # no summary yet: nothing known
+    await handler.handle(summary(1000, a=3))  # b not heard of: counts as none left
+    assert (await admitter.step(T0 + 1))["demo"].admitted == 3
+    await handler.handle(summary(1000, b=4))
+    assert (await admitter.step(T0 + 2))["demo"].admitted == 4
+    assert (await admitter.step(T0 + 3))["demo"].admitted == 0
+    await handler.handle(summary(2000, a=2))  # position 1 holds a pair: still active
+    assert (await admitter.step(T0 + 4))["demo"].snapshot.active == 7
+    assert (await admitter.step(T0 + 4.5))["demo"].admitted == 0
+    await store.booking_finished("demo", 1)  # ... and confirms; 2 gives up without booking
+    await store.booking_finished("demo", 2)
+    step = (await admitter.step(T0 + 5))["demo"]
+    assert (step.admitted, step.snapshot.cursor, step.snapshot.active) == (1, 8, 6)
+    await store.set_admission("demo", AdmissionChange(max_active=3))  # the cap still caps
+    await handler.handle(summary(3000, a=40))
+    await redis.delete(keys.room_active("demo"))
+    assert (await admitter.step(T0 + 6))["demo"].admitted == 3
+    await store.set_admission("demo", AdmissionChange(admission_mode="manual", max_active=100))
+    assert (await admitter.step(T0 + 7))["demo"].admitted == 42 - 3  # the queue's rest
+
+
+async def test_auto_mode_counts_the_campaigns_other_rooms(redis: aioredis.Redis) -> None:
+    store = await make_auto_room(redis, joins=20)
+    await store.put_room(RoomConfig(name="phone", campaign="flu", opens_at_s=T0, rate_per_s=0))
+    await store.put_room(RoomConfig(name="elsewhere", campaign="covid", opens_at_s=T0))
+    await redis.zadd(keys.room_active("phone"), {"1": T0 + 600, "2": T0 + 600})
+    await redis.zadd(keys.room_active("elsewhere"), {"1": T0 + 600})
+    await EventHandler(redis, store).handle(summary(1000, a=5, b=0))
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    assert await admitter.auto_limit("demo") == 3
+    assert await admitter.auto_limit("phone") is None  # manual
+    await admitter.step(T0)  # opens the rooms
+    assert (await admitter.step(T0 + 1))["demo"].admitted == 3
+
+
+async def test_auto_mode_stops_at_sold_out(redis: aioredis.Redis, connections: Connections) -> None:
+    """The whole admitter process: summaries and final events from the broker drive it."""
+    store = RoomStore(redis)
+    await store.put_room(
+        RoomConfig(
+            name="demo",
+            campaign="flu",
+            opens_at_s=time.time() - 1,
+            rate_per_s=1000.0,
+            admission_mode="auto",
+        )
+    )
+    await put_campaign(redis, "a", "b")
+    for _ in range(20):
+        await store.join("demo", time.time())
+    for position in (1, 2, 3):
+        await redis.hset(
+            keys.booking(f"bk{position}"), mapping={"room": "demo", "position": position}
+        )
+    settings = AdmitterSettings(
+        connections=connections, tick_s=0.05, leader_ttl_s=1.0, group_id="admit-auto"
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=connections.kafka_bootstrap, acks="all", enable_idempotence=False
+    )
+    stop = asyncio.Event()
+    await producer.start()
+    admitter = asyncio.create_task(run(settings, stop))
+    topic = connections.topics.events
+    try:
+        await a_step_runs(redis)
+        assert (await load(store)).cursor == 0  # opened, but no pair known to be left
+        await producer.send_and_wait(topic, summary(1, a=2).pack(), partition=0)
+        await producer.send_and_wait(topic, summary(1, b=1).pack(), partition=1)
+        await eventually(lambda: _active(store, 3))
+        await a_step_runs(redis)
+        assert (await load(store)).cursor == 3  # and no more
+        for position in (1, 2, 3):  # every pair is confirmed: none left
+            await producer.send_and_wait(
+                topic,
+                Confirmed(
+                    command_id=f"c{position}",
+                    booking_id=f"bk{position}",
+                    campaign="flu",
+                    rev=2,
+                    at_ms=2,
+                    appointments=(),
+                ).pack(),
+                partition=position,
+            )
+        await producer.send_and_wait(topic, summary(3, a=0).pack(), partition=0)
+        await producer.send_and_wait(topic, summary(3, b=0).pack(), partition=1)
+        await eventually(lambda: _sold_out(store, True))
+        await eventually(lambda: _active(store, 0))
+        await a_step_runs(redis)
+        assert (await load(store)).cursor == 3
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(admitter, 30)
+
+
+async def a_step_runs(redis: aioredis.Redis) -> None:
+    """Wait until the admitter has run a step that began after now (its clock passed now)."""
+    now = time.time()
+
+    async def stepped() -> bool:
+        last = await redis.hget(keys.room("demo"), "admit_last_s")
+        return last is not None and float(last) > now
+
+    await eventually(stepped)

@@ -8,8 +8,10 @@ from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly
 from waitingroom.joinbatch import JoinBatcher
 from waitingroom.rooms import DEFAULT_PREQUEUE_S, JoinOutcome, RoomConfig, RoomStore
 from waitingroom.scripts import Scripts
+from waitingroom.tickets import new_ticket_id
 
 T0 = 1_700_000_000.0
+URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 CONFIG = RoomConfig(name="demo", campaign="flu", opens_at_s=T0 + 3600, prequeue_s=3600)
 
 
@@ -40,6 +42,8 @@ async def test_concurrent_joins_share_calls_and_are_numbered_in_arrival_order(
     assert [(t.kind, t.number) for t in tickets] == [("pre", n) for n in range(2, 202)]
     assert [t.issued_at_s for t in tickets] == [T0 + i for i in range(200)]
     assert len({t.ticket_id for t in tickets}) == 200
+    assert {len(t.ticket_id) for t in tickets} == {len(new_ticket_id())}  # 128 bits, base64url
+    assert all(set(t.ticket_id) <= URL_SAFE for t in tickets)
     assert 4 <= await script_calls(redis) - calls < 200  # 200 joins in batches of <= 64
     snap = await store.load("demo")
     assert snap is not None and snap.prequeue_size == 201

@@ -1,5 +1,6 @@
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -8,7 +9,7 @@ from fairq.devservices import Server
 from waitingroom import keys
 from waitingroom.errors import InvalidRoomConfig, RoomClosed, RoomNotFound, TooEarly
 from waitingroom.lottery import position_of, prequeue_order
-from waitingroom.rooms import RoomConfig, RoomStore
+from waitingroom.rooms import AdmissionChange, RoomConfig, RoomStore
 
 T0 = 1_700_000_000.0
 CONFIG = RoomConfig(
@@ -52,7 +53,15 @@ async def test_new_room_is_scheduled_and_empty(store: RoomStore) -> None:
 async def test_put_room_updates_config_and_keeps_counters(store: RoomStore) -> None:
     await store.join("demo", T0)
     await store.join("demo", T0)
-    changed = RoomConfig(name="demo", campaign="flu", opens_at_s=T0 + 60, rate_per_s=1.0)
+    changed = RoomConfig(
+        name="demo",
+        campaign="flu",
+        opens_at_s=T0 + 60,
+        rate_per_s=1.0,
+        ramp_s=20,
+        admission_mode="auto",
+        pow_difficulty=8,
+    )
     await store.put_room(changed)
     await store.put_room(RoomConfig(name="second", campaign="covid", opens_at_s=T0))
     snap = await store.load("demo")
@@ -134,7 +143,7 @@ async def test_closed_room_refuses_joins_and_unknown_rooms_are_reported(store: R
         store.join("nope", T0),
         store.open_now("nope", T0),
         store.set_state("nope", "paused"),
-        store.set_admission("nope", 1.0, 1),
+        store.set_admission("nope", AdmissionChange(rate_per_s=1.0)),
         store.set_sold_out("nope", True),
     ):
         with pytest.raises(RoomNotFound):
@@ -155,13 +164,43 @@ async def test_resume_returns_to_scheduled_or_open(store: RoomStore) -> None:
 
 
 async def test_set_admission(store: RoomStore) -> None:
-    snap = await store.set_admission("demo", 2.5, 7)
+    snap = await store.set_admission("demo", AdmissionChange(rate_per_s=2.5, max_active=7))
     assert (snap.config.rate_per_s, snap.config.max_active) == (2.5, 7)
     assert await store.load("demo") == snap
+    changed = await store.set_admission(
+        "demo", AdmissionChange(ramp_s=30, admission_mode="auto", pow_difficulty=12)
+    )
+    assert changed.config == replace(
+        snap.config, ramp_s=30, admission_mode="auto", pow_difficulty=12
+    )
+    assert await store.set_admission("demo", AdmissionChange()) == changed  # nothing to change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rate_per_s": -1.0},
+        {"rate_per_s": float("nan")},
+        {"max_active": -1},
+        {"ramp_s": -1},
+        {"ramp_s": 86_401},
+        {"admission_mode": "fast"},
+        {"pow_difficulty": -1},
+        {"pow_difficulty": 29},
+    ],
+)
+def test_admission_changes_are_checked(change: dict[str, object]) -> None:
     with pytest.raises(InvalidRoomConfig):
-        await store.set_admission("demo", -1.0, 7)
-    with pytest.raises(InvalidRoomConfig):
-        await store.set_admission("demo", float("nan"), 7)
+        AdmissionChange(**change)  # type: ignore[arg-type]
+
+
+def test_rate_at_ramps_from_a_tenth_after_the_opening() -> None:
+    config = RoomConfig(name="r", campaign="c", opens_at_s=T0, rate_per_s=100.0, ramp_s=10)
+    assert config.rate_at(None, T0 + 5) == 100.0  # not opened: no ramp to speak of
+    assert config.rate_at(T0, T0) == pytest.approx(10.0)
+    assert config.rate_at(T0, T0 + 5) == pytest.approx(55.0)
+    assert config.rate_at(T0, T0 + 10) == config.rate_at(T0, T0 + 99) == 100.0
+    assert replace(config, ramp_s=0).rate_at(T0, T0) == 100.0
 
 
 async def test_booking_started_extends_only_active_positions(
@@ -205,6 +244,9 @@ async def test_sold_out_verdicts_do_not_go_back(store: RoomStore) -> None:
         {"opens_at_s": float("inf")},
         {"prequeue_s": -1},
         {"prequeue_s": 31 * 86_400},
+        {"ramp_s": -5},
+        {"admission_mode": "automatic"},
+        {"pow_difficulty": 40},
     ],
 )
 def test_room_config_is_checked(changes: dict[str, object]) -> None:

@@ -53,6 +53,14 @@ def test_waiting_eta_uses_measured_then_configured_rate() -> None:
     assert status_of(post(3), OPEN, ORDER, T0, 1.5) == Status("waiting", 1, 0.0, 7)
 
 
+def test_configured_rate_fallback_follows_the_ramp() -> None:
+    ramping = replace(OPEN, config=replace(CONFIG, ramp_s=100))
+    # 3 ahead at 10% of 2/s at the opening; at 2/s once the ramp is over.
+    assert status_of(post(6), ramping, ORDER, T0, None).eta_s == pytest.approx(15.0)
+    assert status_of(post(6), ramping, ORDER, T0 + 100, None).eta_s == pytest.approx(1.5)
+    assert status_of(post(6), ramping, ORDER, T0, 1.5).eta_s == pytest.approx(2.0)  # measured
+
+
 def test_admitted_stays_admitted_when_sold_out() -> None:
     sold = replace(OPEN, sold_out=True)
     assert status_of(post(2), OPEN, ORDER, T0, 1.0) == Status("admitted", 0, 0.0, 6)

@@ -1,11 +1,13 @@
 import base64
+import hashlib
+import hmac
 from dataclasses import replace
 
 import orjson
 import pytest
 
 from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
-from waitingroom.tickets import BookingToken, Signer, Ticket, new_ticket_id
+from waitingroom.tickets import BookingToken, HmacSha256, Signer, Ticket, new_ticket_id
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
@@ -26,6 +28,20 @@ def test_ticket_round_trips() -> None:
     coded = replace(TICKET, code_hash="c0ffee", group="nurses")
     assert signer.verify_ticket(signer.sign_ticket(TICKET), "demo", NOW) == TICKET
     assert signer.verify_ticket(signer.sign_ticket(coded), "demo", NOW + 60) == coded
+
+
+@pytest.mark.parametrize("key", [KEY_A, b"k" * 64, b"long" * 40])
+def test_hmac_is_standard_hmac_sha256(key: bytes) -> None:
+    for message in (b"", b"k1.payload", b"x" * 1000):
+        expected = hmac.new(key, message, hashlib.sha256).digest()
+        assert HmacSha256(key).digest(message) == expected
+
+
+def test_signature_is_hmac_sha256_of_kid_and_payload() -> None:
+    token = Signer({"k1": KEY_A}, "k1").sign_ticket(TICKET)
+    kid, body, sig = token.split(".")
+    expected = hmac.new(KEY_A, f"{kid}.{body}".encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(sig + "=") == expected
 
 
 def test_token_is_url_safe() -> None:

@@ -1,0 +1,168 @@
+"""Proof of work for anonymous joins: the challenge route and the check a join passes.
+
+When a room's ``pow_difficulty`` is above 0, an anonymous join must carry
+``{"pow": {"challenge": ..., "solution": ...}}``: a challenge from
+``GET /api/rooms/{room}/challenge`` (stateless, signed with the gateway's signing
+keys, valid for two minutes) and a solution found by the page's script or by
+``waitingroom.pow.solve`` (the algorithm is documented in ``waitingroom.pow``).
+
+- Joins with an access code skip it: a code is already a scarce credential (one
+  place per code), so a proof of work would only slow down the people it is for.
+- Sources exempt from the rate limits (``FAIRQ_LOADTEST_NETWORKS``, the header
+  ``X-Fairq-Loadtest-Key``) skip it too; exemption is checked only for a join that
+  would be refused, as in the rate limiter.
+- A solved challenge serves one join. Used challenges are remembered in this
+  gateway's memory until they expire (``waitingroom.pow.ReplayGuard``): no Redis
+  round trip is spent, so behind N gateways one solution can serve at most N
+  joins (one per gateway) — add log2(N) bits of difficulty to make up for it. A
+  challenge is spent once it has been checked, even if the join then fails.
+
+Everything here runs in memory: checking a join's proof costs one HMAC and one hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway.errors import ApiError
+from gateway.http import json_response
+from gateway.ratelimit import RateLimiter
+from gateway.roomcache import RoomView
+from gateway.settings import GatewaySettings
+from gateway.state import GATEWAY
+from waitingroom.pow import (
+    ChallengeSigner,
+    PowExpired,
+    PowInvalid,
+    ReplayGuard,
+    is_solution,
+)
+
+ALGORITHM = (
+    "Find a decimal integer solution (no sign, no leading zeros, at most 20 digits) such"
+    " that SHA-256 of the ASCII bytes challenge + ':' + solution starts with at least"
+    ' \'difficulty\' zero bits. Send it as {"pow": {"challenge": ..., "solution": ...}}'
+    " in the join body."
+)
+
+routes = web.RouteTableDef()
+
+
+def challenge_url(room: str) -> str:
+    return f"/api/rooms/{room}/challenge"
+
+
+class PowGate:
+    """Issues challenges and checks the proofs of anonymous joins, in one gateway's memory."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.signer = ChallengeSigner(settings.signing_keys, settings.signing_kid)
+        self.guard = ReplayGuard(self.signer.ttl_s)
+        # Only its exemption rules are used: the same sources as the rate limits.
+        self._exemptions = RateLimiter(settings.rate_limits, CollectorRegistry())
+
+    def check(
+        self, request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
+    ) -> None:
+        """Raise ApiError unless the join needs no proof or carries a good, unused one."""
+        difficulty = view.snap.config.pow_difficulty
+        if difficulty <= 0 or body.get("access_code") is not None:
+            return
+        room = view.snap.config.name
+        proof = _read_proof(body.get("pow"))
+        try:
+            self._verify(proof, room, difficulty, now_s)
+        except ApiError:
+            if self._exempt(request):
+                return
+            raise
+
+    def _verify(
+        self, proof: tuple[str, str] | None, room: str, difficulty: int, now_s: float
+    ) -> None:
+        extra = {"challenge_url": challenge_url(room), "difficulty": difficulty}
+        if proof is None:
+            raise ApiError(
+                403, "pow_required", "this room asks joins for a proof of work", extra=extra
+            )
+        token, solution = proof
+        try:
+            challenge = self.signer.verify(token, room, now_s)
+        except PowExpired as e:
+            raise ApiError(403, "pow_expired", "the challenge has expired", extra=extra) from e
+        except PowInvalid as e:
+            raise ApiError(
+                403, "pow_invalid", f"the challenge is not valid: {e}", extra=extra
+            ) from e
+        if challenge.difficulty < difficulty:
+            raise ApiError(
+                403, "pow_invalid", "the difficulty was raised; solve a new challenge", extra=extra
+            )
+        if not is_solution(token, solution, challenge.difficulty):
+            raise ApiError(
+                403, "pow_invalid", "the solution does not solve the challenge", extra=extra
+            )
+        if not self.guard.first_use(challenge.nonce, challenge.expires_at_s, now_s):
+            raise ApiError(403, "pow_invalid", "this challenge was used already", extra=extra)
+
+    def _exempt(self, request: web.Request) -> bool:
+        return self._exemptions.exempt(request, self._exemptions.client_key(request))
+
+
+def _read_proof(raw: Any) -> tuple[str, str] | None:
+    """(challenge, solution) from the join body's ``pow``; None when absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) != {"challenge", "solution"}:
+        raise ApiError(
+            400, "pow_invalid", "'pow' must be an object with 'challenge' and 'solution'"
+        )
+    challenge, solution = raw["challenge"], raw["solution"]
+    if isinstance(solution, int) and not isinstance(solution, bool) and solution >= 0:
+        solution = str(solution)
+    if not isinstance(challenge, str) or not isinstance(solution, str):
+        raise ApiError(
+            400, "pow_invalid", "'challenge' must be a string and 'solution' a decimal string"
+        )
+    return challenge, solution
+
+
+POW_GATE = web.AppKey("pow_gate", PowGate)
+
+
+def install(app: web.Application, settings: GatewaySettings) -> None:
+    """Give the app its proof-of-work gate and the challenge route."""
+    app[POW_GATE] = PowGate(settings)
+    app.add_routes(routes)
+
+
+def check_join_pow(
+    request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
+) -> None:
+    """The join handler's one call: refuses an anonymous join without a needed proof."""
+    request.app[POW_GATE].check(request, view, body, now_s)
+
+
+@routes.get("/api/rooms/{room}/challenge")
+async def get_challenge(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    name = request.match_info["room"]
+    view = await gw.rooms.get(name)
+    if view is None:
+        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+    difficulty = view.snap.config.pow_difficulty
+    signer = request.app[POW_GATE].signer
+    token, _ = signer.issue(name, difficulty, gw.clock())
+    body = {
+        "room": name,
+        "required": difficulty > 0,
+        "difficulty": difficulty,
+        "challenge": token,
+        "expires_in_s": signer.ttl_s,
+        "algorithm": ALGORITHM,
+    }
+    return json_response(body, headers={"Cache-Control": "no-store"})

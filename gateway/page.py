@@ -1,0 +1,81 @@
+"""The waiting-room page: ``GET /rooms/{room}`` serves one self-contained HTML file.
+
+The page (``gateway/static/room.html``) has no external assets and no build step:
+its style and script are inline, and the Content-Security-Policy allows exactly
+those two blocks (by their SHA-256) and requests to this origin, nothing else.
+The file is read once per process.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.errors import ApiError
+from gateway.state import GATEWAY
+
+PAGE_PATH = Path(__file__).parent / "static" / "room.html"
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+
+routes = web.RouteTableDef()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    body: bytes
+    headers: dict[str, str]
+
+
+def _sha256_source(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def content_security_policy(html: str) -> str:
+    """Allow the page's own inline script and style blocks, and requests to this origin."""
+    blocks: dict[str, list[str]] = {"script": [], "style": []}
+    for tag, source in _INLINE.findall(html):
+        blocks[tag].append(_sha256_source(source))
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {' '.join(blocks['script']) or 'none'}",
+            f"style-src {' '.join(blocks['style']) or 'none'}",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+@cache
+def room_page() -> Page:
+    html = PAGE_PATH.read_text(encoding="utf-8")
+    return Page(
+        body=html.encode("utf-8"),
+        headers={
+            "Content-Security-Policy": content_security_policy(html),
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+@routes.get("/rooms/{room}")
+async def get_room_page(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    name = request.match_info["room"]
+    if await gw.rooms.get(name) is None:
+        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+    page = room_page()
+    return web.Response(
+        body=page.body, content_type="text/html", charset="utf-8", headers=page.headers
+    )

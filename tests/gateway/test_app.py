@@ -1,0 +1,59 @@
+"""The gateway's one middleware: JSON errors for every failure, and the request counters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from fairq.config import Connections
+from gateway.app import create_app
+from gateway.metrics import GatewayMetrics
+from tests.conftest import bounded
+from tests.gateway.conftest import make_settings
+
+Client = TestClient[Any, Any]
+
+
+async def boom(request: web.Request) -> web.Response:
+    raise RuntimeError("a bug")
+
+
+@pytest.fixture
+async def app_client(connections: Connections) -> AsyncIterator[tuple[Client, GatewayMetrics]]:
+    metrics = GatewayMetrics()
+    app = create_app(make_settings(connections), metrics)
+    app.router.add_get("/boom", boom)
+    client: Client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield client, metrics
+    finally:
+        await bounded(client.close(), "closing the test gateway")
+
+
+async def test_unknown_path_and_wrong_method_answer_json(
+    app_client: tuple[Client, GatewayMetrics],
+) -> None:
+    client, metrics = app_client
+    missing = await client.get("/api/nothing-here")
+    assert (missing.status, (await missing.json())["error"]["code"]) == (404, "not_found")
+    wrong = await client.delete("/api/rooms/room/status")
+    assert (wrong.status, (await wrong.json())["error"]["code"]) == (405, "method_not_allowed")
+    assert "GET" in wrong.headers["Allow"]
+    assert metrics.counters.requests[("unmatched", 404)] == 1
+    assert metrics.counters.requests[("unmatched", 405)] == 1
+
+
+async def test_a_bug_is_a_logged_500_in_json(
+    app_client: tuple[Client, GatewayMetrics], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, metrics = app_client
+    response = await client.get("/boom")
+    assert response.status == 500
+    assert (await response.json())["error"]["code"] == "internal"
+    assert any("unhandled error on GET /boom" in r.getMessage() for r in caplog.records)
+    assert metrics.counters.requests[("/boom", 500)] == 1

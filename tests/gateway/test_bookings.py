@@ -1,0 +1,176 @@
+"""Booking changes over HTTP: moving a pair, time-of-day wishes and the waitlist.
+
+Real gateway, admitter and allocator on the test's Redis and broker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.gateway.conftest import bearer, create_campaign, create_room, operator
+from tests.gateway.test_flow import admitted_visitor, booking_stream, join, request_pair
+from tests.sse import sse_events
+
+pytestmark = pytest.mark.usefixtures("allocator", "admitter")
+
+Client = TestClient[Any, Any]
+
+
+def centers(view: dict[str, Any]) -> set[str]:
+    return {a["center"] for a in view["appointments"]}
+
+
+async def next_change(client: Client, booking_id: str, token: str, state: str) -> dict[str, Any]:
+    """Follow the booking's stream until it is in ``state``."""
+    response = await client.get(f"/api/bookings/{booking_id}/events", params={"token": token})
+    async for _, view in sse_events(response):
+        if view["state"] == state:
+            response.close()
+            return view
+    raise AssertionError(f"the booking stream ended before {state}")
+
+
+async def test_move_keeps_reference_and_state(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=1, centers_per_county=2, places=1)
+    await create_room(client, opens_in_s=0)
+    token = await admitted_visitor(client)
+    booking_id, held = await request_pair(client, token)
+    assert centers(held) == {"county-1-center-1"}
+    confirmed = await client.post(f"/api/bookings/{booking_id}/confirm", headers=bearer(token))
+    assert confirmed.status == 200
+
+    moved = await client.post(
+        f"/api/bookings/{booking_id}/move",
+        json={"center": "county-1-center-2"},
+        headers=bearer(token),
+    )
+    assert moved.status == 200, await moved.text()
+    body = await moved.json()
+    assert (body["booking_id"], body["state"], body["moves"]) == (booking_id, "confirmed", 1)
+    assert centers(body) == {"county-1-center-2"}
+    # The old pair went back to the pool: the next visitor gets it.
+    _, other = await request_pair(client, await admitted_visitor(client))
+    assert (other["state"], centers(other)) == ("held", {"county-1-center-1"})
+
+
+async def test_move_without_a_pair_changes_nothing(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=2, places=1)
+    await create_room(client, opens_in_s=0)
+    token = await admitted_visitor(client)
+    booking_id, held = await request_pair(client, token)
+
+    nowhere = await client.post(
+        f"/api/bookings/{booking_id}/move", json={"earliest": "2099-01-01"}, headers=bearer(token)
+    )
+    assert nowhere.status == 409
+    error = (await nowhere.json())["error"]
+    assert error["code"] in ("sold_out", "no_pair_in_window")
+    assert error["booking"]["appointments"] == held["appointments"]
+    other_county = await client.post(
+        f"/api/bookings/{booking_id}/move",
+        json={"center": "county-2-center-1"},
+        headers=bearer(token),
+    )
+    assert (other_county.status, (await other_county.json())["error"]["code"]) == (
+        400,
+        "center_not_in_county",
+    )
+    bad = await client.post(
+        f"/api/bookings/{booking_id}/move", json={"county": "county-2"}, headers=bearer(token)
+    )
+    assert bad.status == 400
+    after = await client.get(f"/api/bookings/{booking_id}", headers=bearer(token))
+    assert (await after.json())["appointments"] == held["appointments"]
+
+
+async def test_time_of_day_is_a_strict_wish(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=1, places=2)  # slots at 09:00
+    await create_room(client, opens_in_s=0)
+    _, evening = await request_pair(client, await admitted_visitor(client), time_of_day="evening")
+    assert (evening["state"], evening["reason"]) == ("rejected", "no_pair_at_time_of_day")
+    _, morning = await request_pair(client, await admitted_visitor(client), time_of_day="morning")
+    assert morning["state"] == "held"
+    token = await admitted_visitor(client)
+    bad = await client.post(
+        "/api/rooms/room/bookings",
+        json={"county": "county-1", "time_of_day": "night"},
+        headers=bearer(token),
+    )
+    assert (bad.status, (await bad.json())["error"]["code"]) == (400, "invalid_request")
+
+
+async def test_waitlisted_booking_gets_the_freed_pair(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=1, places=1)
+    await create_room(client, opens_in_s=0)
+    first, second = await admitted_visitor(client), await admitted_visitor(client)
+    first_id, _ = await request_pair(client, first)  # the room is sold out from here
+    second_id, waiting = await request_pair(client, second, waitlist=True)
+    assert (waiting["state"], waiting["appointments"]) == ("waitlisted", [])
+
+    cancelled = await client.post(f"/api/bookings/{first_id}/cancel", headers=bearer(first))
+    assert cancelled.status == 200
+    offered = await next_change(client, second_id, second, "held")
+    assert offered["offered"] is True
+    assert centers(offered) == {"county-1-center-1"}
+    confirmed = await client.post(f"/api/bookings/{second_id}/confirm", headers=bearer(second))
+    assert (await confirmed.json())["state"] == "confirmed"
+
+
+async def wait_sold_out(client: Client, ticket: str) -> dict[str, Any]:
+    response = await client.get("/api/rooms/room/events", params={"ticket": ticket})
+    async for _, status in sse_events(response):
+        if status["state"] == "sold_out":
+            response.close()
+            return status
+    raise AssertionError("the room never said sold out")
+
+
+async def test_room_waitlist_while_sold_out(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=1, places=1)
+    await create_room(client, opens_in_s=0, rate_per_s=1000, max_active=1)
+    booker = await admitted_visitor(client)
+    waiting = (await join(client))["ticket"]  # behind the booker, who is the one active
+    early = await client.post(
+        "/api/rooms/room/waitlist", json={"county": "county-1"}, headers=bearer(waiting)
+    )
+    assert (early.status, (await early.json())["error"]["code"]) == (409, "not_sold_out")
+
+    await request_pair(client, booker)  # takes the only pair
+    sold_out = await wait_sold_out(client, waiting)
+    assert sold_out["waitlist"] == "/api/rooms/room/waitlist"
+    joined = await client.post(
+        "/api/rooms/room/waitlist", json={"county": "county-1"}, headers=bearer(waiting)
+    )
+    assert joined.status == 202, await joined.text()
+    body = await joined.json()
+    booking_id, token = body["booking_id"], body["booking_token"]
+    assert (await booking_stream(client, booking_id, token))[-1]["state"] == "waitlisted"
+    again = await client.post(
+        "/api/rooms/room/waitlist", json={"county": "county-1"}, headers=bearer(waiting)
+    )
+    assert (again.status, (await again.json())["error"]["code"]) == (409, "already_waiting")
+    # The waitlist's token reads its booking but makes no booking of its own.
+    sneaky = await client.post(
+        "/api/rooms/room/bookings", json={"county": "county-1"}, headers=bearer(token)
+    )
+    assert sneaky.status in (401, 409)
+
+    start = dt.datetime.combine(first_day, dt.time(10, 0)).isoformat(timespec="minutes")
+    dose2 = dt.datetime.combine(first_day + dt.timedelta(days=21), dt.time(10, 0)).isoformat(
+        timespec="minutes"
+    )
+    slots = [
+        {"center": "county-1-center-1", "vaccine": "comirnaty", "start": s, "capacity": 1}
+        for s in (start, dose2)
+    ]
+    added = await client.post(
+        "/api/admin/campaigns/camp/inventory", json={"slots": slots}, headers=operator()
+    )
+    assert added.status == 200, await added.text()
+    offered = await next_change(client, booking_id, token, "held")
+    assert offered["offered"] is True
+    assert offered["appointments"][0]["start"].startswith(f"{first_day.isoformat()}T10:00")
