@@ -131,7 +131,11 @@ class StatusStreams:
                 await asyncio.sleep(0)
             if stream.ended.done() or (only_idle and stream.sent_at_s > idle_since_s):
                 continue
-            await self._send_status(stream, loop.time(), keepalive=only_idle)
+            try:
+                await self._send_status(stream, loop.time(), keepalive=only_idle)
+            except Exception:  # a bug for one visitor must not stop the room's streams
+                logger.exception("status stream of ticket %s failed", stream.ticket.ticket_id)
+                stream.ended.set_result(None)
 
     async def _send_status(self, stream: _Stream, now_s: float, keepalive: bool = False) -> None:
         """Write the stream's status if it changed (else a keep-alive if asked); end it if final."""

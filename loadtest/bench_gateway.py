@@ -4,8 +4,11 @@ Starts a private redis-server and Tansu broker, one gateway process (``fairq
 gateway``) and one bare aiohttp server (the same ``AppRunner(access_log=None)``
 and ``TCPSite`` defaults as ``gateway.service.run``; a handler that reads the body
 and answers a small JSON document), all on 127.0.0.1. The gateway runs with rate
-limits on; the load carries the load-test key, so the limiter is exercised but
-does not refuse.
+limits on. By default each load connection comes from an address of its own
+(127.0.0.2, .3, ...) and the limits are high enough never to refuse: the path of
+ordinary visitors (one token bucket per request). With ``--loadtest-exempt`` all
+load comes from one address over low limits and carries the load-test key: every
+request is then over its limit and exempted (the bucket and the key check).
 
 How the throughput is measured, and why it can be trusted on a noisy 2-core box:
 
@@ -130,14 +133,18 @@ async def load(spec: dict[str, Any]) -> dict[str, float]:
     """Keep one request in flight on each connection; count the answers of the window.
 
     ``spec``: ``port``, ``requests`` (one request per connection, latin-1 text),
-    ``seconds``, ``server_pid`` and ``extra_pids`` (whose CPU use is reported too).
+    ``own_addresses`` (each connection from a 127.0.0.x of its own), ``seconds``,
+    ``server_pid`` and ``extra_pids`` (whose CPU use is reported too).
     """
     loop = asyncio.get_running_loop()
     tally = Tally()
-    conns = [
-        (await loop.create_connection(partial(Repeater, r, tally), HOST, spec["port"]))[1]
-        for r in (req.encode("latin-1") for req in spec["requests"])
-    ]
+    conns = []
+    for i, request in enumerate(req.encode("latin-1") for req in spec["requests"]):
+        source = (f"127.0.0.{2 + i % 250}", 0) if spec["own_addresses"] else None
+        factory = partial(Repeater, request, tally)
+        conns.append(
+            (await loop.create_connection(factory, HOST, spec["port"], local_addr=source))[1]
+        )
     await asyncio.sleep(WARMUP_S)
     pids = [spec["server_pid"], *spec["extra_pids"]]
     ok0, other0, client0 = tally.ok, tally.other, time.process_time()
@@ -386,7 +393,8 @@ async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -
     return (after - before) / visitors
 
 
-def gateway_env(redis_url: str, kafka: str, port: int) -> dict[str, str]:
+def gateway_env(redis_url: str, kafka: str, port: int, exempt: bool) -> dict[str, str]:
+    rates = ("1", "5") if exempt else ("1000000", "1000000")  # exempted / never refused
     return os.environ | {
         "REDIS_URL": redis_url,
         "KAFKA_BOOTSTRAP": kafka,
@@ -394,8 +402,8 @@ def gateway_env(redis_url: str, kafka: str, port: int) -> dict[str, str]:
         "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
         "FAIRQ_SIGNING_KEYS": "k1:bench-signing-secret-0123456789",
         "FAIRQ_LOADTEST_KEY": LOADTEST_KEY,
-        "FAIRQ_JOIN_RATE_PER_S": "1",
-        "FAIRQ_STATUS_RATE_PER_S": "5",
+        "FAIRQ_JOIN_RATE_PER_S": rates[0],
+        "FAIRQ_STATUS_RATE_PER_S": rates[1],
         "FAIRQ_LOG_LEVEL": "WARNING",
     }
 
@@ -427,14 +435,14 @@ async def orchestrate(args: argparse.Namespace) -> None:
         await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))
         await store.open_now(ROOM, time.time())
         gw_port, bare_port = free_port(), free_port()
-        env = gateway_env(rs.url, kb.url, gw_port)
+        env = gateway_env(rs.url, kb.url, gw_port, args.loadtest_exempt)
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
 
         async def spawn(stack: contextlib.AsyncExitStack) -> tuple[int, int]:
             """One more gateway process (for event streams beyond one process's fd limit)."""
             port = free_port()
             log = f"{args.gateway_log}.{port}"
-            more = gateway_env(rs.url, kb.url, port)
+            more = gateway_env(rs.url, kb.url, port, args.loadtest_exempt)
             pid = await stack.enter_async_context(
                 child("-m", "fairq.cli", "gateway", env=more, log=log)
             )
@@ -485,6 +493,7 @@ def specs(args: argparse.Namespace, servers: Servers, tickets: list[str]) -> Spe
             "port": port,
             "server_pid": pid,
             "extra_pids": [servers.redis_pid],
+            "own_addresses": not args.loadtest_exempt,
             "seconds": args.seconds,
             "requests": [r.decode("latin-1") for r in requests],
         }
@@ -539,9 +548,14 @@ def spread(values: list[float]) -> str:
 
 
 def report(args: argparse.Namespace, f: dict[str, Any]) -> None:
+    sources = (
+        "one address, exempted by the load-test key"
+        if args.loadtest_exempt
+        else ("an address each, under the rate limits")
+    )
     print(
         f"\n{args.rounds} rounds x {args.seconds}s per measurement, {args.connections} keep-alive "
-        "connections, one request in flight each (raw asyncio client, one process)"
+        f"connections ({sources}), one request in flight each (raw asyncio client, one process)"
     )
     for kind, target in (("join", 0.6), ("status", 0.8)):
         if kind in args.kinds and f["rounds"]:
@@ -636,6 +650,11 @@ def main() -> None:
     parser.add_argument("--waiters", type=int, default=50_000)
     parser.add_argument("--redis-visitors", type=int, default=1_000_000)
     parser.add_argument("--gateway-log", default="/tmp/fairq-bench-gateway.log")
+    parser.add_argument(
+        "--loadtest-exempt",
+        action="store_true",
+        help="all load from one address, over the limits, exempted by the load-test key",
+    )
     parser.add_argument("--profile", default="", help="run the gateway under cProfile, to here")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--count", type=int, default=0)

@@ -95,17 +95,21 @@ def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
         raise RoomNotFound(room)
     if status == "closed":
         raise RoomClosed(room)
-    if status != "ok" or not isinstance(reply[3], list) or len(reply[3]) != len(batch):
+    try:
+        numbers = [int(n) for n in _text(reply[3]).split(",")] if status == "ok" else []
+    except (IndexError, ValueError) as e:
+        raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}") from e
+    if len(numbers) != len(batch):
         raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}")
     kind = _text(reply[1])
     ids = _ticket_ids(len(batch))
-    for w, number, ticket_id in zip(batch, reply[3], ids, strict=True):
+    for w, number, ticket_id in zip(batch, numbers, ids, strict=True):
         if w.reply.done():  # the caller went away; its number stays used, as with one join
             continue
-        if int(number) == 0:
+        if number == 0:
             w.reply.set_exception(TooEarly(room, float(_text(reply[2]))))
         else:
-            w.reply.set_result(Ticket(room, ticket_id, kind, int(number), w.now_s))
+            w.reply.set_result(Ticket(room, ticket_id, kind, number, w.now_s))
 
 
 def _ticket_ids(count: int) -> list[str]:

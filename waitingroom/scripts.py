@@ -89,7 +89,8 @@ JOIN_MANY = (
 -- all 'post' (numbered by post_count); those taken get contiguous numbers in
 -- ARGV order. Before opening, a join whose now_s < opens_at_s - prequeue_s is refused.
 -- Returns {'not_found'} | {'closed'} |
---   {'ok', kind, pre-queue opening time (s) or '', {number, or 0 if refused, per join}}
+--   {'ok', kind, pre-queue opening time (s) or '', 'number,number,...'}: per join its
+--   number, or 0 if refused, as one comma-separated string (one reply element to parse)
 local room = KEYS[1]
 local kind, refusal, window_opens = join_gate(room, ARGV[1])
 if refusal then return refusal end
@@ -106,7 +107,7 @@ local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken
 for i = 1, #numbers do
   if numbers[i] > 0 then numbers[i] = first + numbers[i] end
 end
-return {'ok', kind, window_opens and tostring(window_opens) or '', numbers}
+return {'ok', kind, window_opens and tostring(window_opens) or '', table.concat(numbers, ',')}
 """
 )
 

@@ -141,18 +141,19 @@ class Signer:
         self._ticket_ttl_s = ticket_ttl_s
 
     def sign_ticket(self, t: Ticket) -> str:
-        return self._sign(
-            {
-                "t": TYPE_TICKET,
-                "room": t.room,
-                "id": t.ticket_id,
-                "kind": t.kind,
-                "n": t.number,
-                "iat": t.issued_at_s,
-                "code": t.code_hash,
-                "grp": t.group,
-            }
-        )
+        payload: dict[str, Any] = {
+            "t": TYPE_TICKET,
+            "room": t.room,
+            "id": t.ticket_id,
+            "kind": t.kind,
+            "n": t.number,
+            "iat": t.issued_at_s,
+        }
+        if t.code_hash is not None:  # absent means None: anonymous tickets stay short
+            payload["code"] = t.code_hash
+        if t.group is not None:
+            payload["grp"] = t.group
+        return self._sign(payload)
 
     def verify_ticket(self, token: str, room: str, now_s: float) -> Ticket:
         """The ticket in ``token``; raises InvalidTicket, WrongRoom or TicketExpired."""

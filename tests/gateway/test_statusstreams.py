@@ -153,3 +153,22 @@ async def test_a_slow_or_closed_connection_is_cut_off(gone: bool) -> None:
     await asyncio.wait_for(task, 10)
     assert '"position":99' in status_of(await other.next())
     assert len(room.streams) == 1
+
+
+async def test_a_failing_stream_ends_alone_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    room = Room()
+    [(_, _, broken), (_, other, _)] = await opened(room, 2)
+    room.position["t0"] = room.position["t1"] = 5
+    room.state["t0"] = "bug"  # the render below raises for it
+    render = room.render
+
+    def failing(ticket: Ticket, token: str) -> dict[str, Any]:
+        if room.state.get(token) == "bug":
+            raise RuntimeError("a bug")
+        return render(ticket, token)
+
+    room.streams._render = failing
+    room.view.notify()
+    await asyncio.wait_for(broken, 10)
+    assert '"position":5' in status_of(await other.next())
+    assert "status stream of ticket t0 failed" in caplog.text

@@ -44,6 +44,25 @@ def test_signature_is_hmac_sha256_of_kid_and_payload() -> None:
     assert base64.urlsafe_b64decode(sig + "=") == expected
 
 
+def _payload(token: str) -> dict[str, object]:
+    body = token.split(".")[1]
+    decoded: dict[str, object] = orjson.loads(
+        base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    )
+    return decoded
+
+
+def test_anonymous_ticket_leaves_out_code_and_group_and_older_nulls_verify() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    payload = _payload(signer.sign_ticket(TICKET))
+    assert "code" not in payload and "grp" not in payload
+    with_nulls = orjson.dumps(payload | {"code": None, "grp": None})
+    body = base64.urlsafe_b64encode(with_nulls).rstrip(b"=").decode()
+    sig = hmac.new(KEY_A, f"k1.{body}".encode(), hashlib.sha256).digest()
+    older = f"k1.{body}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+    assert signer.verify_ticket(older, "demo", NOW) == TICKET
+
+
 def test_token_is_url_safe() -> None:
     token = Signer({"k1": KEY_A}, "k1").sign_ticket(TICKET)
     assert token.count(".") == 2
