@@ -86,16 +86,19 @@ def chance_of(status: Status, snap: RoomSnapshot, pairs_left: int | None) -> str
     Ahead of a waiting visitor are the active bookers (admitted, not yet done) and
     the people before them in line; in the pre-queue, the whole pre-queue (the
     lottery may put the visitor last). ``likely`` when they are fewer than the
-    pairs left, ``unlikely`` otherwise, ``none`` when no pair is left or the room
-    is sold out or closed; None when unknown (no inventory summary yet) or once
-    the visitor is admitted.
+    pairs left, ``unlikely`` otherwise, ``none`` when the room is sold out or
+    closed; None when unknown (no inventory summary yet, or the summaries say no
+    pair is left while the room is not sold out) or once the visitor is admitted.
     """
     if status.state in ("sold_out", "closed"):
         return "none"
     if status.state == "admitted" or pairs_left is None:
         return None
     if pairs_left <= 0:
-        return "none"
+        # No pair left by this gateway's summaries, yet the room is not sold out: the
+        # two disagree for a moment (supply just came, or sold out is being set), so
+        # the honest answer is "not known", never a stale "none".
+        return None
     if status.state == "prequeue":
         ahead = max(0, snap.prequeue_size - 1)  # worst case: everyone else ahead
     else:
