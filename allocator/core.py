@@ -496,59 +496,36 @@ class Allocator:
 
     def _lines_for(self, c: Campaign, cmd: Book) -> tuple[list[Line], str | None]:
         """The lines a Book may take from, or the reason it is rejected."""
-        county = c.counties.get(cmd.county)
-        if county is None:
+        if cmd.county not in c.counties:
             return [], "unknown_county"
-        lines = county.lines
-        if cmd.center is not None:
-            center = c.centers.get(cmd.center)
-            if center is None:
-                return [], "unknown_center"
-            if center.county != cmd.county:
-                return [], "not_eligible"
-            lines = center.line_list
-        if cmd.identity in c.active:
+        lines, reason = self._place_lines(c, cmd.county, cmd.center)
+        if reason is None and cmd.identity in c.active:
             return [], "already_booked"
-        return lines, None
+        return lines, reason
 
     def _find_pair(self, lines: list[Line], wish: Wish) -> tuple[tuple[Slot, Slot] | None, bool]:
         """The best pair over ``lines`` for ``wish`` and whether any line has a place the
         wisher may take at all (any time of day). Every pair search goes through here."""
         earliest = day_ordinal(wish.earliest) if wish.earliest is not None else None
         tod = wish.time_of_day
-        if tod is not None or wish.group is not None:
+        if tod is not None or wish.group is not None or earliest is not None:
             tod_idx = TIMES_OF_DAY.index(tod) if tod is not None else None
             return self._find_pair_for(lines, earliest, tod_idx, wish.group)
+        # the plain search: every line remembers its answer while nothing changes
         now = self.now_ms
         best: tuple[Slot, Slot] | None = None
         best_key: PairKey | None = None
         any_free = False
-        if earliest is None:  # every line remembers its answer while nothing changes
-            for line in lines:
-                cached = line.plain_best
-                if cached is None or cached.ver != line.ver or now >= cached.until_ms:
-                    cached = line.plain(now)
-                if cached.head is None:
-                    continue
-                any_free = True
-                key = cached.key
-                if key is not None and (best_key is None or key < best_key):
-                    best, best_key = cached.pair, key
-            return best, any_free
         for line in lines:
-            head = line.head_slot(now)
-            if head is None:
+            cached = line.plain_best
+            if cached is None or cached.ver != line.ver or now >= cached.until_ms:
+                cached = line.plain(now)
+            if cached.head is None:
                 continue
             any_free = True
-            if best_key is not None and _cannot_win(line, head, best_key):
-                continue
-            pair = line.best_pair(now, earliest)
-            if pair is None:
-                continue
-            d1, d2 = pair
-            key = (d1.start_s, d1.day, line.center.center_id, line.vaccine, d2.start_s)
-            if best_key is None or key < best_key:
-                best, best_key = pair, key
+            key = cached.key
+            if key is not None and (best_key is None or key < best_key):
+                best, best_key = cached.pair, key
         return best, any_free
 
     def _find_pair_for(
@@ -559,8 +536,10 @@ class Allocator:
         group: str | None,
         everyone: bool = False,
     ) -> tuple[tuple[Slot, Slot] | None, bool]:
-        """As ``_find_pair``, for a time of day (index in TIMES_OF_DAY) and a group whose
-        members may take the places reserved for it (``everyone``: any reserved place)."""
+        """As ``_find_pair``, from day ``earliest`` on, for a time of day (index in
+        TIMES_OF_DAY) and a group whose members may take the places reserved for it
+        (``everyone``: any reserved place); lines it serves for nobody's group and any
+        time of day get the plain search (``Line.best_pair``)."""
         now = self.now_ms
         best: tuple[Slot, Slot] | None = None
         best_key: PairKey | None = None
@@ -723,8 +702,10 @@ class Allocator:
                 heapq.heappush(heads, head)
 
     def _has_free(self, county: County) -> bool:
+        """Whether any line of ``county`` has a free place, held back or not (no search
+        for a pair: only the cursors move)."""
         now = self.now_ms
-        return any(line.plain(now).head is not None or line.reserved for line in county.lines)
+        return any(line.head_slot(now) is not None or line.reserved for line in county.lines)
 
     def _offer(
         self, c: Campaign, county: County, b: Booking, pair: tuple[Slot, Slot], out: list[Event]

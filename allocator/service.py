@@ -202,6 +202,9 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.cores.pop(tp.partition, None)
                 self.installed.pop(tp.partition, None)
                 self.snapshots.forget(tp.partition)
+            # The frozen state of the cores dropped (and whatever else was frozen with
+            # them) must be collectable again; the next takeover freezes what is kept.
+            gc.unfreeze()
         logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -399,17 +402,15 @@ class Worker:
     async def close(self) -> None:
         await self.shipper.close()
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
-            return False
+            return
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as e:
             # The group rebalanced; whoever owns these partitions now replays from the
             # last commit and, the core being deterministic, sends the same events.
             logger.warning("commit of %s failed after a rebalance: %s", offsets, e)
-            return False
-        return True
 
 
 async def tick(producer: AIOKafkaProducer, topic: str, partitions: Partitions) -> None:

@@ -31,11 +31,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from allocator.errors import AllocatorError
+from fairq.topics import TOPIC_ALREADY_EXISTS
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
-TOPIC_ALREADY_EXISTS = 36
 READ_POLL_MS = 1000
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import logging
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from schemas.fields import (
     only_keys,
     opt_str,
     parse_date,
+    parse_datetime,
     req_int,
     req_number,
     req_str,
@@ -169,18 +169,11 @@ async def appointments_csv(request: web.Request) -> web.Response:
 def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:
     if body.get("opens_in_s") is not None:
         return now_s + req_number(body, "opens_in_s", lo=0, hi=365 * 86400)
-    raw = opt_str(body, "opens_at", max_len=64)
-    if raw is None:
+    if body.get("opens_at") is None:
         if current is None:
             raise ApiError(400, "invalid_request", "'opens_at' or 'opens_in_s' is required")
         return current
-    try:
-        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ApiError(400, "invalid_request", f"'opens_at' is not an ISO datetime: {raw!r}") from e
-    if when.tzinfo is None:
-        raise ApiError(400, "invalid_request", "'opens_at' needs a UTC offset, e.g. 'Z'")
-    return when.timestamp()
+    return parse_datetime(body["opens_at"], "opens_at").timestamp()
 
 
 @routes.put("/api/admin/rooms/{room}")
@@ -341,7 +334,7 @@ def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "measured_rate_per_s": view.meter.rate_per_s,
         "joined": snap.queue_length,
         "prequeue_size": snap.prequeue_size,
-        "queue_depth": max(0, snap.queue_length - snap.cursor),
+        "queue_depth": snap.queue_depth,
         "admitted": snap.cursor,
         "active": snap.active,
         "lottery_seed": snap.seed,

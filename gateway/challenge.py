@@ -26,11 +26,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from gateway.errors import ApiError
 from gateway.http import json_response
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Exemptions
 from gateway.roomcache import RoomView
 from gateway.settings import GatewaySettings
 from gateway.state import GATEWAY
@@ -62,8 +61,7 @@ class PowGate:
     def __init__(self, settings: GatewaySettings) -> None:
         self.signer = ChallengeSigner(settings.signing_keys, settings.signing_kid)
         self.guard = ReplayGuard(self.signer.ttl_s)
-        # Only its exemption rules are used: the same sources as the rate limits.
-        self._exemptions = RateLimiter(settings.rate_limits, CollectorRegistry())
+        self._exemptions = Exemptions(settings.rate_limits)  # the rate limits' sources
 
     def check(
         self, request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
@@ -77,7 +75,7 @@ class PowGate:
         try:
             self._verify(proof, room, difficulty, now_s)
         except ApiError:
-            if self._exempt(request):
+            if self._exemptions.exempts(request):
                 return
             raise
 
@@ -108,9 +106,6 @@ class PowGate:
             )
         if not self.guard.first_use(challenge.nonce, challenge.expires_at_s, now_s):
             raise ApiError(403, "pow_invalid", "this challenge was used already", extra=extra)
-
-    def _exempt(self, request: web.Request) -> bool:
-        return self._exemptions.exempt(request, self._exemptions.client_key(request))
 
 
 def _read_proof(raw: Any) -> tuple[str, str] | None:

@@ -137,7 +137,7 @@ class DashboardCollector:
             joined.add_metric([name], snap.queue_length)
             admitted.add_metric([name], snap.cursor)
             values = {
-                "queue_depth": max(0, snap.queue_length - snap.cursor),
+                "queue_depth": snap.queue_depth,
                 "active": snap.active,
                 "max_active": snap.config.max_active,
                 "rate_per_s": snap.config.rate_per_s,

@@ -142,29 +142,15 @@ class TokenBuckets:
         return (1.0 - tokens) / self._rate
 
 
-class RateLimiter:
-    """The limit tables of one gateway process and their aiohttp middleware."""
+class Exemptions:
+    """Who a request comes from, and whether it is a load-test source exempt from limits.
 
-    def __init__(
-        self,
-        settings: RateLimitSettings,
-        registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    Shared by the rate limits and the proof-of-work gate (``gateway.challenge``).
+    """
+
+    def __init__(self, settings: RateLimitSettings) -> None:
         self._settings = settings
-        self._clock = clock
         self._loadtest_key = None if settings.loadtest_key is None else _raw(settings.loadtest_key)
-        self._tables: dict[str, TokenBuckets] = {
-            name: TokenBuckets(limit, settings.max_clients)
-            for name, limit in (("join", settings.join), ("status", settings.status))
-            if limit.rate_per_s > 0
-        }
-        self.limited_total = Counter(
-            "fairq_gateway_rate_limited_total",
-            "Requests refused by a per-client rate limit",
-            ["limit"],
-            registry=registry,
-        )
 
     def client_key(self, request: web.Request) -> str:
         hops = self._settings.client_ip_hops
@@ -193,14 +179,43 @@ class RateLimiter:
             return False
         return any(address in net for net in self._settings.exempt_networks)
 
+    def exempts(self, request: web.Request) -> bool:
+        """Whether ``request`` comes from an exempt source."""
+        return self.exempt(request, self.client_key(request))
+
+
+class RateLimiter:
+    """The limit tables of one gateway process and their aiohttp middleware."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self.exemptions = Exemptions(settings)
+        self._tables: dict[str, TokenBuckets] = {
+            name: TokenBuckets(limit, settings.max_clients)
+            for name, limit in (("join", settings.join), ("status", settings.status))
+            if limit.rate_per_s > 0
+        }
+        self.limited_total = Counter(
+            "fairq_gateway_rate_limited_total",
+            "Requests refused by a per-client rate limit",
+            ["limit"],
+            registry=registry,
+        )
+
     def check(self, request: web.Request, limit: str) -> None:
         """Raise ApiError 429 if the client is over ``limit`` (and not exempt)."""
         table = self._tables.get(limit)
         if table is None:
             return
-        client = self.client_key(request)
+        exemptions = self.exemptions
+        client = exemptions.client_key(request)
         wait_s = table.take(client, self._clock())
-        if wait_s <= 0 or self.exempt(request, client):
+        if wait_s <= 0 or exemptions.exempt(request, client):
             return
         self.limited_total.labels(limit).inc()
         raise ApiError(

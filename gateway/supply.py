@@ -142,12 +142,11 @@ async def remove_inventory(request: web.Request) -> web.Response:
         starts=_starts(body),
     )
     answers = await send_commands(gw, [(county, command)], gw.settings.answer_wait_s)
-    if not answers:
+    answer = next((a for a in answers if isinstance(a, InventoryRemoved)), None)
+    if answer is None:
         return json_response(
             {"campaign": campaign, "center": center, "state": "pending"}, status=202
         )
-    answer = answers[0]
-    assert isinstance(answer, InventoryRemoved)
     if not answer.accepted:
         raise ApiError(
             409,

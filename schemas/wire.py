@@ -36,21 +36,15 @@ def read(reader: Reader, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={READ: reader})
 
 
-_FIELD_READERS: dict[type, tuple[tuple[str, Reader], ...]] = {}
-
-
-def _field_readers(cls: type) -> tuple[tuple[str, Reader], ...]:
-    cached = _FIELD_READERS.get(cls)
-    if cached is not None:
-        return cached
+def _field_readers(cls: type) -> list[tuple[str, Reader]]:
+    """Each field's name and reader (read once per class, by ``_map_reader``)."""
     readers = []
     for f in dataclasses.fields(cls):
         reader = f.metadata.get(READ) or _READERS.get(str(f.type))
         if reader is None:
             raise TypeError(f"{cls.__name__}.{f.name}: no reader for {f.type!r}")
         readers.append((f.name, reader))
-    _FIELD_READERS[cls] = tuple(readers)
-    return _FIELD_READERS[cls]
+    return readers
 
 
 # The check ``read_fields`` makes inline before calling a field's reader, by reader. A
@@ -79,7 +73,8 @@ def _map_reader(cls: type) -> MapReader:
         raise TypeError(f"{cls.__name__}: every field must be a positional argument")
     scope: dict[str, Any] = {"cls": cls, "MAX_ID_LEN": MAX_ID_LEN}
     lines = ["def read(m):", "    get = m.get"]
-    for i, (name, reader) in enumerate(_field_readers(cls)):
+    readers = _field_readers(cls)
+    for i, (name, reader) in enumerate(readers):
         v, r = f"v{i}", f"r{i}"
         scope[r] = reader
         check = _INLINE_CHECKS.get(reader)
@@ -89,7 +84,7 @@ def _map_reader(cls: type) -> MapReader:
             lines.append(f"    {v} = get({name!r})")
             lines.append(f"    if not ({check.format(v=v)}):")
             lines.append(f"        {v} = {r}(m, {name!r})")
-    args = ", ".join(f"v{i}" for i in range(len(_field_readers(cls))))
+    args = ", ".join(f"v{i}" for i in range(len(readers)))
     lines.append(f"    return cls({args})")
     exec("\n".join(lines), scope)  # the source is made above from field names only
     reader_fn: MapReader = scope["read"]

@@ -148,7 +148,12 @@ class Admitter:
 
         That is the pairs left in the room's campaign (summed over the counties the
         allocator has reported; none reported yet counts as 0) less the active
-        bookers of the campaign's other rooms.
+        bookers of the campaign's other rooms. It is read before the step's script,
+        not in it (a campaign's rooms live on different shards): when two rooms of
+        one campaign are led by different instances, each may admit against the
+        other's count from just before the other's concurrent step, so together
+        they can overshoot by that step's admissions (the allocator still never
+        overbooks; the people admitted in excess are told "no pair").
         """
         mode, campaign = await self._redis.hmget(keys.room(name), ["admission_mode", "campaign"])
         if mode is None or campaign is None or text(mode) != "auto":

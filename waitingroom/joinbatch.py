@@ -10,7 +10,6 @@ reached the batcher (the fairness of the line), across batches too.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from redis.exceptions import RedisError
 
 from waitingroom import keys
 from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
-from waitingroom.tickets import TICKET_ID_BYTES, Ticket
+from waitingroom.tickets import TICKET_ID_BYTES, Ticket, b64url_encode
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +115,7 @@ def _ticket_ids(count: int) -> list[str]:
     """``count`` ids as ``new_ticket_id`` makes them, from one read of the OS's randomness."""
     size = TICKET_ID_BYTES
     raw = os.urandom(size * count)
-    return [
-        base64.urlsafe_b64encode(raw[i : i + size]).rstrip(b"=").decode("ascii")
-        for i in range(0, len(raw), size)
-    ]
+    return [b64url_encode(raw[i : i + size]) for i in range(0, len(raw), size)]
 
 
 def _fail(batch: list[_Waiting], error: BaseException) -> None:

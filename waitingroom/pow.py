@@ -28,7 +28,6 @@ or ``python -m waitingroom.pow hashrate`` to see what this machine does per seco
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import hmac
 import json
@@ -46,6 +45,7 @@ from typing import Any
 import orjson
 
 from waitingroom.errors import WaitingRoomError
+from waitingroom.tickets import b64url_decode, b64url_encode
 
 MAX_DIFFICULTY = 28
 DEFAULT_CHALLENGE_TTL_S = 120.0
@@ -84,14 +84,6 @@ def check_difficulty(difficulty: int) -> None:
         raise ValueError(f"pow_difficulty must be within 0..{MAX_DIFFICULTY}, got {difficulty}")
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class ChallengeSigner:
     """Issues challenges with ``keys[current_kid]``; verifies with any key in ``keys``."""
 
@@ -114,7 +106,7 @@ class ChallengeSigner:
         challenge = Challenge(
             room=room,
             difficulty=difficulty,
-            nonce=_b64encode(secrets.token_bytes(NONCE_BYTES)),
+            nonce=b64url_encode(secrets.token_bytes(NONCE_BYTES)),
             issued_at_s=now_s,
             expires_at_s=now_s + self.ttl_s,
         )
@@ -126,7 +118,7 @@ class ChallengeSigner:
             "iat": challenge.issued_at_s,
             "exp": challenge.expires_at_s,
         }
-        body = _b64encode(orjson.dumps(payload))
+        body = b64url_encode(orjson.dumps(payload))
         return f"{self._kid}.{body}.{self._mac(self._kid, body)}", challenge
 
     def verify(self, token: str, room: str, now_s: float) -> Challenge:
@@ -150,7 +142,7 @@ class ChallengeSigner:
 
     def _mac(self, kid: str, body: str) -> str:
         message = f"{MAC_PREFIX}{kid}.{body}".encode("ascii")
-        return _b64encode(hmac.new(self._keys[kid], message, hashlib.sha256).digest())
+        return b64url_encode(hmac.new(self._keys[kid], message, hashlib.sha256).digest())
 
     def _open(self, token: str) -> Mapping[str, Any]:
         if len(token) > MAX_CHALLENGE_CHARS:
@@ -166,7 +158,7 @@ class ChallengeSigner:
         if not hmac.compare_digest(sig, self._mac(kid, body)):
             raise PowInvalid("bad signature")
         try:
-            payload = orjson.loads(_b64decode(body))
+            payload = orjson.loads(b64url_decode(body.encode("ascii")))
         except ValueError as e:
             raise PowInvalid("payload is not base64url JSON") from e
         if not isinstance(payload, dict) or payload.get("t") != TYPE_POW:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -38,7 +38,7 @@ from waitingroom.errors import (
 )
 from waitingroom.joinbatch import JoinBatcher
 from waitingroom.lottery import draw_seed
-from waitingroom.pow import MAX_DIFFICULTY
+from waitingroom.pow import check_difficulty
 from waitingroom.scripts import Scripts
 from waitingroom.tickets import Ticket, new_ticket_id
 
@@ -78,14 +78,12 @@ class RoomConfig:
                 raise InvalidRoomConfig(f"{label} {value!r} must match {NAME_PATTERN.pattern}")
         if not math.isfinite(self.opens_at_s):
             raise InvalidRoomConfig("opens_at_s must be a finite time")
-        check_admission(self.rate_per_s, self.max_active)
         if self.hold_s < 1 or self.admit_window_s < 1:
             raise InvalidRoomConfig("hold_s and admit_window_s must be at least 1")
         if not 0 <= self.prequeue_s <= MAX_PREQUEUE_S:
             raise InvalidRoomConfig(f"prequeue_s must be within 0..{MAX_PREQUEUE_S}")
-        check_ramp(self.ramp_s)
-        check_mode(self.admission_mode)
-        check_pow_difficulty(self.pow_difficulty)
+        for field, check in LIVE_SETTING_CHECKS.items():
+            check(getattr(self, field))
 
     def rate_at(self, opened_at_s: float | None, now_s: float) -> float:
         """The admission rate at ``now_s``: ``rate_per_s``, less while ramping up."""
@@ -95,9 +93,12 @@ class RoomConfig:
         return self.rate_per_s * (RAMP_START_FRACTION + (1 - RAMP_START_FRACTION) * ramped)
 
 
-def check_admission(rate_per_s: float, max_active: int) -> None:
+def check_rate(rate_per_s: float) -> None:
     if not (math.isfinite(rate_per_s) and rate_per_s >= 0):
         raise InvalidRoomConfig(f"rate_per_s must be a finite number >= 0, got {rate_per_s}")
+
+
+def check_max_active(max_active: int) -> None:
     if max_active < 0:
         raise InvalidRoomConfig(f"max_active must be >= 0, got {max_active}")
 
@@ -113,10 +114,20 @@ def check_mode(mode: str) -> None:
 
 
 def check_pow_difficulty(difficulty: int) -> None:
-    if not 0 <= difficulty <= MAX_DIFFICULTY:
-        raise InvalidRoomConfig(
-            f"pow_difficulty must be within 0..{MAX_DIFFICULTY}, got {difficulty}"
-        )
+    try:
+        check_difficulty(difficulty)
+    except ValueError as e:
+        raise InvalidRoomConfig(str(e)) from e
+
+
+# The settings an operator changes live (``AdmissionChange``), each with its check.
+LIVE_SETTING_CHECKS: dict[str, Callable[[Any], None]] = {
+    "rate_per_s": check_rate,
+    "max_active": check_max_active,
+    "ramp_s": check_ramp,
+    "admission_mode": check_mode,
+    "pow_difficulty": check_pow_difficulty,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +141,8 @@ class AdmissionChange:
     pow_difficulty: int | None = None
 
     def __post_init__(self) -> None:
-        if self.rate_per_s is not None:
-            check_admission(self.rate_per_s, 0)
-        if self.max_active is not None:
-            check_admission(0.0, self.max_active)
-        if self.ramp_s is not None:
-            check_ramp(self.ramp_s)
-        if self.admission_mode is not None:
-            check_mode(self.admission_mode)
-        if self.pow_difficulty is not None:
-            check_pow_difficulty(self.pow_difficulty)
+        for field, value in self.fields().items():
+            LIVE_SETTING_CHECKS[field](value)
 
     def fields(self) -> dict[str, str | int | float]:
         """The room hash fields to set."""
@@ -165,6 +168,11 @@ class RoomSnapshot:
     @property
     def queue_length(self) -> int:
         return self.prequeue_size + self.post_count
+
+    @property
+    def queue_depth(self) -> int:
+        """People in line not yet admitted."""
+        return max(0, self.queue_length - self.cursor)
 
     def rate_at(self, now_s: float) -> float:
         """The configured admission rate at ``now_s``, ramp included."""
@@ -291,7 +299,7 @@ class RoomStore:
             return JoinOutcome(ticket=await self._batcher.join(name, now_s), new=True)
         reply = await self.scripts.join(
             keys=[keys.room(name), keys.room_code_tickets(name)],
-            args=[now_s, new_ticket_id(), code_hash or "", DEFAULT_PREQUEUE_S],
+            args=[now_s, new_ticket_id(), code_hash, DEFAULT_PREQUEUE_S],
         )
         status = _status(reply, name)
         if status == "closed":

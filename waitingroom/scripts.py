@@ -53,11 +53,12 @@ JOIN = (
     _JOIN_GATE
     + """
 -- KEYS[1] room hash, KEYS[2] room code tickets hash
--- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash or '',
+-- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash,
 -- ARGV[4] the pre-queue window (s) of a room that has no 'prequeue_s' field
--- A join before opening is 'pre' (numbered by pre_count), after opening 'post'
--- (numbered by post_count). Before opens_at_s - prequeue_s a join is refused.
--- A code that holds a ticket gets that ticket back.
+-- A join with an access code (anonymous joins go through JOIN_MANY). A join before
+-- opening is 'pre' (numbered by pre_count), after opening 'post' (numbered by
+-- post_count). Before opens_at_s - prequeue_s a join is refused. A code that holds
+-- a ticket gets that ticket back.
 -- Returns {'not_found'} | {'closed'} | {'too_early', pre-queue opening time (s)} |
 --   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0)}
 local room, codes = KEYS[1], KEYS[2]
@@ -67,14 +68,12 @@ if refusal then return refusal end
 if window_opens and tonumber(now) < window_opens then
   return {'too_early', tostring(window_opens)}
 end
-if code ~= '' then
-  local held = redis.call('HGET', codes, code)
-  if held then return {'ok', held, 0} end
-end
+local held = redis.call('HGET', codes, code)
+if held then return {'ok', held, 0} end
 local number = redis.call('HINCRBY', room, kind .. '_count', 1)
 local ticket = cjson.encode({kind = kind, number = number, ticket_id = ticket_id,
                              issued_at_s = now})
-if code ~= '' then redis.call('HSET', codes, code, ticket) end
+redis.call('HSET', codes, code, ticket)
 return {'ok', ticket, 1}
 """
 )

@@ -77,9 +77,6 @@ def status_of(
     return Status("waiting", ahead + 1, eta, pos)
 
 
-CHANCES = ("likely", "unlikely", "none")
-
-
 def chance_of(status: Status, snap: RoomSnapshot, pairs_left: int | None) -> str | None:
     """An honest estimate: the people who would book before this visitor vs pairs left.
 

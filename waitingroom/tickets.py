@@ -83,13 +83,13 @@ def new_ticket_id() -> str:
     return secrets.token_urlsafe(TICKET_ID_BYTES)
 
 
-def _b64encode(data: bytes) -> str:
+def b64url_encode(data: bytes) -> str:
     """base64url without padding (binascii directly: this runs on every status check)."""
     encoded = binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE)
     return encoded.rstrip(b"=").decode("ascii")
 
 
-def _b64decode(text: bytes) -> bytes:
+def b64url_decode(text: bytes) -> bytes:
     """Strict base64url (padding optional); raises binascii.Error on anything else."""
     return binascii.a2b_base64(
         text.translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4), strict_mode=True
@@ -217,10 +217,10 @@ class Signer:
 
     def _mac(self, kid: str, signed: bytes) -> str:
         """base64url HMAC-SHA256 of ``signed`` (``kid.payload``) under ``kid``'s key."""
-        return _b64encode(self._macs[kid].digest(signed))
+        return b64url_encode(self._macs[kid].digest(signed))
 
     def _sign(self, payload: dict[str, Any]) -> str:
-        signed = f"{self._kid}.{_b64encode(orjson.dumps(payload))}"
+        signed = f"{self._kid}.{b64url_encode(orjson.dumps(payload))}"
         return f"{signed}.{self._mac(self._kid, signed.encode('ascii'))}"
 
     def _open(self, token: str, expected_type: str) -> Mapping[str, Any]:
@@ -241,7 +241,7 @@ class Signer:
         if not hmac.compare_digest(token[sig_start:], self._mac(kid, raw[: sig_start - 1])):
             raise InvalidTicket("bad signature")
         try:
-            payload = orjson.loads(_b64decode(raw[kid_end + 1 : sig_start - 1]))
+            payload = orjson.loads(b64url_decode(raw[kid_end + 1 : sig_start - 1]))
         except (ValueError, binascii.Error) as e:  # bad base64 or bad JSON
             raise InvalidTicket("payload is not base64url JSON") from e
         if not isinstance(payload, dict) or payload.get("t") != expected_type:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the allocator's broker tests."""
+"""Fixtures shared by the allocator's tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from fairq.config import Connections
+from tests.allocator import Log
 
 
 @pytest.fixture
@@ -20,3 +21,9 @@ async def producer(connections: Connections) -> AsyncIterator[AIOKafkaProducer]:
         yield p
     finally:
         await p.stop()
+
+
+@pytest.fixture
+def log() -> Log:
+    """A fresh allocator fed with consecutive offsets; time moves only when told."""
+    return Log()

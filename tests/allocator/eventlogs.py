@@ -59,6 +59,19 @@ async def read_topic(bootstrap: str, topic: str, partitions: int) -> Records:
         await consumer.stop()
 
 
+async def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> dict[int, int]:
+    """The group's committed offsets, read without joining the group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
 def decode_events(records: Records) -> dict[int, list[Event]]:
     return {p: [decode_event(r.value or b"") for r in rs] for p, rs in records.items()}
 

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import pytest
-
-from allocator.core import Allocator
-from schemas.commands import Command, SlotSpec, Tick
+from schemas.commands import Tick
 from schemas.events import (
     Cancelled,
     Confirmed,
@@ -11,77 +8,26 @@ from schemas.events import (
     Event,
     Expired,
     Failed,
-    Held,
     InventoryAdded,
-    Moved,
-    Offered,
     Rejected,
     Summary,
 )
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
+    Log,
     add,
     book,
     cancel,
     confirm,
+    daily,
     day_iso,
+    not_summaries,
     slot,
     slot_id,
+    slot_ids,
     start_ms,
 )
-
-
-class Log:
-    """Feeds an Allocator with consecutive offsets; time moves only when told."""
-
-    def __init__(self, now_ms: int = T0_MS) -> None:
-        self.core = Allocator()
-        self.offset = 0
-        self.now_ms = now_ms
-
-    def __call__(self, command: Command, at_ms: int | None = None) -> list[Event]:
-        if at_ms is not None:
-            self.now_ms = at_ms
-        events = self.core.apply(self.offset, self.now_ms, command)
-        self.offset += 1
-        return events
-
-    def one(self, command: Command, at_ms: int | None = None) -> Event:
-        events = self(command, at_ms)
-        assert len(events) == 1, events
-        return events[0]
-
-    def held(self, command: Command, at_ms: int | None = None) -> Held:
-        event = self.one(command, at_ms)
-        assert isinstance(event, Held), event
-        return event
-
-    def reason(self, command: Command, at_ms: int | None = None) -> str:
-        event = self.one(command, at_ms)
-        assert isinstance(event, Rejected | Failed), event
-        return event.reason
-
-    def usage(self) -> dict[str, tuple[int, int]]:
-        return {u.slot: (u.capacity, u.used) for u in self.core.slot_usage()}
-
-
-def not_summaries(events: list[Event]) -> list[Event]:
-    return [e for e in events if not isinstance(e, Summary)]
-
-
-def slot_ids(event: Held | Confirmed | Moved | Offered) -> list[str]:
-    return [a.slot for a in event.appointments]
-
-
-def daily(days: range, hours: tuple[int, ...] = (9,)) -> list[SlotSpec]:
-    return [slot(d, h) for d in days for h in hours]
-
-
-@pytest.fixture
-def log() -> Log:
-    return Log()
-
 
 # -- choosing the pair -----------------------------------------------------------------------
 

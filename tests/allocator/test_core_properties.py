@@ -275,12 +275,7 @@ def busy_logs(draw: st.DrawFn) -> list[Record]:
             )
             bookings.append(command.booking_id)
         elif kind in "fcm":
-            recent = draw(st.integers(0, 3)) > 0
-            booking_id = draw(st.sampled_from(bookings[-4:] if recent else bookings))
-            if kind == "m":
-                command = draw(moves(cid, [("spring", booking_id)]))
-            else:
-                command = (confirm if kind == "f" else cancel)(cid, booking_id)
+            command = draw(lifecycle_commands(cid, kind, bookings))
         elif kind == "d" and added:
             command = draw(slots_of(cid, draw(st.sampled_from(added))))
         elif kind == "r":
@@ -349,18 +344,26 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
             )
             bookings.append(command.booking_id)
         elif kind in "fcm":
-            recent = draw(st.integers(0, 3)) > 0
-            booking_id = draw(st.sampled_from(bookings[-4:] if recent else bookings))
-            if kind == "m":
-                command = draw(moves(cid, [("spring", booking_id)]))
-            else:
-                command = (confirm if kind == "f" else cancel)(cid, booking_id)
+            command = draw(lifecycle_commands(cid, kind, bookings))
         elif kind == "r":
             command = records[draw(st.integers(0, len(records) - 1))][2]
         else:
             command = Tick(cid)
         records.append((i, now, command))
     return records
+
+
+@st.composite
+def lifecycle_commands(
+    draw: st.DrawFn, command_id: str, kind: str, bookings: list[str]
+) -> Confirm | Cancel | Move:
+    """A Confirm (``kind`` "f"), Cancel ("c") or Move ("m") of a "spring" booking, mostly
+    one of the last four."""
+    recent = draw(st.integers(0, 3)) > 0
+    booking_id = draw(st.sampled_from(bookings[-4:] if recent else bookings))
+    if kind == "m":
+        return draw(moves(command_id, [("spring", booking_id)]))
+    return (confirm if kind == "f" else cancel)(command_id, booking_id)
 
 
 @st.composite
@@ -1077,14 +1080,19 @@ def slot_day(iso: str) -> int:
 # -- the properties --------------------------------------------------------------------------
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(logs())
-def test_every_step_keeps_every_invariant(records: list[Record]) -> None:
+def check_every_step(records: list[Record]) -> None:
+    """Apply ``records`` and check every step against the model."""
     core = Allocator()
     oracle = Oracle()
     for offset, timestamp_ms, command in records:
         events = core.apply(offset, timestamp_ms, command)
         oracle.check(core, timestamp_ms, command, events)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(logs())
+def test_every_step_keeps_every_invariant(records: list[Record]) -> None:
+    check_every_step(records)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1092,21 +1100,13 @@ def test_every_step_keeps_every_invariant(records: list[Record]) -> None:
 def test_busy_logs_with_moves_waitlists_and_removals_keep_every_invariant(
     records: list[Record],
 ) -> None:
-    core = Allocator()
-    oracle = Oracle()
-    for offset, timestamp_ms, command in records:
-        events = core.apply(offset, timestamp_ms, command)
-        oracle.check(core, timestamp_ms, command, events)
+    check_every_step(records)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reserve_logs())
 def test_logs_with_reserves_and_times_of_day_keep_every_invariant(records: list[Record]) -> None:
-    core = Allocator()
-    oracle = Oracle()
-    for offset, timestamp_ms, command in records:
-        events = core.apply(offset, timestamp_ms, command)
-        oracle.check(core, timestamp_ms, command, events)
+    check_every_step(records)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

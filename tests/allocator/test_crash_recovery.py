@@ -36,6 +36,7 @@ from schemas.events import Summary, decode_event
 from tests.allocator import add, book, cancel, confirm, slot
 from tests.allocator.eventlogs import (
     answers,
+    committed_offsets,
     decode_events,
     dedup,
     max_overbooking,
@@ -156,17 +157,6 @@ async def produce(producer: AIOKafkaProducer, topic: str, commands: list[Keyed])
     await asyncio.gather(*futures)
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offsets, read without joining the group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
-        return {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
-    finally:
-        await consumer.stop()
-
-
 async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_replay(
     connections: Connections,
     allocator_env: dict[str, str],
@@ -206,7 +196,7 @@ async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_repla
 
     bootstrap = connections.kafka_bootstrap
     group = allocator_env["FAIRQ_ALLOCATOR_GROUP"]
-    upto = await committed_offsets(bootstrap, group, topics.commands)
+    upto = await committed_offsets(bootstrap, group, topics.commands, TEST_PARTITIONS)
     command_log = await read_topic(bootstrap, topics.commands, TEST_PARTITIONS)
     produced = decode_events(await read_topic(bootstrap, topics.events, TEST_PARTITIONS))
 

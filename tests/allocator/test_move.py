@@ -10,22 +10,20 @@ from schemas.events import Cancelled, Confirmed, CountySummary, Event, Expired, 
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
+    Log,
     add,
     book,
     cancel,
     confirm,
+    daily,
     day_iso,
     move,
+    not_summaries,
     reserve,
     slot,
     slot_id,
+    slot_ids,
 )
-from tests.allocator.test_core import Log, daily, not_summaries, slot_ids
-
-
-@pytest.fixture
-def log() -> Log:
-    return Log()
 
 
 def moved(log: Log, events: list[Event]) -> Moved:

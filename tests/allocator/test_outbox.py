@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from allocator.outbox import ProduceError, Shipper
 from fairq.config import Connections, Topics
+from tests.allocator.eventlogs import read_topic
 from tests.conftest import TEST_PARTITIONS
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,23 +29,6 @@ async def small_batches(connections: Connections) -> AsyncIterator[AIOKafkaProdu
         yield p
     finally:
         await p.stop()
-
-
-async def read_values(bootstrap: str, topic: str, count: int) -> dict[int, list[bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: dict[int, list[bytes]] = {p: [] for p in range(TEST_PARTITIONS)}
-        while sum(map(len, out.values())) < count:
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                out[tp.partition] += [r.value or b"" for r in records]
-        return out
-    finally:
-        await consumer.stop()
 
 
 async def test_records_keep_their_order_per_partition_across_batches_and_outboxes(
@@ -69,8 +53,8 @@ async def test_records_keep_their_order_per_partition_across_batches_and_outboxe
     finally:
         await shipper.close()
     assert all(len(o.sent) > 3 for o in outboxes)  # batches filled up along the way
-    got = await read_values(connections.kafka_bootstrap, topics.events, 360)
-    assert got == sent
+    got = await read_topic(connections.kafka_bootstrap, topics.events, TEST_PARTITIONS)
+    assert {p: [r.value for r in rs] for p, rs in got.items()} == sent
 
 
 async def test_a_batch_the_producer_refuses_fails_its_outbox(

@@ -9,6 +9,7 @@ from schemas.events import InventoryRemoved
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
+    Log,
     add,
     book,
     cancel,
@@ -16,9 +17,9 @@ from tests.allocator import (
     remove,
     slot,
     slot_id,
+    slot_ids,
     start_ms,
 )
-from tests.allocator.test_core import Log, slot_ids
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from schemas.commands import Book, Tick
 from schemas.events import CountySummary, Held, Rejected, ReserveSet, Summary
 from tests.allocator import (
     T0_MS,
+    Log,
     add,
     book,
     cancel,
@@ -22,19 +23,13 @@ from tests.allocator import (
     slot_id,
     start_ms,
 )
-from tests.allocator.test_core import Log
 from tests.allocator.test_core_properties import Record, reserve_logs
-from tests.allocator.test_snapshot import packed
+from tests.allocator.test_snapshot import assert_restoring_at_every_kth_record_continues
 
 RELEASE_MS = T0_MS + 3_600_000
 HOLD_S = 7200  # holds outlast the release
 DOSE_1 = slot_id("c1", "vx", 0)
 DOSE_2 = slot_id("c1", "vx", 21)
-
-
-@pytest.fixture
-def log() -> Log:
-    return Log()
 
 
 def stock(log: Log, capacity: int = 10, share_pct: int = 30, mode: str = "over_and_above") -> None:
@@ -350,19 +345,7 @@ def test_a_snapshot_keeps_reserves_categories_and_release_times(log: Log) -> Non
 def test_replay_from_any_snapshot_of_a_log_with_reserves_gives_the_same_events(
     records: list[Record], k: int
 ) -> None:
-    plain = Allocator()
-    whole = [plain.apply(o, t, c) for o, t, c in records]
-    core = Allocator()
-    resumed = []
-    for i, (offset, timestamp_ms, command) in enumerate(records):
-        if i % k == 0:
-            data = core.snapshot()
-            core = Allocator.restore(data)
-            assert core.snapshot() == data
-        resumed.append(core.apply(offset, timestamp_ms, command))
-    assert packed(resumed) == packed(whole)
-    assert core.snapshot() == plain.snapshot()
-    assert list(core.slot_usage()) == list(plain.slot_usage())
+    assert_restoring_at_every_kth_record_continues(records, k)
 
 
 def test_slots_that_started_count_no_reserved_places(log: Log) -> None:

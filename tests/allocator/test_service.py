@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -24,6 +25,7 @@ from fairq.config import ConfigError, Connections, Topics
 from schemas.commands import Command
 from schemas.events import Event, Expired, Failed, Held, Rejected, Summary, decode_event
 from tests.allocator import add, book, cancel, confirm, slot
+from tests.allocator.eventlogs import committed_offsets
 from tests.conftest import TEST_PARTITIONS
 
 pytestmark = pytest.mark.timeout(90)
@@ -235,17 +237,6 @@ async def test_a_restart_loads_the_latest_snapshot_and_replays_only_what_follows
     assert isinstance(latest["book-101"], Held)
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offsets, read without joining the group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
-        return {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
-    finally:
-        await consumer.stop()
-
-
 async def test_a_member_joining_while_batches_are_in_flight_loses_no_answer(
     settings: AllocatorSettings,
     produce: Produce,
@@ -285,7 +276,7 @@ async def test_a_member_joining_while_batches_are_in_flight_loses_no_answer(
         assert {p for p, _ in found} == {sent[command_id]}, command_id
         assert all(e == found[0][1] for _, e in found), command_id
     committed = await committed_offsets(
-        settings.connections.kafka_bootstrap, settings.group_id, topics.commands
+        settings.connections.kafka_bootstrap, settings.group_id, topics.commands, TEST_PARTITIONS
     )
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.connections.kafka_bootstrap)
     await consumer.start()
@@ -337,6 +328,37 @@ async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
     assert parts.cores[partition].next_offset == 7
     await events.wait_for_answers(sent)
     assert_one_answer_each(events, sent)
+
+
+async def test_a_takeover_freezes_the_state_and_a_revocation_lets_it_be_collected(
+    settings: AllocatorSettings, topics: Topics
+) -> None:
+    tp = TopicPartition(topics.commands, 0)
+    bootstrap = settings.connections.kafka_bootstrap
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=settings.group_id, enable_auto_commit=False
+    )
+    producer = make_producer(bootstrap)
+    await consumer.start()
+    await producer.start()
+    try:
+        consumer.assign([tp])
+        store = SnapshotStore(bootstrap, settings.snapshots_topic, 4096)
+        metrics = AllocatorMetrics(CollectorRegistry())
+        snapshots = Snapshotter(store, producer, Cadence(0, 0), metrics)
+        parts = Partitions(consumer, settings, store, snapshots, metrics)
+        gc.unfreeze()
+        await parts.on_partitions_assigned([tp])
+        parts.check()
+        assert 0 in parts.cores
+        assert gc.get_freeze_count() > 0
+        await parts.on_partitions_revoked([tp])
+        assert parts.cores == {}
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        await producer.stop()
+        await consumer.stop()
 
 
 async def test_a_hold_expires_on_ticks(

@@ -24,6 +24,12 @@ def packed(events: list[list[Event]]) -> list[bytes]:
 def test_restoring_a_snapshot_at_every_kth_record_continues_byte_identically(
     records: list[Record], k: int
 ) -> None:
+    assert_restoring_at_every_kth_record_continues(records, k)
+
+
+def assert_restoring_at_every_kth_record_continues(records: list[Record], k: int) -> None:
+    """A run restored from its own snapshot every ``k`` records emits the events, and ends
+    in the state, of an uninterrupted run."""
     plain = Allocator()
     whole = [plain.apply(o, t, c) for o, t, c in records]
     core = Allocator()

@@ -39,6 +39,15 @@ class Broken(Allocator):
         raise RuntimeError("no dump today")
 
 
+async def snapshotter(
+    connections: Connections, topics: Topics, producer: AIOKafkaProducer, cadence: Cadence
+) -> Snapshotter:
+    """A snapshotter writing to the test's snapshots topic, with metrics of its own."""
+    store = SnapshotStore(connections.kafka_bootstrap, snapshot_topic(topics.commands), 4096)
+    await store.ensure_topic(TEST_PARTITIONS)
+    return Snapshotter(store, producer, cadence, AllocatorMetrics(CollectorRegistry()))
+
+
 def test_a_snapshot_is_due_by_records_or_log_time_stretched_for_a_large_state() -> None:
     cadence = Cadence(every_records=100, every_ms=60_000)
     assert not cadence.due(0, 10**9, 0)  # nothing new
@@ -71,10 +80,8 @@ async def test_a_child_that_cannot_dump_is_an_error_not_a_snapshot() -> None:
 async def test_snapshots_are_written_in_the_background_and_read_back(
     connections: Connections, topics: Topics, producer: AIOKafkaProducer
 ) -> None:
-    store = SnapshotStore(connections.kafka_bootstrap, snapshot_topic(topics.commands), 4096)
-    await store.ensure_topic(TEST_PARTITIONS)
-    metrics = AllocatorMetrics(CollectorRegistry())
-    snapshots = Snapshotter(store, producer, Cadence(5, 0), metrics)
+    snapshots = await snapshotter(connections, topics, producer, Cadence(5, 0))
+    metrics = snapshots.metrics
     core = stocked(6)
     snapshots.taken_over(1, 0, 0, 0)
     assert snapshots.due(1, core)
@@ -96,10 +103,8 @@ async def test_snapshots_are_written_in_the_background_and_read_back(
 async def test_a_failed_dump_is_counted_and_tried_again_later(
     connections: Connections, topics: Topics, producer: AIOKafkaProducer
 ) -> None:
-    store = SnapshotStore(connections.kafka_bootstrap, snapshot_topic(topics.commands), 4096)
-    await store.ensure_topic(TEST_PARTITIONS)
-    metrics = AllocatorMetrics(CollectorRegistry())
-    snapshots = Snapshotter(store, producer, Cadence(1, 0), metrics)
+    snapshots = await snapshotter(connections, topics, producer, Cadence(1, 0))
+    store, metrics = snapshots.store, snapshots.metrics
     core = Broken()
     core.apply(0, T0_MS, book("b0", "k0", "p0", "north"))
     snapshots.taken_over(2, 0, 0, 0)

@@ -9,13 +9,7 @@ import pytest
 from allocator.inventory import time_of_day_of
 from schemas.commands import SlotSpec
 from schemas.fields import TIMES_OF_DAY
-from tests.allocator import add, book, cancel, reserve, slot, slot_id
-from tests.allocator.test_core import Log, slot_ids
-
-
-@pytest.fixture
-def log() -> Log:
-    return Log()
+from tests.allocator import Log, add, book, cancel, reserve, slot, slot_id, slot_ids
 
 
 @pytest.mark.parametrize(

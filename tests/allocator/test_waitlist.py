@@ -25,23 +25,20 @@ from schemas.events import (
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
+    Log,
     add,
     book,
     cancel,
     confirm,
     day_iso,
     move,
+    not_summaries,
     remove,
     reserve,
     slot,
     slot_id,
+    slot_ids,
 )
-from tests.allocator.test_core import Log, not_summaries, slot_ids
-
-
-@pytest.fixture
-def log() -> Log:
-    return Log()
 
 
 def one_pair(log: Log, command_id: str = "a1", center: str = "c1", day: int = 0) -> None:

@@ -235,8 +235,76 @@ def cases(ticket: str, other_ticket: str, token: str, other_token: str) -> list[
         ("POST", "/api/admin/rooms/nope/close", op, None, 404, "unknown_room"),
         ("GET", "/api/admin/rooms/nope/stats", op, None, 404, "unknown_room"),
         ("GET", "/api/admin/rooms/room/stats", bearer(ticket), None, 403, "forbidden"),
+        *new_route_cases(ticket, other_ticket, token, own),
         ("GET", "/api/nothing/here", {}, None, 404, "not_found"),
         ("DELETE", "/api/rooms/room/join", {}, None, 405, "method_not_allowed"),
+    ]
+
+
+def new_route_cases(ticket: str, other_ticket: str, token: str, own: str) -> list[Case]:
+    """Move, waitlist, reserves, slot removal, challenge, page and audit."""
+    op = operator()
+    move = f"/api/bookings/{own}/move"
+    phone_move = "/api/callcenter/bookings/bk_x/move"
+    waitlist = "/api/rooms/room/waitlist"
+    reserves = "/api/admin/campaigns/camp/reserves"
+    remove = "/api/admin/campaigns/camp/inventory/remove"
+    center = "county-1-center-1"
+    reserve = {
+        "center": center,
+        "from": "2026-12-01",
+        "group": "staff",
+        "share_pct": 10,
+        "mode": "minimum",
+        "release_at": "2026-12-01T00:00:00Z",
+    }
+    return [
+        ("POST", move, {}, {}, 401, "unauthorized"),
+        ("POST", move, bearer(ticket), {}, 401, "invalid_token"),
+        ("POST", "/api/bookings/bk_x/move", bearer(token), {}, 403, "not_your_booking"),
+        ("POST", move, bearer(token), b"{", 400, "invalid_json"),
+        ("POST", move, bearer(token), {"county": "county-2"}, 400, "invalid_request"),
+        ("POST", move, bearer(token), {}, 404, "unknown_booking"),
+        ("POST", phone_move, bearer(ticket), {}, 403, "forbidden"),
+        ("POST", phone_move, op, {"colour": 1}, 400, "invalid_request"),
+        ("POST", phone_move, op, {}, 404, "unknown_booking"),
+        ("POST", waitlist, {}, {}, 401, "unauthorized"),
+        ("POST", "/api/rooms/nope/waitlist", bearer(ticket), {}, 404, "unknown_room"),
+        ("POST", waitlist, bearer(other_ticket), {}, 403, "wrong_room"),
+        ("POST", waitlist, bearer(ticket), {"seats": 2}, 400, "invalid_request"),
+        ("POST", waitlist, bearer(ticket), {"county": "county-1"}, 409, "not_sold_out"),
+        ("POST", reserves, {}, reserve, 401, "unauthorized"),
+        ("POST", "/api/admin/campaigns/nope/reserves", op, reserve, 404, "unknown_campaign"),
+        ("POST", reserves, op, {}, 400, "invalid_request"),
+        ("POST", reserves, op, reserve | {"colour": 1}, 400, "invalid_request"),
+        ("POST", reserves, op, reserve | {"center": "atlantis"}, 400, "unknown_center"),
+        ("POST", reserves, op, reserve | {"share_pct": 101}, 400, "invalid_request"),
+        ("POST", reserves, op, reserve | {"mode": "always"}, 400, "invalid_request"),
+        ("POST", reserves, op, reserve | {"release_at": "2026-12-01"}, 400, "invalid_request"),
+        ("POST", reserves, op, reserve | {"to": "2026-11-30"}, 400, "invalid_request"),
+        ("POST", remove, {}, {"center": center}, 401, "unauthorized"),
+        (
+            "POST",
+            remove,
+            op,
+            {"center": center, "vaccine": "comirnaty", "starts": []},
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            remove,
+            op,
+            {"center": center, "vaccine": "comirnaty", "starts": ["tomorrow"]},
+            400,
+            "invalid_request",
+        ),
+        ("POST", remove, op, {"center": center, "slots": []}, 400, "invalid_request"),
+        ("POST", remove, op, {"center": "atlantis", "starts": []}, 400, "unknown_center"),
+        ("GET", "/api/rooms/nope/challenge", {}, None, 404, "unknown_room"),
+        ("GET", "/rooms/nope", {}, None, 404, "unknown_room"),
+        ("GET", "/api/admin/rooms/nope/audit", op, None, 404, "unknown_room"),
+        ("GET", "/api/admin/rooms/room/audit?limit=x", op, None, 400, "invalid_request"),
     ]
 
 
