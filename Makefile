@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint typecheck check bench system-deps install clean
+.PHONY: up test lint typecheck check bench rehearse system-deps install clean
 
 up: install
 	$(VENV)/bin/fairq up
@@ -18,12 +18,18 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy fairq gateway waitingroom allocator schemas
+	$(VENV)/bin/mypy fairq gateway waitingroom allocator schemas loadtest tests
 
 check: lint typecheck test
 
 bench: install
 	$(PY) -m loadtest.bench_allocator_core
+
+# A launch rehearsal against a running fairq (`make up` in another terminal): locust,
+# 200 citizens, 20 new per second, 60 s; LOCUST_HOST, LOCUST_USERS, LOCUST_SPAWN_RATE,
+# LOCUST_RUN_TIME, FAIRQ_LOADTEST_KEY, FAIRQ_OPERATOR_KEY from the environment; ARGS for more.
+rehearse: install
+	$(VENV)/bin/locust -f loadtest/launchday.py --headless --run-time $${LOCUST_RUN_TIME:-60s} $(ARGS)
 
 install: system-deps $(STAMP)
 

@@ -43,11 +43,14 @@ distinct wish, whatever the waitlist's length.
 
 Priority reserves and time of day. SetReserve holds back a share of every slot
 of one center on one day for one priority group (``allocator.inventory``); a
-member's place comes out of the reserve or the open places in the order the
-reserve's mode says (``_take``), the booking remembers which, and giving it
-back returns it to the same category (``_give_back``). A reserve opens to
-everybody at its release time: at the start of the first record that reaches
-it, right after the expiries (``_release_reserves``). Every search is made for
+day may have reserves for several groups, each set, changed and released on its
+own, their shares summing to at most 100 (more is refused). A member's place
+comes out of its group's reserve or the open places in the order that reserve's
+mode says (``_take``), never out of another group's; the booking remembers which
+reserve, and giving it back returns it to that reserve while it lasts
+(``_give_back``). Each reserve opens to everybody at its own release time: at
+the start of the first record that reaches it, right after the expiries
+(``_release_reserves``). Every search is made for
 the wisher's group and time of day; a search without either is the plain one
 (``Line.best_pair``) and costs what it did before reserves existed.
 """
@@ -55,7 +58,7 @@ the wisher's group and time of day; a search without either is the plain one
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 from allocator.inventory import (
@@ -159,11 +162,14 @@ class Booking:
         self.dose1: Slot | None = pair[0] if pair is not None else None
         self.dose2: Slot | None = pair[1] if pair is not None else None
         # The reserve each dose's place was taken out of (None: an open place). A place
-        # goes back to that reserve only while it is still the day's reserve.
+        # goes back to that reserve only while it is still its group's reserve of the day.
         self.rsv1: Reserve | None = None
         self.rsv2: Reserve | None = None
         self.expires_ms = expires_ms
-        self.answered: set[str] | None = None  # later command ids already answered
+        # later command ids already answered: a tuple, not a set, because a booking sees
+        # few (a confirm, a cancel, a move or two) and a set would cost ~200 bytes more
+        # for each of millions of bookings
+        self.answered: tuple[str, ...] | None = None
         self.want: Want | None = None  # while waitlisted: what to search for
         self.hold_s = 0  # while waitlisted: how long an offered pair is held
 
@@ -172,7 +178,7 @@ class Booking:
         cls,
         fields: tuple[str, str, str, str, str, int, int, str | None],
         pair: tuple[Slot, Slot] | None,
-        answered: set[str] | None,
+        answered: Iterable[str] | None,
     ) -> Booking:
         """A booking rebuilt from a snapshot: (booking_id, command_id, identity, county,
         state, rev, expires_ms, group), its pair and the later command ids it answered.
@@ -182,7 +188,7 @@ class Booking:
         b.group = fields[7]
         b.dose1, b.dose2 = pair if pair is not None else (None, None)
         b.rsv1 = b.rsv2 = None  # set by the caller
-        b.answered = answered
+        b.answered = tuple(sorted(answered)) if answered is not None else None
         b.want, b.hold_s = None, 0
         return b
 
@@ -190,11 +196,13 @@ class Booking:
         """Whether ``command_id`` was answered already; marks it answered."""
         if command_id == self.command_id:
             return True
-        if self.answered is None:
-            self.answered = set()
-        elif command_id in self.answered:
+        answered = self.answered
+        if answered is None:
+            self.answered = (command_id,)
+        elif command_id in answered:
             return True
-        self.answered.add(command_id)
+        else:
+            self.answered = (*answered, command_id)
         return False
 
     def pair(self) -> tuple[Slot, Slot]:
@@ -292,7 +300,7 @@ class SlotUsage(NamedTuple):
     slot: str
     capacity: int
     used: int
-    held_back: int  # free places reserved for the day's priority group
+    held_back: int  # free places reserved for the day's priority groups (summed)
 
 
 class BookingView(NamedTuple):
@@ -333,31 +341,31 @@ def _cannot_win(line: Line, head: Slot, best: PairKey) -> bool:
 def _take(slot: Slot, group: str | None) -> Reserve | None:
     """Take a place of ``slot`` for a person of ``group``; the reserve it came out of, if any.
 
-    For a member of the day's reserve group the reserve's mode is the order in which
+    For a member of a group with a reserve that day the reserve's mode is the order in which
     the two categories are processed (Pathak, Sönmez, Ünver, Yenmez): over-and-above
     takes an open place first and the reserve only when no open place is left, so
     the reserve comes on top of what members win in open competition; minimum
     guarantee takes the reserve first, so members who would have won open places
     use it up and it only matters when members would otherwise get fewer places.
     """
-    rsv = slot.bucket.rsv
+    rsv = slot.bucket.rsvs.get(group) if group is not None and slot.held_back else None
     if (
         rsv is None
-        or rsv.group != group
-        or not slot.held_back
+        or group is None
+        or not slot.held_for(group)
         or (rsv.mode == OVER_AND_ABOVE and slot.used < slot.limit)
     ):
         slot.line.take(slot)
         return None
-    slot.line.take_reserved(slot)
+    slot.line.take_reserved(slot, group)
     return rsv
 
 
 def _give_back(slot: Slot, rsv: Reserve | None) -> None:
-    """Give back a place of ``slot`` taken out of ``rsv`` (None: an open place): to the
-    reserve while it is still the day's reserve, otherwise to everybody."""
-    if rsv is not None and rsv is slot.bucket.rsv:
-        slot.line.release_reserved(slot)
+    """Give back a place of ``slot`` taken out of ``rsv`` (None: an open place): to that
+    reserve while it is still its group's reserve of the day, otherwise to everybody."""
+    if rsv is not None and slot.bucket.rsvs.get(rsv.group) is rsv:
+        slot.line.release_reserved(slot, rsv.group)
     else:
         slot.line.release(slot)
 
@@ -380,8 +388,9 @@ class Allocator:
         self.next_offset = 0  # offset after the last record applied
         self._campaigns: dict[str, Campaign] = {}
         self._expiries: list[tuple[int, str, str]] = []  # (expires_ms, booking_id, campaign)
-        # (release_at_ms, campaign, center, day ordinal) of reserves; stale entries are skipped
-        self._releases: list[tuple[int, str, str, int]] = []
+        # (release_at_ms, campaign, center, day ordinal, group) of reserves; stale entries
+        # are skipped
+        self._releases: list[tuple[int, str, str, int, str]] = []
         # (campaign, county) whose places came back while it has a waitlist, in order;
         # always empty between records (so never in a snapshot)
         self._returned: dict[tuple[str, str], None] = {}
@@ -930,7 +939,8 @@ class Allocator:
             day, cmd.group, cmd.share_pct, cmd.mode, cmd.release_at_ms, self.now_ms
         )
         if cmd.share_pct:
-            heapq.heappush(self._releases, (cmd.release_at_ms, c.name, center.center_id, day))
+            release = (cmd.release_at_ms, c.name, center.center_id, day, cmd.group)
+            heapq.heappush(self._releases, release)
         c.dirty = True
         out.append(ReserveSet(cmd.command_id, cmd.campaign, cmd.center, self.now_ms, True, held))
         # places may have opened, or become usable for the new group's members
@@ -941,21 +951,24 @@ class Allocator:
             return "center_mismatch"
         if cmd.share_pct and cmd.release_at_ms <= self.now_ms:
             return "release_passed"
+        if cmd.share_pct + center.other_shares_pct(day_ordinal(cmd.day), cmd.group) > 100:
+            return "reserve_shares_over_100"  # the groups' reserves of a day share its places
         return None
 
     def _release_reserves(self) -> None:
         """Open the unused places of every reserve whose release time the log clock reached,
-        in order of (release time, campaign, center, day)."""
+        in order of (release time, campaign, center, day, group); other groups' reserves
+        of the same day stay."""
         heap = self._releases
         now = self.now_ms
         while heap and heap[0][0] <= now:
-            at_ms, name, center_id, day = heapq.heappop(heap)
+            at_ms, name, center_id, day, group = heapq.heappop(heap)
             c = self._campaigns[name]
             center = c.centers[center_id]
-            rsv = center.reserves.get(day)
+            rsv = center.reserve_of(day, group)
             if rsv is None or rsv.release_at_ms != at_ms:  # removed, replaced or moved
                 continue
-            center.release(day, now)
+            center.release(day, group, now)
             c.dirty = True
             self._places_returned(c, center.county)
 

@@ -19,11 +19,16 @@ of each day.
 
 Priority reserves. A ``Reserve`` holds back, in every slot of one center on one
 day, floor(capacity * share_pct / 100) places for one group until it is
-released. A slot's ``held_back`` places are free places that only members of
-the day's reserve group may take; ``limit = capacity - held_back`` is how far
-anybody else may fill it, and ``res_used`` counts the members' places taken out
-of the reserve. Lines and days count ``free`` places (anybody may take
-them) and ``reserved`` ones (held back) separately. The cursors ``head`` and
+released. A center's day may have a reserve for each of several groups (their
+shares sum to at most 100); each is set, changed, removed and released on its
+own. A slot's ``held_back`` places are free places that only members of some
+group of the day may take (the sum over groups); ``limit = capacity - held_back``
+is how far anybody may fill it with open places. Per group, a slot's ``Share``
+(``Slot.shares``, None on a slot without reserves) counts the places held back
+for that group (``held``) and its members' places taken out of its reserve
+(``used``); a member of ``g`` may fill the slot up to ``limit + held`` of ``g``.
+Lines and days count ``free`` places (anybody may take them) and ``reserved``
+ones (held back, for any group) separately. The cursors ``head`` and
 ``ptr`` pass slots that only a member could still use; ``mhead`` and ``mptr``
 pass slots that nobody can use (a day's counters tell whether it is worth
 reading at all). The search without a preference and without
@@ -35,16 +40,18 @@ Remembered answers. Every change of a line's places bumps its ``ver``; the plain
 search without ``earliest`` (``Line.plain``) is remembered with the ``ver`` and
 the start of the next slot to retire, and answered again without searching while
 both hold. Taking the remembered pair keeps it remembered when both its slots
-still have a place (``Line.take_pair``). Slots build their appointments once.
-All of it is derived: nothing of it is in a snapshot.
+still have a place (``Line.take_pair``). Slots build their appointments once and
+keep them while they have a place left. All of it is derived: nothing of it is in
+a snapshot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import pairwise
+from types import MappingProxyType
 from typing import NamedTuple
 
 from allocator.errors import InvariantError
@@ -84,12 +91,28 @@ class Reserve:
         return capacity * self.share_pct // 100
 
 
+# the reserves of a day without any (never changed: a center's days with reserves get their own)
+NO_RESERVES: Mapping[str, Reserve] = MappingProxyType({})
+
+
+class Share:
+    """One group's part of one slot: places ``held`` back for the group and places its
+    members ``used`` out of the group's reserve (they stay counted against it)."""
+
+    __slots__ = ("held", "used")
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.used = 0
+
+
 class View(NamedTuple):
     """Who searches: a time of day (index in ``TIMES_OF_DAY``; None for any) and a group.
 
-    On a day whose reserve is for ``group`` the searcher is a member and may take
-    held-back places too; ``everyone`` makes the searcher a member on every day
-    (to tell whether a pair exists at all, reserved places included).
+    On a day with a reserve for ``group`` the searcher is a member and may take the
+    places held back for that group too (never another group's); ``everyone`` makes
+    the searcher a member of every group on every day (to tell whether a pair exists
+    at all, reserved places included).
     """
 
     tod: int | None
@@ -97,10 +120,7 @@ class View(NamedTuple):
     everyone: bool = False
 
     def member(self, day: Day) -> bool:
-        if self.everyone:
-            return True
-        rsv = day.rsv
-        return rsv is not None and rsv.group == self.group
+        return self.everyone or self.group in day.rsvs
 
 
 class Center:
@@ -114,7 +134,8 @@ class Center:
         self.county = county
         self.lines: dict[str, Line] = {}  # vaccine -> line
         self.line_list: list[Line] = []  # the lines ordered by vaccine id
-        self.reserves: dict[int, Reserve] = {}  # day ordinal -> the day's reserve
+        # day ordinal -> group -> the group's reserve of that day (no empty dicts)
+        self.reserves: dict[int, dict[str, Reserve]] = {}
         self.groups: dict[str, int] = {}  # group -> days with a reserve for it
 
     def line(self, vaccine: str, min_days: int, max_days: int) -> Line:
@@ -126,50 +147,69 @@ class Center:
             self.line_list = [self.lines[v] for v in sorted(self.lines)]
         return line
 
+    def day_reserves(self, day: int) -> Mapping[str, Reserve]:
+        """The reserves of ``day`` by group."""
+        return self.reserves.get(day, NO_RESERVES)
+
+    def reserve_of(self, day: int, group: str) -> Reserve | None:
+        """The reserve of ``group`` on ``day``, if any."""
+        return self.reserves.get(day, NO_RESERVES).get(group)
+
+    def other_shares_pct(self, day: int, group: str) -> int:
+        """The shares of ``day``'s reserves for groups other than ``group``, summed."""
+        return sum(r.share_pct for g, r in self.day_reserves(day).items() if g != group)
+
     def reserve(
         self, day: int, group: str, share_pct: int, mode: str, release_at_ms: int, now_ms: int
     ) -> tuple[int, int]:
-        """Set (share 0: remove) the reserve of ``day``; returns (places held back, places
-        given to everybody) in slots after ``now_ms``. Setting it again for the same
-        group changes it in place: the places its members took stay counted against it."""
-        old = self.reserves.get(day)
-        if old is not None and share_pct and old.group == group:
+        """Set (share 0: remove) the reserve of ``group`` on ``day``, leaving the other
+        groups' reserves alone; returns (places held back for ``group``, places given
+        to everybody) in slots after ``now_ms``. Setting it again for the same group
+        changes it in place: the places its members took stay counted against it.
+        The caller keeps the shares of a day at most 100 in sum."""
+        old = self.reserve_of(day, group)
+        if old is not None and share_pct:
             old.share_pct, old.mode, old.release_at_ms = share_pct, mode, release_at_ms
-            return self._apply(day, old, True, now_ms)
+            return self._apply(day, group, old, True, now_ms)
         if old is not None:
             self._forget(old)
         rsv = None
         if share_pct:
-            rsv = self.reserves[day] = Reserve(day, group, share_pct, mode, release_at_ms)
-            self.groups[group] = self.groups.get(group, 0) + 1
-        return self._apply(day, rsv, False, now_ms)
+            rsv = Reserve(day, group, share_pct, mode, release_at_ms)
+            self.restore_reserve(rsv)
+        return self._apply(day, group, rsv, False, now_ms)
 
-    def release(self, day: int, now_ms: int) -> int:
-        """The reserve of ``day`` ends: its unused places go to everybody; returns how many
-        (in slots after ``now_ms``)."""
-        old = self.reserves.get(day)
+    def release(self, day: int, group: str, now_ms: int) -> int:
+        """The reserve of ``group`` on ``day`` ends: its unused places go to everybody;
+        returns how many (in slots after ``now_ms``). Other groups keep theirs."""
+        old = self.reserve_of(day, group)
         if old is not None:
             self._forget(old)
-        return self._apply(day, None, False, now_ms)[1]
+        return self._apply(day, group, None, False, now_ms)[1]
 
     def restore_reserve(self, rsv: Reserve) -> None:
-        """Put back a reserve read from a snapshot (before the center's lines)."""
-        self.reserves[rsv.day] = rsv
+        """Add a reserve (read from a snapshot: before the center's lines are made)."""
+        self.reserves.setdefault(rsv.day, {})[rsv.group] = rsv
         self.groups[rsv.group] = self.groups.get(rsv.group, 0) + 1
 
     def _forget(self, rsv: Reserve) -> None:
-        del self.reserves[rsv.day]
+        rsvs = self.reserves[rsv.day]
+        del rsvs[rsv.group]
+        if not rsvs:
+            del self.reserves[rsv.day]
         left = self.groups[rsv.group] - 1
         if left:
             self.groups[rsv.group] = left
         else:
             del self.groups[rsv.group]
 
-    def _apply(self, day: int, rsv: Reserve | None, keep: bool, now_ms: int) -> tuple[int, int]:
+    def _apply(
+        self, day: int, group: str, rsv: Reserve | None, keep: bool, now_ms: int
+    ) -> tuple[int, int]:
         held = opened = 0
         for line in self.line_list:
             line.retire(now_ms)
-            h, o = line.set_reserve(day, rsv, keep)
+            h, o = line.set_reserve(day, group, rsv, keep)
             held += h
             opened += o
         return held, opened
@@ -177,7 +217,7 @@ class Center:
 
 class Slot:
     """One bookable time: ``capacity`` places, ``used`` of them held or confirmed,
-    ``held_back`` of the free ones reserved for the day's group."""
+    ``held_back`` of the free ones reserved for the day's groups (per group: ``shares``)."""
 
     __slots__ = (
         "_appointments",
@@ -191,8 +231,8 @@ class Slot:
         "order_idx",
         "part",
         "part_idx",
-        "res_used",
         "retired",
+        "shares",
         "slot_id",
         "start",
         "start_ms",
@@ -214,9 +254,10 @@ class Slot:
         self.tod = time_of_day_of(start)  # index in TIMES_OF_DAY
         self.capacity = 0
         self.used = 0
-        self.held_back = 0  # free places only members of the day's reserve group may take
+        self.held_back = 0  # free places only members of the day's groups may take (sum)
         self.limit = 0  # capacity - held_back: anybody may take a place while used < limit
-        self.res_used = 0  # used places taken out of the day's reserve
+        # group -> its places held back and used out of its reserve (None: no group has any)
+        self.shares: dict[str, Share] | None = None
         self.retired = False
         self.order_idx = 0  # index in line.slots
         self.day_idx = 0  # index in bucket.slots
@@ -230,13 +271,49 @@ class Slot:
         self.held_back = held_back
         self.limit = capacity - held_back
 
+    def held_for(self, group: str) -> int:
+        """The places held back for ``group``."""
+        shares = self.shares
+        if shares is None:
+            return 0
+        share = shares.get(group)
+        return share.held if share is not None else 0
+
+    def share(self, group: str) -> Share:
+        """``group``'s share of the slot, made on first use."""
+        shares = self.shares
+        if shares is None:
+            shares = self.shares = {}
+        share = shares.get(group)
+        if share is None:
+            share = shares[group] = Share()
+        return share
+
     def appointment(self, dose: int) -> Appointment:
+        """The slot's appointment for ``dose``: built once and kept while the slot has a
+        place left, for the next bookings of it. A full slot lets them go: a campaign
+        booked out would otherwise keep two appointments per slot for events it seldom
+        makes again (430 bytes per booking, ``loadtest.bench_allocator_memory``)."""
         appointments = self._appointments
         if appointments is None:
             center = self.line.center
             args = (center.center_id, center.name, self.line.vaccine, self.start, self.slot_id)
-            appointments = self._appointments = (Appointment(1, *args), Appointment(2, *args))
+            appointments = (Appointment(1, *args), Appointment(2, *args))
+        self._appointments = appointments if self.used < self.capacity else None
         return appointments[dose - 1]
+
+
+def _next_slot(slots: list[Slot], i: int, held_back_too: bool) -> int:
+    """The index of the first slot from ``i`` on with a place anybody may take (the next
+    value of a cursor ``ptr``) or, ``held_back_too``, with any free place (of ``mptr``);
+    ``len(slots)`` if none."""
+    n = len(slots)
+    while i < n:
+        s = slots[i]
+        if s.used < (s.capacity if held_back_too else s.limit) and not s.retired:
+            return i
+        i += 1
+    return n
 
 
 class Part:
@@ -256,34 +333,41 @@ class Part:
     def first_free(self) -> Slot | None:
         """The earliest slot with a place anybody may take, if any."""
         slots = self.slots
-        i = self.ptr
-        n = len(slots)
-        while i < n:
-            s = slots[i]
-            if s.used < s.limit and not s.retired:
-                break
-            i += 1
-        self.ptr = i
-        return slots[i] if i < n else None
+        i = self.ptr = _next_slot(slots, self.ptr, False)
+        return slots[i] if i < len(slots) else None
 
     def first_any(self) -> Slot | None:
         """The earliest slot with any free place (held back or not), if any."""
         slots = self.slots
-        i = self.mptr
-        n = len(slots)
-        while i < n:
-            s = slots[i]
-            if s.used < s.capacity and not s.retired:
-                break
-            i += 1
-        self.mptr = i
-        return slots[i] if i < n else None
+        i = self.mptr = _next_slot(slots, self.mptr, True)
+        return slots[i] if i < len(slots) else None
+
+    def first_member(self, group: str) -> Slot | None:
+        """The earliest slot with an open place or one held back for ``group``, if any."""
+        return _first_member(self, group)
+
+
+def _first_member(d: Day | Part, group: str) -> Slot | None:
+    """The earliest slot of ``d`` with an open place or one held back for ``group``.
+
+    ``mptr`` only passes slots without any free place (it serves every group); the
+    slots after it that only another group could use are read, not skipped.
+    """
+    slots = d.slots
+    i = d.mptr = _next_slot(slots, d.mptr, True)
+    n = len(slots)
+    while i < n:
+        s = slots[i]
+        if not s.retired and s.used < s.limit + s.held_for(group):
+            return s
+        i += 1
+    return None
 
 
 class Day:
     """The slots of one line on one local day, by start time."""
 
-    __slots__ = ("free", "mptr", "ordinal", "parts", "ptr", "reserved", "rsv", "slots")
+    __slots__ = ("free", "mptr", "ordinal", "parts", "ptr", "reserved", "rsvs", "slots")
 
     def __init__(self, ordinal: int, slots: list[Slot]) -> None:
         self.ordinal = ordinal
@@ -292,7 +376,7 @@ class Day:
         self.reserved = 0  # held-back places in slots that are not retired
         self.ptr = 0  # slots[:ptr] have no place anybody may take, or are retired
         self.mptr = 0  # slots[:mptr] have no free place at all, or are retired
-        self.rsv: Reserve | None = None  # the center's reserve of this day
+        self.rsvs: Mapping[str, Reserve] = NO_RESERVES  # the center's reserves of this day
         self.parts: tuple[Part, ...] = ()  # the slots by time of day (TIMES_OF_DAY order)
 
     def first_free(self) -> Slot | None:
@@ -300,38 +384,35 @@ class Day:
         if not self.free:
             return None
         slots = self.slots
-        i = self.ptr
-        n = len(slots)
-        while i < n:
-            s = slots[i]
-            if s.used < s.limit and not s.retired:
-                break
-            i += 1
-        self.ptr = i
-        return slots[i] if i < n else None
+        i = self.ptr = _next_slot(slots, self.ptr, False)
+        return slots[i] if i < len(slots) else None
 
     def first_any(self) -> Slot | None:
         """The earliest slot of the day with any free place (held back or not), if any."""
         if not (self.free or self.reserved):
             return None
         slots = self.slots
-        i = self.mptr
-        n = len(slots)
-        while i < n:
-            s = slots[i]
-            if s.used < s.capacity and not s.retired:
-                break
-            i += 1
-        self.mptr = i
-        return slots[i] if i < n else None
+        i = self.mptr = _next_slot(slots, self.mptr, True)
+        return slots[i] if i < len(slots) else None
+
+    def first_member(self, group: str) -> Slot | None:
+        """The earliest slot of the day with an open place or one held back for
+        ``group``, if any."""
+        return _first_member(self, group)
 
     def first_for(self, view: View) -> Slot | None:
         """The earliest slot of the day usable in ``view``, if any."""
-        member = view.member(self)
+        rsvs = self.rsvs
+        group = view.group
+        member = view.everyone or group in rsvs
         if not (self.free or (member and self.reserved)):
             return None
         d: Day | Part = self if view.tod is None else self.parts[view.tod]
-        return d.first_any() if member else d.first_free()
+        if not member:
+            return d.first_free()
+        if view.everyone or len(rsvs) == 1 or group is None:  # every held-back place is usable
+            return d.first_any()
+        return d.first_member(group)
 
 
 PairKey = tuple[int, int, str, str, int]  # dose-1 start_s and day, center, vaccine, dose-2 start_s
@@ -438,24 +519,37 @@ class Line:
             elif spec.capacity:
                 self._add_capacity(slot, spec.capacity)
         if fresh:
-            reserves = self.center.reserves
+            center = self.center
             for start_s in fresh:
                 slot = self._by_start_s[start_s]
-                rsv = reserves.get(slot.day)
-                slot.set_places(slot.capacity, rsv.places(slot.capacity) if rsv else 0)
+                rsvs = center.day_reserves(slot.day)
+                held = 0
+                for group in sorted(rsvs):
+                    share = slot.share(group)
+                    share.held = min(rsvs[group].places(slot.capacity), slot.capacity - held)
+                    held += share.held
+                slot.set_places(slot.capacity, held)
             self._reindex()
 
     def _add_capacity(self, slot: Slot, places: int) -> None:
-        """Raise a known slot's capacity; a reserved day's reserve gets its share of it."""
-        held = 0
-        rsv = slot.bucket.rsv
-        if rsv is not None:
-            share = rsv.places(slot.capacity + places)
-            grown = share - rsv.places(slot.capacity)
-            held = max(0, min(grown, share - slot.res_used - slot.held_back))
-        slot.set_places(slot.capacity + places, slot.held_back + held)
+        """Raise a known slot's capacity; each of the day's reserves gets its share of it
+        (groups in name order, never more than the places added and left open)."""
+        added = 0
+        rsvs = slot.bucket.rsvs
+        capacity = slot.capacity + places
+        room = capacity - slot.used - slot.held_back
+        for group in sorted(rsvs):
+            rsv = rsvs[group]
+            share = slot.share(group)
+            whole = rsv.places(capacity)
+            grown = whole - rsv.places(slot.capacity)
+            held = max(0, min(grown, whole - share.used - share.held, room))
+            share.held += held
+            room -= held
+            added += held
+        slot.set_places(capacity, slot.held_back + added)
         if not slot.retired:
-            self._count(slot, places - held, held)
+            self._count(slot, places - added, added)
             self._reopen(slot)
 
     def _reindex(self) -> None:
@@ -470,9 +564,9 @@ class Line:
         self.days = [Day(d, by_day[d]) for d in sorted(by_day)]
         self.ordinals = [d.ordinal for d in self.days]
         self.free = self.reserved = 0
-        reserves = self.center.reserves
+        center = self.center
         for day in self.days:
-            day.rsv = reserves.get(day.ordinal)
+            day.rsvs = center.day_reserves(day.ordinal)
             self._index_day(day)
             self.free += day.free
             self.reserved += day.reserved
@@ -499,36 +593,48 @@ class Line:
                 s.part_idx = j
                 s.part = part
 
-    def set_reserve(self, day: int, rsv: Reserve | None, keep: bool) -> tuple[int, int]:
-        """Make ``rsv`` (None: no reserve) the reserve of the line's slots on ``day``;
-        returns (places now held back, places given to everybody).
+    def set_reserve(self, day: int, group: str, rsv: Reserve | None, keep: bool) -> tuple[int, int]:
+        """Make ``rsv`` (None: none) ``group``'s reserve of the line's slots on ``day``;
+        returns (places now held back for ``group``, places given to everybody).
 
-        Each slot holds back its share less the places members took out of the
-        reserve (``keep``: the same reserve, changed; otherwise none are counted),
-        but never a place that is used. Places no longer held back go to everybody.
+        Each slot holds back the group's share less the places its members took out
+        of the reserve (``keep``: the same reserve, changed; otherwise none are
+        counted), but never a place that is used or held back for another group.
+        Places no longer held back go to everybody.
         """
         k = bisect_left(self.ordinals, day)
         if k == len(self.days) or self.ordinals[k] != day:
             return 0, 0
         bucket = self.days[k]
-        bucket.rsv = rsv
+        bucket.rsvs = self.center.day_reserves(day)
         self.ver += 1
         held = opened = 0
         for s in bucket.slots:
-            if not keep:
-                s.res_used = 0
-            share = rsv.places(s.capacity) - s.res_used if rsv is not None else 0
-            held_back = max(0, min(share, s.capacity - s.used))
-            change = held_back - s.held_back
-            s.set_places(s.capacity, held_back)
+            shares = s.shares
+            share = shares.get(group) if shares is not None else None
+            before = share.held if share is not None else 0
+            now = 0
+            if rsv is None:
+                if shares is not None and share is not None:
+                    del shares[group]
+                    if not shares:
+                        s.shares = None
+            else:
+                share = s.share(group)
+                if not keep:
+                    share.used = 0
+                wanted = rsv.places(s.capacity) - share.used
+                now = share.held = max(0, min(wanted, s.capacity - s.used - s.held_back + before))
+            change = now - before
+            s.set_places(s.capacity, s.held_back + change)
             if s.retired:
                 continue
             self._count(s, -change, change)
-            held += held_back
+            held += now
             if change < 0:
                 opened -= change
                 self._reopen(s)
-        self._gains += 1  # the day's group may now use places it could not
+        self._gains += 1  # the group's members may now use places they could not
         return held, opened
 
     def take(self, slot: Slot) -> None:
@@ -570,12 +676,15 @@ class Line:
         ):
             cached.ver = self.ver
 
-    def take_reserved(self, slot: Slot) -> None:
-        """Use one held-back place of ``slot`` (for a member of the day's reserve group)."""
-        if slot.held_back <= 0 or slot.retired:
-            raise InvariantError(f"slot {slot.slot_id} has no reserved place to take")
+    def take_reserved(self, slot: Slot, group: str) -> None:
+        """Use one place of ``slot`` held back for ``group`` (for a member of it)."""
+        shares = slot.shares
+        share = shares.get(group) if shares is not None else None
+        if share is None or share.held <= 0 or slot.retired:
+            raise InvariantError(f"slot {slot.slot_id} has no place reserved for {group} to take")
         slot.used += 1
-        slot.res_used += 1
+        share.held -= 1
+        share.used += 1
         slot.set_places(slot.capacity, slot.held_back - 1)
         self.reserved -= 1
         self.ver += 1
@@ -589,20 +698,23 @@ class Line:
         if not slot.retired:
             self._count_free(slot, 1)
 
-    def release_reserved(self, slot: Slot) -> None:
-        """Give back one place of ``slot`` taken out of the day's current reserve.
+    def release_reserved(self, slot: Slot, group: str) -> None:
+        """Give back one place of ``slot`` taken out of ``group``'s current reserve.
 
-        It goes back to the reserve, unless the reserve was made smaller than what
+        It goes back to that reserve, unless the reserve was made smaller than what
         its members hold: then to everybody.
         """
-        rsv = slot.bucket.rsv
-        if slot.used <= 0 or slot.res_used <= 0 or rsv is None:
-            raise InvariantError(f"slot {slot.slot_id} has no reserved place to release")
+        rsv = slot.bucket.rsvs.get(group)
+        shares = slot.shares
+        share = shares.get(group) if shares is not None else None
+        if slot.used <= 0 or rsv is None or share is None or share.used <= 0:
+            raise InvariantError(f"slot {slot.slot_id} has no place of {group} to release")
         slot.used -= 1
-        slot.res_used -= 1
+        share.used -= 1
         if slot.retired:
             return
-        if rsv.places(slot.capacity) - slot.res_used - slot.held_back > 0:
+        if rsv.places(slot.capacity) - share.used - share.held > 0:
+            share.held += 1
             slot.set_places(slot.capacity, slot.held_back + 1)
             self._count(slot, 0, 1)
             self._reopen(slot)
@@ -622,6 +734,9 @@ class Line:
         if not slot.retired:
             self._count(slot, -slot.limit, -slot.held_back)
         slot.set_places(0, 0)
+        if slot.shares is not None:
+            for share in slot.shares.values():
+                share.held = 0
 
     def slot_at(self, start_s: int) -> Slot | None:
         """The line's slot starting at ``start_s``, if it has one."""
@@ -805,7 +920,17 @@ class Line:
         self.retire(now_ms)
         if self.free:
             return True
-        return bool(self.reserved) and any(d.reserved and view.member(d) for d in self.days)
+        if not self.reserved:
+            return False
+        group = view.group
+        for d in self.days:
+            if not (d.reserved and view.member(d)):
+                continue
+            if view.everyone or len(d.rsvs) == 1 or group is None:
+                return True
+            if any(s.held_for(group) and not s.retired for s in d.slots):
+                return True
+        return False
 
     def best_pair_for(
         self, now_ms: int, earliest: int | None, view: View

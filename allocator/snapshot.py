@@ -3,8 +3,10 @@
 A snapshot holds everything that decides future events: the log clock
 (``now_ms``), the next input offset, every campaign's windows, counties,
 centers (with their priority reserves), lines and slots (with the search
-cursors and caches of each line; the per-view caches, the cursors for
-members and those of the time-of-day parts of a day are rebuilt instead),
+cursors and caches of each line, from version 3 on also the per-view
+remembered failures, which decide how far a later search moves the saved
+cursors; the cursors for members and those of the time-of-day parts of a day
+are rebuilt instead),
 the bookings with their pairs, priority groups and answered command ids, each
 county's waitlist in arrival order with the wish of every waitlisted booking,
 the dedup sets, the expiry heap in its exact list order and the summary
@@ -12,7 +14,7 @@ bookkeeping. So
 ``load(dump(core))`` followed by the rest of the log emits exactly the events
 ``core`` would have emitted (tested in ``tests/allocator/test_snapshot.py``).
 
-Layout (version 2): a map ``{"format", "v", "now_ms", "next_offset", "expiries",
+Layout (version 3): a map ``{"format", "v", "now_ms", "next_offset", "expiries",
 "releases", "campaigns"}``; campaigns, counties, centers, lines and bookings are positional
 lists (see ``_campaign``, ``_line``, ``_booking``) and a line's slots are stored
 as columns, which keeps a snapshot of millions of slots compact. Sets are
@@ -20,23 +22,32 @@ stored sorted, so equal states give equal bytes. A removed slot is a slot of
 capacity 0. Version 2 added the booking's group and wish, the county's
 waitlist, each center's priority reserves, the places each slot holds back for
 them (sparse: ``[slot index, held_back, res_used]``), which reserve each
-booking's places came out of, and the heap of reserve release times; ``load``
-refuses any other version (a snapshot is only a shortcut: an allocator that
-cannot read one replays its partition from the start).
+booking's places came out of (a bit per dose: its group's current reserve of
+the day), and the heap of reserve release times. Version 3 allows several
+groups' reserves on one center and day: a slot's sparse entry is ``[slot index,
+[[group, held, used], ...]]`` (by group), a release is ``[release_at_ms,
+campaign, center, day, group]``, and each line ends with its per-view remembered
+failures ``[[tod, group, everyone, gains, from_day], ...]``. ``load`` reads
+versions 2 and 3 (a version 2 snapshot has at most one reserve per center and
+day: its slot entries and releases belong to that reserve's group) and refuses
+any other (a snapshot is only a shortcut: an allocator that cannot read one
+replays its partition from the start).
 """
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import msgpack
 
 from allocator.core import Allocator, Booking, Campaign, County, Want
 from allocator.errors import SnapshotError
-from allocator.inventory import Center, Line, Reserve, Slot
+from allocator.inventory import Center, Line, Reserve, Slot, View
 
 FORMAT = "fairq-allocator-snapshot"
-VERSION = 2
+VERSION = 3
+READABLE = (2, 3)  # versions ``load`` reads
 
 
 def dump(core: Allocator) -> bytes:
@@ -61,7 +72,7 @@ def load(data: bytes) -> Allocator:
         raise SnapshotError(f"not a snapshot: {type(e).__name__} {e}") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SnapshotError("not an allocator snapshot")
-    if state.get("v") != VERSION:
+    if state.get("v") not in READABLE:
         raise SnapshotError(f"unsupported snapshot version {state.get('v')!r}")
     try:
         return _restore(state)
@@ -96,8 +107,21 @@ def _campaign(c: Campaign) -> list[Any]:
 def _reserves(center: Center) -> list[list[Any]]:
     return [
         [r.day, r.group, r.share_pct, r.mode, r.release_at_ms]
-        for _, r in sorted(center.reserves.items())
+        for _, rsvs in sorted(center.reserves.items())
+        for _, r in sorted(rsvs.items())
     ]
+
+
+def _shares(slots: list[Slot]) -> list[list[Any]]:
+    """The slots' places held back and used per group, sparse: only what is not 0."""
+    out: list[list[Any]] = []
+    for i, s in enumerate(slots):
+        if s.shares is None:
+            continue
+        parts = [[g, sh.held, sh.used] for g, sh in sorted(s.shares.items()) if sh.held or sh.used]
+        if parts:
+            out.append([i, parts])
+    return out
 
 
 def _line(line: Line) -> list[Any]:
@@ -121,7 +145,24 @@ def _line(line: Line) -> list[Any]:
         [s.retired for s in slots],
         [d.ptr for d in line.days],
         [d.free for d in line.days],
-        [[i, s.held_back, s.res_used] for i, s in enumerate(slots) if s.held_back or s.res_used],
+        _shares(slots),
+        _barren_for(line),
+    ]
+
+
+def _barren_for(line: Line) -> list[list[Any]]:
+    """The line's remembered failed searches per view, in a fixed order (a cache, but
+    one that decides whether a search runs, and so how far it moves ``Day.ptr``)."""
+    return [
+        [v.tod, v.group, v.everyone, gains, from_day]
+        for v, (gains, from_day) in sorted(
+            line._barren_for.items(),
+            key=lambda item: (
+                -1 if item[0].tod is None else item[0].tod,
+                item[0].group or "",
+                item[0].everyone,
+            ),
+        )
     ]
 
 
@@ -140,13 +181,18 @@ def _booking(b: Booking) -> list[Any]:
 
 
 def _reserve_mask(b: Booking) -> int:
-    """Bit 1: dose 1's place came out of its day's current reserve; bit 2: dose 2's."""
+    """Bit 1: dose 1's place came out of its day's current reserve for the booking's
+    group (a member only takes its own group's places); bit 2: dose 2's."""
     mask = 0
-    if b.dose1 is not None and b.rsv1 is not None and b.rsv1 is b.dose1.bucket.rsv:
+    if b.dose1 is not None and b.rsv1 is not None and _current(b.dose1, b.rsv1):
         mask |= 1
-    if b.dose2 is not None and b.rsv2 is not None and b.rsv2 is b.dose2.bucket.rsv:
+    if b.dose2 is not None and b.rsv2 is not None and _current(b.dose2, b.rsv2):
         mask |= 2
     return mask
+
+
+def _current(slot: Slot, rsv: Reserve) -> bool:
+    return slot.bucket.rsvs.get(rsv.group) is rsv
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -157,14 +203,31 @@ def _restore(state: dict[str, Any]) -> Allocator:
     core.now_ms = int(state["now_ms"])
     core.next_offset = int(state["next_offset"])
     core._expiries = [(int(e), str(b), str(c)) for e, b, c in state["expiries"]]
-    core._releases = [(int(t), str(c), str(x), int(d)) for t, c, x, d in state["releases"]]
+    v2 = state["v"] == 2
     for raw in state["campaigns"]:
-        c = _load_campaign(raw)
+        c = _load_campaign(raw, v2)
         core._campaigns[c.name] = c
+    if v2:
+        core._releases = [_v2_release(core, t, c, x, d) for t, c, x, d in state["releases"]]
+        heapq.heapify(core._releases)  # the group is a tie-break the old order did not have
+    else:
+        core._releases = [
+            (int(t), str(c), str(x), int(d), str(g)) for t, c, x, d, g in state["releases"]
+        ]
     return core
 
 
-def _load_campaign(raw: list[Any]) -> Campaign:
+def _v2_release(
+    core: Allocator, t: int, name: str, center_id: str, day: int
+) -> tuple[int, str, str, int, str]:
+    """A version 2 release entry, with the group of its day's one reserve ("" when the
+    day has none any more: the entry is stale, and skipped as before)."""
+    rsvs = core._campaigns[name].centers[center_id].day_reserves(day)
+    group = next(iter(rsvs), "")
+    return int(t), str(name), str(center_id), int(day), group
+
+
+def _load_campaign(raw: list[Any], v2: bool) -> Campaign:
     name, dirty, last, windows, inventory, orphans, counties, centers, bookings, active = raw
     c = Campaign(name)
     c.dirty = bool(dirty)
@@ -177,7 +240,7 @@ def _load_campaign(raw: list[Any]) -> Campaign:
         for day, group, share_pct, mode, release_at_ms in reserves:
             center.restore_reserve(Reserve(day, group, share_pct, mode, release_at_ms))
         for raw_line in lines:
-            line = _load_line(center, raw_line)
+            line = _load_line(center, raw_line, v2)
             center.lines[line.vaccine] = line
         center.line_list = [center.lines[v] for v in sorted(center.lines)]
     waitlists: list[tuple[County, list[str]]] = []
@@ -199,9 +262,14 @@ def _load_campaign(raw: list[Any]) -> Campaign:
     return c
 
 
-def _load_line(center: Center, raw: list[Any]) -> Line:
+def _load_line(center: Center, raw: list[Any], v2: bool) -> Line:
     vaccine, lo, hi, head, past, free, monotone, gains, barren = raw[:9]
-    days, starts, starts_s, capacities, used, retired, day_ptrs, day_frees, reserved = raw[9:]
+    days, starts, starts_s, capacities, used, retired, day_ptrs, day_frees, reserved = raw[9:18]
+    barren_for: list[list[Any]] = []
+    if v2:
+        reserved = [_v2_shares(center, days[i], i, h, u) for i, h, u in reserved]
+    else:
+        barren_for = raw[18]
     line = Line(center, vaccine, lo, hi)
     made: list[Slot] = []
     for day, start, start_s, capacity, n_used, gone in zip(
@@ -212,15 +280,19 @@ def _load_line(center: Center, raw: list[Any]) -> Line:
         s.used, s.retired = n_used, gone
         line._by_start_s[start_s] = s
         made.append(s)
-    for i, held_back, res_used in reserved:
-        made[i].set_places(made[i].capacity, held_back)
-        made[i].res_used = res_used
+    for i, parts in reserved:
+        s = made[i]
+        for group, held, n_used in parts:
+            share = s.share(group)
+            share.held, share.used = held, n_used
+        s.set_places(s.capacity, sum(h for _, h, _ in parts))
     line._reindex()
     for d, ptr, day_free in zip(line.days, day_ptrs, day_frees, strict=True):
         d.ptr, d.free = ptr, day_free
     line.head, line.past, line.free, line.monotone = head, past, free, monotone
     line._gains = gains
     line._barren = (barren[0], barren[1]) if barren is not None else None
+    line._barren_for = {View(t, g, e): (n, d) for t, g, e, n, d in barren_for}
     return line
 
 
@@ -233,10 +305,20 @@ def _load_booking(c: Campaign, raw: list[Any]) -> Booking:
         pair = (slots[i1], slots[i2])
     fields = (booking_id, command_id, identity, county, state, rev, expires_ms, group)
     b = Booking.restored(fields, pair, set(answered) if answered is not None else None)
-    if pair is not None:
-        b.rsv1 = pair[0].bucket.rsv if reserve_mask & 1 else None
-        b.rsv2 = pair[1].bucket.rsv if reserve_mask & 2 else None
+    if pair is not None and group is not None:
+        b.rsv1 = pair[0].bucket.rsvs.get(group) if reserve_mask & 1 else None
+        b.rsv2 = pair[1].bucket.rsvs.get(group) if reserve_mask & 2 else None
     if want is not None:
         center, earliest, time_of_day, hold_s = want
         b.want, b.hold_s = Want(center, earliest, group, time_of_day), hold_s
     return b
+
+
+def _v2_shares(center: Center, day: int, i: int, held: int, n_used: int) -> list[Any]:
+    """A version 2 slot entry ``[i, held_back, res_used]`` as a version 3 one: the
+    places belong to the day's one reserve."""
+    rsvs = center.day_reserves(day)
+    if len(rsvs) != 1:
+        raise ValueError(f"slot {i} holds places back on a day without one reserve")
+    (group,) = rsvs
+    return [i, [[group, held, n_used]]]

@@ -297,6 +297,9 @@ async def send_and_answer(
     return json_response(view.to_json())
 
 
+CANCELLABLE = ("held", "confirmed", "waitlisted")
+
+
 async def confirm_booking(gw: Gateway, booking_id: str) -> web.Response:
     view = await current_view(gw, booking_id)
     if view.state != "held":
@@ -311,8 +314,9 @@ async def confirm_booking(gw: Gateway, booking_id: str) -> web.Response:
 
 
 async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
+    """Cancel a hold, an appointment or a place on the waitlist."""
     view = await current_view(gw, booking_id)
-    if view.state not in ("held", "confirmed"):
+    if view.state not in CANCELLABLE:
         raise ApiError(
             409,
             "not_cancellable",

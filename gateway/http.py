@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.errors import ApiError
 from schemas import SchemaError
@@ -43,7 +43,7 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
 
     A browser's EventSource cannot set headers, hence the alternatives.
     """
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get(hdrs.AUTHORIZATION, "")  # an istr: no case folding per call
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

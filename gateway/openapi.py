@@ -265,7 +265,7 @@ def _paths() -> dict[str, Any]:
         },
         "/api/bookings/{booking_id}/cancel": {
             "post": _op(
-                "cancel a held or confirmed pair",
+                "cancel a held or confirmed pair, or a place on the waitlist",
                 {"200": ("cancelled", BOOKING), "202": ("no answer yet", BOOKING)},
                 (401, 403, 404, 409, 503),
                 None,

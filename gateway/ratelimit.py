@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -185,7 +186,7 @@ class Exemptions:
 
 
 class RateLimiter:
-    """The limit tables of one gateway process and their aiohttp middleware."""
+    """The limit tables of one gateway process; ``guard`` gives each route its check."""
 
     def __init__(
         self,
@@ -207,16 +208,28 @@ class RateLimiter:
             registry=registry,
         )
 
-    def check(self, request: web.Request, limit: str) -> None:
-        """Raise ApiError 429 if the client is over ``limit`` (and not exempt)."""
-        table = self._tables.get(limit)
-        if table is None:
-            return
-        exemptions = self.exemptions
-        client = exemptions.client_key(request)
-        wait_s = table.take(client, self._clock())
-        if wait_s <= 0 or exemptions.exempt(request, client):
-            return
+    def guard(self, method: str, route: str) -> Callable[[web.Request], None] | None:
+        """The check of requests to ``method`` ``route`` (canonical path), made once per route
+        when the app starts; None when no configured limit applies to it.
+
+        The check raises ApiError 429 if the client is over the limit (and not exempt).
+        """
+        limit = LIMITED_ROUTES.get((method, route))
+        table = None if limit is None else self._tables.get(limit)
+        if limit is None or table is None:
+            return None
+        exemptions, take, clock = self.exemptions, table.take, self._clock
+        client_key = exemptions.client_key
+
+        def check(request: web.Request) -> None:
+            client = client_key(request)
+            wait_s = take(client, clock())
+            if wait_s > 0 and not exemptions.exempt(request, client):
+                self._refuse(limit, wait_s)
+
+        return check
+
+    def _refuse(self, limit: str, wait_s: float) -> NoReturn:
         self.limited_total.labels(limit).inc()
         raise ApiError(
             429,
@@ -225,14 +238,6 @@ class RateLimiter:
             headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             extra={"limit": limit, "retry_after_s": round(wait_s, 3)},
         )
-
-    def admit(self, request: web.Request, route: str) -> None:
-        """Raise ApiError 429 if ``route`` (canonical path) is limited and the client is over."""
-        if not self._tables:  # no limit configured: nothing to look up
-            return
-        limit = LIMITED_ROUTES.get((request.method, route))
-        if limit is not None:
-            self.check(request, limit)
 
 
 def _raw(text: str) -> bytes:

@@ -15,9 +15,14 @@ produce every record's value unchanged (same count and sizes) to another topic
 on the same partition, wait for the acks and commit while the next batch is
 copied — the allocator's loop without decoding, allocating and encoding. It is
 followed the same way (the follower unpacks every record in both runs). The
-ratio is allocator answers/s over bare records/s. Not a test; run it:
+ratio is allocator answers/s over bare records/s. Each of ``--rounds`` rounds
+runs both on fresh topics, which goes first alternating, and the medians are
+reported with their spread; besides the ratio of rates (which on a busy machine
+depends on what else runs), the ratio per CPU-second (bare loop CPU per record
+over allocator CPU per record), which does not. Not a test; run it:
 
     python -m loadtest.bench_allocator_e2e [--campaign demo] [--books 100000] [--partitions 4]
+        [--rounds 3]
 
 Without ``--bootstrap`` it starts a private Tansu broker. ``--profile FILE``
 writes a cProfile of the allocator process; ``--allocator-from DIR`` runs the
@@ -40,6 +45,7 @@ import collections
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -247,20 +253,86 @@ async def run_followed(
         process.wait()
 
 
+@dataclass(frozen=True)
+class Round:
+    alloc: Followed
+    bare: Followed
+    records: int
+
+    @property
+    def alloc_rate(self) -> float:
+        return self.records / self.alloc.seconds
+
+    @property
+    def bare_rate(self) -> float:
+        return self.records / self.bare.seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.alloc_rate / self.bare_rate
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Allocator over bare loop per CPU-second: the ratio on an otherwise idle machine."""
+        return self.bare.cpu_us / self.alloc.cpu_us
+
+
 async def measure(args: argparse.Namespace, bootstrap: str) -> None:
+    """``--rounds`` rounds, each on fresh topics, allocator and bare loop in turn (which
+    goes first alternates); every round's figures, then the medians."""
     adds, books, places = workload(args)
     books = books[: args.books]
     commands = [(a.county, a) for a in adds] + [(b.county, b) for b in books]
+    print(f"slot places: {places}, commands: {len(commands)} ({len(books)} books)")
+    rounds = []
+    for r in range(args.rounds):
+        one = await measure_round(args, bootstrap, commands, bare_first=r % 2 == 1)
+        rounds.append(one)
+        print(
+            f"round {r + 1}/{args.rounds}: allocator {one.alloc_rate:,.0f} answers/s "
+            f"({one.alloc.cpu_us:.1f} µs CPU each, on CPU {one.alloc.cpu_share:.0%}), bare "
+            f"{one.bare_rate:,.0f} records/s ({one.bare.cpu_us:.1f} µs CPU each, on CPU "
+            f"{one.bare.cpu_share:.0%}); ratio {one.ratio:.2f}, per CPU-second {one.cpu_ratio:.2f}"
+        )
+    report(rounds)
+
+
+def report(rounds: list[Round]) -> None:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    def spread(values: list[float], fmt: str = ".2f") -> str:
+        return f"median {med(values):{fmt}} (min {min(values):{fmt}}, max {max(values):{fmt}})"
+
+    alloc_us = med([r.alloc.cpu_us for r in rounds])
+    print(
+        f"allocator: {spread([r.alloc_rate for r in rounds], ',.0f')} answers/s, "
+        f"{med([r.alloc.held / r.alloc.seconds for r in rounds]):,.0f} pairs held/s "
+        f"(first to last answer; {rounds[0].alloc.held} pairs per round)"
+    )
+    print(
+        f"bare consume-and-produce loop: {spread([r.bare_rate for r in rounds], ',.0f')} records/s"
+    )
+    print(f"allocator / bare: {spread([r.ratio for r in rounds])}")
+    print(
+        f"CPU per record: allocator {alloc_us:.1f} µs per answer (at most {1e6 / alloc_us:,.0f} "
+        f"answers/s on a CPU of its own), bare loop {med([r.bare.cpu_us for r in rounds]):.1f} µs;"
+        f" allocator / bare per CPU-second: {spread([r.cpu_ratio for r in rounds])}"
+    )
+
+
+async def measure_round(
+    args: argparse.Namespace,
+    bootstrap: str,
+    commands: Sequence[tuple[str, Command]],
+    bare_first: bool,
+) -> Round:
     prefix = f"bench{uuid.uuid4().hex[:6]}-"
     topics = Topics(f"{prefix}booking-commands", f"{prefix}booking-events")
     bare = Topics(topics.commands, f"{prefix}bare-out")
     await ensure_topics(bootstrap, topics, args.partitions)
     await ensure_topics(bootstrap, bare, args.partitions)
-    started = time.perf_counter()
     await produce_all(bootstrap, topics.commands, commands)
-    print(f"slot places: {places}, commands: {len(commands)} ({len(books)} books)")
-    print(f"produced in advance in {time.perf_counter() - started:.1f} s")
-
     env = dict(os.environ) | {
         "REDIS_URL": "redis://unused",
         "KAFKA_BOOTSTRAP": bootstrap,
@@ -269,32 +341,28 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
         "FAIRQ_LOG_LEVEL": "INFO" if args.allocator_log else "WARNING",
     }
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-    # ``-m`` puts the working directory first on the path: another checkout's allocator
-    # is run from there, for a before/after comparison.
-    allocator = spawn(
-        [*profile, "-m", "fairq.cli", "allocator"], env, args.allocator_from, args.allocator_log
-    )
-    alloc = await run_followed(allocator, bootstrap, topics.events, args.partitions, len(commands))
     me = __spec__.name if __spec__ else "loadtest.bench_allocator_e2e"
-    copier = spawn(["-m", me, "--bootstrap", bootstrap, "--bare-loop", bare.commands, bare.events])
-    ref = await run_followed(copier, bootstrap, bare.events, args.partitions, len(commands))
-    alloc_rate = len(commands) / alloc.seconds
-    bare_rate = len(commands) / ref.seconds
-    print(
-        f"allocator: {alloc_rate:,.0f} answers/s, {alloc.held / alloc.seconds:,.0f} pairs "
-        f"held/s ({alloc.held} pairs in {alloc.seconds:.2f} s, first to last answer; "
-        f"allocator process on CPU {alloc.cpu_share:.0%} of that time)"
-    )
-    print(
-        f"bare consume-and-produce loop: {bare_rate:,.0f} records/s ({ref.seconds:.2f} s; "
-        f"process on CPU {ref.cpu_share:.0%} of that time)"
-    )
-    print(f"allocator / bare: {alloc_rate / bare_rate:.2f}")
-    print(
-        f"CPU per record: allocator {alloc.cpu_us:.1f} µs per answer "
-        f"(at most {1e6 / alloc.cpu_us:,.0f} answers/s on a CPU of its own), "
-        f"bare loop {ref.cpu_us:.1f} µs"
-    )
+
+    async def run_allocator() -> Followed:
+        # ``-m`` puts the working directory first on the path: another checkout's
+        # allocator is run from there, for a before/after comparison.
+        argv = [*profile, "-m", "fairq.cli", "allocator"]
+        process = spawn(argv, env, args.allocator_from, args.allocator_log)
+        return await run_followed(process, bootstrap, topics.events, args.partitions, len(commands))
+
+    async def run_bare() -> Followed:
+        copier = spawn(
+            ["-m", me, "--bootstrap", bootstrap, "--bare-loop", bare.commands, bare.events]
+        )
+        return await run_followed(copier, bootstrap, bare.events, args.partitions, len(commands))
+
+    if bare_first:
+        ref = await run_bare()
+        alloc = await run_allocator()
+    else:
+        alloc = await run_allocator()
+        ref = await run_bare()
+    return Round(alloc, ref, len(commands))
 
 
 class LagProbe:
@@ -407,6 +475,7 @@ def main() -> None:
     add_workload_args(parser)
     parser.add_argument("--books", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP"))
     parser.add_argument("--profile", help="write a cProfile of the allocator process here")
     parser.add_argument("--allocator-log", metavar="FILE", help="append the allocator's log here")

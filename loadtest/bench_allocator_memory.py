@@ -3,11 +3,14 @@
 Loads ``--lines`` lines (center x vaccine) of ``--days`` days with
 ``--slots-per-day`` one-minute slots of capacity ``--capacity`` each (by default
 3.4 million slots, one place each), then books pairs until ``--book-fraction`` of
-the places are taken, and prints the process's peak resident set size
-(``ru_maxrss``) after loading and after booking, over the interpreter's baseline,
-plus the size of a snapshot. Not a test; run it (it takes a few minutes):
+the places are taken, confirms ``--confirm-fraction`` of the pairs held (as
+people do: every confirmed booking also remembers its Confirm's command id), and
+prints the process's peak resident set size (``ru_maxrss``) after loading, after
+booking and after confirming, over the interpreter's baseline, plus the size of a
+snapshot. Not a test; run it (it takes a few minutes):
 
     python -m loadtest.bench_allocator_memory [--lines 100] [--days 170] [--slots-per-day 200]
+        [--book-fraction 1.0] [--confirm-fraction 1.0]
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import time
 
 from allocator.core import Allocator
 from loadtest.bench_allocator_core import CAMPAIGN, FIRST_DAY, NOW_MS, print_header
-from schemas.commands import MAX_SLOTS_PER_COMMAND, AddInventory, Book, SlotSpec
+from schemas.commands import MAX_SLOTS_PER_COMMAND, AddInventory, Book, Confirm, SlotSpec
+from schemas.events import Held
 
 COUNTIES = 10
 
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument("--slots-per-day", type=int, default=200)
     parser.add_argument("--capacity", type=int, default=1)
     parser.add_argument("--book-fraction", type=float, default=1.0)
+    parser.add_argument("--confirm-fraction", type=float, default=1.0)
     args = parser.parse_args()
     print_header(__spec__.name if __spec__ else __name__)
     baseline = peak_mib()
@@ -87,15 +92,25 @@ def main() -> None:
         f"the {baseline:,.0f} MiB baseline; {(loaded - baseline) * 2**20 / slots:.0f} B/slot)"
     )
     books = int(slots * args.capacity * args.book_fraction) // 2
-    held = 0
+    held: list[str] = []
     started = time.perf_counter()
     for i in range(books):
         cmd = Book(f"cmd-{i}", f"bk-{i}", CAMPAIGN, f"person-{i}", f"county-{i % COUNTIES}")
-        held += sum(e.TYPE == "held" for e in core.apply(offset, NOW_MS, cmd))
+        held.extend(e.booking_id for e in core.apply(offset, NOW_MS, cmd) if isinstance(e, Held))
         offset += 1
     booked = peak_mib()
-    print(f"books: {books:,}, pairs held: {held:,} in {time.perf_counter() - started:.1f} s")
+    print(f"books: {books:,}, pairs held: {len(held):,} in {time.perf_counter() - started:.1f} s")
     print(f"peak RSS after booking: {booked:,.0f} MiB ({booked - baseline:,.0f} MiB over baseline)")
+    confirms = int(len(held) * args.confirm_fraction)
+    for booking_id in held[:confirms]:
+        core.apply(offset, NOW_MS, Confirm(f"confirm-{booking_id}", booking_id, CAMPAIGN))
+        offset += 1
+    del held
+    confirmed = peak_mib()
+    print(
+        f"confirmed: {confirms:,}; peak RSS {confirmed:,.0f} MiB "
+        f"({confirmed - baseline:,.0f} MiB over baseline)"
+    )
     started = time.perf_counter()
     size = len(core.snapshot())
     print(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
@@ -28,7 +27,7 @@ from schemas.fields import (
     req_list,
     req_str,
 )
-from schemas.wire import Message, dispatch, read
+from schemas.wire import Message, decoders, dispatch, inline_check, read, wire_class
 
 MAX_HOLD_S = 24 * 3600
 MAX_WINDOW_DAYS = 366
@@ -36,21 +35,24 @@ MAX_SLOTS_PER_COMMAND = 20_000
 DEFAULT_HOLD_S = 600
 
 
+@inline_check("{v} is None")
 def _iso_date(m: Mapping[str, Any], key: str) -> str | None:
     day = opt_date(m, key)
     return day.isoformat() if day else None
 
 
+@inline_check(f"type({{v}}) is int and 1 <= {{v}} <= {MAX_HOLD_S}")
 def _hold_s(m: Mapping[str, Any], key: str) -> int:
     return req_int(m, key, lo=1, hi=MAX_HOLD_S)
 
 
+@inline_check("{v} is False")
 def _flag(m: Mapping[str, Any], key: str) -> bool:
     """An optional boolean: absent or null reads as False."""
     return False if m.get(key) is None else req_bool(m, key)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Book(Message):
     """Hold the earliest feasible pair for ``identity`` in ``county`` (or at ``center``)."""
 
@@ -72,7 +74,7 @@ class Book(Message):
     waitlist: bool = read(_flag, False)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Confirm(Message):
     """Make a held pair an appointment."""
 
@@ -82,7 +84,7 @@ class Confirm(Message):
     campaign: str
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Cancel(Message):
     """Give a held or confirmed pair back to the pool."""
 
@@ -92,7 +94,7 @@ class Cancel(Message):
     campaign: str
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Move(Message):
     """Rebook a held or confirmed booking onto another pair, in one step.
 
@@ -119,7 +121,7 @@ def _has_offset(text: str) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class SlotSpec:
     """One time slot: local day, local start with offset, start in epoch seconds, capacity."""
 
@@ -146,7 +148,7 @@ class SlotSpec:
         return cls(day, start, start_s, capacity)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class AddInventory(Message):
     """Add slots of one vaccine at one center (a delivery, or the initial load).
 
@@ -195,7 +197,7 @@ def _starts(m: Mapping[str, Any], key: str) -> tuple[int, ...]:
     return tuple(starts)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class RemoveInventory(Message):
     """Take slots of one vaccine at one center out of the inventory, all or none.
 
@@ -234,7 +236,7 @@ def _release_at_ms(m: Mapping[str, Any], key: str) -> int:
     return req_int(m, key, lo=0)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class SetReserve(Message):
     """Reserve ``share_pct`` percent of every slot of ``center`` on ``day`` for ``group``.
 
@@ -245,8 +247,10 @@ class SetReserve(Message):
     ``over_and_above`` takes open places first and the reserve only when none is
     left (the reserve comes on top of what members win in open competition),
     ``minimum_guarantee`` takes the reserve first (a floor for the group). One
-    reserve per center and day: setting again replaces it, share 0 removes it.
-    Answered by ReserveSet.
+    reserve per center, day and group; several groups may have one on the same
+    day, their shares summing to at most 100 (refused otherwise:
+    ``reserve_shares_over_100``). Setting again for the group changes its reserve,
+    share 0 removes it; other groups' reserves stay. Answered by ReserveSet.
     """
 
     TYPE: ClassVar[str] = "set_reserve"
@@ -261,7 +265,7 @@ class SetReserve(Message):
     release_at_ms: int = read(_release_at_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Tick(Message):
     """Moves an idle partition's clock (the record timestamp); answered by nothing."""
 
@@ -271,10 +275,7 @@ class Tick(Message):
 
 Command = Book | Confirm | Cancel | Move | AddInventory | RemoveInventory | SetReserve | Tick
 
-_DECODERS = {
-    c.TYPE: c.from_map
-    for c in (Book, Confirm, Cancel, Move, AddInventory, RemoveInventory, SetReserve, Tick)
-}
+_DECODERS = decoders(Book, Confirm, Cancel, Move, AddInventory, RemoveInventory, SetReserve, Tick)
 
 
 def decode_command(data: bytes) -> Command:

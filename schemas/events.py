@@ -28,12 +28,11 @@ Waitlisted → Offered (held, as after Held) or Cancelled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
 from schemas.fields import opt_str, req_int, req_list, req_map, req_str
-from schemas.wire import Message, dispatch, field_map, read, read_fields
+from schemas.wire import Message, decoders, dispatch, field_map, read, read_fields, wire_class
 
 # Reasons a Book is rejected or a Confirm/Cancel fails.
 REASONS = frozenset(
@@ -57,6 +56,8 @@ REASONS = frozenset(
         "no_pair_at_time_of_day",  # a pair exists, but none with both doses at that time of day
         "reserved_for_priority_group",  # a pair exists only in places reserved for a group
         "release_passed",  # SetReserve whose release_at_ms is not after the log time
+        # SetReserve whose share, with the other groups' shares of that center and day, is > 100
+        "reserve_shares_over_100",
     }
 )
 
@@ -90,7 +91,7 @@ def _slot_id(m: Mapping[str, Any], key: str) -> str:
     return req_str(m, key, max_len=300)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Appointment:
     dose: int = read(_dose)
     center: str = read(req_str)
@@ -122,7 +123,7 @@ class _WithAppointments(Message):
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Held(_WithAppointments):
     TYPE: ClassVar[str] = "held"
     command_id: str
@@ -136,7 +137,7 @@ class Held(_WithAppointments):
     hold_expires_at_ms: int = read(req_int)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Confirmed(_WithAppointments):
     TYPE: ClassVar[str] = "confirmed"
     command_id: str
@@ -147,7 +148,7 @@ class Confirmed(_WithAppointments):
     appointments: tuple[Appointment, ...] = read(_appointments)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Moved(_WithAppointments):
     """A Move found a new pair: the booking keeps its id and state, the old pair is free.
 
@@ -164,7 +165,7 @@ class Moved(_WithAppointments):
     hold_expires_at_ms: int | None = read(_opt_ms, None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Waitlisted(Message):
     """A Book found no pair and waits on its county's waitlist (the identity counts as booked)."""
 
@@ -178,7 +179,7 @@ class Waitlisted(Message):
     county: str = read(req_str)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Offered(_WithAppointments):
     """A waitlisted booking got a pair: it is now held until ``hold_expires_at_ms``.
 
@@ -195,7 +196,7 @@ class Offered(_WithAppointments):
     hold_expires_at_ms: int = read(req_int)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class _BookingChange(Message):
     """A state change of a booking that carries no appointments."""
 
@@ -206,17 +207,17 @@ class _BookingChange(Message):
     at_ms: int = read(req_int)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Expired(_BookingChange):
     TYPE: ClassVar[str] = "expired"
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Cancelled(_BookingChange):
     TYPE: ClassVar[str] = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Rejected(Message):
     TYPE: ClassVar[str] = "rejected"
     command_id: str
@@ -227,7 +228,7 @@ class Rejected(Message):
     reason: str = read(req_str)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Failed(Message):
     """A Confirm, Cancel or Move that could not apply (or a Book naming a known booking
     id); the booking is unchanged (no rev)."""
@@ -240,7 +241,7 @@ class Failed(Message):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class InventoryAdded(Message):
     TYPE: ClassVar[str] = "inventory_added"
     command_id: str
@@ -252,7 +253,7 @@ class InventoryAdded(Message):
     reason: str | None = read(opt_str, None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class InventoryRemoved(Message):
     """The answer to RemoveInventory: every named slot removed, or none (``reason``)."""
 
@@ -266,10 +267,11 @@ class InventoryRemoved(Message):
     reason: str | None = read(opt_str, None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class ReserveSet(Message):
     """The answer to SetReserve: ``places_reserved`` free places now held back for the
-    group (0 when the reserve was removed), or refused (``accepted`` false, ``reason``)."""
+    group (0 when the reserve was removed; other groups' places not counted), or
+    refused (``accepted`` false, ``reason``)."""
 
     TYPE: ClassVar[str] = "reserve_set"
     command_id: str
@@ -281,7 +283,7 @@ class ReserveSet(Message):
     reason: str | None = read(opt_str, None)
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class CountySummary:
     # pairs that can still be formed from free and reserved places (greedy; 0 exactly when none)
     pairs_left: int = read(_count)
@@ -305,7 +307,7 @@ def _counties(m: Mapping[str, Any], key: str) -> dict[str, CountySummary]:
     return {k: CountySummary.from_map(v) for k, v in req_map(m, key).items()}
 
 
-@dataclass(frozen=True, slots=True)
+@wire_class
 class Summary(Message):
     """Inventory per county of one campaign on one partition."""
 
@@ -352,7 +354,7 @@ _TYPES: tuple[Any, ...] = (
     ReserveSet,
     Summary,
 )
-_DECODERS = {c.TYPE: c.from_map for c in _TYPES}
+_DECODERS = decoders(*_TYPES)
 
 
 def decode_event(data: bytes) -> Event:

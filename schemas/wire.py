@@ -5,17 +5,32 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 import msgpack
 
 from schemas.errors import SchemaError
-from schemas.fields import MAX_ID_LEN, opt_str, req_bool, req_int, req_str
+from schemas.fields import MAX_ID_LEN, opt_str, opt_time_of_day, req_bool, req_int, req_str
 
 SCHEMA_VERSION = 1
 
 T = TypeVar("T", bound="Message")
 D = TypeVar("D")
+C = TypeVar("C", bound=type)
+
+
+@dataclass_transform(frozen_default=True)
+def wire_class(cls: C) -> C:
+    """A message or a part of one: a dataclass with slots, immutable by contract.
+
+    mypy treats it as frozen (assigning to a field is a type error), but at run time
+    it is a plain slots dataclass: CPython builds a frozen dataclass by calling
+    ``object.__setattr__`` once per field, which made a Book (11 fields) take
+    1.46 µs to build instead of 0.15 µs, once when the allocator decodes it and
+    again for every event it answers with. Equal fields give equal hashes, as for a
+    frozen dataclass.
+    """
+    return dataclasses.dataclass(slots=True, unsafe_hash=True)(cls)  # type: ignore[return-value]
 
 
 Reader = Callable[[Mapping[str, Any], str], Any]
@@ -55,7 +70,23 @@ _INLINE_CHECKS: dict[Reader, str] = {
     opt_str: "{v} is None or (type({v}) is str and 0 < len({v}) <= MAX_ID_LEN)",
     req_int: "type({v}) is int",
     req_bool: "{v} is True or {v} is False",
+    opt_time_of_day: "{v} is None",
 }
+
+R = TypeVar("R", bound=Reader)
+
+
+def inline_check(check: str) -> Callable[[R], R]:
+    """Register ``check`` (a Python expression of the value ``{v}``) as the inline check
+    of the reader it decorates: a value that passes must be exactly what the reader
+    would return for it."""
+
+    def register(reader: R) -> R:
+        _INLINE_CHECKS[reader] = check
+        return reader
+
+    return register
+
 
 MapReader = Callable[[Mapping[str, Any]], Any]
 _MAP_READERS: dict[type, MapReader] = {}
@@ -90,6 +121,11 @@ def _map_reader(cls: type) -> MapReader:
     reader_fn: MapReader = scope["read"]
     _MAP_READERS[cls] = reader_fn
     return reader_fn
+
+
+def map_reader(cls: type[D]) -> Callable[[Mapping[str, Any]], D]:
+    """The function ``read_fields`` uses for ``cls``: a decoder can call it directly."""
+    return _MAP_READERS.get(cls) or _map_reader(cls)
 
 
 def read_fields(cls: type[D], m: Mapping[str, Any]) -> D:
@@ -127,7 +163,7 @@ def field_map(obj: Any) -> dict[str, Any]:
 
 
 class Message:
-    """Base of every Kafka message: a frozen dataclass with a wire ``TYPE``."""
+    """Base of every Kafka message: a ``wire_class`` with a wire ``TYPE``."""
 
     TYPE: ClassVar[str]
 
@@ -169,6 +205,16 @@ def unpack_map(data: bytes) -> Mapping[str, Any]:
 
 
 Decoder = Callable[[Mapping[str, Any]], Any]
+
+
+def decoders(*classes: type[Message]) -> dict[str, Decoder]:
+    """Each message type's decoder, by wire type: its own ``from_map`` where it has one,
+    else the field reader that ``Message.from_map`` would call (one call less)."""
+    return {cls.TYPE: map_reader(cls) if _plain_from_map(cls) else cls.from_map for cls in classes}
+
+
+def _plain_from_map(cls: type[Message]) -> bool:
+    return getattr(cls.from_map, "__func__", None) is getattr(Message.from_map, "__func__", None)
 
 
 def dispatch(data: bytes, decoders: Mapping[str, Decoder], kind: str) -> Any:

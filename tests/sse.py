@@ -11,7 +11,7 @@ import aiohttp
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
     """Yield (event name, parsed JSON data) for every event; skip comments (keep-alives)."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     async for raw in response.content:
         line = raw.decode().rstrip("\r\n")
         if not line:

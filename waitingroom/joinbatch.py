@@ -72,7 +72,9 @@ class JoinBatcher:
         try:
             reply = await self._script(
                 keys=[keys.room(room)],
-                args=[self._default_prequeue_s, *(w.now_s for w in batch)],
+                # The bytes redis-py's encoder would make of each float (repr), made here
+                # without its type checks per argument: a batch may have hundreds.
+                args=[self._default_prequeue_s, *[repr(w.now_s).encode() for w in batch]],
             )
         except RedisError as e:  # every caller of the batch gets it
             logger.warning("batched join of %d in room %s failed: %r", len(batch), room, e)

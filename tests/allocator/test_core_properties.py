@@ -8,10 +8,12 @@ the waitlist's offers) and the allocator's state (usage per slot, one active
 pair per identity, summaries, no waitlisted booking left that a pair would
 fit). Replaying a log, whole or split, must give the same events.
 
-Priority reserves are modelled by their definition too: each slot's held-back
-places and the members' places taken out of the reserve, the category every
-place of a pair came out of (by the reserve's mode), and the release at its
-time. A place held back for a group never goes to anybody else, and every
+Priority reserves are modelled by their definition too: per group, each slot's
+held-back places and the members' places taken out of the group's reserve, the
+category every place of a pair came out of (by the reserve's mode), and the
+release of each reserve at its own time. A center's day may have reserves for
+several groups (shares summing to at most 100). A place held back for a group
+never goes to anybody else (outsiders nor other groups' members), and every
 search is made for the searcher's group and time of day.
 
 The model serves a waitlist by its definition: while some waitlisted booking
@@ -26,6 +28,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,7 +77,9 @@ WAITLIST_REASONS = (
     "no_pair_at_time_of_day",
     "reserved_for_priority_group",
 )
-GROUPS = (None, None, "care", "care", "teachers")
+GROUPS = (None, None, "care", "care", "teachers", "medical")
+RESERVE_GROUPS = ("care", "care", "teachers", "medical")
+SHARES = (0, 30, 40, 50, 50, 60, 100)
 TIMES = (None, None, None, "morning", "afternoon", "evening")
 MODES = ("over_and_above", "minimum_guarantee")
 
@@ -168,8 +173,8 @@ def set_reserves(
         county,
         center,
         day_iso(draw(st.integers(0, 5))),
-        draw(st.sampled_from(("care", "care", "teachers"))),
-        draw(st.sampled_from((0, 50, 50, 100, 100))),
+        draw(st.sampled_from(RESERVE_GROUPS)),
+        draw(st.sampled_from(SHARES)),
         draw(st.sampled_from(MODES)),
         max(0, now_ms + step_ms),
     )
@@ -290,10 +295,11 @@ def busy_logs(draw: st.DrawFn) -> list[Record]:
 
 @st.composite
 def reserve_logs(draw: st.DrawFn) -> list[Record]:
-    """A log of one county with roomy slots at every time of day, reserves for "care"
-    or "teachers" on many of its days (set, changed, handed over, removed, released),
-    and members and others booking, confirming, cancelling, moving, waiting and
-    letting holds run out.
+    """A log of one county with roomy slots at every time of day, reserves for "care",
+    "teachers" and "medical" on many of its days, often several groups on one day
+    (set, changed, removed, released each on its own, refused over 100 % in sum), and
+    members of each group and others booking, confirming, cancelling, moving, waiting
+    and letting holds run out.
     """
     records: list[Record] = []
     bookings = ["k0"]
@@ -301,17 +307,17 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
     for i in range(draw(st.integers(5, 60))):
         now = advance(now, draw(st.sampled_from((0, 1, 1_000, 60_000, HOUR_MS, 3 * HOUR_MS))))
         cid = f"cmd{i}"
-        kind = "a" if i < 2 else "s" if i < 5 else draw(st.sampled_from("abbbbbbbbbfccmmssstr"))
+        kind = "a" if i < 2 else "s" if i < 7 else draw(st.sampled_from("abbbbbbbbbfccmmssstr"))
         command: Command
         if kind == "a":
             vaccine = draw(st.sampled_from(sorted(WINDOWS)))
             min_days, max_days = WINDOWS[vaccine]
-            places = [(d, h) for d in range(6) for h in (9, 13, 18) if draw(st.booleans())]
+            places = [(d, h) for d in range(5) for h in (9, 13, 18) if draw(st.booleans())]
             command = add(
                 cid,
                 "north",
                 ("c1", "c2")[i] if i < 2 else draw(st.sampled_from(("c1", "c2"))),
-                [slot(d, h, draw(st.integers(0, 2))) for d, h in places],
+                [slot(d, h, draw(st.integers(0, 4))) for d, h in places],
                 vaccine=vaccine,
                 min_days=min_days,
                 max_days=max_days,
@@ -323,9 +329,9 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
                 "spring",
                 "north",
                 draw(st.sampled_from(("c1", "c2"))),
-                day_iso(draw(st.integers(0, 5))),
-                draw(st.sampled_from(("care", "care", "teachers"))),
-                draw(st.sampled_from((0, 50, 100, 100))),
+                day_iso(draw(st.integers(0, 3))),
+                draw(st.sampled_from(RESERVE_GROUPS)),
+                draw(st.sampled_from(SHARES)),
                 draw(st.sampled_from(MODES)),
                 now + step_ms,
             )
@@ -339,7 +345,7 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
                 earliest=draw(st.one_of(st.none(), st.integers(0, 2).map(day_iso))),
                 hold_s=draw(st.sampled_from((60, 7200, 7200))),
                 waitlist=draw(st.booleans()),
-                group=draw(st.sampled_from((None, "care", "care", "teachers"))),
+                group=draw(st.sampled_from((None, "care", "care", "teachers", "medical"))),
                 time_of_day=draw(st.sampled_from(TIMES)),
             )
             bookings.append(command.booking_id)
@@ -350,6 +356,62 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
         else:
             command = Tick(cid)
         records.append((i, now, command))
+    return records
+
+
+@st.composite
+def shared_day_logs(draw: st.DrawFn) -> list[Record]:
+    """A log of one center with few places, where every day starts with reserves for
+    two or three groups (each its own share, mode and release time; now and then over
+    100 % in sum and refused), then members of every group and others book, cancel,
+    move, let holds run out, change or remove one group's reserve, and see the groups'
+    reserves released one by one.
+    """
+    min_days, max_days = WINDOWS["va"]
+    places = [(d, h) for d in range(4) for h in (9, 13)]
+    specs = [slot(d, h, draw(st.integers(2, 5))) for d, h in places]
+    stock = add("a0", "north", "c1", specs, vaccine="va", min_days=min_days, max_days=max_days)
+    records: list[Record] = [(0, START_MS, stock)]
+    now = START_MS
+    bookings = ["k0"]
+    groups = ("care", "teachers", "medical")
+
+    def set_reserve(cid: str, day: int) -> SetReserve:
+        release_ms = now + draw(st.sampled_from((HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, 40 * HOUR_MS)))
+        return SetReserve(
+            cid, "spring", "north", "c1", day_iso(day), draw(st.sampled_from(groups)),
+            draw(st.sampled_from((0, 20, 25, 30, 40, 50, 60))), draw(st.sampled_from(MODES)),
+            release_ms,
+        )  # fmt: skip
+
+    for day in range(4):
+        for g in range(draw(st.integers(2, 3))):
+            records.append((len(records), now, set_reserve(f"s{day}-{g}", day)))
+    for i in range(draw(st.integers(5, 50))):
+        now = advance(now, draw(st.sampled_from((0, 1, 30_000, 60_000, HOUR_MS))))
+        cid = f"cmd{i}"
+        kind = draw(st.sampled_from("bbbbbbbbbccmsst"))
+        command: Command
+        if kind == "s":
+            command = set_reserve(cid, draw(st.integers(0, 3)))
+        elif kind == "b":
+            command = book(
+                cid,
+                f"k{i}",
+                f"id{i}",
+                "north",
+                earliest=draw(st.one_of(st.none(), st.integers(0, 2).map(day_iso))),
+                hold_s=draw(st.sampled_from((60, 7200, 7200))),
+                waitlist=draw(st.integers(0, 3)) == 0,
+                group=draw(st.sampled_from((None, None, *groups))),
+                time_of_day=draw(st.sampled_from((None, None, None, "morning", "afternoon"))),
+            )
+            bookings.append(command.booking_id)
+        elif kind in "cm":
+            command = draw(lifecycle_commands(cid, kind, bookings))
+        else:
+            command = Tick(cid)
+        records.append((len(records), now, command))
     return records
 
 
@@ -397,8 +459,14 @@ class SlotFact:
     start: str
     start_s: int
     capacity: int
-    held_back: int = 0  # free places only members of the day's reserve group may take
-    res_used: int = 0  # used places taken out of the day's reserve
+    # per group with a reserve that day: free places only its members may take, and
+    # used places its members took out of its reserve
+    held: dict[str, int] = field(default_factory=dict)
+    res_used: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def held_back(self) -> int:
+        return sum(self.held.values())
 
     @property
     def tod(self) -> str:
@@ -445,7 +513,8 @@ class Oracle:
     dirty: set[str] = field(default_factory=set)
     last_summary_ms: dict[str, int] = field(default_factory=dict)
     waitlisted: int = 0  # bookings waitlisted so far (arrival numbers)
-    reserves: dict[tuple[str, str, int], ReserveFact] = field(default_factory=dict)
+    # (campaign, center, day, group) -> the group's reserve of that center and day
+    reserves: dict[tuple[str, str, int, str], ReserveFact] = field(default_factory=dict)
     generations: int = 0
 
     # -- derived state
@@ -480,11 +549,12 @@ class Oracle:
         }
 
     def limit(self, campaign: str, f: SlotFact, group: str | None, everyone: bool) -> int:
-        """How far a member of ``group`` may fill ``f``: all of it on a day reserved for it."""
-        r = self.reserves.get((campaign, f.center, f.day))
-        if everyone or (r is not None and r.group == group):
+        """How far a member of ``group`` may fill ``f``: the open places and those held
+        back for its own group (``everyone``: all of it)."""
+        if everyone:
             return f.capacity
-        return f.capacity - f.held_back
+        own = f.held.get(group, 0) if group is not None else 0
+        return f.capacity - f.held_back + own
 
     def best_pair(
         self,
@@ -544,16 +614,16 @@ class Oracle:
         out: list[int | None] = []
         for sid in sids:
             f = self.slots[(campaign, sid)]
-            r = self.reserves.get((campaign, f.center, f.day))
+            r = self.reserves.get((campaign, f.center, f.day, group)) if group else None
             open_left = used[(campaign, sid)] < f.capacity - f.held_back
             if (
                 r is not None
-                and r.group == group
-                and f.held_back
+                and group is not None
+                and f.held.get(group)
                 and (r.mode == "minimum_guarantee" or not open_left)
             ):
-                f.held_back -= 1
-                f.res_used += 1
+                f.held[group] -= 1
+                f.res_used[group] = f.res_used.get(group, 0) + 1
                 out.append(r.generation)
             else:
                 assert open_left, f"{sid}: a place held back for a group went to {group}"
@@ -565,40 +635,52 @@ class Oracle:
         day's reserve and short of its share, any other to everybody."""
         for sid, generation in zip(b.slots, b.rsv, strict=False):
             f = self.slots[(campaign, sid)]
-            r = self.reserves.get((campaign, f.center, f.day))
-            if generation is None or r is None or r.generation != generation:
+            if generation is None or b.group is None:
                 continue
-            f.res_used -= 1
-            if r.places(f.capacity) - f.res_used - f.held_back > 0:
-                f.held_back += 1
+            group = b.group
+            r = self.reserves.get((campaign, f.center, f.day, group))
+            if r is None or r.generation != generation:
+                continue
+            f.res_used[group] -= 1
+            if r.places(f.capacity) - f.res_used[group] - f.held[group] > 0:
+                f.held[group] += 1
         b.rsv = ()
 
     def release_due(self) -> list[tuple[str, str]]:
         """Open the places of every reserve whose release time came, in order; returns
         where places came back (campaign, county)."""
         due = sorted(
-            (r.release_at_ms, camp, center, day)
-            for (camp, center, day), r in self.reserves.items()
+            (r.release_at_ms, camp, center, day, group)
+            for (camp, center, day, group), r in self.reserves.items()
             if r.release_at_ms <= self.now_ms
         )
-        for _, camp, center, day in due:
-            del self.reserves[(camp, center, day)]
-            self.fit_reserve(camp, center, day, None)
+        for _, camp, center, day, group in due:
+            del self.reserves[(camp, center, day, group)]
+            self.fit_reserve(camp, center, day, group, None)
             self.dirty.add(camp)
-        return [(camp, self.centers[(camp, center)]) for _, camp, center, day in due]
+        return [(camp, self.centers[(camp, center)]) for _, camp, center, _, _ in due]
 
-    def fit_reserve(self, campaign: str, center: str, day: int, r: ReserveFact | None) -> int:
-        """Hold back each slot's share of ``r`` (None: nothing) less what its members took,
-        never a used place; returns the places held back in slots still ahead."""
+    def fit_reserve(
+        self, campaign: str, center: str, day: int, group: str, r: ReserveFact | None
+    ) -> int:
+        """Hold back each slot's share of ``group``'s reserve ``r`` (None: nothing, and
+        what its members took is forgotten) less what its members took, never a used
+        place nor one held back for another group; returns the places held back for
+        ``group`` in slots still ahead."""
         used = self.used()
         held = 0
         for (camp, sid), f in self.slots.items():
             if (camp, f.center, f.day) != (campaign, center, day):
                 continue
-            share = r.places(f.capacity) - f.res_used if r is not None else 0
-            f.held_back = max(0, min(share, f.capacity - used[(camp, sid)]))
+            if r is None:
+                f.held.pop(group, None)
+                f.res_used.pop(group, None)
+                continue
+            others = f.held_back - f.held.get(group, 0)
+            share = r.places(f.capacity) - f.res_used.get(group, 0)
+            f.held[group] = max(0, min(share, f.capacity - used[(camp, sid)] - others))
             if f.start_s * 1000 > self.now_ms:
-                held += f.held_back
+                held += f.held[group]
         return held
 
     def waitlist(self, campaign: str, county: str) -> list[tuple[str, BookingFact]]:
@@ -921,7 +1003,8 @@ class Oracle:
         for sid in sids:
             assert sid is not None
             fact = self.slots[(cmd.campaign, sid)]
-            fact.capacity = fact.held_back = 0
+            fact.capacity = 0
+            fact.held = dict.fromkeys(fact.held, 0)
         self.dirty.add(cmd.campaign)
 
     def check_add(self, cmd: AddInventory, answer: Event) -> list[tuple[str, str]]:
@@ -950,23 +1033,31 @@ class Oracle:
                 before[sid] = None
             before.setdefault(sid, fact.capacity)
             fact.capacity += spec.capacity
+        used = self.used()
         for sid, capacity in before.items():
-            self.reserve_added(cmd.campaign, self.slots[(cmd.campaign, sid)], capacity)
+            self.reserve_added(cmd.campaign, sid, capacity, used[(cmd.campaign, sid)])
         self.dirty.add(cmd.campaign)
         return [(cmd.campaign, cmd.county)]
 
-    def reserve_added(self, campaign: str, f: SlotFact, capacity: int | None) -> None:
-        """Places added to ``f`` (a new slot if ``capacity`` was None): the day's reserve
-        holds back its share of them, up to its share of the whole slot."""
-        r = self.reserves.get((campaign, f.center, f.day))
-        if r is None:
-            return
-        share = r.places(f.capacity)
-        if capacity is None:
-            f.held_back = share
-            return
-        grown = share - r.places(capacity)
-        f.held_back += max(0, min(grown, share - f.res_used - f.held_back))
+    def reserve_added(self, campaign: str, sid: str, capacity: int | None, used: int) -> None:
+        """Places added to slot ``sid`` (a new slot if ``capacity`` was None): each of the
+        day's reserves, groups in name order, holds back its share of them, up to its
+        share of the whole slot and never more than the open places."""
+        f = self.slots[(campaign, sid)]
+        groups = sorted(
+            g
+            for (camp, center, day, g) in self.reserves
+            if (camp, center, day) == (campaign, f.center, f.day)
+        )
+        room = f.capacity - used - f.held_back
+        for group in groups:
+            r = self.reserves[(campaign, f.center, f.day, group)]
+            share = r.places(f.capacity)
+            grown = share if capacity is None else share - r.places(capacity)
+            own = f.held.get(group, 0)
+            added = max(0, min(grown, share - f.res_used.get(group, 0) - own, room))
+            f.held[group] = own + added
+            room -= added
 
     def check_set_reserve(self, cmd: SetReserve, answer: Event) -> list[tuple[str, str]]:
         county = self.centers.get((cmd.campaign, cmd.center))
@@ -977,22 +1068,25 @@ class Oracle:
             reason = "center_mismatch"
         elif cmd.share_pct and cmd.release_at_ms <= self.now_ms:
             reason = "release_passed"
+        elif cmd.share_pct + self.other_shares(cmd) > 100:
+            reason = "reserve_shares_over_100"
         if county is None or reason is not None:
             at_ms = self.now_ms
             assert answer == ReserveSet(
                 cmd.command_id, cmd.campaign, cmd.center, at_ms, False, 0, reason
             )
             return []
-        key = (cmd.campaign, cmd.center, slot_day(cmd.day))
+        day = slot_day(cmd.day)
+        key = (cmd.campaign, cmd.center, day, cmd.group)
         old = self.reserves.pop(key, None)
         r = None
-        if old is not None and cmd.share_pct and old.group == cmd.group:  # changed in place
+        if old is not None and cmd.share_pct:  # changed in place
             r = old
             r.share_pct, r.mode, r.release_at_ms = cmd.share_pct, cmd.mode, cmd.release_at_ms
         else:
             for (camp, _), f in self.slots.items():  # a new reserve: nothing taken out of it
-                if (camp, f.center, f.day) == key:
-                    f.res_used = 0
+                if (camp, f.center, f.day) == key[:3]:
+                    f.res_used.pop(cmd.group, None)
             if cmd.share_pct:
                 self.generations += 1
                 r = ReserveFact(
@@ -1006,6 +1100,15 @@ class Oracle:
         )
         self.dirty.add(cmd.campaign)
         return [(cmd.campaign, county)]
+
+    def other_shares(self, cmd: SetReserve) -> int:
+        """The shares of the other groups' reserves of ``cmd``'s center and day."""
+        day = slot_day(cmd.day)
+        return sum(
+            r.share_pct
+            for (camp, center, d, group), r in self.reserves.items()
+            if (camp, center, d) == (cmd.campaign, cmd.center, day) and group != cmd.group
+        )
 
     def check_summaries(self, command: Command, summaries: list[Summary]) -> None:
         if not isinstance(command, Tick):
@@ -1056,6 +1159,9 @@ class Oracle:
         held_back = {(u.campaign, u.slot): u.held_back for u in core.slot_usage()}
         assert {k: held_back[k] for k in ahead} == {k: self.slots[k].held_back for k in ahead}
         assert all(self.slots[k].held_back + used[k] <= self.slots[k].capacity for k in ahead)
+        assert held_per_group(core, ahead) == {
+            (k, g): n for k in ahead for g, n in self.slots[k].held.items() if n
+        }
         views = {(v.campaign, v.booking_id): (v.state, v.rev, v.slots) for v in core.bookings()}
         assert views == {k: (b.state, b.rev, b.slots) for k, b in self.bookings.items()}
         active = Counter(
@@ -1071,6 +1177,20 @@ class Oracle:
         for s in core.summaries():
             assert s.at_ms == self.now_ms
             self.check_summary(s)
+
+
+def held_per_group(core: Allocator, keys: set[tuple[str, str]]) -> dict[tuple[Any, str], int]:
+    """The places each slot of ``keys`` (campaign, slot id) holds back, per group (not 0)."""
+    out: dict[tuple[Any, str], int] = {}
+    for name, c in core._campaigns.items():
+        for center in c.centers.values():
+            for line in center.line_list:
+                for s in line.slots:
+                    if (name, s.slot_id) in keys and s.shares is not None:
+                        for g, share in s.shares.items():
+                            if share.held:
+                                out[((name, s.slot_id), g)] = share.held
+    return out
 
 
 def slot_day(iso: str) -> int:
@@ -1106,6 +1226,14 @@ def test_busy_logs_with_moves_waitlists_and_removals_keep_every_invariant(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reserve_logs())
 def test_logs_with_reserves_and_times_of_day_keep_every_invariant(records: list[Record]) -> None:
+    check_every_step(records)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shared_day_logs())
+def test_logs_with_several_groups_reserving_on_one_day_keep_every_invariant(
+    records: list[Record],
+) -> None:
     check_every_step(records)
 
 

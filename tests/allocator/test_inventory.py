@@ -235,6 +235,23 @@ def reserved_line(share_pct: int = 50, group: str = "care") -> Line:
     return ln
 
 
+def used_of(s: Slot, group: str) -> int:
+    """The places members of ``group`` took out of its reserve in ``s``."""
+    return s.shares[group].used if s.shares and group in s.shares else 0
+
+
+def two_group_line(care_pct: int = 50, teachers_pct: int = 25) -> Line:
+    """A line of c1 with 4 places at 9:00 and 18:00 on days 0 and 2, each day reserving
+    ``care_pct`` for "care" and ``teachers_pct`` for "teachers"."""
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(d, h, 4) for d in (0, 2) for h in (9, 18)])
+    for d in (0, 2):
+        day = day_ordinal(day_iso(d))
+        ln.center.reserve(day, "care", care_pct, "over_and_above", T0_MS + 1, T0_MS)
+        ln.center.reserve(day, "teachers", teachers_pct, "minimum_guarantee", T0_MS + 2, T0_MS)
+    return ln
+
+
 def test_slots_are_split_by_time_of_day_within_each_day() -> None:
     ln = line()
     ln.add([slot(0, 9), slot(0, 13), slot(0, 18), slot(0, 19)])
@@ -290,16 +307,16 @@ def test_a_reserve_holds_places_back_from_everybody_but_its_group() -> None:
 def test_taking_and_giving_back_a_reserved_place_keeps_the_counts() -> None:
     ln = reserved_line()
     s = ln.days[0].slots[0]
-    ln.take_reserved(s)
-    assert (s.used, s.held_back, s.res_used, s.limit) == (1, 0, 1, 2)
+    ln.take_reserved(s, "care")
+    assert (s.used, s.held_back, used_of(s, "care"), s.limit) == (1, 0, 1, 2)
     assert (ln.free, ln.reserved, ln.days[0].reserved) == (4, 3, 1)
     with pytest.raises(InvariantError):
-        ln.take_reserved(s)
-    ln.release_reserved(s)
-    assert (s.used, s.held_back, s.res_used, s.limit) == (0, 1, 0, 1)
+        ln.take_reserved(s, "care")
+    ln.release_reserved(s, "care")
+    assert (s.used, s.held_back, used_of(s, "care"), s.limit) == (0, 1, 0, 1)
     assert (ln.free, ln.reserved) == (4, 4)
     with pytest.raises(InvariantError):
-        ln.release_reserved(s)
+        ln.release_reserved(s, "care")
 
 
 def test_an_open_place_taken_on_a_reserved_day_comes_back_open() -> None:
@@ -317,13 +334,13 @@ def test_releasing_a_reserve_opens_its_places_and_moves_the_cursors_back() -> No
     for s in ln.slots:
         ln.take(s)
     assert ln.head_slot(T0_MS) is None
-    opened = ln.center.release(day_ordinal(day_iso(0)), T0_MS)
+    opened = ln.center.release(day_ordinal(day_iso(0)), "care", T0_MS)
     assert opened == 2
     assert (ln.free, ln.reserved) == (2, 2)
     head = ln.head_slot(T0_MS)
     assert head is not None and head.start_s == slot(0, 9).start_s
     assert ln.best_pair(T0_MS, None) is None  # day 2 still holds its places back
-    ln.center.release(day_ordinal(day_iso(2)), T0_MS)
+    ln.center.release(day_ordinal(day_iso(2)), "care", T0_MS)
     assert starts(ln.best_pair(T0_MS, None))[0] == f"c1/vx/{slot(0, 9).start}"
     assert ln.center.reserves == {} and ln.center.groups == {}
 
@@ -349,3 +366,88 @@ def test_a_failed_view_search_is_remembered_per_view() -> None:
     assert ln.best_pair_for(T0_MS, None, View(0, None)) is not None
     ln.add([slot(2, 18)])
     assert ln.best_pair_for(T0_MS, None, View(2, None)) is not None
+
+
+def test_two_groups_hold_back_their_own_places_on_one_day() -> None:
+    ln = two_group_line()
+    s = ln.days[0].slots[0]
+    assert (s.held_back, s.limit, s.held_for("care"), s.held_for("teachers")) == (3, 1, 2, 1)
+    assert (ln.free, ln.reserved) == (4, 12)
+    assert set(ln.days[0].rsvs) == {"care", "teachers"}
+    assert ln.center.groups == {"care": 2, "teachers": 2}
+    ln.take_reserved(s, "teachers")
+    with pytest.raises(InvariantError):
+        ln.take_reserved(s, "teachers")  # care's places are not the teachers'
+    ln.take_reserved(s, "care")
+    assert (s.used, s.held_for("care"), s.held_for("teachers"), s.limit) == (2, 1, 0, 3)
+
+
+def test_a_member_search_uses_only_its_own_groups_places() -> None:
+    ln = two_group_line()
+    for s in ln.slots:
+        ln.take(s)  # the open place of every slot
+    assert ln.best_pair(T0_MS, None) is None
+    for s in ln.slots:  # the teachers' one place of every slot
+        ln.take_reserved(s, "teachers")
+    assert ln.best_pair_for(T0_MS, None, View(None, "teachers")) is None
+    assert not ln.has_place_for(T0_MS, View(None, "teachers"))
+    assert ln.has_place_for(T0_MS, View(None, "care"))
+    assert starts(ln.best_pair_for(T0_MS, None, View(None, "care"))) == [
+        f"c1/vx/{slot(0, 9).start}",
+        f"c1/vx/{slot(2, 9).start}",
+    ]
+    assert ln.best_pair_for(T0_MS, None, View(2, "teachers")) is None
+
+
+def test_changing_one_groups_reserve_leaves_the_others_places_alone() -> None:
+    ln = two_group_line()
+    day0 = day_ordinal(day_iso(0))
+    s = ln.days[0].slots[0]
+    ln.take_reserved(s, "care")
+    held, opened = ln.center.reserve(day0, "care", 25, "over_and_above", T0_MS + 1, T0_MS)
+    assert (held, opened) == (1, 2)  # in s, care's 1 place is the one in use
+    assert (s.held_for("care"), used_of(s, "care"), s.held_for("teachers")) == (0, 1, 1)
+    ln.release_reserved(s, "care")  # back to care: its share is 1, nothing in use now
+    assert (s.held_for("care"), s.held_for("teachers"), s.limit) == (1, 1, 2)
+
+
+def test_releasing_one_groups_reserve_keeps_the_other() -> None:
+    ln = two_group_line()
+    day0 = day_ordinal(day_iso(0))
+    assert ln.center.release(day0, "care", T0_MS) == 4
+    s = ln.days[0].slots[0]
+    assert (s.held_back, s.held_for("care"), s.held_for("teachers"), s.limit) == (1, 0, 1, 3)
+    assert set(ln.days[0].rsvs) == {"teachers"}
+    assert ln.center.groups == {"care": 1, "teachers": 2}
+    assert ln.center.release(day0, "teachers", T0_MS) == 2
+    assert ln.days[0].rsvs == {} and s.shares is None and day0 not in ln.center.reserves
+
+
+def test_places_added_to_a_day_of_two_groups_never_hold_back_a_used_place() -> None:
+    ln = line(min_days=2, max_days=2)
+    ln.add([slot(0, 9, 3)])
+    day0 = day_ordinal(day_iso(0))
+    for group in ("care", "teachers"):
+        ln.center.reserve(day0, group, 50, "over_and_above", T0_MS + 1, T0_MS)
+    s = ln.slots[0]
+    assert (s.held_for("care"), s.held_for("teachers"), s.limit) == (1, 1, 1)
+    ln.take(s)
+    ln.add([slot(0, 9, 1)])  # both shares grow to 2, but only 1 place is left open
+    assert (s.capacity, s.used, s.held_for("care"), s.held_for("teachers")) == (4, 1, 2, 1)
+    assert (s.held_back, s.limit, ln.free, ln.reserved) == (3, 1, 0, 3)
+
+
+def test_a_slot_keeps_its_appointments_only_while_it_has_a_place_left() -> None:
+    ln = line()
+    ln.add([slot(0, 9, 2)])
+    s = ln.slots[0]
+    ln.take(s)
+    first = s.appointment(1)
+    assert s.appointment(1) is first  # kept: the slot has a place left
+    assert (first.dose, first.slot, s.appointment(2).dose) == (1, s.slot_id, 2)
+    ln.take(s)
+    assert s.appointment(1) is first  # the last booking still gets the one built
+    again = s.appointment(1)
+    assert again == first and again is not first  # full: built anew, not kept
+    ln.release(s)
+    assert s.appointment(2) is s.appointment(2)  # a place again: kept again

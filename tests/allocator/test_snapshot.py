@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,8 +12,20 @@ from hypothesis import strategies as st
 from allocator.core import Allocator
 from allocator.errors import SnapshotError
 from allocator.snapshot import VERSION
+from schemas.commands import Command, Tick
 from schemas.events import Event, Offered
-from tests.allocator import T0_MS, add, book, cancel, confirm, day_iso, move, slot
+from tests.allocator import (
+    T0_MS,
+    add,
+    book,
+    cancel,
+    confirm,
+    day_iso,
+    move,
+    not_summaries,
+    reserve,
+    slot,
+)
 from tests.allocator.test_core_properties import Record, busy_logs, logs
 
 
@@ -114,6 +128,91 @@ def test_unreadable_snapshots_are_refused(data: bytes) -> None:
 
 
 def test_a_snapshot_of_an_older_version_is_refused_by_name() -> None:
-    data = msgpack.packb({"format": "fairq-allocator-snapshot", "v": VERSION - 1})
-    with pytest.raises(SnapshotError, match=f"unsupported snapshot version {VERSION - 1}"):
+    data = msgpack.packb({"format": "fairq-allocator-snapshot", "v": 1})
+    with pytest.raises(SnapshotError, match="unsupported snapshot version 1"):
         Allocator.restore(data)
+
+
+def as_version_2(data: bytes) -> bytes:
+    """A version 3 snapshot with at most one reserve per center and day, written as
+    version 2 wrote it: releases without the group, and each slot's reserve entry as
+    ``[slot index, held_back, res_used]``."""
+    state = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    assert state["v"] == VERSION == 3
+    state["v"] = 2
+    state["releases"] = [r[:4] for r in state["releases"]]
+    for campaign in state["campaigns"]:
+        for center in campaign[7]:
+            for line in center[4]:
+                line[17] = [[i, *parts[0][1:]] for i, parts in line[17] if len(parts) == 1]
+                del line[18]  # the per-view remembered failures (version 2 rebuilt them)
+    return msgpack.packb(state, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpacked(data: bytes) -> dict[str, Any]:
+    state = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    assert isinstance(state, dict)
+    return state
+
+
+def one_reserve_per_day_log() -> list[Record]:
+    """Members of "care" hold places out of its reserves (one per day), others hold
+    open ones; one reserve was handed over and one removed (stale releases)."""
+    commands: list[Command] = [
+        add("a1", "north", "c1", [slot(d, 9, 4) for d in (0, 1, 21, 22)]),
+        reserve("r0", "north", "c1", 0, "care", 50, mode="minimum_guarantee"),
+        reserve("r21", "north", "c1", 21, "care", 50, mode="minimum_guarantee"),
+        reserve("r1", "north", "c1", 1, "teachers", 50, release_at_ms=T0_MS + 60_000),
+        reserve("r1b", "north", "c1", 1, "teachers", 0),
+        reserve("r22", "north", "c1", 22, "care", 25, release_at_ms=T0_MS + 7_200_000),
+        book("b1", "k1", "ann", "north", group="care", hold_s=60),
+        book("b2", "k2", "bob", "north", group="care", hold_s=7200),
+        book("b3", "k3", "cat", "north", hold_s=7200),
+    ]
+    return [(i, T0_MS + i, c) for i, c in enumerate(commands)]
+
+
+def later_log(start: int) -> list[Record]:
+    commands: list[Command] = [
+        cancel("x2", "k2"),  # back to care's reserve
+        book("b4", "k4", "dan", "north", hold_s=7200),
+        book("b5", "k5", "eve", "north", group="care", hold_s=7200),
+        book("b6", "k6", "fay", "north", hold_s=7200),
+    ]
+    records = [(start + i, T0_MS + 100 + i, c) for i, c in enumerate(commands)]
+    return [*records, (start + 4, T0_MS + 3_600_000, Tick("t1"))]  # care's release
+
+
+def test_a_version_2_snapshot_is_read_and_continues_like_the_run_it_was_taken_of() -> None:
+    core = Allocator()
+    for offset, timestamp_ms, command in one_reserve_per_day_log():
+        core.apply(offset, timestamp_ms, command)
+    data = core.snapshot()
+    old = as_version_2(data)
+    assert msgpack.unpackb(old, strict_map_key=False)["v"] == 2
+    restored = Allocator.restore(old)
+    again, state = unpacked(restored.snapshot()), unpacked(data)
+    # a stale release (its reserve removed) cannot name its group in version 2
+    stale = [[*r[:4], ""] if r[4] == "teachers" else r for r in state.pop("releases")]
+    assert again.pop("releases") == stale
+    for campaign in (*state["campaigns"], *again["campaigns"]):
+        for center in campaign[7]:
+            for line in center[4]:
+                line[18] = []  # not in version 2: rebuilt
+    assert again == state
+    rest = later_log(core.next_offset)
+    whole = [core.apply(o, t, c) for o, t, c in rest]
+    resumed = [restored.apply(o, t, c) for o, t, c in rest]
+    assert packed(resumed) == packed(whole)
+    assert [e.TYPE for e in not_summaries(whole[-1])] == ["expired"]
+    assert restored.snapshot() == core.snapshot()
+
+
+def test_a_version_2_snapshot_holding_places_back_without_a_reserve_is_refused() -> None:
+    core = Allocator()
+    for offset, timestamp_ms, command in one_reserve_per_day_log():
+        core.apply(offset, timestamp_ms, command)
+    state = msgpack.unpackb(as_version_2(core.snapshot()), raw=False, strict_map_key=False)
+    state["campaigns"][0][7][0][3] = []  # the center's reserves, gone
+    with pytest.raises(SnapshotError, match="malformed snapshot"):
+        Allocator.restore(msgpack.packb(state, use_bin_type=True))

@@ -1,4 +1,4 @@
-"""The gateway's one middleware: JSON errors for every failure, and the request counters."""
+"""The gateway's front door: JSON errors for every failure, and the request counters."""
 
 from __future__ import annotations
 
@@ -57,3 +57,23 @@ async def test_a_bug_is_a_logged_500_in_json(
     assert (await response.json())["error"]["code"] == "internal"
     assert any("unhandled error on GET /boom" in r.getMessage() for r in caplog.records)
     assert metrics.counters.requests[("/boom", 500)] == 1
+
+
+async def test_no_middleware_and_every_route_counted_by_its_path(
+    app_client: tuple[Client, GatewayMetrics],
+) -> None:
+    client, metrics = app_client
+    assert not client.app.middlewares  # aiohttp calls the guarded handlers directly
+    response = await client.get("/api/rooms/room/status")  # no ticket
+    assert (response.status, (await response.json())["error"]["code"]) == (401, "unauthorized")
+    assert metrics.counters.requests[("/api/rooms/{room}/status", 401)] == 1
+    assert sum(metrics.counters.latency["/api/rooms/{room}/status"][:-1]) == 1
+
+
+async def test_head_of_an_unknown_path_is_a_bodiless_404(
+    app_client: tuple[Client, GatewayMetrics],
+) -> None:
+    client, metrics = app_client
+    response = await client.head("/api/nothing-here")
+    assert (response.status, response.content_type) == (404, "application/json")
+    assert metrics.counters.requests[("unmatched", 404)] == 1

@@ -20,7 +20,7 @@ from waitingroom.tickets import BookingToken, Signer, Ticket
 Case = tuple[str, str, dict[str, str], Any, int, str]
 
 
-async def redis_state(redis: aioredis.Redis) -> dict[bytes, bytes]:
+async def redis_state(redis: aioredis.Redis) -> dict[bytes, bytes | None]:
     return {key: await redis.dump(key) async for key in redis.scan_iter(count=1000)}
 
 

@@ -30,7 +30,7 @@ async def next_change(client: Client, booking_id: str, token: str, state: str) -
     async for _, view in sse_events(response):
         if view["state"] == state:
             response.close()
-            return view
+            return dict(view)
     raise AssertionError(f"the booking stream ended before {state}")
 
 
@@ -120,12 +120,32 @@ async def test_waitlisted_booking_gets_the_freed_pair(client: Client, first_day:
     assert (await confirmed.json())["state"] == "confirmed"
 
 
+async def test_a_waitlisted_booking_can_be_cancelled(client: Client, first_day: dt.date) -> None:
+    await create_campaign(client, first_day, counties=1, places=1)
+    await create_room(client, opens_in_s=0)
+    first, second = await admitted_visitor(client), await admitted_visitor(client)
+    first_id, _ = await request_pair(client, first)
+    second_id, waiting = await request_pair(client, second, waitlist=True)
+    assert waiting["state"] == "waitlisted"
+
+    left = await client.post(f"/api/bookings/{second_id}/cancel", headers=bearer(second))
+    assert (left.status, (await left.json())["state"]) == (200, "cancelled"), await left.text()
+    # Its place on the waitlist is gone: the pair freed next goes back to the pool.
+    assert (await client.post(f"/api/bookings/{first_id}/cancel", headers=bearer(first))).ok
+    _, third = await request_pair(client, await admitted_visitor(client))
+    assert third["state"] == "held"
+    after = await client.get(f"/api/bookings/{second_id}", headers=bearer(second))
+    assert (await after.json())["state"] == "cancelled"
+    again = await client.post(f"/api/bookings/{second_id}/cancel", headers=bearer(second))
+    assert (again.status, (await again.json())["error"]["code"]) == (409, "not_cancellable")
+
+
 async def wait_sold_out(client: Client, ticket: str) -> dict[str, Any]:
     response = await client.get("/api/rooms/room/events", params={"ticket": ticket})
     async for _, status in sse_events(response):
         if status["state"] == "sold_out":
             response.close()
-            return status
+            return dict(status)
     raise AssertionError("the room never said sold out")
 
 

@@ -57,6 +57,34 @@ async def test_a_reserve_keeps_places_for_its_group(client: Client, first_day: d
     assert (status, priority["state"]) == (201, "held")
 
 
+async def test_a_second_group_reserves_on_the_same_days_up_to_100_pct(
+    client: Client, first_day: dt.date
+) -> None:
+    await create_campaign(client, first_day, counties=1, places=4)
+    await create_room(client, opens_in_s=0)
+    visitors = [await admitted_visitor(client) for _ in range(2)]
+    url = "/api/admin/campaigns/camp/reserves"
+    first = await client.post(url, json=reserve(first_day), headers=operator())
+    assert (await first.json())["places_reserved"] == 4
+    medical = reserve(first_day, group="medical", share_pct=25, mode="minimum_guarantee")
+    second = await client.post(url, json=medical, headers=operator())
+    assert second.status == 200, await second.text()
+    body = await second.json()
+    assert (body["group"], body["answered"], body["refused"]) == ("medical", 22, [])
+    assert body["places_reserved"] == 2  # 1 of the 4 places on each of the two slot days
+
+    too_much = await client.post(url, json=reserve(first_day, group="staff"), headers=operator())
+    assert too_much.status == 200, await too_much.text()
+    body = await too_much.json()
+    assert (body["answered"], body["places_reserved"]) == (22, 0)
+    assert {r["reason"] for r in body["refused"]} == {"reserve_shares_over_100"}
+    assert len(body["refused"]) == 22
+
+    held = [(await request_pair(client, v))[1] for v in visitors]
+    assert [v["state"] for v in held] == ["held", "rejected"]  # 1 open place per slot
+    assert held[1]["reason"] == "reserved_for_priority_group"
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

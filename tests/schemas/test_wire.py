@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import SCHEMA_VERSION, commands, events
+from schemas import SCHEMA_VERSION, SchemaError, commands, events
 from schemas.events import Appointment, CountySummary, Held, Summary
 from schemas.fields import MAX_ID_LEN
 from schemas.wire import _field_readers, field_map, pack_map, read_fields
@@ -118,3 +118,19 @@ def test_a_map_that_does_not_pack_leaves_nothing_behind_for_the_next() -> None:
     with pytest.raises(TypeError):
         pack_map({"a": [1, {"b": object()}]})
     assert msgpack.unpackb(pack_map({"x": 1})) == {"x": 1}
+
+
+def test_messages_have_slots_and_compare_and_hash_by_their_fields() -> None:
+    for cls in CLASSES:
+        assert "__slots__" in vars(cls), cls  # a wire_class: no __dict__ per message
+    a = commands.Book("c", "b", "k", "who", "north")
+    b = commands.Book("c", "b", "k", "who", "north")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != dataclasses.replace(a, county="south")
+
+
+def test_each_message_type_decodes_by_its_own_type() -> None:
+    confirm = commands.Confirm("c", "b", "k")
+    assert commands.decode_command(confirm.pack()) == confirm
+    with pytest.raises(SchemaError, match="unknown command type"):
+        commands.decode_command(pack_map({"v": SCHEMA_VERSION, "type": "held"}))

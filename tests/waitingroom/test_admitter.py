@@ -3,6 +3,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +19,11 @@ from waitingroom.rooms import AdmissionChange, RoomConfig, RoomSnapshot, RoomSto
 from waitingroom.settings import AdmitterSettings
 
 T0 = 1_700_000_000.0
+
+
+def members(raw: list[Any]) -> set[int]:
+    """Positions read from a sorted set of the room (bytes)."""
+    return {int(m) for m in raw}
 
 
 async def make_room(redis: aioredis.Redis, joins: int, **config: float) -> RoomStore:
@@ -481,12 +487,14 @@ async def test_ramp_and_auto_mode_keep_the_cap_and_the_ticket_order(
             pairs_left[county] = rng.randrange(15)
             await handler.handle(summary(i, **{county: pairs_left[county]}))
         elif change == 4:
-            for member in await redis.zrange(keys.room_active("demo"), 0, rng.randrange(4)):
-                await store.booking_finished("demo", int(member))
-        before = set(map(int, await redis.zrange(keys.room_active("demo"), 0, -1)))
+            for member in members(
+                await redis.zrange(keys.room_active("demo"), 0, rng.randrange(4))
+            ):
+                await store.booking_finished("demo", member)
+        before = members(await redis.zrange(keys.room_active("demo"), 0, -1))
         steps = await asyncio.gather(a.step(T0 + i / 10), b.step(T0 + i / 10))
         [step] = [s["demo"] for s in steps if "demo" in s]  # one leader steps the room
-        after = set(map(int, await redis.zrange(keys.room_active("demo"), 0, -1)))
+        after = members(await redis.zrange(keys.room_active("demo"), 0, -1))
         snap = step.snapshot
         new = sorted(after - before)
         assert new == list(range(snap.cursor - step.admitted + 1, snap.cursor + 1))

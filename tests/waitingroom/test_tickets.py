@@ -7,7 +7,14 @@ import orjson
 import pytest
 
 from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
-from waitingroom.tickets import BookingToken, HmacSha256, Signer, Ticket, new_ticket_id
+from waitingroom.tickets import (
+    BookingToken,
+    HmacSha256,
+    Signer,
+    Ticket,
+    VerifiedTickets,
+    new_ticket_id,
+)
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
@@ -168,3 +175,51 @@ def test_ticket_fields_are_checked() -> None:
 def test_ticket_ids_are_unique() -> None:
     ids = {new_ticket_id() for _ in range(1000)}
     assert len(ids) == 1000
+
+
+def _wire(token: str) -> str:
+    """The same characters in a new string object, as a request would carry them."""
+    return "".join(list(token))
+
+
+def test_a_remembered_ticket_is_still_checked_for_room_and_expiry() -> None:
+    issuer = Signer({"k1": KEY_A}, "k1")
+    checker = Signer({"k1": KEY_A}, "k1", ticket_ttl_s=100)
+    token = issuer.sign_ticket(TICKET)
+    assert checker.verify_ticket(_wire(token), "demo", NOW) == TICKET  # verified in full
+    assert checker.verify_ticket(_wire(token), "demo", NOW + 100) == TICKET  # remembered
+    with pytest.raises(WrongRoom):
+        checker.verify_ticket(_wire(token), "other", NOW)
+    with pytest.raises(TicketExpired):
+        checker.verify_ticket(_wire(token), "demo", NOW + 100.5)
+
+
+def test_a_forged_ticket_is_never_remembered() -> None:
+    signer = Signer({"k1": KEY_A}, "k1")
+    token = signer.sign_ticket(TICKET)
+    assert signer.verify_ticket(token, "demo", NOW) == TICKET
+    forged = _forge(token, n=1)
+    for _ in range(2):
+        with pytest.raises(InvalidTicket):
+            signer.verify_ticket(forged, "demo", NOW)
+
+
+def test_a_signer_without_the_key_refuses_what_another_remembered() -> None:
+    both = Signer({"k1": KEY_A, "k2": KEY_B}, "k2")
+    token = both.sign_ticket(TICKET)
+    assert both.verify_ticket(token, "demo", NOW) == TICKET
+    with pytest.raises(InvalidTicket):  # k2 retired: a new Signer, nothing remembered
+        Signer({"k1": KEY_A}, "k1").verify_ticket(token, "demo", NOW)
+
+
+def test_verified_tickets_are_bounded_and_keep_the_recently_used() -> None:
+    cache = VerifiedTickets(4)
+    tickets = {f"t{i}": replace(TICKET, ticket_id=f"id{i}") for i in range(10)}
+    for i, (token, ticket) in enumerate(tickets.items()):
+        cache.add(token, ticket)
+        assert cache.get("t0") == tickets["t0"]  # polled all along: never dropped
+        assert len(cache) <= 4
+        if i >= 4:
+            assert cache.get(f"t{i - 3}") is None  # not used since: dropped
+    with pytest.raises(ValueError):
+        VerifiedTickets(1)
