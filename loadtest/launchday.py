@@ -56,7 +56,6 @@ of work. With a key, a 429 is a failure; without one it is expected and waited o
 
 from __future__ import annotations
 
-import base64
 import binascii
 import bisect
 import datetime as dt
@@ -77,6 +76,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from waitingroom.pow import solve
+from waitingroom.tickets import b64url_decode
 
 logger = logging.getLogger(__name__)
 
@@ -258,8 +258,8 @@ def token_payload(token: str) -> dict[str, Any]:
     if len(parts) != 3:
         return {}
     try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
+        payload = json.loads(b64url_decode(parts[1].encode("ascii")))
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
         return {}
     return payload if isinstance(payload, dict) else {}
 

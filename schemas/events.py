@@ -114,7 +114,21 @@ def _appointments(m: Mapping[str, Any], key: str) -> tuple[Appointment, ...]:
     return tuple(Appointment.from_map(a) for a in req_list(m, key, max_len=2))
 
 
-class _WithAppointments(Message):
+@wire_class
+class _BookingChange(Message):
+    """What every event that changes a booking starts with (``rev`` rises by one)."""
+
+    command_id: str
+    booking_id: str
+    campaign: str
+    rev: int = read(_positive)
+    at_ms: int = read(req_int)
+
+
+class _WithAppointments(_BookingChange):
+    """A booking event that carries the booking's pair, written out as maps."""
+
+    __slots__ = ()
     appointments: tuple[Appointment, ...]
 
     def to_map(self) -> dict[str, Any]:
@@ -126,11 +140,6 @@ class _WithAppointments(Message):
 @wire_class
 class Held(_WithAppointments):
     TYPE: ClassVar[str] = "held"
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
     identity: str = read(req_str)
     county: str = read(req_str)
     appointments: tuple[Appointment, ...] = read(_appointments)
@@ -140,11 +149,6 @@ class Held(_WithAppointments):
 @wire_class
 class Confirmed(_WithAppointments):
     TYPE: ClassVar[str] = "confirmed"
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
     appointments: tuple[Appointment, ...] = read(_appointments)
 
 
@@ -156,25 +160,15 @@ class Moved(_WithAppointments):
     """
 
     TYPE: ClassVar[str] = "moved"
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
     appointments: tuple[Appointment, ...] = read(_appointments)
     hold_expires_at_ms: int | None = read(_opt_ms, None)
 
 
 @wire_class
-class Waitlisted(Message):
+class Waitlisted(_BookingChange):
     """A Book found no pair and waits on its county's waitlist (the identity counts as booked)."""
 
     TYPE: ClassVar[str] = "waitlisted"
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
     identity: str = read(req_str)
     county: str = read(req_str)
 
@@ -187,24 +181,8 @@ class Offered(_WithAppointments):
     """
 
     TYPE: ClassVar[str] = "offered"
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
     appointments: tuple[Appointment, ...] = read(_appointments)
     hold_expires_at_ms: int = read(req_int)
-
-
-@wire_class
-class _BookingChange(Message):
-    """A state change of a booking that carries no appointments."""
-
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
 
 
 @wire_class
@@ -218,13 +196,8 @@ class Cancelled(_BookingChange):
 
 
 @wire_class
-class Rejected(Message):
+class Rejected(_BookingChange):
     TYPE: ClassVar[str] = "rejected"
-    command_id: str
-    booking_id: str
-    campaign: str
-    rev: int = read(_positive)
-    at_ms: int = read(req_int)
     reason: str = read(req_str)
 
 
@@ -242,43 +215,39 @@ class Failed(Message):
 
 
 @wire_class
-class InventoryAdded(Message):
-    TYPE: ClassVar[str] = "inventory_added"
+class _InventoryAnswer(Message):
+    """What every answer to an inventory command starts with; ``reason`` when refused."""
+
     command_id: str
     campaign: str
     center: str
     at_ms: int
     accepted: bool
+
+
+@wire_class
+class InventoryAdded(_InventoryAnswer):
+    TYPE: ClassVar[str] = "inventory_added"
     slots_added: int = read(_count)
     reason: str | None = read(opt_str, None)
 
 
 @wire_class
-class InventoryRemoved(Message):
+class InventoryRemoved(_InventoryAnswer):
     """The answer to RemoveInventory: every named slot removed, or none (``reason``)."""
 
     TYPE: ClassVar[str] = "inventory_removed"
-    command_id: str
-    campaign: str
-    center: str
-    at_ms: int
-    accepted: bool
     slots_removed: int = read(_count)
     reason: str | None = read(opt_str, None)
 
 
 @wire_class
-class ReserveSet(Message):
+class ReserveSet(_InventoryAnswer):
     """The answer to SetReserve: ``places_reserved`` free places now held back for the
     group (0 when the reserve was removed; other groups' places not counted), or
     refused (``accepted`` false, ``reason``)."""
 
     TYPE: ClassVar[str] = "reserve_set"
-    command_id: str
-    campaign: str
-    center: str
-    at_ms: int
-    accepted: bool
     places_reserved: int = read(_count)
     reason: str | None = read(opt_str, None)
 

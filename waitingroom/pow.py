@@ -5,8 +5,8 @@ A **challenge** is a stateless signed string ``kid.payload.sig`` like a ticket:
 - ``payload`` is base64url (no padding) of the JSON object
   ``{"t": "pow", "room": ..., "d": difficulty, "n": nonce, "iat": issued_at_s,
   "exp": expires_at_s}`` where ``n`` is 16 random bytes in base64url;
-- ``sig`` is base64url of HMAC-SHA256(key, ``"fairq-pow." + kid + "." + payload``).
-  The ``fairq-pow.`` prefix keeps challenges and tickets apart even under one key.
+- ``sig`` is as for a ticket (``waitingroom.tickets.Signer.sign_token``); the type
+  marker ``"t": "pow"`` keeps challenges and tickets apart under one key.
 
 A **solution** is a decimal integer written without sign or leading zeros
 (``"0"``, ``"1"``, ... at most 20 digits). It is good when
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import json
 import math
 import re
@@ -42,20 +41,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from waitingroom.errors import WaitingRoomError
-from waitingroom.tickets import b64url_decode, b64url_encode
+from waitingroom.errors import InvalidTicket, WaitingRoomError
+from waitingroom.tickets import Signer, b64url_encode
 
 MAX_DIFFICULTY = 28
 DEFAULT_CHALLENGE_TTL_S = 120.0
 MAX_SOLUTION_DIGITS = 20
 MAX_CHALLENGE_CHARS = 512
 TYPE_POW = "pow"
-MAC_PREFIX = "fairq-pow."
 NONCE_BYTES = 16
 _SOLUTION = re.compile(r"0|[1-9][0-9]{0,19}")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class PowError(WaitingRoomError):
@@ -85,7 +80,10 @@ def check_difficulty(difficulty: int) -> None:
 
 
 class ChallengeSigner:
-    """Issues challenges with ``keys[current_kid]``; verifies with any key in ``keys``."""
+    """Issues challenges with ``keys[current_kid]``; verifies with any key in ``keys``.
+
+    The tokens are signed and opened by a ticket ``Signer``: one token scheme.
+    """
 
     def __init__(
         self,
@@ -93,12 +91,9 @@ class ChallengeSigner:
         current_kid: str,
         ttl_s: float = DEFAULT_CHALLENGE_TTL_S,
     ) -> None:
-        if current_kid not in keys:
-            raise ValueError(f"the current key id {current_kid!r} is not among the keys")
         if not ttl_s > 0:
             raise ValueError(f"ttl_s must be positive, got {ttl_s}")
-        self._keys = dict(keys)
-        self._kid = current_kid
+        self._tokens = Signer(keys, current_kid)
         self.ttl_s = ttl_s
 
     def issue(self, room: str, difficulty: int, now_s: float) -> tuple[str, Challenge]:
@@ -118,12 +113,16 @@ class ChallengeSigner:
             "iat": challenge.issued_at_s,
             "exp": challenge.expires_at_s,
         }
-        body = b64url_encode(orjson.dumps(payload))
-        return f"{self._kid}.{body}.{self._mac(self._kid, body)}", challenge
+        return self._tokens.sign_token(payload), challenge
 
     def verify(self, token: str, room: str, now_s: float) -> Challenge:
         """The challenge in ``token``; raises PowInvalid or PowExpired."""
-        p = self._open(token)
+        if len(token) > MAX_CHALLENGE_CHARS:
+            raise PowInvalid("challenge too long")
+        try:
+            p = self._tokens.open_token(token, TYPE_POW)
+        except InvalidTicket as e:
+            raise PowInvalid(f"not a valid challenge: {e}") from e
         try:
             challenge = Challenge(
                 room=_field(p, "room", str),
@@ -139,31 +138,6 @@ class ChallengeSigner:
         if now_s >= challenge.expires_at_s:
             raise PowExpired("challenge expired")
         return challenge
-
-    def _mac(self, kid: str, body: str) -> str:
-        message = f"{MAC_PREFIX}{kid}.{body}".encode("ascii")
-        return b64url_encode(hmac.new(self._keys[kid], message, hashlib.sha256).digest())
-
-    def _open(self, token: str) -> Mapping[str, Any]:
-        if len(token) > MAX_CHALLENGE_CHARS:
-            raise PowInvalid("challenge too long")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise PowInvalid("a challenge has three parts")
-        kid, body, sig = parts
-        if kid not in self._keys:
-            raise PowInvalid("unknown key id")
-        if not (_B64URL.match(body) and _B64URL.match(sig)):
-            raise PowInvalid("payload and signature must be base64url")
-        if not hmac.compare_digest(sig, self._mac(kid, body)):
-            raise PowInvalid("bad signature")
-        try:
-            payload = orjson.loads(b64url_decode(body.encode("ascii")))
-        except ValueError as e:
-            raise PowInvalid("payload is not base64url JSON") from e
-        if not isinstance(payload, dict) or payload.get("t") != TYPE_POW:
-            raise PowInvalid("not a proof-of-work challenge")
-        return payload
 
 
 def _field(p: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

@@ -198,7 +198,7 @@ class Signer:
             payload["code"] = t.code_hash
         if t.group is not None:
             payload["grp"] = t.group
-        return self._sign(payload)
+        return self.sign_token(payload)
 
     def verify_ticket(self, token: str, room: str, now_s: float) -> Ticket:
         """The ticket in ``token``; raises InvalidTicket, WrongRoom or TicketExpired.
@@ -218,7 +218,7 @@ class Signer:
 
     def _read_ticket(self, token: str) -> Ticket:
         """The ticket in ``token`` after checking its signature and fields (not room or age)."""
-        p = self._open(token, TYPE_TICKET)
+        p = self.open_token(token, TYPE_TICKET)
         # One pass over the fields (this runs on every status check): the MAC vouches
         # for the payload, so a failure here means a bug or a leaked key, not a visitor.
         t_room, t_id, kind, number = p.get("room"), p.get("id"), p.get("kind"), p.get("n")
@@ -240,7 +240,7 @@ class Signer:
         return Ticket(t_room, t_id, kind, number, float(issued_at_s), code, group)
 
     def sign_booking_token(self, b: BookingToken) -> str:
-        return self._sign(
+        return self.sign_token(
             {
                 "t": TYPE_BOOKING,
                 "room": b.room,
@@ -257,7 +257,7 @@ class Signer:
     ) -> BookingToken:
         """The booking token in ``token``; raises InvalidTicket, WrongRoom or TicketExpired
         (the latter only when ``check_expiry``)."""
-        p = self._open(token, TYPE_BOOKING)
+        p = self.open_token(token, TYPE_BOOKING)
         b = BookingToken(
             room=_str(p, "room"),
             ticket_id=_str(p, "id"),
@@ -276,12 +276,14 @@ class Signer:
         """base64url HMAC-SHA256 of ``signed`` (``kid.payload``) under ``kid``'s key."""
         return b64url_encode(self._macs[kid].digest(signed))
 
-    def _sign(self, payload: dict[str, Any]) -> str:
+    def sign_token(self, payload: dict[str, Any]) -> str:
+        """``payload`` signed with the current key: ``kid.payload.sig`` (any token type)."""
         signed = f"{self._kid}.{b64url_encode(orjson.dumps(payload))}"
         return f"{signed}.{self._mac(self._kid, signed.encode('ascii'))}"
 
-    def _open(self, token: str, expected_type: str) -> Mapping[str, Any]:
-        """Check the signature and the type marker; return the payload."""
+    def open_token(self, token: str, expected_type: str) -> Mapping[str, Any]:
+        """Check the signature and the type marker ``t``; return the payload (InvalidTicket
+        if either is wrong)."""
         if len(token) > MAX_TOKEN_CHARS:
             raise InvalidTicket("token too long")
         if not token.isascii():

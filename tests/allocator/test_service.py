@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import uuid
@@ -290,12 +291,11 @@ async def test_a_member_joining_while_batches_are_in_flight_loses_no_answer(
     assert all(ends[tp] - committed[tp.partition] < 100 for tp in tps)
 
 
-async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
-    settings: AllocatorSettings, produce: Produce, events: EventLog, topics: Topics
-) -> None:
-    sent = await produce([inventory("north", "c1")] + [booking(n, "north") for n in range(6)])
-    partition = next(iter(set(sent.values())))
-    tp = TopicPartition(topics.commands, partition)
+@contextlib.asynccontextmanager
+async def built_by_hand(
+    settings: AllocatorSettings, tp: TopicPartition
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer, Partitions, AllocatorMetrics]]:
+    """A consumer assigned ``tp``, a producer, and a service's Partitions over them."""
     bootstrap = settings.connections.kafka_bootstrap
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=settings.group_id, enable_auto_commit=False
@@ -305,13 +305,25 @@ async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
     await producer.start()
     try:
         consumer.assign([tp])
-        consumer.seek(tp, 3)  # a fetch from before the takeover, ahead of the core
-        batch = await consumer.getmany(tp, timeout_ms=5000)
-        assert [r.offset for r in batch[tp]][:1] == [3]
         store = SnapshotStore(bootstrap, settings.snapshots_topic, 4096)
         metrics = AllocatorMetrics(CollectorRegistry())
         snapshots = Snapshotter(store, producer, Cadence(0, 0), metrics)
-        parts = Partitions(consumer, settings, store, snapshots, metrics)
+        yield consumer, producer, Partitions(consumer, settings, store, snapshots, metrics), metrics
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
+    settings: AllocatorSettings, produce: Produce, events: EventLog, topics: Topics
+) -> None:
+    sent = await produce([inventory("north", "c1")] + [booking(n, "north") for n in range(6)])
+    partition = next(iter(set(sent.values())))
+    tp = TopicPartition(topics.commands, partition)
+    async with built_by_hand(settings, tp) as (consumer, producer, parts, metrics):
+        consumer.seek(tp, 3)  # a fetch from before the takeover, ahead of the core
+        batch = await consumer.getmany(tp, timeout_ms=5000)
+        assert [r.offset for r in batch[tp]][:1] == [3]
         parts.cores[partition], parts.installed[partition] = Allocator(), 2
         worker = Worker(consumer, producer, parts, topics.events, metrics)
 
@@ -322,9 +334,6 @@ async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
         await worker.handle(batch, epoch=2)
         await parts.settle()
         await worker.close()
-    finally:
-        await producer.stop()
-        await consumer.stop()
     assert parts.cores[partition].next_offset == 7
     await events.wait_for_answers(sent)
     assert_one_answer_each(events, sent)
@@ -334,31 +343,18 @@ async def test_a_takeover_freezes_the_state_and_a_revocation_lets_it_be_collecte
     settings: AllocatorSettings, topics: Topics
 ) -> None:
     tp = TopicPartition(topics.commands, 0)
-    bootstrap = settings.connections.kafka_bootstrap
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=settings.group_id, enable_auto_commit=False
-    )
-    producer = make_producer(bootstrap)
-    await consumer.start()
-    await producer.start()
-    try:
-        consumer.assign([tp])
-        store = SnapshotStore(bootstrap, settings.snapshots_topic, 4096)
-        metrics = AllocatorMetrics(CollectorRegistry())
-        snapshots = Snapshotter(store, producer, Cadence(0, 0), metrics)
-        parts = Partitions(consumer, settings, store, snapshots, metrics)
+    async with built_by_hand(settings, tp) as (_, _, parts, _):
         gc.unfreeze()
-        await parts.on_partitions_assigned([tp])
-        parts.check()
-        assert 0 in parts.cores
-        assert gc.get_freeze_count() > 0
-        await parts.on_partitions_revoked([tp])
-        assert parts.cores == {}
-        assert gc.get_freeze_count() == 0
-    finally:
-        gc.unfreeze()
-        await producer.stop()
-        await consumer.stop()
+        try:
+            await parts.on_partitions_assigned([tp])
+            parts.check()
+            assert 0 in parts.cores
+            assert gc.get_freeze_count() > 0
+            await parts.on_partitions_revoked([tp])
+            assert parts.cores == {}
+            assert gc.get_freeze_count() == 0
+        finally:
+            gc.unfreeze()
 
 
 async def test_a_hold_expires_on_ticks(

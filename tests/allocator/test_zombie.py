@@ -100,6 +100,9 @@ async def test_a_zombie_allocator_emits_the_same_events(
     assert given_live == given_zombie
     assert all(len(found) == 1 for found in given_live.values())
     mixed = views_of([s[p] for p in range(TEST_PARTITIONS) for s in (live, zombie)])
-    alone = views_of([live[p] for p in range(TEST_PARTITIONS)])
+    # Both keep applying ticks until stopped, so one stream may hold a few more events
+    # (an expiry) than the other: a reader of both sees what the one ahead says.
+    ahead = [max(live[p], zombie[p], key=lambda s: len(dedup(s))) for p in range(TEST_PARTITIONS)]
+    alone = views_of(ahead)
     held = [v for v in alone.values() if v[0] in ("held", "confirmed")]
     assert held and mixed == alone

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from waitingroom import pow
+from waitingroom.errors import InvalidTicket
 from waitingroom.pow import (
     ChallengeSigner,
     PowExpired,
@@ -65,6 +66,12 @@ def test_a_ticket_under_the_same_key_is_no_challenge() -> None:
     )
     with pytest.raises(PowInvalid):
         ChallengeSigner(KEYS, "k1").verify(ticket, "demo", T0)
+
+
+def test_a_challenge_under_the_same_key_is_no_ticket() -> None:
+    challenge, _ = ChallengeSigner(KEYS, "k1").issue("demo", 4, T0)
+    with pytest.raises(InvalidTicket):
+        Signer(KEYS, "k1").verify_ticket(challenge, "demo", T0)
 
 
 def test_the_hashed_bytes_are_challenge_colon_solution() -> None:
