@@ -14,9 +14,21 @@ reaches their expiry.
 Move rebooks a held or confirmed booking inside its own county: the new pair
 is searched while the old one is still taken (so it never reuses the old
 places), then the old pair is released and the new one taken in the same
-command. Moves across counties are not supported: another county may live on
-another partition, with another single writer, so no one command could change
-both atomically.
+command; so does a move to another county of this partition. A move to a
+county whose inventory is on another partition, with another single writer,
+cannot be one command. It goes through the log and back
+(``schemas.commands.TransferIn``): the booking is frozen here with its pair
+taken (``Booking.moving``; its hold does not run out meanwhile, and a Confirm,
+Cancel or Move fails ``move_in_progress``), a TransferIn goes to the new
+county (``sends``), whose allocator takes the best pair there for the booking
+and answers with a TransferAnswer; only then is the old pair given back here
+and the Move answered Moved (or, without a pair there, the booking unfrozen and
+the Move answered Failed). The booking then lives in the new county's
+partition, and stays here as ``moved_out`` (its id and answered command ids are
+kept, so it may come back). Old pair and new pair are thus both taken for the
+round trip through the log, never neither. ``sends`` is a list the caller
+empties: the commands for other partitions, in the order they were made; they
+are a pure function of the log like the events.
 
 Waitlist. A Book with ``waitlist`` that finds no pair for its wish (any of
 ``WAITLIST_REASONS``) waits on its county's waitlist; its identity counts as
@@ -81,8 +93,12 @@ from schemas.commands import (
     RemoveInventory,
     SetReserve,
     Tick,
+    Transfer,
+    TransferAnswer,
+    TransferIn,
 )
 from schemas.events import (
+    Appointment,
     Cancelled,
     Confirmed,
     CountySummary,
@@ -107,6 +123,7 @@ REJECTED = "rejected"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
 WAITLISTED = "waitlisted"
+MOVED_OUT = "moved_out"  # moved to another county's partition: it lives there now
 
 # A Book with ``waitlist`` waits instead of being rejected for these: no pair fits its wish now.
 WAITLIST_REASONS = frozenset(
@@ -144,6 +161,7 @@ class Booking:
         "group",
         "hold_s",
         "identity",
+        "moving",
         "rev",
         "rsv1",
         "rsv2",
@@ -151,16 +169,26 @@ class Booking:
         "want",
     )
 
-    def __init__(self, cmd: Book, state: str, pair: tuple[Slot, Slot] | None, expires_ms: int):
-        self.booking_id = cmd.booking_id
-        self.command_id = cmd.command_id
-        self.identity = cmd.identity
-        self.county = cmd.county
-        self.group = cmd.group  # the priority group: searches for a Move or an offer use it
+    def __init__(
+        self,
+        booking_id: str,
+        command_id: str,  # the Book's (an Expired or Offered names it)
+        identity: str,
+        county: str,
+        group: str | None,
+        state: str,
+        rev: int = 1,
+        expires_ms: int = 0,
+    ) -> None:
+        self.booking_id = booking_id
+        self.command_id = command_id
+        self.identity = identity
+        self.county = county
+        self.group = group  # the priority group: searches for a Move or an offer use it
         self.state = state
-        self.rev = 1
-        self.dose1: Slot | None = pair[0] if pair is not None else None
-        self.dose2: Slot | None = pair[1] if pair is not None else None
+        self.rev = rev
+        self.dose1: Slot | None = None
+        self.dose2: Slot | None = None
         # The reserve each dose's place was taken out of (None: an open place). A place
         # goes back to that reserve only while it is still its group's reserve of the day.
         self.rsv1: Reserve | None = None
@@ -172,6 +200,21 @@ class Booking:
         self.answered: tuple[str, ...] | None = None
         self.want: Want | None = None  # while waitlisted: what to search for
         self.hold_s = 0  # while waitlisted: how long an offered pair is held
+        self.moving: str | None = None  # the Move's command id while moving to another county
+
+    @classmethod
+    def made(cls, cmd: Book, state: str, expires_ms: int = 0) -> Booking:
+        """The booking a Book makes, with no places taken yet."""
+        return cls(
+            cmd.booking_id,
+            cmd.command_id,
+            cmd.identity,
+            cmd.county,
+            cmd.group,
+            state,
+            1,
+            expires_ms,
+        )
 
     @classmethod
     def restored(
@@ -182,15 +225,32 @@ class Booking:
     ) -> Booking:
         """A booking rebuilt from a snapshot: (booking_id, command_id, identity, county,
         state, rev, expires_ms, group), its pair and the later command ids it answered.
-        A waitlisted booking's ``want`` and ``hold_s`` are set by the caller."""
-        b = cls.__new__(cls)
-        b.booking_id, b.command_id, b.identity, b.county, b.state, b.rev, b.expires_ms = fields[:7]
-        b.group = fields[7]
-        b.dose1, b.dose2 = pair if pair is not None else (None, None)
-        b.rsv1 = b.rsv2 = None  # set by the caller
+        A waitlisted booking's ``want`` and ``hold_s``, the reserves of its places and
+        the move it is in are set by the caller."""
+        booking_id, command_id, identity, county, state, rev, expires_ms, group = fields
+        b = cls(booking_id, command_id, identity, county, group, state, rev, expires_ms)
+        if pair is not None:
+            b.dose1, b.dose2 = pair
         b.answered = tuple(sorted(answered)) if answered is not None else None
-        b.want, b.hold_s = None, 0
         return b
+
+    @classmethod
+    def arriving(cls, cmd: TransferIn) -> Booking:
+        """A booking new to this partition, brought by ``cmd`` (no places taken yet)."""
+        b = cls(cmd.booking_id, cmd.book_command_id, cmd.identity, cmd.county, cmd.group, "")
+        b.arrive(cmd)
+        b.answered = (cmd.command_id,)
+        return b
+
+    def arrive(self, cmd: TransferIn) -> None:
+        """Take the identity, county, state and revision ``cmd`` brings from another county."""
+        self.command_id = cmd.book_command_id
+        self.identity = cmd.identity
+        self.county = cmd.county
+        self.group = cmd.group
+        self.state = cmd.state
+        self.rev = cmd.rev
+        self.expires_ms = cmd.hold_expires_at_ms or 0
 
     def seen(self, command_id: str) -> bool:
         """Whether ``command_id`` was answered already; marks it answered."""
@@ -264,6 +324,13 @@ class County:
         self.confirmed = 0
         self.waitlist = Waitlist()
 
+    def count(self, state: str, n: int) -> None:
+        """Add ``n`` to the summary count of a held or confirmed booking's ``state``."""
+        if state == HELD:
+            self.held += n
+        else:
+            self.confirmed += n
+
     def index_lines(self) -> None:
         self.lines = [line for c in sorted(self.centers) for line in self.centers[c].line_list]
 
@@ -311,6 +378,7 @@ class BookingView(NamedTuple):
     state: str
     rev: int
     slots: tuple[str, ...]  # slot ids of dose 1 and dose 2 (empty when rejected)
+    moving: bool = False  # frozen while moving to another county's partition
 
 
 class Wish(Protocol):
@@ -381,6 +449,7 @@ class Allocator:
         "_returned",
         "next_offset",
         "now_ms",
+        "sends",
     )
 
     def __init__(self) -> None:
@@ -394,6 +463,9 @@ class Allocator:
         # (campaign, county) whose places came back while it has a waitlist, in order;
         # always empty between records (so never in a snapshot)
         self._returned: dict[tuple[str, str], None] = {}
+        # commands for other partitions (a move to another county), for the caller to
+        # put on the log keyed by their ``county`` and to empty
+        self.sends: list[Transfer] = []
         self._handlers: dict[type, Callable[[Any, list[Event]], None]] = {
             Book: self._book,
             Confirm: self._confirm,
@@ -403,6 +475,8 @@ class Allocator:
             RemoveInventory: self._remove_inventory,
             SetReserve: self._set_reserve,
             Tick: self._tick,
+            TransferIn: self._transfer_in,
+            TransferAnswer: self._transfer_answer,
         }
 
     def snapshot(self) -> bytes:
@@ -452,18 +526,14 @@ class Allocator:
             _, booking_id, name = heapq.heappop(heap)
             c = self._campaigns[name]
             b = c.bookings[booking_id]
-            if b.state != HELD:  # confirmed or cancelled in time
-                continue
+            if b.state != HELD or b.moving is not None:  # confirmed or cancelled in time,
+                continue  # or moving (expired when its move fails, see _transfer_answer)
             self._end(c, b, EXPIRED)
             out.append(Expired(b.command_id, booking_id, name, b.rev, now))
 
     def _end(self, c: Campaign, b: Booking, state: str) -> None:
         """Move a held or confirmed booking to a final state, freeing its pair."""
-        county = c.counties[b.county]
-        if b.state == HELD:
-            county.held -= 1
-        else:
-            county.confirmed -= 1
+        c.counties[b.county].count(b.state, -1)
         self._release_pair(b)
         del c.active[b.identity]
         b.state = state
@@ -496,7 +566,7 @@ class Allocator:
             self._waitlist(c, cmd, out)
             return
         if pair is None:
-            c.bookings[cmd.booking_id] = Booking(cmd, REJECTED, None, 0)
+            c.bookings[cmd.booking_id] = Booking.made(cmd, REJECTED)
             out.append(
                 Rejected(cmd.command_id, cmd.booking_id, cmd.campaign, 1, self.now_ms, str(reason))
             )
@@ -611,7 +681,7 @@ class Allocator:
 
     def _hold(self, c: Campaign, cmd: Book, pair: tuple[Slot, Slot], out: list[Event]) -> None:
         expires_ms = self.now_ms + cmd.hold_s * 1000
-        b = Booking(cmd, HELD, None, expires_ms)
+        b = Booking.made(cmd, HELD, expires_ms)
         self._take_pair(b, pair)
         d1, d2 = pair
         c.bookings[cmd.booking_id] = b
@@ -660,7 +730,7 @@ class Allocator:
     # -- the waitlist ------------------------------------------------------------------------
 
     def _waitlist(self, c: Campaign, cmd: Book, out: list[Event]) -> None:
-        b = Booking(cmd, WAITLISTED, None, 0)
+        b = Booking.made(cmd, WAITLISTED)
         b.want, b.hold_s = Want.of(cmd), cmd.hold_s
         c.bookings[cmd.booking_id] = b
         c.active[cmd.identity] = b
@@ -749,6 +819,12 @@ class Allocator:
             return None
         if b.seen(cmd.command_id):
             return None
+        if b.moving is not None:
+            self._fail(cmd, "move_in_progress", out)
+            return None
+        if b.state == MOVED_OUT:
+            self._fail(cmd, "moved_away", out)
+            return None
         return b
 
     def _fail(self, cmd: Confirm | Cancel | Move, reason: str, out: list[Event]) -> None:
@@ -803,7 +879,12 @@ class Allocator:
             self._fail(cmd, "not_movable", out)
             return
         c = self._campaigns[cmd.campaign]
-        lines, reason = self._place_lines(c, b.county, cmd.center)
+        old = b.county
+        county = old if cmd.county is None else cmd.county
+        if county not in c.counties:  # another partition's county (or no county at all)
+            self._move_out(c, b, cmd)
+            return
+        lines, reason = self._place_lines(c, county, cmd.center)
         pair: tuple[Slot, Slot] | None = None
         if reason is None:
             wish = Want(cmd.center, cmd.earliest, b.group, cmd.time_of_day)
@@ -813,6 +894,8 @@ class Allocator:
             return
         self._release_pair(b)
         self._take_pair(b, pair)
+        if county != old:
+            self._change_county(c, b, county)
         b.rev += 1
         c.dirty = True
         d1, d2 = pair
@@ -826,9 +909,135 @@ class Allocator:
                 self.now_ms,
                 (d1.appointment(1), d2.appointment(2)),
                 expires_ms,
+                county if county != old else None,
             )
         )
-        self._places_returned(c, b.county)
+        self._places_returned(c, old)
+
+    @staticmethod
+    def _change_county(c: Campaign, b: Booking, county: str) -> None:
+        """Count a held or confirmed ``b`` in ``county`` (of this partition) from now on."""
+        c.counties[b.county].count(b.state, -1)
+        c.counties[county].count(b.state, 1)
+        b.county = county
+
+    # -- Moves to another county (see the module docstring) ---------------------------------
+
+    def _move_out(self, c: Campaign, b: Booking, cmd: Move) -> None:
+        """Step 1 here: freeze ``b`` with its pair taken and send it to ``cmd.county``, a
+        county whose inventory is not on this partition."""
+        assert cmd.county is not None
+        b.moving = cmd.command_id
+        self.sends.append(
+            TransferIn(
+                cmd.command_id + ":in",
+                cmd.command_id,
+                b.booking_id,
+                c.name,
+                cmd.county,
+                b.county,
+                b.identity,
+                b.command_id,
+                b.state,
+                b.rev + 1,
+                b.expires_ms if b.state == HELD else None,
+                b.group,
+                cmd.center,
+                cmd.earliest,
+                cmd.time_of_day,
+            )
+        )
+
+    def _transfer_in(self, cmd: TransferIn, out: list[Event]) -> None:
+        """Step 2 in the new county: take a pair for the arriving booking, answer either way."""
+        c = self._campaign(cmd.campaign)
+        if cmd.command_id in c.orphans:
+            return
+        b = c.bookings.get(cmd.booking_id)
+        if b is not None and b.seen(cmd.command_id):
+            return
+        pair, reason = self._arrival_pair(c, b, cmd)
+        if pair is None:
+            if b is None:
+                c.orphans.add(cmd.command_id)
+            self._answer_transfer(cmd, (), reason)
+            return
+        if b is None:
+            b = c.bookings[cmd.booking_id] = Booking.arriving(cmd)
+        else:
+            b.arrive(cmd)
+        self._take_pair(b, pair)
+        c.active[b.identity] = b
+        c.counties[b.county].count(b.state, 1)
+        if b.state == HELD:
+            heapq.heappush(self._expiries, (b.expires_ms, b.booking_id, c.name))
+        c.dirty = True
+        d1, d2 = pair
+        self._answer_transfer(cmd, (d1.appointment(1), d2.appointment(2)), None)
+
+    def _arrival_pair(
+        self, c: Campaign, b: Booking | None, cmd: TransferIn
+    ) -> tuple[tuple[Slot, Slot] | None, str | None]:
+        """The pair an arriving booking takes here, or why there is none."""
+        if cmd.county not in c.counties:  # also when it came back to where it was sent from
+            return None, "unknown_county"
+        if b is not None and b.state != MOVED_OUT:
+            return None, "duplicate_booking_id"
+        lines, reason = self._place_lines(c, cmd.county, cmd.center)
+        if reason is not None:
+            return None, reason
+        if cmd.identity in c.active:
+            return None, "already_booked"
+        expires_ms = cmd.hold_expires_at_ms
+        if cmd.state == HELD and expires_ms is not None and expires_ms <= self.now_ms:
+            return None, "hold_expired"
+        return self._pair_for(lines, Want(cmd.center, cmd.earliest, cmd.group, cmd.time_of_day))
+
+    def _answer_transfer(
+        self, cmd: TransferIn, appointments: tuple[Appointment, ...], reason: str | None
+    ) -> None:
+        self.sends.append(
+            TransferAnswer(
+                cmd.move_id + ":answer",
+                cmd.move_id,
+                cmd.booking_id,
+                cmd.campaign,
+                cmd.origin,
+                cmd.county,
+                appointments,
+                reason,
+            )
+        )
+
+    def _transfer_answer(self, cmd: TransferAnswer, out: list[Event]) -> None:
+        """Step 3 back here: give the old pair back and answer the Move, or unfreeze."""
+        c = self._campaigns.get(cmd.campaign)
+        b = c.bookings.get(cmd.booking_id) if c is not None else None
+        if c is None or b is None or b.moving != cmd.move_id:
+            return  # a repetition: this move was answered already
+        b.moving = None
+        now = self.now_ms
+        if cmd.reason is not None:
+            out.append(Failed(cmd.move_id, b.booking_id, c.name, now, cmd.reason))
+            if b.state == HELD and b.expires_ms <= now:  # ran out while frozen
+                self._end(c, b, EXPIRED)
+                out.append(Expired(b.command_id, b.booking_id, c.name, b.rev, now))
+            return
+        expires_ms = b.expires_ms if b.state == HELD else None
+        self._end(c, b, MOVED_OUT)
+        b.dose1 = b.dose2 = None
+        out.append(
+            Moved(
+                cmd.move_id,
+                b.booking_id,
+                c.name,
+                b.rev,
+                now,
+                cmd.appointments,
+                expires_ms,
+                cmd.target,
+            )
+        )
 
     # -- AddInventory ------------------------------------------------------------------------
 
@@ -1023,4 +1232,13 @@ class Allocator:
         for name, c in self._campaigns.items():
             for b in c.bookings.values():
                 slots = (b.dose1.slot_id, b.dose2.slot_id) if b.dose1 and b.dose2 else ()
-                yield BookingView(name, b.booking_id, b.identity, b.county, b.state, b.rev, slots)
+                yield BookingView(
+                    name,
+                    b.booking_id,
+                    b.identity,
+                    b.county,
+                    b.state,
+                    b.rev,
+                    slots,
+                    b.moving is not None,
+                )

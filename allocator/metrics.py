@@ -25,6 +25,12 @@ class AllocatorMetrics:
             ["type"],
             registry=self.registry,
         )
+        self.sends_total = Counter(
+            "fairq_allocator_sends_total",
+            "Commands put on other partitions (moves to another county), by type",
+            ["type"],
+            registry=self.registry,
+        )
         self.undecodable_total = Counter(
             "fairq_allocator_undecodable_total",
             "Command records skipped because they did not decode",

@@ -45,12 +45,13 @@ from prometheus_client import CollectorRegistry
 from allocator.core import Allocator
 from allocator.errors import AllocatorError, RebuildError, SnapshotError
 from allocator.metrics import AllocatorMetrics
-from allocator.outbox import Outbox, Shipper, make_producer
+from allocator.outbox import Outbox, ProduceError, Shipper, make_producer
 from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
+from fairq.config import Topics
 from schemas import SchemaError
-from schemas.commands import Command, Tick, decode_command
+from schemas.commands import Command, Tick, Transfer, decode_command
 from schemas.events import Event
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Counts:
     def __init__(self) -> None:
         self.commands: collections.Counter[str] = collections.Counter()
         self.events: collections.Counter[str] = collections.Counter()
+        self.sends: collections.Counter[str] = collections.Counter()  # to other partitions
         self.undecodable = 0
 
     def publish(self, metrics: AllocatorMetrics) -> None:
@@ -75,6 +77,8 @@ class Counts:
             metrics.commands_total.labels(type_).inc(n)
         for type_, n in self.events.items():
             metrics.events_total.labels(type_).inc(n)
+        for type_, n in self.sends.items():
+            metrics.sends_total.labels(type_).inc(n)
         if self.undecodable:
             metrics.undecodable_total.inc(self.undecodable)
 
@@ -133,6 +137,7 @@ async def rebuild(
                 command = decode(record)
                 if command is not None:
                     core.apply(record.offset, record.timestamp, command)
+                    core.sends.clear()  # sent before the commit, like the events
     except KafkaError as e:
         raise RebuildError(f"replaying {tp} up to offset {end_offset} failed: {e}") from e
     finally:
@@ -304,11 +309,12 @@ class Worker:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         partitions: Partitions,
-        events_topic: str,
+        topics: Topics,
         metrics: AllocatorMetrics,
     ) -> None:
         self.consumer = consumer
-        self.shipper = Shipper(producer, events_topic)
+        self.shipper = Shipper(producer, topics.events)
+        self.commands_topic = topics.commands
         self.partitions = partitions
         self.metrics = metrics
 
@@ -333,6 +339,8 @@ class Worker:
                     self.consumer.seek(tp, core.next_offset)
                     continue
                 end = await self._apply(core, tp.partition, records, outbox, counts)
+                if core.sends:
+                    await self._forward(core.sends, outbox, counts)
                 if end is not None:
                     offsets[tp] = end
             outbox.ship()
@@ -384,6 +392,22 @@ class Worker:
                 events[event.TYPE] += 1
                 outbox.add(partition, event_key(event), event.pack())
         return end
+
+    async def _forward(self, sends: list[Transfer], outbox: Outbox, counts: Counts) -> None:
+        """Put the commands a core made for other partitions (moves to another county) on
+        the commands topic, keyed by their county; the batch's offsets are committed only
+        once the broker has them too, so a crash before that sends them again (and the
+        receiving partition drops the repetition)."""
+        producer = self.shipper.producer
+        try:
+            for message in sends:
+                value, key = message.pack(), message.county.encode()
+                outbox.sent.append(await producer.send(self.commands_topic, value, key=key))
+                counts.sends[message.TYPE] += 1
+        except KafkaError as e:
+            raise ProduceError(f"sending {len(sends)} commands to other partitions: {e}") from e
+        finally:
+            sends.clear()
 
     async def _finish(
         self,
@@ -464,7 +488,7 @@ async def run(
         stack.push_async_callback(consumer.stop)
         partitions = Partitions(consumer, settings, store, snapshots, metrics)
         consumer.subscribe([topics.commands], listener=partitions)
-        worker = Worker(consumer, producer, partitions, topics.events, metrics)
+        worker = Worker(consumer, producer, partitions, topics, metrics)
         stack.push_async_callback(worker.close)
         await _loop(stop, consumer, partitions, worker, producer, settings)
     logger.info("allocator stopped")

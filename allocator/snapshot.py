@@ -27,8 +27,10 @@ the day), and the heap of reserve release times. Version 3 allows several
 groups' reserves on one center and day: a slot's sparse entry is ``[slot index,
 [[group, held, used], ...]]`` (by group), a release is ``[release_at_ms,
 campaign, center, day, group]``, and each line ends with its per-view remembered
-failures ``[[tod, group, everyone, gains, from_day], ...]``. ``load`` reads
-versions 2 and 3 (a version 2 snapshot has at most one reserve per center and
+failures ``[[tod, group, everyone, gains, from_day], ...]``. Version 4 ends each
+booking with the command id of the move to another county it is in the middle of
+(or None), the state ``moved_out`` being new too. ``load`` reads
+versions 2 to 4 (a version 2 snapshot has at most one reserve per center and
 day: its slot entries and releases belong to that reserve's group) and refuses
 any other (a snapshot is only a shortcut: an allocator that cannot read one
 replays its partition from the start).
@@ -46,8 +48,8 @@ from allocator.errors import SnapshotError
 from allocator.inventory import Center, Line, Reserve, Slot, View
 
 FORMAT = "fairq-allocator-snapshot"
-VERSION = 3
-READABLE = (2, 3)  # versions ``load`` reads
+VERSION = 4
+READABLE = (2, 3, 4)  # versions ``load`` reads
 
 
 def dump(core: Allocator) -> bytes:
@@ -177,7 +179,7 @@ def _booking(b: Booking) -> list[Any]:
     want = None
     if b.want is not None:
         want = [b.want.center, b.want.earliest, b.want.time_of_day, b.hold_s]
-    return [*fields, center, vaccine, i1, i2, answered, b.group, want, _reserve_mask(b)]
+    return [*fields, center, vaccine, i1, i2, answered, b.group, want, _reserve_mask(b), b.moving]
 
 
 def _reserve_mask(b: Booking) -> int:
@@ -298,7 +300,7 @@ def _load_line(center: Center, raw: list[Any], v2: bool) -> Line:
 
 def _load_booking(c: Campaign, raw: list[Any]) -> Booking:
     booking_id, command_id, identity, county, state, rev, expires_ms = raw[:7]
-    center, vaccine, i1, i2, answered, group, want, reserve_mask = raw[7:]
+    center, vaccine, i1, i2, answered, group, want, reserve_mask = raw[7:15]
     pair: tuple[Slot, Slot] | None = None
     if center is not None:
         slots = c.centers[center].lines[vaccine].slots
@@ -311,6 +313,7 @@ def _load_booking(c: Campaign, raw: list[Any]) -> Booking:
     if want is not None:
         center, earliest, time_of_day, hold_s = want
         b.want, b.hold_s = Want(center, earliest, group, time_of_day), hold_s
+    b.moving = raw[15] if len(raw) > 15 else None  # version 4 on
     return b
 
 

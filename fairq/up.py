@@ -38,6 +38,7 @@ class UpSettings:
     http_port: int
     operator_key: str
     signing_keys: str
+    identity_secret: str
     opens_in_s: int
     state_dir: Path
     partitions: int
@@ -48,6 +49,7 @@ class UpSettings:
             http_port=env_int(env, "FAIRQ_HTTP_PORT", 8080, lo=1),
             operator_key=env_str(env, "FAIRQ_OPERATOR_KEY", secrets.token_urlsafe(24)),
             signing_keys=env_str(env, "FAIRQ_SIGNING_KEYS", f"k1:{secrets.token_urlsafe(32)}"),
+            identity_secret=env_str(env, "FAIRQ_IDENTITY_SECRET", secrets.token_urlsafe(32)),
             opens_in_s=env_int(env, "FAIRQ_DEMO_OPENS_IN_S", 30),
             state_dir=Path(env_str(env, "FAIRQ_STATE_DIR", ".fairq")),
             partitions=env_int(env, "FAIRQ_PARTITIONS", DEFAULT_PARTITIONS, lo=1),
@@ -116,6 +118,7 @@ def up(env: Mapping[str, str]) -> int:
             "KAFKA_BOOTSTRAP": bootstrap,
             "FAIRQ_OPERATOR_KEY": s.operator_key,
             "FAIRQ_SIGNING_KEYS": s.signing_keys,
+            "FAIRQ_IDENTITY_SECRET": s.identity_secret,
             "FAIRQ_HTTP_PORT": str(s.http_port),
         }
         components = [

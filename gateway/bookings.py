@@ -12,11 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import identities
 from gateway.bookingviews import BookingView
-from gateway.campaigns import center_county, county_ids, load_public
+from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
+from gateway.identities import Claim, IdentityTaken, read_identity_key
 from gateway.producer import CommandNotAccepted
 from gateway.roomcache import RoomView
 from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
@@ -31,7 +33,8 @@ from waitingroom.tickets import BookingToken
 
 WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
 BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
-MOVE_FIELDS = frozenset({"center", "earliest", "time_of_day"})
+MOVE_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
+CONFIRM_FIELDS = frozenset({"identity_key"})
 BOOKING_RECORD_TTL_S = 90 * 86400
 
 routes = web.RouteTableDef()
@@ -192,10 +195,13 @@ async def join_waitlist(request: web.Request) -> web.Response:
 
 
 async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:
-    """Record where a booking came from, then put it on the log; undo both if refused.
+    """Record where a booking came from, claim its identity, then put it on the log.
 
     The admitter reads the record's room and position to free the place when the
-    booking ends; ``GET /api/bookings/{id}`` reads it to say "pending".
+    booking ends; ``GET /api/bookings/{id}`` reads it to say "pending". The record
+    is written before the claim, in the same round trip (see ``gateway.identities``).
+    A refused claim (409 ``already_booked``) or command (503) undoes the record, the
+    claim and the ``undo`` keys.
     """
     record: list[str | int] = [
         *origin,
@@ -204,14 +210,24 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
         *("identity", command.identity),
     ]
     booking_key = keys.booking(command.booking_id)
+    claim = Claim(command.campaign, command.identity, command.booking_id)
     async with gw.redis.pipeline(transaction=False) as pipe:
         pipe.hset(booking_key, items=record)
         pipe.expire(booking_key, BOOKING_RECORD_TTL_S)
-        await pipe.execute()
+        await identities.request(gw, claim, pipe, BOOKING_RECORD_TTL_S)
+        *_, claimed = await pipe.execute()
+    try:
+        await identities.settle(gw, claim, claimed, BOOKING_RECORD_TTL_S)
+    except IdentityTaken:
+        await gw.redis.delete(booking_key, *undo)
+        raise
     try:
         await gw.commands.send(command.county, command)
     except CommandNotAccepted as e:
-        await gw.redis.delete(booking_key, *undo)
+        async with gw.redis.pipeline(transaction=False) as pipe:
+            await identities.release(gw, claim, pipe)  # first: a holder always has a record
+            pipe.delete(booking_key, *undo)
+            await pipe.execute()
         raise ApiError(
             503,
             "unavailable",
@@ -300,7 +316,14 @@ async def send_and_answer(
 CANCELLABLE = ("held", "confirmed", "waitlisted")
 
 
-async def confirm_booking(gw: Gateway, booking_id: str) -> web.Response:
+async def confirm_booking(
+    gw: Gateway, booking_id: str, body: Mapping[str, Any] | None = None
+) -> web.Response:
+    """Confirm a held booking. An ``identity_key`` in ``body`` makes the key one
+    person: it is claimed for this booking first (409 ``already_booked`` if another
+    booking of the campaign holds it) and given back if the allocator refuses."""
+    only_keys(body or {}, CONFIRM_FIELDS, "the confirm body")
+    identity = read_identity_key(body or {}, gw.settings.identity_secret)
     view = await current_view(gw, booking_id)
     if view.state != "held":
         raise ApiError(
@@ -310,7 +333,25 @@ async def confirm_booking(gw: Gateway, booking_id: str) -> web.Response:
             extra={"booking": view.to_json()},
         )
     campaign = view.campaign or ""
-    return await send_and_answer(gw, view, Confirm(new_command_id(), booking_id, campaign))
+    command = Confirm(new_command_id(), booking_id, campaign)
+    if identity is None:
+        if (await load_public(gw, campaign)).get("identity_key") == "required":
+            raise ApiError(
+                400,
+                "identity_key_required",
+                "this campaign confirms only with the person's identity key ('identity_key')",
+            )
+        return await send_and_answer(gw, view, command)
+    claim = Claim(campaign, identity, booking_id)
+    taken_now = await identities.take(gw, claim, BOOKING_RECORD_TTL_S)
+    try:
+        return await send_and_answer(gw, view, command)
+    except ApiError as e:
+        # 409: the allocator refused (or the booking had no answer yet): nothing was
+        # confirmed. A 503 keeps the claim: the broker may have the command after all.
+        if taken_now and e.status == 409:
+            await identities.release(gw, claim)
+        raise
 
 
 async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
@@ -330,8 +371,10 @@ async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
 async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) -> web.Response:
     """Move a held or confirmed booking to the best pair for a new wish, atomically.
 
-    The pair stays in the booking's county (its partition has one writer); the old
-    pair is given back only when the allocator has taken the new one.
+    The pair is searched in the named county, else the named center's, else the
+    booking's own. The old pair is given back only once the new one is taken (for
+    another county's partition, after the round trip through the log that
+    ``schemas.commands.TransferIn`` describes).
     """
     only_keys(body, MOVE_FIELDS, "the move body")
     view = await current_view(gw, booking_id)
@@ -342,7 +385,8 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
             f"only a held or confirmed booking can be moved; it is {view.state}",
             extra={"booking": view.to_json()},
         )
-    wish = read_wish(body, await load_public(gw, view.campaign), county=view.county)
+    public = await load_public(gw, view.campaign)
+    wish = read_wish(body, public, county=_move_county(body, public, view.county))
     command = Move(
         new_command_id(),
         booking_id,
@@ -350,8 +394,20 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
         center=wish.center,
         earliest=wish.earliest,
         time_of_day=wish.time_of_day,
+        county=wish.county if wish.county != view.county else None,
     )
     return await send_and_answer(gw, view, command)
+
+
+def _move_county(body: Mapping[str, Any], public: Public | None, own: str | None) -> str | None:
+    """The county a move searches in: the named center's when only a center is named,
+    else the booking's own; None when the body names one (``read_wish`` reads it)."""
+    if "county" in body:
+        return None
+    center = body.get("center")
+    if isinstance(center, str):
+        return center_county(public, center) or own  # unknown: read_wish says so
+    return own
 
 
 @routes.post("/api/bookings/{booking_id}/move")
@@ -363,7 +419,7 @@ async def move(request: web.Request) -> web.Response:
 @routes.post("/api/bookings/{booking_id}/confirm")
 async def confirm(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return await confirm_booking(gw, booking_id)
+    return await confirm_booking(gw, booking_id, await read_json(request, optional=True))
 
 
 @routes.post("/api/bookings/{booking_id}/cancel")

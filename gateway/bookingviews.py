@@ -40,7 +40,9 @@ from schemas.events import (
 logger = logging.getLogger(__name__)
 
 POLL_MS = 200  # how long one fetch waits before the stop flag is looked at again
-FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})
+FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})  # streams end
+# states of a booking that holds no pair and never will again (a confirmed one holds one)
+ENDED_STATES = frozenset({"rejected", "expired", "cancelled"})
 _STATE_OF: dict[type, str] = {
     Held: "held",
     Offered: "held",
@@ -63,6 +65,7 @@ class BookingView:
     rev: int = 0
     campaign: str | None = None
     county: str | None = None
+    county_rev: int = 0  # the rev of the event that named ``county``
     appointments: tuple[Appointment, ...] = ()
     hold_expires_at_ms: int | None = None
     reason: str | None = None
@@ -126,13 +129,16 @@ class BookingViews:
         view = self.views.get(event.booking_id)
         if view is None:
             view = self.views[event.booking_id] = BookingView(event.booking_id)
+        county = event.county if isinstance(event, Held | Waitlisted | Moved) else None
+        if county is not None and event.rev > view.county_rev:
+            # where its commands go; also from a Moved read after a later event of the
+            # new county (another partition of the topic, read in its own order)
+            view.county, view.county_rev = county, event.rev
         if event.rev <= view.rev:
             return
         view.rev = event.rev
         view.state = _STATE_OF.get(type(event), view.state)  # a move keeps the state
         view.campaign = event.campaign
-        if isinstance(event, Held | Waitlisted):
-            view.county = event.county
         if isinstance(event, Held | Offered | Moved | Confirmed):
             view.appointments = event.appointments
         if isinstance(event, Held | Offered | Moved):

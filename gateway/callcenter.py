@@ -2,9 +2,10 @@
 
 Agents authenticate with their own key (``FAIRQ_AGENT_KEYS``, ``agent:key`` pairs)
 or the operator key. A caller identifies with the access code from their letter,
-so a phone booking is the same person as an online one with that code: the
-allocator's one-pair-per-person rule holds across both. Booking references are
-the same ids online and on the phone.
+so a phone booking is the same person as an online one with that code: one pair
+per code per campaign holds across both, and across counties (the identity claim
+of ``gateway.identities``). A refused phone booking names the caller's booking.
+Booking references are the same ids online and on the phone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gateway.bookings import (
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
+from gateway.identities import IdentityTaken
 from gateway.state import GATEWAY, Gateway
 from schemas.fields import only_keys, req_str
 from waitingroom.codes import code_group, code_identity, hash_code
@@ -74,7 +76,10 @@ async def phone_booking(request: web.Request) -> web.Response:
     hold_s = int(public.get("hold_s", 600))
     command = book_command(wish, new_booking_id(), campaign, identity, hold_s, group)
     with gw.views.expect([command.command_id]) as answers:
-        await place(gw, command, [*("agent", agent)])
+        try:
+            await place(gw, command, [*("agent", agent)])
+        except IdentityTaken as e:  # an agent may see the caller's booking: say which
+            raise ApiError(e.status, e.code, e.message, extra={"booking_id": e.holder}) from e
         logger.info("agent %s booked %s for a caller", agent, command.booking_id)
         done, _ = await asyncio.wait(answers.values(), timeout=gw.settings.answer_wait_s)
     view = await current_view(gw, command.booking_id)
@@ -93,7 +98,7 @@ async def phone_confirm(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s confirms %s", agent, booking_id)
-    return await confirm_booking(gw, booking_id)
+    return await confirm_booking(gw, booking_id, await read_json(request, optional=True))
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/move")

@@ -7,14 +7,25 @@ from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from gateway.errors import ApiError
 from schemas import SchemaError
+
+_JSON_HEADERS: CIMultiDict[str] = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})  # copied
 
 
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
+    """``data`` as a JSON answer (``Content-Type: application/json``, no charset parameter).
+
+    Without extra headers, the headers are copied from a ready-made set (``web.Response``
+    copies what it is given) rather than built by ``content_type=``, which checks and
+    sets the content type on every call.
+    """
+    if headers is None:
+        return web.Response(status=status, body=orjson.dumps(data), headers=_JSON_HEADERS)
     return web.Response(
         status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
     )
@@ -44,6 +55,10 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
     A browser's EventSource cannot set headers, hence the alternatives.
     """
     header = request.headers.get(hdrs.AUTHORIZATION, "")  # an istr: no case folding per call
+    if header.startswith("Bearer "):  # the usual spelling: one slice
+        token = header[7:].strip()
+        if token:
+            return token
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

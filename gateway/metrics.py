@@ -2,8 +2,9 @@
 
 The per-request figures (requests by route and status, their latency, joins by
 kind) are plain counters in this process's memory, exported at scrape time by a
-collector: a request adds to a dict entry, with no label lookup and no lock (the
-gateway is one event loop). The rest are ordinary ``prometheus_client`` metrics.
+collector: each route's counters are bound once when the app starts, so a request
+adds to a dict entry and a list slot, with no label lookup, no key to build and no
+lock (the gateway is one event loop). The rest are ordinary ``prometheus_client`` metrics.
 """
 
 from __future__ import annotations
@@ -27,26 +28,66 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS_S = tuple(b for b in Histogram.DEFAULT_BUCKETS if b != float("inf"))
 
 
+class RouteCounters:
+    """One route's requests by status and latency counts, bound once when the app starts.
+
+    ``latency`` holds a count per bucket (+Inf last), then the sum of the seconds.
+    The front door adds to these directly: no key to build, no call per request.
+    """
+
+    __slots__ = ("bounds_s", "by_status", "latency")
+
+    def __init__(self, bounds_s: tuple[float, ...]) -> None:
+        self.bounds_s = bounds_s
+        self.by_status: dict[int, int] = {}
+        self.latency: list[float] = [0.0] * (len(bounds_s) + 2)
+
+    def observe(self, status: int, seconds: float | None) -> None:
+        """One answered request; ``seconds`` None for an event stream (not a latency)."""
+        by_status = self.by_status
+        by_status[status] = by_status.get(status, 0) + 1
+        if seconds is not None:
+            latency = self.latency
+            latency[bisect_left(self.bounds_s, seconds)] += 1  # buckets hold values <= le
+            latency[-1] += seconds
+
+
 class RequestCounters:
     """Requests by (route, status), their latency by route, joins by kind; a collector."""
 
     def __init__(self, buckets_s: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
         self._buckets_s = buckets_s
-        self.requests: dict[tuple[str, int], int] = {}
-        self.latency: dict[str, list[float]] = {}  # per bucket (+Inf last), then the sum
+        self._routes: dict[str, RouteCounters] = {}
         self.joins: dict[str, int] = {}
+
+    def route(self, route: str) -> RouteCounters:
+        """The counters of ``route`` (made on first use; the front door binds them once)."""
+        counters = self._routes.get(route)
+        if counters is None:
+            counters = self._routes[route] = RouteCounters(self._buckets_s)
+        return counters
 
     def observe(self, route: str, status: int, seconds: float | None) -> None:
         """One answered request; ``seconds`` None for an event stream (not a latency)."""
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        if seconds is None:
-            return
-        counts = self.latency.get(route)
-        if counts is None:
-            counts = self.latency[route] = [0.0] * (len(self._buckets_s) + 2)
-        counts[bisect_left(self._buckets_s, seconds)] += 1  # buckets hold values <= le
-        counts[-1] += seconds
+        self.route(route).observe(status, seconds)
+
+    @property
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Requests by (route, status) so far."""
+        return {
+            (route, status): count
+            for route, counters in self._routes.items()
+            for status, count in counters.by_status.items()
+        }
+
+    @property
+    def latency(self) -> dict[str, list[float]]:
+        """Per route with at least one latency: the count per bucket (+Inf last), then the sum."""
+        return {
+            route: list(counters.latency)
+            for route, counters in self._routes.items()
+            if any(counters.latency[:-1])
+        }
 
     def joined(self, kind: str) -> None:
         self.joins[kind] = self.joins.get(kind, 0) + 1

@@ -78,7 +78,7 @@ BOOKING = _obj(
 DATE = {"type": "string", "format": "date"}
 TIME_OF_DAY = {"enum": ["morning", "afternoon", "evening"]}
 WISH = {"county": STR, "center": STR, "earliest": DATE, "time_of_day": TIME_OF_DAY}
-MOVE = _obj({"center": STR, "earliest": DATE, "time_of_day": TIME_OF_DAY})
+MOVE = _obj(WISH)  # no county: the center's, else the booking's own
 WAITLIST_FLAG = {"waitlist": {"type": "boolean", "description": "wait for an offer if none"}}
 POW = _obj(
     {"challenge": STR, "solution": {"type": ["string", "integer"]}}, ["challenge", "solution"]
@@ -102,7 +102,29 @@ ADMISSION = {
     "pow_difficulty": {"type": "integer", "minimum": 0, "maximum": 28},
 }
 ROOM_STATS = {"type": "object", "description": "room counters and inventory per county"}
+CONFIRM = _obj(
+    {
+        "identity_key": {
+            "type": "string",
+            "description": "optional, e.g. an insurance number: one pair per key and campaign"
+            " (409 already_booked while another booking holds it, whose id is not shown);"
+            " case, spaces and dashes do not matter, 4 to 64 characters without them"
+            " (else 400 invalid_identity_key); only its keyed hash is kept (400"
+            " identity_keys_off where the service has no FAIRQ_IDENTITY_SECRET); required"
+            " (else 400 identity_key_required) where the campaign says identity_key: required",
+        }
+    }
+)
+ONE_PAIR = (
+    "; 409 already_booked when the person (access code or ticket) holds or has a pair"
+    " of the campaign already, in any county"
+)
 ANY_OBJ = {"type": "object"}
+
+
+def _optional_body(op: dict[str, Any]) -> dict[str, Any]:
+    op["requestBody"]["required"] = False
+    return op
 
 
 def _callcenter_paths() -> dict[str, Any]:
@@ -110,9 +132,11 @@ def _callcenter_paths() -> dict[str, Any]:
     return {
         "/api/callcenter/campaigns/{campaign}/bookings": {
             "post": _op(
-                "book a pair for a caller with their access code",
+                "book a pair for a caller with their access code"
+                + ONE_PAIR
+                + " (the error names that booking: booking_id)",
                 {"201": ("answered", BOOKING), "202": ("no answer yet", BOOKING)},
-                (400, 401, 403, 404, 503),
+                (400, 401, 403, 404, 409, 503),
                 _obj({"access_code": STR, **WISH, **WAITLIST_FLAG}, ["access_code", "county"]),
                 "agent",
             )
@@ -126,21 +150,29 @@ def _callcenter_paths() -> dict[str, Any]:
                 "agent",
             )
         },
-        **{
-            f"{booking}/{action}": {
-                "post": _op(
-                    f"{action} a booking for a caller",
-                    {"200": (action, BOOKING), "202": ("no answer yet", BOOKING)},
-                    (401, 403, 404, 409, 503),
-                    None,
+        f"{booking}/confirm": {
+            "post": _optional_body(
+                _op(
+                    "confirm a booking for a caller, optionally with their identity key",
+                    {"200": ("confirmed", BOOKING), "202": ("no answer yet", BOOKING)},
+                    (400, 401, 403, 404, 409, 503),
+                    CONFIRM,
                     "agent",
                 )
-            }
-            for action in ("confirm", "cancel")
+            )
+        },
+        f"{booking}/cancel": {
+            "post": _op(
+                "cancel a booking for a caller",
+                {"200": ("cancel", BOOKING), "202": ("no answer yet", BOOKING)},
+                (401, 403, 404, 409, 503),
+                None,
+                "agent",
+            )
         },
         f"{booking}/move": {
             "post": _op(
-                "move a booking for a caller to another pair in its county, atomically",
+                "move a booking for a caller to another pair, in any county, atomically",
                 {"200": ("moved", BOOKING), "202": ("no answer yet", BOOKING)},
                 (400, 401, 403, 404, 409, 503),
                 MOVE,
@@ -205,7 +237,7 @@ def _paths() -> dict[str, Any]:
         },
         f"{room_p}/bookings": {
             "post": _op(
-                "request a paired appointment",
+                "request a paired appointment" + ONE_PAIR,
                 {"202": ("accepted", _obj({"booking_id": STR, "state": STR}))},
                 (400, 401, 403, 404, 409, 503),
                 _obj({**WISH, **WAITLIST_FLAG}, ["county"]),
@@ -214,7 +246,7 @@ def _paths() -> dict[str, Any]:
         },
         f"{room_p}/waitlist": {
             "post": _op(
-                "join the county's waitlist while the room is sold out (one per ticket)",
+                "join the county's waitlist while the room is sold out (one per ticket)" + ONE_PAIR,
                 {
                     "202": (
                         "accepted",
@@ -246,17 +278,19 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/api/bookings/{booking_id}/confirm": {
-            "post": _op(
-                "confirm a held pair",
-                {"200": ("confirmed", BOOKING), "202": ("no answer yet", BOOKING)},
-                (401, 403, 404, 409, 503),
-                None,
-                "booking_token",
+            "post": _optional_body(
+                _op(
+                    "confirm a held pair, optionally with an identity key",
+                    {"200": ("confirmed", BOOKING), "202": ("no answer yet", BOOKING)},
+                    (400, 401, 403, 404, 409, 503),
+                    CONFIRM,
+                    "booking_token",
+                )
             )
         },
         "/api/bookings/{booking_id}/move": {
             "post": _op(
-                "move a held or confirmed booking to another pair in its county, atomically",
+                "move a held or confirmed booking to another pair, in any county, atomically",
                 {"200": ("moved", BOOKING), "202": ("no answer yet", BOOKING)},
                 (400, 401, 403, 404, 409, 503),
                 MOVE,

@@ -42,6 +42,7 @@ LOADTEST_HEADER = "X-Fairq-Loadtest-Key"
 MIN_LOADTEST_KEY_CHARS = 16
 DEFAULT_JOIN_BURST = 10
 DEFAULT_STATUS_BURST = 30
+UNKNOWN_CLIENT = "unknown"  # the key of requests without a peer address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # (method, route) -> limit class
@@ -114,13 +115,17 @@ class RateLimitSettings:
 
 
 class TokenBuckets:
-    """Token buckets per key, at most ``max_keys`` of them (least recently used go first)."""
+    """Token buckets per key, at most ``max_keys`` of them (least recently used go first).
+
+    A bucket is a two-item list ``[tokens, at]`` updated in place: a request of a
+    known client allocates nothing.
+    """
 
     def __init__(self, limit: Limit, max_keys: int) -> None:
         self._rate = limit.rate_per_s
         self._burst = float(limit.burst)
         self._max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # [tokens, at]
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -129,18 +134,26 @@ class TokenBuckets:
         """Take a token: 0.0 if granted, else the seconds until one is available."""
         buckets = self._buckets
         held = buckets.get(key)
-        if held is None:
-            tokens = self._burst
+        if held is None:  # a full bucket (burst >= 1): granted
             if len(buckets) >= self._max_keys:
                 buckets.popitem(last=False)
-        else:
-            tokens = min(self._burst, held[0] + (now_s - held[1]) * self._rate)
-            buckets.move_to_end(key)
-        if tokens >= 1.0:
-            buckets[key] = (tokens - 1.0, now_s)
+            buckets[key] = [self._burst - 1.0, now_s]
             return 0.0
-        buckets[key] = (tokens, now_s)
+        buckets.move_to_end(key)
+        tokens = held[0] + (now_s - held[1]) * self._rate
+        if tokens > self._burst:
+            tokens = self._burst
+        held[1] = now_s
+        if tokens >= 1.0:
+            held[0] = tokens - 1.0
+            return 0.0
+        held[0] = tokens
         return (1.0 - tokens) / self._rate
+
+
+def peer_key(request: web.Request) -> str:
+    """The client key of a request that no proxy forwarded: its peer's address."""
+    return request.remote or UNKNOWN_CLIENT
 
 
 class Exemptions:
@@ -153,13 +166,18 @@ class Exemptions:
         self._settings = settings
         self._loadtest_key = None if settings.loadtest_key is None else _raw(settings.loadtest_key)
 
+    @property
+    def from_peer(self) -> bool:
+        """Whether a client is always its connection's peer (no X-Forwarded-For hops)."""
+        return not self._settings.client_ip_hops
+
     def client_key(self, request: web.Request) -> str:
         hops = self._settings.client_ip_hops
         if hops:
             forwarded = request.headers.get("X-Forwarded-For", "").split(",")
             if len(forwarded) >= hops and forwarded[-hops].strip():
                 return forwarded[-hops].strip()
-        return request.remote or "unknown"
+        return peer_key(request)
 
     def exempt(self, request: web.Request, client: str) -> bool:
         return self.has_loadtest_key(request) or self.exempt_network(client)
@@ -219,7 +237,8 @@ class RateLimiter:
         if limit is None or table is None:
             return None
         exemptions, take, clock = self.exemptions, table.take, self._clock
-        client_key = exemptions.client_key
+        # the client is the peer unless hops are configured: then no header to read
+        client_key = peer_key if exemptions.from_peer else exemptions.client_key
 
         def check(request: web.Request) -> None:
             client = client_key(request)

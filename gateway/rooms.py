@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -27,11 +29,12 @@ from waitingroom.errors import (
     TooEarly,
     WrongRoom,
 )
-from waitingroom.status import Status, chance_of
+from waitingroom.status import Status, chance_of, status_of
 from waitingroom.tickets import BookingToken, Ticket
 
 TICKET_COOKIE = "fairq_ticket"
 JOIN_FIELDS = frozenset({"access_code", "pow"})
+NO_BODY: Mapping[str, Any] = MappingProxyType({})
 
 routes = web.RouteTableDef()
 
@@ -58,9 +61,10 @@ def ticket_cookie(room: str, token: str) -> str:
     return f"{TICKET_COOKIE}={token}; HttpOnly; Path=/api/rooms/{room}; SameSite=Strict"
 
 
-def verify_ticket(gw: Gateway, token: str, room: str) -> Ticket:
+def verify_ticket(gw: Gateway, token: str, room: str, now_s: float | None = None) -> Ticket:
+    """The ticket in ``token`` for ``room`` at ``now_s`` (default: ``gw.clock()``)."""
     try:
-        return gw.signer.verify_ticket(token, room, gw.clock())
+        return gw.signer.verify_ticket(token, room, gw.clock() if now_s is None else now_s)
     except WrongRoom as e:
         raise ApiError(403, "wrong_room", "this ticket belongs to another room") from e
     except TicketExpired as e:
@@ -69,21 +73,27 @@ def verify_ticket(gw: Gateway, token: str, room: str) -> Ticket:
         raise ApiError(401, "invalid_ticket", "the ticket is not valid") from e
 
 
-def status_body(gw: Gateway, view: RoomView, ticket: Ticket, token: str) -> dict[str, Any]:
-    now = gw.clock()
-    status = view.status(ticket, now)
+def status_body(
+    gw: Gateway, view: RoomView, ticket: Ticket, token: str, now_s: float | None = None
+) -> dict[str, Any]:
+    """What a visitor is told at ``now_s`` (default: ``gw.clock()``)."""
+    now = gw.clock() if now_s is None else now_s
+    snap = view.snap
+    config = snap.config
+    status = status_of(ticket, snap, view.order, now, view.meter.rate_per_s)
+    state, eta_s = status.state, status.eta_s
     body: dict[str, Any] = {
-        "room": view.snap.config.name,
+        "room": config.name,
         "ticket": token,
-        "state": status.state,
+        "state": state,
         "position": status.position,
-        "eta_s": None if status.eta_s is None else round(status.eta_s, 1),
-        "chance": chance_of(status, view.snap, gw.views.pairs_left.get(view.snap.config.campaign)),
+        "eta_s": None if eta_s is None else round(eta_s, 1),
+        "chance": chance_of(status, snap, gw.views.pairs_left.get(config.campaign)),
     }
-    if status.state == "admitted":
+    if state == "admitted":
         body["booking_token"] = issue_booking_token(gw, view, ticket, status, now)
-    elif status.state == "sold_out":  # the offer to wait for freed or added pairs
-        body["waitlist"] = f"/api/rooms/{view.snap.config.name}/waitlist"
+    elif state == "sold_out":  # the offer to wait for freed or added pairs
+        body["waitlist"] = f"/api/rooms/{config.name}/waitlist"
     return body
 
 
@@ -136,6 +146,7 @@ async def room_info(request: web.Request) -> web.Response:
             "state": snap.state,
             "sold_out": snap.sold_out,
             "hold_s": snap.config.hold_s,
+            "identity_key": campaign.get("identity_key", "optional"),
             "counties": campaign.get("counties", []),
             "centers": campaign.get("centers", []),
             "vaccines": campaign.get("vaccines", []),
@@ -147,14 +158,19 @@ async def room_info(request: web.Request) -> web.Response:
 async def join(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
-    body = await read_json(request, optional=True)
-    only_keys(body, JOIN_FIELDS, "the join body")
-    code = opt_str(body, "access_code", max_len=64)
+    body: Mapping[str, Any] = NO_BODY
+    code = None
+    if request.body_exists:  # most anonymous joins have none: nothing to read or check
+        body = await read_json(request, optional=True)
+        only_keys(body, JOIN_FIELDS, "the join body")
+        code = opt_str(body, "access_code", max_len=64)
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()
-    if not view.snap.opened and now < view.snap.config.prequeue_opens_at_s:
-        raise too_early(name, view.snap.config.prequeue_opens_at_s, now)  # no Redis trip
-    check_join_pow(request, view, body, now)  # anonymous joins of a room asking for work
+    config = view.snap.config
+    if not view.snap.opened and now < config.prequeue_opens_at_s:
+        raise too_early(name, config.prequeue_opens_at_s, now)  # no Redis trip
+    if config.pow_difficulty > 0:  # anonymous joins of a room asking for work
+        check_join_pow(request, view, body, now)
     code_hash, group = await _check_code(gw, view, code) if code is not None else (None, None)
     try:
         outcome = await gw.store.join(name, now, code_hash)
@@ -170,7 +186,8 @@ async def join(request: web.Request) -> web.Response:
     gw.metrics.counters.joined(ticket.kind)
     token = gw.signer.sign_ticket(ticket)
     return json_response(
-        status_body(gw, view, ticket, token), headers={"Set-Cookie": ticket_cookie(name, token)}
+        status_body(gw, view, ticket, token, now),
+        headers={"Set-Cookie": ticket_cookie(name, token)},
     )
 
 
@@ -187,8 +204,9 @@ async def status(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     token = bearer(request, cookie=TICKET_COOKIE, query="ticket")
     view = gw.rooms.known().get(name) or await room_view(gw, name)
-    ticket = verify_ticket(gw, token, name)
-    return json_response(status_body(gw, view, ticket, token))
+    now = gw.clock()  # one reading for the ticket's expiry and its status
+    ticket = verify_ticket(gw, token, name, now)
+    return json_response(status_body(gw, view, ticket, token, now))
 
 
 @routes.get("/api/rooms/{room}/events")

@@ -25,6 +25,13 @@ def parse_agent_keys(raw: str) -> dict[str, str]:
     return agents
 
 
+def parse_identity_secret(raw: str) -> bytes:
+    """The secret identity keys are hashed with; empty turns identity keys off."""
+    if raw and len(raw.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"FAIRQ_IDENTITY_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    return raw.encode()
+
+
 def parse_signing_keys(raw: str) -> dict[str, bytes]:
     """``kid:secret[,kid:secret...]`` → {kid: secret}. The first one signs."""
     keys: dict[str, bytes] = {}
@@ -55,6 +62,9 @@ class GatewaySettings:
     sse_keepalive_s: float = 15.0
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     agent_keys: dict[str, str] = field(default_factory=dict)  # call-center agents
+    # keys the hashes of identity keys given at confirm (empty: none are taken); the same
+    # on every gateway, and never rotated (a new secret makes every stored hash unknown)
+    identity_secret: bytes = b""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -76,4 +86,5 @@ class GatewaySettings:
             inventory_wait_s=env_float(env, "FAIRQ_INVENTORY_WAIT_S", 30.0),
             rate_limits=RateLimitSettings.from_env(env),
             agent_keys=parse_agent_keys(env.get("FAIRQ_AGENT_KEYS", "")),
+            identity_secret=parse_identity_secret(env.get("FAIRQ_IDENTITY_SECRET", "")),
         )

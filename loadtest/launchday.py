@@ -21,7 +21,9 @@ Each locust user is a browser tab; each task iteration is one citizen's visit:
 3. **book** (``POST /api/rooms/{room}/bookings``) with the booking token: a county,
    for some a center, an earliest date, a time of day; **follow** the booking
    (``GET /api/bookings/{id}``) until it is held or rejected; **confirm** a share of
-   the holds, **cancel** a share of the rest and let the others expire;
+   the holds, **cancel** a share of the rest and let the others expire; **move** a
+   share of the confirmed pairs to a new wish (``--move-share``), often another
+   county's, and check the new pair as a held one;
 4. when told sold out, a share joins the **waitlist** and follows that booking for
    ``--waitlist-wait-s``, confirming an offer like a hold.
 
@@ -87,6 +89,15 @@ JOIN_ATTEMPTS = 5
 CODES_PER_CALL = 500
 MAX_RETRY_AFTER_S = 30.0
 OPEN_STATES = ("pending", "waitlisted")
+# why a move may be refused (the old pair stays): nothing fits the new wish, or a step of
+# another move of the same booking is still under way
+MOVE_REFUSALS = (
+    "sold_out",
+    "no_pair_in_window",
+    "no_pair_at_time_of_day",
+    "reserved_for_priority_group",
+    "move_in_progress",
+)
 FINAL_ROOM_STATES = {
     "admitted": "admitted",
     "sold_out": "told sold out",
@@ -166,6 +177,13 @@ def add_options(parser: Any) -> None:
         type=float,
     )
     opt(
+        "--move-share",
+        "FAIRQ_REHEARSAL_MOVE_SHARE",
+        0.1,
+        "of the confirmed pairs, the share then moved to a new wish (often another county)",
+        type=float,
+    )
+    opt(
         "--waitlist-share",
         "FAIRQ_REHEARSAL_WAITLIST_SHARE",
         0.5,
@@ -220,6 +238,7 @@ class Settings:
     time_of_day_share: float
     confirm_share: float
     cancel_share: float
+    move_share: float
     waitlist_share: float
     waitlist_wait_s: float
     answer_limit_s: float
@@ -762,18 +781,50 @@ class Citizen(FastHttpUser):
             r.problem(p)
         path = f"/api/bookings/{booking['booking_id']}"
         if random.random() < r.settings.confirm_share:
-            a = self.call("POST", f"{path}/confirm", "confirm", token=token)
+            body = None
+            if r.room.get("identity_key") == "required":  # a person's own, as the page asks
+                body = {"identity_key": f"LT-{random.getrandbits(48):012x}"}
+            a = self.call("POST", f"{path}/confirm", "confirm", token=token, body=body)
             final = a.body if a.status == 200 else self.follow_to(path, token, "confirmed")
             if final.get("state") != "confirmed":
                 r.problem(f"confirmed booking {booking['booking_id']} is {final.get('state')}")
                 return
             r.count("confirmed")
             r.outcomes.confirmed_ids.append(str(booking["booking_id"]))
+            if random.random() < r.settings.move_share:
+                self.move(final, token)
         elif random.random() < r.settings.cancel_share:
             self.call("POST", f"{path}/cancel", "cancel", token=token)
             r.count("cancelled")
         else:
             r.count("walked away from a hold")
+
+    def move(self, booking: dict[str, Any], token: str) -> None:
+        """Change a confirmed pair to the best one for a new wish; it stays confirmed, and
+        the new pair is checked like a held one. A refusal leaves the old pair."""
+        r = self.r
+        wish = self.wish()
+        path = f"/api/bookings/{booking['booking_id']}/move"
+        expected = [(409, reason) for reason in MOVE_REFUSALS]
+        a = self.call("POST", path, "move", token=token, body=wish, expected=expected)
+        if a.status == 409:
+            r.count(f"move refused: {a.code}")
+            return
+        if a.status == 202:  # answered later; a refusal then shows nowhere to check
+            r.count("move answered after the gateway's wait")
+            return
+        if a.body.get("state") != "confirmed" or a.body.get("moves") != booking.get("moves", 0) + 1:
+            r.problem(f"moved booking {booking['booking_id']} is {a.body}")
+            return
+        for p in pair_problems(a.body, wish, r.room):
+            r.problem(p)
+        before, after = (self.county_of(b) for b in (booking, a.body))
+        r.count("moved to another county" if before != after else "moved in its county")
+
+    def county_of(self, booking: Mapping[str, Any]) -> str | None:
+        centers = {c["id"]: c.get("county") for c in self.r.room.get("centers", [])}
+        first = (booking.get("appointments") or [{}])[0]
+        return centers.get(first.get("center"))
 
     def follow_to(self, path: str, token: str, state: str) -> dict[str, Any]:
         """After a 202 (no answer within the gateway's wait): poll until ``state`` or final."""

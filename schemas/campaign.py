@@ -2,7 +2,7 @@
 
 ``PUT /api/admin/campaigns/{name}`` carries a document such as::
 
-    {"title": "...", "timezone": "Europe/Berlin", "hold_s": 600,
+    {"title": "...", "timezone": "Europe/Berlin", "hold_s": 600, "identity_key": "optional",
      "vaccines": [{"id", "name", "min_days", "max_days"}],
      "counties": [{"id", "name"}],
      "centers": [{"id", "name", "county", "address", "vaccines": [ids]}],
@@ -50,6 +50,8 @@ from schemas.fields import only_keys
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_HOLD_S = 60
 DEFAULT_HOLD_S = 600
+# "required": every confirm carries the person's identity key (one pair per key per campaign)
+IDENTITY_KEY_MODES = ("optional", "required")
 DEFAULT_TIMEZONE = "UTC"
 MAX_SLOTS = 1_000_000  # expanded slots in all: ~300 MB and a few seconds to expand
 MAX_CENTERS = 1_000
@@ -103,6 +105,8 @@ class CampaignSpec:
     counties: tuple[County, ...]
     centers: tuple[Center, ...]
     slots: tuple[tuple[str, str, SlotSpec], ...]  # (center id, vaccine id, slot)
+    # whether a confirm must carry the person's identity key (e.g. an insurance number)
+    identity_key: str = "optional"
 
     def public(self) -> dict[str, Any]:
         """The JSON-able description shown to everyone; no slots."""
@@ -111,6 +115,7 @@ class CampaignSpec:
             "title": self.title,
             "timezone": self.timezone,
             "hold_s": self.hold_s,
+            "identity_key": self.identity_key,
             "vaccines": [
                 {"id": v.id, "name": v.name, "min_days": v.min_days, "max_days": v.max_days}
                 for v in self.vaccines
@@ -174,10 +179,11 @@ def parse_campaign(name: str, doc: Any) -> CampaignSpec:
         doc,
         "",
         required=("title", "vaccines", "counties", "centers"),
-        optional=("timezone", "hold_s", "schedules", "slots"),
+        optional=("timezone", "hold_s", "identity_key", "schedules", "slots"),
     )
     title = top.text("title")
     hold_s = top.integer("hold_s", MIN_HOLD_S, MAX_HOLD_S, default=DEFAULT_HOLD_S)
+    identity_key = top.choice("identity_key", IDENTITY_KEY_MODES, default="optional")
     tz_name, tz = _timezone(top)
     vaccines = _vaccines(top)
     counties = _counties(top)
@@ -193,7 +199,9 @@ def parse_campaign(name: str, doc: Any) -> CampaignSpec:
     slots = _expand(schedules, extras, tz, tz_name)
     if not any(s.capacity for _, _, s in slots):
         raise SchemaError("schedules: the campaign gives no places; add 'schedules' or 'slots'")
-    return CampaignSpec(name, title, tz_name, hold_s, vaccines, counties, centers, slots)
+    return CampaignSpec(
+        name, title, tz_name, hold_s, vaccines, counties, centers, slots, identity_key
+    )
 
 
 class _Obj:
@@ -227,6 +235,12 @@ class _Obj:
 
     def ident(self, key: str) -> str:
         return _ident(self.raw.get(key), self.at(key))
+
+    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+        value = self.raw.get(key, default)
+        if value not in choices:
+            raise SchemaError(f"{self.at(key)}: must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
 
     def integer(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
         value = self.raw.get(key)

@@ -7,8 +7,10 @@ RemoveInventory and SetReserve with exactly one event naming that
 move a partition's log clock forward (the record timestamp).
 
 Confirm, Cancel and Move are keyed by the county of the booking they name
-(where its Book went); AddInventory, RemoveInventory and SetReserve by the
-center's county.
+(where its Book went, or the county of its last move); AddInventory,
+RemoveInventory and SetReserve by the center's county. TransferIn and
+TransferAnswer carry a Move from one county's partition to another's and back;
+only allocators write them, and they are answered by no event of their own.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
+from schemas.events import Appointment, map_with_appointments, read_appointments
 from schemas.fields import (
     opt_date,
+    opt_int,
     opt_time_of_day,
     parse_date,
     req_bool,
@@ -112,6 +116,75 @@ class Move(Message):
     center: str | None = None
     earliest: str | None = read(_iso_date, None)  # ISO date; dose 1 on or after it
     time_of_day: str | None = read(opt_time_of_day, None)
+    # Another county of the campaign (None: the booking's own). Its inventory has
+    # another writer, so the move goes through it and back (see TransferIn).
+    county: str | None = None
+
+
+MOVABLE_STATES = ("held", "confirmed")
+
+
+def _movable_state(m: Mapping[str, Any], key: str) -> str:
+    value = m.get(key)
+    if value not in MOVABLE_STATES:
+        raise SchemaError(f"'{key}' must be one of {', '.join(MOVABLE_STATES)}, got {value!r}")
+    return str(value)
+
+
+@wire_class
+class TransferIn(Message):
+    """A Move to another county, step 2: take a pair in ``county`` for a booking that
+    arrives from ``origin``.
+
+    Step 1: the Move reaches the booking's county (``origin``), whose allocator
+    freezes the booking (its pair stays taken; Confirm, Cancel and Move fail
+    ``move_in_progress``; its hold does not run out) and puts this command on the
+    log, keyed by ``county``. Step 2: that county's allocator searches the best pair
+    for the Move's wish, and if there is one takes it for the booking, in the state
+    it had (held until ``hold_expires_at_ms``, or confirmed), at revision ``rev``.
+    Either way it answers with a TransferAnswer keyed by ``origin``. Step 3: the
+    origin gives the old pair back and answers the Move with Moved (``county`` set),
+    or, if the new county found none, unfreezes the booking and answers Failed.
+    Written only by allocators; ``command_id`` is the Move's plus ``:in``, so a
+    repeated step sends the same ids, and a partition drops the repetition.
+    """
+
+    TYPE: ClassVar[str] = "transfer_in"
+    command_id: str
+    move_id: str  # the Move's command id
+    booking_id: str
+    campaign: str
+    county: str  # where the booking goes (the record key)
+    origin: str  # where it comes from
+    identity: str
+    book_command_id: str  # the Book's command id (an Expired names it)
+    state: str = read(_movable_state)
+    rev: int = read(req_int)  # the booking's revision once moved
+    hold_expires_at_ms: int | None = read(opt_int, None)  # None when confirmed
+    group: str | None = None
+    center: str | None = None
+    earliest: str | None = read(_iso_date, None)
+    time_of_day: str | None = read(opt_time_of_day, None)
+
+
+@wire_class
+class TransferAnswer(Message):
+    """A Move to another county, step 3: the new county's answer to a TransferIn, keyed
+    by the booking's old county (``county``). ``reason`` is None when the booking
+    now has ``appointments`` in ``target``; else it is why not, and nothing was taken."""
+
+    TYPE: ClassVar[str] = "transfer_answer"
+    command_id: str  # the Move's command id plus ``:answer``
+    move_id: str
+    booking_id: str
+    campaign: str
+    county: str  # the booking's old county (the record key)
+    target: str  # the county the booking moves to
+    appointments: tuple[Appointment, ...] = read(read_appointments)
+    reason: str | None = None
+
+    def to_map(self) -> dict[str, Any]:
+        return map_with_appointments(self, self.appointments)
 
 
 def _has_offset(text: str) -> bool:
@@ -273,9 +346,32 @@ class Tick(Message):
     command_id: str
 
 
-Command = Book | Confirm | Cancel | Move | AddInventory | RemoveInventory | SetReserve | Tick
+Command = (
+    Book
+    | Confirm
+    | Cancel
+    | Move
+    | AddInventory
+    | RemoveInventory
+    | SetReserve
+    | Tick
+    | TransferIn
+    | TransferAnswer
+)
+Transfer = TransferIn | TransferAnswer  # commands one allocator puts on another's partition
 
-_DECODERS = decoders(Book, Confirm, Cancel, Move, AddInventory, RemoveInventory, SetReserve, Tick)
+_DECODERS = decoders(
+    Book,
+    Confirm,
+    Cancel,
+    Move,
+    AddInventory,
+    RemoveInventory,
+    SetReserve,
+    Tick,
+    TransferIn,
+    TransferAnswer,
+)
 
 
 def decode_command(data: bytes) -> Command:

@@ -11,7 +11,9 @@ Answers, exactly one per command:
   or Failed (``duplicate_booking_id``)
 - Confirm → Confirmed or Failed
 - Cancel → Cancelled or Failed (cancels a hold, an appointment or a waitlisting)
-- Move → Moved or Failed (then the booking is unchanged)
+- Move → Moved or Failed (then the booking is unchanged); a move to another county is
+  answered by its booking's old county once the new one has taken a pair (see
+  ``schemas.commands.TransferIn``)
 - AddInventory → InventoryAdded (``accepted`` false with a ``reason`` if refused)
 - RemoveInventory → InventoryRemoved (``accepted`` false with a ``reason`` if refused)
 - SetReserve → ReserveSet (``accepted`` false with a ``reason`` if refused)
@@ -31,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
-from schemas.fields import opt_str, req_int, req_list, req_map, req_str
+from schemas.fields import opt_int, opt_str, req_int, req_list, req_map, req_str
 from schemas.wire import Message, decoders, dispatch, field_map, read, read_fields, wire_class
 
 # Reasons a Book is rejected or a Confirm/Cancel fails.
@@ -58,6 +60,8 @@ REASONS = frozenset(
         "release_passed",  # SetReserve whose release_at_ms is not after the log time
         # SetReserve whose share, with the other groups' shares of that center and day, is > 100
         "reserve_shares_over_100",
+        "move_in_progress",  # a Confirm/Cancel/Move while the booking moves to another county
+        "moved_away",  # a Confirm/Cancel/Move sent to the county a booking has moved away from
     }
 )
 
@@ -73,10 +77,6 @@ def _count(m: Mapping[str, Any], key: str) -> int:
 def _count_or_zero(m: Mapping[str, Any], key: str) -> int:
     """A count that older writers did not send: absent reads as 0."""
     return req_int(m, key, lo=0) if key in m else 0
-
-
-def _opt_ms(m: Mapping[str, Any], key: str) -> int | None:
-    return None if m.get(key) is None else req_int(m, key)
 
 
 def _dose(m: Mapping[str, Any], key: str) -> int:
@@ -110,7 +110,7 @@ class Appointment:
         return read_fields(cls, m)
 
 
-def _appointments(m: Mapping[str, Any], key: str) -> tuple[Appointment, ...]:
+def read_appointments(m: Mapping[str, Any], key: str) -> tuple[Appointment, ...]:
     return tuple(Appointment.from_map(a) for a in req_list(m, key, max_len=2))
 
 
@@ -132,9 +132,16 @@ class _WithAppointments(_BookingChange):
     appointments: tuple[Appointment, ...]
 
     def to_map(self) -> dict[str, Any]:
-        out = Message.to_map(self)
-        out["appointments"] = [a.to_map() for a in self.appointments]
-        return out
+        return map_with_appointments(self, self.appointments)
+
+
+def map_with_appointments(
+    message: Message, appointments: tuple[Appointment, ...]
+) -> dict[str, Any]:
+    """A message's map, its appointments written out as maps."""
+    out = Message.to_map(message)
+    out["appointments"] = [a.to_map() for a in appointments]
+    return out
 
 
 @wire_class
@@ -142,14 +149,14 @@ class Held(_WithAppointments):
     TYPE: ClassVar[str] = "held"
     identity: str = read(req_str)
     county: str = read(req_str)
-    appointments: tuple[Appointment, ...] = read(_appointments)
+    appointments: tuple[Appointment, ...] = read(read_appointments)
     hold_expires_at_ms: int = read(req_int)
 
 
 @wire_class
 class Confirmed(_WithAppointments):
     TYPE: ClassVar[str] = "confirmed"
-    appointments: tuple[Appointment, ...] = read(_appointments)
+    appointments: tuple[Appointment, ...] = read(read_appointments)
 
 
 @wire_class
@@ -157,11 +164,14 @@ class Moved(_WithAppointments):
     """A Move found a new pair: the booking keeps its id and state, the old pair is free.
 
     ``hold_expires_at_ms`` is the unchanged expiry of a held booking, None when confirmed.
+    ``county`` is set when the booking moved to another county: its later commands are
+    keyed by that county (and its later events come from that county's partition).
     """
 
     TYPE: ClassVar[str] = "moved"
-    appointments: tuple[Appointment, ...] = read(_appointments)
-    hold_expires_at_ms: int | None = read(_opt_ms, None)
+    appointments: tuple[Appointment, ...] = read(read_appointments)
+    hold_expires_at_ms: int | None = read(opt_int, None)
+    county: str | None = None
 
 
 @wire_class
@@ -181,7 +191,7 @@ class Offered(_WithAppointments):
     """
 
     TYPE: ClassVar[str] = "offered"
-    appointments: tuple[Appointment, ...] = read(_appointments)
+    appointments: tuple[Appointment, ...] = read(read_appointments)
     hold_expires_at_ms: int = read(req_int)
 
 

@@ -39,6 +39,11 @@ def req_int(m: Mapping[str, Any], key: str, *, lo: int | None = None, hi: int | 
     return value
 
 
+def opt_int(m: Mapping[str, Any], key: str) -> int | None:
+    """An integer, or None when absent or null."""
+    return None if m.get(key) is None else req_int(m, key)
+
+
 def req_bool(m: Mapping[str, Any], key: str) -> bool:
     value = m.get(key)
     if not isinstance(value, bool):

@@ -47,14 +47,22 @@ class JoinBatcher:
         self._lines: dict[str, list[_Waiting]] = {}
         self._drainers: dict[str, asyncio.Task[None]] = {}
 
-    async def join(self, room: str, now_s: float) -> Ticket:
-        """A new ticket; raises RoomNotFound, RoomClosed, or TooEarly before the window."""
+    def join(self, room: str, now_s: float) -> asyncio.Future[Ticket]:
+        """Queue a join now; await the answer: a new ticket, or RoomNotFound, RoomClosed,
+        or TooEarly before the window.
+
+        A future rather than a coroutine: the join takes its place in the line when
+        called, and the awaiting handler resumes without one more frame to pass through.
+        """
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(now_s, loop.create_future())
-        self._lines.setdefault(room, []).append(waiting)
+        reply: asyncio.Future[Ticket] = loop.create_future()
+        line = self._lines.get(room)
+        if line is None:
+            line = self._lines[room] = []
+        line.append(_Waiting(now_s, reply))
         if room not in self._drainers:
             self._drainers[room] = loop.create_task(self._drain(room))
-        return await waiting.reply
+        return reply
 
     async def _drain(self, room: str) -> None:
         try:

@@ -62,3 +62,13 @@ def booking(booking_id: str) -> str:
 def token_booking(token_id: str) -> str:
     """String: the booking id made with a booking token (a token is good for one booking)."""
     return f"{PREFIX}:token:{token_id}:booking"
+
+
+def identity_claim(campaign: str, identity: str) -> str:
+    """String: the booking id that holds the campaign's one pair for this identity.
+
+    ``identity`` is ``code:<hash>`` (an access code), ``ticket:<id>`` (an anonymous
+    ticket) or ``key:<hash>`` (an identity key given at confirm). Taken and handed
+    over only by ``scripts.CLAIM_IDENTITY``, given up by ``scripts.RELEASE``.
+    """
+    return f"{PREFIX}:campaign:{{{campaign}}}:identity:{identity}"

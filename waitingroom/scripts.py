@@ -293,15 +293,32 @@ return 0
 """
 
 RELEASE = """
--- KEYS[1] room leader
--- ARGV[1] instance id
--- Gives the lead up if the caller holds it, so another instance need not wait for the TTL.
+-- KEYS[1] a string held by one owner: a room leader, or an identity claim
+-- ARGV[1] the owner: the admitter's instance id, or the claiming booking id
+-- Compare-and-delete: gives the lead (so another instance need not wait for the TTL)
+-- or the claim up only if ARGV[1] holds it.
 -- Returns 1 if released, 0 otherwise.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
+"""
+
+CLAIM_IDENTITY = """
+-- KEYS[1] identity claim (keys.identity_claim)
+-- ARGV[1] the claiming booking id, ARGV[2] the holder the caller has seen end
+--   ('' when it has seen none), ARGV[3] the claim's TTL (s)
+-- Compare-and-set: the claim becomes ARGV[1]'s if it is free or held by ARGV[2]
+-- (a take-over: of two callers that saw the same holder end, one wins). A claim
+-- ARGV[1] holds already stays as it is. Whether a holder has ended is decided by
+-- the caller (its booking views live in gateway memory, not in Redis).
+-- Returns {'taken', ''} | {'kept', ''} | {'held', the holding booking id}
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return {'kept', ''} end
+if holder and holder ~= ARGV[2] then return {'held', holder} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return {'taken', ''}
 """
 
 UPDATE_INVENTORY = """
@@ -339,6 +356,7 @@ class Scripts:
     renew: AsyncScript
     release: AsyncScript
     update_inventory: AsyncScript
+    claim_identity: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:
@@ -354,4 +372,5 @@ class Scripts:
             renew=redis.register_script(RENEW),
             release=redis.register_script(RELEASE),
             update_inventory=redis.register_script(UPDATE_INVENTORY),
+            claim_identity=redis.register_script(CLAIM_IDENTITY),
         )

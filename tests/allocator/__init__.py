@@ -115,9 +115,16 @@ def move(
     earliest: str | None = None,
     campaign: str = CAMPAIGN,
     time_of_day: str | None = None,
+    county: str | None = None,
 ) -> Move:
     return Move(
-        command_id, booking_id, campaign, center=center, earliest=earliest, time_of_day=time_of_day
+        command_id,
+        booking_id,
+        campaign,
+        center=center,
+        earliest=earliest,
+        time_of_day=time_of_day,
+        county=county,
     )
 
 

@@ -21,6 +21,7 @@ from schemas.events import (
     Expired,
     Held,
     InventoryAdded,
+    Moved,
     Summary,
     decode_event,
 )
@@ -98,25 +99,36 @@ def answers(events: dict[int, list[Event]]) -> dict[str, set[bytes]]:
     return out
 
 
-def replay(commands: Records, upto: dict[int, int]) -> dict[int, list[Event]]:
-    """The events a fresh core gives for each partition's records before ``upto``."""
+def replay(
+    commands: Records, upto: dict[int, int]
+) -> tuple[dict[int, list[Event]], dict[int, Allocator]]:
+    """The events a fresh core gives for each partition's records before ``upto``, and
+    the cores at the end. What a core sends to other partitions is thrown away: the
+    live allocators put it on the log, where it is among ``commands``."""
     out: dict[int, list[Event]] = {}
+    cores: dict[int, Allocator] = {}
     for p, records in commands.items():
-        core = Allocator()
+        core = cores[p] = Allocator()
         events: list[Event] = []
         for r in records:
             if r.offset >= upto.get(p, 0):
                 break
             events += core.apply(r.offset, r.timestamp, decode_command(r.value or b""))
+            core.sends.clear()
         out[p] = events
-    return out
+    return out, cores
 
 
 def max_overbooking(events: dict[int, list[Event]], inventory: dict[str, AddInventory]) -> int:
     """Apply the events in order (by ``rev``, as a gateway does); the worst excess over capacity.
 
     Capacity grows with each accepted InventoryAdded (looked up by command id in
-    ``inventory``); places are taken by Held and given back by Expired and Cancelled.
+    ``inventory``); places are taken by Held, given back by Expired and Cancelled, and
+    traded by Moved. A booking that moved to a county of another partition is followed
+    here only as far as its Moved (whose new slots are not this partition's): the new
+    pair was taken by the other partition's allocator with no event of its own there,
+    so that partition's count leaves it out (the cores of a clean replay are checked at
+    the end instead).
     """
     worst = 0
     for evs in events.values():
@@ -132,20 +144,21 @@ def max_overbooking(events: dict[int, list[Event]], inventory: dict[str, AddInve
                     for s in cmd.slots:
                         capacity[f"{cmd.center}/{cmd.vaccine}/{s.start}"] += s.capacity
                 continue
-            if not isinstance(e, Held | Expired | Cancelled):
+            if not isinstance(e, Held | Expired | Cancelled | Moved):
                 continue
             key = (e.campaign, e.booking_id)
             if e.rev <= revs.get(key, 0):
                 continue
             revs[key] = e.rev
-            if isinstance(e, Held):
+            if not isinstance(e, Held):
+                for sid in slots.pop(key, ()):
+                    used[sid] -= 1
+            if isinstance(e, Held | Moved) and all(a.slot in capacity for a in e.appointments):
+                # a Moved whose slots are not this partition's moved to another partition
                 slots[key] = tuple(a.slot for a in e.appointments)
                 for sid in slots[key]:
                     used[sid] += 1
                     worst = max(worst, used[sid] - capacity[sid])
-            else:
-                for sid in slots[key]:
-                    used[sid] -= 1
     return worst
 
 

@@ -4,12 +4,15 @@ The allocator runs as ``python -m fairq.cli allocator`` with snapshots every few
 thousand records. A storm of more than 20,000 commands (inventory and deliveries,
 books, confirms, cancels, short holds that expire, redeliveries) goes to the
 commands topic while the process is killed at seeded random moments (measured in
-answers seen) and started again. Then, from the topics alone:
+answers seen) and started again. Some moves go to a county of another partition: the
+allocator puts their transfers on the commands topic itself (``schemas.commands.
+TransferIn``), and a kill may land between any two steps. Then, from the topics alone:
 
 - every command has exactly one answer, once exact repeats (replays) are dropped;
 - applying the events in order by ``rev`` never puts a slot over capacity;
 - the events, repeats dropped, equal those of a fresh in-process ``Allocator`` fed
-  the whole commands log.
+  the whole commands log (transfers and their repeats included), and the state that
+  replay ends in has no slot over capacity and no booking live in two partitions.
 
 A restarted member of a group whose dead member never left waits a session
 timeout before it is given the partitions (6 s here), so each kill costs that.
@@ -31,9 +34,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fairq.config import Connections
 from fairq.processes import spawn, stop
-from schemas.commands import AddInventory, Command
-from schemas.events import Summary, decode_event
-from tests.allocator import add, book, cancel, confirm, slot
+from schemas.commands import AddInventory, Command, TransferAnswer, TransferIn, decode_command
+from schemas.events import Moved, Summary, decode_event
+from tests.allocator import add, book, cancel, confirm, move, slot
 from tests.allocator.eventlogs import (
     answers,
     committed_offsets,
@@ -87,6 +90,10 @@ def storm(rng: random.Random, books: int = BOOKS) -> tuple[list[Keyed], dict[str
             out.append((c, cancel(f"x{n}", k, "storm")))
         elif roll < 0.45:
             out.append(rng.choice(out))  # a redelivery: the same command again
+        elif roll < 0.50:  # keyed by the county of the Book; it may have moved since
+            c, k = rng.choice(booked[-200:])
+            target = rng.choice(COUNTIES)
+            out.append((c, move(f"m{n}", k, county=target, campaign="storm")))
         if n % 2000 == 1999:
             county = rng.choice(COUNTIES)
             deliver(f"delivery-{n}", county, range(40, 46), 2)
@@ -204,6 +211,19 @@ async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_repla
     assert set(given) == command_ids
     assert [cid for cid, found in given.items() if len(found) != 1] == []
     assert max_overbooking(produced, inventory) <= 0
-    clean = replay(command_log, upto)
+    clean, cores = replay(command_log, upto)
     for p in range(TEST_PARTITIONS):
         assert dedup(produced[p]) == dedup(clean[p]), f"partition {p}"
+    assert [u for core in cores.values() for u in core.slot_usage() if u.used > u.capacity] == []
+    live: dict[str, int] = {}
+    for core in cores.values():
+        for v in core.bookings():
+            if v.state in ("held", "confirmed", "waitlisted") and not v.moving:
+                live[v.booking_id] = live.get(v.booking_id, 0) + 1
+    assert [b for b, n in live.items() if n > 1] == []
+    moved = {e.command_id for evs in produced.values() for e in evs if isinstance(e, Moved)}
+    logged = [decode_command(r.value or b"") for rs in command_log.values() for r in rs]
+    crossed = {c.move_id for c in logged if isinstance(c, TransferIn)}
+    assert len(crossed) > 20  # moves did cross partitions (others moved within one)
+    assert {c.move_id for c in logged if isinstance(c, TransferAnswer)} == crossed
+    assert moved & crossed  # and some of them found a pair there

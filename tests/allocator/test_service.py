@@ -23,10 +23,20 @@ from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import ConfigError, Connections, Topics
-from schemas.commands import Command
-from schemas.events import Event, Expired, Failed, Held, Rejected, Summary, decode_event
+from schemas.commands import Command, Move, decode_command
+from schemas.events import (
+    Confirmed,
+    Event,
+    Expired,
+    Failed,
+    Held,
+    Moved,
+    Rejected,
+    Summary,
+    decode_event,
+)
 from tests.allocator import add, book, cancel, confirm, slot
-from tests.allocator.eventlogs import committed_offsets
+from tests.allocator.eventlogs import committed_offsets, read_topic
 from tests.conftest import TEST_PARTITIONS
 
 pytestmark = pytest.mark.timeout(90)
@@ -325,7 +335,7 @@ async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
         batch = await consumer.getmany(tp, timeout_ms=5000)
         assert [r.offset for r in batch[tp]][:1] == [3]
         parts.cores[partition], parts.installed[partition] = Allocator(), 2
-        worker = Worker(consumer, producer, parts, topics.events, metrics)
+        worker = Worker(consumer, producer, parts, topics, metrics)
 
         await worker.handle(batch, epoch=1)  # fetched at takeover 1, the core came with 2
         assert parts.cores[partition].next_offset == 0
@@ -355,6 +365,45 @@ async def test_a_takeover_freezes_the_state_and_a_revocation_lets_it_be_collecte
             assert gc.get_freeze_count() == 0
         finally:
             gc.unfreeze()
+
+
+async def test_a_booking_moves_to_a_county_of_another_partition_and_a_restart_sends_nothing_again(
+    settings: AllocatorSettings, produce: Produce, events: EventLog, connections: Connections
+) -> None:
+    counties = ["north", "south", "east", "west", "alpine", "coast"]
+    sent = await produce([inventory(c, f"{c}-center") for c in counties])
+    home = sent["add-north-center"]
+    away = next(c for c in counties if sent[f"add-{c}-center"] != home)
+    sent |= await produce([booking(1, "north")])
+    service = Service(settings)
+    await events.wait_for_answers(sent)
+    move = Move("move-1", "bk-1", "launch", county=away)
+    sent |= await produce([("north", move)])
+    await events.wait_for_answers(["move-1"])
+    await service.close()
+    ((partition, moved),) = events.answers()["move-1"]
+    assert partition == home  # answered by the booking's old county, once the new one had a pair
+    assert isinstance(moved, Moved) and (moved.county, moved.rev) == (away, 2)
+    assert {a.center for a in moved.appointments} == {f"{away}-center"}
+    assert service.count("fairq_allocator_sends_total", type="transfer_in") == 1
+    assert service.count("fairq_allocator_sends_total", type="transfer_answer") == 1
+
+    sent |= await produce([(away, confirm("confirm-1", "bk-1", "launch"))])
+    service = Service(settings)  # rebuilt from the log, transfers included
+    await events.wait_for_answers(["confirm-1"])
+    await service.close()
+    ((partition, confirmed),) = events.answers()["confirm-1"]
+    assert partition == sent["confirm-1"] != home
+    assert isinstance(confirmed, Confirmed) and confirmed.rev == 3
+    assert service.count("fairq_allocator_sends_total", type="transfer_in") == 0
+    records = await read_topic(
+        connections.kafka_bootstrap, settings.connections.topics.commands, TEST_PARTITIONS
+    )
+    types = [decode_command(r.value or b"").TYPE for rs in records.values() for r in rs]
+    transfers = [t for t in types if t.startswith("transfer")]
+    assert sorted(transfers) == ["transfer_answer", "transfer_in"]
+    await events.read_to_end()
+    assert_one_answer_each(events, sent)
 
 
 async def test_a_hold_expires_on_ticks(

@@ -133,12 +133,23 @@ def test_a_snapshot_of_an_older_version_is_refused_by_name() -> None:
         Allocator.restore(data)
 
 
-def as_version_2(data: bytes) -> bytes:
-    """A version 3 snapshot with at most one reserve per center and day, written as
-    version 2 wrote it: releases without the group, and each slot's reserve entry as
-    ``[slot index, held_back, res_used]``."""
+def as_version_3(data: bytes) -> bytes:
+    """A snapshot with no booking moving to another county, written as version 3 wrote
+    it: bookings without the move they are in the middle of."""
     state = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    assert state["v"] == VERSION == 3
+    assert state["v"] == VERSION == 4
+    state["v"] = 3
+    for campaign in state["campaigns"]:
+        for booking in campaign[8]:
+            assert booking.pop() is None
+    return msgpack.packb(state, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def as_version_2(data: bytes) -> bytes:
+    """A snapshot with at most one reserve per center and day, written as version 2
+    wrote it: releases without the group, and each slot's reserve entry as
+    ``[slot index, held_back, res_used]``."""
+    state = msgpack.unpackb(as_version_3(data), raw=False, strict_map_key=False)
     state["v"] = 2
     state["releases"] = [r[:4] for r in state["releases"]]
     for campaign in state["campaigns"]:
@@ -206,6 +217,17 @@ def test_a_version_2_snapshot_is_read_and_continues_like_the_run_it_was_taken_of
     assert packed(resumed) == packed(whole)
     assert [e.TYPE for e in not_summaries(whole[-1])] == ["expired"]
     assert restored.snapshot() == core.snapshot()
+
+
+def test_a_version_3_snapshot_is_read_and_continues_like_the_run_it_was_taken_of() -> None:
+    core = Allocator()
+    for offset, timestamp_ms, command in one_reserve_per_day_log():
+        core.apply(offset, timestamp_ms, command)
+    restored = Allocator.restore(as_version_3(core.snapshot()))
+    assert restored.snapshot() == core.snapshot()
+    rest = later_log(core.next_offset)
+    whole = [core.apply(o, t, c) for o, t, c in rest]
+    assert packed([restored.apply(o, t, c) for o, t, c in rest]) == packed(whole)
 
 
 def test_a_version_2_snapshot_holding_places_back_without_a_reserve_is_refused() -> None:

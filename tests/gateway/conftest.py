@@ -32,6 +32,7 @@ def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings
         "answer_wait_s": 10.0,
         "inventory_wait_s": 0.0,
         "agent_keys": {"alice": AGENT_KEY},
+        "identity_secret": b"identity-secret-for-tests",
     }
     return GatewaySettings(**(base | overrides))
 

@@ -48,6 +48,7 @@ const realFetch = globalThis.fetch;
 globalThis.fetch = (path, init) => realFetch(new URL(path, baseUrl), init);
 
 const el = (id) => document.getElementById(id);
+const moveSection = () => !el("book-section").hidden;
 async function until(check, what) {
   const deadline = Date.now() + 60000;
   while (!check()) {
@@ -79,6 +80,8 @@ async function until(check, what) {
   seen.appointments = el("appointments").children.length;
   seen.countdown = el("hold-countdown").textContent;
   seen.buttons = [el("confirm-button").hidden, el("cancel-button").hidden];
+  seen.identityKeyField = el("identity-key-field").hidden;
+  el("identity-key").value = "A123 456-789";
   el("confirm-button").fire("click");
   await until(() => el("booking-state").textContent === "Booked", "the confirmation");
   seen.confirmed = el("booking-state").textContent;
@@ -87,6 +90,21 @@ async function until(check, what) {
   fairqPage(); // a reload: the stored place and booking come back
   await until(() => el("booking-state").textContent === "Booked", "the booking after a reload");
   seen.reloaded = el("booking-state").textContent;
+  // change to the other county's center: a move that crosses partitions
+  seen.moveButton = el("move-button").hidden;
+  el("move-button").fire("click");
+  seen.moveHeading = el("book-heading").textContent;
+  el("county").value = seen.counties[2];
+  el("county").fire("change");
+  el("book-form").fire("submit");
+  await until(() => !moveSection(), "the move's answer");
+  seen.movedState = el("booking-state").textContent;
+  const id = storage.get("fairq." + room + ".booking_id");
+  const token = storage.get("fairq." + room + ".booking_token");
+  const r = await fetch("/api/bookings/" + id, { headers: { Authorization: "Bearer " + token } });
+  const view = await r.json();
+  seen.movedTo = [...new Set(view.appointments.map((a) => a.center))];
+  seen.moves = view.moves;
   console.log(JSON.stringify(seen));
   process.exit(0);
 })();

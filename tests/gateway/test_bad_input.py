@@ -263,7 +263,7 @@ def new_route_cases(ticket: str, other_ticket: str, token: str, own: str) -> lis
         ("POST", move, bearer(ticket), {}, 401, "invalid_token"),
         ("POST", "/api/bookings/bk_x/move", bearer(token), {}, 403, "not_your_booking"),
         ("POST", move, bearer(token), b"{", 400, "invalid_json"),
-        ("POST", move, bearer(token), {"county": "county-2"}, 400, "invalid_request"),
+        ("POST", move, bearer(token), {"waitlist": True}, 400, "invalid_request"),
         ("POST", move, bearer(token), {}, 404, "unknown_booking"),
         ("POST", phone_move, bearer(ticket), {}, 403, "forbidden"),
         ("POST", phone_move, op, {"colour": 1}, 400, "invalid_request"),

@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from aiokafka.partitioner import DefaultPartitioner
 
+from tests.conftest import TEST_PARTITIONS
 from tests.gateway.conftest import bearer, create_campaign, create_room, operator
-from tests.gateway.test_flow import admitted_visitor, booking_stream, join, request_pair
+from tests.gateway.test_flow import (
+    admitted_token,
+    admitted_visitor,
+    booking_stream,
+    join,
+    request_pair,
+)
 from tests.sse import sse_events
 
 pytestmark = pytest.mark.usefixtures("allocator", "admitter")
@@ -70,19 +78,16 @@ async def test_move_without_a_pair_changes_nothing(client: Client, first_day: dt
     error = (await nowhere.json())["error"]
     assert error["code"] in ("sold_out", "no_pair_in_window")
     assert error["booking"]["appointments"] == held["appointments"]
-    other_county = await client.post(
-        f"/api/bookings/{booking_id}/move",
-        json={"center": "county-2-center-1"},
-        headers=bearer(token),
-    )
-    assert (other_county.status, (await other_county.json())["error"]["code"]) == (
-        400,
-        "center_not_in_county",
-    )
-    bad = await client.post(
-        f"/api/bookings/{booking_id}/move", json={"county": "county-2"}, headers=bearer(token)
-    )
-    assert bad.status == 400
+    for body, code in [
+        ({"county": "county-1", "center": "county-2-center-1"}, "center_not_in_county"),
+        ({"county": "atlantis"}, "unknown_county"),
+        ({"center": "atlantis-center"}, "unknown_center"),
+        ({"county": 7}, "invalid_request"),
+    ]:
+        bad = await client.post(
+            f"/api/bookings/{booking_id}/move", json=body, headers=bearer(token)
+        )
+        assert (bad.status, (await bad.json())["error"]["code"]) == (400, code), body
     after = await client.get(f"/api/bookings/{booking_id}", headers=bearer(token))
     assert (await after.json())["appointments"] == held["appointments"]
 
@@ -194,3 +199,73 @@ async def test_room_waitlist_while_sold_out(client: Client, first_day: dt.date) 
     offered = await next_change(client, booking_id, token, "held")
     assert offered["offered"] is True
     assert offered["appointments"][0]["start"].startswith(f"{first_day.isoformat()}T10:00")
+
+
+def partition_of(county: str) -> int:
+    """The partition a county's commands go to (the gateway producer's partitioner)."""
+    return int(DefaultPartitioner()(county.encode(), ALL_PARTITIONS, ALL_PARTITIONS))
+
+
+ALL_PARTITIONS = list(range(TEST_PARTITIONS))
+
+
+async def test_a_booking_moves_to_a_county_of_another_partition(
+    client: Client, first_day: dt.date
+) -> None:
+    assert partition_of("county-1") != partition_of("county-2")  # else this tests nothing new
+    await create_campaign(client, first_day, counties=2, places=1)
+    await create_room(client, opens_in_s=0)
+    token = await admitted_visitor(client)
+    booking_id, held = await request_pair(client, token)
+    assert centers(held) == {"county-1-center-1"}
+
+    moved = await client.post(
+        f"/api/bookings/{booking_id}/move",
+        json={"center": "county-2-center-1"},  # the county follows from the center
+        headers=bearer(token),
+    )
+    assert moved.status == 200, await moved.text()
+    body = await moved.json()
+    assert (body["booking_id"], body["state"], body["moves"]) == (booking_id, "held", 1)
+    assert centers(body) == {"county-2-center-1"}
+    assert body["hold_expires_at"] == held["hold_expires_at"]
+    # its commands now go to the new county's partition
+    confirmed = await client.post(f"/api/bookings/{booking_id}/confirm", headers=bearer(token))
+    assert confirmed.status == 200, await confirmed.text()
+    back = await client.post(
+        f"/api/bookings/{booking_id}/move", json={"county": "county-1"}, headers=bearer(token)
+    )
+    assert back.status == 200, await back.text()
+    body = await back.json()
+    assert (body["state"], body["moves"], centers(body)) == ("confirmed", 2, {"county-1-center-1"})
+    # the pair in county 2 is free again: the next visitor gets it
+    _, other = await request_pair(client, await admitted_visitor(client), county="county-2")
+    assert (other["state"], centers(other)) == ("held", {"county-2-center-1"})
+
+
+async def test_a_code_holding_a_pair_cannot_wait_for_another(
+    client: Client, first_day: dt.date
+) -> None:
+    await create_campaign(client, first_day, counties=2, places=1)
+    await create_room(client, opens_in_s=0, max_active=2)
+    issued = await client.post(
+        "/api/admin/campaigns/camp/codes", json={"group": "80plus", "count": 1}, headers=operator()
+    )
+    [code] = (await issued.json())["codes"]
+    ticket = (await join(client, access_code=code))["ticket"]
+    token = await admitted_token(client, ticket)
+    assert (await request_pair(client, token))[1]["state"] == "held"
+    other = await admitted_visitor(client)
+    assert (await request_pair(client, other, county="county-2"))[1]["state"] == "held"
+    plain = (await join(client))["ticket"]  # not admitted: the two bookers are active
+    await wait_sold_out(client, plain)
+
+    # County 2 is another county (here: another partition): the code's claim refuses it.
+    refused = await client.post(
+        "/api/rooms/room/waitlist", json={"county": "county-2"}, headers=bearer(ticket)
+    )
+    assert (refused.status, (await refused.json())["error"]["code"]) == (409, "already_booked")
+    joined = await client.post(
+        "/api/rooms/room/waitlist", json={"county": "county-2"}, headers=bearer(plain)
+    )
+    assert joined.status == 202, await joined.text()

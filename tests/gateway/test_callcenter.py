@@ -65,8 +65,10 @@ async def test_a_code_is_one_person_online_and_on_the_phone(
     token = await admitted_token(client, (await join(client, access_code=code))["ticket"])
     online_id, held = await request_pair(client, token)
     assert held["state"] == "held"
-    _, refused = await phone_book(client, code)
-    assert (refused["state"], refused["reason"]) == ("rejected", "already_booked")
+    status, refused = await phone_book(client, code)
+    # Refused by the gateway's identity claim; the agent hears which booking it is.
+    assert (status, refused["error"]["code"]) == (409, "already_booked")
+    assert refused["error"]["booking_id"] == online_id
     # The online reference works on the phone.
     looked_up = await client.get(f"/api/callcenter/bookings/{online_id}", headers=AGENT)
     assert (await looked_up.json())["state"] == "held"

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.page import PAGE_PATH, content_security_policy
+from gateway.state import GATEWAY
 from tests.gateway.conftest import create_campaign, create_room, operator
 from waitingroom.pow import solve
 
@@ -34,6 +35,10 @@ HOOKS = (
     'value="evening"',
     'id="confirm-button"',
     'id="cancel-button"',
+    'id="identity-key"',
+    "identity_key",
+    'id="move-button"',
+    "/move",
     'id="hold-countdown"',
     'aria-live="polite"',
     "fairqPow.solve",
@@ -141,7 +146,16 @@ async def test_the_page_takes_a_visitor_from_joining_to_a_confirmed_pair(
     assert (seen["held"], seen["appointments"]) == ("Held for you: please confirm", 2)
     assert seen["countdown"].startswith("Held for another ")
     assert seen["buttons"] == [False, False]  # neither hidden
+    assert seen["identityKeyField"] is False  # the confirm carried the typed identity key:
+    claims = [k async for k in client.app[GATEWAY].redis.scan_iter("*identity:key:*")]
+    assert len(claims) == 1
     assert (seen["confirmed"], seen["reloaded"]) == ("Booked", "Booked")
     assert seen["reference"].startswith("Reference: bk_")
+    assert (seen["moveButton"], seen["moveHeading"]) == (False, "Change your appointments")
+    assert (seen["movedState"], seen["movedTo"], seen["moves"]) == (
+        "Booked",
+        ["county-2-center-1"],
+        1,
+    )
     stats = await (await client.get("/api/admin/rooms/room/stats", headers=operator())).json()
     assert (stats["joined"], stats["admitted"]) == (1, 1)  # one join, for one solved puzzle

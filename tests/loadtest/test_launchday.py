@@ -42,7 +42,7 @@ PLACES = 4  # per center: 2 counties x 1 center x 4 = 8 pairs
 USERS = 12
 JOURNEYS = 24  # three visitors per pair
 LOCUST_TIMEOUT_S = 150  # its own -t is 90 s; --journeys ends it well before
-EXPECTED_NAMES = {"challenge", "join", "status", "book", "booking", "confirm"}
+EXPECTED_NAMES = {"challenge", "join", "status", "book", "booking", "confirm", "move"}
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ REHEARSAL_ARGS = (
     *("-u", str(USERS), "-r", str(USERS), "-t", "90s", "--journeys", str(JOURNEYS)),
     *("--room", "room", "--code-share", "0.5", "--confirm-share", "0.7"),
     *("--poll-s", "0.3", "--booking-poll-s", "0.2", "--think-s", "0.2"),
-    *("--waitlist-share", "1", "--waitlist-wait-s", "2"),
+    *("--waitlist-share", "1", "--waitlist-wait-s", "2", "--move-share", "1"),
 )
 
 
@@ -163,6 +163,8 @@ async def test_rehearsal_books_through_the_real_system(gateway: str, tmp_path: P
         assert counts["proofs of work solved"] >= 1, counts
         assert counts.get("joined with a code", 0) >= 1, counts
         assert counts["admitted"] + counts.get("told sold out", 0) >= JOURNEYS // 2, counts
+        moves = {k: n for k, n in counts.items() if k.startswith(("moved", "move "))}
+        assert sum(moves.values()) == counts["confirmed"], counts  # each one answered
         assert "fairq rehearsal outcomes:" in output
 
         # The system's own view: exactly the bookings the rehearsal confirmed, whole pairs,

@@ -184,7 +184,7 @@ def test_defaults_are_utc_and_a_ten_minute_hold() -> None:
     doc = two_center_doc()
     del doc["timezone"]
     spec = parse_campaign("c", doc)
-    assert (spec.timezone, spec.hold_s) == ("UTC", 600)
+    assert (spec.timezone, spec.hold_s, spec.identity_key) == ("UTC", 600, "optional")
     assert spec.slots[0][2] == SlotSpec(
         "2027-02-01", "2027-02-01T08:00:00+00:00", epoch(2027, 2, 1, 8), 1
     )
@@ -359,6 +359,7 @@ def test_public_has_everything_but_the_slots_and_parses_again() -> None:
         "title": "Test",
         "timezone": "Europe/Berlin",
         "hold_s": 600,
+        "identity_key": "optional",
         "vaccines": doc["vaccines"],
         "counties": doc["counties"],
         "centers": doc["centers"],
@@ -430,6 +431,8 @@ INVALID: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (set_at("hold_s", 86_401), "hold_s: must be between 60 and 86400"),
     (set_at("hold_s", True), "hold_s: must be an integer"),
     (set_at("hold_s", "600"), "hold_s: must be an integer"),
+    (set_at("identity_key", "always"), "identity_key: must be one of optional, required"),
+    (set_at("identity_key", True), "identity_key: must be one of optional, required"),
     (set_at("vaccines", []), "vaccines: must have 1 to"),
     (set_at("vaccines", {"id": "x"}), "vaccines: must be a list"),
     (set_at("vaccines.0", "comirnaty"), "vaccines[0]: must be an object"),
@@ -560,3 +563,8 @@ def test_any_changed_field_gives_a_spec_or_a_schema_error(
         assert e.message
     else:
         assert spec.slots
+
+
+def test_a_campaign_may_require_the_identity_key() -> None:
+    spec = parse_campaign("c", two_center_doc() | {"identity_key": "required"})
+    assert spec.public()["identity_key"] == "required"

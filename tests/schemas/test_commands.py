@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -20,12 +21,18 @@ from schemas.commands import (
     SetReserve,
     SlotSpec,
     Tick,
+    TransferAnswer,
+    TransferIn,
     decode_command,
 )
+from schemas.events import Appointment
 from schemas.wire import pack_map
 
 SLOT_1 = SlotSpec("2027-02-01", "2027-02-01T08:00:00+01:00", 1801465200, 4)
 SLOT_2 = SlotSpec("2027-02-22", "2027-02-22T08:00:00+01:00", 1803279600, 0)
+APPOINTMENT = Appointment(
+    1, "ulm-messe", "Messe Ulm", "vaxzevria", "2027-02-03T08:00:00+01:00", "s1"
+)
 
 SAMPLES: list[Command] = [
     Book("cmd-1", "bk-1", "bw", "code:abc", "stuttgart"),
@@ -59,11 +66,27 @@ SAMPLES: list[Command] = [
         1801465200000,
     ),
     SetReserve("cmd-13", "bw", "ulm", "ulm-messe", "2027-02-01", "care", 0, "minimum_guarantee", 0),
+    Move("cmd-14", "bk-1", "bw", center="ulm-messe", county="ulm"),
+    TransferIn(
+        "cmd-14:in", "cmd-14", "bk-1", "bw", "ulm", "stuttgart", "code:abc", "cmd-1", "held", 3,
+        1801465200000, "nurses", "ulm-messe", "2027-02-03", "morning",
+    ),
+    TransferIn(
+        "cmd-15:in", "cmd-15", "bk-1", "bw", "ulm", "stuttgart", "code:abc", "cmd-1",
+        "confirmed", 4,
+    ),
+    TransferAnswer(
+        "cmd-14:answer", "cmd-14", "bk-1", "bw", "stuttgart", "ulm",
+        (APPOINTMENT, replace(APPOINTMENT, dose=2)),
+    ),
+    TransferAnswer("cmd-15:answer", "cmd-15", "bk-1", "bw", "stuttgart", "ulm", (), "sold_out"),
 ]  # fmt: skip
 
 OPTIONAL = {
     "book": {"center", "earliest", "group", "waitlist", "time_of_day"},
-    "move": {"center", "earliest", "time_of_day"},
+    "move": {"center", "earliest", "time_of_day", "county"},
+    "transfer_in": {"hold_expires_at_ms", "group", "center", "earliest", "time_of_day"},
+    "transfer_answer": {"reason"},
 }
 
 
@@ -336,3 +359,9 @@ def test_any_changed_field_gives_a_command_or_a_schema_error(
         assert e.message
     else:
         assert m["type"] == command.TYPE
+
+
+@pytest.mark.parametrize("state", ["waitlisted", "cancelled", None, 1])
+def test_a_transfer_of_a_booking_that_is_not_held_or_confirmed_is_refused(state: Any) -> None:
+    with pytest.raises(SchemaError, match="'state' must be one of held, confirmed"):
+        decode_command(pack_map(sample("transfer_in") | {"state": state}))

@@ -48,6 +48,7 @@ SAMPLES: list[Event] = [
     Summary("bw", AT_MS, {}),
     Moved("cmd-8", "bk-1", "bw", 3, AT_MS + 3, (DOSE_1, DOSE_2), AT_MS + 600_000),
     Moved("cmd-9", "bk-1", "bw", 4, AT_MS + 4, (DOSE_1, DOSE_2), None),
+    Moved("cmd-9b", "bk-1", "bw", 5, AT_MS + 5, (DOSE_1, DOSE_2), None, "ulm"),
     Waitlisted("cmd-10", "bk-3", "bw", 1, AT_MS, "code:ghi", "ulm"),
     Offered("cmd-10", "bk-3", "bw", 2, AT_MS + 5, (DOSE_1, DOSE_2), AT_MS + 600_005),
     InventoryRemoved("cmd-11", "bw", "ulm-messe", AT_MS, True, 2),
@@ -64,7 +65,7 @@ OPTIONAL = {
     "inventory_added": {"reason"},
     "reserve_set": {"reason"},
     "inventory_removed": {"reason"},
-    "moved": {"hold_expires_at_ms"},
+    "moved": {"hold_expires_at_ms", "county"},
 }
 
 

@@ -1,0 +1,168 @@
+"""One pair per person per campaign, across partitions: a Redis claim per identity.
+
+The allocator refuses a second active booking of an identity only on its own
+partition, and commands are keyed by county: two counties on two partitions have
+two writers. So the gateway claims ``(campaign, identity)`` in Redis
+(``keys.identity_claim``) before a Book goes on the log, and before a Confirm that
+carries an identity key. The claim's value is the holder's booking id.
+
+A claim held by another booking is *alive* unless that booking has ended: this
+gateway's booking views say rejected, expired or cancelled, or there is neither a
+view nor a booking record (it was never placed). An ended holder is taken over
+with compare-and-set (``scripts.CLAIM_IDENTITY``: of two gateways racing, one
+wins); an alive one refuses the new booking with 409 ``already_booked``. Stale
+claims are thus cleared lazily, by the next claimer. A gateway whose views lag
+refuses where it could have taken over; it never lets a second booking live.
+That needs the holder's booking record to exist whenever it holds the claim:
+``bookings.place`` writes the record before the claim, in the same round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from gateway.bookingviews import ENDED_STATES
+from gateway.errors import ApiError
+from gateway.state import Gateway
+from waitingroom import keys
+from waitingroom.codes import normalise_code
+
+logger = logging.getLogger(__name__)
+
+MIN_KEY_CHARS = 4
+MAX_KEY_CHARS = 64
+MAX_RAW_KEY_CHARS = 256  # before spaces and dashes are dropped
+MAX_TAKE_OVERS = 4  # each failed take-over means another booking took the claim meanwhile
+
+
+class IdentityTaken(ApiError):
+    """Another booking of the same campaign and identity is alive."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            409, "already_booked", "this person holds or has an appointment in this campaign"
+        )
+        self.holder = holder
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Booking ``booking_id`` is the one pair of ``identity`` in ``campaign``."""
+
+    campaign: str
+    identity: str
+    booking_id: str
+
+    @property
+    def key(self) -> str:
+        return keys.identity_claim(self.campaign, self.identity)
+
+
+def key_identity(key_hash: str) -> str:
+    """Who confirmed with an identity key (e.g. an insurance number)."""
+    return f"key:{key_hash}"
+
+
+def read_identity_key(body: Mapping[str, Any], secret: bytes) -> str | None:
+    """The identity of the body's optional ``identity_key``; only its hash is ever kept.
+
+    Typed like an access code: case, spaces and dashes do not matter (the same
+    normalisation as ``waitingroom.codes``). The hash is keyed with ``secret``
+    (HMAC-SHA-256): an identity key, unlike a random access code, is guessable (an
+    insurance number), so a plain hash in Redis would give it away to whoever reads
+    Redis. Without a secret, identity keys are refused.
+    """
+    raw = body.get("identity_key")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > MAX_RAW_KEY_CHARS:
+        raise _bad_key()
+    normalised = normalise_code(raw)
+    if not MIN_KEY_CHARS <= len(normalised) <= MAX_KEY_CHARS or not normalised.isprintable():
+        raise _bad_key()
+    if not secret:
+        raise ApiError(
+            400,
+            "identity_keys_off",
+            "this service takes no identity keys (FAIRQ_IDENTITY_SECRET is not set)",
+        )
+    return key_identity(key_hash(normalised, secret))
+
+
+def key_hash(key: str, secret: bytes) -> str:
+    """HMAC-SHA-256 hex of an identity key, as normalised (``normalise_code``)."""
+    return hmac.new(secret, normalise_code(key).encode(), hashlib.sha256).hexdigest()
+
+
+def _bad_key() -> ApiError:
+    return ApiError(
+        400,
+        "invalid_identity_key",
+        f"'identity_key' must be a string of {MIN_KEY_CHARS} to {MAX_KEY_CHARS} characters"
+        " (spaces and dashes not counted)",
+    )
+
+
+async def request(
+    gw: Gateway, claim: Claim, client: aioredis.Redis | Pipeline, ttl_s: int, ended: str = ""
+) -> Any:
+    """Run the claim script on ``client``; on a pipeline, its reply comes with ``execute``.
+
+    ``ended`` is a holder seen to have ended, which the claim may replace.
+    """
+    return await gw.store.scripts.claim_identity(
+        keys=[claim.key], args=[claim.booking_id, ended, ttl_s], client=client
+    )
+
+
+async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
+    """Finish a claim from the script's first ``reply``: take over ended holders.
+
+    Returns True if the claim was taken now, False if the booking held it already.
+    Raises ``IdentityTaken`` while another booking is alive.
+    """
+    take_overs = 0
+    while True:
+        outcome, holder = (_text(part) for part in reply)
+        if outcome != "held":
+            return outcome == "taken"
+        # A claim that keeps changing hands is refused too: safe, and it ends the loop.
+        if take_overs == MAX_TAKE_OVERS or not await has_ended(gw, holder):
+            raise IdentityTaken(holder)
+        take_overs += 1
+        logger.info("booking %s takes over the claim of ended %s", claim.booking_id, holder)
+        reply = await request(gw, claim, gw.redis, ttl_s, ended=holder)
+
+
+async def take(gw: Gateway, claim: Claim, ttl_s: int) -> bool:
+    """Claim the identity for the booking (see ``settle``)."""
+    return await settle(gw, claim, await request(gw, claim, gw.redis, ttl_s), ttl_s)
+
+
+async def release(
+    gw: Gateway, claim: Claim, client: aioredis.Redis | Pipeline | None = None
+) -> None:
+    """Give the claim up if the booking holds it (compare-and-delete)."""
+    await gw.store.scripts.release(
+        keys=[claim.key], args=[claim.booking_id], client=client or gw.redis
+    )
+
+
+async def has_ended(gw: Gateway, booking_id: str) -> bool:
+    """Whether the booking can hold no pair any more (see the module's docstring)."""
+    view = gw.views.get(booking_id)
+    if view is not None:
+        return view.state in ENDED_STATES
+    return not await gw.redis.exists(keys.booking(booking_id))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
