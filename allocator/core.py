@@ -346,6 +346,7 @@ class Campaign:
         "last_summary_ms",
         "name",
         "orphans",
+        "rejected",
         "windows",
     )
 
@@ -355,11 +356,30 @@ class Campaign:
         self.centers: dict[str, Center] = {}
         self.windows: dict[str, tuple[int, int]] = {}  # vaccine -> (min_days, max_days)
         self.bookings: dict[str, Booking] = {}
+        # Books rejected and not named by a command since: booking id -> (the Book's
+        # command id, identity, county), a fifth of a Booking's memory (on launch day most
+        # Books are rejected, and all are kept to answer each command once). A later
+        # command on one makes it a Booking again (``booking``).
+        self.rejected: dict[str, tuple[str, str, str]] = {}
         self.active: dict[str, Booking] = {}  # identity -> held, confirmed or waitlisted booking
         self.inventory_commands: set[str] = set()  # Add/RemoveInventory command ids answered
         self.orphans: set[str] = set()  # Confirm/Cancel/Move command ids of unknown bookings
         self.dirty = True  # inventory changed since the last summary
         self.last_summary_ms: int | None = None
+
+    def booking(self, booking_id: str) -> Booking | None:
+        """The booking ``booking_id``, a rejected one brought back as a ``Booking``."""
+        b = self.bookings.get(booking_id)
+        if b is not None:
+            return b
+        kept = self.rejected.pop(booking_id, None)
+        if kept is None:
+            return None
+        command_id, identity, county = kept
+        b = self.bookings[booking_id] = Booking(
+            booking_id, command_id, identity, county, None, REJECTED
+        )
+        return b
 
 
 class SlotUsage(NamedTuple):
@@ -545,7 +565,7 @@ class Allocator:
 
     def _book(self, cmd: Book, out: list[Event]) -> None:
         c = self._campaigns.get(cmd.campaign) or self._campaign(cmd.campaign)
-        known = c.bookings.get(cmd.booking_id)
+        known = c.bookings.get(cmd.booking_id) or c.booking(cmd.booking_id)
         if known is not None:
             if not known.seen(cmd.command_id):
                 out.append(
@@ -566,7 +586,12 @@ class Allocator:
             self._waitlist(c, cmd, out)
             return
         if pair is None:
-            c.bookings[cmd.booking_id] = Booking.made(cmd, REJECTED)
+            county = c.counties.get(cmd.county)  # its name, kept once for all its Books
+            c.rejected[cmd.booking_id] = (
+                cmd.command_id,
+                cmd.identity,
+                county.name if county is not None else cmd.county,
+            )
             out.append(
                 Rejected(cmd.command_id, cmd.booking_id, cmd.campaign, 1, self.now_ms, str(reason))
             )
@@ -812,7 +837,7 @@ class Allocator:
         c = self._campaign(cmd.campaign)
         if cmd.command_id in c.orphans:
             return None
-        b = c.bookings.get(cmd.booking_id)
+        b = c.booking(cmd.booking_id)
         if b is None:
             c.orphans.add(cmd.command_id)
             self._fail(cmd, "unknown_booking", out)
@@ -953,7 +978,7 @@ class Allocator:
         c = self._campaign(cmd.campaign)
         if cmd.command_id in c.orphans:
             return
-        b = c.bookings.get(cmd.booking_id)
+        b = c.booking(cmd.booking_id)
         if b is not None and b.seen(cmd.command_id):
             return
         pair, reason = self._arrival_pair(c, b, cmd)
@@ -1230,6 +1255,8 @@ class Allocator:
     def bookings(self) -> Iterator[BookingView]:
         """Every booking answered so far, in any state."""
         for name, c in self._campaigns.items():
+            for booking_id, (_, identity, county) in c.rejected.items():
+                yield BookingView(name, booking_id, identity, county, REJECTED, 1, (), False)
             for b in c.bookings.values():
                 slots = (b.dose1.slot_id, b.dose2.slot_id) if b.dose1 and b.dose2 else ()
                 yield BookingView(

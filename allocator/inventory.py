@@ -677,13 +677,39 @@ class Line:
         if (
             cached is not None
             and cached.ver == self.ver - 2
-            and d1.used < d1.limit
-            and d2.used < d2.limit
             and (pair := cached.pair) is not None
             and pair[0] is d1
             and pair[1] is d2
         ):
-            cached.ver = self.ver
+            if d1.used < d1.limit and d2.used < d2.limit:
+                cached.ver = self.ver
+            elif self.monotone:
+                self._plain_after_full(cached, d1)
+
+    def _plain_after_full(self, cached: PlainBest, d1: Slot) -> None:
+        """Carry the remembered plain answer past the taking of its pair (``d1``, d2)
+        that left one of them full, without a search from the head, when it can.
+
+        Slots before ``d1`` are full or lonely (no partner in their window), and places
+        taken make no partner; slots of ``d1``'s day before it are full (they would share
+        its partner and come first). So the earliest usable slot of the day, if it has a
+        partner, makes the next best pair, in a line whose days in order are slots in
+        order (``monotone``). Otherwise the answer is left stale for ``plain`` to redo.
+        """
+        day = d1.day
+        first = d1.bucket.first_free()
+        if first is None:
+            return
+        other = self.partner(day)
+        if other is None:
+            return
+        head = cached.head
+        if head is d1:
+            head = first
+        cached.ver = self.ver
+        cached.head = head
+        cached.pair = (first, other)
+        cached.key = (first.start_s, day, self.center.center_id, self.vaccine, other.start_s)
 
     def take_reserved(self, slot: Slot, group: str) -> None:
         """Use one place of ``slot`` held back for ``group`` (for a member of it)."""
@@ -794,6 +820,18 @@ class Line:
             self.head = i
 
     # -- searching for anybody, any time of day --------------------------------------------
+
+    def settled_cursors(self) -> tuple[int, list[int]]:
+        """``head`` and the days' ``ptr`` moved as far on as they may go now. The cursors
+        are lower bounds that searches move lazily, so how far they got depends on which
+        searches ran (and on what was remembered); settled, they depend only on the
+        places, as a snapshot should."""
+        slots = self.slots
+        i = self.head
+        n = len(slots)
+        while i < n and slots[i].used >= slots[i].limit:
+            i += 1
+        return i, [_next_slot(d.slots, d.ptr, False) for d in self.days]
 
     def head_slot(self, now_ms: int) -> Slot | None:
         """The earliest-starting slot with a place anybody may take, if any (a lower

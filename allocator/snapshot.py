@@ -29,8 +29,11 @@ groups' reserves on one center and day: a slot's sparse entry is ``[slot index,
 campaign, center, day, group]``, and each line ends with its per-view remembered
 failures ``[[tod, group, everyone, gains, from_day], ...]``. Version 4 ends each
 booking with the command id of the move to another county it is in the middle of
-(or None), the state ``moved_out`` being new too. ``load`` reads
-versions 2 to 4 (a version 2 snapshot has at most one reserve per center and
+(or None), the state ``moved_out`` being new too. Version 5 ends each campaign
+with its rejected Books kept compactly, ``[[booking_id, command_id, identity,
+county], ...]`` in the order they were rejected (earlier versions keep them among
+the bookings, which is still a valid state). ``load`` reads
+versions 2 to 5 (a version 2 snapshot has at most one reserve per center and
 day: its slot entries and releases belong to that reserve's group) and refuses
 any other (a snapshot is only a shortcut: an allocator that cannot read one
 replays its partition from the start).
@@ -48,8 +51,8 @@ from allocator.errors import SnapshotError
 from allocator.inventory import Center, Line, Reserve, Slot, View
 
 FORMAT = "fairq-allocator-snapshot"
-VERSION = 4
-READABLE = (2, 3, 4)  # versions ``load`` reads
+VERSION = 5
+READABLE = (2, 3, 4, 5)  # versions ``load`` reads
 
 
 def dump(core: Allocator) -> bytes:
@@ -103,6 +106,7 @@ def _campaign(c: Campaign) -> list[Any]:
         ],
         [_booking(b) for b in c.bookings.values()],
         [b.booking_id for b in c.active.values()],
+        [[booking_id, *kept] for booking_id, kept in c.rejected.items()],
     ]
 
 
@@ -129,11 +133,12 @@ def _shares(slots: list[Slot]) -> list[list[Any]]:
 def _line(line: Line) -> list[Any]:
     slots = line.slots
     barren = list(line._barren) if line._barren is not None else None
+    head, day_ptrs = line.settled_cursors()
     return [
         line.vaccine,
         line.min_days,
         line.max_days,
-        line.head,
+        head,
         line.past,
         line.free,
         line.monotone,
@@ -145,7 +150,7 @@ def _line(line: Line) -> list[Any]:
         [s.capacity for s in slots],
         [s.used for s in slots],
         [s.retired for s in slots],
-        [d.ptr for d in line.days],
+        day_ptrs,
         [d.free for d in line.days],
         _shares(slots),
         _barren_for(line),
@@ -230,7 +235,7 @@ def _v2_release(
 
 
 def _load_campaign(raw: list[Any], v2: bool) -> Campaign:
-    name, dirty, last, windows, inventory, orphans, counties, centers, bookings, active = raw
+    name, dirty, last, windows, inventory, orphans, counties, centers, bookings, active = raw[:10]
     c = Campaign(name)
     c.dirty = bool(dirty)
     c.last_summary_ms = last
@@ -261,6 +266,13 @@ def _load_campaign(raw: list[Any], v2: bool) -> Campaign:
     for booking_id in active:
         b = c.bookings[booking_id]
         c.active[b.identity] = b
+    for booking_id, command_id, identity, county in raw[10] if len(raw) > 10 else ():
+        known = c.counties.get(county)
+        c.rejected[str(booking_id)] = (
+            str(command_id),
+            str(identity),
+            known.name if known is not None else str(county),
+        )
     return c
 
 

@@ -9,9 +9,10 @@ client may get up to N times the rate. No Redis round trip is spent on them.
 Both limits are off unless configured (``FAIRQ_JOIN_RATE_PER_S``,
 ``FAIRQ_STATUS_RATE_PER_S``); the README suggests values for a launch.
 
-The tables are bounded: beyond ``max_clients`` the least recently seen client is
-forgotten (it comes back with a full bucket, so forgetting only ever errs on the
-lenient side).
+The tables are bounded: beyond ``max_clients`` the least recently seen clients are
+forgotten, roughly (it comes back with a full bucket, so forgetting only ever errs
+on the lenient side); a client idle for a generation (``MIN_GENERATION_S``, or a
+full refill if longer) is forgotten too, when its bucket is full anyway.
 
 Load-test sources are exempt: a request from one of ``exempt_networks`` or with
 the header ``X-Fairq-Loadtest-Key`` equal to ``loadtest_key``. Exemption is only
@@ -25,7 +26,6 @@ import ipaddress
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -114,32 +114,50 @@ class RateLimitSettings:
         )
 
 
+# A generation of buckets lasts at least this long (and at least until its buckets
+# would have refilled): how long an idle client's bucket may outlive its last request.
+MIN_GENERATION_S = 60.0
+
+
 class TokenBuckets:
-    """Token buckets per key, at most ``max_keys`` of them (least recently used go first).
+    """Token buckets per key, in two generations of at most ``max_keys // 2`` each.
 
     A bucket is a two-item list ``[tokens, at]`` updated in place: a request of a
-    known client allocates nothing.
+    known client allocates nothing. A lookup tries the young generation, then the
+    old one (moving the bucket back to the young one). The old generation is
+    dropped, and the young one becomes old, when the young one is full (so the
+    table holds at most ``max_keys``; forgetting a client only ever errs on the
+    lenient side: it comes back with a full bucket) or when it has lasted a
+    generation's time. That time is at least a full refill (``burst / rate``), so a
+    bucket dropped for age was full anyway: idle clients are forgotten exactly.
+    Every operation is O(1) with no per-bucket bookkeeping (an ordered dict's
+    move-to-end on every request cost more than the bucket's arithmetic).
     """
 
     def __init__(self, limit: Limit, max_keys: int) -> None:
         self._rate = limit.rate_per_s
         self._burst = float(limit.burst)
-        self._max_keys = max_keys
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # [tokens, at]
+        self._generation_size = max(1, max_keys // 2)
+        refill_s = self._burst / self._rate if self._rate > 0 else math.inf
+        self._generation_s = max(MIN_GENERATION_S, refill_s)
+        self._young: dict[str, list[float]] = {}  # [tokens, at]
+        self._old: dict[str, list[float]] = {}
+        self._young_until_s = -math.inf  # the first request starts a generation
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._young) + len(self._old)
 
     def take(self, key: str, now_s: float) -> float:
         """Take a token: 0.0 if granted, else the seconds until one is available."""
-        buckets = self._buckets
-        held = buckets.get(key)
-        if held is None:  # a full bucket (burst >= 1): granted
-            if len(buckets) >= self._max_keys:
-                buckets.popitem(last=False)
-            buckets[key] = [self._burst - 1.0, now_s]
-            return 0.0
-        buckets.move_to_end(key)
+        if now_s >= self._young_until_s:
+            self._new_generation(now_s)
+        held = self._young.get(key)
+        if held is None:
+            held = self._old.pop(key, None)
+            if held is None:  # a full bucket (burst >= 1): granted
+                self._keep(key, [self._burst - 1.0, now_s], now_s)
+                return 0.0
+            self._keep(key, held, now_s)
         tokens = held[0] + (now_s - held[1]) * self._rate
         if tokens > self._burst:
             tokens = self._burst
@@ -149,6 +167,16 @@ class TokenBuckets:
             return 0.0
         held[0] = tokens
         return (1.0 - tokens) / self._rate
+
+    def _keep(self, key: str, bucket: list[float], now_s: float) -> None:
+        """Put ``bucket`` in the young generation, starting a new one if it is full."""
+        if len(self._young) >= self._generation_size:
+            self._new_generation(now_s)
+        self._young[key] = bucket
+
+    def _new_generation(self, now_s: float) -> None:
+        self._old, self._young = self._young, {}
+        self._young_until_s = now_s + self._generation_s
 
 
 def peer_key(request: web.Request) -> str:
@@ -237,8 +265,7 @@ class RateLimiter:
         if limit is None or table is None:
             return None
         exemptions, take, clock = self.exemptions, table.take, self._clock
-        # the client is the peer unless hops are configured: then no header to read
-        client_key = peer_key if exemptions.from_peer else exemptions.client_key
+        client_key = exemptions.client_key
 
         def check(request: web.Request) -> None:
             client = client_key(request)
@@ -246,7 +273,15 @@ class RateLimiter:
             if wait_s > 0 and not exemptions.exempt(request, client):
                 self._refuse(limit, wait_s)
 
-        return check
+        def check_peer(request: web.Request) -> None:
+            """``check`` for a client that is always the peer (``peer_key`` inlined)."""
+            client = request.remote or UNKNOWN_CLIENT
+            wait_s = take(client, clock())
+            if wait_s > 0 and not exemptions.exempt(request, client):
+                self._refuse(limit, wait_s)
+
+        # the client is the peer unless hops are configured: then no header to read
+        return check_peer if exemptions.from_peer else check
 
     def _refuse(self, limit: str, wait_s: float) -> NoReturn:
         self.limited_total.labels(limit).inc()

@@ -173,14 +173,16 @@ async def join(request: web.Request) -> web.Response:
         check_join_pow(request, view, body, now)
     code_hash, group = await _check_code(gw, view, code) if code is not None else (None, None)
     try:
-        outcome = await gw.store.join(name, now, code_hash)
+        if code_hash is None:  # the usual join: the batcher's future, awaited directly
+            ticket = await gw.store.join_anonymous(name, now)
+        else:
+            ticket = (await gw.store.join(name, now, code_hash)).ticket
     except RoomNotFound as e:
         raise ApiError(404, "unknown_room", f"there is no room {name!r}") from e
     except RoomClosed as e:
         raise ApiError(409, "room_closed", "this room is closed") from e
     except TooEarly as e:
         raise too_early(name, e.prequeue_opens_at_s, now) from e
-    ticket = outcome.ticket
     if code_hash is not None:
         ticket = replace(ticket, code_hash=code_hash, group=group)
     gw.metrics.counters.joined(ticket.kind)

@@ -10,7 +10,12 @@ Held event per Book (no search, no state): the ratio says how much of the time
 the allocation logic itself takes. Not a test; run it:
 
     python -m loadtest.bench_allocator_core [--campaign demo] [--counties 8] [--days 60]
-        [--gc-freeze]
+        [--no-gc-freeze]
+
+Besides the whole run it prints the supply phase: the Books before the first one
+that finds no pair, while every Book is an allocation (the launch peak). The rest
+of the run is mostly Books for counties left with unpairable places only, which
+a room in auto mode would no longer admit.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 
 from allocator.core import Allocator
 from fairq.demo import demo_campaign
@@ -107,13 +113,23 @@ def print_header(module: str) -> None:
     print(f"command: python -m {module} {' '.join(sys.argv[1:])}".rstrip())
 
 
-def run_core(
-    adds: list[AddInventory], commands: list[Book], gc_freeze: bool = False
-) -> tuple[int, float, float]:
-    """Pairs held, and the seconds and CPU seconds the Book commands took (the inventory
-    is loaded first, untimed; ``gc_freeze``: then moved out of the cyclic collector's
-    reach, as a service could do once its state is loaded). On a busy machine the CPU
-    seconds say what the core would reach on a core of its own."""
+@dataclass(frozen=True)
+class CoreRun:
+    """Pairs held, and the seconds and CPU seconds the Book commands took; the same of
+    the supply phase (the Books before the first that got no pair)."""
+
+    held: int
+    elapsed_s: float
+    cpu_s: float
+    supply_held: int
+    supply_s: float
+
+
+def run_core(adds: list[AddInventory], commands: list[Book], gc_freeze: bool = True) -> CoreRun:
+    """Apply ``commands`` after loading ``adds`` (untimed; ``gc_freeze``: then moved out
+    of the cyclic collector's reach, as ``allocator.service`` does once a partition's
+    state is rebuilt). On a busy machine the CPU seconds say what the core would reach
+    on a core of its own."""
     core = Allocator()
     offset = 0
     for a in adds:
@@ -122,16 +138,21 @@ def run_core(
     if gc_freeze:
         gc.freeze()
     held = 0
+    supply: tuple[int, float] | None = None
     started, started_cpu = time.perf_counter(), time.thread_time()
     for cmd in commands:
-        for event in core.apply(offset, NOW_MS, cmd):
-            held += isinstance(event, Held)
+        events = core.apply(offset, NOW_MS, cmd)
+        if isinstance(events[0], Held):
+            held += 1
+        elif supply is None:
+            supply = held, time.perf_counter() - started
         offset += 1
     elapsed_s = time.perf_counter() - started
     cpu_s = time.thread_time() - started_cpu
     if gc_freeze:
         gc.unfreeze()
-    return held, elapsed_s, cpu_s
+    supply_held, supply_s = supply if supply is not None else (held, elapsed_s)
+    return CoreRun(held, elapsed_s, cpu_s, supply_held, supply_s)
 
 
 def run_reference(commands: list[Book]) -> float:
@@ -165,20 +186,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_workload_args(parser)
     parser.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="gc.freeze() after loading the inventory (what a service could do after a restore)",
+        "--no-gc-freeze",
+        dest="gc_freeze",
+        action="store_false",
+        help="leave the loaded inventory to the cyclic collector (the service freezes it)",
     )
     args = parser.parse_args()
     print_header(__spec__.name if __spec__ else __name__)
     adds, commands, places = workload(args)
-    held, core_s, cpu_s = run_core(adds, commands, args.gc_freeze)
+    run = run_core(adds, commands, args.gc_freeze)
+    core_s, cpu_s = run.elapsed_s, run.cpu_s
     reference_s = run_reference(commands)
-    print(f"slot places: {places}, books: {len(commands)}, pairs held: {held}")
-    print(f"core: {held / core_s:,.0f} pairs/s ({core_s * 1e6 / len(commands):.2f} µs per book)")
+    print(f"slot places: {places}, books: {len(commands)}, pairs held: {run.held}")
     print(
-        f"core per CPU-second: {held / cpu_s:,.0f} pairs/s ({cpu_s * 1e6 / len(commands):.2f} µs"
-        f" CPU per book; on CPU {cpu_s / core_s:.0%} of the time)"
+        f"core: {run.held / core_s:,.0f} pairs/s ({core_s * 1e6 / len(commands):.2f} µs per book)"
+    )
+    print(
+        f"core per CPU-second: {run.held / cpu_s:,.0f} pairs/s ({cpu_s * 1e6 / len(commands):.2f}"
+        f" µs CPU per book; on CPU {cpu_s / core_s:.0%} of the time)"
+    )
+    print(
+        f"supply phase: {run.supply_held / run.supply_s:,.0f} pairs/s (the first"
+        f" {run.supply_held} books, each of which got a pair)"
     )
     print(f"reference (build a Held only): {len(commands) / reference_s:,.0f} per s")
     print(f"core time / reference time: {core_s / reference_s:.1f}")

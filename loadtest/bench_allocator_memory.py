@@ -6,11 +6,13 @@ Loads ``--lines`` lines (center x vaccine) of ``--days`` days with
 the places are taken, confirms ``--confirm-fraction`` of the pairs held (as
 people do: every confirmed booking also remembers its Confirm's command id), and
 prints the process's peak resident set size (``ru_maxrss``) after loading, after
-booking and after confirming, over the interpreter's baseline, plus the size of a
-snapshot. Not a test; run it (it takes a few minutes):
+booking and after confirming, over the interpreter's baseline; then ``--rejected``
+more Books, which find nothing left (on launch day most Books are rejected, and the
+allocator keeps each to answer it once), and the memory each adds; and the size of
+a snapshot. Not a test; run it (it takes a few minutes):
 
     python -m loadtest.bench_allocator_memory [--lines 100] [--days 170] [--slots-per-day 200]
-        [--book-fraction 1.0] [--confirm-fraction 1.0]
+        [--book-fraction 1.0] [--confirm-fraction 1.0] [--rejected 1000000]
 """
 
 from __future__ import annotations
@@ -67,6 +69,18 @@ def load(core: Allocator, args: argparse.Namespace) -> int:
     return offset
 
 
+def reject(core: Allocator, offset: int, first: int, count: int) -> int:
+    """Apply ``count`` Books (numbered on from ``first``) to a core with nothing left;
+    the next offset."""
+    for i in range(first, first + count):
+        cmd = Book(f"cmd-{i}", f"bk-{i}", CAMPAIGN, f"person-{i}", f"county-{i % COUNTIES}")
+        (event,) = core.apply(offset, NOW_MS, cmd)
+        if isinstance(event, Held):
+            raise SystemExit(f"Book {i} got a pair: the inventory was not all booked")
+        offset += 1
+    return offset
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=100)
@@ -75,6 +89,7 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=1)
     parser.add_argument("--book-fraction", type=float, default=1.0)
     parser.add_argument("--confirm-fraction", type=float, default=1.0)
+    parser.add_argument("--rejected", type=int, default=1_000_000)
     args = parser.parse_args()
     print_header(__spec__.name if __spec__ else __name__)
     baseline = peak_mib()
@@ -110,6 +125,12 @@ def main() -> None:
     print(
         f"confirmed: {confirms:,}; peak RSS {confirmed:,.0f} MiB "
         f"({confirmed - baseline:,.0f} MiB over baseline)"
+    )
+    offset = reject(core, offset, books, args.rejected)
+    rejected = peak_mib()
+    print(
+        f"rejected: {args.rejected:,}; peak RSS {rejected:,.0f} MiB "
+        f"({(rejected - confirmed) * 2**20 / max(args.rejected, 1):.0f} B per rejected Book)"
     )
     started = time.perf_counter()
     size = len(core.snapshot())

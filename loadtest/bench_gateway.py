@@ -385,8 +385,9 @@ async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -
                     ]
                     await store.scripts.join(keys=room_keys, args=one, client=pipe)
                 else:
-                    many: list[float] = [DEFAULT_PREQUEUE_S]
-                    many += [time.time()] * min(JOIN_BATCH, end - i)
+                    count = min(JOIN_BATCH, end - i)
+                    times = ",".join([repr(time.time())] * count)
+                    many: list[int | str] = [DEFAULT_PREQUEUE_S, count, times]
                     await store.scripts.join_many(keys=room_keys[:1], args=many, client=pipe)
             await pipe.execute()
     after = int((await redis.info("memory"))["used_memory"])

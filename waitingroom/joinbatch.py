@@ -5,6 +5,12 @@ everything waiting as one script call, and while that call is in flight new join
 gather for the next one. So under load a Redis round trip serves many joins, and
 at most one call per room is in flight: numbers follow the order in which joins
 reached the batcher (the fairness of the line), across batches too.
+
+A drainer takes one connection from the client's pool when it starts and keeps it
+until its line is empty: during a storm that is one pool checkout for thousands of
+calls, and each call is sent on the connection directly (the client's per-command
+pooling, locks and bookkeeping cost about as much as a batch's own work). The
+connection's retry policy applies as it would through the client.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from waitingroom import keys
 from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
@@ -41,6 +49,10 @@ class JoinBatcher:
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        client = join_many.registered_client
+        if not isinstance(client, aioredis.Redis):
+            raise TypeError(f"the join batcher needs a redis.asyncio.Redis client, not {client!r}")
+        self._pool = client.connection_pool
         self._script = join_many
         self._default_prequeue_s = default_prequeue_s
         self._max_batch = max_batch
@@ -65,24 +77,38 @@ class JoinBatcher:
         return reply
 
     async def _drain(self, room: str) -> None:
+        held: list[AbstractConnection] = []  # the drainer's connection, once _send took it
         try:
             while line := self._lines.get(room):
                 batch = line[: self._max_batch]
                 del line[: self._max_batch]
-                await self._send(room, batch)
+                await self._send(room, batch, held)
         finally:
             del self._drainers[room]
             for w in self._lines.pop(room, []):  # left only if this drainer was cancelled
                 w.reply.cancel()
+            for connection in held:
+                await self._pool.release(connection)
 
-    async def _send(self, room: str, batch: list[_Waiting]) -> None:
-        """One script call for ``batch``; its outcome (or failure) goes to every join."""
+    async def _send(self, room: str, batch: list[_Waiting], held: list[AbstractConnection]) -> None:
+        """One script call for ``batch``; its outcome (or failure) goes to every join.
+
+        The call goes on the drainer's connection in ``held``, taken from the pool first
+        if ``held`` is empty.
+        """
+        # The batch's times as one argument (repr: what redis-py would send for a float).
+        args = (
+            keys.room(room),
+            self._default_prequeue_s,
+            len(batch),
+            ",".join([repr(w.now_s) for w in batch]),
+        )
         try:
-            reply = await self._script(
-                keys=[keys.room(room)],
-                # The bytes redis-py's encoder would make of each float (repr), made here
-                # without its type checks per argument: a batch may have hundreds.
-                args=[self._default_prequeue_s, *[repr(w.now_s).encode() for w in batch]],
+            if not held:
+                held.append(await self._pool.get_connection())  # type: ignore[no-untyped-call]
+            conn = held[0]
+            reply = await conn.retry.call_with_retry(
+                lambda: self._call(conn, args), lambda _error: conn.disconnect()
             )
         except RedisError as e:  # every caller of the batch gets it
             logger.warning("batched join of %d in room %s failed: %r", len(batch), room, e)
@@ -97,6 +123,18 @@ class JoinBatcher:
         except WaitingRoomError as e:
             _fail(batch, e)
 
+    async def _call(self, conn: AbstractConnection, args: tuple[str | int, ...]) -> Any:
+        """EVALSHA of JOIN_MANY on ``conn`` (loading the script first if Redis lacks it)."""
+        script = self._script
+        try:
+            await conn.send_command("EVALSHA", script.sha, 1, *args)
+            return await conn.read_response()
+        except NoScriptError:  # a restarted or flushed server
+            await conn.send_command("SCRIPT", "LOAD", script.script)
+            await conn.read_response()
+            await conn.send_command("EVALSHA", script.sha, 1, *args)
+            return await conn.read_response()
+
 
 def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
     status = _text(reply[0])
@@ -105,20 +143,22 @@ def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
     if status == "closed":
         raise RoomClosed(room)
     try:
-        numbers = [int(n) for n in _text(reply[3]).split(",")] if status == "ok" else []
+        if status != "ok":
+            raise ValueError(status)
+        kind, number, refused = _text(reply[1]), int(reply[3]), _text(reply[4])
     except (IndexError, ValueError) as e:
         raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}") from e
-    if len(numbers) != len(batch):
+    if refused and len(refused) != len(batch):
         raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}")
-    kind = _text(reply[1])
     ids = _ticket_ids(len(batch))
-    for w, number, ticket_id in zip(batch, numbers, ids, strict=True):
-        if w.reply.done():  # the caller went away; its number stays used, as with one join
+    for i, w in enumerate(batch):
+        if refused and refused[i] == "1":
+            if not w.reply.done():
+                w.reply.set_exception(TooEarly(room, float(_text(reply[2]))))
             continue
-        if number == 0:
-            w.reply.set_exception(TooEarly(room, float(_text(reply[2]))))
-        else:
-            w.reply.set_result(Ticket(room, ticket_id, kind, number, w.now_s))
+        if not w.reply.done():  # else the caller went away; its number stays used
+            w.reply.set_result(Ticket(room, ids[i], kind, number, w.now_s))
+        number += 1
 
 
 def _ticket_ids(count: int) -> list[str]:

@@ -83,30 +83,35 @@ JOIN_MANY = (
     + """
 -- KEYS[1] room hash
 -- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
--- ARGV[2..] now_s of each anonymous join, in the order the joins arrived
+-- ARGV[2] the number of joins, ARGV[3] the now_s of each anonymous join, comma-separated,
+-- in the order the joins arrived (one argument for the batch: cheaper to send than one
+-- per join, and read only before opening, the one time a join's time matters)
 -- The joins of one call are one atomic step: all 'pre' (numbered by pre_count) or
 -- all 'post' (numbered by post_count); those taken get contiguous numbers in
 -- ARGV order. Before opening, a join whose now_s < opens_at_s - prequeue_s is refused.
 -- Returns {'not_found'} | {'closed'} |
---   {'ok', kind, pre-queue opening time (s) or '', 'number,number,...'}: per join its
---   number, or 0 if refused, as one comma-separated string (one reply element to parse)
+--   {'ok', kind, pre-queue opening time (s) or '', the first join's number, refused}:
+--   the joins taken are numbered first, first + 1, ... in order; refused is '' when
+--   every join was taken, else one character per join: '1' refused, '0' taken
 local room = KEYS[1]
 local kind, refusal, window_opens = join_gate(room, ARGV[1])
 if refusal then return refusal end
-local numbers, taken = {}, 0
-for i = 2, #ARGV do
-  if window_opens and tonumber(ARGV[i]) < window_opens then
-    numbers[i - 1] = 0
-  else
-    taken = taken + 1
-    numbers[i - 1] = taken
+local count = tonumber(ARGV[2])
+local taken, refused = count, ''
+if window_opens then
+  local flags = {}
+  for now in string.gmatch(ARGV[3], '[^,]+') do
+    if tonumber(now) < window_opens then
+      flags[#flags + 1] = '1'
+      taken = taken - 1
+    else
+      flags[#flags + 1] = '0'
+    end
   end
+  if taken < count then refused = table.concat(flags) end
 end
-local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken
-for i = 1, #numbers do
-  if numbers[i] > 0 then numbers[i] = first + numbers[i] end
-end
-return {'ok', kind, window_opens and tostring(window_opens) or '', table.concat(numbers, ',')}
+local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken + 1
+return {'ok', kind, window_opens and tostring(window_opens) or '', first, refused}
 """
 )
 

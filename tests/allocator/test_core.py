@@ -367,3 +367,24 @@ def test_a_freed_pair_is_found_before_later_free_ones(log: Log) -> None:
     log.held(book("b2", "k2", "bob", "north"))
     log.one(cancel("x1", "k1"))
     assert slot_ids(log.held(book("b3", "k3", "carol", "north"))) == slot_ids(first)
+
+
+def test_a_rejected_book_is_kept_compactly_and_answers_each_later_command_once(
+    log: Log,
+) -> None:
+    log(add("a1", "north", "c1", [slot(0), slot(21)]))
+    log.held(book("b1", "k1", "alice", "north"))
+    rejected = book("b2", "k2", "bob", "north")
+    assert log.reason(rejected) == "sold_out"
+    campaign = log.core._campaigns[rejected.campaign]
+    assert "k2" in campaign.rejected and "k2" not in campaign.bookings
+    assert log(rejected) == []  # a redelivery
+    again = book("b3", "k2", "bob", "north")  # another Book with its booking id
+    assert log.reason(again) == "duplicate_booking_id"
+    assert log(again) == []
+    assert log.reason(confirm("f2", "k2")) == "not_held"
+    assert log(confirm("f2", "k2")) == []
+    assert [(v.booking_id, v.identity, v.state) for v in log.core.bookings()] == [
+        ("k1", "alice", "held"),
+        ("k2", "bob", "rejected"),
+    ]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from allocator.errors import InvariantError
 from allocator.inventory import Center, Line, Slot, View, day_ordinal
@@ -451,3 +453,34 @@ def test_a_slot_keeps_its_appointments_only_while_it_has_a_place_left() -> None:
     assert again == first and again is not first  # full: built anew, not kept
     ln.release(s)
     assert s.appointment(2) is s.appointment(2)  # a place again: kept again
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    capacities=st.lists(st.integers(0, 3), min_size=1, max_size=24),
+    window=st.tuples(st.integers(1, 3), st.integers(0, 3)),
+)
+def test_the_remembered_plain_answer_follows_each_pair_taken(
+    capacities: list[int], window: tuple[int, int]
+) -> None:
+    """Taking the plain answer's pair again and again (which carries the remembered
+    answer on past a slot it fills, ``Line.take_pair``) gives the pairs a fresh search
+    gives, until none is left; two slots a day at 9 and 11."""
+    min_days, extra = window
+    ln = line(min_days, min_days + extra)
+    ln.add([slot(i // 2, 9 + 2 * (i % 2), c) for i, c in enumerate(capacities) if c])
+    while True:
+        remembered = ln.plain(T0_MS)
+        cached = ln.plain_best
+        ln.plain_best = None  # forget it: what does a search from the head say?
+        fresh = ln.plain(T0_MS)
+        ln.plain_best = cached
+        assert (remembered.head, remembered.pair, remembered.key) == (
+            fresh.head,
+            fresh.pair,
+            fresh.key,
+        )
+        if remembered.pair is None:
+            break
+        ln.take_pair(*remembered.pair)
+    assert ln.pairs_left(T0_MS) == 0

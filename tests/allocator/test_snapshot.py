@@ -133,11 +133,21 @@ def test_a_snapshot_of_an_older_version_is_refused_by_name() -> None:
         Allocator.restore(data)
 
 
+def as_version_4(data: bytes) -> bytes:
+    """A snapshot without a rejected Book kept compactly, written as version 4 wrote it:
+    campaigns without that list."""
+    state = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    assert state["v"] == VERSION == 5
+    state["v"] = 4
+    for campaign in state["campaigns"]:
+        assert campaign.pop() == []
+    return msgpack.packb(state, use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def as_version_3(data: bytes) -> bytes:
     """A snapshot with no booking moving to another county, written as version 3 wrote
     it: bookings without the move they are in the middle of."""
-    state = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    assert state["v"] == VERSION == 4
+    state = msgpack.unpackb(as_version_4(data), raw=False, strict_map_key=False)
     state["v"] = 3
     for campaign in state["campaigns"]:
         for booking in campaign[8]:
@@ -238,3 +248,42 @@ def test_a_version_2_snapshot_holding_places_back_without_a_reserve_is_refused()
     state["campaigns"][0][7][0][3] = []  # the center's reserves, gone
     with pytest.raises(SnapshotError, match="malformed snapshot"):
         Allocator.restore(msgpack.packb(state, use_bin_type=True))
+
+
+def test_rejected_books_survive_a_snapshot_of_either_layout() -> None:
+    """Version 5 keeps a rejected Book compactly; version 4 kept a whole booking, which
+    a later command on it still makes (here a Confirm): both continue alike."""
+    core = Allocator()
+    core.apply(0, T0_MS, add("a1", "north", "c1", [slot(0, 9, 1), slot(21, 9, 1)]))
+    core.apply(1, T0_MS, book("b1", "k1", "ann", "north"))
+    core.apply(2, T0_MS, book("b2", "k2", "bob", "north"))  # sold out
+    core.apply(3, T0_MS, book("b3", "k3", "cat", "north"))
+    core.apply(4, T0_MS, confirm("f3", "k3"))  # a whole booking again
+    state = unpacked(core.snapshot())
+    assert state["campaigns"][0][10] == [["k2", "b2", "bob", "north"]]
+    compact = Allocator.restore(core.snapshot())
+    rest: list[Record] = [
+        (5, T0_MS, book("b2", "k2", "bob", "north")),
+        (6, T0_MS, confirm("f3", "k3")),
+        (7, T0_MS, confirm("f2", "k2")),
+        (8, T0_MS, book("b4", "k3", "dan", "north")),
+    ]
+    whole = [core.apply(o, t, c) for o, t, c in rest]
+    assert [len(events) for events in whole] == [0, 0, 1, 1]
+    assert [compact.apply(o, t, c) for o, t, c in rest] == whole
+    assert compact.snapshot() == core.snapshot()
+    without_compact = Allocator()
+    first: list[Command] = [
+        add("a1", "north", "c1", [slot(0, 9, 1), slot(21, 9, 1)]),
+        book("b1", "k1", "ann", "north"),
+        book("b3", "k3", "cat", "north"),
+        confirm("f3", "k3"),
+    ]
+    for offset, command in enumerate(first):
+        without_compact.apply(offset, T0_MS, command)
+    old = Allocator.restore(as_version_4(without_compact.snapshot()))
+    assert old.apply(4, T0_MS, confirm("f3", "k3")) == []
+    assert [(v.booking_id, v.state) for v in old.bookings()] == [
+        ("k1", "held"),
+        ("k3", "rejected"),
+    ]

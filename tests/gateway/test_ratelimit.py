@@ -13,7 +13,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fairq.config import ConfigError, Connections
 from gateway.app import create_app
-from gateway.ratelimit import LOADTEST_HEADER, Limit, RateLimitSettings, TokenBuckets
+from gateway.ratelimit import (
+    LOADTEST_HEADER,
+    MIN_GENERATION_S,
+    Limit,
+    RateLimitSettings,
+    TokenBuckets,
+)
 from tests.gateway.conftest import bearer, create_campaign, create_room, make_settings
 
 Client = TestClient[Any, Any]
@@ -38,6 +44,48 @@ def test_table_is_bounded_and_forgets_the_least_recent_client() -> None:
     assert len(bucket) == 2
     assert bucket.take("a", 0.0) > 0  # a was kept
     assert bucket.take("b", 0.0) == 0.0  # b was forgotten: a full bucket again
+
+
+def test_a_client_over_its_limit_stays_limited_when_its_bucket_changes_generation() -> None:
+    bucket = TokenBuckets(Limit(rate_per_s=0.001, burst=2), max_keys=4)  # generations of 2
+    assert [bucket.take("a", 0.0) for _ in range(2)] == [0.0, 0.0]
+    assert bucket.take("a", 0.0) > 0
+    assert bucket.take("b", 0.0) == 0.0  # young is full: a and b are now the old generation
+    assert bucket.take("c", 0.0) == 0.0
+    assert bucket.take("a", 0.0) > 0  # found in the old generation, still empty
+    assert bucket.take("a", 0.0) > 0  # and back in the young one
+    assert len(bucket) <= 4
+
+
+def test_the_table_never_holds_more_than_max_keys() -> None:
+    bucket = TokenBuckets(Limit(rate_per_s=1.0, burst=1), max_keys=10)
+    for i in range(1000):
+        bucket.take(f"client-{i % 37}", i * 0.001)
+        assert len(bucket) <= 10
+
+
+def test_idle_clients_are_forgotten_after_a_generation_with_full_buckets() -> None:
+    limit = Limit(rate_per_s=1.0, burst=5)
+    bucket = TokenBuckets(limit, max_keys=1000)
+    for i in range(100):
+        assert bucket.take(f"client-{i}", 0.0) == 0.0
+    assert len(bucket) == 100
+    later = MIN_GENERATION_S  # a generation later: all of them moved to the old one
+    assert bucket.take("active", later) == 0.0
+    assert len(bucket) == 101
+    assert bucket.take("active", 2 * later) == 0.0  # and one more: the idle ones are gone
+    assert len(bucket) == 1
+    # every forgotten bucket had refilled long before: nobody got more than the limit
+    assert limit.burst / limit.rate_per_s <= MIN_GENERATION_S
+
+
+def test_a_slow_refill_keeps_buckets_until_they_are_full() -> None:
+    # A bucket takes 1,000 s to refill: a generation lasts that long, not MIN_GENERATION_S.
+    bucket = TokenBuckets(Limit(rate_per_s=0.001, burst=1), max_keys=1000)
+    assert bucket.take("a", 0.0) == 0.0
+    assert bucket.take("b", 2 * MIN_GENERATION_S) == 0.0
+    assert bucket.take("a", 3 * MIN_GENERATION_S) > 0  # still remembered, still limited
+    assert bucket.take("a", 1000.0) == 0.0  # refilled
 
 
 def test_settings_from_env() -> None:

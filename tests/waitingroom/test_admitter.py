@@ -423,7 +423,13 @@ async def test_auto_mode_stops_at_sold_out(redis: aioredis.Redis, connections: C
         await eventually(lambda: _active(store, 3))
         await a_step_runs(redis)
         assert (await load(store)).cursor == 3  # and no more
-        for position in (1, 2, 3):  # every pair is confirmed: none left
+        # The three hold their pairs: the allocator's next summaries say none is left
+        # (summaries lag the bookings' own events: were the confirms read first, the
+        # admitter would rightly admit a fourth against the older summary).
+        await producer.send_and_wait(topic, summary(3, a=0).pack(), partition=0)
+        await producer.send_and_wait(topic, summary(3, b=0).pack(), partition=1)
+        await eventually(lambda: _sold_out(store, True))
+        for position in (1, 2, 3):  # every pair is confirmed: their places are free
             await producer.send_and_wait(
                 topic,
                 Confirmed(
@@ -436,9 +442,6 @@ async def test_auto_mode_stops_at_sold_out(redis: aioredis.Redis, connections: C
                 ).pack(),
                 partition=position,
             )
-        await producer.send_and_wait(topic, summary(3, a=0).pack(), partition=0)
-        await producer.send_and_wait(topic, summary(3, b=0).pack(), partition=1)
-        await eventually(lambda: _sold_out(store, True))
         await eventually(lambda: _active(store, 0))
         await a_step_runs(redis)
         assert (await load(store)).cursor == 3

@@ -8,7 +8,7 @@ from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly
 from waitingroom.joinbatch import JoinBatcher
 from waitingroom.rooms import DEFAULT_PREQUEUE_S, JoinOutcome, RoomConfig, RoomStore
 from waitingroom.scripts import Scripts
-from waitingroom.tickets import new_ticket_id
+from waitingroom.tickets import TICKET_ID_BYTES, b64url_decode, b64url_encode, new_ticket_id
 
 T0 = 1_700_000_000.0
 URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -44,6 +44,9 @@ async def test_concurrent_joins_share_calls_and_are_numbered_in_arrival_order(
     assert len({t.ticket_id for t in tickets}) == 200
     assert {len(t.ticket_id) for t in tickets} == {len(new_ticket_id())}  # 128 bits, base64url
     assert all(set(t.ticket_id) <= URL_SAFE for t in tickets)
+    for t in tickets:  # the base64url of 16 bytes, as new_ticket_id makes it
+        raw = b64url_decode(t.ticket_id.encode())
+        assert len(raw) == TICKET_ID_BYTES and b64url_encode(raw) == t.ticket_id
     assert 4 <= await script_calls(redis) - calls < 200  # 200 joins in batches of <= 64
     snap = await store.load("demo")
     assert snap is not None and snap.prequeue_size == 201
@@ -138,3 +141,47 @@ async def test_a_redis_failure_reaches_every_join_of_the_batch() -> None:
 def test_max_batch_must_be_positive(redis: aioredis.Redis) -> None:
     with pytest.raises(ValueError, match="max_batch"):
         batcher(redis, max_batch=0)
+
+
+async def test_a_drainer_keeps_one_connection_and_gives_it_back(
+    redis: aioredis.Redis, store: RoomStore
+) -> None:
+    b = batcher(redis, max_batch=8)
+    pool = redis.connection_pool
+    await b.join("demo", T0)  # the pool has made its connection
+    made = len(pool._available_connections) + len(pool._in_use_connections)
+    tickets = await asyncio.gather(*(b.join("demo", T0) for _ in range(100)))  # 13 batches
+    assert [t.number for t in tickets] == list(range(2, 102))
+    assert len(pool._in_use_connections) == 0  # given back once the line was empty
+    assert len(pool._available_connections) + len(pool._in_use_connections) == made
+
+
+async def test_joins_go_on_after_redis_forgot_the_script(
+    redis: aioredis.Redis, store: RoomStore
+) -> None:
+    b = batcher(redis)
+    assert (await b.join("demo", T0)).number == 1
+    await redis.script_flush()
+    tickets = await asyncio.gather(*(b.join("demo", T0) for _ in range(3)))
+    assert [t.number for t in tickets] == [2, 3, 4]
+
+
+async def test_a_refused_join_keeps_the_numbers_of_the_batch_contiguous(
+    store: RoomStore,
+) -> None:
+    nows = [T0, T0 - 1, T0 + 1, T0 - 2, T0 + 2]
+    results = await asyncio.gather(
+        *(store.join("demo", now) for now in nows), return_exceptions=True
+    )
+    assert [r.ticket.number if isinstance(r, JoinOutcome) else None for r in results] == [
+        1,
+        None,
+        2,
+        None,
+        3,
+    ]
+    assert [r.ticket.issued_at_s for r in results if isinstance(r, JoinOutcome)] == [
+        T0,
+        T0 + 1,
+        T0 + 2,
+    ]
