@@ -1221,18 +1221,30 @@ class Allocator:
                 c.last_summary_ms = now
 
     def _summary(self, c: Campaign) -> Summary:
+        """Pairs left per county and per vaccine in it (each line is one center's vaccine,
+        so a county's figure of a vaccine is the sum over its lines of that vaccine)."""
         counties: dict[str, CountySummary] = {}
+        now = self.now_ms
         for name in sorted(c.counties):
             county = c.counties[name]
             pairs = free = reserved = 0
+            by_vaccine: dict[str, int] = {}
             for line in county.lines:
-                pairs += line.pairs_left(self.now_ms)
+                n = line.pairs_left(now)
+                pairs += n
+                by_vaccine[line.vaccine] = by_vaccine.get(line.vaccine, 0) + n
                 free += line.free
                 reserved += line.reserved
             counties[name] = CountySummary(
-                pairs, free, county.held, county.confirmed, len(county.waitlist), reserved
+                pairs,
+                free,
+                county.held,
+                county.confirmed,
+                len(county.waitlist),
+                reserved,
+                dict(sorted(by_vaccine.items())),
             )
-        return Summary(c.name, self.now_ms, counties)
+        return Summary(c.name, now, counties)
 
     # -- read-only views ---------------------------------------------------------------------
 

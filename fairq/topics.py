@@ -12,6 +12,11 @@ from fairq.config import Topics
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 8
+# Kept for ever: the allocator's state is a replay of the commands, and every gateway
+# rebuilds its booking views (lookups, appointment exports, identity claims) from the
+# whole events topic, while a dose 2 may be months after the booking. A broker's
+# default retention (7 days) would silently drop bookings from both.
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -25,13 +30,19 @@ async def ensure_topics(
     """Create ``topics.commands`` and ``topics.events`` with the same partition count.
 
     Events go to the partition number of the command that caused them, so the two
-    topics must have equally many partitions. Existing topics are left as they are.
+    topics must have equally many partitions; both are kept for ever (``KEEP_FOREVER``).
+    Existing topics are left as they are.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=replication)
+            NewTopic(
+                t,
+                num_partitions=partitions,
+                replication_factor=replication,
+                topic_configs=KEEP_FOREVER,
+            )
             for t in (topics.commands, topics.events)
         ]
         try:

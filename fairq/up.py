@@ -75,6 +75,8 @@ def load_demo(base: str, key: str, opens_in_s: int) -> str:
     status, body = _call("PUT", f"{base}/api/admin/campaigns/{DEMO}", key, demo_campaign(tomorrow))
     if status == 409:
         note = "demo campaign already present (kept as it was)"
+    elif status in (200, 202) and body.get("repeated"):
+        note = f"demo campaign already present ({body['already_applied']} commands applied before)"
     elif status == 201:
         note = f"demo campaign loaded: {body['slots']} slots, {body['places']} places"
     else:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -20,17 +22,19 @@ from gateway.http import bearer, json_response, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, room_view
 from gateway.state import GATEWAY, Gateway
-from schemas.campaign import ID_PATTERN, parse_campaign
+from schemas.campaign import parse_campaign
 from schemas.commands import AddInventory
 from schemas.events import InventoryAdded
 from schemas.fields import (
+    ID_PATTERN,
     only_keys,
+    opt_ident,
     opt_str,
     parse_date,
     parse_datetime,
+    req_ident,
     req_int,
     req_number,
-    req_str,
 )
 from waitingroom import keys
 from waitingroom.codes import issue_codes
@@ -67,7 +71,7 @@ ADMISSION_FIELDS = frozenset(
 INT_FIELDS = frozenset(
     {"max_active", "hold_s", "admit_window_s", "prequeue_s", "ramp_s", "pow_difficulty"}
 )
-INVENTORY_FIELDS = frozenset({"schedules", "slots"})
+INVENTORY_FIELDS = frozenset({"schedules", "slots", "delivery_id"})
 CODE_FIELDS = frozenset({"group", "count"})
 MAX_CODES_PER_CALL = 100_000
 MAX_RATE_PER_S = 1_000_000.0
@@ -85,9 +89,15 @@ def require_operator(request: web.Request) -> Gateway:
 
 
 async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str, Any]:
-    """Put inventory on the commands topic and wait for the allocator's answers."""
-    keyed = [(c.county, c) for c in commands]
-    answers = await send_commands(gw, keyed, gw.settings.inventory_wait_s)
+    """Put inventory on the commands topic and wait for the allocator's answers.
+
+    A command answered before (a delivery sent again, see ``numbered_ids``) is not
+    sent again: its first answer stands (``already_applied`` counts them).
+    """
+    known = gw.views.inventory_answers
+    earlier = [known[c.command_id] for c in commands if c.command_id in known]
+    keyed = [(c.county, c) for c in commands if c.command_id not in known]
+    answers = earlier + await send_commands(gw, keyed, gw.settings.inventory_wait_s)
     refused = [
         {"center": a.center, "reason": a.reason}
         for a in answers
@@ -98,34 +108,77 @@ async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str
         "slots": sum(len(c.slots) for c in commands),
         "places": sum(s.capacity for c in commands for s in c.slots),
         "answered": len(answers),
+        "already_applied": len(earlier),
         "refused": refused,
     }
 
 
+def numbered_ids(prefix: str) -> Callable[[], str]:
+    """Command ids ``prefix-0``, ``prefix-1``, ...: the same for the same delivery, so
+    that a delivery sent again (a retry after a timeout or a 503) adds only what was
+    not applied: the allocator applies an inventory command id once."""
+    numbers = itertools.count()
+    return lambda: f"{prefix}-{next(numbers)}"
+
+
+def _answered(result: dict[str, Any]) -> int:
+    """200 when the allocator answered every command in time, else 202."""
+    return 200 if result["answered"] == result["inventory_commands"] else 202
+
+
 @routes.put("/api/admin/campaigns/{campaign}")
 async def put_campaign(request: web.Request) -> web.Response:
+    """Create a campaign and load its inventory. The same document again loads what
+    the allocator has not applied yet (a retry); another document is refused."""
     gw = require_operator(request)
     name = request.match_info["campaign"]
     spec = await asyncio.to_thread(parse_campaign, name, await read_json(request))
-    stored = await gw.redis.set(keys.campaign(name), orjson.dumps(spec.public()), nx=True)
-    if not stored:
+    public = orjson.dumps(spec.public())
+    stored = await gw.redis.set(keys.campaign(name), public, nx=True)
+    if not stored and await gw.redis.get(keys.campaign(name)) != public:
         raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")
-    result = await _load_inventory(gw, spec.inventory_commands(new_command_id))
-    logger.info("campaign %s created: %s", name, result)
-    return json_response({"campaign": name, **result}, status=201)
+    result = await _load_inventory(gw, spec.inventory_commands(numbered_ids(f"campaign-{name}")))
+    logger.info("campaign %s %s: %s", name, "created" if stored else "loaded again", result)
+    body = {"campaign": name, "repeated": not stored, **result}
+    return json_response(body, status=201 if stored else _answered(result))
 
 
 @routes.post("/api/admin/campaigns/{campaign}/inventory")
 async def add_inventory(request: web.Request) -> web.Response:
+    """A delivery of slots. With a ``delivery_id`` it may be sent again safely: the
+    allocator applies each of its commands once; the id with another body is refused."""
     gw = require_operator(request)
     name = request.match_info["campaign"]
     body = await read_json(request)
     only_keys(body, INVENTORY_FIELDS, "the inventory body")
+    delivery_id = opt_ident(body, "delivery_id")
     public = await load_public(gw, name)
-    doc = {k: v for k, v in public.items() if k != "name"} | dict(body)
+    slots = {k: v for k, v in body.items() if k != "delivery_id"}
+    doc = {k: v for k, v in public.items() if k != "name"} | slots
     spec = await asyncio.to_thread(parse_campaign, name, doc)
-    delivery = [c for c in spec.inventory_commands(new_command_id) if c.slots]
-    return json_response({"campaign": name, **await _load_inventory(gw, delivery)})
+    repeated, new_id = False, new_command_id
+    if delivery_id is not None:
+        repeated = await _seen_delivery(gw, name, delivery_id, slots)
+        new_id = numbered_ids(f"delivery-{delivery_id}")
+    delivery = [c for c in spec.inventory_commands(new_id) if c.slots]
+    result = await _load_inventory(gw, delivery)
+    out = {"campaign": name, "delivery_id": delivery_id, "repeated": repeated, **result}
+    return json_response(out, status=_answered(result))
+
+
+async def _seen_delivery(
+    gw: Gateway, campaign: str, delivery_id: str, slots: Mapping[str, Any]
+) -> bool:
+    """Whether this delivery was sent before (then with the same slots, else 409)."""
+    digest = hashlib.sha256(orjson.dumps(slots, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    key = keys.campaign_delivery(campaign, delivery_id)
+    if await gw.redis.set(key, digest, nx=True):
+        return False
+    if (await gw.redis.get(key)) != digest.encode():
+        raise ApiError(
+            409, "delivery_id_reused", f"delivery {delivery_id!r} was sent with other slots"
+        )
+    return True
 
 
 @routes.get("/api/admin/campaigns/{campaign}")
@@ -143,7 +196,7 @@ async def post_codes(request: web.Request) -> web.Response:
     name = request.match_info["campaign"]
     body = await read_json(request)
     only_keys(body, CODE_FIELDS, "the codes body")
-    group = req_str(body, "group", max_len=64)
+    group = req_ident(body, "group")  # checked before any code is issued
     count = req_int(body, "count", lo=1, hi=MAX_CODES_PER_CALL)
     public = await load_public(gw, name)
     codes = await issue_codes(gw.redis, name, group, count)

@@ -33,7 +33,7 @@ def _query_int(request: web.Request, name: str, default: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > hi:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > hi:  # isdigit alone takes "²"
         raise ApiError(400, "invalid_request", f"'{name}' must be an integer in 0..{hi}")
     return int(raw)
 

@@ -36,6 +36,7 @@ BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
 MOVE_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
 CONFIRM_FIELDS = frozenset({"identity_key"})
 BOOKING_RECORD_TTL_S = 90 * 86400
+TOKEN_USED = ("token_used", "this booking token has made its booking already")
 
 routes = web.RouteTableDef()
 
@@ -81,12 +82,12 @@ def read_wish(
 ) -> Wish:
     """The booking wish of a body, checked against the campaign's counties and centers.
 
-    ``county`` is the booking's county when the wish moves an existing booking.
+    ``county`` is the booking's county when the wish moves an existing booking; a new
+    booking names a county (where the person lives or works) or a center (whose county
+    it is then).
     """
     if county is None:
-        county = req_str(body, "county")
-        if county not in county_ids(campaign):
-            raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
+        county = _new_booking_county(body, campaign)
     center = opt_str(body, "center")
     earliest = opt_date(body, "earliest")
     time_of_day = opt_time_of_day(body, "time_of_day")
@@ -132,14 +133,32 @@ async def create_booking(request: web.Request) -> web.Response:
     body = await read_json(request)
     only_keys(body, BOOKING_FIELDS, "the booking body")
     wish = read_wish(body, view.campaign)
-    command, used_key = await claim_booking(
-        gw, view, token, wish, ("token_used", "this booking token has made its booking already")
-    )
+    await _start_booking(gw, view, token)
+    command, used_key = await claim_booking(gw, view, token, wish, TOKEN_USED)
     await place(gw, command, [*("room", token.room), *("position", token.position)], used_key)
-    await gw.store.booking_started(
-        token.room, token.position, gw.clock() + command.hold_s + gw.settings.booking_grace_s
-    )
     return json_response({"booking_id": command.booking_id, "state": "pending"}, status=202)
+
+
+async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> None:
+    """Keep the token's admitted place active while it books, or refuse a lapsed one.
+
+    The place counts against the room's cap until the booking ends (the admitter frees
+    it then) or, at the latest, until the hold and a grace have passed. A place whose
+    turn passed without a booking went back to the pool: its token makes no booking
+    (409 ``admission_lapsed``), or the room would have one active booker over its cap.
+    """
+    now = gw.clock()
+    deadline_s = now + view.snap.config.hold_s + gw.settings.booking_grace_s
+    if await gw.store.booking_started(token.room, token.position, now, deadline_s):
+        return
+    if await gw.redis.exists(keys.token_booking(token.token_id)):  # it booked, and that ended
+        raise ApiError(409, *TOKEN_USED, extra={"booking_id": booking_id_for(token)})
+    raise ApiError(
+        409,
+        "admission_lapsed",
+        "your turn passed without a booking and your place went to the next in line;"
+        " join the room again for a new place",
+    )
 
 
 async def claim_booking(
@@ -199,7 +218,8 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
 
     The admitter reads the record's room and position to free the place when the
     booking ends; ``GET /api/bookings/{id}`` reads it to say "pending". The record
-    is written before the claim, in the same round trip (see ``gateway.identities``).
+    is written before the claim, in the same round trip, and marked ``placed`` once
+    the broker has the Book (see ``gateway.identities``).
     A refused claim (409 ``already_booked``) or command (503) undoes the record, the
     claim and the ``undo`` keys.
     """
@@ -208,6 +228,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
         *("campaign", command.campaign),
         *("county", command.county),
         *("identity", command.identity),
+        *("at_s", int(gw.clock())),
     ]
     booking_key = keys.booking(command.booking_id)
     claim = Claim(command.campaign, command.identity, command.booking_id)
@@ -234,6 +255,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
             "bookings cannot be taken right now; try again",
             headers={"Retry-After": RETRY_AFTER_S},
         ) from e
+    await gw.redis.hset(booking_key, "placed", 1)  # the broker has it (identities.has_ended)
     gw.metrics.bookings_total.inc()
 
 
@@ -399,15 +421,35 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     return await send_and_answer(gw, view, command)
 
 
+def _new_booking_county(body: Mapping[str, Any], campaign: Public | None) -> str:
+    """The county a new booking names, else the county of the center it names."""
+    if body.get("county") is None and body.get("center") is not None:
+        center = req_str(body, "center")
+        in_county = center_county(campaign, center)
+        if in_county is None:
+            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
+        return in_county
+    county = req_str(body, "county")
+    if county not in county_ids(campaign):
+        raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
+    return county
+
+
+def _centers_county(body: Mapping[str, Any], public: Public | None) -> str | None:
+    """The county of the center a body names without a county (None if it names a
+    county, no center or an unknown one: ``read_wish`` says which is wrong)."""
+    center = body.get("center")
+    if body.get("county") is not None or not isinstance(center, str):
+        return None
+    return center_county(public, center)
+
+
 def _move_county(body: Mapping[str, Any], public: Public | None, own: str | None) -> str | None:
     """The county a move searches in: the named center's when only a center is named,
     else the booking's own; None when the body names one (``read_wish`` reads it)."""
-    if "county" in body:
+    if body.get("county") is not None:
         return None
-    center = body.get("center")
-    if isinstance(center, str):
-        return center_county(public, center) or own  # unknown: read_wish says so
-    return own
+    return _centers_county(body, public) or own
 
 
 @routes.post("/api/bookings/{booking_id}/move")

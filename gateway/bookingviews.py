@@ -29,6 +29,7 @@ from schemas.events import (
     Event,
     Expired,
     Held,
+    InventoryAdded,
     Moved,
     Offered,
     Rejected,
@@ -108,6 +109,9 @@ class BookingViews:
     summaries: dict[str, dict[str, CountySummary]] = field(default_factory=dict)
     pairs_left: dict[str, int] = field(default_factory=dict)  # per campaign, all counties
     seen: Counter[str] = field(default_factory=Counter)  # events read, by type
+    # the first answer to each inventory command: a delivery sent again (same command
+    # ids) is answered from here for what the allocator applied before
+    inventory_answers: dict[str, InventoryAdded] = field(default_factory=dict)
     _watchers: dict[str, set[asyncio.Queue[BookingView]]] = field(default_factory=dict)
     _answers: dict[str, asyncio.Future[Event]] = field(default_factory=dict)
 
@@ -123,6 +127,8 @@ class BookingViews:
             return
         if isinstance(event, BookingEvent):
             self._apply_change(event)
+        elif isinstance(event, InventoryAdded):
+            self.inventory_answers.setdefault(event.command_id, event)
         self._answer(event.command_id, event)
 
     def _apply_change(self, event: BookingEvent) -> None:

@@ -33,6 +33,6 @@ async def send_commands(
                 f"the commands were not accepted: {e}",
                 headers={"Retry-After": RETRY_AFTER_S},
             ) from e
-        if wait_s > 0:
+        if wait_s > 0 and futures:
             await asyncio.wait(futures.values(), timeout=wait_s)
         return [f.result() for f in (futures[i] for i in ids) if f.done()]

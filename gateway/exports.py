@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,13 @@ LETTER = (
 )
 
 
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
 def csv_response(filename: str, rows: Iterable[Sequence[Any]], status: int = 200) -> web.Response:
+    """``rows`` as a CSV download named ``filename`` (characters other than letters,
+    digits, dot, dash and underscore become ``_``: the name goes into a header)."""
+    filename = _UNSAFE_IN_FILENAME.sub("_", filename)
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return web.Response(

@@ -201,8 +201,15 @@ class DashboardCollector:
                 ("confirmed", "Pairs confirmed"),
             )
         }
+        by_vaccine = GaugeMetricFamily(
+            "fairq_inventory_pairs_left_by_vaccine",
+            "Pairs that can still be formed, of one vaccine",
+            labels=[*labels, "vaccine"],
+        )
         for campaign, counties in sorted(self._views.summaries.items()):
             for county, summary in sorted(counties.items()):
                 for field, family in families.items():
                     family.add_metric([campaign, county], getattr(summary, field))
-        yield from families.values()
+                for vaccine, pairs in (summary.pairs_left_by_vaccine or {}).items():
+                    by_vaccine.add_metric([campaign, county, vaccine], pairs)
+        yield from (*families.values(), by_vaccine)

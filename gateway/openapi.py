@@ -308,8 +308,12 @@ def _paths() -> dict[str, Any]:
         },
         "/api/admin/campaigns/{campaign}": {
             "put": _op(
-                "create a campaign with its inventory",
-                {"201": ("created", ANY_OBJ)},
+                "create a campaign with its inventory (the same document again: a retry)",
+                {
+                    "201": ("created", ANY_OBJ),
+                    "200": ("sent again: what was missing is loaded", ANY_OBJ),
+                    "202": ("sent again, not every answer in yet", ANY_OBJ),
+                },
                 (400, 403, 409, 503),
                 ANY_OBJ,
                 "operator",
@@ -324,10 +328,16 @@ def _paths() -> dict[str, Any]:
         },
         "/api/admin/campaigns/{campaign}/inventory": {
             "post": _op(
-                "add inventory (a delivery)",
-                {"200": ("added", ANY_OBJ)},
-                (400, 403, 404, 503),
-                _obj({"schedules": {"type": "array"}, "slots": {"type": "array"}}),
+                "add inventory (a delivery; with a delivery_id it may be sent again safely)",
+                {"200": ("added", ANY_OBJ), "202": ("not every answer in yet", ANY_OBJ)},
+                (400, 403, 404, 409, 503),
+                _obj(
+                    {
+                        "schedules": {"type": "array"},
+                        "slots": {"type": "array"},
+                        "delivery_id": {"type": "string"},
+                    }
+                ),
                 "operator",
             )
         },

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNKNOWN_ROOM_TTL_S = 1.0
+MAX_UNKNOWN_ROOMS = 10_000  # names remembered as unknown; forgotten all at once beyond
 CAMPAIGN_REFRESH_S = 5.0
 
 
@@ -81,6 +82,10 @@ class RoomCache:
         self._refresh_s = refresh_s
         self._rooms: dict[str, RoomView] = {}
         self._unknown: dict[str, float] = {}
+        # one load-and-install of a room at a time: a refresh and an operator's reload
+        # running together could otherwise install the older snapshot last (a visitor
+        # would see the line move back)
+        self._loading: dict[str, asyncio.Lock] = {}
 
     def known(self) -> dict[str, RoomView]:
         return self._rooms
@@ -93,18 +98,24 @@ class RoomCache:
         now = time.monotonic()
         if self._unknown.get(name, 0.0) > now:
             return None
-        snap = await self._store.load(name)
-        if snap is None:
+        view = await self.reload(name)
+        if view is None:
+            self._loading.pop(name, None)
+            if len(self._unknown) >= MAX_UNKNOWN_ROOMS:  # made-up names must not pile up
+                self._unknown.clear()
             self._unknown[name] = now + UNKNOWN_ROOM_TTL_S
-            return None
-        return await self._install(name, snap)
+        return view
 
     async def reload(self, name: str) -> RoomView | None:
         """Re-read one room now (after an operator changed it through this gateway)."""
-        snap = await self._store.load(name)
-        if snap is None:
-            return None
-        return await self._install(name, snap)
+        lock = self._loading.get(name)
+        if lock is None:
+            lock = self._loading[name] = asyncio.Lock()
+        async with lock:
+            snap = await self._store.load(name)
+            if snap is None:
+                return None
+            return await self._install(name, snap)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh every known room until ``stop`` is set."""

@@ -10,7 +10,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.challenge import check_join_pow
 from gateway.errors import ApiError
@@ -166,6 +166,10 @@ async def join(request: web.Request) -> web.Response:
         code = opt_str(body, "access_code", max_len=64)
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()
+    if code is None and (held := presented_ticket(gw, request, name, now)) is not None:
+        ticket, token = held  # joining again (a reload, another tab): the same place ...
+        if await _turn_kept(gw, view, ticket, now):  # ... unless its turn has passed
+            return json_response(status_body(gw, view, ticket, token, now))
     config = view.snap.config
     if not view.snap.opened and now < config.prequeue_opens_at_s:
         raise too_early(name, config.prequeue_opens_at_s, now)  # no Redis trip
@@ -191,6 +195,33 @@ async def join(request: web.Request) -> web.Response:
         status_body(gw, view, ticket, token, now),
         headers={"Set-Cookie": ticket_cookie(name, token)},
     )
+
+
+def presented_ticket(
+    gw: Gateway, request: web.Request, room: str, now_s: float
+) -> tuple[Ticket, str] | None:
+    """The valid ticket for ``room`` a join brings (bearer or cookie), with its token.
+
+    A joiner who has one keeps its place: no new number, no Redis trip. One that is
+    expired, of another room or not valid gets a new place like anyone else.
+    """
+    if hdrs.AUTHORIZATION not in request.headers and hdrs.COOKIE not in request.headers:
+        return None  # a first join: nothing to look at
+    try:
+        token = bearer(request, cookie=TICKET_COOKIE)
+        return gw.signer.verify_ticket(token, room, now_s), token
+    except (ApiError, TicketError):
+        return None
+
+
+async def _turn_kept(gw: Gateway, view: RoomView, ticket: Ticket, now_s: float) -> bool:
+    """Whether a ticket joining again keeps its place: yes while it waits; once admitted,
+    while its place is active (one Redis trip). A turn that passed without a booking, or
+    whose booking ended, makes way for a new place (its token can book nothing more)."""
+    status = view.status(ticket, now_s)
+    if status.state != "admitted" or status.position_abs is None:
+        return True
+    return await gw.store.is_active(ticket.room, status.position_abs, now_s)
 
 
 async def _check_code(gw: Gateway, view: RoomView, code: str) -> tuple[str, str]:

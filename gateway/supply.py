@@ -28,6 +28,7 @@ from schemas.fields import (
     opt_date,
     parse_date,
     parse_datetime,
+    req_ident,
     req_int,
     req_list,
     req_str,
@@ -78,7 +79,7 @@ async def set_reserves(request: web.Request) -> web.Response:
     body = await read_json(request)
     only_keys(body, RESERVE_FIELDS, "the reserve body")
     center, county = await _center(gw, campaign, body)
-    group = req_str(body, "group")
+    group = req_ident(body, "group")
     share_pct = req_int(body, "share_pct", lo=0, hi=100)
     mode = _mode(body)
     release_at = parse_datetime(body.get("release_at"), "release_at")

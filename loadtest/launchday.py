@@ -594,6 +594,9 @@ class Citizen(FastHttpUser):
 
     def journey(self) -> None:
         self.told_likely = False
+        # Each journey is another person: without the ticket cookie of the last one (with
+        # it, the join would give that ticket's place back).
+        self.client.cookiejar.clear()
         joined = self.join()
         if joined is None:
             return

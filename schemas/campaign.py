@@ -12,7 +12,10 @@
 
 ``parse_campaign`` checks it and expands schedules and explicit slots into
 ``SlotSpec`` values; every error is a ``SchemaError`` whose message starts with
-the field's path, e.g. ``centers[3].county: unknown county 'x'``.
+the field's path, e.g. ``centers[3].county: unknown county 'x'``. Every county
+needs a center: the allocator learns of a county from its centers' inventory, and
+reports on no other, so the rooms of a campaign with a county it never hears of
+could never be told they are sold out.
 
 Local times and clock changes (all deterministic):
 
@@ -45,9 +48,8 @@ from schemas.commands import (
     SlotSpec,
 )
 from schemas.errors import SchemaError
-from schemas.fields import only_keys
+from schemas.fields import ID_PATTERN, only_keys
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_HOLD_S = 60
 DEFAULT_HOLD_S = 600
 # "required": every confirm carries the person's identity key (one pair per key per campaign)
@@ -188,6 +190,7 @@ def parse_campaign(name: str, doc: Any) -> CampaignSpec:
     vaccines = _vaccines(top)
     counties = _counties(top)
     centers = _centers(top, {v.id for v in vaccines}, {c.id for c in counties})
+    _every_county_has_a_center(counties, centers)
     by_id = {c.id: c for c in centers}
     schedules = _schedules(top, by_id)
     extras = _extras(top, by_id)
@@ -360,6 +363,15 @@ def _centers(top: _Obj, vaccine_ids: set[str], county_ids: set[str]) -> tuple[Ce
         out.append(Center(o.ident("id"), o.text("name"), county, address, offered))
     _unique_ids([c.id for c in out], "centers")
     return tuple(out)
+
+
+def _every_county_has_a_center(counties: Sequence[County], centers: Sequence[Center]) -> None:
+    served = {c.county for c in centers}
+    for i, county in enumerate(counties):
+        if county.id not in served:
+            raise SchemaError(
+                f"counties[{i}].id: county {county.id!r} has no center; add one or leave it out"
+            )
 
 
 def _offer(o: _Obj, centers: Mapping[str, Center]) -> tuple[str, str]:

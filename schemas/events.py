@@ -20,7 +20,7 @@ Answers, exactly one per command:
 
 Spontaneous: Expired (a hold ran out; ``command_id`` is the Book's), Offered (a
 waitlisted booking got a pair, now held; ``command_id`` is the Book's), and
-Summary (pairs left per county, after changes and on ticks).
+Summary (pairs left per county and, inside it, per vaccine, after changes and on ticks).
 
 A booking's life: Held → Confirmed → Cancelled, with Expired or Cancelled ending
 a hold, Moved keeping the state it had (held or confirmed) with a new pair, and
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
-from schemas.fields import opt_int, opt_str, req_int, req_list, req_map, req_str
+from schemas.fields import MAX_ID_LEN, opt_int, opt_str, req_int, req_list, req_map, req_str
 from schemas.wire import Message, decoders, dispatch, field_map, read, read_fields, wire_class
 
 # Reasons a Book is rejected or a Confirm/Cancel fails.
@@ -77,6 +77,20 @@ def _count(m: Mapping[str, Any], key: str) -> int:
 def _count_or_zero(m: Mapping[str, Any], key: str) -> int:
     """A count that older writers did not send: absent reads as 0."""
     return req_int(m, key, lo=0) if key in m else 0
+
+
+def _counts_by_id(m: Mapping[str, Any], key: str) -> dict[str, int] | None:
+    """Counts by id (e.g. vaccine), a map that older writers did not send: absent or null
+    reads as None (not known), never as an empty map (which would say "none")."""
+    if m.get(key) is None:
+        return None
+    counts = req_map(m, key)
+    for k, n in counts.items():
+        if not k or len(k) > MAX_ID_LEN:
+            raise SchemaError(f"'{key}' keys must be ids of 1 to {MAX_ID_LEN} characters")
+        if type(n) is not int or n < 0:
+            raise SchemaError(f"'{key}' values must be integers of at least 0")
+    return dict(counts)
 
 
 def _dose(m: Mapping[str, Any], key: str) -> int:
@@ -271,15 +285,23 @@ class CountySummary:
     confirmed: int = read(_count)  # pairs confirmed
     waitlisted: int = read(_count_or_zero, 0)  # bookings on the waitlist (absent: 0)
     reserved: int = read(_count_or_zero, 0)  # free places held back for groups (absent: 0)
+    # ``pairs_left`` split by vaccine id: every vaccine the county has inventory of, 0 when
+    # it has no pair left; the figures sum to ``pairs_left`` (a pair is of one vaccine).
+    # None (absent) in summaries written before it existed.
+    pairs_left_by_vaccine: dict[str, int] | None = read(_counts_by_id, None)
 
-    def to_map(self) -> dict[str, int]:
+    def to_map(self) -> dict[str, Any]:
         return field_map(self)
 
     @classmethod
     def from_map(cls, m: Any) -> CountySummary:
         if not isinstance(m, Mapping):
             raise SchemaError("a county summary must be a map")
-        return read_fields(cls, m)
+        summary = read_fields(cls, m)
+        by_vaccine = summary.pairs_left_by_vaccine
+        if by_vaccine is not None and sum(by_vaccine.values()) != summary.pairs_left:
+            raise SchemaError("'pairs_left_by_vaccine' must sum to 'pairs_left'")
+        return summary
 
 
 def _counties(m: Mapping[str, Any], key: str) -> dict[str, CountySummary]:

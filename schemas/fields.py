@@ -10,6 +10,8 @@ from typing import Any
 from schemas.errors import SchemaError
 
 MAX_ID_LEN = 128
+# the names an operator gives: campaigns, counties, centers, vaccines, rooms, groups
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -20,6 +22,18 @@ def req_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str
     if len(value) > max_len:
         raise SchemaError(f"'{key}' is longer than {max_len} characters")
     return value
+
+
+def req_ident(m: Mapping[str, Any], key: str) -> str:
+    """A name an operator gives (``ID_PATTERN``): safe in keys, file names and headers."""
+    value = m.get(key)
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise SchemaError(f"'{key}' must be a name matching {ID_PATTERN.pattern}")
+    return value
+
+
+def opt_ident(m: Mapping[str, Any], key: str) -> str | None:
+    return None if m.get(key) is None else req_ident(m, key)
 
 
 def opt_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str | None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fairq.config import Connections, Topics
 from fairq.devservices import Server, kafka_broker, redis_server
@@ -70,3 +71,11 @@ async def bounded(step: Awaitable[object], what: str, timeout_s: float = 30.0) -
             print(task, file=stacks)
             task.print_stack(file=stacks)
         pytest.fail(f"{what} did not finish within {timeout_s}s; tasks:\n{stacks.getvalue()}")
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``, in order (the consumer is started)."""
+    await consumer.topics()
+    partitions = consumer.partitions_for_topic(topic) or set()
+    assert partitions, f"the topic {topic} has no partitions"
+    return [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -229,11 +229,20 @@ class EventHandler:
                 logger.info("room %s is %s", room, "sold out" if verdict else "no longer sold out")
 
     async def campaign_counties(self, campaign: str) -> list[str] | None:
+        """The counties of the campaign that can have inventory; None if it is not known.
+
+        A county without a center never gets inventory, so the allocator never
+        reports on it: it has no pairs, and is left out rather than waited for
+        (``parse_campaign`` refuses such a county; a description stored before may
+        still have one). A county with a center stays unknown until reported.
+        """
         raw = await self._redis.get(keys.campaign(campaign))
         if raw is None:
             return None
         try:
-            return [str(c["id"]) for c in orjson.loads(raw)["counties"]]
+            doc = orjson.loads(raw)
+            served = {str(c["county"]) for c in doc["centers"]}
+            return [str(c["id"]) for c in doc["counties"] if str(c["id"]) in served]
         except (orjson.JSONDecodeError, KeyError, TypeError) as e:
             logger.error("campaign %s has a malformed description: %r", campaign, e)
             return None

@@ -7,9 +7,14 @@ at most one call per room is in flight: numbers follow the order in which joins
 reached the batcher (the fairness of the line), across batches too.
 
 A drainer takes one connection from the client's pool when it starts and keeps it
-until its line is empty: during a storm that is one pool checkout for thousands of
-calls, and each call is sent on the connection directly (the client's per-command
-pooling, locks and bookkeeping cost about as much as a batch's own work). The
+until its line has been empty for ``linger_s``: during a storm that is one pool
+checkout for thousands of calls, and each call is sent on the connection directly
+(the client's per-command pooling, locks and bookkeeping cost about as much as a
+batch's own work). The linger matters because a storm's line empties after every
+call: the joins a batch's answers bring back arrive a few loop turns later, and a
+drainer that stopped there would give its connection back and the next one take it
+again (a pool checkout and return, ~20 us of redis-py, per batch). A lingering
+drainer is woken by the next join at once, so the linger never delays one. The
 connection's retry policy applies as it would through the client.
 """
 
@@ -18,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,27 +32,33 @@ from redis.exceptions import NoScriptError, RedisError
 
 from waitingroom import keys
 from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
-from waitingroom.tickets import TICKET_ID_BYTES, Ticket, b64url_encode
+from waitingroom.tickets import TICKET_ID_BYTES, Ticket, b64url_encode_each
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 500  # joins per script call (bounds one call's time in Redis)
+DEFAULT_LINGER_S = 0.05  # how long an idle drainer keeps its connection for the next joins
 
 
-@dataclass(slots=True)
-class _Waiting:
-    now_s: float
-    reply: asyncio.Future[Ticket] = field(repr=False)
+# A join waiting in its room's line: (its time, the future its handler awaits). A plain
+# tuple: one is made per join, and a class's __init__ would be a Python call more.
+_Waiting = tuple[float, "asyncio.Future[Ticket]"]
 
 
 class JoinBatcher:
     """Joins without an access code, batched per room; ``join`` is the single entry."""
 
     def __init__(
-        self, join_many: AsyncScript, default_prequeue_s: int, max_batch: int = DEFAULT_MAX_BATCH
+        self,
+        join_many: AsyncScript,
+        default_prequeue_s: int,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        linger_s: float = DEFAULT_LINGER_S,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if not linger_s >= 0:
+            raise ValueError(f"linger_s must be at least 0, got {linger_s}")
         client = join_many.registered_client
         if not isinstance(client, aioredis.Redis):
             raise TypeError(f"the join batcher needs a redis.asyncio.Redis client, not {client!r}")
@@ -56,8 +66,10 @@ class JoinBatcher:
         self._script = join_many
         self._default_prequeue_s = default_prequeue_s
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._lines: dict[str, list[_Waiting]] = {}
         self._drainers: dict[str, asyncio.Task[None]] = {}
+        self._lingering: dict[str, asyncio.Future[None]] = {}  # idle drainers, to wake
 
     def join(self, room: str, now_s: float) -> asyncio.Future[Ticket]:
         """Queue a join now; await the answer: a new ticket, or RoomNotFound, RoomClosed,
@@ -71,24 +83,44 @@ class JoinBatcher:
         line = self._lines.get(room)
         if line is None:
             line = self._lines[room] = []
-        line.append(_Waiting(now_s, reply))
+        line.append((now_s, reply))
         if room not in self._drainers:
             self._drainers[room] = loop.create_task(self._drain(room))
+        elif (idle := self._lingering.pop(room, None)) is not None:
+            _wake(idle)
         return reply
 
     async def _drain(self, room: str) -> None:
         held: list[AbstractConnection] = []  # the drainer's connection, once _send took it
         try:
-            while line := self._lines.get(room):
+            while True:
+                line = self._lines.get(room)
+                if not line:
+                    if await self._linger(room):
+                        continue
+                    break
                 batch = line[: self._max_batch]
                 del line[: self._max_batch]
                 await self._send(room, batch, held)
         finally:
             del self._drainers[room]
-            for w in self._lines.pop(room, []):  # left only if this drainer was cancelled
-                w.reply.cancel()
+            for _, reply in self._lines.pop(room, []):  # left only if this drainer was cancelled
+                reply.cancel()
             for connection in held:
                 await self._pool.release(connection)
+
+    async def _linger(self, room: str) -> bool:
+        """Wait up to ``linger_s`` for the next join of ``room``; whether one came."""
+        loop = asyncio.get_running_loop()
+        idle = self._lingering[room] = loop.create_future()
+        timer = loop.call_later(self._linger_s, _wake, idle)
+        try:
+            await idle
+        finally:
+            timer.cancel()
+            if self._lingering.get(room) is idle:
+                del self._lingering[room]
+        return bool(self._lines.get(room))
 
     async def _send(self, room: str, batch: list[_Waiting], held: list[AbstractConnection]) -> None:
         """One script call for ``batch``; its outcome (or failure) goes to every join.
@@ -101,7 +133,7 @@ class JoinBatcher:
             keys.room(room),
             self._default_prequeue_s,
             len(batch),
-            ",".join([repr(w.now_s) for w in batch]),
+            ",".join([repr(now_s) for now_s, _ in batch]),
         )
         try:
             if not held:
@@ -115,8 +147,8 @@ class JoinBatcher:
             _fail(batch, e)
             return
         except BaseException:  # cancelled (or a bug): no caller is left waiting
-            for w in batch:
-                w.reply.cancel()
+            for _, reply in batch:
+                reply.cancel()
             raise
         try:
             _settle(room, batch, reply)
@@ -137,7 +169,8 @@ class JoinBatcher:
 
 
 def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
-    status = _text(reply[0])
+    """Answer every join of ``batch`` from JOIN_MANY's ``reply`` (one string)."""
+    status, _, rest = _text(reply).partition(",")
     if status == "not_found":
         raise RoomNotFound(room)
     if status == "closed":
@@ -145,19 +178,20 @@ def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
     try:
         if status != "ok":
             raise ValueError(status)
-        kind, number, refused = _text(reply[1]), int(reply[3]), _text(reply[4])
-    except (IndexError, ValueError) as e:
+        kind, opens, first, refused = rest.split(",")
+        number = int(first)
+    except ValueError as e:
         raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}") from e
     if refused and len(refused) != len(batch):
         raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}")
     ids = _ticket_ids(len(batch))
-    for i, w in enumerate(batch):
+    for i, (now_s, waiter) in enumerate(batch):
         if refused and refused[i] == "1":
-            if not w.reply.done():
-                w.reply.set_exception(TooEarly(room, float(_text(reply[2]))))
+            if not waiter.done():
+                waiter.set_exception(TooEarly(room, float(opens)))
             continue
-        if not w.reply.done():  # else the caller went away; its number stays used
-            w.reply.set_result(Ticket(room, ids[i], kind, number, w.now_s))
+        if not waiter.done():  # else the caller went away; its number stays used
+            waiter.set_result(Ticket(room, ids[i], kind, number, now_s))
         number += 1
 
 
@@ -165,13 +199,18 @@ def _ticket_ids(count: int) -> list[str]:
     """``count`` ids as ``new_ticket_id`` makes them, from one read of the OS's randomness."""
     size = TICKET_ID_BYTES
     raw = os.urandom(size * count)
-    return [b64url_encode(raw[i : i + size]) for i in range(0, len(raw), size)]
+    return b64url_encode_each([raw[i : i + size] for i in range(0, len(raw), size)])
+
+
+def _wake(idle: asyncio.Future[None]) -> None:
+    if not idle.done():
+        idle.set_result(None)
 
 
 def _fail(batch: list[_Waiting], error: BaseException) -> None:
-    for w in batch:
-        if not w.reply.done():
-            w.reply.set_exception(error)
+    for _, reply in batch:
+        if not reply.done():
+            reply.set_exception(error)
 
 
 def _text(value: object) -> str:

@@ -44,6 +44,11 @@ def campaign(name: str) -> str:
     return f"{PREFIX}:campaign:{{{name}}}"
 
 
+def campaign_delivery(name: str, delivery_id: str) -> str:
+    """String: the digest of the inventory delivery an operator sent with this id."""
+    return f"{PREFIX}:campaign:{{{name}}}:delivery:{delivery_id}"
+
+
 def campaign_codes(name: str) -> str:
     """Hash: access-code hash -> priority group, for codes issued for this campaign."""
     return f"{PREFIX}:campaign:{{{name}}}:codes"

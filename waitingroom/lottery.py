@@ -62,7 +62,7 @@ def position_of(ticket: Ticket, snap: RoomSnapshot, order: Sequence[int] | None)
     """
     if ticket.room != snap.config.name:
         raise WrongRoom(f"ticket for room {ticket.room!r}, not {snap.config.name!r}")
-    if not snap.opened:
+    if snap.opened_at_s is None:  # not opened yet
         return None
     if ticket.kind == "post":
         return snap.prequeue_size + ticket.number

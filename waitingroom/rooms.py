@@ -243,6 +243,11 @@ class RoomStore:
         self._redis = redis
         self.scripts = Scripts.register(redis)
         self._batcher = JoinBatcher(self.scripts.join_many, DEFAULT_PREQUEUE_S)
+        # join_anonymous(name, now_s): a new ticket without an access code, as ``join``
+        # gives it, as a future to await. For the gateway's join route: awaiting the
+        # batcher's future directly spares a coroutine and a ``JoinOutcome`` per join
+        # (``new`` is always True here), and being the batcher's own method, a call.
+        self.join_anonymous: Callable[[str, float], asyncio.Future[Ticket]] = self._batcher.join
 
     async def put_room(self, cfg: RoomConfig) -> None:
         """Create the room (state ``scheduled``) or update its configuration."""
@@ -288,14 +293,6 @@ class RoomStore:
         if not fields:
             return None
         return parse_snapshot(name, fields, active)
-
-    def join_anonymous(self, name: str, now_s: float) -> asyncio.Future[Ticket]:
-        """A new ticket without an access code, as ``join`` gives it, as a future to await.
-
-        For the gateway's join route: awaiting the batcher's future directly spares a
-        coroutine and a ``JoinOutcome`` per join (``new`` is always True here).
-        """
-        return self._batcher.join(name, now_s)
 
     async def join(self, name: str, now_s: float, code_hash: str | None = None) -> JoinOutcome:
         """A new ticket, or the code's existing one.
@@ -361,11 +358,21 @@ class RoomStore:
             logger.info("room %s admission changed: %s", name, change.fields())
         return parse_flat_snapshot(name, reply[1], reply[2])
 
-    async def booking_started(self, name: str, position: int, deadline_s: float) -> None:
-        """Extend an active position's deadline; a lapsed (removed) one stays out."""
-        await self._redis.zadd(
-            keys.room_active(name), {str(position): deadline_s}, xx=True, gt=True
+    async def booking_started(
+        self, name: str, position: int, now_s: float, deadline_s: float
+    ) -> bool:
+        """Whether the admitted ``position`` is still active at ``now_s``; if so its
+        deadline becomes ``deadline_s`` (never earlier). A lapsed place stays out."""
+        started = await self.scripts.start_booking(
+            keys=[keys.room_active(name)], args=[position, now_s, deadline_s]
         )
+        return bool(started)
+
+    async def is_active(self, name: str, position: int, now_s: float) -> bool:
+        """Whether the admitted ``position`` still holds its turn at ``now_s`` (not
+        lapsed; or booking, until its booking ends)."""
+        deadline = await self._redis.zscore(keys.room_active(name), str(position))
+        return deadline is not None and deadline >= now_s
 
     async def booking_finished(self, name: str, position: int) -> None:
         await self._redis.zrem(keys.room_active(name), str(position))

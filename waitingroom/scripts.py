@@ -89,13 +89,14 @@ JOIN_MANY = (
 -- The joins of one call are one atomic step: all 'pre' (numbered by pre_count) or
 -- all 'post' (numbered by post_count); those taken get contiguous numbers in
 -- ARGV order. Before opening, a join whose now_s < opens_at_s - prequeue_s is refused.
--- Returns {'not_found'} | {'closed'} |
---   {'ok', kind, pre-queue opening time (s) or '', the first join's number, refused}:
+-- Returns one string (a reply of one element costs the client less to read than a list):
+--   'not_found' | 'closed' |
+--   'ok,<kind>,<pre-queue opening time (s) or nothing>,<the first join's number>,<refused>':
 --   the joins taken are numbered first, first + 1, ... in order; refused is '' when
 --   every join was taken, else one character per join: '1' refused, '0' taken
 local room = KEYS[1]
 local kind, refusal, window_opens = join_gate(room, ARGV[1])
-if refusal then return refusal end
+if refusal then return refusal[1] end
 local count = tonumber(ARGV[2])
 local taken, refused = count, ''
 if window_opens then
@@ -111,7 +112,8 @@ if window_opens then
   if taken < count then refused = table.concat(flags) end
 end
 local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken + 1
-return {'ok', kind, window_opens and tostring(window_opens) or '', first, refused}
+local opens = window_opens and tostring(window_opens) or ''
+return 'ok,' .. kind .. ',' .. opens .. ',' .. tostring(first) .. ',' .. refused
 """
 )
 
@@ -346,6 +348,21 @@ return {seq, redis.call('HGETALL', inv)}
 """
 
 
+START_BOOKING = """
+-- KEYS[1] room active zset
+-- ARGV[1] the admitted position, ARGV[2] now_s, ARGV[3] its deadline while it books
+-- A booking starts on an admitted place that is still active (deadline not passed):
+-- the deadline becomes ARGV[3] if that is later. A lapsed place (deadline passed, or
+-- removed by the admitter, which gave it to the next in line) stays out: taking it
+-- back would put one booker more than the cap allows.
+-- Returns 1 if the place is active (the booking may start), 0 if lapsed or never admitted
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) < tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     """The scripts, registered on one client."""
@@ -362,6 +379,7 @@ class Scripts:
     release: AsyncScript
     update_inventory: AsyncScript
     claim_identity: AsyncScript
+    start_booking: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:
@@ -378,4 +396,5 @@ class Scripts:
             release=redis.register_script(RELEASE),
             update_inventory=redis.register_script(UPDATE_INVENTORY),
             claim_identity=redis.register_script(CLAIM_IDENTITY),
+            start_booking=redis.register_script(START_BOOKING),
         )

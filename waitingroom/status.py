@@ -28,32 +28,38 @@ class RateMeter:
     An exponentially weighted mean of the rates between observations; an
     observation's weight grows with the time it covers, so the mean halves its
     memory every ``half_life_s`` however often it is fed. Reads no clock.
+
+    ``rate_per_s`` is the measured rate: None until two observations some time apart
+    (an attribute, read on every status check; only ``observe`` sets it).
     """
+
+    __slots__ = ("_half_life_s", "_last", "rate_per_s")
 
     def __init__(self, half_life_s: float = DEFAULT_HALF_LIFE_S) -> None:
         if not half_life_s > 0:
             raise ValueError(f"half_life_s must be positive, got {half_life_s}")
         self._half_life_s = half_life_s
         self._last: tuple[float, int] | None = None
-        self._rate: float | None = None
-
-    @property
-    def rate_per_s(self) -> float | None:
-        """None until two observations some time apart."""
-        return self._rate
+        self.rate_per_s: float | None = None
 
     def observe(self, now_s: float, cursor: int) -> None:
         last = self._last
         if last is None or cursor < last[1]:  # first sight, or the room was reset
-            self._last, self._rate = (now_s, cursor), None
+            self._last, self.rate_per_s = (now_s, cursor), None
             return
         dt = now_s - last[0]
         if dt <= 0:
             return
         sample = (cursor - last[1]) / dt
         weight = 1.0 - 2.0 ** (-dt / self._half_life_s)
-        self._rate = sample if self._rate is None else self._rate + weight * (sample - self._rate)
+        rate = self.rate_per_s
+        self.rate_per_s = sample if rate is None else rate + weight * (sample - rate)
         self._last = (now_s, cursor)
+
+
+# A NamedTuple's own __new__ is a Python function; tuple.__new__ builds the same
+# Status at half the cost (a Status is built on every status check).
+_status = tuple.__new__
 
 
 def status_of(
@@ -65,18 +71,20 @@ def status_of(
 ) -> Status:
     """The ticket's status; ``rate_per_s`` is the measured rate (None: the configured one now)."""
     pos = position_of(ticket, snap, order)  # None until the room opens
-    if snap.state == "closed":
-        return Status("closed", None, None, pos)
+    state = snap.state
+    if state == "closed":
+        return _status(Status, ("closed", None, None, pos))
     if pos is None:
-        return Status("prequeue", None, max(0.0, snap.config.opens_at_s - now_s), None)
-    if pos <= snap.cursor:
-        return Status("admitted", 0, 0.0, pos)
+        return _status(Status, ("prequeue", None, max(0.0, snap.config.opens_at_s - now_s), None))
+    cursor = snap.cursor
+    if pos <= cursor:
+        return _status(Status, ("admitted", 0, 0.0, pos))
     if snap.sold_out:
-        return Status("sold_out", pos - snap.cursor, None, pos)
-    ahead = pos - snap.cursor - 1
+        return _status(Status, ("sold_out", pos - cursor, None, pos))
+    ahead = pos - cursor - 1
     rate = snap.rate_at(now_s) if rate_per_s is None else rate_per_s
-    eta = None if snap.state == "paused" or rate <= 0 else ahead / rate
-    return Status("waiting", ahead + 1, eta, pos)
+    eta = None if state == "paused" or rate <= 0 else ahead / rate
+    return _status(Status, ("waiting", ahead + 1, eta, pos))
 
 
 def chance_of(status: Status, snap: RoomSnapshot, pairs_left: int | None) -> str | None:

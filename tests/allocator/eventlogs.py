@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from allocator.core import Allocator
-from schemas.commands import AddInventory, Command, Tick, decode_command
+from schemas.commands import AddInventory, Command, RemoveInventory, Tick, decode_command
 from schemas.events import (
     Cancelled,
     Event,
     Expired,
     Held,
     InventoryAdded,
+    InventoryRemoved,
     Moved,
+    Offered,
     Summary,
     decode_event,
 )
@@ -29,6 +31,7 @@ from schemas.events import (
 READ_TIMEOUT_S = 60.0
 
 Records = dict[int, list[ConsumerRecord[bytes, bytes]]]  # partition -> records in order
+Inventory = Mapping[str, AddInventory | RemoveInventory]  # by command id
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> Records:
@@ -90,11 +93,14 @@ def dedup(events: Iterable[Event]) -> list[Event]:
 
 
 def answers(events: dict[int, list[Event]]) -> dict[str, set[bytes]]:
-    """Command id -> the distinct answers given to it (a correct log has one each)."""
+    """Command id -> the distinct answers given to it (a correct log has one each).
+
+    Summaries answer nothing; an Expired or Offered names the Book it befell, which
+    had its answer (Held, Waitlisted) already."""
     out: dict[str, set[bytes]] = defaultdict(set)
     for evs in events.values():
         for e in evs:
-            if not isinstance(e, Summary | Expired):
+            if not isinstance(e, Summary | Expired | Offered):
                 out[e.command_id].add(e.pack())
     return out
 
@@ -119,17 +125,24 @@ def replay(
     return out, cores
 
 
-def max_overbooking(events: dict[int, list[Event]], inventory: dict[str, AddInventory]) -> int:
+def max_overbooking(events: dict[int, list[Event]], inventory: Inventory) -> int:
     """Apply the events in order (by ``rev``, as a gateway does); the worst excess over capacity.
 
-    Capacity grows with each accepted InventoryAdded (looked up by command id in
-    ``inventory``); places are taken by Held, given back by Expired and Cancelled, and
-    traded by Moved. A booking that moved to a county of another partition is followed
+    Capacity grows with each accepted InventoryAdded and drops to 0 on the slots of
+    each accepted InventoryRemoved (looked up by command id in ``inventory``); places
+    are taken by Held and Offered, given back by Expired and Cancelled, and traded by
+    Moved. A booking that moved to a county of another partition is followed
     here only as far as its Moved (whose new slots are not this partition's): the new
     pair was taken by the other partition's allocator with no event of its own there,
     so that partition's count leaves it out (the cores of a clean replay are checked at
     the end instead).
     """
+    slot_ids = {
+        (a.center, a.vaccine, s.start_s): f"{a.center}/{a.vaccine}/{s.start}"
+        for a in inventory.values()
+        if isinstance(a, AddInventory)
+        for s in a.slots
+    }
     worst = 0
     for evs in events.values():
         capacity: dict[str, int] = defaultdict(int)
@@ -140,11 +153,20 @@ def max_overbooking(events: dict[int, list[Event]], inventory: dict[str, AddInve
             if isinstance(e, InventoryAdded):
                 if e.accepted and revs.setdefault(("inv", e.command_id), 0) == 0:
                     revs[("inv", e.command_id)] = 1
-                    cmd = inventory[e.command_id]
-                    for s in cmd.slots:
-                        capacity[f"{cmd.center}/{cmd.vaccine}/{s.start}"] += s.capacity
+                    add = inventory[e.command_id]
+                    assert isinstance(add, AddInventory)
+                    for s in add.slots:
+                        capacity[f"{add.center}/{add.vaccine}/{s.start}"] += s.capacity
                 continue
-            if not isinstance(e, Held | Expired | Cancelled | Moved):
+            if isinstance(e, InventoryRemoved):
+                removal = inventory[e.command_id]
+                assert isinstance(removal, RemoveInventory)
+                for start_s in removal.starts if e.accepted else ():
+                    sid = slot_ids[(removal.center, removal.vaccine, start_s)]
+                    capacity[sid] = 0  # a slot in use is never removed
+                    worst = max(worst, used[sid])
+                continue
+            if not isinstance(e, Held | Offered | Expired | Cancelled | Moved):
                 continue
             key = (e.campaign, e.booking_id)
             if e.rev <= revs.get(key, 0):
@@ -153,8 +175,10 @@ def max_overbooking(events: dict[int, list[Event]], inventory: dict[str, AddInve
             if not isinstance(e, Held):
                 for sid in slots.pop(key, ()):
                     used[sid] -= 1
-            if isinstance(e, Held | Moved) and all(a.slot in capacity for a in e.appointments):
-                # a Moved whose slots are not this partition's moved to another partition
+            if not isinstance(e, Held | Offered | Moved):
+                continue
+            # a Moved whose slots are not this partition's moved to another partition
+            if all(a.slot in capacity for a in e.appointments):
                 slots[key] = tuple(a.slot for a in e.appointments)
                 for sid in slots[key]:
                     used[sid] += 1

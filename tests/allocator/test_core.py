@@ -9,6 +9,7 @@ from schemas.events import (
     Expired,
     Failed,
     InventoryAdded,
+    InventoryRemoved,
     Rejected,
     Summary,
 )
@@ -23,6 +24,7 @@ from tests.allocator import (
     daily,
     day_iso,
     not_summaries,
+    remove,
     slot,
     slot_id,
     slot_ids,
@@ -310,8 +312,8 @@ def test_summary_counts_pairs_free_held_and_confirmed(log: Log) -> None:
     summary = summary_of(log(Tick("t1")))
     assert summary.campaign == CAMPAIGN
     assert summary.counties == {
-        "north": CountySummary(pairs_left=0, free=1, held=1, confirmed=1),
-        "south": CountySummary(pairs_left=0, free=2, held=0, confirmed=0),
+        "north": CountySummary(0, 1, 1, 1, pairs_left_by_vaccine={"vx": 0}),
+        "south": CountySummary(0, 2, 0, 0, pairs_left_by_vaccine={"vx": 0}),
     }
     assert log.core.summaries() == [summary]
 
@@ -331,10 +333,58 @@ def test_pairs_left_drops_as_slots_pass(log: Log) -> None:
     log(add("a1", "north", "c1", [slot(0), slot(1), slot(21), slot(22)]))
     assert log.core.summaries()[0].counties["north"].pairs_left == 2
     log(Tick("t1"), at_ms=start_ms(0))
-    assert log.core.summaries()[0].counties["north"] == CountySummary(1, 3, 0, 0)
+    assert log.core.summaries()[0].counties["north"] == CountySummary(1, 3, 0, 0, 0, 0, {"vx": 1})
     log(Tick("t2"), at_ms=start_ms(1))
     assert log.core.summaries()[0].counties["north"].pairs_left == 0
     assert log.reason(book("b1", "k1", "p1", "north")) == "no_pair_in_window"
+
+
+def pairs_by_vaccine(log: Log) -> dict[str, dict[str, int]]:
+    """Each county's pairs left per vaccine, checked to sum to its pairs left."""
+    (summary,) = log.core.summaries()
+    out = {}
+    for name, county in summary.counties.items():
+        by_vaccine = county.pairs_left_by_vaccine
+        assert by_vaccine is not None and sum(by_vaccine.values()) == county.pairs_left
+        out[name] = by_vaccine
+    return out
+
+
+def test_pairs_left_by_vaccine_follow_add_hold_confirm_cancel_expiry_and_remove(
+    log: Log,
+) -> None:
+    # north: c1 has va (4 pairs: days 0+2 and 1+3, twice), c2 has vb (2 pairs); south: vb
+    log(add("a1", "north", "c1", daily(range(4), (9, 10)), vaccine="va", min_days=2, max_days=2))
+    assert pairs_by_vaccine(log) == {"north": {"va": 4}}
+    vb = [slot(0, capacity=2), slot(21, capacity=2)]
+    log(add("a2", "north", "c2", vb, vaccine="vb"))
+    log(add("a3", "south", "c3", [slot(0), slot(21)], vaccine="vb"))
+    assert pairs_by_vaccine(log) == {"north": {"va": 4, "vb": 2}, "south": {"vb": 1}}
+    log.held(book("b1", "k1", "alice", "north"))  # c1 before c2 at the same start: va
+    log.held(book("b2", "k2", "bob", "north", center="c2", hold_s=60))
+    assert pairs_by_vaccine(log)["north"] == {"va": 3, "vb": 1}
+    log.one(confirm("f1", "k1"))
+    assert pairs_by_vaccine(log)["north"] == {"va": 3, "vb": 1}
+    log.one(cancel("x1", "k1"))
+    assert pairs_by_vaccine(log)["north"] == {"va": 4, "vb": 1}
+    expired = log(Tick("t1"), at_ms=T0_MS + 60_000)
+    assert [e.booking_id for e in expired if isinstance(e, Expired)] == ["k2"]
+    assert summary_of(expired).counties["north"].pairs_left_by_vaccine == {"va": 4, "vb": 2}
+    removed = log.one(remove("r1", "north", "c2", [slot(21)], vaccine="vb"))
+    assert isinstance(removed, InventoryRemoved) and removed.accepted
+    # a vaccine the county has no pair of left is still named, with 0: sold out
+    assert pairs_by_vaccine(log) == {"north": {"va": 4, "vb": 0}, "south": {"vb": 1}}
+    assert summary_of(log(Tick("t2"))).counties["north"] == CountySummary(
+        4, 10, 0, 0, 0, 0, {"va": 4, "vb": 0}
+    )
+
+
+def test_pairs_left_by_vaccine_add_up_the_centers_of_a_vaccine(log: Log) -> None:
+    log(add("a1", "north", "c1", [slot(0), slot(21)], vaccine="vb"))
+    log(add("a2", "north", "c2", [slot(0), slot(22)], vaccine="vb"))
+    log(add("a3", "north", "c2", [slot(1), slot(3)], vaccine="va", min_days=2, max_days=2))
+    assert pairs_by_vaccine(log) == {"north": {"va": 1, "vb": 2}}
+    assert list(pairs_by_vaccine(log)["north"]) == ["va", "vb"]  # in order of vaccine id
 
 
 def test_summaries_come_on_ticks_after_changes_and_every_five_seconds(log: Log) -> None:

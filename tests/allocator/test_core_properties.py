@@ -516,6 +516,7 @@ class Oracle:
     # (campaign, center, day, group) -> the group's reserve of that center and day
     reserves: dict[tuple[str, str, int, str], ReserveFact] = field(default_factory=dict)
     generations: int = 0
+    lines: set[tuple[str, str, str]] = field(default_factory=set)  # (campaign, center, vaccine)
 
     # -- derived state
 
@@ -1021,6 +1022,7 @@ class Oracle:
             return []
         assert (answer.accepted, answer.slots_added) == (True, len(cmd.slots))
         self.centers[(cmd.campaign, cmd.center)] = cmd.county
+        self.lines.add((cmd.campaign, cmd.center, cmd.vaccine))
         self.windows[(cmd.campaign, cmd.vaccine)] = (cmd.min_days, cmd.max_days)
         before: dict[str, int | None] = {}  # capacity before (None: a new slot)
         for spec in cmd.slots:
@@ -1141,6 +1143,12 @@ class Oracle:
             assert (cs.pairs_left == 0) == (best is None)
             assert cs.pairs_left <= places // 2
             assert (cs.free, cs.reserved) == (places - held_back, held_back)
+            by_vaccine = self.pairs_by_vaccine(summary.campaign, centers, used)
+            assert cs.pairs_left_by_vaccine == by_vaccine
+            assert sum(by_vaccine.values()) == cs.pairs_left
+            for vaccine, pairs in by_vaccine.items():
+                window = self.windows[(summary.campaign, vaccine)]
+                assert (pairs == 0) == (not has_pair(free, vaccine, window)), vaccine
             in_county = [
                 b
                 for (camp, _), b in self.bookings.items()
@@ -1149,6 +1157,25 @@ class Oracle:
             assert cs.held == sum(b.state == HELD for b in in_county)
             assert cs.confirmed == sum(b.state == CONFIRMED for b in in_county)
             assert cs.waitlisted == sum(b.state == WAITLISTED for b in in_county)
+
+    def pairs_by_vaccine(
+        self, campaign: str, centers: set[str], used: Counter[tuple[str, str]]
+    ) -> dict[str, int]:
+        """Pairs left per vaccine of ``centers``: each center's vaccine counted on its own
+        (a pair is of one center and vaccine) by the definition of ``pairs_left``, from
+        the places per day not used yet, held back or not, of the slots still ahead."""
+        places: dict[tuple[str, str], Counter[int]] = {
+            (center, vaccine): Counter()
+            for camp, center, vaccine in self.lines
+            if camp == campaign and center in centers
+        }
+        for (camp, sid), f in self.slots.items():
+            if camp == campaign and f.center in centers and f.start_s * 1000 > self.now_ms:
+                places[(f.center, f.vaccine)][f.day] += f.capacity - used[(camp, sid)]
+        out = dict.fromkeys(sorted({vaccine for _, vaccine in places}), 0)
+        for (_, vaccine), per_day in places.items():
+            out[vaccine] += greedy_pairs(per_day, *self.windows[(campaign, vaccine)])
+        return out
 
     def check_state(self, core: Allocator) -> None:
         used = self.used()
@@ -1177,6 +1204,29 @@ class Oracle:
         for s in core.summaries():
             assert s.at_ms == self.now_ms
             self.check_summary(s)
+
+
+def greedy_pairs(places: Counter[int], min_days: int, max_days: int) -> int:
+    """Pairs counted greedily: days in order, each day's places left paired with the
+    places left of the earliest days inside its window."""
+    left = dict(sorted(places.items()))
+    pairs = 0
+    for day in left:
+        for later in left:
+            if day + min_days <= later <= day + max_days:
+                n = min(left[day], left[later])
+                pairs += n
+                left[day] -= n
+                left[later] -= n
+    return pairs
+
+
+def has_pair(free: dict[str, SlotFact], vaccine: str, window: tuple[int, int]) -> bool:
+    """Whether two of the ``free`` slots make a pair of ``vaccine``: by brute force over
+    the days with a free slot of each center."""
+    lo, hi = window
+    days = {(f.center, f.day) for f in free.values() if f.vaccine == vaccine}
+    return any((c, d + k) in days for c, d in days for k in range(lo, hi + 1))
 
 
 def held_per_group(core: Allocator, keys: set[tuple[str, str]]) -> dict[tuple[Any, str], int]:

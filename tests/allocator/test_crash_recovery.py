@@ -1,21 +1,31 @@
 """SIGKILL the allocator process again and again during a storm of commands.
 
 The allocator runs as ``python -m fairq.cli allocator`` with snapshots every few
-thousand records. A storm of more than 20,000 commands (inventory and deliveries,
-books, confirms, cancels, short holds that expire, redeliveries) goes to the
-commands topic while the process is killed at seeded random moments (measured in
-answers seen) and started again. Some moves go to a county of another partition: the
-allocator puts their transfers on the commands topic itself (``schemas.commands.
-TransferIn``), and a kill may land between any two steps. Then, from the topics alone:
+thousand records. A storm of more than 20,000 commands goes to the commands topic
+while the process is killed at seeded random moments (measured in answers seen) and
+started again. The storm has inventory and deliveries, books (some for a priority
+group, some that wait on the waitlist when nothing is left), confirms, cancels that
+give pairs back to the waitlist (Offered), short holds that expire, redeliveries,
+priority reserves released at seeded moments inside the run (times from the test's
+start: the only thing of the storm not fixed by the seed), removals of slots (free
+ones accepted, used ones refused) and moves. Some moves go to a county of another
+partition: the allocator puts their transfers on the commands topic itself
+(``schemas.commands.TransferIn``), and a kill may land between any two steps. Then,
+from the topics alone:
 
 - every command has exactly one answer, once exact repeats (replays) are dropped;
 - applying the events in order by ``rev`` never puts a slot over capacity;
 - the events, repeats dropped, equal those of a fresh in-process ``Allocator`` fed
   the whole commands log (transfers and their repeats included), and the state that
-  replay ends in has no slot over capacity and no booking live in two partitions.
+  replay ends in has no slot over capacity and no booking live in two partitions;
+- the storm did what it is for: waitlistings, offers, reserves set and released,
+  slots removed, moves across partitions.
 
 A restarted member of a group whose dead member never left waits a session
-timeout before it is given the partitions (6 s here), so each kill costs that.
+timeout (6 s here) and a rebalance before it is given the partitions: about 11 s a
+kill, which is most of the test's time. (A kill that lands before the restarted
+process joined costs almost nothing, so how long a run takes depends on where the
+seeded kills fall.)
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ import os
 import random
 import re
 import signal
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,9 +46,23 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from fairq.config import Connections
 from fairq.processes import spawn, stop
-from schemas.commands import AddInventory, Command, TransferAnswer, TransferIn, decode_command
-from schemas.events import Moved, Summary, decode_event
-from tests.allocator import add, book, cancel, confirm, move, slot
+from schemas.commands import (
+    AddInventory,
+    Command,
+    RemoveInventory,
+    TransferAnswer,
+    TransferIn,
+    decode_command,
+)
+from schemas.events import (
+    Event,
+    InventoryRemoved,
+    Moved,
+    ReserveSet,
+    Summary,
+    decode_event,
+)
+from tests.allocator import add, book, cancel, confirm, move, remove, reserve, slot
 from tests.allocator.eventlogs import (
     answers,
     committed_offsets,
@@ -54,50 +80,121 @@ SEED = 20261123
 KILLS = 3
 BOOKS = 14_000
 COUNTIES = [f"county-{i}" for i in range(8)]
+# Books of these counties may wait on the waitlist. The others have none, so pairs given
+# back there stay free for moves from other partitions (which arrive after the rest of
+# their phase, when every county is sold out) to find.
+WAITLIST_COUNTIES = frozenset(COUNTIES[::2])
+HOURS = (8, 10, 12, 14)
+GROUP = "care"  # the priority group of some Books and of every reserve
+RELEASES_MS = (4_000, 12_000)  # reserves are released this long after the test's start
 PROGRESS_TIMEOUT_S = 90.0
 RESTORED = re.compile(r"rebuilt from a snapshot at (\d+) ")
 
 Keyed = tuple[str, Command]  # (county key, command)
+Inventory = dict[str, AddInventory | RemoveInventory]  # by command id
 
 
-def storm(rng: random.Random, books: int = BOOKS) -> tuple[list[Keyed], dict[str, AddInventory]]:
-    """The commands, in the order they are produced, and the inventory by command id."""
-    out: list[Keyed] = []
-    inventory: dict[str, AddInventory] = {}
+class Storm:
+    """The storm's commands in the order they are produced, drawn from ``rng``."""
 
-    def deliver(command_id: str, county: str, days: range, capacity: int) -> None:
-        specs = [slot(d, h, capacity) for d in days for h in (8, 10, 12, 14)]
+    def __init__(self, rng: random.Random, start_ms: int) -> None:
+        self.rng = rng
+        self.start_ms = start_ms
+        self.out: list[Keyed] = []
+        self.inventory: Inventory = {}  # Add/RemoveInventory by command id
+        self.booked: list[tuple[str, str]] = []  # (county, booking id)
+
+    def deliver(self, command_id: str, county: str, days: range, capacity: int) -> None:
+        specs = [slot(d, h, capacity) for d in days for h in HOURS]
         cmd = add(command_id, county, f"{county}-center", specs, campaign="storm")
-        inventory[command_id] = cmd
-        out.append((county, cmd))
+        self.inventory[command_id] = cmd
+        self.out.append((county, cmd))
 
-    for county in COUNTIES:
-        deliver(f"add-{county}", county, range(0, 40), 3)
-    booked: list[tuple[str, str]] = []  # (county, booking id)
-    for n in range(books):
+    def reserve(self, command_id: str, county: str, shares: tuple[int, ...]) -> None:
+        """A SetReserve for GROUP on a day of ``county`` (share 0: the reserve removed),
+        released at a seeded moment of the run (refused if its record comes later)."""
+        rng = self.rng
+        release_at_ms = self.start_ms + rng.randrange(*RELEASES_MS)
+        cmd = reserve(
+            command_id,
+            county,
+            f"{county}-center",
+            rng.randrange(40),
+            GROUP,
+            rng.choice(shares),
+            mode=rng.choice(("over_and_above", "minimum_guarantee")),
+            release_at_ms=release_at_ms,
+            campaign="storm",
+        )
+        self.out.append((county, cmd))
+
+    def remove(self, command_id: str, county: str) -> None:
+        """A RemoveInventory of one or two late slots: free ones early in the storm."""
+        rng = self.rng
+        specs = [slot(rng.randrange(28, 40), rng.choice(HOURS)) for _ in range(rng.randint(1, 2))]
+        cmd = remove(command_id, county, f"{county}-center", specs, campaign="storm")
+        self.inventory[command_id] = cmd
+        self.out.append((county, cmd))
+
+    def book(self, n: int, books: int) -> None:
+        """Book ``n``: some for GROUP, some (in WAITLIST_COUNTIES) waiting on the waitlist
+        when nothing is left."""
+        rng = self.rng
         county = rng.choice(COUNTIES)
         identity = f"p{rng.randrange(books)}" if rng.random() < 0.05 else f"person-{n}"
         hold_s = 2 if rng.random() < 0.1 else 600
-        cmd = book(f"b{n}", f"k{n}", identity, county, hold_s=hold_s, campaign="storm")
-        out.append((county, cmd))
-        booked.append((county, f"k{n}"))
+        cmd = book(
+            f"b{n}",
+            f"k{n}",
+            identity,
+            county,
+            hold_s=hold_s,
+            campaign="storm",
+            group=GROUP if rng.random() < 0.15 else None,
+            waitlist=county in WAITLIST_COUNTIES and rng.random() < 0.5,
+        )
+        self.out.append((county, cmd))
+        self.booked.append((county, f"k{n}"))
+
+    def follow_up(self, n: int) -> None:
+        """Maybe a command on an earlier booking, or a redelivery, after Book ``n``."""
+        rng = self.rng
         roll = rng.random()
         if roll < 0.30:
-            c, k = rng.choice(booked[-50:])
-            out.append((c, confirm(f"f{n}", k, "storm")))
-        elif roll < 0.40:
-            c, k = rng.choice(booked)
-            out.append((c, cancel(f"x{n}", k, "storm")))
+            c, k = rng.choice(self.booked[-50:])
+            self.out.append((c, confirm(f"f{n}", k, "storm")))
+        elif roll < 0.40:  # mostly of rejected Books; the others give their pair back
+            c, k = rng.choice(self.booked)
+            self.out.append((c, cancel(f"x{n}", k, "storm")))
         elif roll < 0.45:
-            out.append(rng.choice(out))  # a redelivery: the same command again
+            self.out.append(rng.choice(self.out))  # a redelivery: the same command again
         elif roll < 0.50:  # keyed by the county of the Book; it may have moved since
-            c, k = rng.choice(booked[-200:])
+            c, k = rng.choice(self.booked[-200:])
             target = rng.choice(COUNTIES)
-            out.append((c, move(f"m{n}", k, county=target, campaign="storm")))
+            self.out.append((c, move(f"m{n}", k, county=target, campaign="storm")))
+
+
+def storm(rng: random.Random, start_ms: int, books: int = BOOKS) -> tuple[list[Keyed], Inventory]:
+    """The commands, in the order they are produced, and the inventory commands by id.
+
+    Every county gets 40 days of slots and a reserve for GROUP at once; deliveries
+    come every 2,000 Books, changed or removed reserves every 1,000, removals of
+    slots among the first 2,000 Books (while the late days are still free)."""
+    s = Storm(rng, start_ms)
+    for county in COUNTIES:
+        s.deliver(f"add-{county}", county, range(0, 40), 3)
+    for county in COUNTIES:
+        s.reserve(f"reserve-{county}", county, (34, 50, 67))
+    for n in range(books):
+        s.book(n, books)
+        s.follow_up(n)
+        if n < 2000 and n % 100 == 50:
+            s.remove(f"remove-{n}", rng.choice(COUNTIES))
+        if n % 1000 == 999:
+            s.reserve(f"reserve-{n}", rng.choice(COUNTIES), (0, 34, 67))
         if n % 2000 == 1999:
-            county = rng.choice(COUNTIES)
-            deliver(f"delivery-{n}", county, range(40, 46), 2)
-    return out, inventory
+            s.deliver(f"delivery-{n}", rng.choice(COUNTIES), range(40, 46), 2)
+    return s.out, s.inventory
 
 
 class Answers:
@@ -171,7 +268,7 @@ async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_repla
     tmp_path: Path,
 ) -> None:
     rng = random.Random(SEED)
-    commands, inventory = storm(rng)
+    commands, inventory = storm(rng, int(time.time() * 1000))
     command_ids = {c.command_id for _, c in commands}
     assert len(commands) >= 20_000
     topics = connections.topics
@@ -212,8 +309,9 @@ async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_repla
     assert [cid for cid, found in given.items() if len(found) != 1] == []
     assert max_overbooking(produced, inventory) <= 0
     clean, cores = replay(command_log, upto)
+    distinct = {p: dedup(events) for p, events in produced.items()}
     for p in range(TEST_PARTITIONS):
-        assert dedup(produced[p]) == dedup(clean[p]), f"partition {p}"
+        assert distinct[p] == dedup(clean[p]), f"partition {p}"
     assert [u for core in cores.values() for u in core.slot_usage() if u.used > u.capacity] == []
     live: dict[str, int] = {}
     for core in cores.values():
@@ -227,3 +325,21 @@ async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_repla
     assert len(crossed) > 20  # moves did cross partitions (others moved within one)
     assert {c.move_id for c in logged if isinstance(c, TransferAnswer)} == crossed
     assert moved & crossed  # and some of them found a pair there
+    kinds = tally(distinct)
+    assert kinds["waitlisted"] and kinds["offered"]  # pairs given back went to the waitlist
+    assert kinds["reserve_set:accepted"] and kinds["inventory_removed:accepted"]
+    held_back = {
+        cs.reserved for c in cores.values() for s in c.summaries() for cs in s.counties.values()
+    }
+    assert held_back == {0}  # every reserve was released inside the run
+
+
+def tally(distinct: dict[int, list[Event]]) -> Counter[str]:
+    """Events (repeats dropped) by type, the answers to inventory commands also by outcome."""
+    out: Counter[str] = Counter()
+    for events in distinct.values():
+        for e in events:
+            out[e.TYPE] += 1
+            if isinstance(e, ReserveSet | InventoryRemoved):
+                out[f"{e.TYPE}:{'accepted' if e.accepted else 'refused'}"] += 1
+    return out

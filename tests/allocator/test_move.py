@@ -169,7 +169,7 @@ def test_a_move_keeps_the_counts_of_the_summary(log: Log) -> None:
     log(move("m1", "k1", earliest=day_iso(10)))
     after = log.core.summaries()[0].counties["north"]
     assert after == before
-    assert after == CountySummary(after.pairs_left, 38, 1, 0)
+    assert after == CountySummary(after.pairs_left, 38, 1, 0, 0, 0, {"vx": after.pairs_left})
 
 
 def test_a_move_searches_for_the_booking_s_priority_group(log: Log) -> None:

@@ -96,7 +96,7 @@ def test_over_and_above_puts_the_reserve_on_top_of_what_members_win_in_the_open(
     log: Log,
 ) -> None:
     stock(log, mode="over_and_above")
-    assert summary(log) == CountySummary(10, 14, 0, 0, 0, 6)
+    assert summary(log) == CountySummary(10, 14, 0, 0, 0, 6, {"vx": 10})
     # members compete for the 7 open places like everybody: they keep the reserve
     assert outcome(log, ARRIVALS) == {
         ("member", "held"): 4,
@@ -172,7 +172,7 @@ def test_an_expired_reserve_place_goes_back_to_the_reserve(log: Log) -> None:
     log.held(book("bm0", "km0", "member0", "north", group="care", hold_s=60))
     log(Tick("t1"), at_ms=T0_MS + 60_000)
     assert held_back(log) == {DOSE_1: 1, DOSE_2: 1}
-    assert summary(log) == CountySummary(2, 2, 0, 0, 0, 2)
+    assert summary(log) == CountySummary(2, 2, 0, 0, 0, 2, {"vx": 2})
 
 
 def test_a_cancelled_open_place_goes_back_to_everybody(log: Log) -> None:
@@ -217,7 +217,7 @@ def test_the_unused_reserve_opens_to_everybody_at_the_release_time(log: Log) -> 
     assert log.reason(other(20), at_ms=RELEASE_MS - 1) == "reserved_for_priority_group"
     events = log(Tick("t1"), at_ms=RELEASE_MS)
     (s,) = [e for e in events if isinstance(e, Summary)]
-    assert s.counties["north"] == CountySummary(3, 6, 7, 0, 0, 0)
+    assert s.counties["north"] == CountySummary(3, 6, 7, 0, 0, 0, {"vx": 3})
     assert held_back(log) == {DOSE_1: 0, DOSE_2: 0}
     assert outcome(log, [other(n) for n in range(21, 25)]) == {
         ("other", "held"): 3,
@@ -251,7 +251,7 @@ def test_a_removed_reserve_opens_its_places_at_once(log: Log) -> None:
     assert held_back(log) == {DOSE_1: 0, DOSE_2: 0}
     log.held(other(2))
     log(Tick("t1"), at_ms=RELEASE_MS)  # its old release time: nothing left to release
-    assert summary(log) == CountySummary(0, 0, 2, 0, 0, 0)
+    assert summary(log) == CountySummary(0, 0, 2, 0, 0, 0, {"vx": 0})
 
 
 # -- setting a reserve ------------------------------------------------------------------------
@@ -406,7 +406,7 @@ def medic(n: int, hold_s: int = HOLD_S) -> Book:
 
 def test_two_groups_reserve_on_one_day_each_in_its_own_mode(log: Log) -> None:
     two_groups(log)
-    assert summary(log) == CountySummary(10, 10, 0, 0, 0, 10)
+    assert summary(log) == CountySummary(10, 10, 0, 0, 0, 10, {"vx": 10})
     log.held(medic(0))  # minimum guarantee: out of medical's reserve first
     log.held(medic(1))
     assert held_for(log, "medical") == {DOSE_1: 0, DOSE_2: 0}
@@ -443,7 +443,7 @@ def test_releasing_one_groups_reserve_leaves_the_others_in_place(log: Log) -> No
     assert log.reason(other(5)) == "reserved_for_priority_group"
     events = log(Tick("t1"), at_ms=RELEASE_MS)  # care's release
     (s,) = [e for e in events if isinstance(e, Summary)]
-    assert s.counties["north"] == CountySummary(5, 6, 5, 0, 0, 4)
+    assert s.counties["north"] == CountySummary(5, 6, 5, 0, 0, 4, {"vx": 5})
     assert held_for(log, "care") == {DOSE_1: 0, DOSE_2: 0}
     assert held_for(log, "medical") == {DOSE_1: 2, DOSE_2: 2}
     assert outcome(log, [other(n) for n in range(6, 10)]) == {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from dataclasses import replace
 
@@ -51,7 +52,7 @@ def views_of(streams: list[list[Event]]) -> dict[str, tuple[str, int, tuple[str,
 async def test_a_zombie_allocator_emits_the_same_events(
     connections: Connections, topics: Topics
 ) -> None:
-    commands, _ = storm(random.Random(7), books=BOOKS)
+    commands, _ = storm(random.Random(7), int(time.time() * 1000), books=BOOKS)
     command_ids = {c.command_id for _, c in commands}
     other = Topics(commands=topics.commands, events=topics.events + "-zombie")
     await ensure_topics(connections.kafka_bootstrap, other, partitions=TEST_PARTITIONS)

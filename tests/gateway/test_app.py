@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from fairq.config import Connections
 from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
+from gateway.state import GATEWAY
 from tests.conftest import bounded
-from tests.gateway.conftest import make_settings
+from tests.gateway.conftest import bearer, create_campaign, create_room, make_settings
 
 Client = TestClient[Any, Any]
 
@@ -77,3 +79,31 @@ async def test_head_of_an_unknown_path_is_a_bodiless_404(
     response = await client.head("/api/nothing-here")
     assert (response.status, response.content_type) == (404, "application/json")
     assert metrics.counters.requests[("unmatched", 404)] == 1
+
+
+async def test_a_bug_in_a_handler_is_a_logged_json_500_counted_by_route(
+    app_client: tuple[Client, GatewayMetrics],
+    first_day: dt.date,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, metrics = app_client
+    await create_campaign(client, first_day)
+    await create_room(client)
+    joined = await client.post("/api/rooms/room/join")
+    assert joined.status == 200
+    ticket = (await joined.json())["ticket"]
+    assert (await client.get("/api/rooms/room/status", headers=bearer(ticket))).status == 200
+    assert metrics.counters.requests[("/api/rooms/{room}/join", 200)] == 1
+    assert metrics.counters.requests[("/api/rooms/{room}/status", 200)] == 1
+    assert sum(metrics.counters.latency["/api/rooms/{room}/join"][:-1]) == 1
+
+    def bug(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client.app[GATEWAY].signer, "verify_ticket", bug)
+    broken = await client.get("/api/rooms/room/status", headers=bearer(ticket))
+    assert (broken.status, (await broken.json())["error"]["code"]) == (500, "internal")
+    message = "unhandled error on GET /api/rooms/room/status"
+    assert any(message in r.getMessage() for r in caplog.records)
+    assert metrics.counters.requests[("/api/rooms/{room}/status", 500)] == 1

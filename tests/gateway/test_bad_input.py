@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fairq.config import Connections
 from gateway.bookings import booking_id_for
+from tests.conftest import topic_partitions
 from tests.gateway.conftest import SIGNING_KEYS, bearer, create_campaign, create_room, operator
 from waitingroom.tickets import BookingToken, Signer, Ticket
 
@@ -28,11 +29,8 @@ async def end_offsets(connections: Connections) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=connections.kafka_bootstrap)
     await consumer.start()
     try:
-        topic = connections.topics.commands
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assert partitions, "the commands topic has no partitions"
-        return dict(await consumer.end_offsets([TopicPartition(topic, p) for p in partitions]))
+        tps = await topic_partitions(consumer, connections.topics.commands)
+        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
 
@@ -105,6 +103,8 @@ def cases(ticket: str, other_ticket: str, token: str, other_token: str) -> list[
         ("POST", book, bearer(token), {}, 400, "invalid_request"),
         ("POST", book, bearer(token), {"county": 7}, 400, "invalid_request"),
         ("POST", book, bearer(token), {"county": "atlantis"}, 400, "unknown_county"),
+        ("POST", book, bearer(token), {"center": "center-9"}, 400, "unknown_center"),
+        ("POST", book, bearer(token), {"center": 7}, 400, "invalid_request"),
         (
             "POST",
             book,
@@ -305,6 +305,49 @@ def new_route_cases(ticket: str, other_ticket: str, token: str, own: str) -> lis
         ("GET", "/rooms/nope", {}, None, 404, "unknown_room"),
         ("GET", "/api/admin/rooms/nope/audit", op, None, 404, "unknown_room"),
         ("GET", "/api/admin/rooms/room/audit?limit=x", op, None, 400, "invalid_request"),
+        ("GET", "/api/admin/rooms/room/audit?offset=²", op, None, 400, "invalid_request"),
+        *export_and_phone_cases(ticket),
+    ]
+
+
+def export_and_phone_cases(ticket: str) -> list[Case]:
+    """Code letters, the appointments CSV and the call center's booking routes."""
+    op = operator()
+    codes = "/api/admin/campaigns/camp/codes?format=csv"
+    phone = "/api/callcenter/campaigns/camp/bookings"
+    call = {"access_code": "AAAA-BBBB-CCCC", "county": "county-1"}
+    return [
+        ("POST", codes, op, {"group": "a\nb", "count": 5}, 400, "invalid_request"),
+        ("POST", codes, op, {"group": "Staff Group", "count": 5}, 400, "invalid_request"),
+        ("POST", codes, op, {"group": "staff", "count": 0}, 400, "invalid_request"),
+        ("POST", codes, bearer(ticket), {"group": "staff", "count": 1}, 403, "forbidden"),
+        (
+            "POST",
+            "/api/admin/campaigns/camp/reserves",
+            op,
+            {"group": "a b"},
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/api/admin/campaigns/camp/appointments.csv?day=x",
+            op,
+            None,
+            400,
+            "invalid_request",
+        ),
+        ("GET", "/api/admin/campaigns/nope/appointments.csv", op, None, 404, "unknown_campaign"),
+        ("POST", phone, bearer(ticket), call, 403, "forbidden"),
+        ("POST", "/api/callcenter/campaigns/nope/bookings", op, call, 404, "unknown_campaign"),
+        ("POST", phone, op, b"{", 400, "invalid_json"),
+        ("POST", phone, op, {"county": "county-1"}, 400, "invalid_request"),
+        ("POST", phone, op, call | {"colour": 1}, 400, "invalid_request"),
+        ("POST", phone, op, call, 403, "invalid_access_code"),
+        ("GET", "/api/callcenter/bookings/bk_x", op, None, 404, "unknown_booking"),
+        ("POST", "/api/callcenter/bookings/bk_x/confirm", op, None, 404, "unknown_booking"),
+        ("POST", "/api/callcenter/bookings/bk_x/cancel", op, None, 404, "unknown_booking"),
+        ("POST", "/api/callcenter/bookings/bk_x/cancel", bearer(ticket), None, 403, "forbidden"),
     ]
 
 

@@ -9,11 +9,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.conftest import TEST_PARTITIONS
 from tests.gateway.conftest import bearer, create_campaign, create_room, operator
+from tests.gateway.test_callcenter import issue_codes, phone_book
 from tests.gateway.test_flow import (
     admitted_token,
     admitted_visitor,
@@ -22,6 +24,7 @@ from tests.gateway.test_flow import (
     request_pair,
 )
 from tests.sse import sse_events
+from waitingroom import keys
 
 pytestmark = pytest.mark.usefixtures("allocator", "admitter")
 
@@ -195,7 +198,7 @@ async def test_room_waitlist_while_sold_out(client: Client, first_day: dt.date) 
     added = await client.post(
         "/api/admin/campaigns/camp/inventory", json={"slots": slots}, headers=operator()
     )
-    assert added.status == 200, await added.text()
+    assert added.status == 202, await added.text()  # the test gateway waits for no answer
     offered = await next_change(client, booking_id, token, "held")
     assert offered["offered"] is True
     assert offered["appointments"][0]["start"].startswith(f"{first_day.isoformat()}T10:00")
@@ -269,3 +272,52 @@ async def test_a_code_holding_a_pair_cannot_wait_for_another(
         "/api/rooms/room/waitlist", json={"county": "county-2"}, headers=bearer(plain)
     )
     assert joined.status == 202, await joined.text()
+
+
+async def test_a_lapsed_turn_makes_no_booking(
+    client: Client, first_day: dt.date, redis: aioredis.Redis
+) -> None:
+    """An admitted visitor who lets the turn pass loses the place to the next in line,
+    and a token issued afterwards books nothing: the cap holds (one active booker)."""
+    await create_campaign(client, first_day, counties=1, places=2)
+    await create_room(client, opens_in_s=0, rate_per_s=1000, max_active=1)
+    first = (await join(client))["ticket"]
+    await admitted_token(client, first)
+    second = (await join(client))["ticket"]
+    active = keys.room_active("room")
+    [place] = await redis.zrange(active, 0, -1)
+    assert isinstance(place, bytes)
+    await redis.zadd(active, {place: 0})  # the first visitor's turn has passed
+    booker = await admitted_token(client, second)  # the admitter gave the place on
+    await request_pair(client, booker)
+
+    status = await client.get("/api/rooms/room/status", headers=bearer(first))
+    late_token = (await status.json())["booking_token"]  # the status still says admitted
+    late = await client.post(
+        "/api/rooms/room/bookings", json={"county": "county-1"}, headers=bearer(late_token)
+    )
+    assert (late.status, (await late.json())["error"]["code"]) == (409, "admission_lapsed")
+    stats = await client.get("/api/admin/rooms/room/stats", headers=operator())
+    assert (await stats.json())["active"] == 1
+    # Joining again with the passed ticket gives a new place, at the back of the line.
+    rejoined = await client.post("/api/rooms/room/join", headers=bearer(first))
+    assert (await rejoined.json())["ticket"] != first
+    active_again = await client.post("/api/rooms/room/join", headers=bearer(second))
+    assert (await active_again.json())["ticket"] == second  # booking: the turn is kept
+
+
+async def test_a_booking_may_name_only_a_center(client: Client, first_day: dt.date) -> None:
+    """Online and on the phone: the center's county is the booking's."""
+    await create_campaign(client, first_day, counties=2, places=2)
+    await create_room(client, opens_in_s=0)
+    token = await admitted_visitor(client)
+    response = await client.post(
+        "/api/rooms/room/bookings", json={"center": "county-2-center-1"}, headers=bearer(token)
+    )
+    assert response.status == 202, await response.text()
+    booking_id = (await response.json())["booking_id"]
+    held = (await booking_stream(client, booking_id, token))[-1]
+    assert (held["state"], centers(held)) == ("held", {"county-2-center-1"})
+    [code] = await issue_codes(client, 1)
+    status, phoned = await phone_book(client, code, county=None, center="county-2-center-1")
+    assert (status, centers(phoned)) == (201, {"county-2-center-1"})

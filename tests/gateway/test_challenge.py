@@ -53,6 +53,8 @@ async def solved(client: Client, room: str = "room") -> dict[str, str]:
 
 
 async def join(client: Client, body: dict[str, Any] | None, **headers: str) -> tuple[int, Any]:
+    """A new visitor's join (no ticket cookie: with one, a join gives its place back)."""
+    client.session.cookie_jar.clear()
     response = await client.post("/api/rooms/room/join", json=body, headers=headers)
     return response.status, await response.json()
 

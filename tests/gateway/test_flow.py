@@ -17,6 +17,9 @@ Client = TestClient[Any, Any]
 
 
 async def join(client: Client, room: str = "room", **body: Any) -> dict[str, Any]:
+    """A new visitor's join: without the ticket cookie of an earlier one (with it, the
+    join gives that ticket's place back)."""
+    client.session.cookie_jar.clear()
     response = await client.post(f"/api/rooms/{room}/join", json=body or None)
     assert response.status == 200, await response.text()
     data: dict[str, Any] = await response.json()

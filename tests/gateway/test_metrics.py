@@ -53,6 +53,8 @@ async def test_room_and_inventory_figures(client: Client, first_day: dt.date) ->
     county = (("campaign", "camp"), ("county", "county-1"))
     figures = await scrape_until(client, ("fairq_inventory_held", county), 1)
     assert figures[("fairq_inventory_pairs_left", county)] == 2
+    comirnaty = (*county, ("vaccine", "comirnaty"))
+    assert figures[("fairq_inventory_pairs_left_by_vaccine", comirnaty)] == 2
     assert figures[("fairq_room_admitted_total", room)] >= 1
     assert figures[("fairq_booking_events_total", (("type", "held"),))] == 1
 

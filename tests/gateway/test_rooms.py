@@ -132,7 +132,7 @@ async def test_sold_out_is_pushed_and_lifted_when_supply_is_added(
     response = await client.post(
         "/api/admin/campaigns/camp/inventory", json=delivery, headers=operator()
     )
-    assert response.status == 200, await response.text()
+    assert response.status == 202, await response.text()  # the test gateway waits for no answer
     for stream in streams:
         reopened = await _next_state(stream, {"waiting", "admitted"})
         assert reopened["chance"] in ("likely", None)
@@ -250,3 +250,33 @@ async def a_step_runs(redis: aioredis.Redis, timeout_s: float = 30.0) -> None:
             return
         assert asyncio.get_running_loop().time() < deadline, "no admission step ran"
         await asyncio.sleep(0.05)
+
+
+async def test_joining_again_with_a_ticket_keeps_the_place(
+    client: Client, first_day: dt.date, redis: aioredis.Redis
+) -> None:
+    """A reload, another tab (the cookie) or an app (the bearer ticket) joining again gets
+    the same place and no new number; an expired ticket or another room's gets a new one."""
+    await create_campaign(client, first_day)
+    await create_room(client, "room")
+    await create_room(client, "other")
+    first = await join(client)
+    assert client.session.cookie_jar.filter_cookies(client.make_url("/api/rooms/room/join"))
+    again = await client.post("/api/rooms/room/join")  # the cookie comes along
+    by_bearer = await client.post("/api/rooms/room/join", headers=bearer(first["ticket"]))
+    for response in (again, by_bearer):
+        assert response.status == 200
+        body = await response.json()
+        assert (body["ticket"], body["position"]) == (first["ticket"], first["position"])
+    snap = await RoomStore(redis).load("room")
+    assert snap is not None and (snap.prequeue_size, snap.post_count) == (1, 0)  # one number
+
+    other = (await join(client, "other"))["ticket"]
+    elsewhere = await client.post("/api/rooms/room/join", headers=bearer(other))
+    assert ticket_number((await elsewhere.json())["ticket"]) == 2
+    gw = client.app[GATEWAY]
+    started = gw.clock()
+    gw.clock = lambda: started + 8 * 86_400  # the first ticket has expired
+    client.session.cookie_jar.clear()
+    late = await client.post("/api/rooms/room/join", headers=bearer(first["ticket"]))
+    assert ticket_number((await late.json())["ticket"]) == 3

@@ -400,6 +400,10 @@ def add_center_copy(doc: dict[str, Any]) -> None:
     doc["centers"].append(copy.deepcopy(doc["centers"][0]))
 
 
+def add_county(doc: dict[str, Any]) -> None:
+    doc["counties"].append({"id": "east", "name": "East"})
+
+
 def no_inventory(doc: dict[str, Any]) -> None:
     del doc["schedules"], doc["slots"]
 
@@ -447,6 +451,8 @@ INVALID: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (delete("counties.1.name"), "counties[1].name: is required"),
     (set_at("counties.1.id", "north"), "counties[1].id: duplicate id 'north'"),
     (set_at("centers.1.county", "nowhere"), "centers[1].county: unknown county 'nowhere'"),
+    (set_at("centers.1.county", "north"), "counties[1].id: county 'south' has no center"),
+    (add_county, "counties[2].id: county 'east' has no center; add one or leave it out"),
     (set_at("centers.0.vaccines.1", "x"), "centers[0].vaccines[1]: unknown vaccine 'x'"),
     (
         set_at("centers.0.vaccines.1", "comirnaty"),

@@ -34,6 +34,7 @@ from schemas.wire import pack_map
 DOSE_1 = Appointment(1, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-01T08:00:00+01:00", "s1")
 DOSE_2 = Appointment(2, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-22T08:00:00+01:00", "s2")
 AT_MS = 1_801_465_200_000
+BY_VACCINE = {"comirnaty": 4, "spikevax": 1}
 
 SAMPLES: list[Event] = [
     Held("cmd-1", "bk-1", "bw", 1, AT_MS, "code:abc", "ulm", (DOSE_1, DOSE_2), AT_MS + 600_000),
@@ -59,6 +60,7 @@ SAMPLES: list[Event] = [
     Summary("bw", AT_MS, {"ulm": CountySummary(5, 8, 3, 4, reserved=6)}),
     Rejected("cmd-15", "bk-4", "bw", 1, AT_MS, "no_pair_at_time_of_day"),
     Rejected("cmd-16", "bk-5", "bw", 1, AT_MS, "reserved_for_priority_group"),
+    Summary("bw", AT_MS, {"ulm": CountySummary(5, 12, 3, 4, 0, 2, BY_VACCINE)}),
 ]  # fmt: skip
 
 OPTIONAL = {
@@ -106,6 +108,58 @@ def test_a_county_summary_without_reserved_reads_as_zero() -> None:
     event = decode_event(pack_map(sample("summary") | {"counties": {"ulm": old}}))
     assert isinstance(event, Summary)
     assert event.counties == {"ulm": CountySummary(1, 2, 3, 4, 5, reserved=0)}
+
+
+def test_a_county_summary_without_pairs_left_by_vaccine_reads_as_not_known() -> None:
+    old = {"pairs_left": 1, "free": 2, "held": 3, "confirmed": 4, "waitlisted": 5, "reserved": 6}
+    event = decode_event(pack_map(sample("summary") | {"counties": {"ulm": old}}))
+    assert isinstance(event, Summary)
+    assert event.counties == {"ulm": CountySummary(1, 2, 3, 4, 5, 6, pairs_left_by_vaccine=None)}
+    assert decode_event(event.pack()) == event  # and it stays unknown when written again
+
+
+def test_pairs_left_by_vaccine_travels_as_a_map_of_counts() -> None:
+    summary = SAMPLES[-1]
+    assert isinstance(summary, Summary)
+    ulm = msgpack.unpackb(summary.pack())["counties"]["ulm"]
+    assert ulm["pairs_left_by_vaccine"] == BY_VACCINE
+    assert sum(ulm["pairs_left_by_vaccine"].values()) == ulm["pairs_left"]
+    assert decode_event(summary.pack()) == summary
+
+
+def county(**change: Any) -> dict[str, Any]:
+    base = {"pairs_left": 3, "free": 6, "held": 0, "confirmed": 0}
+    return base | {"pairs_left_by_vaccine": {"va": 2, "vb": 1}} | change
+
+
+@pytest.mark.parametrize(
+    ("by_vaccine", "message"),
+    [
+        ([2, 1], "'pairs_left_by_vaccine' must be an object"),
+        ({"va": -1, "vb": 4}, "values must be integers of at least 0"),
+        ({"va": True, "vb": 2}, "values must be integers of at least 0"),
+        ({"va": 2.0, "vb": 1}, "values must be integers of at least 0"),
+        ({"va": "2", "vb": 1}, "values must be integers of at least 0"),
+        ({"": 3}, "keys must be ids of 1 to 128 characters"),
+        ({"v" * 129: 3}, "keys must be ids of 1 to 128 characters"),
+        ({"va": 2, "vb": 2}, "'pairs_left_by_vaccine' must sum to 'pairs_left'"),
+        ({}, "'pairs_left_by_vaccine' must sum to 'pairs_left'"),
+    ],
+)
+def test_a_wrong_pairs_left_by_vaccine_is_refused(by_vaccine: Any, message: str) -> None:
+    counties = {"ulm": county(pairs_left_by_vaccine=by_vaccine)}
+    with pytest.raises(SchemaError, match=message):
+        decode_event(pack_map(sample("summary") | {"counties": counties}))
+
+
+@pytest.mark.parametrize("by_vaccine", [None, {}])
+def test_pairs_left_by_vaccine_may_be_null_or_empty_when_nothing_is_left(
+    by_vaccine: dict[str, int] | None,
+) -> None:
+    counties = {"ulm": county(pairs_left=0, pairs_left_by_vaccine=by_vaccine)}
+    event = decode_event(pack_map(sample("summary") | {"counties": counties}))
+    assert isinstance(event, Summary)
+    assert event.counties["ulm"].pairs_left_by_vaccine == by_vaccine
 
 
 def test_a_confirmed_move_has_no_hold_expiry() -> None:
@@ -266,6 +320,12 @@ def test_a_summary_with_a_binary_county_key_is_refused() -> None:
         decode_event(pack_map(sample("summary") | {"counties": counties}))
 
 
+def test_a_summary_with_a_binary_vaccine_key_is_refused() -> None:
+    counties = {"ulm": county(pairs_left_by_vaccine={b"va": 3})}
+    with pytest.raises(SchemaError, match="must have string keys"):
+        decode_event(pack_map(sample("summary") | {"counties": counties}))
+
+
 MSGPACK_INT = st.integers(-(2**63), 2**64 - 1)
 SCALARS = st.none() | st.booleans() | MSGPACK_INT | st.floats() | st.text(max_size=12)
 VALUES = st.recursive(
@@ -301,3 +361,17 @@ def test_any_changed_field_gives_an_event_or_a_schema_error(
         assert e.message
     else:
         assert m["type"] == event.TYPE
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=VALUES)
+def test_any_pairs_left_by_vaccine_gives_a_summary_or_a_schema_error(value: Any) -> None:
+    counties = {"ulm": county(pairs_left_by_vaccine=value)}
+    try:
+        event = decode_event(pack_map(sample("summary") | {"counties": counties}))
+    except SchemaError as e:
+        assert e.message
+    else:
+        assert isinstance(event, Summary)
+        by_vaccine = event.counties["ulm"].pairs_left_by_vaccine
+        assert by_vaccine is None or sum(by_vaccine.values()) == 3

@@ -148,7 +148,7 @@ async def test_lapsed_actives_are_freed_so_the_line_moves(redis: aioredis.Redis)
     admitter = Admitter(redis, "a", leader_ttl_s=5.0)
     await admitter.step(T0)
     assert (await admitter.step(T0 + 1))["demo"].snapshot.cursor == 2
-    await store.booking_started("demo", 1, T0 + 300)  # position 1 books; 2 does nothing
+    assert await store.booking_started("demo", 1, T0 + 1, T0 + 300)  # 1 books; 2 not
     assert (await admitter.step(T0 + 60))["demo"].admitted == 0  # deadline T0 + 61 not passed
     step = (await admitter.step(T0 + 61.5))["demo"]
     assert (step.admitted, step.snapshot.cursor, step.snapshot.active) == (1, 3, 2)
@@ -196,8 +196,15 @@ def summary(at_ms: int, **pairs_left: int) -> Summary:
     return Summary(campaign="flu", at_ms=at_ms, counties=counties)
 
 
-async def put_campaign(redis: aioredis.Redis, *counties: str) -> None:
-    doc = {"name": "flu", "counties": [{"id": c, "name": c.upper()} for c in counties]}
+async def put_campaign(
+    redis: aioredis.Redis, *counties: str, without_center: tuple[str, ...] = ()
+) -> None:
+    """The campaign's public description: a center in each county but ``without_center``."""
+    doc = {
+        "name": "flu",
+        "counties": [{"id": c, "name": c.upper()} for c in (*counties, *without_center)],
+        "centers": [{"id": f"{c}-1", "county": c} for c in counties],
+    }
     await redis.set(keys.campaign("flu"), orjson.dumps(doc))
 
 
@@ -215,6 +222,28 @@ async def test_summaries_set_and_clear_sold_out(redis: aioredis.Redis) -> None:
     await handler.handle(summary(2000, a=3))
     assert not (await load(store)).sold_out
     await handler.handle(summary(1500, a=0))  # older than what is known of a
+    assert not (await load(store)).sold_out
+
+
+async def test_a_county_without_a_center_is_not_waited_for(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=0)
+    await put_campaign(redis, "a", "b", without_center=("legacy",))  # stored before the rule
+    handler = EventHandler(redis, store)
+    assert await handler.campaign_counties("flu") == ["a", "b"]
+    await handler.handle(summary(1000, a=0))
+    assert not (await load(store)).sold_out  # b has a center and is not reported yet
+    await handler.handle(summary(1000, b=0))
+    assert (await load(store)).sold_out
+    await handler.handle(summary(2000, b=1))
+    assert not (await load(store)).sold_out
+
+
+async def test_a_malformed_description_leaves_sold_out_alone(redis: aioredis.Redis) -> None:
+    store = await make_room(redis, joins=0)
+    await redis.set(keys.campaign("flu"), orjson.dumps({"counties": [{"id": "a"}]}))
+    handler = EventHandler(redis, store)
+    assert await handler.campaign_counties("flu") is None
+    await handler.handle(summary(1000, a=0))
     assert not (await load(store)).sold_out
 
 

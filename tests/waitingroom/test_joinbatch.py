@@ -1,11 +1,12 @@
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
 
 from fairq.devservices import free_port
 from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly
-from waitingroom.joinbatch import JoinBatcher
+from waitingroom.joinbatch import DEFAULT_LINGER_S, JoinBatcher
 from waitingroom.rooms import DEFAULT_PREQUEUE_S, JoinOutcome, RoomConfig, RoomStore
 from waitingroom.scripts import Scripts
 from waitingroom.tickets import TICKET_ID_BYTES, b64url_decode, b64url_encode, new_ticket_id
@@ -152,8 +153,29 @@ async def test_a_drainer_keeps_one_connection_and_gives_it_back(
     made = len(pool._available_connections) + len(pool._in_use_connections)
     tickets = await asyncio.gather(*(b.join("demo", T0) for _ in range(100)))  # 13 batches
     assert [t.number for t in tickets] == list(range(2, 102))
-    assert len(pool._in_use_connections) == 0  # given back once the line was empty
+    assert len(pool._in_use_connections) == 1  # kept a while for the joins to come
+    assert (await b.join("demo", T0)).number == 102  # on the same connection
+    await asyncio.sleep(DEFAULT_LINGER_S * 2)
+    assert len(pool._in_use_connections) == 0  # given back once the line stayed empty
     assert len(pool._available_connections) + len(pool._in_use_connections) == made
+
+
+async def test_a_lingering_drainer_sends_the_next_join_at_once(
+    redis: aioredis.Redis, store: RoomStore
+) -> None:
+    linger_s = 1.0
+    b = JoinBatcher(Scripts.register(redis).join_many, DEFAULT_PREQUEUE_S, linger_s=linger_s)
+    assert (await b.join("demo", T0)).number == 1
+    started = time.monotonic()
+    assert (await b.join("demo", T0)).number == 2  # woken by the join, not after the linger
+    assert time.monotonic() - started < linger_s / 2
+    await asyncio.sleep(linger_s * 1.5)
+    assert len(redis.connection_pool._in_use_connections) == 0  # given back after it
+
+
+def test_linger_must_not_be_negative(redis: aioredis.Redis) -> None:
+    with pytest.raises(ValueError, match="linger_s"):
+        JoinBatcher(Scripts.register(redis).join_many, DEFAULT_PREQUEUE_S, linger_s=-1.0)
 
 
 async def test_joins_go_on_after_redis_forgot_the_script(

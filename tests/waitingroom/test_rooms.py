@@ -203,21 +203,24 @@ def test_rate_at_ramps_from_a_tenth_after_the_opening() -> None:
     assert replace(config, ramp_s=0).rate_at(T0, T0) == 100.0
 
 
-async def test_booking_started_extends_only_active_positions(
+async def test_a_booking_starts_only_on_an_active_position(
     store: RoomStore, redis: aioredis.Redis
 ) -> None:
     active = keys.room_active("demo")
     await redis.zadd(active, {"1": T0 + 100, "2": T0 + 100})
-    await store.booking_started("demo", 1, T0 + 500)
-    await store.booking_started("demo", 2, T0 + 50)  # never shortens
-    await store.booking_started("demo", 3, T0 + 500)  # lapsed or never admitted: stays out
+    await redis.zadd(active, {"4": T0 + 10})
+    assert await store.booking_started("demo", 1, T0 + 20, T0 + 500)
+    assert await store.booking_started("demo", 2, T0 + 20, T0 + 50)  # never shortens
+    assert not await store.booking_started("demo", 3, T0 + 20, T0 + 500)  # never admitted
+    assert not await store.booking_started("demo", 4, T0 + 20, T0 + 500)  # lapsed at T0 + 10
     assert await redis.zrange(active, 0, -1, withscores=True) == [
+        (b"4", T0 + 10),  # the admitter's next step removes it
         (b"2", T0 + 100),
         (b"1", T0 + 500),
     ]
     await store.booking_finished("demo", 1)
     snap = await store.load("demo")
-    assert snap is not None and snap.active == 1
+    assert snap is not None and snap.active == 2  # 2, and 4 until the admitter removes it
 
 
 async def test_sold_out_verdicts_do_not_go_back(store: RoomStore) -> None:

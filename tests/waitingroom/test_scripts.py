@@ -21,6 +21,7 @@ SOURCES = {
         "RELEASE",
         "UPDATE_INVENTORY",
         "CLAIM_IDENTITY",
+        "START_BOOKING",
     )
 }
 

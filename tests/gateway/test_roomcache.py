@@ -1,0 +1,56 @@
+"""A gateway's copy of its rooms: loads of one room never overlap, unknown names are
+remembered briefly and boundedly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway import roomcache
+from gateway.roomcache import RoomCache
+from waitingroom.rooms import RoomConfig, RoomSnapshot, RoomStore
+
+T0 = 1_700_000_000.0
+
+
+async def test_a_refresh_and_a_reload_of_one_room_do_not_overlap(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else the older snapshot could be installed last and the line seem to move back."""
+    store = RoomStore(redis)
+    await store.put_room(RoomConfig(name="demo", campaign="flu", opens_at_s=T0))
+    cache = RoomCache(redis, store, refresh_s=0.001)
+    load = store.load
+    running, most = 0, 0
+
+    async def counted_load(name: str) -> RoomSnapshot | None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0)  # let the other loader in, if it may come
+            return await load(name)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(store, "load", counted_load)
+    assert await cache.get("demo") is not None
+    stop = asyncio.Event()
+    refresher = asyncio.create_task(cache.run(stop))
+    for _ in range(50):
+        await asyncio.gather(cache.reload("demo"), cache.reload("demo"))
+    stop.set()
+    await refresher
+    assert most == 1
+
+
+async def test_made_up_room_names_do_not_pile_up(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(roomcache, "MAX_UNKNOWN_ROOMS", 10)
+    cache = RoomCache(redis, RoomStore(redis), refresh_s=1.0)
+    for i in range(25):
+        assert await cache.get(f"nope-{i}") is None
+    assert len(cache._unknown) <= 10 and not cache._loading
