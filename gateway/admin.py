@@ -199,7 +199,7 @@ async def post_codes(request: web.Request) -> web.Response:
     group = req_ident(body, "group")  # checked before any code is issued
     count = req_int(body, "count", lo=1, hi=MAX_CODES_PER_CALL)
     public = await load_public(gw, name)
-    codes = await issue_codes(gw.redis, name, group, count)
+    codes = await issue_codes(gw.redis, name, group, count, gw.settings.identity_secret)
     if request.query.get("format") == "csv":
         return csv_response(f"{name}-{group}-codes.csv", code_letters(public, group, codes), 201)
     return json_response({"campaign": name, "group": group, "codes": codes}, status=201)

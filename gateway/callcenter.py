@@ -34,7 +34,7 @@ from gateway.http import bearer, json_response, read_json
 from gateway.identities import IdentityTaken
 from gateway.state import GATEWAY, Gateway
 from schemas.fields import only_keys, req_str
-from waitingroom.codes import code_group, code_identity, hash_code
+from waitingroom.codes import code_identity, find_code
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +67,13 @@ async def phone_booking(request: web.Request) -> web.Response:
     only_keys(body, PHONE_BOOKING_FIELDS, "the phone booking body")
     code = req_str(body, "access_code", max_len=64)
     wish = read_wish(body, public)
-    group = await code_group(gw.redis, campaign, code)
-    if group is None:
+    found = await find_code(gw.redis, campaign, code, gw.settings.identity_secret)
+    if found is None:
         raise ApiError(
             403, "invalid_access_code", "this access code is not valid for this campaign"
         )
-    identity = code_identity(hash_code(code))
+    code_hash, group = found
+    identity = code_identity(code_hash)
     hold_s = int(public.get("hold_s", 600))
     command = book_command(wish, new_booking_id(), campaign, identity, hold_s, group)
     with gw.views.expect([command.command_id]) as answers:

@@ -20,7 +20,7 @@ from gateway.sse import open_stream
 from gateway.state import GATEWAY, Gateway
 from gateway.statusstreams import StatusStreams
 from schemas.fields import only_keys, opt_str
-from waitingroom.codes import code_group, code_identity, hash_code
+from waitingroom.codes import code_identity, find_code
 from waitingroom.errors import (
     RoomClosed,
     RoomNotFound,
@@ -225,10 +225,10 @@ async def _turn_kept(gw: Gateway, view: RoomView, ticket: Ticket, now_s: float) 
 
 
 async def _check_code(gw: Gateway, view: RoomView, code: str) -> tuple[str, str]:
-    group = await code_group(gw.redis, view.snap.config.campaign, code)
-    if group is None:
+    found = await find_code(gw.redis, view.snap.config.campaign, code, gw.settings.identity_secret)
+    if found is None:
         raise ApiError(403, "invalid_access_code", "this access code is not valid for this room")
-    return hash_code(code), group
+    return found
 
 
 @routes.get("/api/rooms/{room}/status")

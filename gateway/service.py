@@ -15,6 +15,12 @@ logger = logging.getLogger(__name__)
 
 async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set; then stop intake, drain for a while, cancel the rest."""
+    if not settings.identity_secret:
+        logger.warning(
+            "FAIRQ_IDENTITY_SECRET is not set: identity keys are refused, and access codes"
+            " issued now are stored under plain SHA-256 hashes (a copy of Redis then gives"
+            " some of them away to brute force)"
+        )
     runner = web.AppRunner(
         create_app(settings), shutdown_timeout=settings.shutdown_drain_s, access_log=None
     )

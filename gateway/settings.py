@@ -26,7 +26,8 @@ def parse_agent_keys(raw: str) -> dict[str, str]:
 
 
 def parse_identity_secret(raw: str) -> bytes:
-    """The secret identity keys are hashed with; empty turns identity keys off."""
+    """The secret identity keys and access codes are hashed with (HMAC-SHA-256); empty
+    turns identity keys off and leaves new codes under plain SHA-256 hashes."""
     if raw and len(raw.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(f"FAIRQ_IDENTITY_SECRET must be at least {MIN_SECRET_BYTES} bytes")
     return raw.encode()

@@ -8,6 +8,7 @@ forgiving: case, spaces and dashes do not matter.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 import redis.asyncio as aioredis
@@ -32,9 +33,18 @@ def code_identity(code_hash: str) -> str:
     return f"code:{code_hash}"
 
 
-def hash_code(code: str) -> str:
-    """SHA-256 hex of the normalised code: what is stored and what tickets carry."""
-    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+def hash_code(code: str, secret: bytes) -> str:
+    """What is stored of a code and what its tickets carry: HMAC-SHA-256 hex of the
+    normalised code keyed with ``secret``; plain SHA-256 hex without one.
+
+    A code has about 59 random bits: unkeyed, a copy of Redis holding a million codes
+    gives some of them away to a few minutes of GPU hashing (2^39 guesses). Keyed, the
+    copy is worthless without the secret.
+    """
+    normalised = normalise_code(code).encode()
+    if not secret:
+        return hashlib.sha256(normalised).hexdigest()
+    return hmac.new(secret, b"code:" + normalised, hashlib.sha256).hexdigest()
 
 
 def is_well_formed(code: str) -> bool:
@@ -47,8 +57,11 @@ def new_code() -> str:
     return "-".join(chars[i : i + GROUP_CHARS] for i in range(0, CODE_CHARS, GROUP_CHARS))
 
 
-async def issue_codes(redis: aioredis.Redis, campaign: str, group: str, count: int) -> list[str]:
-    """``count`` new codes for ``group``; only their hashes are stored. Shown once."""
+async def issue_codes(
+    redis: aioredis.Redis, campaign: str, group: str, count: int, secret: bytes
+) -> list[str]:
+    """``count`` new codes for ``group``; only their hashes (``hash_code`` with
+    ``secret``) are stored. Shown once."""
     if not 0 < len(group) <= MAX_GROUP_LEN:
         raise ValueError(f"a group name has 1 to {MAX_GROUP_LEN} characters")
     if not 0 <= count <= MAX_CODES_PER_CALL:
@@ -59,18 +72,27 @@ async def issue_codes(redis: aioredis.Redis, campaign: str, group: str, count: i
         batch = [new_code() for _ in range(min(BATCH, count - len(issued)))]
         async with redis.pipeline(transaction=False) as pipe:
             for code in batch:
-                pipe.hsetnx(key, hash_code(code), group)
+                pipe.hsetnx(key, hash_code(code, secret), group)
             stored = await pipe.execute()
         # A code already issued (a collision) is dropped and drawn again.
         issued.extend(code for code, ok in zip(batch, stored, strict=True) if ok)
     return issued
 
 
-async def code_group(redis: aioredis.Redis, campaign: str, code: str) -> str | None:
-    """The code's priority group, or None if it was not issued for the campaign."""
+async def find_code(
+    redis: aioredis.Redis, campaign: str, code: str, secret: bytes
+) -> tuple[str, str] | None:
+    """The code's hash and priority group, or None if it was not issued for the campaign.
+
+    A code issued before the service had a ``secret`` is stored under its plain hash:
+    it is looked up too, in the same round trip, and keeps that hash (its tickets,
+    its identity) for good.
+    """
     if not is_well_formed(code):
         return None
-    group = await redis.hget(keys.campaign_codes(campaign), hash_code(code))
-    if group is None:
-        return None
-    return group.decode() if isinstance(group, bytes) else str(group)
+    hashes = list(dict.fromkeys([hash_code(code, secret), hash_code(code, b"")]))
+    groups = await redis.hmget(keys.campaign_codes(campaign), hashes)
+    for code_hash, group in zip(hashes, groups, strict=True):
+        if group is not None:
+            return code_hash, group.decode() if isinstance(group, bytes) else str(group)
+    return None

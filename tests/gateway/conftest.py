@@ -21,6 +21,9 @@ SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}
 AGENT_KEY = "agent-key-for-tests-0123456789"
 
 
+IDENTITY_SECRET = b"identity-secret-for-tests"  # keys identity-key and access-code hashes
+
+
 def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings:
     base: dict[str, Any] = {
         "connections": connections,
@@ -32,7 +35,7 @@ def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings
         "answer_wait_s": 10.0,
         "inventory_wait_s": 0.0,
         "agent_keys": {"alice": AGENT_KEY},
-        "identity_secret": b"identity-secret-for-tests",
+        "identity_secret": IDENTITY_SECRET,
     }
     return GatewaySettings(**(base | overrides))
 

@@ -32,6 +32,7 @@ from tests.allocator.eventlogs import read_topic
 from tests.conftest import TEST_PARTITIONS, bounded
 from tests.gateway.conftest import (
     AGENT_KEY,
+    IDENTITY_SECRET,
     bearer,
     create_campaign,
     create_room,
@@ -97,7 +98,7 @@ async def test_a_code_books_once_across_partitions_on_the_phone(
     a, b = counties_apart(2)
     await create_campaign(client, first_day, counties=2, places=2)
     [code] = await issue_codes(client, 1)
-    identity = code_identity(hash_code(code))
+    identity = code_identity(hash_code(code, IDENTITY_SECRET))
 
     status, held = await phone_book(client, code, county=a)
     assert (status, held["state"]) == (201, "held"), held
@@ -147,7 +148,7 @@ async def test_a_gateway_stopping_before_the_log_does_not_lock_the_code_out(
     gw.clock = lambda: started + UNPLACED_STALE_S + 1
     status, held = await phone_book(client, code)
     assert (status, held["state"]) == (201, "held"), held
-    books = await books_on_log(connections, code_identity(hash_code(code)))
+    books = await books_on_log(connections, code_identity(hash_code(code, IDENTITY_SECRET)))
     assert [b.booking_id for _, b in books] == [held["booking_id"]]
     assert await gw.redis.hget(keys.booking(held["booking_id"]), "placed") == b"1"
     status, again = await phone_book(client, code)
@@ -167,7 +168,7 @@ async def test_concurrent_phone_bookings_of_one_code_make_one_pair(
     accepted = [body for status, body in answers if status in (201, 202)]
     refused = [body["error"]["code"] for status, body in answers if status == 409]
     assert len(accepted) == 1 and refused == ["already_booked"] * 29, answers
-    books = await books_on_log(connections, code_identity(hash_code(code)))
+    books = await books_on_log(connections, code_identity(hash_code(code, IDENTITY_SECRET)))
     assert [b.booking_id for _, b in books] == [accepted[0]["booking_id"]]
 
 
@@ -194,7 +195,7 @@ async def test_a_code_books_once_across_rooms_and_partitions(
     assert response.status == 409, body
     assert body["error"]["code"] == "already_booked"
     assert booking_id not in await response.text()  # online, the other booking stays unnamed
-    books = await books_on_log(connections, code_identity(hash_code(code)))
+    books = await books_on_log(connections, code_identity(hash_code(code, IDENTITY_SECRET)))
     assert [(p, book.booking_id) for p, book in books] == [(partition_of(a), booking_id)]
     # The refused token made nothing: once the first pair is given back, it books.
     assert (await client.post(f"/api/bookings/{booking_id}/cancel", headers=bearer(first))).ok
@@ -234,7 +235,7 @@ async def test_an_identity_key_confirms_one_pair(client: Client, first_day: dt.d
     stored = await claims(client.app[GATEWAY].redis, "key:*")
     assert list(stored.values()) == [first_id.encode()]
     assert b"A12345678X" not in b"".join(stored)  # only the key's hash is kept,
-    assert hash_code("A12345678X").encode() not in b"".join(stored)  # and a keyed one
+    assert hash_code("A12345678X", b"").encode() not in b"".join(stored)  # and a keyed one
 
     # Another key, or none, confirms; here: after the first pair is cancelled, the same key.
     assert (await client.post(f"/api/bookings/{first_id}/cancel", headers=bearer(first))).ok
