@@ -52,7 +52,7 @@ STATUS = _obj(
     {
         "room": STR,
         "ticket": STR,
-        "state": {"enum": ["prequeue", "waiting", "admitted", "sold_out", "closed"]},
+        "state": {"enum": ["prequeue", "waiting", "admitted", "turn_passed", "sold_out", "closed"]},
         "position": {"type": ["integer", "null"]},
         "eta_s": NULL_NUM,
         "chance": {"enum": ["likely", "unlikely", "none", None]},

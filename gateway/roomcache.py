@@ -10,10 +10,11 @@ rate, and wakes the streams of a room when what they show can have changed
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNKNOWN_ROOM_TTL_S = 1.0
+# Said ``turn_passed`` only this long after the admission window, seen from here: the
+# admitter's clock may run a little ahead of this gateway's.
+TURN_MARGIN_S = 2.0
 MAX_UNKNOWN_ROOMS = 10_000  # names remembered as unknown; forgotten all at once beyond
 CAMPAIGN_REFRESH_S = 5.0
 
@@ -46,10 +50,36 @@ class RoomView:
     campaign_loaded_at_s: float = 0.0
     version: int = 0
     streams: StatusStreams | None = None  # its visitors' event streams, once one opened
+    # places up to here were admitted longer than the admission window ago (as seen here)
+    passed_to: int = 0
+    # (when this gateway saw it, cursor) each time the cursor moved, from the oldest not
+    # yet known to have passed
+    _cursors: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
     _changed: asyncio.Future[None] | None = None
 
     def status(self, ticket: Ticket, now_s: float) -> Status:
-        return status_of(ticket, self.snap, self.order, now_s, self.meter.rate_per_s)
+        snap, rate = self.snap, self.meter.rate_per_s
+        return status_of(ticket, snap, self.order, now_s, rate, self.passed_to)
+
+    def saw(self, now_s: float, snap: RoomSnapshot) -> None:
+        """Note the cursor of ``snap`` at ``now_s`` and move ``passed_to``.
+
+        A place under a cursor seen at ``t`` was admitted at ``t`` or before, so its
+        window has passed once ``t`` is older than the window (and a margin): never too
+        early, at most a refresh late (or, for the places admitted before this gateway
+        started, one window after its start).
+        """
+        cursors = self._cursors
+        if cursors and snap.cursor < cursors[-1][1]:  # the room was set back: start over
+            cursors.clear()
+            self.passed_to = 0
+        if not cursors or snap.cursor > cursors[-1][1]:
+            cursors.append((now_s, snap.cursor))
+        limit_s = now_s - snap.config.admit_window_s - TURN_MARGIN_S
+        while len(cursors) > 1 and cursors[1][0] <= limit_s:
+            cursors.popleft()
+        if cursors[0][0] <= limit_s:
+            self.passed_to = cursors[0][1]
 
     async def next_change(self, version: int) -> int:
         """Wait until the view's version passes ``version``; returns the new version."""
@@ -76,10 +106,17 @@ def _seen_by_streams(snap: RoomSnapshot) -> tuple[object, ...]:
 
 
 class RoomCache:
-    def __init__(self, redis: aioredis.Redis, store: RoomStore, refresh_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        store: RoomStore,
+        refresh_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = redis
         self._store = store
         self._refresh_s = refresh_s
+        self._clock = clock
         self._rooms: dict[str, RoomView] = {}
         self._unknown: dict[str, float] = {}
         # one load-and-install of a room at a time: a refresh and an operator's reload
@@ -133,7 +170,9 @@ class RoomCache:
         if view is None:
             view = self._rooms[name] = RoomView(snap)
             self._unknown.pop(name, None)
-        view.meter.observe(time.time(), snap.cursor)
+        now = self._clock()
+        view.meter.observe(now, snap.cursor)
+        view.saw(now, snap)
         if snap.opened and view.order is None and snap.seed is not None:
             view.order = await asyncio.to_thread(prequeue_order, snap.seed, snap.prequeue_size)
             logger.info("room %s opened: pre-queue of %d ordered", name, snap.prequeue_size)

@@ -80,7 +80,7 @@ def status_body(
     now = gw.clock() if now_s is None else now_s
     snap = view.snap
     config = snap.config
-    status = status_of(ticket, snap, view.order, now, view.meter.rate_per_s)
+    status = status_of(ticket, snap, view.order, now, view.meter.rate_per_s, view.passed_to)
     state, eta_s = status.state, status.eta_s
     body: dict[str, Any] = {
         "room": config.name,
@@ -94,6 +94,8 @@ def status_body(
         body["booking_token"] = issue_booking_token(gw, view, ticket, status, now)
     elif state == "sold_out":  # the offer to wait for freed or added pairs
         body["waitlist"] = f"/api/rooms/{config.name}/waitlist"
+    elif state == "turn_passed":  # booked, or lapsed: a new place is a new join
+        body["join"] = f"/api/rooms/{config.name}/join"
     return body
 
 
@@ -219,7 +221,7 @@ async def _turn_kept(gw: Gateway, view: RoomView, ticket: Ticket, now_s: float) 
     while its place is active (one Redis trip). A turn that passed without a booking, or
     whose booking ended, makes way for a new place (its token can book nothing more)."""
     status = view.status(ticket, now_s)
-    if status.state != "admitted" or status.position_abs is None:
+    if status.state not in ("admitted", "turn_passed") or status.position_abs is None:
         return True
     return await gw.store.is_active(ticket.room, status.position_abs, now_s)
 

@@ -12,7 +12,7 @@ reaches tens of thousands of visitors in one pass.
   ``keepalive_s``: it sends their status if it changed (the chance moves with the
   counts, which do not wake the streams) or else a keep-alive comment. That is also
   how a visitor who went away is noticed: the write fails and the stream ends.
-- A stream ends after the event that says ``admitted`` or ``closed``.
+- A stream ends after the event that says ``admitted``, ``turn_passed`` or ``closed``.
 - A visitor whose connection holds more than ``SLOW_CLIENT_BYTES`` unsent is cut off
   (a browser's EventSource reconnects): one slow reader must not stall the pass.
 - The pass yields to the event loop every ``YIELD_EVERY`` streams, so joins and
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FINAL_STATES = frozenset({"admitted", "closed"})
+FINAL_STATES = frozenset({"admitted", "turn_passed", "closed"})
 ETA_BUCKET_S = 5.0
 SLOW_CLIENT_BYTES = 16 * 1024  # below the transport's 64 KiB mark: a write never waits
 YIELD_EVERY = 256

@@ -100,6 +100,7 @@ MOVE_REFUSALS = (
 )
 FINAL_ROOM_STATES = {
     "admitted": "admitted",
+    "turn_passed": "told the turn passed",
     "sold_out": "told sold out",
     "closed": "told closed",
 }  # a booking waiting for its answer or offer

@@ -16,7 +16,7 @@ class Status(NamedTuple):
     """A visitor's status; a NamedTuple, built on every status check at about half the
     cost of a frozen dataclass."""
 
-    state: str  # prequeue | waiting | admitted | sold_out | closed
+    state: str  # prequeue | waiting | admitted | turn_passed | sold_out | closed
     position: int | None  # people ahead + 1 while waiting; 0 once admitted; None in prequeue
     eta_s: float | None  # seconds to admission (to opening, in prequeue); 0 admitted; None unknown
     position_abs: int | None  # position on the room's timeline
@@ -68,8 +68,11 @@ def status_of(
     order: Sequence[int] | None,
     now_s: float,
     rate_per_s: float | None,
+    passed_to: int = 0,
 ) -> Status:
-    """The ticket's status; ``rate_per_s`` is the measured rate (None: the configured one now)."""
+    """The ticket's status; ``rate_per_s`` is the measured rate (None: the configured one now);
+    the places up to ``passed_to`` were admitted longer ago than the room's admission
+    window: their turn has passed (``turn_passed``: booked, or lapsed and given on)."""
     pos = position_of(ticket, snap, order)  # None until the room opens
     state = snap.state
     if state == "closed":
@@ -78,6 +81,8 @@ def status_of(
         return _status(Status, ("prequeue", None, max(0.0, snap.config.opens_at_s - now_s), None))
     cursor = snap.cursor
     if pos <= cursor:
+        if pos <= passed_to:
+            return _status(Status, ("turn_passed", 0, None, pos))
         return _status(Status, ("admitted", 0, 0.0, pos))
     if snap.sold_out:
         return _status(Status, ("sold_out", pos - cursor, None, pos))
@@ -99,7 +104,7 @@ def chance_of(status: Status, snap: RoomSnapshot, pairs_left: int | None) -> str
     """
     if status.state in ("sold_out", "closed"):
         return "none"
-    if status.state == "admitted" or pairs_left is None:
+    if status.state in ("admitted", "turn_passed") or pairs_left is None:
         return None
     if pairs_left <= 0:
         # No pair left by this gateway's summaries, yet the room is not sold out: the

@@ -4,12 +4,13 @@ remembered briefly and boundedly."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway import roomcache
-from gateway.roomcache import RoomCache
+from gateway.roomcache import TURN_MARGIN_S, RoomCache, RoomView
 from waitingroom.rooms import RoomConfig, RoomSnapshot, RoomStore
 
 T0 = 1_700_000_000.0
@@ -54,3 +55,25 @@ async def test_made_up_room_names_do_not_pile_up(
     for i in range(25):
         assert await cache.get(f"nope-{i}") is None
     assert len(cache._unknown) <= 10 and not cache._loading
+
+
+async def test_turns_pass_one_admission_window_after_this_gateway_saw_them(
+    redis: aioredis.Redis,
+) -> None:
+    store = RoomStore(redis)
+    await store.put_room(RoomConfig(name="demo", campaign="flu", opens_at_s=T0, admit_window_s=60))
+    snap = await store.load("demo")
+    assert snap is not None
+    view = RoomView(snap)
+    window_s = 60 + TURN_MARGIN_S
+    view.saw(T0, replace(snap, cursor=3))  # a gateway starting: 1-3 admitted by now
+    view.saw(T0 + 10, replace(snap, cursor=5))
+    view.saw(T0 + 20, replace(snap, cursor=5))
+    view.saw(T0 + window_s - 1, replace(snap, cursor=8))
+    assert view.passed_to == 0
+    view.saw(T0 + window_s, replace(snap, cursor=8))
+    assert view.passed_to == 3
+    view.saw(T0 + window_s + 10, replace(snap, cursor=8))
+    assert view.passed_to == 5  # 6-8 were seen admitted only later
+    view.saw(T0 + window_s + 100, replace(snap, cursor=2))  # the room was set back
+    assert view.passed_to == 0

@@ -68,6 +68,17 @@ def test_admitted_stays_admitted_when_sold_out() -> None:
     assert status_of(post(6), sold, ORDER, T0, 1.0) == Status("sold_out", 4, None, 10)
 
 
+def test_a_turn_admitted_longer_than_the_window_ago_has_passed() -> None:
+    """Places up to ``passed_to`` (within the cursor) had their turn; later ones have it."""
+    assert status_of(post(1), OPEN, ORDER, T0, 1.0, passed_to=5) == Status(
+        "turn_passed", 0, None, 5
+    )
+    assert status_of(post(2), OPEN, ORDER, T0, 1.0, passed_to=5).state == "admitted"
+    assert status_of(post(3), OPEN, ORDER, T0, 1.0, passed_to=9).state == "waiting"
+    passed = status_of(post(1), OPEN, ORDER, T0, 1.0, passed_to=5)
+    assert chance_of(passed, OPEN, 100) is None
+
+
 def test_closed_wins() -> None:
     closed = replace(OPEN, state="closed")
     assert status_of(post(2), closed, ORDER, T0, 1.0) == Status("closed", None, None, 6)
