@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import admin, audit, bookings, callcenter, challenge, page, rooms, supply
 from gateway.bookingviews import BookingViews, consume_events
-from gateway.errors import failure_answer
+from gateway.errors import ANSWERED, error_answer, internal_error
 from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
@@ -141,10 +141,10 @@ class FrontDoor:
     status check being the gateway's hottest path, and makes aiohttp build the chain
     per request): ``install`` runs when the app starts, after every route is added
     and before the router freezes. It wraps each route's handler once, with the
-    route's label, rate-limit check and counters looked up then, and adds a last
-    catch-all route for requests no route takes: it answers 404, or 405 with ``Allow``
-    when the path exists for other methods, counted as route ``unmatched``. The app
-    has no middleware, so aiohttp calls the wrapped handlers directly.
+    route's label and rate-limit check looked up then, and adds a last catch-all
+    route for requests no route takes: it answers 404, or 405 with ``Allow`` when the
+    path exists for other methods, counted as route ``unmatched``. The app has no
+    middleware, so aiohttp calls the wrapped handlers directly.
     """
 
     def __init__(self, metrics: GatewayMetrics, limiter: RateLimiter) -> None:
@@ -158,40 +158,41 @@ class FrontDoor:
                 raise TypeError(f"the front door cannot guard {resource!r}")
             for route in list(resource):
                 label, method = resource.canonical, route.method
-                check = self._limiter.guard(method, label)
-                observe = self._counters.route(label).observe  # bound once, added to in place
-                guarded = _guard(route.handler, check, observe)
+                guarded = self._guard(route.handler, label, self._limiter.guard(method, label))
                 resource.register_route(
                     web.ResourceRoute(
                         method, guarded, resource, expect_handler=route.handle_expect_header
                     )
                 )
-        unmatched_counters = self._counters.route("unmatched").observe
-        app.router.add_route(hdrs.METH_ANY, CATCH_ALL, _guard(unmatched, None, unmatched_counters))
+        app.router.add_route(hdrs.METH_ANY, CATCH_ALL, self._guard(unmatched, "unmatched", None))
 
+    def _guard(
+        self, handler: Handler, route: str, check: Callable[[web.Request], None] | None
+    ) -> Handler:
+        """``handler`` behind the front door, counted as ``route``, limited by ``check``.
 
-def _guard(
-    handler: Handler,
-    check: Callable[[web.Request], None] | None,
-    observe: Callable[[int, float | None], None],
-) -> Handler:
-    """``handler`` behind the front door: limited by ``check``, counted by ``observe``."""
-    clock, stream_type = time.perf_counter, web.StreamResponse
+        The route's counters are bound here, once: a request adds to them in place.
+        """
+        observe = self._counters.route(route).observe
+        clock, stream_type = time.perf_counter, web.StreamResponse
 
-    async def front(request: web.Request) -> web.StreamResponse:
-        started_s = clock()
-        try:
-            if check is not None:
-                check(request)
-            response = await handler(request)
-        except Exception as e:  # noqa: BLE001 - failure_answer logs the unexpected ones
-            response = failure_answer(request, e)
-        # an event stream has no latency
-        seconds = None if type(response) is stream_type else clock() - started_s
-        observe(response.status, seconds)
-        return response
+        async def front(request: web.Request) -> web.StreamResponse:
+            started_s = clock()
+            try:
+                if check is not None:
+                    check(request)
+                response = await handler(request)
+            except ANSWERED as e:
+                response = error_answer(request, e)
+            except Exception:
+                logger.exception("unhandled error on %s %s", request.method, request.path)
+                response = internal_error()
+            # an event stream has no latency
+            seconds = None if type(response) is stream_type else clock() - started_s
+            observe(response.status, seconds)
+            return response
 
-    return front
+        return front
 
 
 CATCH_ALL = "/{tail:.*}"  # the router tries it last: it is the only resource indexed under "/"

@@ -86,18 +86,22 @@ def read_wish(
     booking names a county (where the person lives or works) or a center (whose county
     it is then).
     """
-    if county is None:
-        county = _new_booking_county(body, campaign)
     center = opt_str(body, "center")
+    centers_county = None
+    if center is not None:
+        centers_county = center_county(campaign, center)
+        if centers_county is None:
+            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
+    if county is None:
+        if body.get("county") is None and centers_county is not None:
+            county = centers_county  # a center named alone: its county
+        else:
+            county = _named_county(body, campaign)
+    if centers_county is not None and centers_county != county:
+        raise ApiError(400, "center_not_in_county", f"that center is not in {county}")
     earliest = opt_date(body, "earliest")
     time_of_day = opt_time_of_day(body, "time_of_day")
     waitlist = body.get("waitlist") is not None and req_bool(body, "waitlist")
-    if center is not None:
-        in_county = center_county(campaign, center)
-        if in_county is None:
-            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
-        if in_county != county:
-            raise ApiError(400, "center_not_in_county", f"that center is not in {county}")
     return Wish(county, center, earliest.isoformat() if earliest else None, time_of_day, waitlist)
 
 
@@ -408,7 +412,7 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
             extra={"booking": view.to_json()},
         )
     public = await load_public(gw, view.campaign)
-    wish = read_wish(body, public, county=_move_county(body, public, view.county))
+    wish = read_wish(body, public, county=_move_county(body, view.county))
     command = Move(
         new_command_id(),
         booking_id,
@@ -421,35 +425,19 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     return await send_and_answer(gw, view, command)
 
 
-def _new_booking_county(body: Mapping[str, Any], campaign: Public | None) -> str:
-    """The county a new booking names, else the county of the center it names."""
-    if body.get("county") is None and body.get("center") is not None:
-        center = req_str(body, "center")
-        in_county = center_county(campaign, center)
-        if in_county is None:
-            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
-        return in_county
+def _named_county(body: Mapping[str, Any], campaign: Public | None) -> str:
     county = req_str(body, "county")
     if county not in county_ids(campaign):
         raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
     return county
 
 
-def _centers_county(body: Mapping[str, Any], public: Public | None) -> str | None:
-    """The county of the center a body names without a county (None if it names a
-    county, no center or an unknown one: ``read_wish`` says which is wrong)."""
-    center = body.get("center")
-    if body.get("county") is not None or not isinstance(center, str):
+def _move_county(body: Mapping[str, Any], own: str | None) -> str | None:
+    """The county a move searches in: the booking's own unless the body names a county
+    or a center (None: ``read_wish`` reads it, or takes the center's)."""
+    if body.get("county") is not None or body.get("center") is not None:
         return None
-    return center_county(public, center)
-
-
-def _move_county(body: Mapping[str, Any], public: Public | None, own: str | None) -> str | None:
-    """The county a move searches in: the named center's when only a center is named,
-    else the booking's own; None when the body names one (``read_wish`` reads it)."""
-    if body.get("county") is not None:
-        return None
-    return _centers_county(body, public) or own
+    return own
 
 
 @routes.post("/api/bookings/{booking_id}/move")

@@ -86,13 +86,3 @@ def error_answer(request: web.Request, e: Exception) -> web.Response:
 def internal_error() -> web.Response:
     """The answer to a failure nobody expected (log it where it is caught)."""
     return error_response(500, "internal", "internal error; it has been logged")
-
-
-def failure_answer(request: web.Request, e: Exception) -> web.Response:
-    """The front door's answer to ``e``, raised serving ``request``: ``error_answer`` for
-    the ``ANSWERED`` failures, else a logged 500 (call it in the ``except`` block that
-    caught ``e``: the log carries its traceback)."""
-    if isinstance(e, ANSWERED):
-        return error_answer(request, e)
-    logger.exception("unhandled error on %s %s", request.method, request.path)
-    return internal_error()

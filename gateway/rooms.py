@@ -29,7 +29,7 @@ from waitingroom.errors import (
     TooEarly,
     WrongRoom,
 )
-from waitingroom.status import Status, chance_of, status_of
+from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
 TICKET_COOKIE = "fairq_ticket"
@@ -80,7 +80,7 @@ def status_body(
     now = gw.clock() if now_s is None else now_s
     snap = view.snap
     config = snap.config
-    status = status_of(ticket, snap, view.order, now, view.meter.rate_per_s, view.passed_to)
+    status = view.status(ticket, now)
     state, eta_s = status.state, status.eta_s
     body: dict[str, Any] = {
         "room": config.name,

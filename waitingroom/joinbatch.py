@@ -32,7 +32,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from waitingroom import keys
 from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
-from waitingroom.tickets import TICKET_ID_BYTES, Ticket, b64url_encode_each
+from waitingroom.tickets import TICKET_ID_BYTES, Ticket, b64url_encode
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _ticket_ids(count: int) -> list[str]:
     """``count`` ids as ``new_ticket_id`` makes them, from one read of the OS's randomness."""
     size = TICKET_ID_BYTES
     raw = os.urandom(size * count)
-    return b64url_encode_each([raw[i : i + size] for i in range(0, len(raw), size)])
+    return [b64url_encode(raw[i : i + size]) for i in range(0, len(raw), size)]
 
 
 def _wake(idle: asyncio.Future[None]) -> None:

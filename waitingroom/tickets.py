@@ -99,12 +99,6 @@ def b64url_encode(data: bytes) -> str:
     return _b64url_bytes(data).decode("ascii")
 
 
-def b64url_encode_each(items: list[bytes]) -> list[str]:
-    """``b64url_encode`` of each item (a batch's ticket ids: no call per item)."""
-    encode, urlsafe = binascii.b2a_base64, _TO_URLSAFE
-    return [encode(d, newline=False).translate(urlsafe).rstrip(b"=").decode("ascii") for d in items]
-
-
 def _b64url_bytes(data: bytes) -> bytes:
     """base64url without padding, as ASCII bytes."""
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
@@ -156,14 +150,14 @@ class VerifiedTickets:
         if max_tickets < 2:
             raise ValueError(f"max_tickets must be at least 2, got {max_tickets}")
         self._generation_size = max_tickets // 2
-        self.young: dict[str, Ticket] = {}  # read it, never change it
+        self._young: dict[str, Ticket] = {}
         self._old: dict[str, Ticket] = {}
 
     def __len__(self) -> int:
-        return len(self.young) + len(self._old)
+        return len(self._young) + len(self._old)
 
     def get(self, token: str) -> Ticket | None:
-        ticket = self.young.get(token)
+        ticket = self._young.get(token)
         if ticket is None:
             ticket = self._old.pop(token, None)
             if ticket is not None:
@@ -171,9 +165,9 @@ class VerifiedTickets:
         return ticket
 
     def add(self, token: str, ticket: Ticket) -> None:
-        if len(self.young) >= self._generation_size:
-            self._old, self.young = self.young, {}
-        self.young[token] = ticket
+        if len(self._young) >= self._generation_size:
+            self._old, self._young = self._young, {}
+        self._young[token] = ticket
 
 
 class Signer:
@@ -223,12 +217,10 @@ class Signer:
         A token verified before is found in ``VerifiedTickets``; room and expiry are
         checked again on every call, whether the ticket was remembered or not.
         """
-        verified = self._verified
-        # the young generation first, without a call: where a polling visitor's ticket is
-        ticket = verified.young.get(token) or verified.get(token)
+        ticket = self._verified.get(token)
         if ticket is None:
             ticket = self._read_ticket(token)
-            verified.add(token, ticket)
+            self._verified.add(token, ticket)
         if ticket.room != room:
             raise WrongRoom(f"ticket for room {ticket.room!r}, not {room!r}")
         if now_s > ticket.issued_at_s + self._ticket_ttl_s:
@@ -300,11 +292,8 @@ class Signer:
 
         Built as bytes and decoded once (this runs on every join).
         """
-        encode, urlsafe = binascii.b2a_base64, _TO_URLSAFE  # _b64url_bytes, inlined
-        payload_b64 = encode(orjson.dumps(payload), newline=False).translate(urlsafe)
-        signed = self._kid_dot + payload_b64.rstrip(b"=")
-        mac = encode(self._signing_mac.digest(signed), newline=False).translate(urlsafe)
-        return (signed + b"." + mac.rstrip(b"=")).decode("ascii")
+        signed = self._kid_dot + _b64url_bytes(orjson.dumps(payload))
+        return (signed + b"." + _b64url_bytes(self._signing_mac.digest(signed))).decode("ascii")
 
     def open_token(self, token: str, expected_type: str) -> Mapping[str, Any]:
         """Check the signature and the type marker ``t``; return the payload (InvalidTicket

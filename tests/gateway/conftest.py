@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,8 +20,6 @@ from tests.conftest import bounded
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}
 AGENT_KEY = "agent-key-for-tests-0123456789"
-
-
 IDENTITY_SECRET = b"identity-secret-for-tests"  # keys identity-key and access-code hashes
 
 
@@ -48,14 +47,25 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def client(connections: Connections) -> AsyncIterator[TestClient[Any, Any]]:
-    c: TestClient[Any, Any] = TestClient(TestServer(create_app(make_settings(connections))))
+@contextlib.asynccontextmanager
+async def gateway_client(
+    connections: Connections, **overrides: Any
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """A started in-process gateway with ``make_settings(connections, **overrides)``."""
+    c: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(make_settings(connections, **overrides)))
+    )
     await c.start_server()
     try:
         yield c
     finally:
         await bounded(c.close(), "closing the test gateway")
+
+
+@pytest.fixture
+async def client(connections: Connections) -> AsyncIterator[TestClient[Any, Any]]:
+    async with gateway_client(connections) as c:
+        yield c
 
 
 @pytest.fixture

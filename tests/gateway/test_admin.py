@@ -11,15 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from fairq.config import Connections
 from fairq.demo import small_campaign
-from gateway.app import create_app
 from schemas.events import InventoryAdded, decode_event
 from tests.allocator.eventlogs import read_topic
-from tests.conftest import TEST_PARTITIONS, bounded
-from tests.gateway.conftest import create_campaign, make_settings, operator
+from tests.conftest import TEST_PARTITIONS
+from tests.gateway.conftest import create_campaign, gateway_client, operator
 
 pytestmark = pytest.mark.usefixtures("allocator")
 
@@ -30,13 +29,8 @@ INVENTORY = "/api/admin/campaigns/camp/inventory"
 @pytest.fixture
 async def client(connections: Connections) -> AsyncIterator[Client]:
     """A gateway that waits for the allocator's answers to inventory (as deployed)."""
-    settings = make_settings(connections, inventory_wait_s=30.0)
-    c: Client = TestClient(TestServer(create_app(settings)))
-    await c.start_server()
-    try:
+    async with gateway_client(connections, inventory_wait_s=30.0) as c:
         yield c
-    finally:
-        await bounded(c.close(), "closing the test gateway")
 
 
 def delivery(first_day: dt.date, capacity: int, **extra: Any) -> dict[str, Any]:

@@ -6,12 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from fairq.config import Connections
-from gateway.app import create_app
-from tests.conftest import bounded
-from tests.gateway.conftest import make_settings
+from tests.gateway.conftest import gateway_client
 
 Client = TestClient[Any, Any]
 
@@ -20,12 +18,8 @@ Client = TestClient[Any, Any]
 async def two_gateways(connections: Connections, **overrides: Any) -> AsyncIterator[list[Client]]:
     """Two gateway apps sharing one Redis and one broker, each with ``overrides``."""
     async with contextlib.AsyncExitStack() as stack:
-        gateways = []
-        for i in range(2):
-            client: Client = TestClient(
-                TestServer(create_app(make_settings(connections, **overrides)))
-            )
-            await client.start_server()
-            stack.push_async_callback(bounded, client.close(), f"closing gateway {i}")
-            gateways.append(client)
+        gateways = [
+            await stack.enter_async_context(gateway_client(connections, **overrides))
+            for _ in range(2)
+        ]
         yield gateways

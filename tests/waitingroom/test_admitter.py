@@ -143,6 +143,27 @@ async def test_release_hands_the_lead_over_at_once(redis: aioredis.Redis) -> Non
     assert "demo" in await b.step(T0 + 1)
 
 
+@pytest.mark.parametrize("at", [61.0, 61.5])  # at the deadline (T0 + 61), and past it
+async def test_a_booking_racing_the_admitter_never_takes_a_place_over_the_cap(
+    redis: aioredis.Redis, at: float
+) -> None:
+    """The booking's START_BOOKING and the admitter's lapse agree on when a place is
+    gone: whichever runs first, a booking starts only on a place still counted, and the
+    admitter gives on only a place no booking took."""
+    store = await make_room(redis, joins=5, rate_per_s=100.0, max_active=1, admit_window_s=60)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)
+    assert (await admitter.step(T0 + 1))["demo"].snapshot.cursor == 1  # deadline T0 + 61
+    started, step = await asyncio.gather(
+        store.booking_started("demo", 1, T0 + at, T0 + 400), admitter.step(T0 + at)
+    )
+    active = await redis.zrange(keys.room_active("demo"), 0, -1)
+    assert len(active) == 1  # the cap
+    assert (started, step["demo"].admitted, active) == (
+        (True, 0, [b"1"]) if at == 61.0 else (False, 1, [b"2"])
+    )
+
+
 async def test_lapsed_actives_are_freed_so_the_line_moves(redis: aioredis.Redis) -> None:
     store = await make_room(redis, joins=10, rate_per_s=100.0, max_active=2, admit_window_s=60)
     admitter = Admitter(redis, "a", leader_ttl_s=5.0)
