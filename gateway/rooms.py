@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -20,8 +19,9 @@ from gateway.sse import open_stream
 from gateway.state import GATEWAY, Gateway
 from gateway.statusstreams import StatusStreams
 from schemas.fields import only_keys, opt_str
-from waitingroom.codes import code_identity, find_code
+from waitingroom.codes import code_identity, stored_hashes
 from waitingroom.errors import (
+    InvalidAccessCode,
     RoomClosed,
     RoomNotFound,
     TicketError,
@@ -35,6 +35,7 @@ from waitingroom.tickets import BookingToken, Ticket
 TICKET_COOKIE = "fairq_ticket"
 JOIN_FIELDS = frozenset({"access_code", "pow"})
 NO_BODY: Mapping[str, Any] = MappingProxyType({})
+INVALID_CODE = "this access code is not valid for this room"
 
 routes = web.RouteTableDef()
 
@@ -177,20 +178,20 @@ async def join(request: web.Request) -> web.Response:
         raise too_early(name, config.prequeue_opens_at_s, now)  # no Redis trip
     if config.pow_difficulty > 0:  # anonymous joins of a room asking for work
         check_join_pow(request, view, body, now)
-    code_hash, group = await _check_code(gw, view, code) if code is not None else (None, None)
     try:
-        if code_hash is None:  # the usual join: the batcher's future, awaited directly
+        if code is None:  # the usual join: the batcher's future, awaited directly
             ticket = await gw.store.join_anonymous(name, now)
-        else:
-            ticket = (await gw.store.join(name, now, code_hash)).ticket
+        else:  # the code is looked up by the join's own script: one round trip
+            hashes = stored_hashes(code, gw.settings.identity_secret)
+            ticket = (await gw.store.join_with_code(name, now, config.campaign, hashes)).ticket
+    except InvalidAccessCode as e:
+        raise ApiError(403, "invalid_access_code", INVALID_CODE) from e
     except RoomNotFound as e:
         raise ApiError(404, "unknown_room", f"there is no room {name!r}") from e
     except RoomClosed as e:
         raise ApiError(409, "room_closed", "this room is closed") from e
     except TooEarly as e:
         raise too_early(name, e.prequeue_opens_at_s, now) from e
-    if code_hash is not None:
-        ticket = replace(ticket, code_hash=code_hash, group=group)
     gw.metrics.counters.joined(ticket.kind)
     token = gw.signer.sign_ticket(ticket)
     return json_response(
@@ -224,13 +225,6 @@ async def _turn_kept(gw: Gateway, view: RoomView, ticket: Ticket, now_s: float) 
     if status.state not in ("admitted", "turn_passed") or status.position_abs is None:
         return True
     return await gw.store.is_active(ticket.room, status.position_abs, now_s)
-
-
-async def _check_code(gw: Gateway, view: RoomView, code: str) -> tuple[str, str]:
-    found = await find_code(gw.redis, view.snap.config.campaign, code, gw.settings.identity_secret)
-    if found is None:
-        raise ApiError(403, "invalid_access_code", "this access code is not valid for this room")
-    return found
 
 
 @routes.get("/api/rooms/{room}/status")

@@ -29,6 +29,7 @@ from fairq.demo import small_campaign
 from fairq.devservices import free_port
 from fairq.processes import Component, running, spawn, wait_http_ready
 from schemas.events import Cancelled, Expired, Held, decode_event
+from tests.conftest import TEST_SESSION_TIMEOUT_MS
 from tests.sse import sse_events
 from waitingroom import keys
 
@@ -60,6 +61,8 @@ def system(connections: Connections, tmp_path: Path) -> Iterator[System]:
         "FAIRQ_ALLOCATOR_GROUP": f"alloc-{uuid.uuid4().hex[:8]}",
         "FAIRQ_ADMITTER_GROUP": f"admit-{uuid.uuid4().hex[:8]}",
         "FAIRQ_TICK_INTERVAL_S": "0.2",
+        "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+        "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         "FAIRQ_REFRESH_S": "0.1",
         "FAIRQ_LOG_LEVEL": "INFO",
     }

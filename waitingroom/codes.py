@@ -79,18 +79,24 @@ async def issue_codes(
     return issued
 
 
+def stored_hashes(code: str, secret: bytes) -> list[str]:
+    """The hashes ``code`` may be stored under, in the order to try them: keyed with
+    ``secret``, then the plain hash of a code issued before the service had a secret
+    (such a code keeps that hash, its tickets and its identity, for good). Empty for a
+    code that is not well formed: nothing to look up."""
+    if not is_well_formed(code):
+        return []
+    return list(dict.fromkeys([hash_code(code, secret), hash_code(code, b"")]))
+
+
 async def find_code(
     redis: aioredis.Redis, campaign: str, code: str, secret: bytes
 ) -> tuple[str, str] | None:
-    """The code's hash and priority group, or None if it was not issued for the campaign.
-
-    A code issued before the service had a ``secret`` is stored under its plain hash:
-    it is looked up too, in the same round trip, and keeps that hash (its tickets,
-    its identity) for good.
-    """
-    if not is_well_formed(code):
+    """The code's hash and priority group, or None if it was not issued for the campaign
+    (one round trip; a join looks the code up inside its own script instead)."""
+    hashes = stored_hashes(code, secret)
+    if not hashes:
         return None
-    hashes = list(dict.fromkeys([hash_code(code, secret), hash_code(code, b"")]))
     groups = await redis.hmget(keys.campaign_codes(campaign), hashes)
     for code_hash, group in zip(hashes, groups, strict=True):
         if group is not None:

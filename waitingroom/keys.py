@@ -1,7 +1,8 @@
 """Every Redis key fairq uses, in one place.
 
-Keys of one room share the hash tag ``{room}`` so that a Redis Cluster keeps them
-on one shard and the room's Lua scripts can touch them atomically.
+fairq uses one Redis server, not a Cluster: the join with an access code reads the
+campaign's codes and the room's keys in one script (one round trip per join). Keys
+still carry hash tags (``{room}``, ``{campaign}``) naming what belongs together.
 """
 
 from __future__ import annotations

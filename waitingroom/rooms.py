@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 
 from waitingroom import keys
 from waitingroom.errors import (
+    InvalidAccessCode,
     InvalidRoomConfig,
     RoomClosed,
     RoomNotFound,
@@ -294,20 +295,34 @@ class RoomStore:
             return None
         return parse_snapshot(name, fields, active)
 
-    async def join(self, name: str, now_s: float, code_hash: str | None = None) -> JoinOutcome:
-        """A new ticket, or the code's existing one.
+    async def join(self, name: str, now_s: float) -> JoinOutcome:
+        """A new ticket, without an access code.
 
-        Raises RoomNotFound, RoomClosed, or TooEarly before the pre-queue window.
-        Joins without a code go through the batcher: those arriving together share
-        one script call and are numbered in arrival order.
+        Joins arriving together share one script call (the batcher) and are numbered
+        in arrival order. Raises RoomNotFound, RoomClosed, or TooEarly before the
+        pre-queue window.
         """
-        if code_hash is None:
-            return JoinOutcome(ticket=await self._batcher.join(name, now_s), new=True)
+        return JoinOutcome(ticket=await self._batcher.join(name, now_s), new=True)
+
+    async def join_with_code(
+        self, name: str, now_s: float, campaign: str, code_hashes: Sequence[str]
+    ) -> JoinOutcome:
+        """A new ticket for an access code of ``campaign``, or the code's existing one,
+        in one round trip.
+
+        ``code_hashes``: what the code may be stored under (``codes.stored_hashes``).
+        Raises InvalidAccessCode when none of them was issued for the campaign, then
+        as ``join``.
+        """
+        if not code_hashes:
+            raise InvalidAccessCode(f"not an access code of campaign {campaign!r}")
         reply = await self.scripts.join(
-            keys=[keys.room(name), keys.room_code_tickets(name)],
-            args=[now_s, new_ticket_id(), code_hash, DEFAULT_PREQUEUE_S],
+            keys=[keys.room(name), keys.room_code_tickets(name), keys.campaign_codes(campaign)],
+            args=[now_s, new_ticket_id(), DEFAULT_PREQUEUE_S, *code_hashes],
         )
         status = _status(reply, name)
+        if status == "invalid_code":
+            raise InvalidAccessCode(f"not an access code of campaign {campaign!r}")
         if status == "closed":
             raise RoomClosed(name)
         if status == "too_early":
@@ -319,7 +334,8 @@ class RoomStore:
             kind=data["kind"],
             number=int(data["number"]),
             issued_at_s=float(data["issued_at_s"]),
-            code_hash=code_hash,
+            code_hash=text(reply[3]),
+            group=text(reply[4]),
         )
         return JoinOutcome(ticket=ticket, new=int(reply[2]) == 1)
 

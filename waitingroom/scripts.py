@@ -1,6 +1,8 @@
 """Every Lua script of the waiting room, each with a header naming KEYS, ARGV and the reply.
 
-A room's keys share one hash tag, so each room script is atomic on one shard.
+A room's keys share one hash tag. fairq talks to one Redis server (not a Cluster):
+the join with an access code reads the campaign's codes and takes the room's place
+in one script, so that such a join costs one round trip.
 Time always comes from the caller (ARGV), never from Redis ``TIME``, so tests can
 drive it. Room hash fields are listed in ``waitingroom.rooms``.
 
@@ -52,29 +54,42 @@ end
 JOIN = (
     _JOIN_GATE
     + """
--- KEYS[1] room hash, KEYS[2] room code tickets hash
--- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] access-code hash,
--- ARGV[4] the pre-queue window (s) of a room that has no 'prequeue_s' field
--- A join with an access code (anonymous joins go through JOIN_MANY). A join before
--- opening is 'pre' (numbered by pre_count), after opening 'post' (numbered by
--- post_count). Before opens_at_s - prequeue_s a join is refused. A code that holds
--- a ticket gets that ticket back.
--- Returns {'not_found'} | {'closed'} | {'too_early', pre-queue opening time (s)} |
---   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0)}
-local room, codes = KEYS[1], KEYS[2]
-local now, ticket_id, code = ARGV[1], ARGV[2], ARGV[3]
-local kind, refusal, window_opens = join_gate(room, ARGV[4])
+-- KEYS[1] room hash, KEYS[2] room code tickets hash, KEYS[3] the campaign's access codes
+-- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] the pre-queue window (s) of a room
+-- that has no 'prequeue_s' field, ARGV[4..] the hashes the code may be stored under
+-- (keyed first, then the plain hash of a code issued before the secret)
+-- A join with an access code (anonymous joins go through JOIN_MANY), in one round trip:
+-- the code is looked up among the campaign's codes, then the join is taken. A join
+-- before opening is 'pre' (numbered by pre_count), after opening 'post' (numbered by
+-- post_count). Before opens_at_s - prequeue_s a join is refused. A code that holds a
+-- ticket gets that ticket back.
+-- Returns {'invalid_code'} | {'not_found'} | {'closed'} |
+--   {'too_early', pre-queue opening time (s)} |
+--   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0), the code's
+--    hash (the ARGV it was found under), its priority group}
+local room, code_tickets, codes = KEYS[1], KEYS[2], KEYS[3]
+local now, ticket_id = ARGV[1], ARGV[2]
+local code, group
+for i = 4, #ARGV do
+  group = redis.call('HGET', codes, ARGV[i])
+  if group then
+    code = ARGV[i]
+    break
+  end
+end
+if not code then return {'invalid_code'} end
+local kind, refusal, window_opens = join_gate(room, ARGV[3])
 if refusal then return refusal end
 if window_opens and tonumber(now) < window_opens then
   return {'too_early', tostring(window_opens)}
 end
-local held = redis.call('HGET', codes, code)
-if held then return {'ok', held, 0} end
+local held = redis.call('HGET', code_tickets, code)
+if held then return {'ok', held, 0, code, group} end
 local number = redis.call('HINCRBY', room, kind .. '_count', 1)
 local ticket = cjson.encode({kind = kind, number = number, ticket_id = ticket_id,
                              issued_at_s = now})
-redis.call('HSET', codes, code, ticket)
-return {'ok', ticket, 1}
+redis.call('HSET', code_tickets, code, ticket)
+return {'ok', ticket, 1, code, group}
 """
 )
 

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fairq.config import ConfigError, Connections, env_float, env_str
+from fairq.config import ConfigError, Connections, env_float, env_int, env_str
 
 CONSUMER_GROUP = "fairq-admitter"
 
@@ -25,6 +25,9 @@ class AdmitterSettings:
     leader_ttl_s: float = 3.0  # a silent leader is replaced after this long
     instance_id: str = field(default_factory=default_instance_id)
     group_id: str = CONSUMER_GROUP  # Kafka consumer group for booking events
+    # how long the group waits for a silent admitter's heartbeat before handing its
+    # partitions of the events topic to another (a new group's first join waits half)
+    session_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.tick_s > 0:
@@ -43,4 +46,5 @@ class AdmitterSettings:
             leader_ttl_s=env_float(env, "FAIRQ_LEADER_TTL_S", 3.0, lo=0.01),
             instance_id=env_str(env, "FAIRQ_INSTANCE_ID", default_instance_id()),
             group_id=env_str(env, "FAIRQ_ADMITTER_GROUP", CONSUMER_GROUP),
+            session_timeout_ms=env_int(env, "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS", 10_000, lo=1000),
         )

@@ -72,7 +72,7 @@ from tests.allocator.eventlogs import (
     read_topic,
     replay,
 )
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -231,7 +231,7 @@ def allocator_env(connections: Connections) -> dict[str, str]:
         "FAIRQ_TOPIC_PREFIX": connections.topics.commands.removesuffix("booking-commands"),
         "FAIRQ_ALLOCATOR_GROUP": f"crash-{uuid.uuid4().hex[:8]}",
         "FAIRQ_TICK_INTERVAL_S": "0.2",
-        "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": "6000",
+        "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         "FAIRQ_SNAPSHOT_EVERY_RECORDS": "1500",
         "FAIRQ_SNAPSHOT_CHUNK_BYTES": "65536",
         "FAIRQ_LOG_LEVEL": "INFO",

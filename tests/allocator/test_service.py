@@ -37,7 +37,7 @@ from schemas.events import (
 )
 from tests.allocator import add, book, cancel, confirm, slot
 from tests.allocator.eventlogs import committed_offsets, read_topic
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -68,7 +68,7 @@ def settings(connections: Connections) -> AllocatorSettings:
         connections=connections,
         group_id=f"alloc-{uuid.uuid4().hex[:8]}",
         tick_interval_s=0.1,
-        session_timeout_ms=6000,  # the least Apache Kafka accepts by default
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )
 
 

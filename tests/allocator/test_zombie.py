@@ -28,7 +28,7 @@ from gateway.bookingviews import BookingViews
 from schemas.events import Event
 from tests.allocator.eventlogs import answers, decode_events, dedup, read_topic
 from tests.allocator.test_crash_recovery import Answers, produce, storm
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -56,7 +56,9 @@ async def test_a_zombie_allocator_emits_the_same_events(
     command_ids = {c.command_id for _, c in commands}
     other = Topics(commands=topics.commands, events=topics.events + "-zombie")
     await ensure_topics(connections.kafka_bootstrap, other, partitions=TEST_PARTITIONS)
-    base = AllocatorSettings(connections, tick_interval_s=0.1, session_timeout_ms=6000)
+    base = AllocatorSettings(
+        connections, tick_interval_s=0.1, session_timeout_ms=TEST_SESSION_TIMEOUT_MS
+    )
     settings = [
         replace(base, group_id=f"live-{uuid.uuid4().hex[:8]}"),
         replace(

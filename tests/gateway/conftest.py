@@ -15,7 +15,7 @@ from fairq.config import Connections
 from fairq.demo import small_campaign
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.conftest import bounded
+from tests.conftest import TEST_SESSION_TIMEOUT_MS, bounded
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}
@@ -102,7 +102,10 @@ async def allocator(connections: Connections) -> AsyncIterator[None]:
 
     stop = asyncio.Event()
     settings = AllocatorSettings(
-        connections=connections, group_id=f"alloc-{id(stop)}", tick_interval_s=0.2
+        connections=connections,
+        group_id=f"alloc-{id(stop)}",
+        tick_interval_s=0.2,
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )
     task = asyncio.create_task(run(settings, stop))
     try:
@@ -120,7 +123,11 @@ async def admitter(connections: Connections) -> AsyncIterator[None]:
 
     stop = asyncio.Event()
     settings = AdmitterSettings(
-        connections=connections, tick_s=0.05, leader_ttl_s=1.0, group_id=f"admit-{id(stop)}"
+        connections=connections,
+        tick_s=0.05,
+        leader_ttl_s=1.0,
+        group_id=f"admit-{id(stop)}",
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
     )
     task = asyncio.create_task(run(settings, stop))
     try:

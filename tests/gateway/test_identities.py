@@ -29,7 +29,7 @@ from gateway.producer import CommandProducer, make_producer
 from gateway.state import GATEWAY
 from schemas.commands import Book, Command, Confirm, Tick, decode_command
 from tests.allocator.eventlogs import read_topic
-from tests.conftest import TEST_PARTITIONS, bounded
+from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS, bounded
 from tests.gateway.conftest import (
     AGENT_KEY,
     IDENTITY_SECRET,
@@ -302,7 +302,12 @@ async def allocator_running(connections: Connections, group_id: str) -> AsyncIte
     from allocator.settings import AllocatorSettings
 
     stop = asyncio.Event()
-    settings = AllocatorSettings(connections=connections, group_id=group_id, tick_interval_s=0.2)
+    settings = AllocatorSettings(
+        connections=connections,
+        group_id=group_id,
+        tick_interval_s=0.2,
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
+    )
     task = asyncio.create_task(run(settings, stop))
     try:
         yield

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from fairq.demo import small_campaign
 from gateway.state import GATEWAY
 from tests.gateway.conftest import bearer, create_campaign, create_room, operator
 from tests.gateway.test_flow import admitted_visitor, join, request_pair
@@ -103,10 +104,16 @@ async def _next_state(events: AsyncIterator[tuple[str, Any]], wanted: set[str]) 
 
 
 @pytest.mark.usefixtures("allocator", "admitter")
+@pytest.mark.parametrize("delivered_to", ["county-1-center-1", "county-2-center-1"])
 async def test_sold_out_is_pushed_and_lifted_when_supply_is_added(
-    client: Client, first_day: dt.date
+    client: Client, first_day: dt.date, delivered_to: str
 ) -> None:
-    await create_campaign(client, first_day, counties=1, places=1)
+    """County 2's center is listed with no inventory yet: it has nothing to book and does
+    not keep the room from being sold out; a delivery to either county reopens it."""
+    doc = small_campaign(first_day, counties=2, places=1)
+    doc["slots"] = [s for s in doc["slots"] if s["center"] == "county-1-center-1"]
+    response = await client.put("/api/admin/campaigns/camp", json=doc, headers=operator())
+    assert response.status == 201, await response.text()
     await create_room(client, opens_in_s=0, max_active=1)
     holder = await admitted_visitor(client)
     assert (await request_pair(client, holder))[1]["state"] == "held"
@@ -122,7 +129,7 @@ async def test_sold_out_is_pushed_and_lifted_when_supply_is_added(
 
     delivery = {
         "slots": [
-            {"center": "county-1-center-1", "vaccine": "comirnaty", "start": start, "capacity": 3}
+            {"center": delivered_to, "vaccine": "comirnaty", "start": start, "capacity": 3}
             for start in (
                 f"{first_day.isoformat()}T10:00",
                 f"{(first_day + dt.timedelta(days=21)).isoformat()}T10:00",

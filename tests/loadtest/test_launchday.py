@@ -31,6 +31,7 @@ from fairq.config import Connections
 from fairq.demo import small_campaign
 from fairq.devservices import free_port
 from fairq.processes import running, spawn, wait_http_ready
+from tests.conftest import TEST_SESSION_TIMEOUT_MS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -59,6 +60,8 @@ def gateway(connections: Connections, tmp_path: Path) -> Iterator[str]:
         "FAIRQ_ALLOCATOR_GROUP": f"alloc-{uuid.uuid4().hex[:8]}",
         "FAIRQ_ADMITTER_GROUP": f"admit-{uuid.uuid4().hex[:8]}",
         "FAIRQ_TICK_INTERVAL_S": "0.2",
+        "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+        "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         "FAIRQ_REFRESH_S": "0.1",
         "FAIRQ_HTTP_PORT": str(port),
         "FAIRQ_JOIN_RATE_PER_S": "0.1",

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from fairq.config import Connections
 from fairq.processes import Component, spawn, stop
+from tests.conftest import TEST_SESSION_TIMEOUT_MS
 from waitingroom import keys
 from waitingroom.rooms import RoomConfig, RoomStore
 
@@ -67,6 +68,7 @@ def admitter_env(connections: Connections, instance: str) -> dict[str, str]:
         "FAIRQ_TOPIC_PREFIX": connections.topics.commands.removesuffix("booking-commands"),
         "FAIRQ_ADMITTER_GROUP": f"failover-{uuid.uuid4().hex[:8]}",
         "FAIRQ_ADMIT_TICK_S": "0.05",
+        "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         "FAIRQ_LEADER_TTL_S": str(LEADER_TTL_S),
         "FAIRQ_INSTANCE_ID": instance,
     }

@@ -1,13 +1,20 @@
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from fairq.devservices import Server
 from waitingroom import keys
-from waitingroom.errors import InvalidRoomConfig, RoomClosed, RoomNotFound, TooEarly
+from waitingroom.errors import (
+    InvalidAccessCode,
+    InvalidRoomConfig,
+    RoomClosed,
+    RoomNotFound,
+    TooEarly,
+)
 from waitingroom.lottery import position_of, prequeue_order
 from waitingroom.rooms import AdmissionChange, RoomConfig, RoomStore
 
@@ -119,26 +126,90 @@ async def test_joins_racing_the_opening_get_one_timeline(wide_store: RoomStore) 
     assert positions == list(range(1, 203))
 
 
-async def test_one_place_per_access_code(wide_store: RoomStore) -> None:
+async def issue(redis: aioredis.Redis, groups: dict[str, str]) -> None:
+    """Store code hashes (as ``codes.issue_codes`` does) for the room's campaign."""
+    for code_hash, group in groups.items():
+        await redis.hset(keys.campaign_codes(CONFIG.campaign), code_hash, group)
+
+
+async def test_one_place_per_access_code(wide_store: RoomStore, redis: aioredis.Redis) -> None:
     store = wide_store
-    outcomes = await asyncio.gather(*(store.join("demo", T0, code_hash="c1") for _ in range(100)))
+    await issue(redis, {"c1": "80plus", "c2": "medical"})
+    outcomes = await asyncio.gather(
+        *(store.join_with_code("demo", T0, "flu", ["c1"]) for _ in range(100))
+    )
     assert len({o.ticket for o in outcomes}) == 1
     assert sum(o.new for o in outcomes) == 1
-    assert outcomes[0].ticket.code_hash == "c1"
+    assert (outcomes[0].ticket.code_hash, outcomes[0].ticket.group) == ("c1", "80plus")
     await store.open_now("demo", T0)
-    later = await store.join("demo", T0 + 5, code_hash="c1")
-    other = await store.join("demo", T0 + 5, code_hash="c2")
+    later = await store.join_with_code("demo", T0 + 5, "flu", ["c1"])
+    other = await store.join_with_code("demo", T0 + 5, "flu", ["c2"])
     assert (later.new, later.ticket) == (False, outcomes[0].ticket)
     assert (later.ticket.kind, later.ticket.number) == ("pre", 1)
     assert (other.new, other.ticket.kind, other.ticket.number) == (True, "post", 1)
+    assert other.ticket.group == "medical"
 
 
-async def test_closed_room_refuses_joins_and_unknown_rooms_are_reported(store: RoomStore) -> None:
+async def test_a_code_join_takes_the_first_hash_the_code_is_stored_under(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await issue(redis, {"plain": "80plus", "keyed": "medical"})
+    old = await store.join_with_code("demo", T0, "flu", ["not-issued", "plain"])
+    new = await store.join_with_code("demo", T0, "flu", ["keyed", "plain"])
+    assert (old.ticket.code_hash, old.ticket.group) == ("plain", "80plus")
+    assert (new.ticket.code_hash, new.ticket.group) == ("keyed", "medical")
+    assert new.ticket != old.ticket
+
+
+async def test_a_code_not_issued_for_the_campaign_gets_no_place(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await issue(redis, {"c1": "80plus"})
+    await redis.hset(keys.campaign_codes("covid"), "c2", "80plus")  # another campaign's
+    before = await store.load("demo")
+    for hashes in (["c2"], ["nope", "c3"], []):
+        with pytest.raises(InvalidAccessCode):
+            await store.join_with_code("demo", T0, "flu", hashes)
+    assert await store.load("demo") == before
+    assert await redis.hlen(keys.room_code_tickets("demo")) == 0
+    with pytest.raises(RoomNotFound):
+        await store.join_with_code("nope", T0, "flu", ["c1"])
+
+
+async def test_a_code_join_is_one_round_trip(
+    store: RoomStore, redis: aioredis.Redis, redis_srv: Server
+) -> None:
+    class Counted(aioredis.Connection):
+        replies = 0
+
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            Counted.replies += 1
+            return await super().read_response(*args, **kwargs)
+
+    await issue(redis, {"c1": "80plus", "c2": "80plus"})
+    pool = aioredis.ConnectionPool.from_url(redis_srv.url, connection_class=Counted)
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        counted = RoomStore(client)
+        await counted.join_with_code("demo", T0, "flu", ["c1"])  # connected, script known
+        Counted.replies = 0
+        outcome = await counted.join_with_code("demo", T0, "flu", ["x", "c2"])
+    finally:
+        await client.aclose()
+    assert outcome.new and outcome.ticket.code_hash == "c2"
+    assert Counted.replies == 1
+
+
+async def test_closed_room_refuses_joins_and_unknown_rooms_are_reported(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
     await store.set_state("demo", "closed")
     with pytest.raises(RoomClosed):
         await store.join("demo", T0)
+    await issue(redis, {"c1": "80plus"})
     with pytest.raises(RoomClosed):
-        await store.join("demo", T0, code_hash="c1")
+        await store.join_with_code("demo", T0, "flu", ["c1"])
+    assert await redis.hlen(keys.room_code_tickets("demo")) == 0
     for call in (
         store.join("nope", T0),
         store.open_now("nope", T0),

@@ -9,6 +9,7 @@ ENV = {"REDIS_URL": "redis://127.0.0.1:1", "KAFKA_BOOTSTRAP": "127.0.0.1:2"}
 def test_defaults() -> None:
     s = AdmitterSettings.from_env(ENV)
     assert (s.tick_s, s.leader_ttl_s, s.group_id) == (0.1, 3.0, "fairq-admitter")
+    assert s.session_timeout_ms == 10_000
     assert s.connections.redis_url == "redis://127.0.0.1:1"
     assert s.instance_id != AdmitterSettings.from_env(ENV).instance_id
 
@@ -19,9 +20,17 @@ def test_from_env() -> None:
         "FAIRQ_LEADER_TTL_S": "5",
         "FAIRQ_INSTANCE_ID": "a1",
         "FAIRQ_ADMITTER_GROUP": "g1",
+        "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": "2500",
     }
     s = AdmitterSettings.from_env(env)
     assert (s.tick_s, s.leader_ttl_s, s.instance_id, s.group_id) == (0.25, 5.0, "a1", "g1")
+    assert s.session_timeout_ms == 2500
+
+
+@pytest.mark.parametrize("bad", ["999", "soon", "-1"])
+def test_a_bad_session_timeout_is_named(bad: str) -> None:
+    with pytest.raises(ConfigError, match="FAIRQ_ADMITTER_SESSION_TIMEOUT_MS"):
+        AdmitterSettings.from_env(ENV | {"FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": bad})
 
 
 @pytest.mark.parametrize(
