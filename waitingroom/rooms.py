@@ -376,13 +376,21 @@ class RoomStore:
 
     async def booking_started(
         self, name: str, position: int, now_s: float, deadline_s: float
-    ) -> bool:
-        """Whether the admitted ``position`` is still active at ``now_s``; if so its
-        deadline becomes ``deadline_s`` (never earlier). A lapsed place stays out."""
-        started = await self.scripts.start_booking(
+    ) -> float | None:
+        """The admitted ``position``'s deadline if it is still active at ``now_s``, and
+        then its deadline becomes ``deadline_s`` (never earlier); None for a lapsed
+        place, which stays out."""
+        before = await self.scripts.start_booking(
             keys=[keys.room_active(name)], args=[position, now_s, deadline_s]
         )
-        return bool(started)
+        return None if before is None else float(text(before))
+
+    async def booking_not_started(self, name: str, position: int, deadline_s: float) -> None:
+        """A booking refused before it reached the log: its place keeps ``deadline_s``
+        (what ``booking_started`` returned) again, not the booking's, unless it is gone."""
+        await self._redis.zadd(
+            keys.room_active(name), {str(position): deadline_s}, xx=True, lt=True
+        )
 
     async def is_active(self, name: str, position: int, now_s: float) -> bool:
         """Whether the admitted ``position`` still holds its turn at ``now_s`` (not

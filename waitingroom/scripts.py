@@ -370,11 +370,12 @@ START_BOOKING = """
 -- the deadline becomes ARGV[3] if that is later. A lapsed place (deadline passed, or
 -- removed by the admitter, which gave it to the next in line) stays out: taking it
 -- back would put one booker more than the cap allows.
--- Returns 1 if the place is active (the booking may start), 0 if lapsed or never admitted
+-- Returns the place's deadline before (the booking may start), or nil if lapsed or never
+-- admitted
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not deadline or tonumber(deadline) < tonumber(ARGV[2]) then return 0 end
+if not deadline or tonumber(deadline) < tonumber(ARGV[2]) then return false end
 redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
-return 1
+return deadline
 """
 
 

@@ -174,7 +174,7 @@ async def test_concurrent_phone_bookings_of_one_code_make_one_pair(
 
 @pytest.mark.usefixtures("allocator", "admitter")
 async def test_a_code_books_once_across_rooms_and_partitions(
-    client: Client, first_day: dt.date, connections: Connections
+    client: Client, first_day: dt.date, connections: Connections, redis: aioredis.Redis
 ) -> None:
     a, b = counties_apart(2)
     await create_campaign(client, first_day, counties=2, places=2)
@@ -195,6 +195,11 @@ async def test_a_code_books_once_across_rooms_and_partitions(
     assert response.status == 409, body
     assert body["error"]["code"] == "already_booked"
     assert booking_id not in await response.text()  # online, the other booking stays unnamed
+    # nothing books on the refused token's place: it keeps its admission deadline (the
+    # default window, 600 s), not a booking's (hold 600 s + grace 120 s)
+    position = client.app[GATEWAY].signer.verify_booking_token(second, time.time()).position
+    deadline_s = await redis.zscore(keys.room_active("room2"), str(position))
+    assert deadline_s is not None and deadline_s <= time.time() + 600
     books = await books_on_log(connections, code_identity(hash_code(code, IDENTITY_SECRET)))
     assert [(p, book.booking_id) for p, book in books] == [(partition_of(a), booking_id)]
     # The refused token made nothing: once the first pair is given back, it books.

@@ -280,14 +280,21 @@ async def test_a_booking_starts_only_on_an_active_position(
     active = keys.room_active("demo")
     await redis.zadd(active, {"1": T0 + 100, "2": T0 + 100})
     await redis.zadd(active, {"4": T0 + 10})
-    assert await store.booking_started("demo", 1, T0 + 20, T0 + 500)
-    assert await store.booking_started("demo", 2, T0 + 20, T0 + 50)  # never shortens
-    assert not await store.booking_started("demo", 3, T0 + 20, T0 + 500)  # never admitted
-    assert not await store.booking_started("demo", 4, T0 + 20, T0 + 500)  # lapsed at T0 + 10
+    assert await store.booking_started("demo", 1, T0 + 20, T0 + 500) == T0 + 100
+    assert await store.booking_started("demo", 2, T0 + 20, T0 + 50) == T0 + 100  # not shorter
+    assert await store.booking_started("demo", 3, T0 + 20, T0 + 500) is None  # never admitted
+    assert await store.booking_started("demo", 4, T0 + 20, T0 + 500) is None  # lapsed at T0 + 10
     assert await redis.zrange(active, 0, -1, withscores=True) == [
         (b"4", T0 + 10),  # the admitter's next step removes it
         (b"2", T0 + 100),
         (b"1", T0 + 500),
+    ]
+    await store.booking_not_started("demo", 1, T0 + 100)  # its booking was refused
+    await store.booking_not_started("demo", 3, T0 + 100)  # never admitted: not added
+    assert await redis.zrange(active, 0, -1, withscores=True) == [
+        (b"4", T0 + 10),
+        (b"1", T0 + 100),  # its admission deadline again
+        (b"2", T0 + 100),
     ]
     await store.booking_finished("demo", 1)
     snap = await store.load("demo")
