@@ -39,7 +39,6 @@ from schemas.fields import (
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
-from waitingroom.inventory import note_supplied
 from waitingroom.pow import MAX_DIFFICULTY
 from waitingroom.rooms import (
     ADMISSION_MODES,
@@ -89,9 +88,7 @@ def require_operator(request: web.Request) -> Gateway:
     return gw
 
 
-async def _load_inventory(
-    gw: Gateway, campaign: str, commands: list[AddInventory]
-) -> dict[str, Any]:
+async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str, Any]:
     """Put inventory on the commands topic and wait for the allocator's answers.
 
     A command answered before (a delivery sent again, see ``numbered_ids``) is not
@@ -100,8 +97,6 @@ async def _load_inventory(
     known = gw.views.inventory_answers
     earlier = [known[c.command_id] for c in commands if c.command_id in known]
     keyed = [(c.county, c) for c in commands if c.command_id not in known]
-    # before sending: a room's sold-out verdict now waits for these counties' summaries
-    await note_supplied(gw.redis, campaign, {county for county, _ in keyed})
     answers = earlier + await send_commands(gw, keyed, gw.settings.inventory_wait_s)
     refused = [
         {"center": a.center, "reason": a.reason}
@@ -142,9 +137,7 @@ async def put_campaign(request: web.Request) -> web.Response:
     stored = await gw.redis.set(keys.campaign(name), public, nx=True)
     if not stored and await gw.redis.get(keys.campaign(name)) != public:
         raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")
-    result = await _load_inventory(
-        gw, name, spec.inventory_commands(numbered_ids(f"campaign-{name}"))
-    )
+    result = await _load_inventory(gw, spec.inventory_commands(numbered_ids(f"campaign-{name}")))
     logger.info("campaign %s %s: %s", name, "created" if stored else "loaded again", result)
     body = {"campaign": name, "repeated": not stored, **result}
     return json_response(body, status=201 if stored else _answered(result))
@@ -168,7 +161,7 @@ async def add_inventory(request: web.Request) -> web.Response:
         repeated = await _seen_delivery(gw, name, delivery_id, slots)
         new_id = numbered_ids(f"delivery-{delivery_id}")
     delivery = [c for c in spec.inventory_commands(new_id) if c.slots]
-    result = await _load_inventory(gw, name, delivery)
+    result = await _load_inventory(gw, delivery)
     out = {"campaign": name, "delivery_id": delivery_id, "repeated": repeated, **result}
     return json_response(out, status=_answered(result))
 

@@ -35,7 +35,6 @@ from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
 from waitingroom import keys
 from waitingroom.errors import LeadershipLost, RoomNotFound, WaitingRoomError
-from waitingroom.inventory import counties_with_inventory, pairs_left_of
 from waitingroom.lottery import draw_seed
 from waitingroom.rooms import (
     RAMP_START_FRACTION,
@@ -220,9 +219,9 @@ class EventHandler:
         counties = await self.campaign_counties(event.campaign)
         if counties is None:
             return
-        inventory = dict(zip(flat[::2], flat[1::2], strict=True))
-        supplied = counties_with_inventory(inventory)
-        verdict = sold_out_verdict([c for c in counties if c in supplied], pairs_left_of(inventory))
+        verdict = sold_out_verdict(
+            counties, pairs_left_of(dict(zip(flat[::2], flat[1::2], strict=True)))
+        )
         if verdict is None:
             return
         for room in await self._store.rooms_of_campaign(event.campaign):
@@ -235,9 +234,7 @@ class EventHandler:
         A county without a center never gets inventory, so the allocator never
         reports on it: it has no pairs, and is left out rather than waited for
         (``parse_campaign`` refuses such a county; a description stored before may
-        still have one). Of these, the verdict waits only for counties inventory was
-        sent to (``waitingroom.inventory``): a center whose delivery has not come yet
-        has nothing to book, and does not keep the room from being sold out.
+        still have one). A county with a center stays unknown until reported.
         """
         raw = await self._redis.get(keys.campaign(campaign))
         if raw is None:
@@ -249,6 +246,12 @@ class EventHandler:
         except (orjson.JSONDecodeError, KeyError, TypeError) as e:
             logger.error("campaign %s has a malformed description: %r", campaign, e)
             return None
+
+
+def pairs_left_of(inventory: Mapping[Any, Any]) -> dict[str, int]:
+    """Pairs left per county from a campaign inventory hash (as HGETALL returns it)."""
+    fields = {text(k): text(v) for k, v in inventory.items()}
+    return {k.removeprefix("pairs:"): int(v) for k, v in fields.items() if k.startswith("pairs:")}
 
 
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:

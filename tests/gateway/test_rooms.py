@@ -108,8 +108,9 @@ async def _next_state(events: AsyncIterator[tuple[str, Any]], wanted: set[str]) 
 async def test_sold_out_is_pushed_and_lifted_when_supply_is_added(
     client: Client, first_day: dt.date, delivered_to: str
 ) -> None:
-    """County 2's center is listed with no inventory yet: it has nothing to book and does
-    not keep the room from being sold out; a delivery to either county reopens it."""
+    """County 2's center is listed with no slots yet: its empty inventory command makes
+    the allocator report the county (0 pairs), so it does not keep the room from being
+    sold out; a delivery to either county reopens it."""
     doc = small_campaign(first_day, counties=2, places=1)
     doc["slots"] = [s for s in doc["slots"] if s["center"] == "county-1-center-1"]
     response = await client.put("/api/admin/campaigns/camp", json=doc, headers=operator())

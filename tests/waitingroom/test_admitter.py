@@ -16,7 +16,6 @@ from tests.conftest import TEST_SESSION_TIMEOUT_MS
 from waitingroom import keys
 from waitingroom.admitter import Admitter, EventHandler, run, sold_out_verdict
 from waitingroom.errors import LeadershipLost
-from waitingroom.inventory import note_supplied
 from waitingroom.rooms import AdmissionChange, RoomConfig, RoomSnapshot, RoomStore
 from waitingroom.settings import AdmitterSettings
 
@@ -220,21 +219,15 @@ def summary(at_ms: int, **pairs_left: int) -> Summary:
 
 
 async def put_campaign(
-    redis: aioredis.Redis,
-    *counties: str,
-    without_center: tuple[str, ...] = (),
-    supplied: tuple[str, ...] | None = None,
+    redis: aioredis.Redis, *counties: str, without_center: tuple[str, ...] = ()
 ) -> None:
-    """The campaign's public description: a center in each county but ``without_center``;
-    inventory sent to ``supplied`` (by default every county with a center), as the
-    gateway notes it."""
+    """The campaign's public description: a center in each county but ``without_center``."""
     doc = {
         "name": "flu",
         "counties": [{"id": c, "name": c.upper()} for c in (*counties, *without_center)],
         "centers": [{"id": f"{c}-1", "county": c} for c in counties],
     }
     await redis.set(keys.campaign("flu"), orjson.dumps(doc))
-    await note_supplied(redis, "flu", counties if supplied is None else supplied)
 
 
 async def test_summaries_set_and_clear_sold_out(redis: aioredis.Redis) -> None:
@@ -265,23 +258,6 @@ async def test_a_county_without_a_center_is_not_waited_for(redis: aioredis.Redis
     assert (await load(store)).sold_out
     await handler.handle(summary(2000, b=1))
     assert not (await load(store)).sold_out
-
-
-async def test_a_county_no_inventory_was_sent_to_is_not_waited_for(
-    redis: aioredis.Redis,
-) -> None:
-    store = await make_room(redis, joins=0)
-    await put_campaign(redis, "a", "b", supplied=("a",))  # b's center has no delivery yet
-    handler = EventHandler(redis, store)
-    await handler.handle(summary(1000, a=0))
-    assert (await load(store)).sold_out  # b has nothing to book
-    await note_supplied(redis, "flu", ["b"])  # b's delivery is on its way ...
-    await handler.handle(summary(2000, a=0))
-    assert (await load(store)).sold_out  # ... and not reported yet: the verdict stands
-    await handler.handle(summary(2000, b=4))
-    assert not (await load(store)).sold_out
-    await handler.handle(summary(3000, b=0))
-    assert (await load(store)).sold_out
 
 
 async def test_a_malformed_description_leaves_sold_out_alone(redis: aioredis.Redis) -> None:
