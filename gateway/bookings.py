@@ -137,30 +137,30 @@ async def create_booking(request: web.Request) -> web.Response:
     body = await read_json(request)
     only_keys(body, BOOKING_FIELDS, "the booking body")
     wish = read_wish(body, view.campaign)
-    admitted_until_s = await _start_booking(gw, view, token)
+    deadline_s, before_s = await _start_booking(gw, view, token)
     command, used_key = await claim_booking(gw, view, token, wish, TOKEN_USED)
     try:
         await place(gw, command, [*("room", token.room), *("position", token.position)], used_key)
     except ApiError:  # refused (already_booked) or not taken (503): nothing is booking
-        await gw.store.booking_not_started(token.room, token.position, admitted_until_s)
+        await gw.store.booking_not_started(token.room, token.position, deadline_s, before_s)
         raise
     return json_response({"booking_id": command.booking_id, "state": "pending"}, status=202)
 
 
-async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> float:
+async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> tuple[float, float]:
     """Keep the token's admitted place active while it books, or refuse a lapsed one.
 
     The place counts against the room's cap until the booking ends (the admitter frees
     it then) or, at the latest, until the hold and a grace have passed. A place whose
     turn passed without a booking went back to the pool: its token makes no booking
     (409 ``admission_lapsed``), or the room would have one active booker over its cap.
-    Returns the place's deadline before the booking started.
+    Returns the deadline it set and the place's deadline before.
     """
     now = gw.clock()
     deadline_s = now + view.snap.config.hold_s + gw.settings.booking_grace_s
     before = await gw.store.booking_started(token.room, token.position, now, deadline_s)
     if before is not None:
-        return before
+        return deadline_s, before
     if await gw.redis.exists(keys.token_booking(token.token_id)):  # it booked, and that ended
         raise ApiError(409, *TOKEN_USED, extra={"booking_id": booking_id_for(token)})
     raise ApiError(

@@ -75,13 +75,20 @@ def verify_ticket(gw: Gateway, token: str, room: str, now_s: float | None = None
 
 
 def status_body(
-    gw: Gateway, view: RoomView, ticket: Ticket, token: str, now_s: float | None = None
+    gw: Gateway,
+    view: RoomView,
+    ticket: Ticket,
+    token: str,
+    now_s: float | None = None,
+    status: Status | None = None,
 ) -> dict[str, Any]:
-    """What a visitor is told at ``now_s`` (default: ``gw.clock()``)."""
+    """What a visitor is told at ``now_s`` (default: ``gw.clock()``); ``status``: the
+    ticket's status at ``now_s`` if the caller has it already."""
     now = gw.clock() if now_s is None else now_s
     snap = view.snap
     config = snap.config
-    status = view.status(ticket, now)
+    if status is None:
+        status = view.status(ticket, now)
     state, eta_s = status.state, status.eta_s
     body: dict[str, Any] = {
         "room": config.name,
@@ -171,8 +178,9 @@ async def join(request: web.Request) -> web.Response:
     now = gw.clock()
     if code is None and (held := presented_ticket(gw, request, name, now)) is not None:
         ticket, token = held  # joining again (a reload, another tab): the same place ...
-        if await _turn_kept(gw, view, ticket, now):  # ... unless its turn has passed
-            return json_response(status_body(gw, view, ticket, token, now))
+        status = view.status(ticket, now)
+        if await _turn_kept(gw, ticket, status, now):  # ... unless its turn has passed
+            return json_response(status_body(gw, view, ticket, token, now, status))
     config = view.snap.config
     if not view.snap.opened and now < config.prequeue_opens_at_s:
         raise too_early(name, config.prequeue_opens_at_s, now)  # no Redis trip
@@ -217,11 +225,11 @@ def presented_ticket(
         return None
 
 
-async def _turn_kept(gw: Gateway, view: RoomView, ticket: Ticket, now_s: float) -> bool:
-    """Whether a ticket joining again keeps its place: yes while it waits; once admitted,
-    while its place is active (one Redis trip). A turn that passed without a booking, or
-    whose booking ended, makes way for a new place (its token can book nothing more)."""
-    status = view.status(ticket, now_s)
+async def _turn_kept(gw: Gateway, ticket: Ticket, status: Status, now_s: float) -> bool:
+    """Whether a ticket joining again, of ``status`` now, keeps its place: yes while it
+    waits; once admitted, while its place is active (one Redis trip). A turn that passed
+    without a booking, or whose booking ended, makes way for a new place (its token can
+    book nothing more)."""
     if status.state not in ("admitted", "turn_passed") or status.position_abs is None:
         return True
     return await gw.store.is_active(ticket.room, status.position_abs, now_s)

@@ -22,14 +22,14 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from fairq.config import Connections
 from fairq.demo import small_campaign
 from fairq.devservices import free_port
 from fairq.processes import Component, running, spawn, wait_http_ready
 from schemas.events import Cancelled, Expired, Held, decode_event
-from tests.conftest import TEST_SESSION_TIMEOUT_MS
+from tests.conftest import TEST_SESSION_TIMEOUT_MS, topic_partitions
 from tests.sse import sse_events
 from waitingroom import keys
 
@@ -137,8 +137,7 @@ async def read_events(connections: Connections) -> list[Any]:
     await consumer.start()
     try:
         topic = connections.topics.events
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

@@ -385,12 +385,17 @@ class RoomStore:
         )
         return None if before is None else float(text(before))
 
-    async def booking_not_started(self, name: str, position: int, deadline_s: float) -> None:
-        """A booking refused before it reached the log: its place keeps ``deadline_s``
-        (what ``booking_started`` returned) again, not the booking's, unless it is gone."""
-        await self._redis.zadd(
-            keys.room_active(name), {str(position): deadline_s}, xx=True, lt=True
+    async def booking_not_started(
+        self, name: str, position: int, deadline_s: float, before_s: float
+    ) -> bool:
+        """A booking refused before it reached the log: its place, if it still has the
+        ``deadline_s`` that booking's ``booking_started`` set, gets ``before_s`` (what that
+        call returned) back; whether it did (a place removed since, or moved on by another
+        booking, is left alone)."""
+        undone = await self.scripts.undo_start_booking(
+            keys=[keys.room_active(name)], args=[position, deadline_s, before_s]
         )
+        return bool(undone)
 
     async def is_active(self, name: str, position: int, now_s: float) -> bool:
         """Whether the admitted ``position`` still holds its turn at ``now_s`` (not

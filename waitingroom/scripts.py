@@ -379,6 +379,22 @@ return deadline
 """
 
 
+UNDO_START_BOOKING = """
+-- KEYS[1] room active zset
+-- ARGV[1] the admitted position, ARGV[2] the deadline a booking's START_BOOKING set,
+-- ARGV[3] the deadline START_BOOKING returned (the place's before)
+-- A booking refused before it reached the log gives its place back the deadline from
+-- before, only while the place still has the deadline that booking set: a place the
+-- admitter removed stays out, and a place another booking (same token, at the same
+-- time) moved on keeps that booking's deadline.
+-- Returns 1 if the deadline was put back, else 0
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     """The scripts, registered on one client."""
@@ -396,6 +412,7 @@ class Scripts:
     update_inventory: AsyncScript
     claim_identity: AsyncScript
     start_booking: AsyncScript
+    undo_start_booking: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:
@@ -413,4 +430,5 @@ class Scripts:
             update_inventory=redis.register_script(UPDATE_INVENTORY),
             claim_identity=redis.register_script(CLAIM_IDENTITY),
             start_booking=redis.register_script(START_BOOKING),
+            undo_start_booking=redis.register_script(UNDO_START_BOOKING),
         )

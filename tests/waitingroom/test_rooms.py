@@ -289,8 +289,10 @@ async def test_a_booking_starts_only_on_an_active_position(
         (b"2", T0 + 100),
         (b"1", T0 + 500),
     ]
-    await store.booking_not_started("demo", 1, T0 + 100)  # its booking was refused
-    await store.booking_not_started("demo", 3, T0 + 100)  # never admitted: not added
+    assert await store.booking_not_started("demo", 1, T0 + 500, T0 + 100)  # refused
+    assert not await store.booking_not_started("demo", 3, T0 + 500, T0 + 100)  # not added
+    # 2's first booking set no deadline (T0 + 50 < T0 + 100): its refusal changes nothing
+    assert not await store.booking_not_started("demo", 2, T0 + 50, T0 + 100)
     assert await redis.zrange(active, 0, -1, withscores=True) == [
         (b"4", T0 + 10),
         (b"1", T0 + 100),  # its admission deadline again
@@ -299,6 +301,21 @@ async def test_a_booking_starts_only_on_an_active_position(
     await store.booking_finished("demo", 1)
     snap = await store.load("demo")
     assert snap is not None and snap.active == 2  # 2, and 4 until the admitter removes it
+
+
+async def test_a_refused_booking_leaves_a_concurrent_one_its_deadline(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    """Two bookings of one place at once (one token, two requests): the one refused
+    after the other started does not cut the other's deadline back."""
+    active = keys.room_active("demo")
+    await redis.zadd(active, {"1": T0 + 100})
+    first = await store.booking_started("demo", 1, T0 + 20, T0 + 500)
+    second = await store.booking_started("demo", 1, T0 + 21, T0 + 501)
+    assert (first, second) == (T0 + 100, T0 + 500)
+    assert first is not None
+    assert not await store.booking_not_started("demo", 1, T0 + 500, first)  # refused
+    assert await redis.zscore(active, "1") == T0 + 501  # the second still books
 
 
 async def test_sold_out_verdicts_do_not_go_back(store: RoomStore) -> None:

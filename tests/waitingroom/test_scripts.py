@@ -22,6 +22,7 @@ SOURCES = {
         "UPDATE_INVENTORY",
         "CLAIM_IDENTITY",
         "START_BOOKING",
+        "UNDO_START_BOOKING",
     )
 }
 
