@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -176,22 +176,16 @@ async def join(request: web.Request) -> web.Response:
         code = opt_str(body, "access_code", max_len=64)
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()
-    if code is None and (held := presented_ticket(gw, request, name, now)) is not None:
-        ticket, token = held  # joining again (a reload, another tab): the same place ...
-        status = view.status(ticket, now)
-        if await _turn_kept(gw, ticket, status, now):  # ... unless its turn has passed
-            return json_response(status_body(gw, view, ticket, token, now, status))
-    config = view.snap.config
-    if not view.snap.opened and now < config.prequeue_opens_at_s:
-        raise too_early(name, config.prequeue_opens_at_s, now)  # no Redis trip
-    if config.pow_difficulty > 0:  # anonymous joins of a room asking for work
-        check_join_pow(request, view, body, now)
+    held = presented_ticket(gw, request, name, now) if code is None else None
     try:
-        if code is None:  # the usual join: the batcher's future, awaited directly
-            ticket = await gw.store.join_anonymous(name, now)
-        else:  # the code is looked up by the join's own script: one round trip
-            hashes = stored_hashes(code, gw.settings.identity_secret)
-            ticket = (await gw.store.join_with_code(name, now, config.campaign, hashes)).ticket
+        if held is None:
+            ticket = await _new_place(gw, request, view, body, code, now)
+        else:  # joining again (a reload, another tab): the same place ...
+            old, token = held
+            new, status = await _join_again(gw, request, view, body, old, now)
+            if new is None:
+                return json_response(status_body(gw, view, old, token, now, status))
+            ticket = new  # ... unless its turn has passed
     except InvalidAccessCode as e:
         raise ApiError(403, "invalid_access_code", INVALID_CODE) from e
     except RoomNotFound as e:
@@ -208,13 +202,73 @@ async def join(request: web.Request) -> web.Response:
     )
 
 
+def _new_place(
+    gw: Gateway,
+    request: web.Request,
+    view: RoomView,
+    body: Mapping[str, Any],
+    code: str | None,
+    now_s: float,
+) -> Awaitable[Ticket]:
+    """A new ticket (or the one an access code holds) to await: one Redis round trip.
+
+    Not a coroutine: the checks raise here, and the usual join's await goes straight to
+    the batcher's future, without one more frame (this is the join's hot path).
+    """
+    config = view.snap.config
+    if not view.snap.opened and now_s < config.prequeue_opens_at_s:
+        raise too_early(config.name, config.prequeue_opens_at_s, now_s)  # no Redis trip
+    if config.pow_difficulty > 0:  # anonymous joins of a room asking for work
+        check_join_pow(request, view, body, now_s)
+    if code is None:  # the usual join
+        return gw.store.join_anonymous(config.name, now_s)
+    return _join_with_code(gw, config.name, config.campaign, code, now_s)
+
+
+async def _join_with_code(gw: Gateway, room: str, campaign: str, code: str, now_s: float) -> Ticket:
+    """The code is looked up by the join's own script."""
+    hashes = stored_hashes(code, gw.settings.identity_secret)
+    return (await gw.store.join_with_code(room, now_s, campaign, hashes)).ticket
+
+
+async def _join_again(
+    gw: Gateway,
+    request: web.Request,
+    view: RoomView,
+    body: Mapping[str, Any],
+    ticket: Ticket,
+    now_s: float,
+) -> tuple[Ticket | None, Status]:
+    """(None: ``ticket`` keeps its place, or a new ticket; its status now), for a valid
+    ticket joining again, in at most one Redis round trip.
+
+    A waiting ticket keeps its place (no trip). An admitted one keeps it while its place
+    is active; a turn that passed without a booking, or whose booking ended, makes way
+    for a new place (its token can book nothing more), which in a room asking for work
+    needs a proof: without one the join only learns whether the turn is kept.
+    """
+    status = view.status(ticket, now_s)
+    position = status.position_abs
+    if status.state not in ("admitted", "turn_passed") or position is None:
+        return None, status
+    name = view.snap.config.name
+    if view.snap.config.pow_difficulty > 0:
+        try:
+            check_join_pow(request, view, body, now_s)
+        except ApiError:
+            if await gw.store.is_active(name, position, now_s):
+                return None, status
+            raise
+    return await gw.store.rejoin(name, now_s, position), status
+
+
 def presented_ticket(
     gw: Gateway, request: web.Request, room: str, now_s: float
 ) -> tuple[Ticket, str] | None:
     """The valid ticket for ``room`` a join brings (bearer or cookie), with its token.
 
-    A joiner who has one keeps its place: no new number, no Redis trip. One that is
-    expired, of another room or not valid gets a new place like anyone else.
+    A joiner who has one keeps its place (see ``_join_again``). One that is expired, of
+    another room or not valid gets a new place like anyone else.
     """
     if hdrs.AUTHORIZATION not in request.headers and hdrs.COOKIE not in request.headers:
         return None  # a first join: nothing to look at
@@ -223,16 +277,6 @@ def presented_ticket(
         return gw.signer.verify_ticket(token, room, now_s), token
     except (ApiError, TicketError):
         return None
-
-
-async def _turn_kept(gw: Gateway, ticket: Ticket, status: Status, now_s: float) -> bool:
-    """Whether a ticket joining again, of ``status`` now, keeps its place: yes while it
-    waits; once admitted, while its place is active (one Redis trip). A turn that passed
-    without a booking, or whose booking ended, makes way for a new place (its token can
-    book nothing more)."""
-    if status.state not in ("admitted", "turn_passed") or status.position_abs is None:
-        return True
-    return await gw.store.is_active(ticket.room, status.position_abs, now_s)
 
 
 @routes.get("/api/rooms/{room}/status")

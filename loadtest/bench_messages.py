@@ -2,7 +2,10 @@
 
 The reference, measured in the same run, is a frozen slots dataclass with the same
 fields as a Book (what the message classes were before ``schemas.wire.wire_class``):
-CPython builds it with one ``object.__setattr__`` per field. Not a test; run it:
+CPython builds it with one ``object.__setattr__`` per field. The last two rows are
+msgpack alone on the same messages (the map out of the Book's bytes, the bytes out of
+the Held's map): the least any allocator answering a Book with a Held pays for the
+wire format, whatever it does in between. Not a test; run it:
 
     python -m loadtest.bench_messages [--number 200000]
 """
@@ -14,6 +17,8 @@ import dataclasses
 import timeit
 from collections.abc import Callable
 from typing import Any
+
+import msgpack
 
 from loadtest.bench_allocator_core import print_header
 from schemas.commands import Book, decode_command
@@ -47,11 +52,14 @@ def main() -> None:
     packed = book.pack()
     dose = Appointment(1, "c1", "Center One", "vx", "2030-01-01T08:00:00+00:00", "c1/vx/1")
     held = Held(*BOOK_ARGS[:3], 1, 123, "person-1234567", "county-3", (dose, dose), 456)
+    held_map = msgpack.unpackb(held.pack())
     rows = [
         ("build a Book (wire_class)", lambda: Book(*BOOK_ARGS)),
         ("build the same as a frozen dataclass (reference)", lambda: frozen(*BOOK_ARGS)),
         ("decode a Book (msgpack bytes -> Book)", lambda: decode_command(packed)),
         ("encode a Held (Held -> msgpack bytes)", held.pack),
+        ("msgpack alone: unpack the Book's bytes to a dict", lambda: msgpack.unpackb(packed)),
+        ("msgpack alone: pack the Held's dict to bytes", lambda: msgpack.packb(held_map)),
     ]
     for label, fn in rows:
         print(f"{label:<52} {per_call_us(fn, args.number):6.2f} µs")

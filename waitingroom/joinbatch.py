@@ -170,6 +170,25 @@ class JoinBatcher:
 
 def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
     """Answer every join of ``batch`` from JOIN_MANY's ``reply`` (one string)."""
+    kind, opens, number, refused = parse_joins(room, reply, len(batch))
+    ids = _ticket_ids(len(batch))
+    for i, (now_s, waiter) in enumerate(batch):
+        if refused and refused[i] == "1":
+            if not waiter.done():
+                waiter.set_exception(TooEarly(room, float(opens)))
+            continue
+        if not waiter.done():  # else the caller went away; its number stays used
+            waiter.set_result(Ticket(room, ids[i], kind, number, now_s))
+        number += 1
+
+
+def parse_joins(room: str, reply: Any, count: int) -> tuple[str, str, int, str]:
+    """The reply of the scripts' ``take_joins`` for ``count`` joins of ``room``: the
+    tickets' kind, the pre-queue opening time ('' after opening), the first number
+    and the refused flags ('' when every join was taken).
+
+    Raises RoomNotFound, RoomClosed, or WaitingRoomError for a reply it cannot read.
+    """
     status, _, rest = _text(reply).partition(",")
     if status == "not_found":
         raise RoomNotFound(room)
@@ -181,18 +200,10 @@ def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
         kind, opens, first, refused = rest.split(",")
         number = int(first)
     except ValueError as e:
-        raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}") from e
-    if refused and len(refused) != len(batch):
-        raise WaitingRoomError(f"unexpected JOIN_MANY reply for room {room!r}: {reply!r}")
-    ids = _ticket_ids(len(batch))
-    for i, (now_s, waiter) in enumerate(batch):
-        if refused and refused[i] == "1":
-            if not waiter.done():
-                waiter.set_exception(TooEarly(room, float(opens)))
-            continue
-        if not waiter.done():  # else the caller went away; its number stays used
-            waiter.set_result(Ticket(room, ids[i], kind, number, now_s))
-        number += 1
+        raise WaitingRoomError(f"unexpected join reply for room {room!r}: {reply!r}") from e
+    if refused and len(refused) != count:
+        raise WaitingRoomError(f"unexpected join reply for room {room!r}: {reply!r}")
+    return kind, opens, number, refused
 
 
 def _ticket_ids(count: int) -> list[str]:

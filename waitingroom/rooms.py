@@ -38,7 +38,7 @@ from waitingroom.errors import (
     TooEarly,
     WaitingRoomError,
 )
-from waitingroom.joinbatch import JoinBatcher
+from waitingroom.joinbatch import JoinBatcher, parse_joins
 from waitingroom.lottery import draw_seed
 from waitingroom.pow import check_difficulty
 from waitingroom.scripts import Scripts
@@ -396,6 +396,24 @@ class RoomStore:
             keys=[keys.room_active(name)], args=[position, deadline_s, before_s]
         )
         return bool(undone)
+
+    async def rejoin(self, name: str, now_s: float, position: int) -> Ticket | None:
+        """A ticket admitted at ``position`` joining again without an access code, in one
+        round trip: None while its place is active (it keeps its ticket), else a new
+        ticket as ``join`` gives it (its turn passed, or its booking ended).
+
+        Raises RoomNotFound, RoomClosed, or TooEarly as ``join`` does.
+        """
+        reply = await self.scripts.rejoin(
+            keys=[keys.room(name), keys.room_active(name)],
+            args=[DEFAULT_PREQUEUE_S, position, now_s],
+        )
+        if text(reply) == "kept":
+            return None
+        kind, opens, number, refused = parse_joins(name, reply, 1)
+        if refused:
+            raise TooEarly(name, float(opens))
+        return Ticket(name, new_ticket_id(), kind, number, now_s)
 
     async def is_active(self, name: str, position: int, now_s: float) -> bool:
         """Whether the admitted ``position`` still holds its turn at ``now_s`` (not

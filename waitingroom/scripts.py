@@ -93,42 +93,70 @@ return {'ok', ticket, 1, code, group}
 """
 )
 
-JOIN_MANY = (
+# Numbers for ``count`` anonymous joins of ``room`` arriving at the times in
+# ``times`` (comma-separated, in order), as one atomic step: all 'pre' (numbered by
+# pre_count) or all 'post' (numbered by post_count); those taken get contiguous
+# numbers in order. Before opening, a join whose time < opens_at_s - prequeue_s is
+# refused. Returns one string (a reply of one element costs the client less to read
+# than a list):
+#   'not_found' | 'closed' |
+#   'ok,<kind>,<pre-queue opening time (s) or nothing>,<the first join's number>,<refused>':
+#   the joins taken are numbered first, first + 1, ... in order; refused is '' when
+#   every join was taken, else one character per join: '1' refused, '0' taken
+_TAKE_JOINS = (
     _JOIN_GATE
+    + """
+local function take_joins(room, default_prequeue_s, count, times)
+  local kind, refusal, window_opens = join_gate(room, default_prequeue_s)
+  if refusal then return refusal[1] end
+  local taken, refused = count, ''
+  if window_opens then
+    local flags = {}
+    for now in string.gmatch(times, '[^,]+') do
+      if tonumber(now) < window_opens then
+        flags[#flags + 1] = '1'
+        taken = taken - 1
+      else
+        flags[#flags + 1] = '0'
+      end
+    end
+    if taken < count then refused = table.concat(flags) end
+  end
+  local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken + 1
+  local opens = window_opens and tostring(window_opens) or ''
+  return 'ok,' .. kind .. ',' .. opens .. ',' .. tostring(first) .. ',' .. refused
+end
+"""
+)
+
+JOIN_MANY = (
+    _TAKE_JOINS
     + """
 -- KEYS[1] room hash
 -- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
 -- ARGV[2] the number of joins, ARGV[3] the now_s of each anonymous join, comma-separated,
 -- in the order the joins arrived (one argument for the batch: cheaper to send than one
 -- per join, and read only before opening, the one time a join's time matters)
--- The joins of one call are one atomic step: all 'pre' (numbered by pre_count) or
--- all 'post' (numbered by post_count); those taken get contiguous numbers in
--- ARGV order. Before opening, a join whose now_s < opens_at_s - prequeue_s is refused.
--- Returns one string (a reply of one element costs the client less to read than a list):
---   'not_found' | 'closed' |
---   'ok,<kind>,<pre-queue opening time (s) or nothing>,<the first join's number>,<refused>':
---   the joins taken are numbered first, first + 1, ... in order; refused is '' when
---   every join was taken, else one character per join: '1' refused, '0' taken
-local room = KEYS[1]
-local kind, refusal, window_opens = join_gate(room, ARGV[1])
-if refusal then return refusal[1] end
-local count = tonumber(ARGV[2])
-local taken, refused = count, ''
-if window_opens then
-  local flags = {}
-  for now in string.gmatch(ARGV[3], '[^,]+') do
-    if tonumber(now) < window_opens then
-      flags[#flags + 1] = '1'
-      taken = taken - 1
-    else
-      flags[#flags + 1] = '0'
-    end
-  end
-  if taken < count then refused = table.concat(flags) end
-end
-local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken + 1
-local opens = window_opens and tostring(window_opens) or ''
-return 'ok,' .. kind .. ',' .. opens .. ',' .. tostring(first) .. ',' .. refused
+-- The joins of one call, numbered as one atomic step (take_joins).
+-- Returns take_joins's string.
+return take_joins(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+"""
+)
+
+REJOIN = (
+    _TAKE_JOINS
+    + """
+-- KEYS[1] room hash, KEYS[2] room active zset
+-- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
+-- ARGV[2] the admitted position of the ticket joining again, ARGV[3] now_s
+-- A ticket that was admitted joins again without an access code (a reload, another
+-- tab), in one round trip: it keeps its place while its position is active (its
+-- deadline >= now_s: admitted and not lapsed, or booking); else it gets a new place
+-- as an anonymous join does (its turn passed, or its booking ended).
+-- Returns 'kept' | take_joins's string for one join.
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[2])
+if deadline and tonumber(deadline) >= tonumber(ARGV[3]) then return 'kept' end
+return take_joins(KEYS[1], ARGV[1], 1, ARGV[3])
 """
 )
 
@@ -401,6 +429,7 @@ class Scripts:
 
     join: AsyncScript
     join_many: AsyncScript
+    rejoin: AsyncScript
     open: AsyncScript
     set_state: AsyncScript
     set_admission: AsyncScript
@@ -419,6 +448,7 @@ class Scripts:
         return cls(
             join=redis.register_script(JOIN),
             join_many=redis.register_script(JOIN_MANY),
+            rejoin=redis.register_script(REJOIN),
             open=redis.register_script(OPEN),
             set_state=redis.register_script(SET_STATE),
             set_admission=redis.register_script(SET_ADMISSION),

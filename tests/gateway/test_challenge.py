@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from fairq.config import Connections
@@ -16,9 +17,18 @@ from gateway.app import create_app
 from gateway.ratelimit import LOADTEST_HEADER, RateLimitSettings
 from gateway.state import GATEWAY
 from tests.conftest import bounded
-from tests.gateway.conftest import create_campaign, create_room, make_settings, operator
+from tests.gateway.conftest import (
+    bearer,
+    create_campaign,
+    create_room,
+    make_settings,
+    operator,
+)
+from tests.gateway.test_flow import admitted_token
+from waitingroom import keys
 from waitingroom.pow import main as pow_main
 from waitingroom.pow import solve
+from waitingroom.rooms import RoomStore
 
 Client = TestClient[Any, Any]
 LOADTEST_KEY = "loadtest-key-for-tests-0123456789"
@@ -173,3 +183,33 @@ async def test_the_command_line_solver_makes_good_proofs(
     assert len(lines) == 2
     for line in lines:
         assert (await join(pow_client, {"pow": line["pow"]}))[0] == 200
+
+
+@pytest.mark.usefixtures("admitter")
+async def test_a_ticket_joining_again_needs_a_proof_only_for_a_new_place(
+    pow_client: Client, redis: aioredis.Redis
+) -> None:
+    """An admitted ticket joining again keeps its turn without work while its place is
+    active; once the turn has passed, a new place needs a proof like any join."""
+    await create_room(pow_client, opens_in_s=0, pow_difficulty=DIFFICULTY)
+    status, joined = await join(pow_client, {"pow": await solved(pow_client)})
+    assert status == 200
+    ticket = joined["ticket"]
+    await admitted_token(pow_client, ticket)
+
+    async def join_again(body: dict[str, Any] | None) -> tuple[int, Any]:
+        return await join(pow_client, body, **bearer(ticket))
+
+    status, kept = await join_again(None)
+    assert (status, kept["ticket"], kept["state"]) == (200, ticket, "admitted")
+    [place] = await redis.zrange(keys.room_active("room"), 0, -1)
+    assert isinstance(place, bytes)
+    await redis.zadd(keys.room_active("room"), {place: 0})  # the turn passed
+    status, refused = await join_again(None)
+    assert (status, refused["error"]["code"]) == (403, "pow_required")
+    snap = await RoomStore(redis).load("room")
+    assert snap is not None and snap.queue_length == 1  # no new number for the refusal
+    status, new = await join_again({"pow": await solved(pow_client)})
+    assert status == 200 and new["ticket"] != ticket
+    snap = await RoomStore(redis).load("room")
+    assert snap is not None and snap.queue_length == 2

@@ -176,28 +176,77 @@ async def test_a_code_not_issued_for_the_campaign_gets_no_place(
         await store.join_with_code("nope", T0, "flu", ["c1"])
 
 
-async def test_a_code_join_is_one_round_trip(
-    store: RoomStore, redis: aioredis.Redis, redis_srv: Server
-) -> None:
-    class Counted(aioredis.Connection):
-        replies = 0
+class Counted(aioredis.Connection):
+    """A connection that counts the replies it reads: one per round trip."""
 
-        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
-            Counted.replies += 1
-            return await super().read_response(*args, **kwargs)
+    replies = 0
 
-    await issue(redis, {"c1": "80plus", "c2": "80plus"})
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        Counted.replies += 1
+        return await super().read_response(*args, **kwargs)
+
+
+@pytest.fixture
+async def counted(redis_srv: Server) -> AsyncIterator[RoomStore]:
+    """A store on the test's Redis whose connections count their replies."""
     pool = aioredis.ConnectionPool.from_url(redis_srv.url, connection_class=Counted)
     client = aioredis.Redis(connection_pool=pool)
     try:
-        counted = RoomStore(client)
-        await counted.join_with_code("demo", T0, "flu", ["c1"])  # connected, script known
-        Counted.replies = 0
-        outcome = await counted.join_with_code("demo", T0, "flu", ["x", "c2"])
+        yield RoomStore(client)
     finally:
         await client.aclose()
+
+
+async def test_a_code_join_is_one_round_trip(
+    store: RoomStore, redis: aioredis.Redis, counted: RoomStore
+) -> None:
+    await issue(redis, {"c1": "80plus", "c2": "80plus"})
+    await counted.join_with_code("demo", T0, "flu", ["c1"])  # connected, script known
+    Counted.replies = 0
+    outcome = await counted.join_with_code("demo", T0, "flu", ["x", "c2"])
     assert outcome.new and outcome.ticket.code_hash == "c2"
     assert Counted.replies == 1
+
+
+async def test_an_admitted_ticket_joining_again_is_one_round_trip(
+    store: RoomStore, redis: aioredis.Redis, counted: RoomStore
+) -> None:
+    """It keeps its place while the place is active (deadline >= now), else gets a new
+    number after the others; in one round trip either way."""
+    await store.open_now("demo", T0)
+    first = (await store.join("demo", T0 + 1)).ticket
+    active = keys.room_active("demo")
+    await redis.zadd(active, {"1": T0 + 100})
+    await counted.rejoin("demo", T0 + 2, 1)  # connected, script known
+    for now_s, kept in ((T0 + 100, True), (T0 + 100.5, False)):
+        Counted.replies = 0
+        ticket = await counted.rejoin("demo", now_s, 1)
+        assert Counted.replies == 1
+        assert (ticket is None) is kept
+    assert ticket is not None and ticket.ticket_id != first.ticket_id
+    assert (ticket.room, ticket.kind, ticket.number, ticket.issued_at_s) == (
+        "demo",
+        "post",
+        first.number + 1,
+        T0 + 100.5,
+    )
+    snap = await store.load("demo")
+    assert snap is not None and snap.post_count == first.number + 1  # one number taken
+
+
+async def test_a_kept_turn_survives_a_closed_room_a_new_place_does_not(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await store.open_now("demo", T0)
+    await redis.zadd(keys.room_active("demo"), {"1": T0 + 100})
+    await store.set_state("demo", "closed")
+    assert await store.rejoin("demo", T0 + 50, 1) is None
+    with pytest.raises(RoomClosed):
+        await store.rejoin("demo", T0 + 50, 2)
+    with pytest.raises(RoomNotFound):
+        await store.rejoin("nope", T0 + 50, 1)
+    snap = await store.load("demo")
+    assert snap is not None and snap.post_count == 0
 
 
 async def test_closed_room_refuses_joins_and_unknown_rooms_are_reported(

@@ -11,6 +11,7 @@ SOURCES = {
     for name in (
         "JOIN",
         "JOIN_MANY",
+        "REJOIN",
         "OPEN",
         "SET_STATE",
         "SET_ADMISSION",
