@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from allocator.errors import AllocatorError
+from fairq.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ class Shipper:
         """Stop handing over; outboxes not handed over yet fail."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
         while self._queue:
             outbox, _, _ = self._queue.popleft()
             outbox.fail(ProduceError(f"the producer of {self.topic} was closed"))

@@ -50,6 +50,7 @@ from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import Topics
+from fairq.tasks import cancel_and_wait
 from schemas import SchemaError
 from schemas.commands import Command, Tick, Transfer, decode_command
 from schemas.events import Event
@@ -192,9 +193,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     async def abandon(self) -> None:
         """Stop waiting for the batches in flight (the process is failing anyway)."""
         tasks, self.in_flight = list(self.in_flight), collections.deque()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
@@ -520,5 +519,4 @@ async def _loop(
             await partitions.settle()
     finally:
         await partitions.abandon()
-        ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
+        await cancel_and_wait([ticker])

@@ -43,6 +43,7 @@ from allocator.core import Allocator
 from allocator.errors import AllocatorError
 from allocator.metrics import AllocatorMetrics
 from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
+from fairq.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +247,4 @@ class Snapshotter:
         if not running:
             return
         _, late = await asyncio.wait(running, timeout=wait_s)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await cancel_and_wait(late)

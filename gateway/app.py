@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fairq.tasks import cancel_and_wait
 from gateway import admin, audit, bookings, callcenter, challenge, page, rooms, supply
 from gateway.bookingviews import BookingViews, consume_events
 from gateway.errors import ANSWERED, error_answer, internal_error
@@ -111,7 +112,7 @@ async def _finish(tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
     _, pending = await asyncio.wait(tasks, timeout=timeout_s)
     for task in pending:
         logger.warning("cancelling %s: it did not stop within %.1fs", task.get_coro(), timeout_s)
-        task.cancel()
+    await cancel_and_wait(pending)
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -171,7 +171,7 @@ class RoomCache:
             view = self._rooms[name] = RoomView(snap)
             self._unknown.pop(name, None)
         now = self._clock()
-        view.meter.observe(now, snap.cursor)
+        view.meter.observe(now, snap)
         view.saw(now, snap)
         if snap.opened and view.order is None and snap.seed is not None:
             view.order = await asyncio.to_thread(prequeue_order, snap.seed, snap.prequeue_size)

@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from fairq.tasks import cancel_and_wait
 from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
 from waitingroom import keys
@@ -335,9 +336,7 @@ async def _first_failure(*coros: Coroutine[Any, Any, None]) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
     for t in done:
         error = t.exception()
         if error is not None:

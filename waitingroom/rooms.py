@@ -176,6 +176,16 @@ class RoomSnapshot:
         """People in line not yet admitted."""
         return max(0, self.queue_length - self.cursor)
 
+    @property
+    def admitting(self) -> bool:
+        """Whether the room admits people now: open, not sold out, someone in line."""
+        return (
+            self.opened_at_s is not None
+            and self.state == "open"
+            and not self.sold_out
+            and self.queue_length > self.cursor
+        )
+
     def rate_at(self, now_s: float) -> float:
         """The configured admission rate at ``now_s``, ramp included."""
         return self.config.rate_at(self.opened_at_s, now_s)

@@ -29,8 +29,19 @@ class RateMeter:
     observation's weight grows with the time it covers, so the mean halves its
     memory every ``half_life_s`` however often it is fed. Reads no clock.
 
-    ``rate_per_s`` is the measured rate: None until two observations some time apart
-    (an attribute, read on every status check; only ``observe`` sets it).
+    Only an interval at both ends of which the room was admitting
+    (``RoomSnapshot.admitting``: open, not sold out, people in line not yet admitted)
+    measures the admission rate. Over any other interval the cursor's speed is a lower bound at
+    best (an empty line admits no one, however fast the room could admit; a room not
+    yet open or paused admits no one, whatever it will admit once it does): it may
+    raise the rate, never lower it. Else a quiet spell before opening or between
+    waves would drag the estimate to zero, and the first people in line would be told
+    to wait many times longer than they will.
+
+    ``rate_per_s`` is the measured rate: None until an admitting interval was seen (the
+    configured rate stands in for it, and the first measurement moves on from there,
+    so that the estimate shown does not jump when measuring begins; an attribute, read
+    on every status check; only ``observe`` sets it).
     """
 
     __slots__ = ("_half_life_s", "_last", "rate_per_s")
@@ -39,22 +50,27 @@ class RateMeter:
         if not half_life_s > 0:
             raise ValueError(f"half_life_s must be positive, got {half_life_s}")
         self._half_life_s = half_life_s
-        self._last: tuple[float, int] | None = None
+        self._last: tuple[float, int, bool] | None = None
         self.rate_per_s: float | None = None
 
-    def observe(self, now_s: float, cursor: int) -> None:
+    def observe(self, now_s: float, snap: RoomSnapshot) -> None:
+        """Take the room as ``snap`` shows it at ``now_s``."""
+        cursor, admitting = snap.cursor, snap.admitting
         last = self._last
         if last is None or cursor < last[1]:  # first sight, or the room was reset
-            self._last, self.rate_per_s = (now_s, cursor), None
+            self._last, self.rate_per_s = (now_s, cursor, admitting), None
             return
         dt = now_s - last[0]
         if dt <= 0:
             return
+        self._last = (now_s, cursor, admitting)
         sample = (cursor - last[1]) / dt
-        weight = 1.0 - 2.0 ** (-dt / self._half_life_s)
         rate = self.rate_per_s
-        self.rate_per_s = sample if rate is None else rate + weight * (sample - rate)
-        self._last = (now_s, cursor)
+        if not (last[2] and admitting) and (rate is None or sample <= rate):
+            return  # a lower bound that says nothing new
+        if rate is None:
+            rate = snap.rate_at(now_s)  # the stand-in shown until now
+        self.rate_per_s = rate + (1.0 - 2.0 ** (-dt / self._half_life_s)) * (sample - rate)
 
 
 # A NamedTuple's own __new__ is a Python function; tuple.__new__ builds the same

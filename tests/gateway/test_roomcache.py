@@ -77,3 +77,27 @@ async def test_turns_pass_one_admission_window_after_this_gateway_saw_them(
     assert view.passed_to == 5  # 6-8 were seen admitted only later
     view.saw(T0 + window_s + 100, replace(snap, cursor=2))  # the room was set back
     assert view.passed_to == 0
+
+
+async def test_a_quiet_pre_queue_leaves_the_first_in_line_an_estimate(
+    redis: aioredis.Redis,
+) -> None:
+    """Until the room admits, the cursor's standing still measures nothing: at opening
+    the wait is estimated from the configured rate, not 'unknown' or far too long."""
+    store = RoomStore(redis)
+    config = RoomConfig(name="demo", campaign="flu", opens_at_s=T0 + 10, rate_per_s=2.0)
+    await store.put_room(config)
+    tickets = [(await store.join("demo", T0 + i)).ticket for i in range(3)]
+    now_s = T0
+    cache = RoomCache(redis, store, refresh_s=1.0, clock=lambda: now_s)
+    for i in range(10):  # the pre-queue fills while nobody can be admitted
+        now_s = T0 + i
+        assert await cache.reload("demo") is not None
+    await store.open_now("demo", T0 + 10)
+    now_s = T0 + 10.2
+    view = await cache.reload("demo")
+    assert view is not None and view.meter.rate_per_s is None
+    for ticket in tickets:
+        status = view.status(ticket, now_s)
+        assert status.state == "waiting" and status.position is not None
+        assert status.eta_s == pytest.approx((status.position - 1) / 2.0)

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from fairq.config import Connections
 from fairq.processes import Component, spawn, stop
+from fairq.tasks import cancel_and_wait
 from tests.conftest import TEST_SESSION_TIMEOUT_MS
 from waitingroom import keys
 from waitingroom.rooms import RoomConfig, RoomStore
@@ -57,8 +58,7 @@ class Watch:
             await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])
 
 
 def admitter_env(connections: Connections, instance: str) -> dict[str, str]:

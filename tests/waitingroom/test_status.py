@@ -87,31 +87,101 @@ def test_closed_wins() -> None:
     assert status_of(ticket, not_opened, None, T0, 1.0) == Status("closed", None, None, None)
 
 
+def seen(meter: RateMeter, now_s: float, cursor: int, admitting: bool = True) -> None:
+    """``meter`` sees the room open at ``now_s`` with ``cursor``, and somebody waiting
+    if ``admitting`` (else everyone in line admitted). The configured rate is 2/s."""
+    waiting = 1 if admitting else 0
+    meter.observe(now_s, replace(OPEN, prequeue_size=0, post_count=cursor + waiting, cursor=cursor))
+
+
 def test_rate_meter_follows_the_cursor() -> None:
     meter = RateMeter(half_life_s=1.0)
     assert meter.rate_per_s is None
-    meter.observe(0.0, 0)
-    meter.observe(0.0, 5)  # no time passed: ignored
+    seen(meter, T0, 0)
+    seen(meter, T0, 5)  # no time passed: ignored
     assert meter.rate_per_s is None
-    meter.observe(1.0, 10)
-    assert meter.rate_per_s == pytest.approx(10.0)
-    for i in range(2, 12):  # the rate falls to 2/s
-        meter.observe(float(i), 10 + 2 * (i - 1))
+    seen(meter, T0 + 1, 10)  # half way (one half-life) from the configured 2/s to 10/s
+    assert meter.rate_per_s == pytest.approx(6.0)
+    for i in range(2, 12):  # then 2/s
+        seen(meter, T0 + i, 10 + 2 * (i - 1))
     assert meter.rate_per_s == pytest.approx(2.0, abs=0.01)
-    meter.observe(12.0, 0)  # the cursor went back: a reset room
+    seen(meter, T0 + 12, 0)  # the cursor went back: a reset room
     assert meter.rate_per_s is None
 
 
 def test_rate_meter_weighs_by_time_not_by_calls() -> None:
     often, rarely = RateMeter(half_life_s=4.0), RateMeter(half_life_s=4.0)
     for m in (often, rarely):
-        m.observe(0.0, 0)
-        m.observe(10.0, 100)  # 10/s
+        seen(m, T0, 0)
+        seen(m, T0 + 1000, 10_000)  # 10/s, for long enough to forget the configured rate
     for i in range(1, 41):
-        often.observe(10.0 + i * 0.1, 100)  # then nothing for 4 s, seen 40 times
-    rarely.observe(14.0, 100)  # seen once
+        seen(often, T0 + 1000 + i * 0.1, 10_000)  # then nothing for 4 s, seen 40 times
+    seen(rarely, T0 + 1004, 10_000)  # seen once
     assert often.rate_per_s == pytest.approx(5.0, rel=0.02)
     assert rarely.rate_per_s == pytest.approx(5.0)
+
+
+def test_a_room_not_admitting_does_not_drag_the_rate_down() -> None:
+    """Before opening, while the line is empty or the room paused, the cursor stands
+    still whatever the room could admit: no measurement of the rate (the configured
+    rate stands in until there is one), and a quiet spell keeps the rate it found."""
+    meter = RateMeter(half_life_s=1.0)
+    before = replace(OPEN, state="scheduled", opened_at_s=None, prequeue_size=30, cursor=0)
+    for i in range(20):  # the pre-queue fills; nobody is admitted before opening
+        meter.observe(T0 - 20 + i, before)
+    assert meter.rate_per_s is None
+    seen(meter, T0, 30)  # the interval that opened the room: a lower bound
+    assert meter.rate_per_s is None
+    for i in range(1, 20):
+        seen(meter, T0 + i, 30 + 10 * i)
+    assert meter.rate_per_s == pytest.approx(10.0, abs=0.01)
+    seen(meter, T0 + 20, 225, admitting=False)  # the line ran empty halfway through
+    for i in range(21, 60):  # a quiet spell: nobody waits
+        seen(meter, T0 + i, 225, admitting=False)
+    paused = replace(OPEN, state="paused", prequeue_size=0, post_count=300, cursor=225)
+    for i in range(60, 80):  # people wait, the room is paused
+        meter.observe(T0 + i, paused)
+    assert meter.rate_per_s == pytest.approx(10.0, abs=0.01)
+    seen(meter, T0 + 80, 225, admitting=False)
+    seen(meter, T0 + 81, 245, admitting=False)  # 20 came and went in 1 s: at least 20/s
+    faster = meter.rate_per_s
+    assert faster is not None and 10.0 < faster < 20.0
+    for i in range(82, 100):  # people wait, yet no one is let in (the cap on bookers)
+        seen(meter, T0 + i, 245)
+    assert meter.rate_per_s is not None and meter.rate_per_s < faster / 1000
+
+
+def test_status_after_a_quiet_pre_queue_has_an_estimate() -> None:
+    """At opening the first in line are told the configured rate's wait, not 'unknown',
+    and the first measurement moves the estimate on from there (no jump)."""
+    meter = RateMeter(half_life_s=10.0)
+    before = replace(OPEN, state="scheduled", opened_at_s=None, prequeue_size=0, cursor=0)
+    for i in range(50):
+        meter.observe(T0 - 10 + i * 0.2, before)
+    opened = replace(OPEN, cursor=0)
+    meter.observe(T0, opened)
+    ticket = Ticket(room="demo", ticket_id="t", kind="post", number=9, issued_at_s=T0)
+    status = status_of(ticket, opened, None, T0, meter.rate_per_s)
+    assert status == Status("waiting", 13, 6.0, 13)  # 12 ahead at the configured 2/s
+    meter.observe(T0 + 0.2, opened)  # the admitter has not run yet: 0/s for 0.2 s
+    assert meter.rate_per_s == pytest.approx(2.0 * 2 ** (-0.02))
+
+
+@pytest.mark.parametrize(
+    ("change", "admitting"),
+    [
+        ({}, True),
+        ({"cursor": 14}, False),  # everyone in line admitted
+        ({"state": "paused"}, False),
+        ({"sold_out": True}, False),
+        ({"state": "scheduled", "opened_at_s": None, "cursor": 0}, False),
+        ({"state": "closed"}, False),
+    ],
+)
+def test_a_room_admits_while_open_with_someone_waiting(
+    change: dict[str, object], admitting: bool
+) -> None:
+    assert replace(OPEN, **change).admitting is admitting  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
