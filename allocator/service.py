@@ -50,6 +50,7 @@ from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import Topics
+from fairq.groups import group_member
 from fairq.tasks import cancel_and_wait
 from schemas import SchemaError
 from schemas.commands import Command, Tick, Transfer, decode_command
@@ -288,18 +289,6 @@ def event_key(event: Event) -> bytes | None:
     return booking_id.encode() if booking_id is not None else None
 
 
-def make_consumer(bootstrap: str, group_id: str, session_timeout_ms: int) -> AIOKafkaConsumer:
-    """The group member that reads commands; offsets are committed by hand."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=session_timeout_ms,
-        heartbeat_interval_ms=max(100, session_timeout_ms // 3),
-    )
-
-
 class Worker:
     """Applies batches of command records and produces their events."""
 
@@ -473,7 +462,7 @@ async def run(
     topics = settings.connections.topics
     producer = make_producer(bootstrap)
     snapshot_producer = make_producer(bootstrap)  # chunks do not hold up the events
-    consumer = make_consumer(bootstrap, settings.group_id, settings.session_timeout_ms)
+    consumer = group_member(bootstrap, settings.group_id, settings.session_timeout_ms)
     store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
     cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)
     snapshots = Snapshotter(store, snapshot_producer, cadence, metrics)

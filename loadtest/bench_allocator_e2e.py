@@ -63,12 +63,12 @@ from allocator.service import (
     MAX_BATCH_RECORDS,
     POLL_TIMEOUT_MS,
     YIELD_EVERY_RECORDS,
-    make_consumer,
 )
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Dump
 from fairq.config import Topics
 from fairq.devservices import kafka_broker
+from fairq.groups import group_member
 from fairq.topics import ensure_topics
 from loadtest.bench_allocator_core import (
     CAMPAIGN,
@@ -179,7 +179,7 @@ async def follow(
 async def bare_loop(bootstrap: str, source: str, sink: str, stop: asyncio.Event) -> None:
     """Copy every record of ``source`` to ``sink`` (same partition) with the allocator's
     plumbing, until ``stop``: the allocator's loop without the allocation."""
-    consumer = make_consumer(bootstrap, f"bare-{uuid.uuid4().hex[:8]}", SESSION_TIMEOUT_MS)
+    consumer = group_member(bootstrap, f"bare-{uuid.uuid4().hex[:8]}", SESSION_TIMEOUT_MS)
     producer = make_producer(bootstrap)
     await producer.start()
     await consumer.start()

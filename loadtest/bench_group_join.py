@@ -15,23 +15,16 @@ import asyncio
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer
-
 from fairq.config import Topics
 from fairq.devservices import kafka_broker
+from fairq.groups import group_member
 from fairq.topics import ensure_topics
 from loadtest.bench_allocator_core import print_header
 
 
 async def first_assignment_s(bootstrap: str, topic: str, session_timeout_ms: int) -> float:
     """Seconds from starting a member of a new group to its first assignment."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        session_timeout_ms=session_timeout_ms,
-        heartbeat_interval_ms=max(100, session_timeout_ms // 3),
-    )
+    consumer = group_member(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", session_timeout_ms, topic)
     started = time.perf_counter()
     await consumer.start()
     try:

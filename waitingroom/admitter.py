@@ -28,9 +28,10 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from fairq.groups import group_member
 from fairq.tasks import cancel_and_wait
 from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
@@ -307,14 +308,11 @@ async def _consume_batch(
 async def event_loop(
     settings: AdmitterSettings, handler: EventHandler, stop: asyncio.Event
 ) -> None:
-    consumer = AIOKafkaConsumer(
+    consumer = group_member(
+        settings.connections.kafka_bootstrap,
+        settings.group_id,
+        settings.session_timeout_ms,
         settings.connections.topics.events,
-        bootstrap_servers=settings.connections.kafka_bootstrap,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
     )
     await consumer.start()
     try:

@@ -179,12 +179,7 @@ class RoomSnapshot:
     @property
     def admitting(self) -> bool:
         """Whether the room admits people now: open, not sold out, someone in line."""
-        return (
-            self.opened_at_s is not None
-            and self.state == "open"
-            and not self.sold_out
-            and self.queue_length > self.cursor
-        )
+        return self.opened and self.state == "open" and not self.sold_out and self.queue_depth > 0
 
     def rate_at(self, now_s: float) -> float:
         """The configured admission rate at ``now_s``, ramp included."""

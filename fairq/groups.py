@@ -1,0 +1,23 @@
+"""The consumer-group member every fairq service reads Kafka with."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer
+
+
+def group_member(
+    bootstrap: str, group_id: str, session_timeout_ms: int, *topics: str
+) -> AIOKafkaConsumer:
+    """A member of ``group_id`` (subscribed to ``topics``, if given) that commits its
+    offsets by hand, starts a partition new to the group at its earliest offset and
+    heartbeats three times per ``session_timeout_ms`` (the time after which the group
+    gives a silent member's partitions to another)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+    )
