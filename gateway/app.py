@@ -28,6 +28,7 @@ from gateway.errors import ANSWERED, error_answer, internal_error
 from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
+from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RateLimiter
 from gateway.roomcache import RoomCache
@@ -72,7 +73,7 @@ async def _components(
         conn.redis_url, max_connections=settings.redis_connections, timeout=REDIS_WAIT_S
     )
     redis = aioredis.Redis(connection_pool=pool)
-    producer = make_producer(conn.kafka_bootstrap)
+    producer = make_producer(conn.kafka_bootstrap, settings.send_timeout_s)
     await producer.start()
     store = RoomStore(redis)
     views = BookingViews()
@@ -95,6 +96,7 @@ async def _components(
             consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up, stop)
         ),
         asyncio.create_task(cache.run(stop)),
+        asyncio.create_task(run_resender(app[GATEWAY], stop)),
     ]
     try:
         await _wait_caught_up(caught_up, tasks[0])

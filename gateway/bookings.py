@@ -15,10 +15,16 @@ from aiohttp import web
 from gateway import identities
 from gateway.bookingviews import BookingView
 from gateway.campaigns import Public, center_county, county_ids, load_public
-from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
-from gateway.identities import Claim, IdentityTaken, read_identity_key
+from gateway.identities import Claim, read_identity_key
+from gateway.placement import (
+    BOOKING_RECORD_TTL_S,
+    SendInDoubt,
+    not_taken,
+    place,
+    send_again,
+)
 from gateway.producer import CommandNotAccepted
 from gateway.roomcache import RoomView
 from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
@@ -35,7 +41,6 @@ WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
 BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
 MOVE_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
 CONFIRM_FIELDS = frozenset({"identity_key"})
-BOOKING_RECORD_TTL_S = 90 * 86400
 TOKEN_USED = ("token_used", "this booking token has made its booking already")
 
 routes = web.RouteTableDef()
@@ -138,13 +143,23 @@ async def create_booking(request: web.Request) -> web.Response:
     only_keys(body, BOOKING_FIELDS, "the booking body")
     wish = read_wish(body, view.campaign)
     deadline_s, before_s = await _start_booking(gw, view, token)
-    command, used_key = await claim_booking(gw, view, token, wish, TOKEN_USED)
+    claimed = await claim_booking(gw, view, token, wish, TOKEN_USED)
+    if claimed is None:
+        return pending(booking_id_for(token))
+    command, used_key = claimed
     try:
         await place(gw, command, [*("room", token.room), *("position", token.position)], used_key)
+    except SendInDoubt:  # it may be booking: the place stays active as for a booking
+        raise
     except ApiError:  # refused (already_booked) or not taken (503): nothing is booking
         await gw.store.booking_not_started(token.room, token.position, deadline_s, before_s)
         raise
-    return json_response({"booking_id": command.booking_id, "state": "pending"}, status=202)
+    return pending(command.booking_id)
+
+
+def pending(booking_id: str, **extra: str) -> web.Response:
+    """The answer to a booking request whose Book the broker has: the allocator's comes later."""
+    return json_response({"booking_id": booking_id, "state": "pending", **extra}, status=202)
 
 
 async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> tuple[float, float]:
@@ -173,11 +188,18 @@ async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> tu
 
 async def claim_booking(
     gw: Gateway, view: RoomView, token: BookingToken, wish: Wish, used: tuple[str, str]
-) -> tuple[Book, str]:
-    """The Book a token makes, once: its used-key is set, or 409 with ``used`` (code, text)."""
+) -> tuple[Book, str] | None:
+    """The Book a token makes, once: its used-key is set, or 409 with ``used`` (code, text).
+
+    None when the token's Book was in doubt (an earlier request got 503 ``in_doubt``)
+    and this retry sent that same Book again: the broker has it now, and the answer
+    is the first request's (202, pending).
+    """
     booking_id = booking_id_for(token)
     used_key = keys.token_booking(token.token_id)
     if not await gw.redis.set(used_key, booking_id, nx=True, ex=BOOKING_RECORD_TTL_S):
+        if await send_again(gw, booking_id):
+            return None
         raise ApiError(409, *used, extra={"booking_id": booking_id})
     config = view.snap.config
     command = book_command(
@@ -211,62 +233,13 @@ async def join_waitlist(request: web.Request) -> web.Response:
         group=ticket.group,
         expires_at_s=gw.clock(),  # already expired: it can make no booking of its own
     )
-    command, used_key = await claim_booking(
+    claimed = await claim_booking(
         gw, view, token, wish, ("already_waiting", "this ticket is on the waitlist already")
     )
-    await place(gw, command, [*("waitlist_room", name)], used_key)
-    body_out = {
-        "booking_id": command.booking_id,
-        "state": "pending",
-        "booking_token": gw.signer.sign_booking_token(token),
-    }
-    return json_response(body_out, status=202)
-
-
-async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:
-    """Record where a booking came from, claim its identity, then put it on the log.
-
-    The admitter reads the record's room and position to free the place when the
-    booking ends; ``GET /api/bookings/{id}`` reads it to say "pending". The record
-    is written before the claim, in the same round trip, and marked ``placed`` once
-    the broker has the Book (see ``gateway.identities``).
-    A refused claim (409 ``already_booked``) or command (503) undoes the record, the
-    claim and the ``undo`` keys.
-    """
-    record: list[str | int] = [
-        *origin,
-        *("campaign", command.campaign),
-        *("county", command.county),
-        *("identity", command.identity),
-        *("at_s", int(gw.clock())),
-    ]
-    booking_key = keys.booking(command.booking_id)
-    claim = Claim(command.campaign, command.identity, command.booking_id)
-    async with gw.redis.pipeline(transaction=False) as pipe:
-        pipe.hset(booking_key, items=record)
-        pipe.expire(booking_key, BOOKING_RECORD_TTL_S)
-        await identities.request(gw, claim, pipe, BOOKING_RECORD_TTL_S)
-        *_, claimed = await pipe.execute()
-    try:
-        await identities.settle(gw, claim, claimed, BOOKING_RECORD_TTL_S)
-    except IdentityTaken:
-        await gw.redis.delete(booking_key, *undo)
-        raise
-    try:
-        await gw.commands.send(command.county, command)
-    except CommandNotAccepted as e:
-        async with gw.redis.pipeline(transaction=False) as pipe:
-            await identities.release(gw, claim, pipe)  # first: a holder always has a record
-            pipe.delete(booking_key, *undo)
-            await pipe.execute()
-        raise ApiError(
-            503,
-            "unavailable",
-            "bookings cannot be taken right now; try again",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from e
-    await gw.redis.hset(booking_key, "placed", 1)  # the broker has it (identities.has_ended)
-    gw.metrics.bookings_total.inc()
+    if claimed is not None:
+        command, used_key = claimed
+        await place(gw, command, [*("waitlist_room", name)], used_key)
+    return pending(booking_id_for(token), booking_token=gw.signer.sign_booking_token(token))
 
 
 async def _own_booking(request: web.Request, token_param: bool = False) -> tuple[Gateway, str]:
@@ -326,9 +299,10 @@ async def send_and_answer(
         try:
             await gw.commands.send(view.county, command)
         except CommandNotAccepted as e:
-            raise ApiError(
-                503, "unavailable", "try again", headers={"Retry-After": RETRY_AFTER_S}
-            ) from e
+            if not e.maybe_in_log:
+                raise not_taken() from e
+            gw.metrics.sends_in_doubt.labels(command.TYPE).inc()
+            raise SendInDoubt(view.booking_id, change=command.TYPE) from e
         try:
             answer: Event = await asyncio.wait_for(
                 futures[command.command_id], gw.settings.answer_wait_s

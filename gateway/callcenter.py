@@ -25,13 +25,13 @@ from gateway.bookings import (
     confirm_booking,
     current_view,
     move_booking,
-    place,
     read_wish,
 )
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
 from gateway.identities import IdentityTaken
+from gateway.placement import place
 from gateway.state import GATEWAY, Gateway
 from schemas.fields import only_keys, req_str
 from waitingroom.codes import code_identity, find_code

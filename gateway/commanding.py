@@ -27,10 +27,20 @@ async def send_commands(
             for key, command in keyed:
                 await gw.commands.send(key, command)
         except CommandNotAccepted as e:
+            if not e.maybe_in_log:
+                raise ApiError(
+                    503,
+                    "unavailable",
+                    "the commands were not accepted: nothing was sent; try again",
+                    headers={"Retry-After": RETRY_AFTER_S},
+                ) from e
             raise ApiError(
                 503,
-                "unavailable",
-                f"the commands were not accepted: {e}",
+                "in_doubt",
+                "the commands were sent but the log has not confirmed them all: some may be"
+                " applied. The same campaign document, a delivery with its delivery_id and a"
+                " reserve can be sent again safely; a delivery without a delivery_id would"
+                " add its places again",
                 headers={"Retry-After": RETRY_AFTER_S},
             ) from e
         if wait_s > 0 and futures:

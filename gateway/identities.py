@@ -14,12 +14,11 @@ wins); an alive one refuses the new booking with 409 ``already_booked``. Stale
 claims are thus cleared lazily, by the next claimer. A gateway whose views lag
 refuses where it could have taken over; it never lets a second booking live.
 That needs the holder's booking record to exist whenever it holds the claim:
-``bookings.place`` writes the record before the claim, in the same round trip, and
-marks it ``placed`` once the broker has the Book. A gateway that stops in between
-leaves a record that is never marked and a booking that (almost always) never went
-on the log: once ``UNPLACED_STALE_S`` have passed with neither a mark nor an event,
-the booking counts as ended, so that the person is not locked out of the campaign
-until the record expires.
+``gateway.placement.place`` writes the record before the claim, in the same round
+trip. A record whose Book the broker has not acknowledged yet is alive too: that
+Book may be in the log (a send that timed out), and it will be, as every gateway
+sends it again until the broker has it; the claim is given back only once the
+allocator's answer says the booking ended.
 """
 
 from __future__ import annotations
@@ -46,11 +45,6 @@ MIN_KEY_CHARS = 4
 MAX_KEY_CHARS = 64
 MAX_RAW_KEY_CHARS = 256  # before spaces and dashes are dropped
 MAX_TAKE_OVERS = 4  # each failed take-over means another booking took the claim meanwhile
-# A booking record not marked placed this long after it was written belongs to a
-# gateway that stopped between the record and the broker's acknowledgement: its
-# booking is taken as never placed (far longer than a send may take, see
-# ``gateway.producer``; and longer than the hold, should the send have gone through).
-UNPLACED_STALE_S = 15 * 60
 
 
 class IdentityTaken(ApiError):
@@ -171,17 +165,9 @@ async def has_ended(gw: Gateway, booking_id: str) -> bool:
     view = gw.views.get(booking_id)
     if view is not None:
         return view.state in ENDED_STATES
-    campaign, placed, at_s = await gw.redis.hmget(
-        keys.booking(booking_id), "campaign", "placed", "at_s"
-    )
-    if campaign is None:  # no record: never placed, or long gone
-        return True
-    if placed is not None or at_s is None:  # on the log (or a record older than the mark)
-        return False
-    if gw.clock() - float(at_s) < UNPLACED_STALE_S:
-        return False  # its gateway may still be putting it on the log
-    logger.warning("booking %s was never put on the log: its claim is released", booking_id)
-    return True
+    # No record: never placed, or long gone. A record's Book is on the log, or is sent
+    # until the broker has it (``gateway.placement``): its answer says whether it ended.
+    return not await gw.redis.exists(keys.booking(booking_id))
 
 
 def _text(value: bytes | str) -> str:

@@ -132,6 +132,17 @@ class GatewayMetrics:
         self.streams = Gauge(
             "fairq_gateway_streams", "Open event streams", ["kind"], registry=self.registry
         )
+        self.sends_in_doubt = Counter(
+            "fairq_gateway_sends_in_doubt_total",
+            "Commands handed to the producer and not acknowledged in time (maybe in the log)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.bookings_resent = Counter(
+            "fairq_gateway_bookings_resent_total",
+            "Books in doubt sent again (same command id) and acknowledged",
+            registry=self.registry,
+        )
 
 
 class DashboardCollector:

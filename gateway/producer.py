@@ -11,9 +11,22 @@ from schemas.wire import Message
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_SEND_TIMEOUT_S = 10.0
+
 
 class CommandNotAccepted(RuntimeError):
-    """The broker did not acknowledge a command; the caller should answer 503."""
+    """The broker did not acknowledge a command; the caller answers 503.
+
+    ``maybe_in_log`` says whether a command was handed to the producer before the
+    failure. Such a command may be in the log all the same (a broker that was stopped
+    or slow writes what it had received, and answers too late), so the caller must
+    treat it as possibly accepted: keep what it claimed for it and send it again with
+    the same ids. False only when nothing left the gateway.
+    """
+
+    def __init__(self, message: str, *, maybe_in_log: bool) -> None:
+        super().__init__(message)
+        self.maybe_in_log = maybe_in_log
 
 
 class CommandProducer:
@@ -23,22 +36,29 @@ class CommandProducer:
 
     async def send(self, county: str, *messages: Message) -> None:
         """Send commands keyed by county and wait until all are acknowledged (acks=all)."""
+        futures = []
         try:
-            futures = [
-                await self._producer.send(self._topic, m.pack(), key=county.encode())
-                for m in messages
-            ]
+            key = county.encode()
+            for m in messages:  # queued in the producer once ``send`` returns its future
+                futures.append(await self._producer.send(self._topic, m.pack(), key=key))
             for future in futures:
                 await future
         except KafkaError as e:
-            raise CommandNotAccepted(f"the broker did not accept the command: {e}") from e
+            raise CommandNotAccepted(
+                f"the broker did not accept the command: {e!r}", maybe_in_log=bool(futures)
+            ) from e
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap: str, send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+) -> AIOKafkaProducer:
+    """The gateway's producer: acks from every in-sync replica, no idempotence (the
+    broker of the tests does not grant producer ids; the allocator deduplicates by
+    command id), and ``send_timeout_s`` before a send is given up (and in doubt)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=False,
         linger_ms=2,
-        request_timeout_ms=10_000,
+        request_timeout_ms=int(send_timeout_s * 1000),
     )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fairq.config import ConfigError, Connections, env_float, env_int, env_str
+from gateway.producer import DEFAULT_SEND_TIMEOUT_S
 from gateway.ratelimit import RateLimitSettings
 
 MIN_SECRET_BYTES = 16
@@ -60,6 +61,9 @@ class GatewaySettings:
     shutdown_drain_s: float = 5.0
     redis_connections: int = 64  # the pool's size; requests queue for a free connection
     inventory_wait_s: float = 30.0  # how long inventory loading waits for the allocator's answers
+    # how long a command's send waits for the broker's acknowledgement; past it the
+    # answer is 503 and the command is in doubt (see ``gateway.placement``)
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
     sse_keepalive_s: float = 15.0
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     agent_keys: dict[str, str] = field(default_factory=dict)  # call-center agents
@@ -85,6 +89,7 @@ class GatewaySettings:
             shutdown_drain_s=env_float(env, "FAIRQ_SHUTDOWN_DRAIN_S", 5.0),
             redis_connections=env_int(env, "FAIRQ_REDIS_CONNECTIONS", 64, lo=1),
             inventory_wait_s=env_float(env, "FAIRQ_INVENTORY_WAIT_S", 30.0),
+            send_timeout_s=env_float(env, "FAIRQ_SEND_TIMEOUT_S", DEFAULT_SEND_TIMEOUT_S, lo=0.1),
             rate_limits=RateLimitSettings.from_env(env),
             agent_keys=parse_agent_keys(env.get("FAIRQ_AGENT_KEYS", "")),
             identity_secret=parse_identity_secret(env.get("FAIRQ_IDENTITY_SECRET", "")),

@@ -8,7 +8,10 @@ see each other's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 
@@ -64,6 +67,17 @@ def connections(
 ) -> Connections:
     """Everything a fairq process needs to connect, for this test alone."""
     return Connections(redis_url=redis_srv.url, kafka_bootstrap=kafka_srv.url, topics=topics)
+
+
+@contextlib.contextmanager
+def paused(server: Server) -> Iterator[None]:
+    """The server's process stopped (SIGSTOP) while inside: like a hung broker or Redis,
+    it keeps its connections and what they received, and goes on from there on leaving."""
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
 
 
 async def bounded(step: Awaitable[object], what: str, timeout_s: float = 30.0) -> None:

@@ -65,6 +65,12 @@ def booking(booking_id: str) -> str:
     return f"{PREFIX}:booking:{booking_id}"
 
 
+def bookings_unplaced() -> str:
+    """Sorted set: booking ids whose Book the broker has not acknowledged yet, by the
+    time their record was written (``gateway.placement`` sends them until it has)."""
+    return f"{PREFIX}:bookings:unplaced"
+
+
 def token_booking(token_id: str) -> str:
     """String: the booking id made with a booking token (a token is good for one booking)."""
     return f"{PREFIX}:token:{token_id}:booking"

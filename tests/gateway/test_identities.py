@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
@@ -24,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from fairq.config import Connections
 from fairq.demo import small_campaign
 from gateway.app import create_app
-from gateway.identities import UNPLACED_STALE_S, key_hash, key_identity
+from gateway.identities import key_hash, key_identity
 from gateway.producer import CommandProducer, make_producer
 from gateway.state import GATEWAY
 from schemas.commands import Book, Command, Confirm, Tick, decode_command
@@ -120,39 +119,6 @@ async def test_a_code_books_once_across_partitions_on_the_phone(
     assert (await claims(client.app[GATEWAY].redis)) == {
         keys.identity_claim("camp", identity).encode(): second["booking_id"].encode()
     }
-
-
-@pytest.mark.usefixtures("allocator")
-async def test_a_gateway_stopping_before_the_log_does_not_lock_the_code_out(
-    client: Client, first_day: dt.date, connections: Connections, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The gateway stops after the booking record and the claim, before the broker has
-    the Book: the code is refused while that gateway might still send it, and books
-    once the unplaced record is stale (not only when the record expires, in 90 days)."""
-    await create_campaign(client, first_day, counties=1, places=2)
-    [code] = await issue_codes(client, 1)
-    gw = client.app[GATEWAY]
-
-    async def stop_here(county: str, command: Command) -> None:
-        raise asyncio.CancelledError  # the handler's task ends, as in a stopping process
-
-    with monkeypatch.context() as patch:
-        patch.setattr(gw.commands, "send", stop_here)
-        with pytest.raises(aiohttp.ServerDisconnectedError):
-            await phone_book(client, code)
-    stranded = (await claims(gw.redis)).popitem()[1].decode()
-    status, refused = await phone_book(client, code)
-    assert (status, refused["error"]["booking_id"]) == (409, stranded)
-
-    started = gw.clock()
-    gw.clock = lambda: started + UNPLACED_STALE_S + 1
-    status, held = await phone_book(client, code)
-    assert (status, held["state"]) == (201, "held"), held
-    books = await books_on_log(connections, code_identity(hash_code(code, IDENTITY_SECRET)))
-    assert [b.booking_id for _, b in books] == [held["booking_id"]]
-    assert await gw.redis.hget(keys.booking(held["booking_id"]), "placed") == b"1"
-    status, again = await phone_book(client, code)
-    assert (status, again["error"]["booking_id"]) == (409, held["booking_id"])
 
 
 @pytest.mark.usefixtures("allocator")
