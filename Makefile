@@ -5,12 +5,12 @@ STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint typecheck check bench rehearse system-deps install clean
+.PHONY: up test lint typecheck check bench rehearse system-deps test-deps install clean
 
 up: install
 	$(VENV)/bin/fairq up
 
-test: install
+test: install test-deps
 	$(PY) -m pytest
 
 lint: install
@@ -33,11 +33,21 @@ rehearse: install
 
 install: system-deps $(STAMP)
 
-# redis-server comes from Debian's package; everything else from PyPI.
+# Debian's packages, as command:package: redis-server to run fairq; for the tests also
+# chromium (the pages, driven by Playwright). Everything else comes from PyPI.
+RUN_PACKAGES := redis-server:redis-server
+TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium
+APT_INSTALL_MISSING = missing=""; for pair in $(1); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#\#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; fi
+
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "redis-server not found: installing Debian's redis-server"; \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server; }
+	@$(call APT_INSTALL_MISSING,$(RUN_PACKAGES))
+
+test-deps:
+	@$(call APT_INSTALL_MISSING,$(TEST_PACKAGES))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,4 +56,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -19,9 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from playwright.async_api import Browser
+
 from fairq.config import Connections, Topics
 from fairq.devservices import Server, kafka_broker, redis_server
 from fairq.topics import ensure_topics
+from tests.browser import chromium
 
 TEST_PARTITIONS = 4
 # Consumer-group session timeout of the tests' allocators and admitters. The broker
@@ -41,6 +44,13 @@ def redis_srv() -> Iterator[Server]:
 def kafka_srv() -> Iterator[Server]:
     with kafka_broker() as server:
         yield server
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's), see ``tests.browser``."""
+    async with chromium() as b:
+        yield b
 
 
 @pytest.fixture
