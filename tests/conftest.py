@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from playwright.async_api import Browser
 
 from fairq.config import Connections, Topics
