@@ -96,8 +96,8 @@ class Bound:
     zero: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.lo <= self.hi or (self.zero is not None and self.lo == 0):
-            raise ValueError(f"not a range: {self}")
+        if self.lo > self.hi or (self.zero is not None and self.lo <= 0):
+            raise ValueError(f"not a range (or 0 in it already): {self}")
 
     def describe(self) -> str:
         """The range in words, e.g. ``"0 (admit nobody) or a number from 0.01 to 1000000"``."""
