@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
+from gateway import bounds
 from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
 from gateway.commanding import send_commands
 from gateway.errors import ApiError
 from gateway.exports import appointment_rows, code_letters, csv_response
-from gateway.http import bearer, json_response, read_json
+from gateway.http import json_response, key_holder, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, room_view
 from gateway.state import GATEWAY, Gateway
@@ -33,20 +33,11 @@ from schemas.fields import (
     parse_date,
     parse_datetime,
     req_ident,
-    req_int,
-    req_number,
 )
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
-from waitingroom.pow import MAX_DIFFICULTY
-from waitingroom.rooms import (
-    ADMISSION_MODES,
-    MAX_PREQUEUE_S,
-    MAX_RAMP_S,
-    AdmissionChange,
-    RoomConfig,
-)
+from waitingroom.rooms import ADMISSION_MODES, AdmissionChange, RoomConfig
 
 logger = logging.getLogger(__name__)
 
@@ -68,23 +59,16 @@ ROOM_FIELDS = frozenset(
 ADMISSION_FIELDS = frozenset(
     {"rate_per_s", "max_active", "ramp_s", "admission_mode", "pow_difficulty"}
 )
-INT_FIELDS = frozenset(
-    {"max_active", "hold_s", "admit_window_s", "prequeue_s", "ramp_s", "pow_difficulty"}
-)
 INVENTORY_FIELDS = frozenset({"schedules", "slots", "delivery_id"})
 CODE_FIELDS = frozenset({"group", "count"})
-MAX_CODES_PER_CALL = 100_000
-MAX_RATE_PER_S = 1_000_000.0
-MAX_ACTIVE = 10_000_000
 
 routes = web.RouteTableDef()
+_T = TypeVar("_T")
 
 
 def require_operator(request: web.Request) -> Gateway:
     gw = request.app[GATEWAY]
-    presented = bearer(request).encode()
-    if not hmac.compare_digest(presented, gw.settings.operator_key.encode()):
-        raise ApiError(403, "forbidden", "the operator key is not valid")
+    key_holder(request, {"operator": gw.settings.operator_key}, "operator")
     return gw
 
 
@@ -197,7 +181,7 @@ async def post_codes(request: web.Request) -> web.Response:
     body = await read_json(request)
     only_keys(body, CODE_FIELDS, "the codes body")
     group = req_ident(body, "group")  # checked before any code is issued
-    count = req_int(body, "count", lo=1, hi=MAX_CODES_PER_CALL)
+    count = bounds.read_int(body, "count")
     public = await load_public(gw, name)
     codes = await issue_codes(gw.redis, name, group, count, gw.settings.identity_secret)
     if request.query.get("format") == "csv":
@@ -221,7 +205,7 @@ async def appointments_csv(request: web.Request) -> web.Response:
 
 def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:
     if body.get("opens_in_s") is not None:
-        return now_s + req_number(body, "opens_in_s", lo=0, hi=365 * 86400)
+        return now_s + bounds.read_number(body, "opens_in_s")
     if body.get("opens_at") is None:
         if current is None:
             raise ApiError(400, "invalid_request", "'opens_at' or 'opens_in_s' is required")
@@ -246,18 +230,19 @@ async def put_room(request: web.Request) -> web.Response:
     defaults = old or RoomConfig(
         name=name, campaign=campaign, opens_at_s=0.0, hold_s=int(public.get("hold_s", 600))
     )
+    live = _admission_change(body)
     config = _room_config(
         name=name,
         campaign=campaign,
         opens_at_s=_opens_at(body, gw.clock(), old.opens_at_s if old else None),
-        rate_per_s=_num(body, "rate_per_s", defaults.rate_per_s, MAX_RATE_PER_S),
-        max_active=int(_num(body, "max_active", defaults.max_active, MAX_ACTIVE)),
-        hold_s=int(_num(body, "hold_s", defaults.hold_s, 86_400, lo=60)),
-        admit_window_s=int(_num(body, "admit_window_s", defaults.admit_window_s, 86_400, lo=10)),
-        prequeue_s=int(_num(body, "prequeue_s", defaults.prequeue_s, MAX_PREQUEUE_S)),
-        ramp_s=int(_num(body, "ramp_s", defaults.ramp_s, MAX_RAMP_S)),
-        admission_mode=_mode(body) or defaults.admission_mode,
-        pow_difficulty=int(_num(body, "pow_difficulty", defaults.pow_difficulty, MAX_DIFFICULTY)),
+        rate_per_s=_given(live.rate_per_s, defaults.rate_per_s),
+        max_active=_given(live.max_active, defaults.max_active),
+        hold_s=_given(bounds.opt_int(body, "hold_s"), defaults.hold_s),
+        admit_window_s=_given(bounds.opt_int(body, "admit_window_s"), defaults.admit_window_s),
+        prequeue_s=_given(bounds.opt_int(body, "prequeue_s"), defaults.prequeue_s),
+        ramp_s=_given(live.ramp_s, defaults.ramp_s),
+        admission_mode=_given(live.admission_mode, defaults.admission_mode),
+        pow_difficulty=_given(live.pow_difficulty, defaults.pow_difficulty),
     )
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
@@ -266,19 +251,16 @@ async def put_room(request: web.Request) -> web.Response:
     return json_response(_stats(gw, view), status=200 if existing else 201)
 
 
+def _given(value: _T | None, default: _T) -> _T:
+    """A setting the body gave, else the room's own (or the default of a new room)."""
+    return default if value is None else value
+
+
 def _room_config(**fields: Any) -> RoomConfig:
     try:
         return RoomConfig(**fields)
     except InvalidRoomConfig as e:
         raise ApiError(400, "invalid_request", str(e)) from e
-
-
-def _num(body: Mapping[str, Any], key: str, default: float, hi: float, lo: float = 0) -> float:
-    if body.get(key) is None:
-        return default
-    if key in INT_FIELDS:
-        return req_int(body, key, lo=int(lo), hi=int(hi))
-    return req_number(body, key, lo=lo, hi=hi)
 
 
 def _mode(body: Mapping[str, Any]) -> str | None:
@@ -334,20 +316,14 @@ async def put_admission(request: web.Request) -> web.Response:
 
 
 def _admission_change(body: Mapping[str, Any]) -> AdmissionChange:
-    """The settings a body names (others stay as they are), each checked."""
-
-    def opt(key: str, hi: float) -> float | None:
-        return None if body.get(key) is None else _num(body, key, 0, hi)
-
-    rate, max_active = opt("rate_per_s", MAX_RATE_PER_S), opt("max_active", MAX_ACTIVE)
-    ramp, difficulty = opt("ramp_s", MAX_RAMP_S), opt("pow_difficulty", MAX_DIFFICULTY)
+    """The live settings a body names (others stay as they are), each within its range."""
     try:
         return AdmissionChange(
-            rate_per_s=rate,
-            max_active=None if max_active is None else int(max_active),
-            ramp_s=None if ramp is None else int(ramp),
+            rate_per_s=bounds.opt_number(body, "rate_per_s"),
+            max_active=bounds.opt_int(body, "max_active"),
+            ramp_s=bounds.opt_int(body, "ramp_s"),
             admission_mode=_mode(body),
-            pow_difficulty=None if difficulty is None else int(difficulty),
+            pow_difficulty=bounds.opt_int(body, "pow_difficulty"),
         )
     except InvalidRoomConfig as e:
         raise ApiError(400, "invalid_request", str(e)) from e

@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin import require_operator
-from gateway.errors import ApiError
+from gateway.bounds import bound
 from gateway.http import json_response
 from gateway.rooms import iso_s, room_view
+from schemas import SchemaError
 
-MAX_PAGE = 10_000
 ALGORITHM = (
     "Python random.Random(seed) with seed the hex string as given; order = list(range(n)); "
     "for i from n-1 down to 1: j = rng.randrange(i + 1); swap order[i] and order[j]. "
@@ -26,16 +26,20 @@ ALGORITHM = (
     "opening follow in arrival order at positions n + 1, n + 2, ..."
 )
 
+MAX_DIGITS = 12  # more is out of any range: not worth converting
 routes = web.RouteTableDef()
 
 
-def _query_int(request: web.Request, name: str, default: int, hi: int) -> int:
+def _query_int(request: web.Request, name: str, default: int) -> int:
+    """The query parameter ``name`` as an integer within its range (``gateway.bounds``)."""
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > hi:  # isdigit alone takes "²"
-        raise ApiError(400, "invalid_request", f"'{name}' must be an integer in 0..{hi}")
-    return int(raw)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS):  # isdigit takes "²"
+        raise SchemaError(f"'{name}' must be {bound(name).describe()}")
+    value = int(raw)
+    bound(name).check(name, value)
+    return value
 
 
 @routes.get("/api/admin/rooms/{room}/audit")
@@ -43,8 +47,8 @@ async def room_audit(request: web.Request) -> web.Response:
     gw = require_operator(request)
     view = await room_view(gw, request.match_info["room"])
     snap = view.snap
-    offset = _query_int(request, "offset", 0, 2**31)
-    limit = _query_int(request, "limit", 1000, MAX_PAGE)
+    offset = _query_int(request, "offset", 0)
+    limit = _query_int(request, "limit", 1000)
     body: dict[str, Any] = {
         "room": snap.config.name,
         "opened": snap.opened,

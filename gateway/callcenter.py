@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
 import secrets
 
@@ -29,7 +28,7 @@ from gateway.bookings import (
 )
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
-from gateway.http import bearer, json_response, read_json
+from gateway.http import json_response, key_holder, read_json
 from gateway.identities import IdentityTaken
 from gateway.placement import place
 from gateway.state import GATEWAY, Gateway
@@ -46,12 +45,8 @@ routes = web.RouteTableDef()
 def require_agent(request: web.Request) -> tuple[Gateway, str]:
     """The gateway and the agent's id; the operator key acts as agent ``operator``."""
     gw = request.app[GATEWAY]
-    presented = bearer(request).encode()
-    candidates = {"operator": gw.settings.operator_key, **gw.settings.agent_keys}
-    for agent, key in candidates.items():
-        if hmac.compare_digest(presented, key.encode()):
-            return gw, agent
-    raise ApiError(403, "forbidden", "the agent key is not valid")
+    keys = {"operator": gw.settings.operator_key, **gw.settings.agent_keys}
+    return gw, key_holder(request, keys, "agent")
 
 
 def new_booking_id() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,3 +72,41 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
         if value:
             return value
     raise ApiError(401, "unauthorized", "a bearer token is required")
+
+
+def key_holder(request: web.Request, keys: Mapping[str, str], what: str) -> str:
+    """Whose key (a name of ``keys``) the request's bearer token is (``holder_of``)."""
+    return holder_of(bearer(request), keys, what)
+
+
+def holder_of(presented: str, keys: Mapping[str, str], what: str) -> str:
+    """Whose key ``presented`` is: the one place a presented secret is compared.
+
+    401 for a token no key can be (not UTF-8 text: aiohttp keeps undecodable header
+    bytes as lone surrogates), 403 for a wrong one (``what`` names the kind of key).
+    """
+    if not (presented.isascii() or _is_text(presented)):
+        raise ApiError(401, "unauthorized", "the bearer token is not UTF-8 text")
+    raw = _secret_bytes(presented)
+    for name, key in keys.items():
+        if hmac.compare_digest(raw, _secret_bytes(key)):
+            return name
+    raise ApiError(403, "forbidden", f"the {what} key is not valid")
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` has no lone surrogates, i.e. is the decoding of UTF-8 bytes."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _secret_bytes(secret: str) -> bytes:
+    """A secret as bytes for a constant-time comparison, for any ``str``.
+
+    ``surrogatepass`` encodes lone surrogates too (a key read from an environment with
+    undecodable bytes has them) and is one-to-one, so equal bytes mean equal strings.
+    """
+    return secret.encode("utf-8", "surrogatepass")

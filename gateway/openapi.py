@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from gateway import bounds
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 STR = {"type": "string"}
 NUM = {"type": "number"}
@@ -95,11 +97,11 @@ CHALLENGE = _obj(
     ["room", "required", "difficulty", "challenge", "expires_in_s", "algorithm"],
 )
 ADMISSION = {
-    "rate_per_s": NUM,
-    "max_active": INT,
-    "ramp_s": INT,
+    "rate_per_s": bounds.schema("rate_per_s"),
+    "max_active": bounds.schema("max_active"),
+    "ramp_s": bounds.schema("ramp_s"),
     "admission_mode": {"enum": ["manual", "auto"]},
-    "pow_difficulty": {"type": "integer", "minimum": 0, "maximum": 28},
+    "pow_difficulty": bounds.schema("pow_difficulty"),
 }
 ROOM_STATS = {"type": "object", "description": "room counters and inventory per county"}
 CONFIRM = _obj(
@@ -120,6 +122,15 @@ ONE_PAIR = (
     " of the campaign already, in any county"
 )
 ANY_OBJ = {"type": "object"}
+
+
+def _query(op: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``op`` with the bounded integer query parameters ``fields``."""
+    op["parameters"] = [
+        {"name": field, "in": "query", "required": False, "schema": bounds.schema(field)}
+        for field in fields
+    ]
+    return op
 
 
 def _optional_body(op: dict[str, Any]) -> dict[str, Any]:
@@ -364,7 +375,7 @@ def _paths() -> dict[str, Any]:
                         "from": DATE,
                         "to": DATE,
                         "group": STR,
-                        "share_pct": INT,
+                        "share_pct": bounds.schema("share_pct"),
                         "mode": {"enum": ["over_and_above", "minimum_guarantee"]},
                         "release_at": {"type": "string", "format": "date-time"},
                     },
@@ -389,7 +400,7 @@ def _paths() -> dict[str, Any]:
                 "issue access codes for a group (?format=csv: letters for a mail house)",
                 {"201": ("codes (JSON, or CSV with ?format=csv)", ANY_OBJ)},
                 (400, 403, 404),
-                _obj({"group": STR, "count": INT}, ["group", "count"]),
+                _obj({"group": STR, "count": bounds.schema("count")}, ["group", "count"]),
                 "operator",
             )
         },
@@ -402,10 +413,10 @@ def _paths() -> dict[str, Any]:
                     {
                         "campaign": STR,
                         "opens_at": STR,
-                        "opens_in_s": NUM,
-                        "hold_s": INT,
-                        "admit_window_s": INT,
-                        "prequeue_s": INT,
+                        **{
+                            field: bounds.schema(field)
+                            for field in ("opens_in_s", "hold_s", "admit_window_s", "prequeue_s")
+                        },
                         **ADMISSION,
                     }
                 ),
@@ -435,13 +446,17 @@ def _paths() -> dict[str, Any]:
             )
         },
         f"{admin_room}/audit": {
-            "get": _op(
-                "the opening lottery's seed, pre-queue size, algorithm and a page of the order"
-                " (?offset=&limit=, limit <= 10000)",
-                {"200": ("audit", ANY_OBJ)},
-                (400, 403, 404),
-                None,
-                "operator",
+            "get": _query(
+                _op(
+                    "the opening lottery's seed, pre-queue size, algorithm and a page of the order"
+                    " (?offset=&limit=)",
+                    {"200": ("audit", ANY_OBJ)},
+                    (400, 403, 404),
+                    None,
+                    "operator",
+                ),
+                "offset",
+                "limit",
             )
         },
         f"{admin_room}/stats": {

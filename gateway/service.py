@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import SERVER_LIMITS, create_app
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,10 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             " some of them away to brute force)"
         )
     runner = web.AppRunner(
-        create_app(settings), shutdown_timeout=settings.shutdown_drain_s, access_log=None
+        create_app(settings),
+        shutdown_timeout=settings.shutdown_drain_s,
+        access_log=None,
+        **SERVER_LIMITS,
     )
     await runner.setup()
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import bounds
 from gateway.admin import require_operator
 from gateway.bookings import new_command_id
 from gateway.campaigns import center_county, load_public
@@ -29,7 +30,6 @@ from schemas.fields import (
     parse_date,
     parse_datetime,
     req_ident,
-    req_int,
     req_list,
     req_str,
 )
@@ -80,7 +80,7 @@ async def set_reserves(request: web.Request) -> web.Response:
     only_keys(body, RESERVE_FIELDS, "the reserve body")
     center, county = await _center(gw, campaign, body)
     group = req_ident(body, "group")
-    share_pct = req_int(body, "share_pct", lo=0, hi=100)
+    share_pct = bounds.read_int(body, "share_pct")
     mode = _mode(body)
     release_at = parse_datetime(body.get("release_at"), "release_at")
     commands = [

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fairq.config import Connections
 from fairq.demo import small_campaign
-from gateway.app import create_app
+from gateway.app import SERVER_LIMITS, create_app
 from gateway.settings import GatewaySettings
 from tests.conftest import TEST_SESSION_TIMEOUT_MS, bounded
 
@@ -53,7 +53,7 @@ async def gateway_client(
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """A started in-process gateway with ``make_settings(connections, **overrides)``."""
     c: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(make_settings(connections, **overrides)))
+        TestServer(create_app(make_settings(connections, **overrides)), **SERVER_LIMITS)
     )
     await c.start_server()
     try:

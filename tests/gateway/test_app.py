@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from fairq.config import Connections
 from gateway.app import create_app
@@ -29,6 +31,7 @@ async def app_client(connections: Connections) -> AsyncIterator[tuple[Client, Ga
     metrics = GatewayMetrics()
     app = create_app(make_settings(connections), metrics)
     app.router.add_get("/boom", boom)
+    app.router.add_get("/boom/{what}", boom)
     client: Client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -59,6 +62,19 @@ async def test_a_bug_is_a_logged_500_in_json(
     assert (await response.json())["error"]["code"] == "internal"
     assert any("unhandled error on GET /boom" in r.getMessage() for r in caplog.records)
     assert metrics.counters.requests[("/boom", 500)] == 1
+
+
+async def test_a_line_break_in_the_path_of_a_500_is_escaped_in_its_log_line(
+    app_client: tuple[Client, GatewayMetrics], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _ = app_client
+    forged = "FORGED 2026-12-07 09:00:00 INFO gateway.admin: operator key rotated"
+    response = await client.get(URL(f"/boom/x%0d%0a{quote(forged)}", encoded=True))
+    assert (response.status, (await response.json())["error"]["code"]) == (500, "internal")
+    [record] = [r for r in caplog.records if forged in r.getMessage()]
+    assert record.getMessage() == f"unhandled error on GET /boom/x\\r\\n{forged}"
+    assert record.exc_info is not None  # the traceback is still there
+    assert not [line for line in caplog.text.splitlines() if line.startswith("FORGED")]
 
 
 async def test_no_middleware_and_every_route_counted_by_its_path(

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from yarl import URL
 
 from fairq.config import Connections
+from gateway.app import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL_BYTES
 from gateway.bookings import booking_id_for
 from tests.conftest import topic_partitions
-from tests.gateway.conftest import SIGNING_KEYS, bearer, create_campaign, create_room, operator
+from tests.gateway.conftest import (
+    AGENT_KEY,
+    SIGNING_KEYS,
+    bearer,
+    create_campaign,
+    create_room,
+    operator,
+)
+from tests.gateway.rawhttp import request_bytes, send
 from waitingroom.tickets import BookingToken, Signer, Ticket
 
 Case = tuple[str, str, dict[str, str], Any, int, str]
@@ -396,3 +409,128 @@ async def test_public_documents_answer(
     response = await client.request(method, path)
     assert response.status == 200
     assert isinstance(await response.json(), dict)
+
+
+# -- a bearer token that is not UTF-8 text ------------------------------------------------
+
+
+def operator_and_agent_routes(app: web.Application) -> list[tuple[str, str]]:
+    """(method, path) of every operator and call-center route the router serves."""
+    found = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method != "HEAD" and path.startswith(("/api/admin/", "/api/callcenter/")):
+            found.append(
+                (route.method, path.format(room="room", campaign="camp", booking_id="bk_x"))
+            )
+    return found
+
+
+async def test_a_bearer_token_not_utf8_is_401_json_on_every_operator_and_agent_route(
+    client: TestClient[Any, Any], redis: aioredis.Redis, connections: Connections
+) -> None:
+    routes = operator_and_agent_routes(client.app)
+    assert {p.split("/")[2] for _, p in routes} == {"admin", "callcenter"}
+    assert len(routes) >= 20
+    before = (await redis_state(redis), await end_offsets(connections))
+    answers = {}
+    for method, path in routes:
+        head = request_bytes(method, path.encode(), [(b"Authorization", b"Bearer \xff\xfe")])
+        answer = await send(client, head)
+        answers[method, path] = (answer.status, answer.json()["error"]["code"])
+    assert answers == {route: (401, "unauthorized") for route in routes}
+    assert (await redis_state(redis), await end_offsets(connections)) == before
+
+
+# -- client input in log lines ------------------------------------------------------------
+
+FORGED = "FORGED 2026-12-07 09:00:00 INFO gateway.admin: operator key rotated"
+
+
+def assert_no_forged_line(caplog: pytest.LogCaptureFixture, escaped: str, times: int) -> None:
+    """The input was logged ``times`` times, escaped: inside its record's line, never
+    on a line of its own (``splitlines`` breaks at \\r, \\n and \\u2028 alike)."""
+    messages = [r.getMessage() for r in caplog.records if FORGED in r.getMessage()]
+    assert len([m for m in messages if escaped in m]) == times, messages
+    assert all(m.isprintable() for m in messages), messages
+    assert not [line for line in caplog.text.splitlines() if line.startswith("FORGED")]
+
+
+@pytest.mark.parametrize(
+    "separator,escaped", [("%0a", "\\n"), ("%0d%0a", "\\r\\n"), ("%e2%80%a8", "\\u2028")]
+)
+async def test_a_line_break_in_a_phone_booking_reference_is_escaped_in_the_agent_log(
+    client: TestClient[Any, Any],
+    caplog: pytest.LogCaptureFixture,
+    separator: str,
+    escaped: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    reference = f"bk_x{separator}{quote(FORGED)}"
+    for action, body in (("confirm", None), ("move", {}), ("cancel", None)):
+        response = await client.post(
+            URL(f"/api/callcenter/bookings/{reference}/{action}", encoded=True),
+            json=body,
+            headers=bearer(AGENT_KEY),
+        )
+        assert (response.status, (await response.json())["error"]["code"]) == (
+            404,
+            "unknown_booking",
+        )
+    assert_no_forged_line(caplog, f"bk_x{escaped}{FORGED}", times=3)
+
+
+# -- what aiohttp's own parser refuses ----------------------------------------------------
+
+PAD = 32  # aiohttp's C and pure-Python parsers count a line a few bytes apart
+
+
+def parser_cases() -> dict[str, tuple[bytes, bytes]]:
+    """name -> (a request the gateway answers, the same just over a limit)."""
+    long_path = b"/api/" + b"a" * (MAX_URL_BYTES - 5 - PAD)
+
+    def headers(n: int) -> list[tuple[bytes, bytes]]:
+        return [(b"X-Pad-%d" % i, b"1") for i in range(n)]
+
+    return {
+        "undecodable byte in the path": (
+            request_bytes("GET", b"/api/rooms/r%FF"),
+            request_bytes("GET", b"/api/rooms/r\xff"),
+        ),
+        "URL over the limit": (
+            request_bytes("GET", long_path),
+            request_bytes("GET", b"/api/" + b"a" * (MAX_URL_BYTES - 4)),
+        ),
+        "header over the limit": (
+            request_bytes("GET", b"/api/x", [(b"X-Pad", b"v" * (MAX_HEADER_BYTES - 7 - PAD))]),
+            request_bytes("GET", b"/api/x", [(b"X-Pad", b"v" * (MAX_HEADER_BYTES + 1))]),
+        ),
+        "too many headers": (
+            request_bytes("GET", b"/api/x", headers(MAX_HEADERS - 3 - 4)),  # 3 come with it
+            request_bytes("GET", b"/api/x", headers(MAX_HEADERS + 1)),
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(parser_cases()))
+async def test_what_the_http_parser_refuses_gets_a_4xx(
+    client: TestClient[Any, Any], case: str
+) -> None:
+    """Within the limits the gateway answers (JSON); beyond them aiohttp's parser does,
+    before any handler: 400 in plain text (README, "Bad input", says why not JSON)."""
+    within, beyond = parser_cases()[case]
+    answered = await send(client, within)
+    assert answered.status == 404
+    assert answered.json()["error"]["code"] in ("not_found", "unknown_room")
+    refused = await send(client, beyond)
+    assert refused.status == 400
+    assert refused.headers["content-type"].startswith("text/plain")
+
+
+async def test_a_body_over_the_limit_is_413_json(client: TestClient[Any, Any]) -> None:
+    body = b" " * (MAX_BODY_BYTES + 1)
+    response = await client.put("/api/admin/campaigns/big", data=body, headers=operator())
+    assert (response.status, (await response.json())["error"]["code"]) == (
+        413,
+        "payload_too_large",
+    )
