@@ -161,6 +161,20 @@ def reserve(
     )
 
 
+# For ``add``'s dose-2 window [21, 28]: the only dose-1 day of each center of
+# ``window_edges`` is day 0, its dose 2 may be on the window's first day only (c1), on its
+# last day only (c2), or one day outside it either way only (c3).
+WINDOW_EDGE_DAYS = {"c1": (0, 21), "c2": (0, 28), "c3": (0, 20, 29)}
+
+
+def window_edges(hour: int = 9, capacity: int = 1) -> list[AddInventory]:
+    """The AddInventory of ``WINDOW_EDGE_DAYS`` in ``north``, every slot at ``hour``."""
+    return [
+        add(f"a-{center}", "north", center, [slot(d, hour, capacity) for d in days])
+        for center, days in WINDOW_EDGE_DAYS.items()
+    ]
+
+
 class Log:
     """Feeds an Allocator with consecutive offsets; time moves only when told."""
 

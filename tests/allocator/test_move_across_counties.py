@@ -200,6 +200,36 @@ def test_a_hold_does_not_run_out_while_frozen_and_runs_out_when_the_move_fails(
     assert {used for _, used in two.a.usage().values()} == {0}
 
 
+@pytest.mark.parametrize(
+    ("transfer_at", "earliest", "reason"),
+    [
+        (0, None, "hold_expired"),  # the TransferIn comes at the expiry millisecond
+        (-1, day_iso(45), "no_pair_in_window"),  # only the TransferAnswer does
+    ],
+)
+def test_a_move_reaching_the_expiry_millisecond_ends_the_hold(
+    two: Partitions, transfer_at: int, earliest: str | None, reason: str
+) -> None:
+    """A hold runs out at its expiry millisecond, not after it (``apply``: a record whose
+    time reaches the expiry): a TransferIn at that millisecond is refused, a refused
+    TransferAnswer at it ends the frozen hold, and both counties keep no place."""
+    held = two.a.held(book("b1", "k1", "ann", "north", hold_s=60))
+    expiry = held.hold_expires_at_ms
+    two.a(move("m1", "k1", county="south", earliest=earliest))
+    (transfer,) = two.sent(two.a)
+    assert not_summaries(two.a(Tick("t1"), at_ms=expiry)) == []  # frozen: no expiry
+    assert two.deliver(transfer, at_ms=expiry + transfer_at) == []
+    (answer,) = two.sent(two.b)
+    assert isinstance(answer, TransferAnswer) and answer.reason == reason
+    assert {used for _, used in two.b.usage().values()} == {0}
+    assert two.deliver(answer, at_ms=expiry) == [
+        Failed("m1", "k1", "spring", expiry, reason),
+        Expired("b1", "k1", "spring", 2, expiry),
+    ]
+    assert view(two.a, "k1").state == "expired"
+    assert {used for _, used in two.a.usage().values()} == {0}
+
+
 def test_a_moved_hold_runs_out_in_the_new_county_at_the_same_time(two: Partitions) -> None:
     held = two.a.held(book("b1", "k1", "ann", "north", hold_s=60))
     two.round_trip(move("m1", "k1", county="south"))
@@ -335,6 +365,7 @@ actions = st.lists(
         moves,
         deliveries,
         st.tuples(st.just("tick"), st.integers(1, 400_000)),
+        st.tuples(st.just("to_expiry")),
         st.tuples(st.just("restore"), st.integers(0, 1)),
     ),
     min_size=10,
@@ -354,6 +385,7 @@ class Cluster:
         self.now_ms = T0_MS
         self.county_of: dict[str, str] = {}  # booking id -> county, as a gateway learns it
         self.answers: dict[str, int] = {}  # command id -> answers seen
+        self.expiries: dict[str, int] = {}  # booking id -> the hold's expiry, from its events
         for i, county in enumerate(COUNTIES):
             # dose 1 on day 0 or 2 only: a few pairs per county, so moves compete for them
             slots = [slot(d, capacity=capacity) for d in range(0, 26, 2)]
@@ -374,6 +406,8 @@ class Cluster:
         for e in events:
             if not isinstance(e, Summary | Expired | Offered):
                 self.answers[e.command_id] = self.answers.get(e.command_id, 0) + 1
+            if isinstance(e, Held | Offered):
+                self.expiries[e.booking_id] = e.hold_expires_at_ms
             if isinstance(e, Held | Waitlisted) or (isinstance(e, Moved) and e.county):
                 self.county_of[e.booking_id] = e.county  # type: ignore[assignment]
 
@@ -384,7 +418,18 @@ class Cluster:
                 self.pending.remove(message)
             self.apply(PARTITION_OF[message.county], message)
 
+    def to_expiry(self) -> None:
+        """Let time pass to the next expiry of a hold, exactly: the next record (a move's
+        TransferIn or TransferAnswer, say) comes at that millisecond."""
+        later = [e for e in self.expiries.values() if e > self.now_ms]
+        if later:
+            self.now_ms = min(later)
+
     def check(self) -> None:
+        for core in self.cores:  # a hold runs out at the first record reaching its expiry
+            for v in core.bookings():
+                if v.state == "held" and not v.moving:
+                    assert self.expiries[v.booking_id] > core.now_ms, (v, core.now_ms)
         placed = 0
         for core in self.cores:
             for u in core.slot_usage():
@@ -410,11 +455,9 @@ class Cluster:
                     assert (counts.held, counts.confirmed) == (held, confirmed), (p, county)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(actions=actions, capacity=st.integers(1, 2))
-def test_moves_across_partitions_keep_every_invariant_in_any_interleaving(
-    actions: list[tuple[Any, ...]], capacity: int
-) -> None:
+def play(actions: list[tuple[Any, ...]], capacity: int) -> Cluster:
+    """Run ``actions`` on a Cluster, checking every invariant after each step and once
+    every pending message is delivered; returns the cluster."""
     cluster = Cluster(capacity)
     booked: list[str] = []
     for n, action in enumerate(actions):
@@ -444,6 +487,8 @@ def test_moves_across_partitions_keep_every_invariant_in_any_interleaving(
             cluster.now_ms += action[1]
             for p in (0, 1):
                 cluster.apply(p, Tick(f"t{n}-{p}"))
+        elif kind == "to_expiry":
+            cluster.to_expiry()
         elif kind == "restore":
             p = action[1]
             cluster.cores[p] = Allocator.restore(cluster.cores[p].snapshot())
@@ -451,6 +496,15 @@ def test_moves_across_partitions_keep_every_invariant_in_any_interleaving(
     while cluster.pending:
         cluster.deliver(0)
         cluster.check()
+    return cluster
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(actions=actions, capacity=st.integers(1, 2))
+def test_moves_across_partitions_keep_every_invariant_in_any_interleaving(
+    actions: list[tuple[Any, ...]], capacity: int
+) -> None:
+    cluster = play(actions, capacity)
     assert all(n == 1 for n in cluster.answers.values()), cluster.answers
     for p in (0, 1):  # the output of each partition is a pure function of its input
         fresh = Allocator()

@@ -13,6 +13,7 @@ from schemas.commands import Book, SetReserve, Tick
 from schemas.events import CountySummary, Held, Moved, Rejected, ReserveSet, Summary
 from tests.allocator import (
     T0_MS,
+    WINDOW_EDGE_DAYS,
     Log,
     add,
     book,
@@ -23,7 +24,9 @@ from tests.allocator import (
     reserve,
     slot,
     slot_id,
+    slot_ids,
     start_ms,
+    window_edges,
 )
 from tests.allocator.test_core_properties import Record, reserve_logs, shared_day_logs
 from tests.allocator.test_snapshot import assert_restoring_at_every_kth_record_continues
@@ -554,3 +557,18 @@ def test_replay_from_any_snapshot_of_a_log_of_shared_days_gives_the_same_events(
     records: list[Record], k: int
 ) -> None:
     assert_restoring_at_every_kth_record_continues(records, k)
+
+
+def test_the_window_edges_hold_for_a_member_of_a_group(log: Log) -> None:
+    """Dose 2 on the first or the last day of the window pairs, a day outside it never
+    does: in the search of a group's member (reserved places too), not only the plain one."""
+    for command in window_edges(capacity=2):
+        log(command)
+    for center, days in WINDOW_EDGE_DAYS.items():
+        for day in days:
+            assert accepted(log, reserve(f"r-{center}-{day}", "north", center, day, "care", 50))
+    for n, (center, edge) in enumerate((("c1", 21), ("c2", 28))):
+        held = log.held(book(f"b{n}", f"k{n}", f"p{n}", "north", center=center, group="care"))
+        assert slot_ids(held) == [slot_id(center, "vx", 0), slot_id(center, "vx", edge)]
+    outside = book("b3", "k3", "p3", "north", center="c3", group="care")
+    assert log.reason(outside) == "no_pair_in_window"  # not day 20 nor day 29

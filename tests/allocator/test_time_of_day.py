@@ -9,7 +9,17 @@ import pytest
 from allocator.inventory import time_of_day_of
 from schemas.commands import SlotSpec
 from schemas.fields import TIMES_OF_DAY
-from tests.allocator import Log, add, book, cancel, reserve, slot, slot_id, slot_ids
+from tests.allocator import (
+    Log,
+    add,
+    book,
+    cancel,
+    reserve,
+    slot,
+    slot_id,
+    slot_ids,
+    window_edges,
+)
 
 
 @pytest.mark.parametrize(
@@ -110,3 +120,17 @@ def test_a_member_with_a_preference_may_take_reserved_places_at_that_time(log: L
     )
     held = log.held(book("b3", "k3", "p3", "north", time_of_day="evening", group="care"))
     assert slot_ids(held) == [slot_id("c1", "vx", 0, 18), slot_id("c1", "vx", 21, 18)]
+
+
+def test_the_window_edges_hold_at_a_time_of_day(log: Log) -> None:
+    """Dose 2 on the first or the last day of the window pairs, a day outside it never
+    does: in the search for a time of day too, not only in the plain one."""
+    for command in window_edges(hour=18):
+        log(command)
+    for n, (center, edge) in enumerate((("c1", 21), ("c2", 28))):
+        held = log.held(
+            book(f"b{n}", f"k{n}", f"p{n}", "north", center=center, time_of_day="evening")
+        )
+        assert slot_ids(held) == [slot_id(center, "vx", 0, 18), slot_id(center, "vx", edge, 18)]
+    outside = book("b3", "k3", "p3", "north", center="c3", time_of_day="evening")
+    assert log.reason(outside) == "no_pair_in_window"  # not day 20 nor day 29
