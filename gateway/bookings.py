@@ -327,7 +327,10 @@ async def confirm_booking(
 ) -> web.Response:
     """Confirm a held booking. An ``identity_key`` in ``body`` makes the key one
     person: it is claimed for this booking first (409 ``already_booked`` if another
-    booking of the campaign holds it) and given back if the allocator refuses."""
+    booking of the campaign holds it) and given back if the allocator refuses, unless
+    the booking is confirmed all the same: by another confirm of it, which may have
+    carried the same key and found the claim already the booking's (a double click
+    whose other confirm went on the log first)."""
     only_keys(body or {}, CONFIRM_FIELDS, "the confirm body")
     identity = read_identity_key(body or {}, gw.settings.identity_secret)
     view = await current_view(gw, booking_id)
@@ -353,11 +356,18 @@ async def confirm_booking(
     try:
         return await send_and_answer(gw, view, command)
     except ApiError as e:
-        # 409: the allocator refused (or the booking had no answer yet): nothing was
-        # confirmed. A 503 keeps the claim: the broker may have the command after all.
-        if taken_now and e.status == 409:
+        # 409: the allocator refused (or the booking had no answer yet): this command
+        # confirmed nothing; the views have every event before the refusal, so they
+        # say whether another one did. A 503 keeps the claim: the broker may have the
+        # command after all.
+        if taken_now and e.status == 409 and not _confirmed(gw, booking_id):
             await identities.release(gw, claim)
         raise
+
+
+def _confirmed(gw: Gateway, booking_id: str) -> bool:
+    view = gw.views.get(booking_id)
+    return view is not None and view.state == "confirmed"
 
 
 async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:

@@ -13,6 +13,10 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from aiokafka.partitioner import DefaultPartitioner
 
+from fairq.config import Connections
+from gateway.bookings import booking_id_for
+from gateway.state import GATEWAY
+from schemas.commands import Book
 from tests.conftest import TEST_PARTITIONS
 from tests.gateway.conftest import bearer, create_campaign, create_room, operator
 from tests.gateway.test_callcenter import issue_codes, phone_book
@@ -23,6 +27,7 @@ from tests.gateway.test_flow import (
     join,
     request_pair,
 )
+from tests.gateway.test_identities import claims, commands_on_log
 from tests.sse import sse_events
 from waitingroom import keys
 
@@ -321,3 +326,36 @@ async def test_a_booking_may_name_only_a_center(client: Client, first_day: dt.da
     [code] = await issue_codes(client, 1)
     status, phoned = await phone_book(client, code, county=None, center="county-2-center-1")
     assert (status, centers(phoned)) == (201, {"county-2-center-1"})
+
+
+async def test_a_token_admitted_in_one_room_books_nothing_in_another(
+    client: Client, first_day: dt.date, redis: aioredis.Redis, connections: Connections
+) -> None:
+    """A real booking token (not a forged one) of room A on room B's bookings: 403
+    ``wrong_room``; no booking record, no claim, no used token, nothing on the log, the
+    admitted place in A untouched, and the token still books in A."""
+    await create_campaign(client, first_day, counties=1, places=2)
+    await create_room(client, "room", opens_in_s=0)
+    await create_room(client, "room2", opens_in_s=0)
+    token = await admitted_visitor(client)  # admitted in "room"
+    gw = client.app[GATEWAY]
+    verified = gw.signer.verify_booking_token(token, gw.clock())
+    assert verified.room == "room"
+    place = str(verified.position)
+    deadline_s = await redis.zscore(keys.room_active("room"), place)
+    claims_before = await claims(redis)
+
+    response = await client.post(
+        "/api/rooms/room2/bookings", json={"county": "county-1"}, headers=bearer(token)
+    )
+    assert response.status == 403, await response.text()
+    assert (await response.json())["error"]["code"] == "wrong_room"
+    booking_id = booking_id_for(verified)
+    assert await redis.exists(keys.booking(booking_id), keys.token_booking(verified.token_id)) == 0
+    assert await claims(redis) == claims_before
+    assert await redis.zscore(keys.room_active("room"), place) == deadline_s
+    assert await redis.zscore(keys.room_active("room2"), place) is None
+    assert not [c for _, c in await commands_on_log(connections) if isinstance(c, Book)]
+
+    booked_id, held = await request_pair(client, token)  # in its own room
+    assert (booked_id, held["state"]) == (booking_id, "held")

@@ -22,6 +22,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from fairq.config import Connections
 from fairq.demo import small_campaign
+from gateway import identities
 from gateway.app import create_app
 from gateway.identities import key_hash, key_identity
 from gateway.producer import CommandProducer, make_producer
@@ -218,6 +219,71 @@ async def test_an_identity_key_confirms_one_pair(client: Client, first_day: dt.d
     assert (again.status, (await again.json())["state"]) == (200, "confirmed")
 
 
+DOUBLE_CLICKS = ("concurrent", "sequential", "taker_sends_last")
+
+
+@pytest.mark.usefixtures("allocator")
+@pytest.mark.parametrize("clicks", DOUBLE_CLICKS)
+async def test_a_double_clicked_keyed_confirm_keeps_the_key_for_its_booking(
+    client: Client, first_day: dt.date, monkeypatch: pytest.MonkeyPatch, clicks: str
+) -> None:
+    """Two keyed confirms of one held booking: one confirms, the other is refused
+    (``not_held``), and the refused one must not give back the claim the booking holds,
+    or another booking (another county, another partition) confirms with the same key.
+
+    ``taker_sends_last``: the click that took the claim is slow between the claim and
+    the send (a pause, or two gateways behind a balancer), so the other click, which
+    found the claim already the booking's, is confirmed first and the taker refused.
+    """
+    a, b = counties_apart(2)
+    await create_campaign(client, first_day, counties=2, places=2)
+    codes = await issue_codes(client, 2)
+    (_, first), (_, second) = [
+        await phone_book(client, code, county=county)
+        for code, county in zip(codes, (a, b), strict=True)
+    ]
+    path = "/api/callcenter/bookings/{}/confirm"
+    key = {"identity_key": "Z98-765-432"}
+
+    async def click() -> tuple[int, dict[str, Any]]:
+        response = await client.post(path.format(first["booking_id"]), json=key, headers=AGENT)
+        return response.status, await response.json()
+
+    if clicks == "concurrent":
+        answers = list(await asyncio.gather(click(), click()))
+    elif clicks == "sequential":
+        answers = [await click(), await click()]
+    else:
+        taken, other_done = asyncio.Event(), asyncio.Event()
+
+        async def taker_waits(gw: Any, claim: Any, ttl_s: int) -> bool:
+            took: bool = await take(gw, claim, ttl_s)
+            if took:  # the click that took the claim sends after the other one
+                taken.set()
+                await other_done.wait()
+            return took
+
+        take = identities.take
+        monkeypatch.setattr(identities, "take", taker_waits)
+        slow = asyncio.create_task(click())
+        await taken.wait()
+        answers = [await click()]
+        other_done.set()
+        answers.append(await slow)
+    outcomes = sorted(
+        (status, body.get("state") or body["error"]["code"]) for status, body in answers
+    )
+    assert outcomes == [(200, "confirmed"), (409, "not_held")], answers
+
+    secret = client.app[GATEWAY].settings.identity_secret
+    claim = keys.identity_claim("camp", key_identity(key_hash(key["identity_key"], secret)))
+    assert await client.app[GATEWAY].redis.get(claim) == first["booking_id"].encode()
+    other = await client.post(path.format(second["booking_id"]), json=key, headers=AGENT)
+    assert (other.status, (await other.json())["error"]["code"]) == (409, "already_booked")
+    looked_up = await client.get(f"/api/callcenter/bookings/{second['booking_id']}", headers=AGENT)
+    assert (await looked_up.json())["state"] == "held"
+
+
 @pytest.mark.usefixtures("allocator")
 async def test_a_bad_identity_key_changes_nothing(
     client: Client, first_day: dt.date, redis: aioredis.Redis, connections: Connections
@@ -302,15 +368,19 @@ async def put_on_log(connections: Connections, county: str, command: Command, **
 
 
 @pytest.mark.parametrize("refusal", ["not_held", "hold_expired"])
-async def test_a_refused_confirm_gives_the_identity_key_back(
+async def test_a_refused_confirm_gives_the_identity_key_back_unless_the_booking_is_confirmed(
     connections: Connections, first_day: dt.date, redis: aioredis.Redis, refusal: str
 ) -> None:
-    """The gateway's view says held, the allocator refuses the Confirm: the key is free.
+    """The gateway's view says held, the allocator refuses the Confirm: the key is free,
+    unless the booking is confirmed all the same.
 
     With the allocator stopped, the log gets what makes the Confirm fail: another
-    gateway's Confirm of the same booking (``not_held``: the booking is confirmed,
-    so it stays alive and only the release frees the key), or a record an hour later
-    (``hold_expired``). Then the keyed Confirm is sent and the allocator restarted.
+    gateway's Confirm of the same booking (``not_held``: the booking is confirmed; that
+    Confirm may have carried the same key, as a double click's does, see
+    ``test_a_double_clicked_keyed_confirm_keeps_the_key_for_its_booking``, so the key
+    stays with the booking), or a record an hour later (``hold_expired``: the booking
+    has ended, the key is free). Then the keyed Confirm is sent and the allocator
+    restarted.
     """
     a, b = counties_apart(2)
     group = f"alloc-{uuid.uuid4().hex[:8]}"
@@ -342,10 +412,17 @@ async def test_a_refused_confirm_gives_the_identity_key_back(
             secret = client.app[GATEWAY].settings.identity_secret
             identity = key_identity(key_hash(key["identity_key"], secret))
             claim = keys.identity_claim("camp", identity)
-            assert await redis.exists(claim) == 0
+            kept = refusal == "not_held"
+            assert await redis.get(claim) == (first.encode() if kept else None)
             other = await client.post(path.format(second), json=key, headers=AGENT)
-            assert (other.status, (await other.json())["state"]) == (200, "confirmed")
-            assert await redis.get(claim) == second.encode()
+            if kept:
+                assert (other.status, (await other.json())["error"]["code"]) == (
+                    409,
+                    "already_booked",
+                )
+            else:
+                assert (other.status, (await other.json())["state"]) == (200, "confirmed")
+                assert await redis.get(claim) == second.encode()
     finally:
         await bounded(client.close(), "closing the test gateway")
 
