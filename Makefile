@@ -34,9 +34,10 @@ rehearse: install
 install: system-deps $(STAMP)
 
 # Debian's packages, as command:package: redis-server to run fairq; for the tests also
-# chromium (the pages, driven by Playwright). Everything else comes from PyPI.
+# chromium (the pages, driven by Playwright) and prometheus (promtool checks deploy/prometheus,
+# and a real Prometheus scrapes fairq in tests/deploy). Everything else comes from PyPI.
 RUN_PACKAGES := redis-server:redis-server
-TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium
+TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus
 APT_INSTALL_MISSING = missing=""; for pair in $(1); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#\#*:}"; done; \
 	if [ -n "$$missing" ]; then \

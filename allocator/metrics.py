@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 # Seconds the loop is held to start a snapshot (the fork), up to whole seconds.
 PAUSE_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class LagCollector:
+    """Each owned partition's lag behind the commands topic, read at scrape time.
+
+    Read when scraped rather than set per batch, so a stalled loop still shows its lag
+    growing (the fetcher keeps learning the end offset) and a revoked partition drops
+    out of the export by itself. ``lags`` must be cheap: no broker round trip.
+    """
+
+    def __init__(self, lags: Callable[[], Mapping[int, int]]) -> None:
+        self._lags = lags
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "fairq_allocator_lag_records",
+            "Command records of an owned partition not applied yet (last known end offset"
+            " minus the next offset to apply)",
+            labels=["partition"],
+        )
+        for partition, lag in sorted(self._lags().items()):
+            family.add_metric([str(partition)], lag)
+        yield family
 
 
 class AllocatorMetrics:
@@ -62,3 +88,7 @@ class AllocatorMetrics:
             buckets=PAUSE_BUCKETS_S,
             registry=self.registry,
         )
+
+    def watch_lag(self, lags: Callable[[], Mapping[int, int]]) -> None:
+        """Export ``lags()`` (records behind, by partition) as ``fairq_allocator_lag_records``."""
+        self.registry.register(LagCollector(lags))

@@ -277,6 +277,17 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         self.metrics.restored_total.inc()
         return core, len(data)
 
+    def lags(self) -> dict[int, int]:
+        """Records of each owned partition not applied yet, by the end offset the fetcher
+        last saw (no broker round trip); partitions still being taken over are left out."""
+        topic = self.settings.connections.topics.commands
+        lags = {}
+        for partition, core in list(self.cores.items()):
+            end = self.consumer.highwater(TopicPartition(topic, partition))
+            if end is not None:
+                lags[partition] = end - core.next_offset
+        return lags
+
     def check(self) -> None:
         """Raise the error of a failed takeover, or of a batch that failed in a revocation."""
         if self.failure is not None:
@@ -475,6 +486,7 @@ async def run(
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         partitions = Partitions(consumer, settings, store, snapshots, metrics)
+        metrics.watch_lag(partitions.lags)
         consumer.subscribe([topics.commands], listener=partitions)
         worker = Worker(consumer, producer, partitions, topics, metrics)
         stack.push_async_callback(worker.close)

@@ -349,6 +349,37 @@ async def test_records_fetched_before_a_takeover_are_fetched_again_not_applied(
     assert_one_answer_each(events, sent)
 
 
+async def test_each_owned_partitions_lag_behind_the_commands_topic_is_exported(
+    settings: AllocatorSettings, produce: Produce, topics: Topics
+) -> None:
+    sent = await produce([inventory("north", "c1")] + [booking(n, "north") for n in range(6)])
+    partition = next(iter(set(sent.values())))
+    tp = TopicPartition(topics.commands, partition)
+    async with built_by_hand(settings, tp) as (consumer, producer, parts, metrics):
+        metrics.watch_lag(parts.lags)
+
+        def lag() -> float | None:
+            labels = {"partition": str(partition)}
+            return metrics.registry.get_sample_value("fairq_allocator_lag_records", labels)
+
+        consumer.seek(tp, 0)
+        batch = await consumer.getmany(tp, timeout_ms=5000)
+        assert lag() is None  # not owned yet: no core
+        parts.cores[partition], parts.installed[partition] = Allocator(), 1
+        assert lag() == len(sent)  # fetched, none applied
+        worker = Worker(consumer, producer, parts, topics, metrics)
+        while True:
+            await worker.handle(batch, epoch=1)
+            if parts.cores[partition].next_offset == len(sent):
+                break
+            batch = await consumer.getmany(tp, timeout_ms=5000)
+        await parts.settle()
+        await worker.close()
+        assert lag() == 0
+        await parts.on_partitions_revoked([tp])
+        assert lag() is None  # a revoked partition leaves the export
+
+
 async def test_a_takeover_freezes_the_state_and_a_revocation_lets_it_be_collected(
     settings: AllocatorSettings, topics: Topics
 ) -> None:
