@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# npm's packages for the tests (axe-core, the pages' accessibility check): package-lock.json
+NODE_STAMP := node_modules/.installed-stamp
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -10,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 up: install
 	$(VENV)/bin/fairq up
 
-test: install test-deps
+test: install test-deps $(NODE_STAMP)
 	$(PY) -m pytest
 
 lint: install
@@ -55,5 +57,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# npm ci again whenever the lock file changed (or node_modules is missing)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 clean:
-	rm -rf $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) node_modules .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
