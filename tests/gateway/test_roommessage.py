@@ -28,7 +28,10 @@ async def test_a_message_reaches_the_status_its_events_and_the_room_info(
 ) -> None:
     async with two_gateways(connections) as (first, second):
         await create_campaign(first, first_day)
-        await create_room(first, opens_in_s=600)
+        # a paused line: nothing but the message changes what a waiting visitor is told
+        await create_room(first, opens_in_s=0, max_active=0)
+        await first.post("/api/admin/rooms/room/open", headers=operator())
+        await first.post("/api/admin/rooms/room/pause", headers=operator())
         ticket = (await join(second))["ticket"]
         events = await second.get("/api/rooms/room/events", params={"ticket": ticket})
         stream = sse_events(events)
