@@ -124,6 +124,14 @@ async def test_every_state_in_german_and_english(
     await check_all(vs, "too-early", "#message")
     for v in vs.values():
         await v.close()
+    # a browser asking for neither language gets the room's; the room's own switches
+    for room_language in ("en", "de"):
+        await create_room(client, "later", language=room_language)
+        french = await Visitor.open(browser, "fr", "fr-FR")
+        await french.goto(str(client.make_url("/rooms/later")))
+        await french.visible("#join-section")
+        assert await french.page.evaluate("() => document.documentElement.lang") == room_language
+        await french.close()
 
     # the pre-queue
     await create_room(client, "soon", opens_in_s=600)
