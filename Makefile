@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# npm's packages for the tests (axe-core, the pages' accessibility check): package-lock.json
+NODE_STAMP := node_modules/.installed-stamp
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -10,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 up: install
 	$(VENV)/bin/fairq up
 
-test: install test-deps
+test: install test-deps $(NODE_STAMP)
 	$(PY) -m pytest
 
 lint: install
@@ -34,10 +36,11 @@ rehearse: install
 install: system-deps $(STAMP)
 
 # Debian's packages, as command:package: redis-server to run fairq; for the tests also
-# chromium (the pages, driven by Playwright) and prometheus (promtool checks deploy/prometheus,
-# and a real Prometheus scrapes fairq in tests/deploy). Everything else comes from PyPI.
+# chromium (the pages, driven by Playwright), prometheus (promtool checks deploy/prometheus,
+# and a real Prometheus scrapes fairq in tests/deploy) and npm where missing (axe-core).
+# Everything else comes from PyPI and npm.
 RUN_PACKAGES := redis-server:redis-server
-TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus
+TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus npm:npm
 APT_INSTALL_MISSING = missing=""; for pair in $(1); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#\#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -56,5 +59,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# npm ci again whenever the lock file changed (or node_modules is missing)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 clean:
-	rm -rf $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) node_modules .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -20,7 +20,7 @@ from gateway.errors import ApiError
 from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import json_response, key_holder, read_json
 from gateway.roomcache import RoomView
-from gateway.rooms import iso_s, room_view
+from gateway.rooms import iso_s, message_body, room_view
 from gateway.state import GATEWAY, Gateway
 from schemas.campaign import parse_campaign
 from schemas.commands import AddInventory
@@ -37,7 +37,14 @@ from schemas.fields import (
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
-from waitingroom.rooms import ADMISSION_MODES, AdmissionChange, RoomConfig
+from waitingroom.rooms import (
+    ADMISSION_MODES,
+    LANGUAGES,
+    MAX_MESSAGE_LEN,
+    AdmissionChange,
+    RoomConfig,
+    RoomMessage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +61,10 @@ ROOM_FIELDS = frozenset(
         "ramp_s",
         "admission_mode",
         "pow_difficulty",
+        "language",
     }
 )
+MESSAGE_FIELDS = frozenset(LANGUAGES)
 ADMISSION_FIELDS = frozenset(
     {"rate_per_s", "max_active", "ramp_s", "admission_mode", "pow_difficulty"}
 )
@@ -243,6 +252,7 @@ async def put_room(request: web.Request) -> web.Response:
         ramp_s=_given(live.ramp_s, defaults.ramp_s),
         admission_mode=_given(live.admission_mode, defaults.admission_mode),
         pow_difficulty=_given(live.pow_difficulty, defaults.pow_difficulty),
+        language=opt_str(body, "language", max_len=8) or defaults.language,
     )
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
@@ -329,6 +339,24 @@ def _admission_change(body: Mapping[str, Any]) -> AdmissionChange:
         raise ApiError(400, "invalid_request", str(e)) from e
 
 
+@routes.put("/api/admin/rooms/{room}/message")
+async def put_message(request: web.Request) -> web.Response:
+    """The operator's message to the room's visitors (``{}`` clears it): every gateway's
+    room cache picks it up, and open pages are sent it with their status."""
+    gw, view = await _admin_room(request)
+    body = await read_json(request)
+    only_keys(body, MESSAGE_FIELDS, "the message body")
+    texts = {k: opt_str(body, k, max_len=MAX_MESSAGE_LEN) for k in LANGUAGES}
+    try:
+        message = RoomMessage(**texts) if body else None
+    except InvalidRoomConfig as e:
+        raise ApiError(400, "invalid_request", str(e)) from e
+    name = view.snap.config.name
+    await gw.store.set_message(name, message)
+    fresh = await gw.rooms.reload(name) or view
+    return json_response({"room": name, "message": message_body(fresh.snap.message)})
+
+
 @routes.get("/api/admin/rooms/{room}/stats")
 async def room_stats(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
@@ -356,6 +384,8 @@ def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "ramp_s": config.ramp_s,
         "admission_mode": config.admission_mode,
         "pow_difficulty": config.pow_difficulty,
+        "language": config.language,
+        "message": message_body(snap.message),
         "hold_s": config.hold_s,
         "admit_window_s": config.admit_window_s,
         "prequeue_s": config.prequeue_s,

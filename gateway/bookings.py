@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from gateway import identities
 from gateway.bookingviews import BookingView
+from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
@@ -35,6 +37,7 @@ from schemas.events import Event, Failed
 from schemas.fields import only_keys, opt_date, opt_str, opt_time_of_day, req_bool, req_str
 from waitingroom import keys
 from waitingroom.errors import TicketError, TicketExpired, WrongRoom
+from waitingroom.rooms import LANGUAGES
 from waitingroom.tickets import BookingToken
 
 WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
@@ -265,6 +268,35 @@ async def current_view(gw: Gateway, booking_id: str) -> BookingView:
 async def get_booking(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return json_response((await current_view(gw, booking_id)).to_json())
+
+
+@routes.get("/api/bookings/{booking_id}/calendar.ics")
+async def booking_calendar(request: web.Request) -> web.Response:
+    """The confirmed appointments as an iCalendar file (``gateway.calendarfile``); the
+    token may come as ``?token=`` so that a plain link downloads it. ``?lang=de|en``."""
+    gw, booking_id = await _own_booking(request, token_param=True)
+    language = request.query.get("lang", LANGUAGES[0])
+    if language not in TEXTS:
+        raise ApiError(400, "invalid_request", f"'lang' must be one of {', '.join(TEXTS)}")
+    view = await current_view(gw, booking_id)
+    if view.state != "confirmed" or view.campaign is None:
+        raise ApiError(
+            409,
+            "not_confirmed",
+            f"only confirmed appointments go into a calendar; the booking is {view.state}",
+        )
+    public = await load_public(gw, view.campaign)
+    now = dt.datetime.fromtimestamp(gw.clock(), dt.UTC)
+    body = calendar_file(booking_id, view.to_json()["appointments"], public, language, now)
+    return web.Response(
+        body=body.encode("utf-8"),
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{booking_id}.ics"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @routes.get("/api/bookings/{booking_id}/events")

@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 from gateway import bounds
+from waitingroom.rooms import LANGUAGES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 STR = {"type": "string"}
@@ -50,6 +51,12 @@ def _op(
     return op
 
 
+MESSAGE = _obj(
+    {
+        "de": {"type": ["string", "null"], "minLength": 1, "maxLength": 500},
+        "en": {"type": ["string", "null"], "minLength": 1, "maxLength": 500},
+    }
+)
 STATUS = _obj(
     {
         "room": STR,
@@ -60,8 +67,10 @@ STATUS = _obj(
         "chance": {"enum": ["likely", "unlikely", "none", None]},
         "booking_token": STR,
         "waitlist": {"type": "string", "description": "when sold out: where to join the waitlist"},
+        "join": {"type": "string", "description": "when the turn passed: where to join again"},
+        "message": {"oneOf": [MESSAGE, {"type": "null"}]},
     },
-    ["room", "ticket", "state", "position", "eta_s", "chance"],
+    ["room", "ticket", "state", "position", "eta_s", "chance", "message"],
 )
 APPOINTMENT = _obj({"dose": INT, "center": STR, "center_name": STR, "vaccine": STR, "start": STR})
 BOOKING_STATES = ["pending", "held", "confirmed", "rejected", "expired", "cancelled", "waitlisted"]
@@ -288,6 +297,18 @@ def _paths() -> dict[str, Any]:
                 sse=True,
             )
         },
+        "/api/bookings/{booking_id}/calendar.ics": {
+            "get": _op(
+                "the confirmed appointments as an iCalendar file (RFC 5545, one event per dose,"
+                " start in UTC, the center's address); token also as ?token= (a download"
+                " link); ?lang=de|en (default de); 409 not_confirmed before confirmation",
+                {"200": ("iCalendar", STR)},
+                (400, 401, 403, 404, 409),
+                None,
+                "booking_token",
+                media="text/calendar",
+            )
+        },
         "/api/bookings/{booking_id}/confirm": {
             "post": _optional_body(
                 _op(
@@ -417,6 +438,10 @@ def _paths() -> dict[str, Any]:
                             field: bounds.schema(field)
                             for field in ("opens_in_s", "hold_s", "admit_window_s", "prequeue_s")
                         },
+                        "language": {
+                            "enum": sorted(LANGUAGES),
+                            "description": "the page's language where the browser asks for neither",
+                        },
                         **ADMISSION,
                     }
                 ),
@@ -442,6 +467,22 @@ def _paths() -> dict[str, Any]:
                 {"200": ("room stats", ROOM_STATS)},
                 (400, 403, 404),
                 _obj(ADMISSION),
+                "operator",
+            )
+        },
+        f"{admin_room}/message": {
+            "put": _op(
+                "the operator's message to the room's visitors, in German and/or English"
+                " (1 to 500 characters each; {} clears it): in the room info, the status and"
+                " its events; the page shows it in the visitor's language, else the other",
+                {
+                    "200": (
+                        "set",
+                        _obj({"room": STR, "message": {"oneOf": [MESSAGE, {"type": "null"}]}}),
+                    )
+                },
+                (400, 403, 404),
+                MESSAGE,
                 "operator",
             )
         },

@@ -4,7 +4,8 @@ A status check or an event stream is answered from here: no Redis round trip per
 visitor. The refresh loop reads every room's snapshot (one pipeline per room),
 computes the pre-queue order once when a room opens, measures the admission
 rate, and wakes the streams of a room when what they show can have changed
-(state, sold-out, cursor, opening, configuration), not for every join.
+(state, sold-out, cursor, opening, configuration, the operator's message), not for
+every join.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _seen_by_streams(snap: RoomSnapshot) -> tuple[object, ...]:
     would cost O(streams) per refresh during a launch. A stream still picks up
     count-driven changes (its chance) at its next wake-up or keep-alive.
     """
-    return (snap.config, snap.state, snap.sold_out, snap.cursor, snap.opened_at_s)
+    return (snap.config, snap.state, snap.sold_out, snap.cursor, snap.opened_at_s, snap.message)
 
 
 class RoomCache:

@@ -29,6 +29,7 @@ from waitingroom.errors import (
     TooEarly,
     WrongRoom,
 )
+from waitingroom.rooms import RoomMessage
 from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
@@ -97,6 +98,7 @@ def status_body(
         "position": status.position,
         "eta_s": None if eta_s is None else round(eta_s, 1),
         "chance": chance_of(status, snap, gw.views.pairs_left.get(config.campaign)),
+        "message": message_body(snap.message),
     }
     if state == "admitted":
         body["booking_token"] = issue_booking_token(gw, view, ticket, status, now)
@@ -105,6 +107,11 @@ def status_body(
     elif state == "turn_passed":  # booked, or lapsed: a new place is a new join
         body["join"] = f"/api/rooms/{config.name}/join"
     return body
+
+
+def message_body(message: RoomMessage | None) -> dict[str, str | None] | None:
+    """The operator's message as the status, its events and the room info carry it."""
+    return None if message is None else message.as_dict()
 
 
 def too_early(room: str, prequeue_opens_at_s: float, now_s: float) -> ApiError:
@@ -156,6 +163,9 @@ async def room_info(request: web.Request) -> web.Response:
             "state": snap.state,
             "sold_out": snap.sold_out,
             "hold_s": snap.config.hold_s,
+            "admit_window_s": snap.config.admit_window_s,
+            "language": snap.config.language,
+            "message": message_body(snap.message),
             "identity_key": campaign.get("identity_key", "optional"),
             "counties": campaign.get("counties", []),
             "centers": campaign.get("centers", []),

@@ -3,10 +3,10 @@
 A waiting visitor's stream is a record (ticket, token, response, what it was last
 sent) in its room's table; the handler that opened it only waits for it to end. When
 the room's view changes (``RoomView.notify``: cursor, state, sold-out, opening,
-configuration), the room's task walks the table once and writes to the streams
-whose status changed. So an open stream costs its connection and one small record,
-not a task, a timer and a future that wake on every change, and a cursor move
-reaches tens of thousands of visitors in one pass.
+configuration, the operator's message), the room's task walks the table once and
+writes to the streams whose status changed. So an open stream costs its connection
+and one small record, not a task, a timer and a future that wake on every change, and
+a cursor move reaches tens of thousands of visitors in one pass.
 
 - Every ``tick_s`` the task also looks at the streams that were sent nothing for
   ``keepalive_s``: it sends their status if it changed (the chance moves with the
@@ -54,7 +54,8 @@ def _eta_bucket(eta_s: float | None) -> int | None:
 
 def shown(body: dict[str, Any]) -> tuple[Any, ...]:
     """What a visitor sees change: a new event is sent only when this differs."""
-    return body["state"], body["position"], _eta_bucket(body["eta_s"]), body["chance"]
+    state, chance, message = body["state"], body["chance"], body["message"]
+    return state, body["position"], _eta_bucket(body["eta_s"]), chance, message
 
 
 @dataclass(eq=False, slots=True)

@@ -10,7 +10,10 @@ The room hash (``keys.room``) holds, besides the ``RoomConfig`` fields:
 - admission: ``cursor`` (every position up to it is admitted), ``admit_last_s`` and
   ``admit_carry`` (the admission budget's clock and unspent fraction);
 - live admission settings (``AdmissionChange``): ``rate_per_s``, ``max_active``,
-  ``ramp_s``, ``admission_mode`` and ``pow_difficulty``.
+  ``ramp_s``, ``admission_mode`` and ``pow_difficulty``;
+- ``language``: the page's language for a visitor whose browser asks for none it has;
+- ``message``: the operator's message to the room's visitors (``RoomMessage`` as JSON),
+  absent when there is none; set apart from the configuration (``set_message``).
 
 ``keys.room_active`` scores each admitted, still active position by its deadline.
 Every change that must be atomic is one Lua script in ``waitingroom.scripts``.
@@ -54,6 +57,8 @@ MAX_PREQUEUE_S = 30 * 86_400
 MAX_RAMP_S = 86_400
 RAMP_START_FRACTION = 0.1  # the admission rate at the opening, as a fraction of rate_per_s
 ADMISSION_MODES = ("manual", "auto")
+LANGUAGES = ("de", "en")  # the waiting-room page's languages; the first is the default
+MAX_MESSAGE_LEN = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class RoomConfig:
     ramp_s: int = 0  # the rate rises from RAMP_START_FRACTION to rate_per_s over this; 0: off
     admission_mode: str = "manual"  # 'auto': never more active bookers than pairs left
     pow_difficulty: int = 0  # leading zero bits asked of anonymous joins; 0: no proof of work
+    language: str = LANGUAGES[0]  # the page's default language (a browser's choice goes first)
 
     @property
     def prequeue_opens_at_s(self) -> float:
@@ -86,6 +92,8 @@ class RoomConfig:
             raise InvalidRoomConfig(f"prequeue_s must be within 0..{MAX_PREQUEUE_S}")
         for field, check in LIVE_SETTING_CHECKS.items():
             check(getattr(self, field))
+        if self.language not in LANGUAGES:
+            raise InvalidRoomConfig(f"language must be one of {LANGUAGES}, got {self.language!r}")
 
     def rate_at(self, opened_at_s: float | None, now_s: float) -> float:
         """The admission rate at ``now_s``: ``rate_per_s``, less while ramping up."""
@@ -152,6 +160,33 @@ class AdmissionChange:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomMessage:
+    """The operator's message to a room's visitors, in German and/or English (the page
+    shows the visitor's language, else the other)."""
+
+    de: str | None = None
+    en: str | None = None
+
+    def __post_init__(self) -> None:
+        texts = self.as_dict()
+        if not any(texts.values()):
+            raise InvalidRoomConfig("a message needs a text in 'de' or 'en'")
+        for language, value in texts.items():
+            if value is not None and not 1 <= len(value) <= MAX_MESSAGE_LEN:
+                raise InvalidRoomConfig(
+                    f"the message's {language!r} text must have 1 to {MAX_MESSAGE_LEN} characters"
+                )
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"de": self.de, "en": self.en}
+
+    @classmethod
+    def from_json(cls, raw: str) -> RoomMessage:
+        data = orjson.loads(raw)
+        return cls(de=data.get("de"), en=data.get("en"))
+
+
+@dataclass(frozen=True, slots=True)
 class RoomSnapshot:
     config: RoomConfig
     state: str
@@ -162,6 +197,7 @@ class RoomSnapshot:
     active: int
     seed: str | None
     opened_at_s: float | None
+    message: RoomMessage | None = None
 
     @property
     def opened(self) -> bool:
@@ -213,7 +249,9 @@ def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSna
             ramp_s=int(f.get("ramp_s", "0")),
             admission_mode=f.get("admission_mode", "manual"),
             pow_difficulty=int(f.get("pow_difficulty", "0")),
+            language=f.get("language", LANGUAGES[0]),
         )
+        message = f.get("message")
         opened_at = f.get("opened_at_s")
         return RoomSnapshot(
             config=config,
@@ -225,8 +263,9 @@ def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSna
             active=int(active),
             seed=f.get("seed"),
             opened_at_s=None if opened_at is None else float(opened_at),
+            message=None if message is None else RoomMessage.from_json(message),
         )
-    except (KeyError, ValueError) as e:  # InvalidRoomConfig is a ValueError
+    except (KeyError, ValueError, AttributeError) as e:  # InvalidRoomConfig is a ValueError
         raise WaitingRoomError(f"room {name!r} has a malformed record: {e!r}") from e
 
 
@@ -272,6 +311,7 @@ class RoomStore:
                     "ramp_s": cfg.ramp_s,
                     "admission_mode": cfg.admission_mode,
                     "pow_difficulty": cfg.pow_difficulty,
+                    "language": cfg.language,
                 },
             )
             pipe.hsetnx(room, "state", "scheduled")
@@ -378,6 +418,17 @@ class RoomStore:
         if args:
             logger.info("room %s admission changed: %s", name, change.fields())
         return parse_flat_snapshot(name, reply[1], reply[2])
+
+    async def set_message(self, name: str, message: RoomMessage | None) -> None:
+        """Set the operator's message to the room's visitors, or clear it (None).
+
+        The caller has read the room (rooms are never deleted): one field of its hash.
+        """
+        if message is None:
+            await self._redis.hdel(keys.room(name), "message")
+        else:
+            await self._redis.hset(keys.room(name), "message", orjson.dumps(message.as_dict()))
+        logger.info("room %s message %s", name, "cleared" if message is None else "set")
 
     async def booking_started(
         self, name: str, position: int, now_s: float, deadline_s: float

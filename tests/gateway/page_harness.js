@@ -12,7 +12,9 @@ class FakeElement {
   constructor(id) {
     this.id = id; this.textContent = ""; this.hidden = false; this.value = "";
     this.className = ""; this.disabled = false; this.children = []; this.listeners = {};
+    this.dataset = {}; this.attributes = {};
   }
+  setAttribute(name, value) { this.attributes[name] = String(value); }
   addEventListener(type, fn) { (this.listeners[type] = this.listeners[type] || []).push(fn); }
   set onerror(fn) { this.listeners.error = [fn]; }
   fire(type) {
@@ -33,12 +35,14 @@ globalThis.document = {
     return elements.get(id);
   },
   createElement(tag) { return new FakeElement(tag); },
+  querySelectorAll() { return []; }, // no static texts in this fake DOM
+  documentElement: { lang: "" },
 };
 globalThis.Option = function Option(text, value) { return { text, value }; };
 globalThis.window = globalThis;
 globalThis.confirm = () => true;
 globalThis.location = { pathname: "/rooms/" + room };
-const storage = new Map();
+const storage = new Map([["fairq.language", "en"]]); // the visitor chose English
 globalThis.localStorage = {
   getItem: (k) => (storage.has(k) ? storage.get(k) : null),
   setItem: (k, v) => storage.set(k, String(v)),

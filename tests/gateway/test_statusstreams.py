@@ -71,6 +71,7 @@ class Room:
             "position": self.position.get(token, ticket.number),
             "eta_s": None,
             "chance": None,
+            "message": None,
         }
 
     def open(self, token: str) -> tuple[FakeRequest, FakeResponse, asyncio.Task[None]]:
