@@ -88,7 +88,20 @@ def load_demo(base: str, key: str, opens_in_s: int) -> str:
     return note
 
 
-def _banner(base: str, s: UpSettings, note: str, redis_url: str, bootstrap: str) -> str:
+def limits_note(env: Mapping[str, str]) -> str:
+    """What the banner says of the per-client limits: on by default, and whether a
+    rehearsal (``make rehearse``, which sends FAIRQ_LOADTEST_KEY) is exempt from them."""
+    if env.get("FAIRQ_LOADTEST_KEY"):
+        return "per client, the defaults (README: Secure defaults); FAIRQ_LOADTEST_KEY lifts them"
+    return (
+        "per client, the defaults (README: Secure defaults); no FAIRQ_LOADTEST_KEY:"
+        " a rehearsal from here is limited as one visitor"
+    )
+
+
+def _banner(
+    base: str, s: UpSettings, note: str, redis_url: str, bootstrap: str, limits: str
+) -> str:
     return f"""
 fairq is up.
   gateway        {base}
@@ -100,6 +113,7 @@ fairq is up.
   redis          {redis_url}
   kafka          {bootstrap}
   logs           {s.state_dir / "logs"}
+  limits         {limits}
   {note}
 
 Try:  curl -s -X POST {base}/api/rooms/{DEMO}/join
@@ -130,7 +144,8 @@ def up(env: Mapping[str, str]) -> int:
         base = f"http://127.0.0.1:{s.http_port}"
         wait_http_ready(components[-1], f"{base}/healthz")
         note = load_demo(base, s.operator_key, s.opens_in_s)
-        print(_banner(base, s, note, redis_url, bootstrap), flush=True)
+        banner = _banner(base, s, note, redis_url, bootstrap, limits_note(env))
+        print(banner, flush=True)
         return _supervise(components)
     return 1  # unreachable: the with-block returns
 

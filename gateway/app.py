@@ -1,10 +1,10 @@
 """The gateway's aiohttp application factory, and its front door.
 
-Every request goes through the front door (``FrontDoor``): per-route rate limits,
-JSON error bodies (404 and 405 included), request metrics by route. It wraps each
-route's handler once when the app starts, plus a last catch-all route for paths and
-methods nothing else serves; it is not an aiohttp middleware: the app has none, so
-aiohttp calls each handler directly.
+Every request goes through the front door (``FrontDoor``): per-route rate limits, the
+cap on open event streams, JSON error bodies (404 and 405 included), request metrics
+by route. It wraps each route's handler once when the app starts, plus a last
+catch-all route for paths and methods nothing else serves; it is not an aiohttp
+middleware: the app has none, so aiohttp calls each handler directly.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RATE_LIMITER, RateLimiter
 from gateway.roomcache import RoomCache
 from gateway.settings import GatewaySettings
 from gateway.state import GATEWAY, Gateway
@@ -146,7 +146,8 @@ class FrontDoor:
     status check being the gateway's hottest path, and makes aiohttp build the chain
     per request): ``install`` runs when the app starts, after every route is added
     and before the router freezes. It wraps each route's handler once, with the
-    route's label and rate-limit check looked up then, and adds a last catch-all
+    route's label and rate-limit check looked up then (and, for an event stream, the
+    client's stream place held while it runs), and adds a last catch-all
     route for requests no route takes: it answers 404, or 405 with ``Allow`` when the
     path exists for other methods, counted as route ``unmatched``. The app has no
     middleware, so aiohttp calls the wrapped handlers directly.
@@ -163,7 +164,8 @@ class FrontDoor:
                 raise TypeError(f"the front door cannot guard {resource!r}")
             for route in list(resource):
                 label, method = resource.canonical, route.method
-                guarded = self._guard(route.handler, label, self._limiter.guard(method, label))
+                handler = self._limiter.capped(method, label, route.handler)
+                guarded = self._guard(handler, label, self._limiter.guard(method, label))
                 resource.register_route(
                     web.ResourceRoute(
                         method, guarded, resource, expect_handler=route.handle_expect_header
@@ -259,6 +261,7 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     metrics = metrics or GatewayMetrics()
     limiter = RateLimiter(settings.rate_limits, metrics.registry)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(partial(_components, settings, metrics))
     app.add_routes(routes)
     app.add_routes(hot_first(rooms.routes))

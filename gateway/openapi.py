@@ -213,7 +213,9 @@ def _paths() -> dict[str, Any]:
         f"{room_p}/join": {
             "post": _op(
                 "join the room's queue (optional access code); 409 too_early before the"
-                " pre-queue opens (opens_prequeue_at), 429 rate_limited with Retry-After;"
+                " pre-queue opens (opens_prequeue_at), 429 rate_limited with Retry-After,"
+                " 429 too_many_attempts (too many wrong access codes from the client or"
+                " with the code's prefix) with Retry-After;"
                 " when the room asks for proof of work, an anonymous join needs 'pow'"
                 " (403 pow_required with challenge_url, pow_invalid, pow_expired)",
                 {"200": ("a ticket and its status", STATUS)},
@@ -247,7 +249,8 @@ def _paths() -> dict[str, Any]:
         },
         f"{room_p}/events": {
             "get": _op(
-                "status stream (SSE, event 'status'); ticket also as ?ticket= or cookie",
+                "status stream (SSE, event 'status'); ticket also as ?ticket= or cookie;"
+                " 429 rate_limited, or too_many_streams when the client holds too many",
                 {"200": ("stream", STATUS)},
                 (401, 403, 404, 429),
                 None,
@@ -289,9 +292,10 @@ def _paths() -> dict[str, Any]:
         },
         "/api/bookings/{booking_id}/events": {
             "get": _op(
-                "booking stream (SSE, event 'booking'); token also as ?token=",
+                "booking stream (SSE, event 'booking'); token also as ?token=; 429"
+                " too_many_streams when the client holds too many",
                 {"200": ("stream", BOOKING)},
-                (401, 403, 404),
+                (401, 403, 404, 429),
                 None,
                 "booking_token",
                 sse=True,

@@ -1,22 +1,31 @@
-"""Per-client rate limits on join and on status/events, in this gateway's memory.
+"""Per-client limits, all on by default: rates of join and status/events, open event
+streams, and wrong access codes.
 
-Each limited route class (``join``, ``status``) has a table of token buckets keyed
-by the client's address: a bucket holds up to ``burst`` tokens and refills at
-``rate_per_s``; a request takes one token or is answered 429 with ``Retry-After``.
-The limits are **per gateway process**: with N gateways behind a balancer a
-client may get up to N times the rate. No Redis round trip is spent on them.
+- **Rates** (``join``, ``status``): a table of token buckets per route class keyed by
+  the client's address: a bucket holds up to ``burst`` tokens and refills at
+  ``rate_per_s``; a request takes one token or is answered 429 ``rate_limited`` with
+  ``Retry-After``. Per gateway process, in its memory (no Redis round trip): with N
+  gateways behind a balancer a client may get up to N times the rate.
+- **Open event streams** (``StreamCap``): at most ``streams_per_client`` at once per
+  client on one gateway, room and booking streams together; beyond, 429
+  ``too_many_streams`` (the page then polls).
+- **Wrong access codes** (``code_guesses``, ``waitingroom.guesses``): counted per client
+  and per code prefix in Redis, shared by every gateway, inside the join's own script;
+  over either limit 429 ``too_many_attempts`` until the window ends.
 
-Both limits are off unless configured (``FAIRQ_JOIN_RATE_PER_S``,
-``FAIRQ_STATUS_RATE_PER_S``); the README suggests values for a launch.
+Each default is a constant here (``waitingroom.guesses`` for the codes'); operators set
+every limit by environment, and 0 turns one off.
 
-The tables are bounded: beyond ``max_clients`` the least recently seen clients are
-forgotten, roughly (it comes back with a full bucket, so forgetting only ever errs
-on the lenient side); a client idle for a generation (``MIN_GENERATION_S``, or a
-full refill if longer) is forgotten too, when its bucket is full anyway.
+The bucket tables are bounded: beyond ``max_clients`` the least recently seen clients
+are forgotten, roughly (it comes back with a full bucket, so forgetting only ever errs
+on the lenient side); a client idle for a generation (``MIN_GENERATION_S``, or a full
+refill if longer) is forgotten too, when its bucket is full anyway.
 
-Load-test sources are exempt: a request from one of ``exempt_networks`` or with
-the header ``X-Fairq-Loadtest-Key`` equal to ``loadtest_key``. Exemption is only
-checked for a request that would be refused, so it costs nothing otherwise.
+Load-test sources are exempt from every limit: a request from one of
+``exempt_networks`` or with the header ``X-Fairq-Loadtest-Key`` equal to
+``loadtest_key``. Exemption from the rates and the stream cap is only checked for a
+request that would be refused, so it costs nothing otherwise; a join with a code checks
+it first (an exempt source's wrong codes are not counted).
 """
 
 from __future__ import annotations
@@ -31,26 +40,41 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter
 
 from fairq.config import ConfigError, env_float, env_int
 from gateway.errors import ApiError
+from waitingroom import guesses
+from waitingroom.errors import TooManyAttempts
+from waitingroom.guesses import NO_LIMIT, Guesser, GuessLimit, code_prefix
 
 logger = logging.getLogger(__name__)
 
 LOADTEST_HEADER = "X-Fairq-Loadtest-Key"
 MIN_LOADTEST_KEY_CHARS = 16
+DEFAULT_JOIN_RATE_PER_S = 1.0
 DEFAULT_JOIN_BURST = 10
+DEFAULT_STATUS_RATE_PER_S = 2.0
 DEFAULT_STATUS_BURST = 30
+# Open streams per client: a visitor holds one or two; beyond, the page polls /status. Below
+# the status burst, so that a client meets the cap before the rate limit of stream opens.
+DEFAULT_STREAMS_PER_CLIENT = 20
+IPV6_CLIENT_BITS = 64  # an IPv6 subscriber usually holds a whole /64
 UNKNOWN_CLIENT = "unknown"  # the key of requests without a peer address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# (method, route) -> limit class
+ROOM_EVENTS = "/api/rooms/{room}/events"
+BOOKING_EVENTS = "/api/bookings/{booking_id}/events"
+
+# (method, route) -> rate limit class
 LIMITED_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/rooms/{room}/join"): "join",
     ("GET", "/api/rooms/{room}/status"): "status",
-    ("GET", "/api/rooms/{room}/events"): "status",
+    ("GET", ROOM_EVENTS): "status",
 }
+# the event streams: open ones are capped per client
+STREAM_ROUTES = frozenset({("GET", ROOM_EVENTS), ("GET", BOOKING_EVENTS)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +87,14 @@ class Limit:
             raise ConfigError(f"a rate limit must be a finite rate >= 0, got {self.rate_per_s}")
         if self.burst < 1:
             raise ConfigError(f"a rate limit's burst must be at least 1, got {self.burst}")
+
+
+def env_rate(env: Mapping[str, str], name: str, default: float) -> float:
+    """A rate from ``env``: a finite number >= 0 (0: the limit is off)."""
+    rate = env_float(env, name, default)
+    if not math.isfinite(rate):
+        raise ConfigError(f"{name} must be a finite number of requests per second, got {rate}")
+    return rate
 
 
 def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
@@ -81,8 +113,12 @@ def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
-    join: Limit = field(default_factory=lambda: Limit(0.0, DEFAULT_JOIN_BURST))
-    status: Limit = field(default_factory=lambda: Limit(0.0, DEFAULT_STATUS_BURST))
+    join: Limit = field(default_factory=lambda: Limit(DEFAULT_JOIN_RATE_PER_S, DEFAULT_JOIN_BURST))
+    status: Limit = field(
+        default_factory=lambda: Limit(DEFAULT_STATUS_RATE_PER_S, DEFAULT_STATUS_BURST)
+    )
+    streams_per_client: int = DEFAULT_STREAMS_PER_CLIENT  # open event streams; 0: no cap
+    code_guesses: GuessLimit = field(default_factory=GuessLimit)
     max_clients: int = 100_000  # per limit class
     exempt_networks: tuple[IpNetwork, ...] = ()
     loadtest_key: str | None = None
@@ -91,6 +127,8 @@ class RateLimitSettings:
     def __post_init__(self) -> None:
         if self.max_clients < 1:
             raise ConfigError("FAIRQ_RATE_LIMIT_CLIENTS must be at least 1")
+        if self.streams_per_client < 0:
+            raise ConfigError("FAIRQ_STREAMS_PER_CLIENT must be at least 0 (0: no cap)")
         if self.loadtest_key is not None and len(self.loadtest_key) < MIN_LOADTEST_KEY_CHARS:
             raise ConfigError(
                 f"FAIRQ_LOADTEST_KEY must be at least {MIN_LOADTEST_KEY_CHARS} characters"
@@ -100,12 +138,25 @@ class RateLimitSettings:
     def from_env(cls, env: Mapping[str, str]) -> RateLimitSettings:
         return cls(
             join=Limit(
-                env_float(env, "FAIRQ_JOIN_RATE_PER_S", 0.0),
+                env_rate(env, "FAIRQ_JOIN_RATE_PER_S", DEFAULT_JOIN_RATE_PER_S),
                 env_int(env, "FAIRQ_JOIN_BURST", DEFAULT_JOIN_BURST, lo=1),
             ),
             status=Limit(
-                env_float(env, "FAIRQ_STATUS_RATE_PER_S", 0.0),
+                env_rate(env, "FAIRQ_STATUS_RATE_PER_S", DEFAULT_STATUS_RATE_PER_S),
                 env_int(env, "FAIRQ_STATUS_BURST", DEFAULT_STATUS_BURST, lo=1),
+            ),
+            streams_per_client=env_int(env, "FAIRQ_STREAMS_PER_CLIENT", DEFAULT_STREAMS_PER_CLIENT),
+            code_guesses=GuessLimit(
+                per_client=env_int(
+                    env, "FAIRQ_CODE_GUESSES_PER_CLIENT", guesses.DEFAULT_PER_CLIENT
+                ),
+                per_prefix=env_int(
+                    env, "FAIRQ_CODE_GUESSES_PER_PREFIX", guesses.DEFAULT_PER_PREFIX
+                ),
+                window_s=env_int(env, "FAIRQ_CODE_GUESS_WINDOW_S", guesses.DEFAULT_WINDOW_S, lo=1),
+                prefix_chars=env_int(
+                    env, "FAIRQ_CODE_GUESS_PREFIX_CHARS", guesses.DEFAULT_PREFIX_CHARS, lo=1
+                ),
             ),
             max_clients=env_int(env, "FAIRQ_RATE_LIMIT_CLIENTS", 100_000, lo=1),
             exempt_networks=parse_networks(env.get("FAIRQ_LOADTEST_NETWORKS", "")),
@@ -184,6 +235,19 @@ def peer_key(request: web.Request) -> str:
     return request.remote or UNKNOWN_CLIENT
 
 
+def address_group(client: str) -> str:
+    """What the stream cap and the code-guess counts key a client by: an IPv4 address
+    itself, an IPv6 address its /64 (a subscriber usually holds a whole /64, so keying
+    single addresses would give one source 2^64 budgets). The rate buckets, on the hot
+    path, key the address as it is."""
+    if ":" not in client:
+        return client
+    try:
+        return str(ipaddress.IPv6Network((client, IPV6_CLIENT_BITS), strict=False))
+    except ValueError:  # not an address (a zone id, a forwarded oddity): itself
+        return client
+
+
 class Exemptions:
     """Who a request comes from, and whether it is a load-test source exempt from limits.
 
@@ -232,7 +296,9 @@ class Exemptions:
 
 
 class RateLimiter:
-    """The limit tables of one gateway process; ``guard`` gives each route its check."""
+    """The limits of one gateway process: ``guard`` gives each route its rate check,
+    ``capped`` wraps the stream routes, ``code_guesser`` and ``too_many_attempts`` serve
+    the join with a code."""
 
     def __init__(
         self,
@@ -241,6 +307,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._code_guesses = settings.code_guesses
         self.exemptions = Exemptions(settings)
         self._tables: dict[str, TokenBuckets] = {
             name: TokenBuckets(limit, settings.max_clients)
@@ -249,9 +316,13 @@ class RateLimiter:
         }
         self.limited_total = Counter(
             "fairq_gateway_rate_limited_total",
-            "Requests refused by a per-client rate limit",
+            "Requests refused by a per-client limit (join, status, streams, code_client,"
+            " code_prefix)",
             ["limit"],
             registry=registry,
+        )
+        self.streams = StreamCap(
+            settings.streams_per_client, self.exemptions, self.limited_total.labels("streams").inc
         )
 
     def guard(self, method: str, route: str) -> Callable[[web.Request], None] | None:
@@ -283,15 +354,104 @@ class RateLimiter:
         # the client is the peer unless hops are configured: then no header to read
         return check_peer if exemptions.from_peer else check
 
+    def capped(self, method: str, route: str, handler: Handler) -> Handler:
+        """``handler``, holding one of its client's stream places while it runs if
+        ``method`` ``route`` is an event stream (else ``handler`` itself)."""
+        if (method, route) not in STREAM_ROUTES or not self.streams.cap:
+            return handler
+        return self.streams.wrap(handler)
+
+    def code_guesser(self, request: web.Request, code: str, secret: bytes) -> Guesser:
+        """Whose wrong code ``code`` would be, and the limit it is tried under: none for an
+        exempt source (its wrong codes are not counted either)."""
+        client = self.exemptions.client_key(request)
+        limit = self._code_guesses
+        if self.exemptions.exempt(request, client):
+            limit = NO_LIMIT
+        prefix = code_prefix(code, limit.prefix_chars, secret)
+        return Guesser(client=address_group(client), prefix=prefix, limit=limit)
+
+    def too_many_attempts(self, refusal: TooManyAttempts, now_s: float) -> ApiError:
+        """The 429 for a join refused by the code-guess limits at ``now_s`` (epoch s)."""
+        wait_s = self._code_guesses.retry_after_s(now_s)
+        limit = f"code_{refusal.limit}"
+        self.limited_total.labels(limit).inc()
+        whose = "from your network" if refusal.limit == "client" else "like this one"
+        message = f"too many wrong access codes {whose}; try again in {math.ceil(wait_s)}s"
+        return too_many("too_many_attempts", message, limit, wait_s)
+
     def _refuse(self, limit: str, wait_s: float) -> NoReturn:
         self.limited_total.labels(limit).inc()
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many requests; try again in {wait_s:.1f}s",
-            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            extra={"limit": limit, "retry_after_s": round(wait_s, 3)},
+        raise too_many(
+            "rate_limited", f"too many requests; try again in {wait_s:.1f}s", limit, wait_s
         )
+
+
+def too_many(code: str, message: str, limit: str, wait_s: float) -> ApiError:
+    """A 429 answer with ``Retry-After``, naming the ``limit`` met."""
+    return ApiError(
+        429,
+        code,
+        message,
+        headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        extra={"limit": limit, "retry_after_s": round(wait_s, 3)},
+    )
+
+
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+# How long a client over the stream cap is told to wait before trying again (a place
+# frees when one of its streams ends, which this gateway cannot foresee).
+STREAM_RETRY_AFTER_S = 30
+
+
+class StreamCap:
+    """Open event streams per client on this gateway, at most ``cap`` each (0: no cap).
+
+    A stream holds a place while its handler runs; the count of a client is dropped when
+    its last stream ends, so the table holds only clients with open streams. Exempt
+    sources may open more (asked only when over the cap); theirs are counted too.
+    """
+
+    def __init__(self, cap: int, exemptions: Exemptions, count_refusal: Callable[[], None]) -> None:
+        self.cap = cap
+        self._exemptions = exemptions
+        self._count_refusal = count_refusal
+        self._open: dict[str, int] = {}
+
+    def open_streams(self, client: str) -> int:
+        """How many streams ``client`` (as ``address_group`` keys it) holds open now."""
+        return self._open.get(client, 0)
+
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler`` behind the cap: 429 ``too_many_streams`` for a client at the cap."""
+        exemptions, cap, held = self._exemptions, self.cap, self._open
+
+        async def capped(request: web.Request) -> web.StreamResponse:
+            address = exemptions.client_key(request)
+            client = address_group(address)
+            count = held.get(client, 0)
+            if count >= cap and not exemptions.exempt(request, address):
+                self._refuse_stream(count)
+            held[client] = count + 1
+            try:
+                return await handler(request)
+            finally:
+                left = held[client] - 1
+                if left:
+                    held[client] = left
+                else:
+                    del held[client]
+
+        return capped
+
+    def _refuse_stream(self, count: int) -> NoReturn:
+        self._count_refusal()
+        message = (
+            f"{count} event streams are open from your network already (at most {self.cap});"
+            " close one, or poll the status instead"
+        )
+        raise too_many("too_many_streams", message, "streams", STREAM_RETRY_AFTER_S)
 
 
 def _raw(text: str) -> bytes:

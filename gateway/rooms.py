@@ -14,6 +14,7 @@ from aiohttp import hdrs, web
 from gateway.challenge import check_join_pow
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
+from gateway.ratelimit import RATE_LIMITER
 from gateway.roomcache import RoomView
 from gateway.sse import open_stream
 from gateway.state import GATEWAY, Gateway
@@ -27,6 +28,7 @@ from waitingroom.errors import (
     TicketError,
     TicketExpired,
     TooEarly,
+    TooManyAttempts,
     WrongRoom,
 )
 from waitingroom.rooms import RoomMessage
@@ -232,13 +234,23 @@ def _new_place(
         check_join_pow(request, view, body, now_s)
     if code is None:  # the usual join
         return gw.store.join_anonymous(config.name, now_s)
-    return _join_with_code(gw, config.name, config.campaign, code, now_s)
+    return _join_with_code(gw, request, config.name, config.campaign, code, now_s)
 
 
-async def _join_with_code(gw: Gateway, room: str, campaign: str, code: str, now_s: float) -> Ticket:
-    """The code is looked up by the join's own script."""
-    hashes = stored_hashes(code, gw.settings.identity_secret)
-    return (await gw.store.join_with_code(room, now_s, campaign, hashes)).ticket
+async def _join_with_code(
+    gw: Gateway, request: web.Request, room: str, campaign: str, code: str, now_s: float
+) -> Ticket:
+    """The code is looked up, and a wrong one counted against the client and the code's
+    prefix (``waitingroom.guesses``), by the join's own script."""
+    secret = gw.settings.identity_secret
+    limiter = request.app[RATE_LIMITER]
+    guesser = limiter.code_guesser(request, code, secret)
+    hashes = stored_hashes(code, secret)
+    try:
+        outcome = await gw.store.join_with_code(room, now_s, campaign, hashes, guesser=guesser)
+    except TooManyAttempts as e:
+        raise limiter.too_many_attempts(e, now_s) from e
+    return outcome.ticket
 
 
 async def _join_again(

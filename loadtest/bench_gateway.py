@@ -53,6 +53,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import aiohttp
@@ -65,7 +66,8 @@ from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import ensure_topics
 from loadtest.rawhttp import EventStream, Repeater, Tally, request_bytes
 from waitingroom import keys
-from waitingroom.rooms import DEFAULT_PREQUEUE_S, RoomConfig, RoomStore
+from waitingroom.guesses import NO_LIMIT, Guesser
+from waitingroom.rooms import DEFAULT_PREQUEUE_S, RoomConfig, RoomStore, code_join_call
 
 ROOM = "bench"
 HOST = "127.0.0.1"
@@ -77,6 +79,7 @@ WARMUP_S = 0.5
 FD_RESERVE = 200  # fds a process needs besides its event streams (Redis pool, Kafka, files)
 OPEN_IN_FLIGHT = 100  # event streams being opened at once (the listen backlog is 128)
 JOIN_BATCH = 500  # as waitingroom.joinbatch.DEFAULT_MAX_BATCH
+BENCH_GUESSER = Guesser(client=HOST, prefix="bench", limit=NO_LIMIT)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LABELS = {"join": "joins", "status": "statuses"}
 
@@ -368,27 +371,32 @@ async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -
     name = "mem-codes" if with_codes else "mem"
     await store.put_room(RoomConfig(name=name, campaign="bench", opens_at_s=0.0))
     await store.open_now(name, time.time())
+    if with_codes:  # the codes are issued before: a code hash is 64 hex chars
+        for first in range(0, visitors, 10_000):
+            issued = [(f"{i:064x}", "bench") for i in range(first, min(first + 10_000, visitors))]
+            await redis.hset(keys.campaign_codes("bench"), items=list(chain(*issued)))
     await redis.memory_purge()
     before = int((await redis.info("memory"))["used_memory"])
-    room_keys = [keys.room(name), keys.room_code_tickets(name)]
     step = 1 if with_codes else JOIN_BATCH
     for first in range(0, visitors, 10_000):
         end = min(first + 10_000, visitors)
         async with redis.pipeline(transaction=False) as pipe:
             for i in range(first, end, step):
-                if with_codes:  # a code hash is 64 hex chars
-                    one: list[float | str] = [
+                if with_codes:  # each visitor its own code, from one client: none wrong
+                    code_keys, one = code_join_call(
+                        name,
                         time.time(),
+                        "bench",
+                        [f"{i:064x}"],
+                        BENCH_GUESSER,
                         f"t{i:022d}",
-                        f"{i:064x}",
-                        DEFAULT_PREQUEUE_S,
-                    ]
-                    await store.scripts.join(keys=room_keys, args=one, client=pipe)
+                    )
+                    await store.scripts.join(keys=code_keys, args=one, client=pipe)
                 else:
                     count = min(JOIN_BATCH, end - i)
                     times = ",".join([repr(time.time())] * count)
                     many: list[int | str] = [DEFAULT_PREQUEUE_S, count, times]
-                    await store.scripts.join_many(keys=room_keys[:1], args=many, client=pipe)
+                    await store.scripts.join_many(keys=[keys.room(name)], args=many, client=pipe)
             await pipe.execute()
     after = int((await redis.info("memory"))["used_memory"])
     return (after - before) / visitors

@@ -52,8 +52,8 @@ counted (``likely_then_sold_out``) but is no broken promise.
 
 The load-test key (``--loadtest-key`` / ``FAIRQ_LOADTEST_KEY``, the same variable the
 gateway reads) is sent as ``X-Fairq-Loadtest-Key`` on every request, so an operator
-who issued one exempts the rehearsal from the per-client rate limits and the proof
-of work. With a key, a 429 is a failure; without one it is expected and waited out.
+who issued one exempts the rehearsal from every per-client limit (on by default) and
+the proof of work. With a key, a 429 is a failure; without one it is expected and waited out.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def add_options(parser: Any) -> None:
         "--loadtest-key",
         "FAIRQ_LOADTEST_KEY",
         "",
-        "the operator's load-test key, sent as X-Fairq-Loadtest-Key (exempts from rate limits "
+        "the operator's load-test key, sent as X-Fairq-Loadtest-Key (exempts from the limits "
         "and proof of work); with it a 429 is a failure",
         is_secret=True,
     )

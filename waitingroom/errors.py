@@ -48,5 +48,14 @@ class InvalidAccessCode(WaitingRoomError):
     """An access code that was not issued for the campaign."""
 
 
+class TooManyAttempts(WaitingRoomError):
+    """Too many wrong access codes in this window from the client (``limit`` 'client') or
+    with the code's prefix ('prefix'): no code is looked up until the window ends."""
+
+    def __init__(self, limit: str) -> None:
+        super().__init__(f"too many wrong access codes per {limit}")
+        self.limit = limit
+
+
 class LeadershipLost(WaitingRoomError):
     """An admitter's fencing token is no longer the room's current one."""

@@ -84,3 +84,20 @@ def identity_claim(campaign: str, identity: str) -> str:
     over only by ``scripts.CLAIM_IDENTITY``, given up by ``scripts.RELEASE``.
     """
     return f"{PREFIX}:campaign:{{{campaign}}}:identity:{identity}"
+
+
+def code_guesses_of_client(campaign: str, client: str, window: int) -> str:
+    """Counter with TTL: wrong access codes of the campaign one client tried in a window
+    (``waitingroom.guesses``)."""
+    return f"{PREFIX}:campaign:{{{campaign}}}:guesses:client:{client}:{window}"
+
+
+def code_guesses_of_prefix(campaign: str, prefix: str, window: int) -> str:
+    """Counter with TTL: wrong access codes of the campaign with one prefix (its digest),
+    from every client, in a window (``waitingroom.guesses``)."""
+    return f"{PREFIX}:campaign:{{{campaign}}}:guesses:prefix:{prefix}:{window}"
+
+
+def code_guesses_pattern(campaign: str) -> str:
+    """Glob (SCAN MATCH) of every wrong-code counter of the campaign."""
+    return f"{PREFIX}:campaign:{{{campaign}}}:guesses:*"

@@ -39,8 +39,10 @@ from waitingroom.errors import (
     RoomClosed,
     RoomNotFound,
     TooEarly,
+    TooManyAttempts,
     WaitingRoomError,
 )
+from waitingroom.guesses import Guesser
 from waitingroom.joinbatch import JoinBatcher, parse_joins
 from waitingroom.lottery import draw_seed
 from waitingroom.pow import check_difficulty
@@ -281,6 +283,29 @@ def _status(reply: Sequence[Any], name: str) -> str:
     return status
 
 
+def code_join_call(
+    name: str,
+    now_s: float,
+    campaign: str,
+    code_hashes: Sequence[str],
+    guesser: Guesser,
+    ticket_id: str,
+) -> tuple[list[str], list[str | int | float]]:
+    """The keys and arguments of ``scripts.JOIN`` for a join with a code (see its header)."""
+    limit = guesser.limit
+    window = limit.window(now_s)
+    script_keys = [
+        keys.room(name),
+        keys.room_code_tickets(name),
+        keys.campaign_codes(campaign),
+        keys.code_guesses_of_client(campaign, guesser.client, window),
+        keys.code_guesses_of_prefix(campaign, guesser.prefix, window),
+    ]
+    args: list[str | int | float] = [now_s, ticket_id, DEFAULT_PREQUEUE_S]
+    args += [limit.per_client, limit.per_prefix, limit.window_s, *code_hashes]
+    return script_keys, args
+
+
 class RoomStore:
     """All reads and writes of rooms; the scripts are registered once per store."""
 
@@ -350,22 +375,33 @@ class RoomStore:
         return JoinOutcome(ticket=await self._batcher.join(name, now_s), new=True)
 
     async def join_with_code(
-        self, name: str, now_s: float, campaign: str, code_hashes: Sequence[str]
+        self,
+        name: str,
+        now_s: float,
+        campaign: str,
+        code_hashes: Sequence[str],
+        *,
+        guesser: Guesser,
     ) -> JoinOutcome:
         """A new ticket for an access code of ``campaign``, or the code's existing one,
         in one round trip.
 
         ``code_hashes``: what the code may be stored under (``codes.stored_hashes``).
-        Raises InvalidAccessCode when none of them was issued for the campaign, then
-        as ``join``.
+        ``guesser``: whose wrong codes are counted, and how many are let through per
+        window (``waitingroom.guesses``).
+        Raises TooManyAttempts when the guesser's counts of the window have reached the
+        limit, InvalidAccessCode (and counts a wrong code) when none of the hashes was
+        issued for the campaign, then as ``join``.
         """
-        if not code_hashes:
+        if not code_hashes:  # not well formed: nothing to look up, nothing to count
             raise InvalidAccessCode(f"not an access code of campaign {campaign!r}")
-        reply = await self.scripts.join(
-            keys=[keys.room(name), keys.room_code_tickets(name), keys.campaign_codes(campaign)],
-            args=[now_s, new_ticket_id(), DEFAULT_PREQUEUE_S, *code_hashes],
+        script_keys, args = code_join_call(
+            name, now_s, campaign, code_hashes, guesser, new_ticket_id()
         )
+        reply = await self.scripts.join(keys=script_keys, args=args)
         status = _status(reply, name)
+        if status == "too_many_attempts":
+            raise TooManyAttempts(text(reply[1]))
         if status == "invalid_code":
             raise InvalidAccessCode(f"not an access code of campaign {campaign!r}")
         if status == "closed":

@@ -1,8 +1,9 @@
 """Every Lua script of the waiting room, each with a header naming KEYS, ARGV and the reply.
 
 A room's keys share one hash tag. fairq talks to one Redis server (not a Cluster):
-the join with an access code reads the campaign's codes and takes the room's place
-in one script, so that such a join costs one round trip.
+the join with an access code checks and counts wrong codes (``waitingroom.guesses``),
+reads the campaign's codes and takes the room's place in one script, so that such a
+join costs one round trip.
 Time always comes from the caller (ARGV), never from Redis ``TIME``, so tests can
 drive it. Room hash fields are listed in ``waitingroom.rooms``.
 
@@ -54,30 +55,49 @@ end
 JOIN = (
     _JOIN_GATE
     + """
--- KEYS[1] room hash, KEYS[2] room code tickets hash, KEYS[3] the campaign's access codes
+-- KEYS[1] room hash, KEYS[2] room code tickets hash, KEYS[3] the campaign's access codes,
+-- KEYS[4] the client's wrong-code counter of this window (keys.code_guesses_of_client),
+-- KEYS[5] the code prefix's wrong-code counter of this window (keys.code_guesses_of_prefix)
 -- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] the pre-queue window (s) of a room
--- that has no 'prequeue_s' field, ARGV[4..] the hashes the code may be stored under
--- (keyed first, then the plain hash of a code issued before the secret)
+-- that has no 'prequeue_s' field, ARGV[4] the wrong codes a client may try per window,
+-- ARGV[5] the wrong codes a prefix may see per window (each 0: not checked, not counted),
+-- ARGV[6] the window (s), ARGV[7..] the hashes the code may be stored under (keyed first,
+-- then the plain hash of a code issued before the secret)
 -- A join with an access code (anonymous joins go through JOIN_MANY), in one round trip:
--- the code is looked up among the campaign's codes, then the join is taken. A join
--- before opening is 'pre' (numbered by pre_count), after opening 'post' (numbered by
--- post_count). Before opens_at_s - prequeue_s a join is refused. A code that holds a
--- ticket gets that ticket back.
--- Returns {'invalid_code'} | {'not_found'} | {'closed'} |
---   {'too_early', pre-queue opening time (s)} |
+-- a client or prefix whose counter has reached its limit is refused before the code is
+-- looked up (a right code too, else the refusal would tell right from wrong); the code is
+-- looked up among the campaign's codes (a code not found adds one to both counters, each
+-- kept a window from its first wrong code), then the join is taken. A join before opening
+-- is 'pre' (numbered by pre_count), after opening 'post' (numbered by post_count). Before
+-- opens_at_s - prequeue_s a join is refused. A code that holds a ticket gets it back.
+-- Returns {'too_many_attempts', 'client' | 'prefix'} | {'invalid_code'} | {'not_found'} |
+--   {'closed'} | {'too_early', pre-queue opening time (s)} |
 --   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0), the code's
 --    hash (the ARGV it was found under), its priority group}
 local room, code_tickets, codes = KEYS[1], KEYS[2], KEYS[3]
 local now, ticket_id = ARGV[1], ARGV[2]
+local limits = {{KEYS[4], tonumber(ARGV[4]), 'client'}, {KEYS[5], tonumber(ARGV[5]), 'prefix'}}
+for _, limit in ipairs(limits) do
+  if limit[2] > 0 and tonumber(redis.call('GET', limit[1]) or '0') >= limit[2] then
+    return {'too_many_attempts', limit[3]}
+  end
+end
 local code, group
-for i = 4, #ARGV do
+for i = 7, #ARGV do
   group = redis.call('HGET', codes, ARGV[i])
   if group then
     code = ARGV[i]
     break
   end
 end
-if not code then return {'invalid_code'} end
+if not code then
+  for _, limit in ipairs(limits) do
+    if limit[2] > 0 and redis.call('INCR', limit[1]) == 1 then
+      redis.call('EXPIRE', limit[1], ARGV[6])
+    end
+  end
+  return {'invalid_code'}
+end
 local kind, refusal, window_opens = join_gate(room, ARGV[3])
 if refusal then return refusal end
 if window_opens and tonumber(now) < window_opens then

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from fairq.cli import main
 from fairq.devservices import free_port
+from gateway.ratelimit import RateLimitSettings
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,14 @@ def test_gateway_refuses_bad_configuration(
     assert message in capsys.readouterr().err
 
 
+def post_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST")) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -94,6 +104,13 @@ def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/demo") as r:
             room = json.loads(r.read())
         assert len(room["counties"]) == 15 and len(room["centers"]) == 28
+        # its gateway has the default per-client limits: a join burst, then 429
+        assert "no FAIRQ_LOADTEST_KEY" in text
+        burst = RateLimitSettings().join.burst
+        joins = [
+            post_status(f"http://127.0.0.1:{port}/api/rooms/demo/join") for _ in range(2 * burst)
+        ]
+        assert joins[:burst] == [200] * burst and 429 in joins, joins
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(children, timeout=10)

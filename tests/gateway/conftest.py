@@ -14,13 +14,24 @@ from aiohttp.test_utils import TestClient, TestServer
 from fairq.config import Connections
 from fairq.demo import small_campaign
 from gateway.app import SERVER_LIMITS, create_app
+from gateway.ratelimit import DEFAULT_JOIN_BURST, DEFAULT_STATUS_BURST, Limit, RateLimitSettings
 from gateway.settings import GatewaySettings
 from tests.conftest import TEST_SESSION_TIMEOUT_MS, bounded
+from waitingroom.guesses import NO_LIMIT
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789"
 SIGNING_KEYS = {"k1": b"signing-secret-for-tests-0123456789"}
 AGENT_KEY = "agent-key-for-tests-0123456789"
 IDENTITY_SECRET = b"identity-secret-for-tests"  # keys identity-key and access-code hashes
+# The test clients all come from 127.0.0.1, and the test gateways have the default limits
+# per client. A test whose one client stands for many visitors (a storm) opts out of them
+# explicitly with ``rate_limits=STORM``: each limit set to 0 (off), as an operator may.
+STORM = RateLimitSettings(
+    join=Limit(0.0, DEFAULT_JOIN_BURST),
+    status=Limit(0.0, DEFAULT_STATUS_BURST),
+    streams_per_client=0,
+    code_guesses=NO_LIMIT,
+)
 
 
 def make_settings(connections: Connections, **overrides: Any) -> GatewaySettings:

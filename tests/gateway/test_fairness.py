@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from fairq.config import Connections
 from gateway.state import GATEWAY
-from tests.gateway.conftest import bearer, create_campaign, create_room, operator
+from tests.gateway.conftest import STORM, bearer, create_campaign, create_room, operator
 from tests.gateway.test_flow import join
 from tests.gateway.twogateways import Client, two_gateways
 from waitingroom.admitter import Admitter
@@ -39,7 +39,8 @@ STEP_GAPS_S = (0.3, 0.4, 0.5, ADMIT_WINDOW_S + 1.0)
 
 @pytest.fixture
 async def gateways(connections: Connections) -> AsyncIterator[list[Client]]:
-    async with two_gateways(connections, refresh_s=3600.0) as pair:  # rooms read on demand
+    # rooms read on demand; one client is every visitor (a storm): no per-client limits
+    async with two_gateways(connections, refresh_s=3600.0, rate_limits=STORM) as pair:
         yield pair
 
 

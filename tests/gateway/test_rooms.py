@@ -15,9 +15,17 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from fairq.config import Connections
 from fairq.demo import small_campaign
 from gateway.state import GATEWAY
-from tests.gateway.conftest import bearer, create_campaign, create_room, operator
+from tests.gateway.conftest import (
+    STORM,
+    bearer,
+    create_campaign,
+    create_room,
+    gateway_client,
+    operator,
+)
 from tests.gateway.test_flow import admitted_visitor, join, request_pair
 from tests.sse import sse_events
 from waitingroom import keys
@@ -66,9 +74,17 @@ async def test_join_before_the_prequeue_window_says_when_to_come_back(
     assert (joined.status, (await joined.json())["state"]) == (200, "prequeue")
 
 
+@pytest.fixture
+async def storm(connections: Connections) -> AsyncIterator[Client]:
+    """A gateway whose one client is many visitors: no per-client limits."""
+    async with gateway_client(connections, rate_limits=STORM) as c:
+        yield c
+
+
 async def test_audit_recomputes_the_order_given_to_the_tickets(
-    client: Client, first_day: dt.date
+    storm: Client, first_day: dt.date
 ) -> None:
+    client = storm
     await create_campaign(client, first_day)
     await create_room(client, rate_per_s=0)
     before = await client.get("/api/admin/rooms/room/audit", headers=operator())

@@ -14,7 +14,9 @@ from waitingroom.errors import (
     RoomClosed,
     RoomNotFound,
     TooEarly,
+    TooManyAttempts,
 )
+from waitingroom.guesses import NO_LIMIT, Guesser, GuessLimit
 from waitingroom.lottery import position_of, prequeue_order
 from waitingroom.rooms import AdmissionChange, RoomConfig, RoomStore
 
@@ -28,6 +30,9 @@ CONFIG = RoomConfig(
     hold_s=300,
     admit_window_s=120,
 )
+
+# who joins with a code in these tests, under the default limits on wrong codes
+ANYONE = {"guesser": Guesser(client="192.0.2.1", prefix="p", limit=GuessLimit())}
 
 
 @pytest.fixture
@@ -136,14 +141,14 @@ async def test_one_place_per_access_code(wide_store: RoomStore, redis: aioredis.
     store = wide_store
     await issue(redis, {"c1": "80plus", "c2": "medical"})
     outcomes = await asyncio.gather(
-        *(store.join_with_code("demo", T0, "flu", ["c1"]) for _ in range(100))
+        *(store.join_with_code("demo", T0, "flu", ["c1"], **ANYONE) for _ in range(100))
     )
     assert len({o.ticket for o in outcomes}) == 1
     assert sum(o.new for o in outcomes) == 1
     assert (outcomes[0].ticket.code_hash, outcomes[0].ticket.group) == ("c1", "80plus")
     await store.open_now("demo", T0)
-    later = await store.join_with_code("demo", T0 + 5, "flu", ["c1"])
-    other = await store.join_with_code("demo", T0 + 5, "flu", ["c2"])
+    later = await store.join_with_code("demo", T0 + 5, "flu", ["c1"], **ANYONE)
+    other = await store.join_with_code("demo", T0 + 5, "flu", ["c2"], **ANYONE)
     assert (later.new, later.ticket) == (False, outcomes[0].ticket)
     assert (later.ticket.kind, later.ticket.number) == ("pre", 1)
     assert (other.new, other.ticket.kind, other.ticket.number) == (True, "post", 1)
@@ -154,8 +159,8 @@ async def test_a_code_join_takes_the_first_hash_the_code_is_stored_under(
     store: RoomStore, redis: aioredis.Redis
 ) -> None:
     await issue(redis, {"plain": "80plus", "keyed": "medical"})
-    old = await store.join_with_code("demo", T0, "flu", ["not-issued", "plain"])
-    new = await store.join_with_code("demo", T0, "flu", ["keyed", "plain"])
+    old = await store.join_with_code("demo", T0, "flu", ["not-issued", "plain"], **ANYONE)
+    new = await store.join_with_code("demo", T0, "flu", ["keyed", "plain"], **ANYONE)
     assert (old.ticket.code_hash, old.ticket.group) == ("plain", "80plus")
     assert (new.ticket.code_hash, new.ticket.group) == ("keyed", "medical")
     assert new.ticket != old.ticket
@@ -169,11 +174,11 @@ async def test_a_code_not_issued_for_the_campaign_gets_no_place(
     before = await store.load("demo")
     for hashes in (["c2"], ["nope", "c3"], []):
         with pytest.raises(InvalidAccessCode):
-            await store.join_with_code("demo", T0, "flu", hashes)
+            await store.join_with_code("demo", T0, "flu", hashes, **ANYONE)
     assert await store.load("demo") == before
     assert await redis.hlen(keys.room_code_tickets("demo")) == 0
     with pytest.raises(RoomNotFound):
-        await store.join_with_code("nope", T0, "flu", ["c1"])
+        await store.join_with_code("nope", T0, "flu", ["c1"], **ANYONE)
 
 
 class Counted(aioredis.Connection):
@@ -201,11 +206,110 @@ async def test_a_code_join_is_one_round_trip(
     store: RoomStore, redis: aioredis.Redis, counted: RoomStore
 ) -> None:
     await issue(redis, {"c1": "80plus", "c2": "80plus"})
-    await counted.join_with_code("demo", T0, "flu", ["c1"])  # connected, script known
+    await counted.join_with_code("demo", T0, "flu", ["c1"], **ANYONE)  # connected, script known
     Counted.replies = 0
-    outcome = await counted.join_with_code("demo", T0, "flu", ["x", "c2"])
+    outcome = await counted.join_with_code("demo", T0, "flu", ["x", "c2"], **ANYONE)
     assert outcome.new and outcome.ticket.code_hash == "c2"
     assert Counted.replies == 1
+    # a wrong code is counted, and a guesser over the limit refused, in that one trip too
+    one_wrong = guesses_of("192.0.2.1", "p", GuessLimit(per_client=1))
+    for refusal in (InvalidAccessCode, TooManyAttempts):
+        Counted.replies = 0
+        with pytest.raises(refusal):
+            await counted.join_with_code("demo", T0, "flu", ["wrong"], **one_wrong)
+        assert Counted.replies == 1
+
+
+def guesses_of(client: str, prefix: str, limit: GuessLimit) -> dict[str, Guesser]:
+    return {"guesser": Guesser(client=client, prefix=prefix, limit=limit)}
+
+
+async def counts(redis: aioredis.Redis, client: str, prefix: str, now_s: float) -> list[int]:
+    """The wrong codes counted for ``client`` and ``prefix`` in the window of ``now_s``."""
+    window = GuessLimit().window(now_s)
+    client_key = keys.code_guesses_of_client(CONFIG.campaign, client, window)
+    prefix_key = keys.code_guesses_of_prefix(CONFIG.campaign, prefix, window)
+    return [int(await redis.get(key) or 0) for key in (client_key, prefix_key)]
+
+
+async def test_a_client_over_its_wrong_codes_is_refused_even_a_right_code(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await issue(redis, {"c1": "80plus"})
+    limit = GuessLimit(per_client=3, per_prefix=0)
+    guesser = guesses_of("198.51.100.7", "p1", limit)
+    for wrong in ("w1", "w2", "w3"):
+        with pytest.raises(InvalidAccessCode):
+            await store.join_with_code("demo", T0, "flu", [wrong], **guesser)
+    assert await counts(redis, "198.51.100.7", "p1", T0) == [3, 0]  # the prefix: not limited
+    with pytest.raises(TooManyAttempts) as refused:  # the right code: refused all the same
+        await store.join_with_code("demo", T0, "flu", ["c1"], **guesser)
+    assert refused.value.limit == "client"
+    assert await counts(redis, "198.51.100.7", "p1", T0) == [3, 0]  # a refusal adds nothing
+    assert await redis.hlen(keys.room_code_tickets("demo")) == 0
+    other = await store.join_with_code("demo", T0, "flu", ["c1"], **guesses_of("x", "p1", limit))
+    assert other.new and other.ticket.code_hash == "c1"  # a client under the limit joins
+
+
+async def test_a_prefix_over_its_wrong_codes_is_refused_for_every_client(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await issue(redis, {"c1": "80plus"})
+    limit = GuessLimit(per_client=0, per_prefix=4)
+    for i in range(4):  # a guesser spreading one region's guesses over addresses
+        with pytest.raises(InvalidAccessCode):
+            await store.join_with_code("demo", T0, "flu", ["w"], **guesses_of(f"c{i}", "p", limit))
+    assert await counts(redis, "c0", "p", T0) == [0, 4]
+    with pytest.raises(TooManyAttempts) as refused:
+        await store.join_with_code("demo", T0, "flu", ["c1"], **guesses_of("new", "p", limit))
+    assert refused.value.limit == "prefix"
+    other = await store.join_with_code("demo", T0, "flu", ["c1"], **guesses_of("new", "q", limit))
+    assert other.new  # a code of another prefix is looked up
+
+
+async def test_wrong_codes_are_counted_again_in_the_next_window(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await issue(redis, {"c1": "80plus"})
+    limit = GuessLimit(per_client=1, per_prefix=1, window_s=60)
+    start = limit.window(T0) * 60.0  # a window's first second
+    guesser = guesses_of("198.51.100.7", "p", limit)
+    with pytest.raises(InvalidAccessCode):
+        await store.join_with_code("demo", start, "flu", ["w"], **guesser)
+    window_key = keys.code_guesses_of_client("flu", "198.51.100.7", limit.window(start))
+    assert 0 < await redis.ttl(window_key) <= 60  # the counters go away by themselves
+    with pytest.raises(TooManyAttempts):
+        await store.join_with_code("demo", start + 59.9, "flu", ["c1"], **guesser)
+    outcome = await store.join_with_code("demo", start + 60, "flu", ["c1"], **guesser)
+    assert outcome.new
+
+
+async def test_concurrent_wrong_codes_are_counted_exactly(
+    wide_store: RoomStore, redis: aioredis.Redis
+) -> None:
+    limit = GuessLimit(per_client=10, per_prefix=0)
+    guesser = guesses_of("198.51.100.7", "p", limit)
+    outcomes = await asyncio.gather(
+        *(wide_store.join_with_code("demo", T0, "flu", [f"w{i}"], **guesser) for i in range(40)),
+        return_exceptions=True,
+    )
+    refusals = [type(o).__name__ for o in outcomes]
+    assert sorted(set(refusals)) == ["InvalidAccessCode", "TooManyAttempts"]
+    assert refusals.count("InvalidAccessCode") == 10
+    assert await counts(redis, "198.51.100.7", "p", T0) == [10, 0]
+
+
+async def test_an_exempt_guesser_is_neither_limited_nor_counted(
+    store: RoomStore, redis: aioredis.Redis
+) -> None:
+    await issue(redis, {"c1": "80plus"})
+    guesser = guesses_of("198.51.100.7", "p", NO_LIMIT)
+    for i in range(30):
+        with pytest.raises(InvalidAccessCode):
+            await store.join_with_code("demo", T0, "flu", [f"w{i}"], **guesser)
+    assert await counts(redis, "198.51.100.7", "p", T0) == [0, 0]
+    assert [k async for k in redis.scan_iter(match=keys.code_guesses_pattern("flu"))] == []
+    assert (await store.join_with_code("demo", T0, "flu", ["c1"], **guesser)).new
 
 
 async def test_an_admitted_ticket_joining_again_is_one_round_trip(
@@ -257,7 +361,7 @@ async def test_closed_room_refuses_joins_and_unknown_rooms_are_reported(
         await store.join("demo", T0)
     await issue(redis, {"c1": "80plus"})
     with pytest.raises(RoomClosed):
-        await store.join_with_code("demo", T0, "flu", ["c1"])
+        await store.join_with_code("demo", T0, "flu", ["c1"], **ANYONE)
     assert await redis.hlen(keys.room_code_tickets("demo")) == 0
     for call in (
         store.join("nope", T0),
