@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# the browser assets the gateway serves (uPlot for the operator console), from npm;
+# npm writes this file on every install: older than the lock file means stale
+NODE_STAMP := node_modules/.package-lock.json
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -31,11 +34,12 @@ bench: install
 rehearse: install
 	$(VENV)/bin/locust -f loadtest/launchday.py --headless --run-time $${LOCUST_RUN_TIME:-60s} $(ARGS)
 
-install: system-deps $(STAMP)
+install: system-deps $(STAMP) $(NODE_STAMP)
 
-# Debian's packages, as command:package: redis-server to run fairq; for the tests also
-# chromium (the pages, driven by Playwright). Everything else comes from PyPI.
-RUN_PACKAGES := redis-server:redis-server
+# Debian's packages, as command:package: redis-server to run fairq and npm for the
+# console's chart library; for the tests also chromium (the pages, driven by
+# Playwright). Everything else comes from PyPI and npm.
+RUN_PACKAGES := redis-server:redis-server npm:npm
 TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium
 APT_INSTALL_MISSING = missing=""; for pair in $(1); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#\#*:}"; done; \
@@ -55,5 +59,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 clean:
-	rm -rf $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf node_modules $(VENV) .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -21,6 +21,7 @@ from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import bearer, json_response, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, room_view
+from gateway.sessions import OPERATOR
 from gateway.state import GATEWAY, Gateway
 from schemas.campaign import parse_campaign
 from schemas.commands import AddInventory
@@ -81,7 +82,11 @@ routes = web.RouteTableDef()
 
 
 def require_operator(request: web.Request) -> Gateway:
+    """The gateway, for a request with the operator key or a verified console session
+    (``gateway.operators`` verifies the session cookie and marks the request)."""
     gw = request.app[GATEWAY]
+    if OPERATOR in request:
+        return gw
     presented = bearer(request).encode()
     if not hmac.compare_digest(presented, gw.settings.operator_key.encode()):
         raise ApiError(403, "forbidden", "the operator key is not valid")
@@ -263,7 +268,7 @@ async def put_room(request: web.Request) -> web.Response:
     view = await gw.rooms.reload(name)
     if view is None:
         raise ApiError(503, "unavailable", "the room was stored but could not be read back")
-    return json_response(_stats(gw, view), status=200 if existing else 201)
+    return json_response(stats_body(gw, view), status=200 if existing else 201)
 
 
 def _room_config(**fields: Any) -> RoomConfig:
@@ -361,10 +366,11 @@ async def room_stats(request: web.Request) -> web.Response:
 
 async def _reloaded(gw: Gateway, view: RoomView) -> web.Response:
     fresh = await gw.rooms.reload(view.snap.config.name)
-    return json_response(_stats(gw, fresh or view))
+    return json_response(stats_body(gw, fresh or view))
 
 
-def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
+def stats_body(gw: Gateway, view: RoomView) -> dict[str, Any]:
+    """A room's settings and figures as this gateway knows them (stats, console)."""
     snap, config = view.snap, view.snap.config
     counties = gw.views.summaries.get(config.campaign, {})
     return {

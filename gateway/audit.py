@@ -14,8 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admin import require_operator
-from gateway.errors import ApiError
-from gateway.http import json_response
+from gateway.http import json_response, query_int
 from gateway.rooms import iso_s, room_view
 
 MAX_PAGE = 10_000
@@ -29,22 +28,13 @@ ALGORITHM = (
 routes = web.RouteTableDef()
 
 
-def _query_int(request: web.Request, name: str, default: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > hi:  # isdigit alone takes "²"
-        raise ApiError(400, "invalid_request", f"'{name}' must be an integer in 0..{hi}")
-    return int(raw)
-
-
 @routes.get("/api/admin/rooms/{room}/audit")
 async def room_audit(request: web.Request) -> web.Response:
     gw = require_operator(request)
     view = await room_view(gw, request.match_info["room"])
     snap = view.snap
-    offset = _query_int(request, "offset", 0, 2**31)
-    limit = _query_int(request, "limit", 1000, MAX_PAGE)
+    offset = query_int(request, "offset", 0, 2**31)
+    limit = query_int(request, "limit", 1000, MAX_PAGE)
     body: dict[str, Any] = {
         "room": snap.config.name,
         "opened": snap.opened,

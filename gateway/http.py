@@ -71,3 +71,12 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
         if value:
             return value
     raise ApiError(401, "unauthorized", "a bearer token is required")
+
+
+def query_int(request: web.Request, name: str, default: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > hi:  # isdigit alone takes "²"
+        raise ApiError(400, "invalid_request", f"'{name}' must be an integer in 0..{hi}")
+    return int(raw)

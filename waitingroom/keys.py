@@ -84,3 +84,25 @@ def identity_claim(campaign: str, identity: str) -> str:
     over only by ``scripts.CLAIM_IDENTITY``, given up by ``scripts.RELEASE``.
     """
     return f"{PREFIX}:campaign:{{{campaign}}}:identity:{identity}"
+
+
+def operator_session(session_id: str) -> str:
+    """String with TTL: a console session's operator name (``gateway.sessions``); gone
+    when the operator signs out or the session expires."""
+    return f"{PREFIX}:operator:session:{session_id}"
+
+
+def operator_signin_failures(client: str) -> str:
+    """Counter with TTL: failed console sign-ins from one client address in the window."""
+    return f"{PREFIX}:operator:signin_failures:{client}"
+
+
+def operator_actions() -> str:
+    """List (newest first, capped): every operator action as JSON (``gateway.actionlog``)."""
+    return f"{PREFIX}:operator:actions"
+
+
+def room_history(name: str) -> str:
+    """Sorted set: the room's sampled figures as JSON, scored by their time bucket
+    (``gateway.history``); points older than the kept span are trimmed."""
+    return f"{PREFIX}:room:{{{name}}}:history"
