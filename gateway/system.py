@@ -15,6 +15,7 @@ seconds, not per change.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from allocator.settings import snapshot_topic
-from allocator.snapshotstore import SnapshotStore
+from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
 from gateway.admin import require_operator
 from gateway.http import json_response
 from gateway.state import Gateway
@@ -50,22 +51,35 @@ async def allocator_state(gw: Gateway) -> dict[str, Any]:
         await admin.close()
         await consumer.stop()
     store = SnapshotStore(conn.kafka_bootstrap, snapshot_topic(conn.topics.commands), 1)
+    snapshots = await asyncio.gather(*(_newest_snapshot(store, tp.partition) for tp in tps))
     partitions = []
-    for tp in tps:
+    for tp, snapshot in zip(tps, snapshots, strict=True):
         done = committed.get(tp)
         offset = done.offset if done is not None and done.offset >= 0 else None
-        latest = await store.latest(tp.partition, max_offset=2**62)
         partitions.append(
             {
                 "partition": tp.partition,
                 "end_offset": ends[tp],
                 "committed_offset": offset,
                 "lag": ends[tp] - (offset or 0),
-                "snapshot_offset": latest[0].offset if latest else None,
-                "snapshot_bytes": latest[0].size if latest else None,
+                **snapshot,
             }
         )
     return {"group": group, "topic": conn.topics.commands, "partitions": partitions}
+
+
+async def _newest_snapshot(store: SnapshotStore, partition: int) -> dict[str, Any]:
+    """The input offset and size of the partition's newest whole snapshot (None: none),
+    or why it could not be read."""
+    try:
+        latest = await store.latest(partition, max_offset=2**62)
+    except SnapshotStoreError as e:
+        return {"snapshot_offset": None, "snapshot_bytes": None, "snapshot_error": str(e)}
+    manifest = latest[0] if latest else None
+    return {
+        "snapshot_offset": manifest.offset if manifest else None,
+        "snapshot_bytes": manifest.size if manifest else None,
+    }
 
 
 async def admitter_state(gw: Gateway) -> list[dict[str, Any]]:

@@ -14,6 +14,13 @@
   const brief = (v) => v === null || v === undefined ? "–"
     : Object.entries(v).map(([k, x]) => k + "=" + (typeof x === "object" ? JSON.stringify(x) : x)).join(", ");
 
+  // what ``after`` changed of ``before`` ("unchanged" when nothing)
+  function changes(before, after) {
+    if (!before || !after) return brief(after);
+    const changed = Object.fromEntries(Object.entries(after).filter(([k, v]) => before[k] !== v));
+    return Object.keys(changed).length ? brief(changed) : "unchanged";
+  }
+
   // ---- talking to the gateway -------------------------------------------------
   async function api(method, path, body) {
     const headers = { "Accept": "application/json" };
@@ -423,7 +430,8 @@
     for (const p of r.data.allocator.partitions) {
       const row = document.createElement("tr");
       for (const v of [p.partition, p.end_offset, p.committed_offset, p.lag, p.snapshot_offset]) cell(row, fmt(v, 0));
-      cell(row, p.snapshot_bytes === null ? "–" : fmt(p.snapshot_bytes / 1024, 1) + " KiB");
+      cell(row, p.snapshot_error ? "unreadable: " + p.snapshot_error
+        : p.snapshot_bytes === null ? "none" : fmt(p.snapshot_bytes / 1024, 1) + " KiB");
       alloc.appendChild(row);
     }
     const leaders = $("leader-body");
@@ -454,7 +462,7 @@
         + (a.request ? " " + JSON.stringify(a.request).slice(0, 120) : ""), "text");
       cell(row, a.status + (a.error ? " " + a.error : ""));
       cell(row, brief(a.before), "text");
-      cell(row, brief(a.after), "text");
+      cell(row, changes(a.before, a.after), "text");
       body.appendChild(row);
     }
   }

@@ -245,19 +245,3 @@ async def test_the_overview_lists_every_room_with_its_figures(
         assert rooms[0]["queue_depth"] == 1
         for field in ("pairs_left", "holds", "confirmations", "expiries", "waitlisted"):
             assert field in rooms[0]
-
-
-async def test_the_system_view_names_partitions_and_leaders(
-    client: Client, first_day: dt.date
-) -> None:
-    await create_campaign(client, first_day)
-    await create_room(client)
-    response = await client.get("/api/admin/system", headers=operator())
-    assert response.status == 200, await response.text()
-    body = await response.json()
-    partitions = body["allocator"]["partitions"]
-    assert [p["partition"] for p in partitions] == [0, 1, 2, 3]
-    assert all(p["lag"] == p["end_offset"] for p in partitions)  # no allocator has committed
-    assert body["admitters"] == [
-        {"room": "room", "leader": None, "lease_left_s": None, "fence": None}
-    ]
