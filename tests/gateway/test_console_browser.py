@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from fairq.config import Connections
-from tests.browser import screenshot
+from tests.browser import collect_problems, screenshot
 from tests.gateway.conftest import OPERATOR_KEY, create_campaign, create_room, gateway_client
 
 Client = TestClient[Any, Any]
@@ -31,14 +31,7 @@ async def watched_page(browser: Browser, problems: list[str]) -> AsyncIterator[P
     """A page in its own context (its own cookies) whose errors go to ``problems``."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-
-    def on_console(message: ConsoleMessage) -> None:
-        url = message.location.get("url", "")
-        if message.type == "error" and not url.endswith("/favicon.ico"):
-            problems.append(f"{message.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    collect_problems(page, problems)
     try:
         yield page
     finally:
@@ -60,6 +53,20 @@ async def open_room(client: Client, first_day: dt.date) -> None:
         "/api/admin/rooms/room/open", headers={"Authorization": f"Bearer {OPERATOR_KEY}"}
     )
     assert response.status == 200
+
+
+@contextlib.asynccontextmanager
+async def citizen_and_operator(
+    browser: Browser, client: Client, first_day: dt.date, problems: list[str]
+) -> AsyncIterator[tuple[Page, Page]]:
+    """An open room, a citizen waiting in it on the room's page, and a signed-in console."""
+    await open_room(client, first_day)
+    async with watched_page(browser, problems) as citizen, watched_page(browser, problems) as page:
+        await citizen.goto(str(client.make_url("/rooms/room")))
+        await citizen.click("#join-button")
+        await expect(citizen.locator("#queue-state")).not_to_be_empty()
+        await signed_in(page, client)
+        yield citizen, page
 
 
 def accept_dialogs(page: Page, seen: list[str]) -> None:
@@ -119,14 +126,12 @@ async def test_queue_depth_rises_live_as_visitors_join(
 async def test_pausing_from_the_console_shows_paused_to_a_citizen(
     browser: Browser, console_gateway: Client, first_day: dt.date
 ) -> None:
-    await open_room(console_gateway, first_day)
     problems: list[str] = []
-    async with watched_page(browser, problems) as citizen, watched_page(browser, problems) as page:
-        await citizen.goto(str(console_gateway.make_url("/rooms/room")))
-        await citizen.click("#join-button")
-        await expect(citizen.locator("#queue-state")).not_to_be_empty()
+    async with citizen_and_operator(browser, console_gateway, first_day, problems) as (
+        citizen,
+        page,
+    ):
         await expect(citizen.locator("#queue-eta")).to_contain_text("Estimated wait")
-        await signed_in(page, console_gateway)
         dialogs: list[str] = []
         accept_dialogs(page, dialogs)
         await page.click('button[data-action="pause"]')
@@ -193,12 +198,11 @@ async def test_bad_input_gets_a_clear_message(
 async def test_the_operator_message_reaches_a_citizen(
     browser: Browser, console_gateway: Client, first_day: dt.date
 ) -> None:
-    await open_room(console_gateway, first_day)
     problems: list[str] = []
-    async with watched_page(browser, problems) as citizen, watched_page(browser, problems) as page:
-        await citizen.goto(str(console_gateway.make_url("/rooms/room")))
-        await citizen.click("#join-button")
-        await signed_in(page, console_gateway)
+    async with citizen_and_operator(browser, console_gateway, first_day, problems) as (
+        citizen,
+        page,
+    ):
         await page.fill("#msg-de", "Neue Lieferungen am Donnerstag")
         await page.fill("#msg-en", "New deliveries on Thursday")
         await page.click("#message-button")
