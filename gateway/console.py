@@ -35,6 +35,7 @@ from gateway.operators import SESSIONS, console_session
 from gateway.page import content_security_policy
 from gateway.sessions import (
     MAX_NAME_CHARS,
+    OPERATOR,
     OperatorSessions,
     check_origin,
     served_over_tls,
@@ -44,7 +45,7 @@ from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
 from schemas.fields import only_keys, req_str
 from waitingroom import keys
-from waitingroom.rooms import text
+from waitingroom.rooms import ADMISSION_MODES, text
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +160,11 @@ async def sign_out(request: web.Request) -> web.Response:
 async def overview(gw: Gateway) -> dict[str, Any]:
     """Every room this gateway knows, with its settings and figures."""
     return {
+        "admission_modes": ADMISSION_MODES,
         "rooms": [
             stats_body(gw, view) | room_figures(gw, view)
             for _, view in sorted(gw.rooms.known().items())
-        ]
+        ],
     }
 
 
@@ -179,15 +181,27 @@ async def get_overview(request: web.Request) -> web.Response:
     return json_response(await overview(gw))
 
 
+async def still_signed_in(request: web.Request) -> bool:
+    try:
+        await console_session(request)
+    except ApiError:
+        return False
+    return True
+
+
 @routes.get("/api/admin/overview/events")
 async def overview_events(request: web.Request) -> web.StreamResponse:
-    """The overview now, then again whenever it changes (server-sent events)."""
+    """The overview now, then again whenever it changes (server-sent events). A stream
+    opened with a console session ends once the session has (looked at with the rooms)."""
     gw = require_operator(request)
+    by_session = OPERATOR in request
     response = await open_stream(request)
     last: dict[str, Any] | None = None
     idle_s = names_s = 0.0
     while True:
         if names_s <= 0:
+            if by_session and not await still_signed_in(request):
+                return response
             await learn_rooms(gw)
             names_s = ROOM_NAMES_EVERY_S
         body = await overview(gw)

@@ -114,11 +114,18 @@
   });
 
   // ---- the live rooms overview -------------------------------------------------
+  const MODES = { manual: "manual (the rate above)", auto: "automatic (no more bookers than pairs left)" };
+
   function startOverview() {
     if (events) events.close();
     events = new EventSource("/api/admin/overview/events");
     events.addEventListener("overview", (e) => {
-      rooms = JSON.parse(e.data).rooms;
+      const overview = JSON.parse(e.data);
+      rooms = overview.rooms;
+      const modes = $("adm-mode");
+      if (modes.options.length !== overview.admission_modes.length) {
+        modes.replaceChildren(...overview.admission_modes.map((m) => new Option(MODES[m] || m, m)));
+      }
       $("live").textContent = "· live, " + new Date().toLocaleTimeString("en-GB");
       drawRooms();
     });

@@ -13,6 +13,7 @@ from gateway.console import ASSETS
 from gateway.operators import SESSIONS
 from gateway.sessions import CSRF_HEADER, SESSION_COOKIE, SIGNIN_MAX_FAILURES
 from gateway.state import GATEWAY
+from tests.conftest import bounded
 from tests.gateway.conftest import (
     OPERATOR_KEY,
     create_campaign,
@@ -20,6 +21,7 @@ from tests.gateway.conftest import (
     gateway_client,
     operator,
 )
+from tests.sse import sse_events
 
 Client = TestClient[Any, Any]
 
@@ -245,3 +247,28 @@ async def test_the_overview_lists_every_room_with_its_figures(
         assert rooms[0]["queue_depth"] == 1
         for field in ("pairs_left", "holds", "confirmations", "expiries", "waitlisted"):
             assert field in rooms[0]
+
+
+async def test_the_overview_stream_pushes_changes_and_ends_with_the_session(
+    client: Client, first_day: dt.date
+) -> None:
+    await create_campaign(client, first_day)
+    await create_room(client)
+    await client.post("/api/admin/rooms/room/open", headers=operator())
+    value, csrf, _ = await sign_in(client)
+    stream = await client.get("/api/admin/overview/events", headers=with_cookie(value))
+    assert stream.status == 200
+    events = sse_events(stream)
+    name, first = await anext(events)
+    assert name == "overview"
+    assert [(r["room"], r["queue_depth"]) for r in first["rooms"]] == [("room", 0)]
+    assert (await client.post("/api/rooms/room/join")).status == 200
+    _, second = await anext(events)
+    assert second["rooms"][0]["queue_depth"] == 1
+    await client.delete("/api/operator/session", headers=with_cookie(value, **{CSRF_HEADER: csrf}))
+
+    async def ended() -> None:
+        async for _ in events:  # whatever was under way; then the stream ends
+            pass
+
+    await bounded(ended(), "the overview stream ending after sign-out")
