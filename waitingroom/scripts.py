@@ -426,7 +426,7 @@ return 1
 RECORD_POINT = """
 -- KEYS[1] the room's history (sorted set scored by time bucket)
 -- ARGV[1] the point's time bucket, ARGV[2] the point (JSON), ARGV[3] the oldest bucket kept
--- reply: 1 when the point was added, 0 when the bucket had one already (another
+-- Returns 1 when the point was added, 0 when the bucket had one already (another
 -- gateway sampled it first: one point per bucket whichever gateways sample)
 local added = 0
 if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) == 0 then

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
@@ -16,13 +17,24 @@ from fairq.config import Connections
 from gateway.bookings import booking_id_for
 from tests.conftest import topic_partitions
 from tests.gateway.conftest import SIGNING_KEYS, bearer, create_campaign, create_room, operator
+from waitingroom import keys
 from waitingroom.tickets import BookingToken, Signer, Ticket
 
 Case = tuple[str, str, dict[str, str], Any, int, str]
 
 
+def is_record(key: bytes) -> bool:
+    """Keys that are records, not state: the record of operator actions (refused attempts
+    are recorded too) and the rooms' charts (sampled on their own clock)."""
+    return key == keys.operator_actions().encode() or key.endswith(b":history")
+
+
 async def redis_state(redis: aioredis.Redis) -> dict[bytes, bytes | None]:
-    return {key: await redis.dump(key) async for key in redis.scan_iter(count=1000)}
+    return {
+        key: await redis.dump(key)
+        async for key in redis.scan_iter(count=1000)
+        if not is_record(key)
+    }
 
 
 async def end_offsets(connections: Connections) -> dict[TopicPartition, int]:
@@ -373,6 +385,7 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
     client.session.cookie_jar.clear()  # the joins set ticket cookies; the cases bring their own
     table = cases(ticket, other_ticket, booking_token("room"), booking_token("other"))
     before = (await redis_state(redis), await end_offsets(connections))
+    recorded_before = await redis.llen(keys.operator_actions())
     failures = []
     for method, path, headers, body, status, code in table:
         kwargs: dict[str, Any] = {"headers": headers}
@@ -387,6 +400,10 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
             failures.append(f"{method} {path} {body!r}: got {got}, want {(status, code)}")
     assert failures == []
     assert (await redis_state(redis), await end_offsets(connections)) == before
+    # the refused operator requests are recorded as refused
+    new = await redis.llen(keys.operator_actions()) - recorded_before
+    recorded = [orjson.loads(a) for a in await redis.lrange(keys.operator_actions(), 0, new - 1)]
+    assert new > 0 and all(a["status"] >= 400 for a in recorded)
 
 
 @pytest.mark.parametrize("method,path", [("GET", "/healthz"), ("GET", "/api/openapi.json")])
