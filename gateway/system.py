@@ -34,24 +34,30 @@ routes = web.RouteTableDef()
 
 
 async def allocator_state(gw: Gateway) -> dict[str, Any]:
-    """The allocator group's committed offsets, lag and newest snapshot per partition."""
+    """The allocator group's committed offsets, lag and newest snapshot per partition.
+
+    Read in this order, each figure no newer than the next: the snapshots, the
+    committed offsets, the end offsets (so that a snapshot or a commit is never shown past the
+    end, although records keep coming while they are read).
+    """
     conn = gw.settings.connections
     group = gw.settings.allocator_group
     consumer = AIOKafkaConsumer(bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False)
     admin = AIOKafkaAdminClient(bootstrap_servers=conn.kafka_bootstrap)
+    # only read here: the chunk size matters to a writer
+    store = SnapshotStore(conn.kafka_bootstrap, snapshot_topic(conn.topics.commands), 1)
     await consumer.start()
     await admin.start()
     try:
         await consumer.topics()
         numbers = sorted(consumer.partitions_for_topic(conn.topics.commands) or ())
         tps = [TopicPartition(conn.topics.commands, p) for p in numbers]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        snapshots = await asyncio.gather(*(_newest_snapshot(store, tp.partition) for tp in tps))
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        ends = await consumer.end_offsets(tps) if tps else {}
     finally:
         await admin.close()
         await consumer.stop()
-    store = SnapshotStore(conn.kafka_bootstrap, snapshot_topic(conn.topics.commands), 1)
-    snapshots = await asyncio.gather(*(_newest_snapshot(store, tp.partition) for tp in tps))
     partitions = []
     for tp, snapshot in zip(tps, snapshots, strict=True):
         done = committed.get(tp)
