@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway.operators import ADMIN_PREFIX, API_KEY_WHO
 from gateway.sessions import CSRF_HEADER, SAFE_METHODS
 from tests.gateway.conftest import create_campaign, create_room, operator
-from tests.gateway.test_console import sign_in, with_cookie
+from tests.gateway.test_console import open_room_and_sign_in, with_cookie
 
 Client = TestClient[Any, Any]
 
@@ -28,10 +28,7 @@ async def actions(client: Client) -> list[dict[str, Any]]:
 async def test_a_pause_is_recorded_with_who_before_and_after(
     client: Client, first_day: dt.date
 ) -> None:
-    await create_campaign(client, first_day)
-    await create_room(client)
-    await client.post("/api/admin/rooms/room/open", headers=operator())
-    value, csrf, _ = await sign_in(client)
+    value, csrf = await open_room_and_sign_in(client, first_day)
     response = await client.post(
         "/api/admin/rooms/room/pause", headers=with_cookie(value, **{CSRF_HEADER: csrf})
     )

@@ -39,6 +39,15 @@ async def sign_in(client: Client, **headers: str) -> tuple[str, str, str]:
     return response.cookies[SESSION_COOKIE].value, body["csrf_token"], set_cookie
 
 
+async def open_room_and_sign_in(client: Client, first_day: dt.date) -> tuple[str, str]:
+    """An open room ``room`` of campaign ``camp``, and a console session (cookie, CSRF)."""
+    await create_campaign(client, first_day)
+    await create_room(client)
+    assert (await client.post("/api/admin/rooms/room/open", headers=operator())).status == 200
+    value, csrf, _ = await sign_in(client)
+    return value, csrf
+
+
 def with_cookie(value: str, **headers: str) -> dict[str, str]:
     return {"Cookie": f"{SESSION_COOKIE}={value}", **headers}
 
@@ -138,10 +147,7 @@ async def test_signing_out_ends_the_session_on_every_gateway(
 async def test_a_change_without_the_csrf_token_or_from_another_site_is_refused(
     client: Client, first_day: dt.date
 ) -> None:
-    await create_campaign(client, first_day)
-    await create_room(client)
-    assert (await client.post("/api/admin/rooms/room/open", headers=operator())).status == 200
-    value, csrf, _ = await sign_in(client)
+    value, csrf = await open_room_and_sign_in(client, first_day)
     own_origin = f"http://{client.host}:{client.port}"
     refusals = [
         ({}, "csrf_token_missing"),
@@ -252,10 +258,7 @@ async def test_the_overview_lists_every_room_with_its_figures(
 async def test_the_overview_stream_pushes_changes_and_ends_with_the_session(
     client: Client, first_day: dt.date
 ) -> None:
-    await create_campaign(client, first_day)
-    await create_room(client)
-    await client.post("/api/admin/rooms/room/open", headers=operator())
-    value, csrf, _ = await sign_in(client)
+    value, csrf = await open_room_and_sign_in(client, first_day)
     stream = await client.get("/api/admin/overview/events", headers=with_cookie(value))
     assert stream.status == 200
     events = sse_events(stream)
