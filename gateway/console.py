@@ -20,6 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,10 @@ from gateway.actionlog import ACTION_LOG, MAX_ENTRIES, ActionLog
 from gateway.admin import require_operator, stats_body
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
-from gateway.history import room_figures
+from gateway.history import learn_rooms, room_figures
 from gateway.http import json_response, read_json
 from gateway.operators import SESSIONS, console_session
-from gateway.page import content_security_policy
+from gateway.page import Page, content_security_policy
 from gateway.sessions import (
     MAX_NAME_CHARS,
     OPERATOR,
@@ -44,8 +45,7 @@ from gateway.sessions import (
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
 from schemas.fields import only_keys, req_str
-from waitingroom import keys
-from waitingroom.rooms import ADMISSION_MODES, text
+from waitingroom.rooms import ADMISSION_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +85,27 @@ def missing_assets() -> list[str]:
     return [f"{a.path} is missing: {a.missing}" for a in ASSETS.values() if not a.path.is_file()]
 
 
-@routes.get("/operator")
-async def console_page(request: web.Request) -> web.Response:
+@cache
+def console_page() -> Page:
+    """The console's HTML and headers, read once per process."""
     html = (STATIC / "operator.html").read_text(encoding="utf-8")
     policy = content_security_policy(html, script_sources=("'self'",), style_sources=("'self'",))
-    return web.Response(
-        text=html,
-        content_type="text/html",
+    return Page(
+        body=html.encode("utf-8"),
         headers={
             "Content-Security-Policy": policy,
             "Cache-Control": "no-cache",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         },
+    )
+
+
+@routes.get("/operator")
+async def get_console_page(request: web.Request) -> web.Response:
+    page = console_page()
+    return web.Response(
+        body=page.body, content_type="text/html", charset="utf-8", headers=page.headers
     )
 
 
@@ -166,12 +174,6 @@ async def overview(gw: Gateway) -> dict[str, Any]:
             for _, view in sorted(gw.rooms.known().items())
         ],
     }
-
-
-async def learn_rooms(gw: Gateway) -> None:
-    """Make the room cache know every room (a fresh gateway knows only those asked for)."""
-    for name in await gw.redis.smembers(keys.rooms()):
-        await gw.rooms.get(text(name))
 
 
 @routes.get("/api/admin/overview")

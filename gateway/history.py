@@ -1,6 +1,6 @@
 """The last hour of every room's figures, kept in Redis for the console's charts.
 
-Every gateway samples every room it knows once per ``step_s`` into the room's
+Every gateway samples every room (the names from Redis) once per ``step_s`` into the room's
 history (``keys.room_history``, a sorted set scored by time bucket), through one
 script (``scripts.RECORD_POINT``) that adds a point only to an empty bucket and
 trims what is older than ``KEEP_S``: with N gateways there is still one point per
@@ -32,6 +32,7 @@ from gateway.roomcache import RoomView
 from gateway.rooms import room_view
 from gateway.state import GATEWAY, Gateway
 from waitingroom import keys
+from waitingroom.rooms import text
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,12 @@ def room_figures(gw: Gateway, view: RoomView) -> dict[str, Any]:
     }
 
 
+async def learn_rooms(gw: Gateway) -> None:
+    """Make the room cache know every room (a fresh gateway knows only those asked for)."""
+    for name in await gw.redis.smembers(keys.rooms()):
+        await gw.rooms.get(text(name))
+
+
 class History:
     """Writes and reads the rooms' histories."""
 
@@ -95,6 +102,7 @@ class History:
         gw, now = self._gw, self._gw.clock()
         bucket = math.floor(now / self._step_s)
         oldest = math.floor((now - KEEP_S) / self._step_s)
+        await learn_rooms(gw)  # every room has a history, asked for or not
         added = 0
         for name, view in list(gw.rooms.known().items()):
             figures = room_figures(gw, view)
