@@ -2,8 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# npm's packages for the tests (axe-core, the pages' accessibility check): package-lock.json
-NODE_STAMP := node_modules/.installed-stamp
+# the browser assets the gateway serves (uPlot for the operator console), from npm;
+# npm writes this file on every install: older than the lock file means stale
+NODE_STAMP := node_modules/.package-lock.json
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -33,14 +34,14 @@ bench: install
 rehearse: install
 	$(VENV)/bin/locust -f loadtest/launchday.py --headless --run-time $${LOCUST_RUN_TIME:-60s} $(ARGS)
 
-install: system-deps $(STAMP)
+install: system-deps $(STAMP) $(NODE_STAMP)
 
-# Debian's packages, as command:package: redis-server to run fairq; for the tests also
-# chromium (the pages, driven by Playwright), prometheus (promtool checks deploy/prometheus,
-# and a real Prometheus scrapes fairq in tests/deploy) and npm where missing (axe-core).
-# Everything else comes from PyPI and npm.
-RUN_PACKAGES := redis-server:redis-server
-TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus npm:npm
+# Debian's packages, as command:package: redis-server to run fairq and npm for the
+# console's chart library; for the tests also chromium (the pages, driven by
+# Playwright) and prometheus (promtool checks deploy/prometheus, and a real Prometheus
+# scrapes fairq in tests/deploy). Everything else comes from PyPI and npm.
+RUN_PACKAGES := redis-server:redis-server npm:npm
+TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus
 APT_INSTALL_MISSING = missing=""; for pair in $(1); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#\#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -59,7 +60,6 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# npm ci again whenever the lock file changed (or node_modules is missing)
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)

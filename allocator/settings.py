@@ -9,6 +9,7 @@ from fairq.config import Connections, env_float, env_int, env_str
 
 COMMANDS_SUFFIX = "booking-commands"
 SNAPSHOTS_SUFFIX = "allocator-snapshots"
+DEFAULT_GROUP = "fairq-allocator"  # the consumer group of the allocators
 
 
 def snapshot_topic(commands_topic: str) -> str:
@@ -26,7 +27,7 @@ def snapshot_topic(commands_topic: str) -> str:
 @dataclass(frozen=True, slots=True)
 class AllocatorSettings:
     connections: Connections
-    group_id: str = "fairq-allocator"
+    group_id: str = DEFAULT_GROUP
     tick_interval_s: float = 0.5  # how often a Tick record is put on each assigned partition
     # How long the group waits for a silent member before its partitions move on (failover
     # time after a crash). Apache Kafka refuses values below group.min.session.timeout.ms.
@@ -45,7 +46,7 @@ class AllocatorSettings:
     def from_env(cls, env: Mapping[str, str]) -> AllocatorSettings:
         return cls(
             connections=Connections.from_env(env),
-            group_id=env_str(env, "FAIRQ_ALLOCATOR_GROUP", "fairq-allocator"),
+            group_id=env_str(env, "FAIRQ_ALLOCATOR_GROUP", DEFAULT_GROUP),
             tick_interval_s=env_float(env, "FAIRQ_TICK_INTERVAL_S", 0.5, lo=0.01),
             session_timeout_ms=env_int(env, "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS", 10_000, lo=1000),
             snapshot_every_records=env_int(env, "FAIRQ_SNAPSHOT_EVERY_RECORDS", 100_000),

@@ -110,6 +110,7 @@ fairq is up.
   metrics        {base}/metrics
   demo room      {base}/api/rooms/{DEMO}   (opens in {s.opens_in_s}s)
   operator key   {s.operator_key}
+  console        {base}/operator   (sign in with the operator key)
   redis          {redis_url}
   kafka          {bootstrap}
   logs           {s.state_dir / "logs"}

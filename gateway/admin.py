@@ -21,6 +21,7 @@ from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import json_response, key_holder, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, message_body, room_view
+from gateway.sessions import OPERATOR
 from gateway.state import GATEWAY, Gateway
 from schemas.campaign import parse_campaign
 from schemas.commands import AddInventory
@@ -76,7 +77,11 @@ _T = TypeVar("_T")
 
 
 def require_operator(request: web.Request) -> Gateway:
+    """The gateway, for a request with the operator key or a verified console session
+    (``gateway.operators`` verifies the session cookie and marks the request)."""
     gw = request.app[GATEWAY]
+    if OPERATOR in request:  # signed in to the console (gateway.operators)
+        return gw
     key_holder(request, {"operator": gw.settings.operator_key}, "operator")
     return gw
 
@@ -258,7 +263,7 @@ async def put_room(request: web.Request) -> web.Response:
     view = await gw.rooms.reload(name)
     if view is None:
         raise ApiError(503, "unavailable", "the room was stored but could not be read back")
-    return json_response(_stats(gw, view), status=200 if existing else 201)
+    return json_response(stats_body(gw, view), status=200 if existing else 201)
 
 
 def _given(value: _T | None, default: _T) -> _T:
@@ -365,10 +370,11 @@ async def room_stats(request: web.Request) -> web.Response:
 
 async def _reloaded(gw: Gateway, view: RoomView) -> web.Response:
     fresh = await gw.rooms.reload(view.snap.config.name)
-    return json_response(_stats(gw, fresh or view))
+    return json_response(stats_body(gw, fresh or view))
 
 
-def _stats(gw: Gateway, view: RoomView) -> dict[str, Any]:
+def stats_body(gw: Gateway, view: RoomView) -> dict[str, Any]:
+    """A room's settings and figures as this gateway knows them (stats, console)."""
     snap, config = view.snap, view.snap.config
     counties = gw.views.summaries.get(config.campaign, {})
     return {

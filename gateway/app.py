@@ -24,12 +24,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fairq import safelog
 from fairq.tasks import cancel_and_wait
-from gateway import admin, audit, bookings, callcenter, challenge, page, rooms, supply
+from gateway import (
+    actionlog,
+    admin,
+    audit,
+    bookings,
+    callcenter,
+    challenge,
+    console,
+    history,
+    page,
+    rooms,
+    supply,
+    system,
+)
 from gateway.bookingviews import BookingViews, consume_events
 from gateway.errors import ANSWERED, error_answer, internal_error
 from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
+from gateway.operators import guard_operator_routes
 from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RATE_LIMITER, RateLimiter
@@ -272,5 +286,10 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     app.add_routes(supply.routes)
     challenge.install(app, settings)
     app.add_routes(page.routes)
+    app.add_routes(actionlog.routes)
+    app.add_routes(system.routes)
+    console.install(app)
+    history.install(app)
+    app.on_startup.append(guard_operator_routes)  # every /api/admin/ route, before:
     app.on_startup.append(FrontDoor(metrics, limiter).install)  # after every route is added
     return app

@@ -109,6 +109,9 @@ class BookingViews:
     summaries: dict[str, dict[str, CountySummary]] = field(default_factory=dict)
     pairs_left: dict[str, int] = field(default_factory=dict)  # per campaign, all counties
     seen: Counter[str] = field(default_factory=Counter)  # events read, by type
+    # booking events applied (a duplicate or replay not counted), by campaign and type:
+    # the console's holds, confirmations and expiries, the same on every gateway
+    tally: dict[str, Counter[str]] = field(default_factory=dict)
     # the first answer to each inventory command: a delivery sent again (same command
     # ids) is answered from here for what the allocator applied before
     inventory_answers: dict[str, InventoryAdded] = field(default_factory=dict)
@@ -143,6 +146,10 @@ class BookingViews:
         if event.rev <= view.rev:
             return
         view.rev = event.rev
+        tally = self.tally.get(event.campaign)
+        if tally is None:
+            tally = self.tally[event.campaign] = Counter()
+        tally[event.TYPE] += 1
         view.state = _STATE_OF.get(type(event), view.state)  # a move keeps the state
         view.campaign = event.campaign
         if isinstance(event, Held | Offered | Moved | Confirmed):

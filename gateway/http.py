@@ -110,3 +110,12 @@ def _secret_bytes(secret: str) -> bytes:
     undecodable bytes has them) and is one-to-one, so equal bytes mean equal strings.
     """
     return secret.encode("utf-8", "surrogatepass")
+
+
+def query_int(request: web.Request, name: str, default: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > hi:  # isdigit alone takes "²"
+        raise ApiError(400, "invalid_request", f"'{name}' must be an integer in 0..{hi}")
+    return int(raw)

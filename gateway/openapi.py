@@ -202,6 +202,95 @@ def _callcenter_paths() -> dict[str, Any]:
     }
 
 
+def _console_paths() -> dict[str, Any]:
+    """The operator console's page, files and session, and the operator routes it adds."""
+    admin_room = "/api/admin/rooms/{room}"
+    session = _obj({"key": STR, "name": STR}, ["key", "name"])
+    return {
+        "/operator": {
+            "get": _op("the operator console (HTML)", {"200": ("page", STR)}, media="text/html")
+        },
+        "/operator/{asset}": {
+            "get": _op(
+                "a console file: console.js, uplot.js, uplot.css (503 when npm ci was not run)",
+                {"200": ("file", STR)},
+                (404, 503),
+                media="text/javascript",
+            )
+        },
+        "/api/operator/session": {
+            "post": _op(
+                "sign in with the operator key: sets the session cookie, returns the CSRF token"
+                " (429 after too many failed sign-ins from this address)",
+                {"200": ("signed in", ANY_OBJ)},
+                (400, 403, 429),
+                session,
+            ),
+            "get": _op("whether this browser is signed in", {"200": ("session", ANY_OBJ)}),
+            "delete": _op(
+                "sign out (X-CSRF-Token): the session ends on every gateway",
+                {"200": ("signed out", ANY_OBJ)},
+                (401, 403),
+            ),
+        },
+        "/api/admin/overview": {
+            "get": _op(
+                "every room's settings and live figures",
+                {"200": ("rooms", ANY_OBJ)},
+                (401, 403),
+                None,
+                "operator",
+            )
+        },
+        "/api/admin/overview/events": {
+            "get": _op(
+                "the overview again whenever it changes (server-sent events 'overview')",
+                {"200": ("events", STR)},
+                (401, 403),
+                None,
+                "operator",
+                sse=True,
+            )
+        },
+        "/api/admin/audit": {
+            "get": _op(
+                "the record of operator actions, newest first (?offset=&limit=)",
+                {"200": ("actions", ANY_OBJ)},
+                (400, 401, 403),
+                None,
+                "operator",
+            )
+        },
+        "/api/admin/system": {
+            "get": _op(
+                "allocator lag and snapshots per partition, admitter leader per room",
+                {"200": ("system", ANY_OBJ)},
+                (401, 403),
+                None,
+                "operator",
+            )
+        },
+        "/api/admin/campaigns/{campaign}/overview": {
+            "get": _op(
+                "inventory per county, doses per center and day, reserves and deliveries",
+                {"200": ("campaign", ANY_OBJ)},
+                (401, 403, 404),
+                None,
+                "operator",
+            )
+        },
+        f"{admin_room}/history": {
+            "get": _op(
+                "the room's last hour as columns (t, queue_depth, arrivals_per_s, ...)",
+                {"200": ("history", ANY_OBJ)},
+                (401, 403, 404),
+                None,
+                "operator",
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     room_p = "/api/rooms/{room}"
     admin_room = "/api/admin/rooms/{room}"
@@ -420,6 +509,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_callcenter_paths(),
+        **_console_paths(),
         "/api/admin/campaigns/{campaign}/codes": {
             "post": _op(
                 "issue access codes for a group (?format=csv: letters for a mail house)",
@@ -523,7 +613,11 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "ticket": bearer,
                 "booking_token": bearer,
-                "operator": bearer,
+                "operator": bearer
+                | {
+                    "description": "the operator key; the console's session cookie"
+                    " (fairq_operator, with X-CSRF-Token on changes) is taken too"
+                },
                 "agent": bearer,
             },
             "schemas": {

@@ -36,9 +36,12 @@ def _sha256_source(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def content_security_policy(html: str) -> str:
-    """Allow the page's own inline script and style blocks, and requests to this origin."""
-    blocks: dict[str, list[str]] = {"script": [], "style": []}
+def content_security_policy(
+    html: str, script_sources: tuple[str, ...] = (), style_sources: tuple[str, ...] = ()
+) -> str:
+    """Allow the page's own inline script and style blocks (and the given sources, such
+    as ``'self'`` for files of this origin), and requests to this origin."""
+    blocks: dict[str, list[str]] = {"script": [*script_sources], "style": [*style_sources]}
     for tag, source in _INLINE.findall(html):
         blocks[tag].append(_sha256_source(source))
     return "; ".join(

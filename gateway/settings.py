@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from allocator.settings import DEFAULT_GROUP
 from fairq.config import ConfigError, Connections, env_float, env_int, env_str
 from gateway.producer import DEFAULT_SEND_TIMEOUT_S
 from gateway.ratelimit import RateLimitSettings
@@ -32,6 +33,16 @@ def parse_identity_secret(raw: str) -> bytes:
     if raw and len(raw.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(f"FAIRQ_IDENTITY_SECRET must be at least {MIN_SECRET_BYTES} bytes")
     return raw.encode()
+
+
+def parse_flag(env: Mapping[str, str], name: str) -> bool:
+    """``1``/``true``/``yes`` or ``0``/``false``/``no`` (unset: false)."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
 def parse_signing_keys(raw: str) -> dict[str, bytes]:
@@ -70,6 +81,11 @@ class GatewaySettings:
     # keys the hashes of identity keys given at confirm (empty: none are taken); the same
     # on every gateway, and never rotated (a new secret makes every stored hash unknown)
     identity_secret: bytes = b""
+    console_session_s: int = 8 * 3600  # how long an operator console session lasts
+    # whether ``X-Forwarded-Proto: https`` from the proxy in front means TLS (Secure cookie)
+    trust_forwarded_proto: bool = False
+    history_step_s: float = 5.0  # one point of each room's charts per this many seconds
+    allocator_group: str = DEFAULT_GROUP  # whose lag the console shows
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -93,4 +109,8 @@ class GatewaySettings:
             rate_limits=RateLimitSettings.from_env(env),
             agent_keys=parse_agent_keys(env.get("FAIRQ_AGENT_KEYS", "")),
             identity_secret=parse_identity_secret(env.get("FAIRQ_IDENTITY_SECRET", "")),
+            console_session_s=env_int(env, "FAIRQ_CONSOLE_SESSION_S", 8 * 3600, lo=60),
+            trust_forwarded_proto=parse_flag(env, "FAIRQ_TRUST_FORWARDED_PROTO"),
+            history_step_s=env_float(env, "FAIRQ_HISTORY_STEP_S", 5.0, lo=0.05),
+            allocator_group=env_str(env, "FAIRQ_ALLOCATOR_GROUP", DEFAULT_GROUP),
         )

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 ARTIFACTS = Path(os.environ.get("FAIRQ_TEST_ARTIFACTS", "test-artifacts"))
 SCREENSHOTS = ARTIFACTS / "screenshots"
@@ -54,3 +54,16 @@ async def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def collect_problems(page: Page, problems: list[str]) -> None:
+    """Put the page's console errors (a CSP violation is one) and uncaught script errors
+    in ``problems``; a browser's own ask for an icon is not the page's doing."""
+
+    def on_console(message: ConsoleMessage) -> None:
+        url = message.location.get("url", "")
+        if message.type == "error" and not url.endswith("/favicon.ico"):
+            problems.append(f"{message.text} ({url})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))

@@ -101,3 +101,25 @@ def code_guesses_of_prefix(campaign: str, prefix: str, window: int) -> str:
 def code_guesses_pattern(campaign: str) -> str:
     """Glob (SCAN MATCH) of every wrong-code counter of the campaign."""
     return f"{PREFIX}:campaign:{{{campaign}}}:guesses:*"
+
+
+def operator_session(session_id: str) -> str:
+    """String with TTL: a console session's operator name (``gateway.sessions``); gone
+    when the operator signs out or the session expires."""
+    return f"{PREFIX}:operator:session:{session_id}"
+
+
+def operator_signin_failures(client: str) -> str:
+    """Counter with TTL: failed console sign-ins from one client address in the window."""
+    return f"{PREFIX}:operator:signin_failures:{client}"
+
+
+def operator_actions() -> str:
+    """List (newest first, capped): every operator action as JSON (``gateway.actionlog``)."""
+    return f"{PREFIX}:operator:actions"
+
+
+def room_history(name: str) -> str:
+    """Sorted set: the room's sampled figures as JSON, scored by their time bucket
+    (``gateway.history``); points older than the kept span are trimmed."""
+    return f"{PREFIX}:room:{{{name}}}:history"

@@ -443,6 +443,21 @@ return 1
 """
 
 
+RECORD_POINT = """
+-- KEYS[1] the room's history (sorted set scored by time bucket)
+-- ARGV[1] the point's time bucket, ARGV[2] the point (JSON), ARGV[3] the oldest bucket kept
+-- Returns 1 when the point was added, 0 when the bucket had one already (another
+-- gateway sampled it first: one point per bucket whichever gateways sample)
+local added = 0
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) == 0 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+  added = 1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+return added
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     """The scripts, registered on one client."""
@@ -462,6 +477,7 @@ class Scripts:
     claim_identity: AsyncScript
     start_booking: AsyncScript
     undo_start_booking: AsyncScript
+    record_point: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:
@@ -481,4 +497,5 @@ class Scripts:
             claim_identity=redis.register_script(CLAIM_IDENTITY),
             start_booking=redis.register_script(START_BOOKING),
             undo_start_booking=redis.register_script(UNDO_START_BOOKING),
+            record_point=redis.register_script(RECORD_POINT),
         )

@@ -9,6 +9,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -35,14 +36,21 @@ from waitingroom.tickets import BookingToken, Signer, Ticket
 Case = tuple[str, str, dict[str, str], Any, int, str]
 
 
+def is_record(key: bytes) -> bool:
+    """Keys that are records, not state: the record of operator actions (refused attempts
+    are recorded too) and the rooms' charts (sampled on their own clock)."""
+    return key == keys.operator_actions().encode() or key.endswith(b":history")
+
+
 async def redis_state(redis: aioredis.Redis) -> dict[bytes, bytes | None]:
-    """Every key's value, but the wrong-code counters: counting a wrong access code against
-    its client and prefix is what the limit on guessing does (the test checks it did)."""
+    """Every key's value, but the records (``is_record``) and the wrong-code counters:
+    counting a wrong access code against its client and prefix is what the limit on
+    guessing does (the test checks it did)."""
     counters = {key async for key in redis.scan_iter(match=keys.code_guesses_pattern("camp"))}
     return {
         key: await redis.dump(key)
         async for key in redis.scan_iter(count=1000)
-        if key not in counters
+        if key not in counters and not is_record(key)
     }
 
 
@@ -394,6 +402,7 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
     client.session.cookie_jar.clear()  # the joins set ticket cookies; the cases bring their own
     table = cases(ticket, other_ticket, booking_token("room"), booking_token("other"))
     before = (await redis_state(redis), await end_offsets(connections))
+    recorded_before = await redis.llen(keys.operator_actions())
     failures = []
     for method, path, headers, body, status, code in table:
         kwargs: dict[str, Any] = {"headers": headers}
@@ -410,6 +419,10 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
     assert (await redis_state(redis), await end_offsets(connections)) == before
     # the one well-formed wrong code, counted against the client and against its prefix
     assert len([k async for k in redis.scan_iter(match=keys.code_guesses_pattern("camp"))]) == 2
+    # the refused operator requests are recorded as refused
+    new = await redis.llen(keys.operator_actions()) - recorded_before
+    recorded = [orjson.loads(a) for a in await redis.lrange(keys.operator_actions(), 0, new - 1)]
+    assert new > 0 and all(a["status"] >= 400 for a in recorded)
 
 
 @pytest.mark.parametrize("method,path", [("GET", "/healthz"), ("GET", "/api/openapi.json")])

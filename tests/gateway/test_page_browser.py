@@ -7,9 +7,9 @@ import datetime as dt
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, ConsoleMessage, expect
+from playwright.async_api import Browser, expect
 
-from tests.browser import screenshot
+from tests.browser import collect_problems, screenshot
 from tests.gateway.conftest import create_campaign, create_room
 
 Client = TestClient[Any, Any]
@@ -22,16 +22,7 @@ async def test_a_visitor_joins_the_prequeue_in_chromium(
     await create_room(client, opens_in_s=600)
     page = await browser.new_page()
     problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        url = message.location.get("url", "")
-        # a CSP violation is reported here too; a browser's own ask for an icon is not
-        # the page's doing
-        if message.type == "error" and not url.endswith("/favicon.ico"):
-            problems.append(f"{message.text} ({url})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    collect_problems(page, problems)
     page.on(
         "response",
         lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,

@@ -24,6 +24,7 @@ SOURCES = {
         "CLAIM_IDENTITY",
         "START_BOOKING",
         "UNDO_START_BOOKING",
+        "RECORD_POINT",
     )
 }
 

@@ -1,0 +1,290 @@
+"""The operator console: ``GET /operator``, its sign-in, and the live rooms overview.
+
+The page (``static/operator.html`` and ``static/operator.js``) is served by every
+gateway with a strict Content-Security-Policy: this origin's scripts and styles
+only (plus the page's one inline style block, by its hash); the charting library
+(uPlot, from npm: ``npm ci`` puts it in ``node_modules``) is served from here too.
+The console calls the same operator routes as scripts do (``/api/admin/...``),
+signed in with a session cookie instead of the key (``gateway.sessions``,
+``gateway.operators``).
+
+The rooms overview is pushed: ``GET /api/admin/overview/events`` sends every room's
+figures when they change (looked at every ``OVERVIEW_TICK_S``; the room cache is
+refreshed every ``FAIRQ_REFRESH_S``), so a change is on screen within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.actionlog import ACTION_LOG, MAX_ENTRIES, ActionLog
+from gateway.admin import require_operator, stats_body
+from gateway.campaigns import load_public
+from gateway.errors import ApiError
+from gateway.history import learn_rooms, room_figures
+from gateway.http import json_response, read_json
+from gateway.operators import SESSIONS, console_session
+from gateway.page import Page, content_security_policy
+from gateway.sessions import (
+    MAX_NAME_CHARS,
+    OPERATOR,
+    OperatorSessions,
+    check_origin,
+    served_over_tls,
+    session_cookie,
+)
+from gateway.sse import open_stream, send_event, send_keepalive
+from gateway.state import GATEWAY, Gateway
+from schemas.fields import only_keys, req_str
+from waitingroom.rooms import ADMISSION_MODES
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+NODE_MODULES = Path(__file__).parent.parent / "node_modules"
+OVERVIEW_TICK_S = 0.25
+ROOM_NAMES_EVERY_S = 2.0  # how often the overview looks for rooms this gateway does not know
+SIGN_IN_FIELDS = frozenset({"key", "name"})
+ASSET_CACHE = "public, max-age=3600"
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    path: Path
+    content_type: str
+    missing: str  # what to do when the file is not there
+
+
+ASSETS = {
+    "console.js": Asset(STATIC / "operator.js", "text/javascript", "the checkout is incomplete"),
+    "uplot.js": Asset(
+        NODE_MODULES / "uplot" / "dist" / "uPlot.iife.min.js",
+        "text/javascript",
+        "run `npm ci` in the checkout (make install does)",
+    ),
+    "uplot.css": Asset(
+        NODE_MODULES / "uplot" / "dist" / "uPlot.min.css",
+        "text/css",
+        "run `npm ci` in the checkout (make install does)",
+    ),
+}
+
+routes = web.RouteTableDef()
+
+
+def missing_assets() -> list[str]:
+    return [f"{a.path} is missing: {a.missing}" for a in ASSETS.values() if not a.path.is_file()]
+
+
+@cache
+def console_page() -> Page:
+    """The console's HTML and headers, read once per process."""
+    html = (STATIC / "operator.html").read_text(encoding="utf-8")
+    policy = content_security_policy(html, script_sources=("'self'",), style_sources=("'self'",))
+    return Page(
+        body=html.encode("utf-8"),
+        headers={
+            "Content-Security-Policy": policy,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+@routes.get("/operator")
+async def get_console_page(request: web.Request) -> web.Response:
+    page = console_page()
+    return web.Response(
+        body=page.body, content_type="text/html", charset="utf-8", headers=page.headers
+    )
+
+
+@routes.get("/operator/{asset}")
+async def console_asset(request: web.Request) -> web.Response:
+    asset = ASSETS.get(request.match_info["asset"])
+    if asset is None:
+        raise ApiError(404, "not_found", "no such console file")
+    if not asset.path.is_file():
+        raise ApiError(503, "asset_missing", f"{asset.path.name} is missing: {asset.missing}")
+    return web.Response(
+        body=await asyncio.to_thread(asset.path.read_bytes),
+        content_type=asset.content_type,
+        headers={"Cache-Control": ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@routes.post("/api/operator/session")
+async def sign_in(request: web.Request) -> web.Response:
+    settings = request.app[GATEWAY].settings
+    check_origin(request, settings.trust_forwarded_proto)
+    body = await read_json(request)
+    only_keys(body, SIGN_IN_FIELDS, "the sign-in body")
+    name = " ".join(req_str(body, "name", max_len=MAX_NAME_CHARS).split())
+    if not name:
+        raise ApiError(400, "invalid_request", "'name' must name the operator")
+    key = req_str(body, "key", max_len=1024)
+    sessions = request.app[SESSIONS]
+    session, value = await sessions.sign_in(key, name, request.remote or "unknown")
+    logger.info("operator %r signed in from %s", name, request.remote)
+    secure = served_over_tls(request, settings.trust_forwarded_proto)
+    return json_response(
+        session.to_json(),
+        headers={"Set-Cookie": session_cookie(value, sessions.lifetime_s, secure)},
+    )
+
+
+@routes.get("/api/operator/session")
+async def current_session(request: web.Request) -> web.Response:
+    """Whether this browser is signed in (the console asks when it loads): 200 either
+    way, with the reason when not."""
+    try:
+        session = await console_session(request)
+    except ApiError as e:
+        return json_response({"signed_in": False, "reason": e.code, "message": e.message})
+    return json_response({"signed_in": True} | session.to_json())
+
+
+@routes.delete("/api/operator/session")
+async def sign_out(request: web.Request) -> web.Response:
+    session = await console_session(request)
+    await request.app[SESSIONS].sign_out(session)
+    logger.info("operator %r signed out", session.who)
+    secure = served_over_tls(request, request.app[GATEWAY].settings.trust_forwarded_proto)
+    return json_response(
+        {"signed_out": True}, headers={"Set-Cookie": session_cookie("", 0, secure)}
+    )
+
+
+async def overview(gw: Gateway) -> dict[str, Any]:
+    """Every room this gateway knows, with its settings and figures."""
+    return {
+        "admission_modes": ADMISSION_MODES,
+        "rooms": [
+            stats_body(gw, view) | room_figures(gw, view)
+            for _, view in sorted(gw.rooms.known().items())
+        ],
+    }
+
+
+@routes.get("/api/admin/overview")
+async def get_overview(request: web.Request) -> web.Response:
+    gw = require_operator(request)
+    await learn_rooms(gw)
+    return json_response(await overview(gw))
+
+
+async def still_signed_in(request: web.Request) -> bool:
+    try:
+        await console_session(request)
+    except ApiError:
+        return False
+    return True
+
+
+@routes.get("/api/admin/overview/events")
+async def overview_events(request: web.Request) -> web.StreamResponse:
+    """The overview now, then again whenever it changes (server-sent events). A stream
+    opened with a console session ends once the session has (looked at with the rooms)."""
+    gw = require_operator(request)
+    by_session = OPERATOR in request
+    response = await open_stream(request)
+    last: dict[str, Any] | None = None
+    idle_s = names_s = 0.0
+    while True:
+        if names_s <= 0:
+            if by_session and not await still_signed_in(request):
+                return response
+            await learn_rooms(gw)
+            names_s = ROOM_NAMES_EVERY_S
+        body = await overview(gw)
+        if body != last:
+            await send_event(response, "overview", body)
+            last, idle_s = body, 0.0
+        elif idle_s >= gw.settings.sse_keepalive_s:
+            await send_keepalive(response)
+            idle_s = 0.0
+        await asyncio.sleep(OVERVIEW_TICK_S)
+        idle_s += OVERVIEW_TICK_S
+        names_s -= OVERVIEW_TICK_S
+
+
+SUPPLY_ACTIONS = {
+    "POST /api/admin/campaigns/{campaign}/reserves": "reserve",
+    "POST /api/admin/campaigns/{campaign}/inventory": "delivery",
+    "POST /api/admin/campaigns/{campaign}/inventory/remove": "slots removed",
+    "PUT /api/admin/campaigns/{campaign}": "campaign loaded",
+}
+
+
+def booked_doses(gw: Gateway, campaign: str) -> list[dict[str, Any]]:
+    """Doses held and confirmed per center and day (the day of the appointment's own
+    date), from the booking states this gateway holds."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for view in gw.views.views.values():
+        if view.campaign == campaign and view.state in ("held", "confirmed"):
+            for appointment in view.appointments:
+                counts[appointment.center, appointment.start[:10], view.state] += 1
+    days = sorted({(center, day) for center, day, _ in counts})
+    return [
+        {
+            "center": c,
+            "day": d,
+            "held": counts[c, d, "held"],
+            "confirmed": counts[c, d, "confirmed"],
+        }
+        for c, d in days
+    ]
+
+
+@routes.get("/api/admin/campaigns/{campaign}/overview")
+async def campaign_overview(request: web.Request) -> web.Response:
+    """Inventory per county, bookings per center and day, and the reserves and
+    deliveries of the campaign as the record of actions has them (the newest
+    ``actionlog.MAX_ENTRIES`` actions of all campaigns)."""
+    gw = require_operator(request)
+    name = request.match_info["campaign"]
+    await load_public(gw, name)
+    counties = gw.views.summaries.get(name, {})
+    supply = [
+        {"at": a["at"], "what": SUPPLY_ACTIONS[a["action"]], "details": a["request"]}
+        for a in await request.app[ACTION_LOG].recent(0, MAX_ENTRIES)
+        if a.get("action") in SUPPLY_ACTIONS
+        and a.get("target", {}).get("campaign") == name
+        and a.get("status", 500) < 300
+    ]
+    return json_response(
+        {
+            "campaign": name,
+            "counties": {k: v.to_map() for k, v in sorted(counties.items())},
+            "centers": booked_doses(gw, name),
+            "supply": supply,
+        }
+    )
+
+
+async def _components(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    for problem in missing_assets():
+        logger.error("operator console: %s (its charts answer 503)", problem)
+    app[SESSIONS] = OperatorSessions(
+        gw.redis, gw.settings.operator_key, gw.settings.console_session_s, gw.clock
+    )
+    app[ACTION_LOG] = ActionLog(gw.redis)
+    yield
+
+
+def install(app: web.Application) -> None:
+    """The console's page, files, sign-in and overview routes and its services
+    (after the gateway's own components: they use its Redis client)."""
+    app.cleanup_ctx.append(_components)
+    app.add_routes(routes)
