@@ -144,7 +144,7 @@ class Outcome:
             f"{b}: visitor {v.index} saw {seen}, the log says {log[b].state}"
             for v in self.visitors
             for b, seen in v.seen.items()
-            if b in log and log[b].final and seen != log[b].state
+            if seen and b in log and log[b].final and seen != log[b].state
         ]
         out["unknown_bookings"] = [
             f"{b} ({log[b].state}, partition {log[b].partition}): in the log, no visitor was told"

@@ -7,7 +7,9 @@ patient client would when things go wrong: it waits as ``Retry-After`` says afte
 503 and asks again with the same token (a retry of a booking carries the same
 booking id), tries the other gateway when its own does not answer, and a visitor
 with an access code whose online booking got a 503 also phones the call center to
-book in another county (the path by which one person got two pairs in issue 17).
+book in another county (the path by which one person got two pairs in issue 17); an
+agent who answers that the caller has a booking already names it, and the caller
+has it confirmed (or cancelled) on the phone.
 
 Every HTTP answer is recorded (``Recorder``) with its route kind, gateway and times,
 and checked against the contract: a success, a 4xx with a JSON error body, or a 503
@@ -83,8 +85,9 @@ class Recorder:
     # booking to this gateway (None: to any): a fault can strike with a booking on its way
     strike_on: str | None = None
     answers: list[Answer] = field(default_factory=list)
-    # booking id -> how the visitor was told: "online 202", "online 409 token_used" (a
-    # retry's answer: the token made its booking before), "phone 201"/"phone 202"
+    # booking id -> how a visitor was told of it: "online 202", "online 409 token_used" (a
+    # retry's answer: the token made its booking before), "phone 201", "phone 202" or
+    # "phone 409 already_booked" (the agent names the caller's booking)
     accepted: dict[str, str] = field(default_factory=dict)
     triggered: asyncio.Event = field(default_factory=asyncio.Event)
     booking_sent: asyncio.Event = field(default_factory=asyncio.Event)
@@ -300,7 +303,8 @@ class Visitor:
     cancels: bool
     outcome: str = ""  # how the visit ended
     gave_up: bool = False  # its deadline passed while it waited for something
-    seen: dict[str, str] = field(default_factory=dict)  # booking id -> last state seen
+    # the bookings it follows -> the last state seen ("" before the first answer)
+    seen: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,8 +399,7 @@ class Storm:
                 else booked.body["error"]["booking_id"]
             )
             how = f"online {booked.status} {booked.error_code}".rstrip()
-            self.client.recorder.accept(booking_id, how)
-            outcome = await self._follow(v, booking_id, online_paths(booking_id, token))
+            outcome = await self._follow(v, booking_id, how, online_paths(booking_id, token))
         else:
             outcome = f"book {booked.status} {booked.error_code}"
         if phone:
@@ -423,15 +426,24 @@ class Storm:
         reply = await self.client.call(
             "phone_book", v.home, "POST", path, auth=OPERATOR_KEY, body=body
         )
-        if reply.status not in (201, 202):
+        if reply.status in (201, 202):
+            booking_id = reply.body["booking_id"]
+        elif _is_error(reply.body) and "booking_id" in reply.body["error"]:
+            booking_id = reply.body["error"]["booking_id"]  # the agent names the caller's
+        else:
             return f"phone_book {reply.status} {reply.error_code}"
-        booking_id = reply.body["booking_id"]
-        self.client.recorder.accept(booking_id, f"phone {reply.status}")
-        return await self._follow(v, booking_id, phone_paths(booking_id))
+        how = f"phone {reply.status} {reply.error_code}".rstrip()
+        return await self._follow(v, booking_id, how, phone_paths(booking_id))
 
-    async def _follow(self, v: Visitor, booking_id: str, paths: Paths) -> str:
-        """Poll the booking until it is final; confirm (or cancel) it once held."""
+    async def _follow(self, v: Visitor, booking_id: str, how: str, paths: Paths) -> str:
+        """Poll the booking the visitor was told of (``how``) until it is final; confirm
+        (or cancel) it once held. A booking the visitor follows already (told of it
+        online and by phone) is left to that."""
+        if booking_id in v.seen:
+            return f"{how}: {booking_id} followed already"
+        v.seen[booking_id] = ""
         recorder, kind = self.client.recorder, paths.kind
+        recorder.accept(booking_id, how)
         action = "cancel" if v.cancels else "confirm"
         acted_s = -ACTION_AGAIN_S
         accepted_s = time.monotonic()
