@@ -79,6 +79,7 @@ class Window:
 
 
 Inject = Callable[[System, Servers], Awaitable[Window]]
+RESTARTED_GATEWAY = 0  # the index of the gateway ``restart_gateway`` restarts
 
 
 async def kill_allocator(system: System, servers: Servers) -> Window:
@@ -104,7 +105,7 @@ async def _pause(server: Server, seconds: float) -> Window:
 
 
 async def restart_gateway(system: System, servers: Servers) -> Window:
-    gateway = system.gateway_services[0]
+    gateway = system.gateway_services[RESTARTED_GATEWAY]
     start = time.monotonic()
     await gateway.signal_and_wait(signal.SIGKILL)
     end = time.monotonic()
@@ -112,11 +113,17 @@ async def restart_gateway(system: System, servers: Servers) -> Window:
     return Window(start, end, gateway.url, time.monotonic())
 
 
-FAULTS: dict[str, Inject] = {
-    "allocator_kill": kill_allocator,
-    "redis_pause": pause_redis,
-    "broker_pause": pause_broker,
-    "gateway_restart": restart_gateway,
+@dataclass(frozen=True, slots=True)
+class Fault:
+    inject: Inject
+    gateway: int | None = None  # the gateway it hits: it strikes as a booking goes there
+
+
+FAULTS: dict[str, Fault] = {
+    "allocator_kill": Fault(kill_allocator),
+    "redis_pause": Fault(pause_redis),
+    "broker_pause": Fault(pause_broker),
+    "gateway_restart": Fault(restart_gateway, gateway=RESTARTED_GATEWAY),
 }
 
 
@@ -229,19 +236,19 @@ async def run_fault(
     visitor with an access code sends its booking (to the gateway that will be
     restarted, for ``gateway_restart``): a booking is on its way when it comes."""
     plan = plan or StormPlan()
-    inject = FAULTS[fault]
+    chosen = FAULTS[fault]
     with running_system(connections, log_dir, extra_env=SYSTEM_ENV) as system:
         async with client_session() as http:
             started = await launch(http, system.gateways[0], plan, partitions)
             recorder = Recorder(
                 trigger_after=FAULT_AFTER_BOOKINGS,
-                strike_on=system.gateways[0] if fault == "gateway_restart" else None,
+                strike_on=None if chosen.gateway is None else system.gateways[chosen.gateway],
             )
             client = Client(http, system.gateways, recorder, time.monotonic() + plan.deadline_s)
             storm = asyncio.create_task(Storm(client, started, plan).run())
             try:
                 await _strike_moment(recorder, log_dir)
-                window = await inject(system, servers)
+                window = await chosen.inject(system, servers)
                 visitors = await storm
             finally:
                 await cancel_and_wait([storm])

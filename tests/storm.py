@@ -37,7 +37,7 @@ from gateway.ratelimit import LOADTEST_HEADER
 from tests.harness import LOADTEST_KEY, OPERATOR_KEY
 
 CLIENT_TIMEOUT_S = 30.0  # longer than any fault: a request without an answer by then hangs
-MAX_RETRY_AFTER_S = 5.0
+MAX_RETRY_AFTER_S = 5.0  # a longer Retry-After is waited this long: the storm stays short
 FAILOVER_PAUSE_S = 0.2  # after both gateways failed to connect
 ACTION_AGAIN_S = 10.0  # a confirm/cancel answered 202 is sent again if nothing changed by then
 GROUP = "storm"
