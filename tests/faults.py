@@ -30,8 +30,9 @@ from pathlib import Path
 from fairq.config import Connections
 from fairq.devservices import Server
 from fairq.tasks import cancel_and_wait
+from tests.conftest import paused
 from tests.eventlog import Audit, audit, read_log
-from tests.harness import System, paused, running_system
+from tests.harness import System, running_system
 from tests.storm import (
     Answer,
     Client,
@@ -99,7 +100,7 @@ async def pause_broker(system: System, servers: Servers) -> Window:
 
 async def _pause(server: Server, seconds: float) -> Window:
     start = time.monotonic()
-    async with paused(server):
+    with paused(server):
         await asyncio.sleep(seconds)  # the fault itself
     return Window(start, time.monotonic())
 

@@ -3,7 +3,7 @@
 ``System`` runs the allocator, the admitter and N gateways as ``fairq <command>``
 children (``fairq.processes``) on one test's Redis and topics, and lets a test do
 to them what a failing machine would: SIGKILL or SIGTERM a process and start it
-again, or pause a server (SIGSTOP) and resume it (SIGCONT). The end-to-end test and
+again (a server is paused with ``tests.conftest.paused``). The end-to-end test and
 the fault suite start the system through it, and so does ``loadtest.bench_faults``.
 """
 
@@ -14,12 +14,12 @@ import contextlib
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fairq.config import Connections
-from fairq.devservices import Server, free_port
+from fairq.devservices import free_port
 from fairq.processes import Component, spawn, stop, wait_http_ready
 from tests.conftest import TEST_SESSION_TIMEOUT_MS
 
@@ -155,14 +155,3 @@ def running_system(
         yield system
     finally:
         stop([s.component for s in system.services if hasattr(s, "component")])
-
-
-@contextlib.asynccontextmanager
-async def paused(server: Server) -> AsyncIterator[None]:
-    """The server stopped (SIGSTOP) inside the block and resumed (SIGCONT) after it,
-    whatever happens inside: a failing test never leaves a server frozen."""
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(server.process.pid, signal.SIGCONT)
