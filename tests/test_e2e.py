@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,66 +20,26 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer
 
 from fairq.config import Connections
 from fairq.demo import small_campaign
-from fairq.devservices import free_port
-from fairq.processes import Component, running, spawn, wait_http_ready
-from schemas.events import Cancelled, Expired, Held, decode_event
-from tests.conftest import TEST_SESSION_TIMEOUT_MS, topic_partitions
+from tests.eventlog import audit, read_log
+from tests.harness import OPERATOR_KEY, System, running_system
 from tests.sse import sse_events
 from waitingroom import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-OPERATOR_KEY = "e2e-operator-key-0123456789abcdef"
 PRE_VISITORS = 100
 POST_VISITORS = 200
 COUNTIES = 2
 PAIRS_PER_COUNTY = 40
-WINDOW = (21, 42)
-
-
-@dataclass
-class System:
-    gateways: list[str]
-    components: list[Component]
 
 
 @pytest.fixture
 def system(connections: Connections, tmp_path: Path) -> Iterator[System]:
-    prefix = connections.topics.commands.removesuffix("booking-commands")
-    env = dict(os.environ) | {
-        "REDIS_URL": connections.redis_url,
-        "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
-        "FAIRQ_TOPIC_PREFIX": prefix,
-        "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
-        "FAIRQ_SIGNING_KEYS": "k1:e2e-signing-secret-0123456789",
-        "FAIRQ_ALLOCATOR_GROUP": f"alloc-{uuid.uuid4().hex[:8]}",
-        "FAIRQ_ADMITTER_GROUP": f"admit-{uuid.uuid4().hex[:8]}",
-        "FAIRQ_TICK_INTERVAL_S": "0.2",
-        "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
-        "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
-        "FAIRQ_REFRESH_S": "0.1",
-        "FAIRQ_LOG_LEVEL": "INFO",
-        # every visitor of the storm comes from this host: exempt it, as a rehearsal would
-        "FAIRQ_LOADTEST_NETWORKS": "127.0.0.0/8",
-    }
-    ports = [free_port(), free_port()]
-    components = [
-        spawn("allocator", "allocator", env, tmp_path),
-        spawn("admitter", "admitter", env, tmp_path),
-    ]
-    components += [
-        spawn("gateway", f"gateway-{i}", env | {"FAIRQ_HTTP_PORT": str(port)}, tmp_path)
-        for i, port in enumerate(ports)
-    ]
-    with running(components):
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        for component, url in zip(components[2:], urls, strict=True):
-            wait_http_ready(component, f"{url}/healthz")
-        yield System(urls, components)
+    with running_system(connections, tmp_path, gateways=2) as system:
+        yield system
 
 
 @dataclass
@@ -132,50 +90,6 @@ async def book(http: aiohttp.ClientSession, visit: Visit, county: str) -> None:
                 confirm = f"{visit.gateway}/api/bookings/{visit.booking_id}/confirm"
                 async with http.post(confirm, headers=auth) as c:
                     assert c.status == 200, await c.text()
-
-
-async def read_events(connections: Connections) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=connections.kafka_bootstrap)
-    await consumer.start()
-    try:
-        topic = connections.topics.events
-        tps = await topic_partitions(consumer, topic)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        events: list[Any] = []
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                events += [decode_event(rec.value) for rec in batch.get(tp, [])]
-        return events
-    finally:
-        await consumer.stop()
-
-
-def check_log_invariants(events: list[Any], capacity: int) -> Counter[str]:
-    """Replay the events: no slot over capacity, one pair per identity, every pair whole."""
-    used: Counter[str] = Counter()
-    holder: dict[str, str] = {}
-    slots_of: dict[str, list[str]] = {}
-    for e in events:
-        if isinstance(e, Held):
-            assert e.identity not in holder, f"{e.identity} holds two pairs"
-            holder[e.identity] = e.booking_id
-            d1, d2 = sorted(e.appointments, key=lambda a: a.dose)
-            assert (d1.dose, d2.dose) == (1, 2)
-            assert (d1.center, d1.vaccine) == (d2.center, d2.vaccine)
-            gap = (dt.date.fromisoformat(d2.start[:10]) - dt.date.fromisoformat(d1.start[:10])).days
-            assert WINDOW[0] <= gap <= WINDOW[1]
-            slots_of[e.booking_id] = [d1.slot, d2.slot]
-            for slot in slots_of[e.booking_id]:
-                used[slot] += 1
-                assert used[slot] <= capacity, f"slot {slot} over capacity"
-        elif isinstance(e, Expired | Cancelled):
-            for slot in slots_of.pop(e.booking_id, []):
-                used[slot] -= 1
-            holder = {k: v for k, v in holder.items() if v != e.booking_id}
-    return used
 
 
 async def places(redis: aioredis.Redis, visits: list[Visit]) -> list[int]:
@@ -244,7 +158,10 @@ async def test_launch_storm_end_to_end(
             seen = await _streamed(http, f"{other}/api/bookings/{v.booking_id}/events", token)
             assert seen[-1] == v.final["state"], (v, seen)
 
-    used = check_log_invariants(await read_events(connections), capacity=PAIRS_PER_COUNTY)
+    # The log itself: no slot over capacity, one pair per identity, every pair whole.
+    log = audit(await read_log(connections))
+    assert not any(log.findings().values()), log.findings()
+    used = log.used()
     assert sum(used.values()) == 2 * pairs
     assert all(count == PAIRS_PER_COUNTY for count in used.values())
 
