@@ -168,9 +168,9 @@ class RoomCache:
 
     async def _install(self, name: str, snap: RoomSnapshot) -> RoomView:
         view = self._rooms.get(name)
-        if view is None:
-            view = self._rooms[name] = RoomView(snap)
-            self._unknown.pop(name, None)
+        new = view is None
+        if view is None:  # published once whole: a request never sees it without its campaign
+            view = RoomView(snap)
         now = self._clock()
         view.meter.observe(now, snap)
         view.saw(now, snap)
@@ -180,6 +180,9 @@ class RoomCache:
         await self._load_campaign(view, snap.config.campaign)
         wake = view.version == 0 or _seen_by_streams(view.snap) != _seen_by_streams(snap)
         view.snap = snap
+        if new:
+            self._rooms[name] = view
+            self._unknown.pop(name, None)
         if wake:
             view.notify()
         return view

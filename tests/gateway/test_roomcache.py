@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from gateway import roomcache
 from gateway.roomcache import TURN_MARGIN_S, RoomCache, RoomView
+from waitingroom import keys
 from waitingroom.rooms import RoomConfig, RoomSnapshot, RoomStore
 
 T0 = 1_700_000_000.0
@@ -101,3 +103,33 @@ async def test_a_quiet_pre_queue_leaves_the_first_in_line_an_estimate(
         status = view.status(ticket, now_s)
         assert status.state == "waiting" and status.position is not None
         assert status.eta_s == pytest.approx((status.position - 1) / 2.0)
+
+
+async def test_a_room_is_seen_only_with_its_campaign(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway that just started loads a room on its first request; a second request
+    meanwhile waits for the whole room, never gets one without its campaign (its
+    counties: a valid booking would be refused as ``unknown_county``)."""
+    store = RoomStore(redis)
+    await store.put_room(RoomConfig(name="demo", campaign="flu", opens_at_s=T0))
+    await redis.set(keys.campaign("flu"), orjson.dumps({"name": "flu", "counties": []}))
+    cache = RoomCache(redis, store, refresh_s=1.0)
+    get = redis.get
+    campaign_asked, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_get(key: str) -> bytes | None:
+        if key == keys.campaign("flu"):
+            campaign_asked.set()
+            await go_on.wait()
+        return await get(key)
+
+    monkeypatch.setattr(redis, "get", slow_get)
+    first = asyncio.create_task(cache.get("demo"))
+    await campaign_asked.wait()
+    second = asyncio.create_task(cache.get("demo"))
+    await asyncio.sleep(0)  # the second request runs as far as it can
+    assert not second.done() and "demo" not in cache.known()
+    go_on.set()
+    for view in await asyncio.gather(first, second):
+        assert view is not None and view.campaign is not None
