@@ -22,6 +22,7 @@ from gateway.http import bearer, json_response, read_json
 from gateway.identities import Claim, read_identity_key
 from gateway.placement import (
     BOOKING_RECORD_TTL_S,
+    Resent,
     SendInDoubt,
     not_taken,
     place,
@@ -196,14 +197,18 @@ async def claim_booking(
 
     None when the token's Book was in doubt (an earlier request got 503 ``in_doubt``)
     and this retry sent that same Book again: the broker has it now, and the answer
-    is the first request's (202, pending).
+    is the first request's (202, pending). A token used by a request that wrote no
+    booking record (Redis failed under it: that request got 503) books now, with the
+    same booking id.
     """
     booking_id = booking_id_for(token)
     used_key = keys.token_booking(token.token_id)
     if not await gw.redis.set(used_key, booking_id, nx=True, ex=BOOKING_RECORD_TTL_S):
-        if await send_again(gw, booking_id):
+        resent = await send_again(gw, booking_id)
+        if resent is Resent.SENT:
             return None
-        raise ApiError(409, *used, extra={"booking_id": booking_id})
+        if resent is Resent.PLACED:
+            raise ApiError(409, *used, extra={"booking_id": booking_id})
     config = view.snap.config
     command = book_command(
         wish, booking_id, config.campaign, token.identity, config.hold_s, token.group

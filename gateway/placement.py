@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 
 from redis.exceptions import RedisError
@@ -143,25 +144,33 @@ async def _mark_placed(gw: Gateway, booking_id: str) -> None:
         await pipe.execute()
 
 
-async def send_again(gw: Gateway, booking_id: str) -> bool:
+class Resent(enum.Enum):
+    """What ``send_again`` found."""
+
+    SENT = "sent"  # the recorded Book was sent again, and the broker has it now
+    PLACED = "placed"  # the broker had acknowledged it before: nothing to send
+    NO_RECORD = "no_record"  # never recorded (or long gone, or not a Book): nothing to send
+
+
+async def send_again(gw: Gateway, booking_id: str) -> Resent:
     """Send a booking's recorded Book again if the broker has not acknowledged it yet.
 
     The same Book, the same command id: the allocator answers it once, however many
-    copies reach the log. Returns True once the broker has it now, False if there is
-    nothing to send (acknowledged before, or no record). Raises ``SendInDoubt`` while
-    the broker does not acknowledge.
+    copies reach the log. Raises ``SendInDoubt`` while the broker does not acknowledge.
     """
     packed, placed = await gw.redis.hmget(keys.booking(booking_id), "command", "placed")
-    if not isinstance(packed, bytes) or placed is not None:  # the client does not decode
-        return False
+    if placed is not None:
+        return Resent.PLACED
+    if not isinstance(packed, bytes):  # the client does not decode: bytes or nothing
+        return Resent.NO_RECORD
     try:
         command = decode_command(packed)
     except SchemaError as e:  # written by this code, so only a foreign hand gets here
         logger.error("booking %s: its record holds no command: %s", booking_id, e)
-        return False
+        return Resent.NO_RECORD
     if not isinstance(command, Book):
         logger.error("booking %s: its record holds a %s, not a Book", booking_id, command.TYPE)
-        return False
+        return Resent.NO_RECORD
     try:
         await gw.commands.send(command.county, command)
     except CommandNotAccepted as e:
@@ -169,7 +178,7 @@ async def send_again(gw: Gateway, booking_id: str) -> bool:
     await _mark_placed(gw, booking_id)
     gw.metrics.bookings_resent.inc()
     logger.info("booking %s: its Book was sent again and acknowledged", booking_id)
-    return True
+    return Resent.SENT
 
 
 async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
@@ -190,7 +199,7 @@ async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
                 await _mark_placed(gw, booking_id)
             continue
         try:
-            if await send_again(gw, booking_id):
+            if await send_again(gw, booking_id) is Resent.SENT:
                 sent += 1
             else:
                 await gw.redis.zrem(keys.bookings_unplaced(), booking_id)

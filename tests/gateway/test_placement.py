@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from fairq.config import Connections
 from fairq.devservices import Server
@@ -165,6 +166,37 @@ async def test_a_move_in_doubt_says_so_and_leaves_one_whole_pair(
         assert [d["dose"] for d in doses] == [1, 2]
         assert len({(d["center"], d["vaccine"]) for d in doses}) == 1
         assert doses[0]["center"].startswith(b), doses  # centers are named after counties
+
+
+@pytest.mark.usefixtures("allocator", "admitter")
+async def test_a_booking_whose_record_redis_did_not_take_is_booked_by_the_retry(
+    connections: Connections, first_day: dt.date, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis fails under the booking's record (the token is marked used already): 503,
+    and the same request again books, with the same booking id, instead of 409
+    ``token_used`` naming a booking that never was (found by the fault suite)."""
+    async with gateway_client(connections) as client:
+        await create_campaign(client, first_day, counties=1, places=2)
+        await create_room(client, opens_in_s=0)
+        token = await admitted_token(client, (await join(client))["ticket"])
+        gw = client.app[GATEWAY]
+        with monkeypatch.context() as patch:
+
+            def redis_down(*args: Any, **kw: Any) -> Any:
+                raise RedisConnectionError("Redis did not answer")
+
+            patch.setattr(gw.redis, "pipeline", redis_down)
+            failed = await client.post(
+                "/api/rooms/room/bookings", json={"county": "county-1"}, headers=bearer(token)
+            )
+            assert failed.status == 503, await failed.text()
+        retried = await client.post(
+            "/api/rooms/room/bookings", json={"county": "county-1"}, headers=bearer(token)
+        )
+        assert retried.status == 202, await retried.text()
+        booking_id = (await retried.json())["booking_id"]
+        view = await answered(client, f"/api/bookings/{booking_id}", bearer(token))
+        assert view["state"] == "held", view
 
 
 @pytest.mark.usefixtures("allocator")

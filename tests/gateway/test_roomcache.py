@@ -118,7 +118,7 @@ async def test_a_room_is_seen_only_with_its_campaign(
     get = redis.get
     campaign_asked, go_on = asyncio.Event(), asyncio.Event()
 
-    async def slow_get(key: str) -> bytes | None:
+    async def slow_get(key: str) -> bytes | str | None:
         if key == keys.campaign("flu"):
             campaign_asked.set()
             await go_on.wait()
