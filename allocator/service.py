@@ -50,7 +50,8 @@ from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import Topics
-from fairq.groups import group_member
+from fairq.groups import evict_predecessors, group_member
+from fairq.health import NotReady, broker_reachable, serving
 from fairq.tasks import cancel_and_wait
 from schemas import SchemaError
 from schemas.commands import Command, Tick, Transfer, decode_command
@@ -179,6 +180,18 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         self.lock = asyncio.Lock()
         self.in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
         self.failure: AllocatorError | KafkaError | None = None
+        self.joined = False  # a first assignment was taken over
+
+    async def loaded(self) -> None:
+        """Raise NotReady unless the group has assigned this process its partitions and
+        each of them is rebuilt (the readiness of an allocator)."""
+        if self.failure is not None:
+            raise NotReady(f"failed: {self.failure}")
+        if not self.joined:
+            raise NotReady("waiting for the group to assign partitions")
+        missing = {tp.partition for tp in self.consumer.assignment()} - set(self.cores)
+        if missing:
+            raise NotReady(f"partitions {sorted(missing)} are being taken over")
 
     async def settle(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` batches handed over are not yet acknowledged and
@@ -222,6 +235,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
                 failure.__cause__ = e
                 self.failure = failure
                 return
+        self.joined = True
 
     async def _take(self, tp: TopicPartition) -> None:
         committed = await self.consumer.committed(tp)
@@ -473,7 +487,10 @@ async def run(
     topics = settings.connections.topics
     producer = make_producer(bootstrap)
     snapshot_producer = make_producer(bootstrap)  # chunks do not hold up the events
-    consumer = group_member(bootstrap, settings.group_id, settings.session_timeout_ms)
+    client_id = f"{settings.group_id}-{settings.instance}" if settings.instance else None
+    consumer = group_member(
+        bootstrap, settings.group_id, settings.session_timeout_ms, client_id=client_id
+    )
     store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
     cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)
     snapshots = Snapshotter(store, snapshot_producer, cadence, metrics)
@@ -483,10 +500,16 @@ async def run(
         await snapshot_producer.start()
         stack.push_async_callback(snapshot_producer.stop)
         stack.push_async_callback(snapshots.close)
-        await consumer.start()
-        stack.push_async_callback(consumer.stop)
         partitions = Partitions(consumer, settings, store, snapshots, metrics)
         metrics.watch_lag(partitions.lags)
+        checks = {"broker": lambda: broker_reachable(producer.client), "state": partitions.loaded}
+        await stack.enter_async_context(
+            serving(settings.health, "allocator", checks, metrics.registry)
+        )
+        if client_id is not None:
+            await evict_predecessors(bootstrap, settings.group_id, client_id)
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
         consumer.subscribe([topics.commands], listener=partitions)
         worker = Worker(consumer, producer, partitions, topics, metrics)
         stack.push_async_callback(worker.close)

@@ -8,14 +8,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fairq.config import ConfigError
+from fairq.tasks import run_until_stopped
 
 logger = logging.getLogger("fairq")
 
-Runner = Callable[[Any, asyncio.Event], Awaitable[None]]
+Runner = Callable[[Any, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def _configure_logging() -> None:
@@ -29,11 +30,12 @@ def _configure_logging() -> None:
 
 
 async def _serve(run: Runner, settings: Any) -> None:
+    """Run a service until SIGINT or SIGTERM, then give it its drain time to end."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run(settings, stop)
+    await run_until_stopped(run(settings, stop), stop, settings.shutdown_drain_s)
 
 
 def _component(name: str, env: Mapping[str, str]) -> tuple[Runner, Any]:

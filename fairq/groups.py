@@ -1,17 +1,34 @@
-"""The consumer-group member every fairq service reads Kafka with."""
+"""The consumer-group member every fairq service reads Kafka with, and how a restarted
+member takes its dead predecessor's place at once."""
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer
+import logging
+
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer
+from aiokafka.client import CoordinationType
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import DescribeGroupsRequest
+from aiokafka.protocol.group import LeaveGroupRequest
+
+logger = logging.getLogger(__name__)
+
+MEMBER_ID_SUFFIX = 37  # a member id is the client id, "-" and a UUID (36 characters)
 
 
 def group_member(
-    bootstrap: str, group_id: str, session_timeout_ms: int, *topics: str
+    bootstrap: str,
+    group_id: str,
+    session_timeout_ms: int,
+    *topics: str,
+    client_id: str | None = None,
 ) -> AIOKafkaConsumer:
     """A member of ``group_id`` (subscribed to ``topics``, if given) that commits its
     offsets by hand, starts a partition new to the group at its earliest offset and
     heartbeats three times per ``session_timeout_ms`` (the time after which the group
-    gives a silent member's partitions to another)."""
+    gives a silent member's partitions to another). The broker makes its member id
+    from ``client_id`` (aiokafka's own by default)."""
+    extra = {} if client_id is None else {"client_id": client_id}
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -20,4 +37,62 @@ def group_member(
         auto_offset_reset="earliest",
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+        **extra,
     )
+
+
+async def evict_predecessors(bootstrap: str, group_id: str, client_id: str) -> list[str]:
+    """Remove from ``group_id`` the members whose ids were made from ``client_id``: the
+    earlier lives of a process that keeps its client id across restarts. Returns the
+    member ids removed.
+
+    A member killed without leaving stays in its group until its session times out,
+    and the group's next rebalance waits for it: measured on Tansu, a restarted member
+    got its partitions 18 s after the kill with a 10 s session. Removed at once, the
+    group is empty and the restart's join is a new group's first (held half a session
+    on Tansu). Should the predecessor still be alive after all, it is only made to
+    rejoin, as after a missed heartbeat: the single-writer design already copes with a
+    stale member (its commits are refused, its events are repeats).
+
+    Kafka's static membership (``group_instance_id``) is meant for this, but Tansu held
+    every join of a static member for 6 s or more (``loadtest.bench_recovery``).
+    """
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    evicted: list[str] = []
+    try:
+        await client.bootstrap()
+        coordinator = await client.coordinator_lookup(CoordinationType.GROUP, group_id)
+        for member_id in await _members(client, coordinator, group_id):
+            if member_id[:-MEMBER_ID_SUFFIX] != client_id:
+                continue
+            left = await client.send(coordinator, LeaveGroupRequest(group_id, member_id))
+            if left.error_code:
+                logger.warning(
+                    "removing %s from %s: error %d", member_id, group_id, left.error_code
+                )
+                continue
+            evicted.append(member_id)
+            logger.info("removed predecessor %s from group %s", member_id, group_id)
+    except KafkaError as e:
+        logger.warning(
+            "could not remove the predecessors of %s from %s: %s", client_id, group_id, e
+        )
+    finally:
+        await client.close()
+    return evicted
+
+
+async def _members(client: AIOKafkaClient, coordinator: int, group_id: str) -> list[str]:
+    description = await client.send(coordinator, DescribeGroupsRequest([group_id]))
+    return [member[0] for group in description.groups for member in group[5]]
+
+
+async def group_members(bootstrap: str, group_id: str) -> list[str]:
+    """The member ids of ``group_id``, as its coordinator knows them."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    try:
+        await client.bootstrap()
+        coordinator = await client.coordinator_lookup(CoordinationType.GROUP, group_id)
+        return await _members(client, coordinator, group_id)
+    finally:
+        await client.close()

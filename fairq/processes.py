@@ -1,4 +1,9 @@
-"""Starting and stopping fairq component processes (used by ``fairq up`` and the e2e tests)."""
+"""Starting, supervising and stopping fairq component processes (``fairq up``, the e2e tests).
+
+``supervise`` restarts a component that exits by itself, after a delay that doubles
+with each crash in a row (``Backoff``), while the others go on serving: one crashed
+allocator must not take the gateways and the admitter down with it.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -24,28 +29,104 @@ class ProcessError(RuntimeError):
 
 
 @dataclass(slots=True)
+class Backoff:
+    """How long to wait before restarting a component that exited by itself.
+
+    The first restart waits ``first_s``, each crash in a row doubles it up to ``cap_s``
+    (a component that cannot start is not restarted in a tight loop), and a component
+    that ran ``stable_s`` or more before it crashed starts again from ``first_s``.
+    """
+
+    first_s: float = 0.5
+    cap_s: float = 30.0
+    stable_s: float = 30.0
+    crashes: int = 0  # in a row, each after less than ``stable_s`` of running
+
+    def delay_s(self, ran_s: float) -> float:
+        """The wait before the next start of a component that ran ``ran_s``, then crashed."""
+        self.crashes = 1 if ran_s >= self.stable_s else self.crashes + 1
+        return float(min(self.cap_s, self.first_s * 2 ** (self.crashes - 1)))
+
+
+@dataclass(slots=True)
 class Component:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    command: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    started_s: float = field(default_factory=time.monotonic)
+    backoff: Backoff = field(default_factory=Backoff)
+    restart_at_s: float | None = None  # exited: when it is started again
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
+
+    def respawn(self) -> None:
+        """Start the component again, its output appended to the same log."""
+        self.process = _popen(self.command, self.env, self.log, mode="ab")
+        self.started_s, self.restart_at_s = time.monotonic(), None
+        logger.info("restarted %s (pid %d, log %s)", self.name, self.process.pid, self.log)
+
+
+def _popen(command: str, env: Mapping[str, str], log: Path, mode: str) -> subprocess.Popen[bytes]:
+    with log.open(mode) as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fairq.cli", command],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def spawn(command: str, name: str, env: Mapping[str, str], log_dir: Path) -> Component:
     """Start ``fairq <command>`` as a child process logging to ``log_dir/<name>.log``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fairq.cli", command],
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = _popen(command, env, log, mode="wb")
     logger.info("started %s (pid %d, log %s)", name, process.pid, log)
-    return Component(name, process, log)
+    return Component(name, process, log, command, dict(env))
+
+
+def exit_reason(returncode: int) -> str:
+    """``exit code 3`` or ``signal SIGKILL``, from a ``Popen.returncode``."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def supervise(
+    components: list[Component], stopping: Callable[[], bool], poll_s: float = 0.2
+) -> None:
+    """Until ``stopping()``, restart each component that exits, after its backoff.
+
+    Only the caller stops the components (``stop``): whatever one of them does, the
+    others are left serving.
+    """
+    while not stopping():
+        now = time.monotonic()
+        for c in components:
+            returncode = c.process.poll()
+            if returncode is None:
+                continue
+            if c.restart_at_s is None:
+                delay = c.backoff.delay_s(ran_s=now - c.started_s)
+                c.restart_at_s = now + delay
+                logger.error(
+                    "%s (pid %d) exited with %s after %.1fs; restarting it in %.1fs; its log:\n%s",
+                    c.name,
+                    c.process.pid,
+                    exit_reason(returncode),
+                    now - c.started_s,
+                    delay,
+                    c.tail(),
+                )
+            elif now >= c.restart_at_s:
+                c.respawn()
+        time.sleep(poll_s)
 
 
 def wait_http_ready(component: Component, url: str, timeout_s: float = 60.0) -> None:

@@ -10,8 +10,11 @@ waits for ever. ``cancel_and_wait`` cancels again until the task has ended.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Coroutine, Iterable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 RECANCEL_S = 0.1  # how long a cancelled task may take to end before it is cancelled again
 
@@ -31,3 +34,32 @@ async def cancel_and_wait(
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
+DEFAULT_DRAIN_S = 5.0  # how long a service told to stop may take before the rest is cancelled
+
+
+async def run_until_stopped(
+    main: Coroutine[Any, Any, None], stop: asyncio.Event, drain_s: float
+) -> None:
+    """Run ``main`` (a service that ends by itself once ``stop`` is set); once ``stop``
+    is set, give it ``drain_s`` to end, then cancel what is left of it.
+
+    A service drains by waiting for its dependencies (the broker acknowledging, Redis
+    answering); with one of them paused that wait has no end, and the process would
+    ignore SIGTERM. The bound makes a stop take ``drain_s`` at most whatever they do.
+    Raises ``main``'s error, if it failed.
+    """
+    task = asyncio.ensure_future(main)
+    told = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, told}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            _, pending = await asyncio.wait({task}, timeout=drain_s)
+            if pending:
+                logger.warning("not stopped within %.1fs of being told to: cancelling", drain_s)
+                await cancel_and_wait(pending)
+    finally:
+        await cancel_and_wait([task, told])
+    if not task.cancelled():
+        task.result()

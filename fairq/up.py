@@ -2,7 +2,8 @@
 
 Starts ``redis-server`` and the Tansu broker on free ports unless ``REDIS_URL`` /
 ``KAFKA_BOOTSTRAP`` are set, loads the demo campaign and room, prints where to
-go, and on Ctrl-C stops every child process.
+go, restarts a component that crashes (``fairq.processes.supervise``), and on Ctrl-C
+or SIGTERM stops every child process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 import secrets
 import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -24,8 +24,8 @@ from typing import Any
 
 from fairq.config import Topics, env_int, env_str
 from fairq.demo import demo_campaign
-from fairq.devservices import kafka_broker, redis_server
-from fairq.processes import Component, ProcessError, spawn, stop, wait_http_ready
+from fairq.devservices import free_port, kafka_broker, redis_server
+from fairq.processes import ProcessError, spawn, stop, supervise, wait_http_ready
 from fairq.topics import DEFAULT_PARTITIONS, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,13 @@ def limits_note(env: Mapping[str, str]) -> str:
 
 
 def _banner(
-    base: str, s: UpSettings, note: str, redis_url: str, bootstrap: str, limits: str
+    base: str,
+    s: UpSettings,
+    note: str,
+    redis_url: str,
+    bootstrap: str,
+    limits: str,
+    health: dict[str, int],
 ) -> str:
     return f"""
 fairq is up.
@@ -108,6 +114,9 @@ fairq is up.
   waiting room   {base}/rooms/{DEMO}   (open it in a browser)
   openapi        {base}/api/openapi.json
   metrics        {base}/metrics
+  health         {base}/livez  {base}/readyz
+  allocator      http://127.0.0.1:{health["allocator"]}/readyz   (/livez, /metrics)
+  admitter       http://127.0.0.1:{health["admitter"]}/readyz   (/livez, /metrics)
   demo room      {base}/api/rooms/{DEMO}   (opens in {s.opens_in_s}s)
   operator key   {s.operator_key}
   console        {base}/operator   (sign in with the operator key)
@@ -138,34 +147,27 @@ def up(env: Mapping[str, str]) -> int:
             "FAIRQ_IDENTITY_SECRET": s.identity_secret,
             "FAIRQ_HTTP_PORT": str(s.http_port),
         }
-        components = [
-            spawn(name, name, child_env, log_dir) for name in ("allocator", "admitter", "gateway")
-        ]
+        # Each service keeps its health port across restarts; the allocator keeps its
+        # name, so that a restarted one takes its dead predecessor's place in the group.
+        health = {name: free_port() for name in ("allocator", "admitter")}
+        envs = {
+            "allocator": child_env
+            | {"FAIRQ_HEALTH_PORT": str(health["allocator"])}
+            | {"FAIRQ_ALLOCATOR_INSTANCE": env.get("FAIRQ_ALLOCATOR_INSTANCE", "allocator")},
+            "admitter": child_env | {"FAIRQ_HEALTH_PORT": str(health["admitter"])},
+            "gateway": child_env,
+        }
+        components = [spawn(name, name, envs[name], log_dir) for name in envs]
         stack.callback(stop, components)
         base = f"http://127.0.0.1:{s.http_port}"
-        wait_http_ready(components[-1], f"{base}/healthz")
+        wait_http_ready(components[-1], f"{base}/readyz")
         note = load_demo(base, s.operator_key, s.opens_in_s)
-        banner = _banner(base, s, note, redis_url, bootstrap, limits_note(env))
+        banner = _banner(base, s, note, redis_url, bootstrap, limits_note(env), health)
         print(banner, flush=True)
-        return _supervise(components)
+        stopping: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+        supervise(components, stopping=lambda: bool(stopping))
+        print("\nstopping fairq ...", flush=True)
+        return 0
     return 1  # unreachable: the with-block returns
-
-
-def _supervise(components: list[Component]) -> int:
-    """Wait for Ctrl-C/SIGTERM or for a child to die; the caller stops the rest."""
-    stopping: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-    while not stopping:
-        for c in components:
-            if c.process.poll() is not None:
-                logger.error(
-                    "%s exited with %s; stopping everything:\n%s",
-                    c.name,
-                    c.process.returncode,
-                    c.tail(),
-                )
-                return 1
-        time.sleep(0.2)
-    print("\nstopping fairq ...", flush=True)
-    return 0

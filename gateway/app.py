@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fairq import safelog
+from fairq.health import Check, NotReady, broker_reachable, liveness_response, readiness_response
 from fairq.tasks import cancel_and_wait
 from gateway import (
     actionlog,
@@ -60,11 +61,23 @@ CAUGHT_UP_WAIT_S = 30.0
 REDIS_WAIT_S = 5.0  # how long a request waits for a free Redis connection
 
 
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    await gw.redis.ping()
-    return json_response({"status": "ok", "bookings_known": len(gw.views.views)})
+# Readiness checks, set once the gateway's clients exist (see ``fairq.health``).
+READINESS: web.AppKey[dict[str, Check]] = web.AppKey("readiness")
+
+
+@routes.get("/livez")
+@routes.get("/healthz")  # the earlier name of /livez, kept for existing probes
+async def livez(request: web.Request) -> web.Response:
+    """The process serves; Redis or the broker being down does not make it 503 (a
+    restart would not bring them back)."""
+    return liveness_response()
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Redis and the broker answer, and the booking views are loaded: 200, else 503."""
+    checks = request.app[READINESS]
+    return await readiness_response(checks)
 
 
 @routes.get("/metrics")
@@ -107,6 +120,17 @@ async def _components(
     dashboard = DashboardCollector(cache, views)
     metrics.registry.register(dashboard)
     caught_up, stop = asyncio.Event(), asyncio.Event()
+
+    async def views_loaded() -> None:
+        if not caught_up.is_set():
+            raise NotReady("the booking-events topic is not read up to its end yet")
+
+    checks: dict[str, Check] = {
+        "redis": redis.ping,
+        "broker": partial(broker_reachable, producer.client),
+        "booking_views": views_loaded,
+    }
+    app[READINESS] = checks
     tasks = [
         asyncio.create_task(
             consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up, stop)

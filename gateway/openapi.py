@@ -295,7 +295,16 @@ def _paths() -> dict[str, Any]:
     room_p = "/api/rooms/{room}"
     admin_room = "/api/admin/rooms/{room}"
     return {
-        "/healthz": {"get": _op("liveness and Redis reachability", {"200": ("ok", ANY_OBJ)})},
+        "/livez": {"get": _op("liveness: the process serves", {"200": ("live", ANY_OBJ)})},
+        "/healthz": {"get": _op("the earlier name of /livez", {"200": ("live", ANY_OBJ)})},
+        "/readyz": {
+            "get": _op(
+                "readiness: Redis and the broker answer and the booking views are loaded;"
+                " 503 not_ready names the failing checks",
+                {"200": ("ready, with each check", ANY_OBJ)},
+                (503,),
+            )
+        },
         "/metrics": {"get": _op("Prometheus metrics", {"200": ("text format", STR)})},
         "/api/openapi.json": {"get": _op("this document", {"200": ("OpenAPI", ANY_OBJ)})},
         room_p: {"get": _op("public room info", {"200": ("room", ANY_OBJ)}, (404,))},

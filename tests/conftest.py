@@ -14,11 +14,14 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from playwright.async_api import Browser
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from fairq.config import Connections, Topics
 from fairq.devservices import Server, kafka_broker, redis_server
@@ -107,3 +110,52 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     partitions = consumer.partitions_for_topic(topic) or set()
     assert partitions, f"the topic {topic} has no partitions"
     return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def until_status(url: str, status: int) -> dict[str, Any]:
+    """Ask ``url`` until it answers ``status`` (the per-test timeout bounds the wait);
+    its JSON body."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == status:
+                        body: dict[str, Any] = await response.json()
+                        return body
+            await asyncio.sleep(0.05)
+
+
+async def readiness_follows(base: str, server: Server, check: str) -> None:
+    """With ``server`` paused, the service at ``base`` is not ready (its ``check``
+    failing) yet live; ready again once the server is resumed."""
+    with paused(server):
+        not_ready = await until_status(f"{base}/readyz", 503)
+        assert not_ready["error"]["code"] == "not_ready"
+        failing = {name for name, why in not_ready["checks"].items() if why != "ok"}
+        assert failing == {check}, not_ready
+        await until_status(f"{base}/livez", 200)
+    await until_status(f"{base}/readyz", 200)
+
+
+async def metrics_text(url: str) -> str:
+    """The Prometheus text format at ``url`` (its content type checked)."""
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+        return await response.text()
+
+
+def service_env(connections: Connections, **settings: str) -> dict[str, str]:
+    """The environment of a fairq service process on this test's Redis, broker and topics."""
+    prefix = connections.topics.commands.removesuffix("booking-commands")
+    return (
+        dict(os.environ)
+        | {
+            "REDIS_URL": connections.redis_url,
+            "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
+            "FAIRQ_TOPIC_PREFIX": prefix,
+            "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+            "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+        }
+        | settings
+    )

@@ -28,16 +28,18 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from fairq.groups import group_member
+from fairq.health import serving
 from fairq.tasks import cancel_and_wait
 from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
 from waitingroom import keys
 from waitingroom.errors import LeadershipLost, RoomNotFound, WaitingRoomError
 from waitingroom.lottery import draw_seed
+from waitingroom.metrics import AdmitterMetrics
 from waitingroom.rooms import (
     RAMP_START_FRACTION,
     RoomSnapshot,
@@ -79,6 +81,10 @@ class Admitter:
         self._id = instance_id
         self._ttl_ms = max(1, round(leader_ttl_s * 1000))
         self._fences: dict[str, int] = {}
+
+    def leading(self) -> int:
+        """How many rooms this instance believes it leads."""
+        return len(self._fences)
 
     def fence(self, name: str) -> int | None:
         """The fencing token this instance holds for the room, if it believes it leads."""
@@ -262,17 +268,27 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     return stop.is_set()
 
 
-async def admit_loop(admitter: Admitter, tick_s: float, stop: asyncio.Event) -> None:
+async def admit_loop(
+    admitter: Admitter, tick_s: float, stop: asyncio.Event, metrics: AdmitterMetrics
+) -> None:
     while not stop.is_set():
         try:
-            await admitter.step(time.time())
+            for name, admission in (await admitter.step(time.time())).items():
+                if admission.admitted:
+                    metrics.admitted_total.labels(name).inc(admission.admitted)
+            metrics.ticks_total.inc()
         except aioredis.RedisError as e:
+            metrics.tick_failures_total.inc()
             logger.warning("admission tick failed, retrying next tick: %s", e)
+        metrics.rooms_led.set(admitter.leading())
         await _stopped_within(stop, tick_s)
 
 
 async def _handle_record(
-    handler: EventHandler, record: ConsumerRecord[Any, Any], stop: asyncio.Event
+    handler: EventHandler,
+    record: ConsumerRecord[Any, Any],
+    stop: asyncio.Event,
+    metrics: AdmitterMetrics,
 ) -> bool:
     """Apply one record, retrying while Redis fails; False if stopped before it was applied."""
     try:
@@ -283,8 +299,10 @@ async def _handle_record(
     while True:
         try:
             await handler.handle(event)
+            metrics.events_total.labels(event.TYPE).inc()
             return True
         except aioredis.RedisError as e:
+            metrics.event_retries_total.inc()
             logger.warning("applying event at offset %d failed, retrying: %s", record.offset, e)
             if await _stopped_within(stop, REDIS_RETRY_S):
                 return False
@@ -294,31 +312,31 @@ async def _consume_batch(
     handler: EventHandler,
     batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]],
     stop: asyncio.Event,
+    metrics: AdmitterMetrics,
 ) -> dict[TopicPartition, int]:
     """Apply records in order; the offsets to commit (next to read) per partition."""
     done: dict[TopicPartition, int] = {}
     for tp, records in batch.items():
         for record in records:
-            if record.value is not None and not await _handle_record(handler, record, stop):
+            if record.value is not None and not await _handle_record(
+                handler, record, stop, metrics
+            ):
                 return done
             done[tp] = record.offset + 1
     return done
 
 
 async def event_loop(
-    settings: AdmitterSettings, handler: EventHandler, stop: asyncio.Event
+    consumer: AIOKafkaConsumer,
+    handler: EventHandler,
+    stop: asyncio.Event,
+    metrics: AdmitterMetrics,
 ) -> None:
-    consumer = group_member(
-        settings.connections.kafka_bootstrap,
-        settings.group_id,
-        settings.session_timeout_ms,
-        settings.connections.topics.events,
-    )
     await consumer.start()
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=POLL_MS)
-            offsets = await _consume_batch(handler, batch, stop)
+            offsets = await _consume_batch(handler, batch, stop, metrics)
             if offsets:
                 try:
                     await consumer.commit(offsets)
@@ -342,16 +360,28 @@ async def _first_failure(*coros: Coroutine[Any, Any, None]) -> None:
 
 
 async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
-    """The admitter process's main loop, until ``stop`` is set."""
+    """The admitter process's main loop, until ``stop`` is set.
+
+    Its health port answers ``/readyz`` 200 while Redis and the broker answer.
+    """
     redis = aioredis.Redis.from_url(settings.connections.redis_url)
     store = RoomStore(redis)
     admitter = Admitter(redis, settings.instance_id, settings.leader_ttl_s, store)
+    metrics = AdmitterMetrics()
+    consumer = group_member(
+        settings.connections.kafka_bootstrap,
+        settings.group_id,
+        settings.session_timeout_ms,
+        settings.connections.topics.events,
+    )
+    checks = {"redis": redis.ping, "broker": consumer.topics}
     logger.info("admitter %s starting", settings.instance_id)
     try:
-        await _first_failure(
-            admit_loop(admitter, settings.tick_s, stop),
-            event_loop(settings, EventHandler(redis, store), stop),
-        )
+        async with serving(settings.health, "admitter", checks, metrics.registry):
+            await _first_failure(
+                admit_loop(admitter, settings.tick_s, stop, metrics),
+                event_loop(consumer, EventHandler(redis, store), stop, metrics),
+            )
     finally:
         try:
             await admitter.release_all()

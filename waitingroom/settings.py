@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fairq.config import ConfigError, Connections, env_float, env_int, env_str
+from fairq.health import HealthSettings
+from fairq.tasks import DEFAULT_DRAIN_S
 
 CONSUMER_GROUP = "fairq-admitter"
 
@@ -28,6 +30,8 @@ class AdmitterSettings:
     # how long the group waits for a silent admitter's heartbeat before handing its
     # partitions of the events topic to another (a new group's first join waits half)
     session_timeout_ms: int = 10_000
+    health: HealthSettings = field(default_factory=HealthSettings)
+    shutdown_drain_s: float = DEFAULT_DRAIN_S  # told to stop, it ends within this
 
     def __post_init__(self) -> None:
         if not self.tick_s > 0:
@@ -47,4 +51,6 @@ class AdmitterSettings:
             instance_id=env_str(env, "FAIRQ_INSTANCE_ID", default_instance_id()),
             group_id=env_str(env, "FAIRQ_ADMITTER_GROUP", CONSUMER_GROUP),
             session_timeout_ms=env_int(env, "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS", 10_000, lo=1000),
+            health=HealthSettings.from_env(env),
+            shutdown_drain_s=env_float(env, "FAIRQ_SHUTDOWN_DRAIN_S", DEFAULT_DRAIN_S),
         )

@@ -23,6 +23,9 @@ from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import ConfigError, Connections, Topics
+from fairq.devservices import Server, free_port
+from fairq.health import HealthSettings
+from fairq.tasks import DEFAULT_DRAIN_S
 from schemas.commands import Command, Move, decode_command
 from schemas.events import (
     Confirmed,
@@ -37,7 +40,13 @@ from schemas.events import (
 )
 from tests.allocator import add, book, cancel, confirm, slot
 from tests.allocator.eventlogs import committed_offsets, read_topic
-from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
+from tests.conftest import (
+    TEST_PARTITIONS,
+    TEST_SESSION_TIMEOUT_MS,
+    metrics_text,
+    readiness_follows,
+    until_status,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -495,3 +504,42 @@ def test_settings_from_env() -> None:
     assert (snap.snapshot_chunk_bytes, snap.snapshots_topic) == (4096, "x-allocator-snapshots")
     with pytest.raises(ConfigError):
         AllocatorSettings.from_env(env | {"FAIRQ_TICK_INTERVAL_S": "soon"})
+
+
+async def test_health_port_liveness_readiness_and_metrics(
+    settings: AllocatorSettings, kafka_srv: Server
+) -> None:
+    """Ready once its partitions are rebuilt; /readyz 503 (and /livez still 200) while
+    the broker is paused, 200 again after; /metrics is the allocator's own."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = Service(dataclasses.replace(settings, health=HealthSettings(port=port)))
+    try:
+        ready = await until_status(f"{base}/readyz", 200)
+        assert ready["checks"] == {"broker": "ok", "state": "ok"}
+        await readiness_follows(base, kafka_srv, "broker")
+        text = await metrics_text(f"{base}/metrics")
+        assert "# TYPE fairq_allocator_commands_total counter" in text
+    finally:
+        await service.close()
+
+
+def test_health_and_drain_settings_from_env() -> None:
+    env = {"REDIS_URL": "redis://r", "KAFKA_BOOTSTRAP": "k:9092"}
+    default = AllocatorSettings.from_env(env)
+    assert (default.health, default.instance, default.shutdown_drain_s) == (
+        HealthSettings(),
+        "",
+        DEFAULT_DRAIN_S,
+    )
+    tuned = AllocatorSettings.from_env(
+        env
+        | {
+            "FAIRQ_HEALTH_PORT": "9101",
+            "FAIRQ_ALLOCATOR_INSTANCE": "alloc-0",
+            "FAIRQ_SHUTDOWN_DRAIN_S": "2",
+        }
+    )
+    assert (tuned.health.port, tuned.instance, tuned.shutdown_drain_s) == (9101, "alloc-0", 2.0)
+    with pytest.raises(ConfigError, match="FAIRQ_HEALTH_PORT"):
+        AllocatorSettings.from_env(env | {"FAIRQ_HEALTH_PORT": "http"})

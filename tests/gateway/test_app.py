@@ -13,10 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from fairq.config import Connections
+from fairq.devservices import Server
 from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.state import GATEWAY
-from tests.conftest import bounded
+from tests.conftest import bounded, paused
 from tests.gateway.conftest import bearer, create_campaign, create_room, make_settings
 
 Client = TestClient[Any, Any]
@@ -123,3 +124,28 @@ async def test_a_bug_in_a_handler_is_a_logged_json_500_counted_by_route(
     message = "unhandled error on GET /api/rooms/room/status"
     assert any(message in r.getMessage() for r in caplog.records)
     assert metrics.counters.requests[("/api/rooms/{room}/status", 500)] == 1
+
+
+async def test_liveness_holds_and_readiness_follows_redis_and_the_broker(
+    client: Client, redis_srv: Server, kafka_srv: Server
+) -> None:
+    """/livez (and its old name /healthz) ask nothing of the dependencies: a Redis blip
+    must not get a gateway restarted. /readyz is 503 while Redis or the broker is paused."""
+    ready = await client.get("/readyz")
+    assert ready.status == 200, await ready.text()
+    assert (await ready.json())["checks"] == {"redis": "ok", "broker": "ok", "booking_views": "ok"}
+    with paused(redis_srv):
+        for path in ("/livez", "/healthz"):
+            assert (await client.get(path)).status == 200
+        not_ready = await client.get("/readyz")
+        assert not_ready.status == 503
+        body = await not_ready.json()
+        assert body["error"]["code"] == "not_ready" and "redis" in body["error"]["message"]
+        assert body["checks"]["redis"] != "ok" and body["checks"]["broker"] == "ok"
+    assert (await client.get("/readyz")).status == 200
+    with paused(kafka_srv):
+        assert (await client.get("/livez")).status == 200
+        not_ready = await client.get("/readyz")
+        assert not_ready.status == 503
+        assert (await not_ready.json())["checks"]["broker"] != "ok"
+    assert (await client.get("/readyz")).status == 200

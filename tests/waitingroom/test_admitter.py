@@ -11,8 +11,10 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from fairq.config import Connections
+from fairq.devservices import Server, free_port
+from fairq.health import HealthSettings
 from schemas.events import Cancelled, Confirmed, CountySummary, Held, Summary
-from tests.conftest import TEST_SESSION_TIMEOUT_MS
+from tests.conftest import TEST_SESSION_TIMEOUT_MS, metrics_text, readiness_follows, until_status
 from waitingroom import keys
 from waitingroom.admitter import Admitter, EventHandler, run, sold_out_verdict
 from waitingroom.errors import LeadershipLost
@@ -568,3 +570,33 @@ async def test_ramp_and_auto_mode_keep_the_cap_and_the_ticket_order(
                 assert snap.active <= sum(pairs_left.values())
     assert admitted == list(range(1, len(admitted) + 1))  # zero inversions, none skipped
     assert len(admitted) > 50  # the checks above saw real admissions
+
+
+async def test_health_port_liveness_readiness_and_metrics(
+    redis: aioredis.Redis, connections: Connections, redis_srv: Server, kafka_srv: Server
+) -> None:
+    """/livez stays 200 while Redis or the broker is paused; /readyz is 503 then and 200
+    again once they answer; /metrics is the admitter's own, in Prometheus text."""
+    await make_room(redis, joins=3, rate_per_s=1000.0)
+    port = free_port()
+    settings = AdmitterSettings(
+        connections=connections,
+        tick_s=0.05,
+        leader_ttl_s=1.0,
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
+        health=HealthSettings(port=port),
+    )
+    base = f"http://127.0.0.1:{port}"
+    stop = asyncio.Event()
+    admitter = asyncio.create_task(run(settings, stop))
+    try:
+        ready = await until_status(f"{base}/readyz", 200)
+        assert ready["checks"] == {"redis": "ok", "broker": "ok"}
+        await readiness_follows(base, redis_srv, "redis")
+        await readiness_follows(base, kafka_srv, "broker")
+        text = await metrics_text(f"{base}/metrics")
+        assert 'fairq_admitter_admitted_total{room="demo"} 3.0' in text
+        assert "fairq_admitter_rooms_led 1.0" in text
+    finally:
+        stop.set()
+        await asyncio.wait_for(admitter, 30)
