@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
-from fairq.tasks import cancel_and_wait
+from fairq.tasks import cancel_and_wait, run_until_stopped
 
 ROUNDS = 300
 TURNS = 60  # the task is cancelled after 0, 1, ..., TURNS - 1 turns of the event loop
@@ -67,3 +68,39 @@ async def test_a_task_that_goes_on_is_cancelled_again() -> None:
     await asyncio.sleep(0)  # it waits
     await asyncio.wait_for(cancel_and_wait([task], recancel_s=0.001), END_BOUND_S)
     assert task.cancelled() and ignored == 2
+
+
+async def test_a_service_that_does_not_end_is_cancelled_after_its_drain_time() -> None:
+    """A service stuck on a dependency after ``stop`` (here: a wait that never ends) is
+    cancelled once its drain time is over; one that ends by itself is left to end."""
+    stop, drained = asyncio.Event(), asyncio.Event()
+    cancelled = False
+
+    async def stuck() -> None:
+        nonlocal cancelled
+        await stop.wait()
+        try:
+            await asyncio.Event().wait()  # a broker that never answers
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+
+    async def polite() -> None:
+        await stop.wait()
+        drained.set()
+
+    for service in (stuck, polite):
+        stop.clear()
+        runner = asyncio.create_task(run_until_stopped(service(), stop, drain_s=0.01))
+        await asyncio.sleep(0)
+        stop.set()
+        await asyncio.wait_for(runner, END_BOUND_S)
+    assert cancelled and drained.is_set()
+
+
+async def test_a_service_that_fails_raises_its_error() -> None:
+    async def fails() -> None:
+        raise ValueError("broken")
+
+    with pytest.raises(ValueError, match="broken"):
+        await run_until_stopped(fails(), asyncio.Event(), drain_s=1.0)

@@ -1,6 +1,8 @@
 import pytest
 
 from fairq.config import ConfigError
+from fairq.health import HealthSettings
+from fairq.tasks import DEFAULT_DRAIN_S
 from waitingroom.settings import AdmitterSettings
 
 ENV = {"REDIS_URL": "redis://127.0.0.1:1", "KAFKA_BOOTSTRAP": "127.0.0.1:2"}
@@ -12,6 +14,7 @@ def test_defaults() -> None:
     assert s.session_timeout_ms == 10_000
     assert s.connections.redis_url == "redis://127.0.0.1:1"
     assert s.instance_id != AdmitterSettings.from_env(ENV).instance_id
+    assert (s.health, s.shutdown_drain_s) == (HealthSettings(), DEFAULT_DRAIN_S)
 
 
 def test_from_env() -> None:
@@ -21,8 +24,12 @@ def test_from_env() -> None:
         "FAIRQ_INSTANCE_ID": "a1",
         "FAIRQ_ADMITTER_GROUP": "g1",
         "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": "2500",
+        "FAIRQ_HEALTH_HOST": "0.0.0.0",
+        "FAIRQ_HEALTH_PORT": "9102",
+        "FAIRQ_SHUTDOWN_DRAIN_S": "2.5",
     }
     s = AdmitterSettings.from_env(env)
+    assert (s.health, s.shutdown_drain_s) == (HealthSettings("0.0.0.0", 9102), 2.5)
     assert (s.tick_s, s.leader_ttl_s, s.instance_id, s.group_id) == (0.25, 5.0, "a1", "g1")
     assert s.session_timeout_ms == 2500
 
