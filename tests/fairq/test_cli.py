@@ -77,15 +77,24 @@ def post_status(url: str) -> int:
 
 def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
     port = free_port()
-    env = service_env(
-        connections,
-        FAIRQ_HTTP_PORT=str(port),
-        FAIRQ_HEALTH_PORT=str(port),
-        FAIRQ_SHUTDOWN_DRAIN_S=str(DRAIN_S),
-        FAIRQ_SIGNING_KEYS="k1:" + "s" * 32,
-        FAIRQ_OPERATOR_KEY="o" * 20,
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP"))
+    }
+    env |= {
+        "FAIRQ_HTTP_PORT": str(port),
+        "FAIRQ_STATE_DIR": str(tmp_path),
+        "FAIRQ_OPERATOR_KEY": "up-test-operator-key-0123",
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "fairq.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    component = spawn(service, service, env, tmp_path)
+    banner: list[str] = []
     try:
         assert up.stdout is not None
         for line in up.stdout:

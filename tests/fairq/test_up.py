@@ -3,11 +3,9 @@ from its snapshot and the log, and the rest of the system never stops serving.""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import threading
-import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -18,24 +16,6 @@ from fairq.devservices import free_port
 from loadtest.bench_recovery import OPERATOR_KEY, ROOM, Bench, launch_up
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
-    port = free_port()
-    up, banner = launch_up(port, str(tmp_path))
-    try:
-        assert "fairq is up." in banner and OPERATOR_KEY in banner, banner
-        children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 5  # redis, tansu, allocator, admitter, gateway
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/{ROOM}") as r:
-            room = json.loads(r.read())
-        assert len(room["counties"]) == 15 and len(room["centers"]) == 28
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0
-        _, alive = psutil.wait_procs(children, timeout=10)
-        assert alive == []
-    finally:
-        stop_all(up)
 
 
 async def test_a_killed_allocator_is_restarted_while_the_rest_serves(tmp_path: Path) -> None:
