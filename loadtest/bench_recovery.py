@@ -161,7 +161,7 @@ def launch_up(port: int, state_dir: str, **settings: str) -> tuple[subprocess.Po
         "FAIRQ_HTTP_PORT": str(port),
         "FAIRQ_STATE_DIR": state_dir,
         "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
-        "FAIRQ_DEMO_OPENS_IN_S": "3600",
+        "FAIRQ_DEMO_OPENS_IN_S": "600",
         "FAIRQ_LOADTEST_KEY": LOADTEST_KEY,
     } | settings
     up = subprocess.Popen(

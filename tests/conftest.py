@@ -143,19 +143,3 @@ async def metrics_text(url: str) -> str:
         assert response.status == 200
         assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
         return await response.text()
-
-
-def service_env(connections: Connections, **settings: str) -> dict[str, str]:
-    """The environment of a fairq service process on this test's Redis, broker and topics."""
-    prefix = connections.topics.commands.removesuffix("booking-commands")
-    return (
-        dict(os.environ)
-        | {
-            "REDIS_URL": connections.redis_url,
-            "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
-            "FAIRQ_TOPIC_PREFIX": prefix,
-            "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
-            "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
-        }
-        | settings
-    )

@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +18,9 @@ from fairq.config import Connections
 from fairq.devservices import Server, free_port
 from fairq.processes import spawn, wait_http_ready
 from gateway.ratelimit import RateLimitSettings
-from tests.conftest import paused, service_env, until_status
+from loadtest.bench_recovery import OPERATOR_KEY, launch_up
+from tests.conftest import paused, until_status
+from tests.harness import fairq_env
 
 
 @pytest.mark.parametrize(
@@ -77,32 +77,9 @@ def post_status(url: str) -> int:
 
 def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP"))
-    }
-    env |= {
-        "FAIRQ_HTTP_PORT": str(port),
-        "FAIRQ_STATE_DIR": str(tmp_path),
-        "FAIRQ_OPERATOR_KEY": "up-test-operator-key-0123",
-    }
-    up = subprocess.Popen(
-        [sys.executable, "-m", "fairq.cli", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    banner: list[str] = []
+    up, text = launch_up(port, str(tmp_path), FAIRQ_LOADTEST_KEY="")
     try:
-        assert up.stdout is not None
-        for line in up.stdout:
-            banner.append(line)
-            if line.startswith("Stop: Ctrl-C"):
-                break
-        text = "".join(banner)
-        assert "fairq is up." in text and "up-test-operator-key-0123" in text, text
+        assert "fairq is up." in text and OPERATOR_KEY in text, text
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 5  # redis, tansu, allocator, admitter, gateway
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/demo") as r:
@@ -151,13 +128,11 @@ def test_a_service_stops_within_its_drain_time_whatever_its_dependencies_do(
     service still exits, within its drain time and a margin (before, an allocator so
     left ignored SIGTERM for more than 60 s)."""
     port = free_port()
-    env = service_env(
+    env = fairq_env(
         connections,
         FAIRQ_HTTP_PORT=str(port),
         FAIRQ_HEALTH_PORT=str(port),
         FAIRQ_SHUTDOWN_DRAIN_S=str(DRAIN_S),
-        FAIRQ_SIGNING_KEYS="k1:" + "s" * 32,
-        FAIRQ_OPERATOR_KEY="o" * 20,
     )
     component = spawn(service, service, env, tmp_path)
     try:
