@@ -455,7 +455,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
             pid = await stack.enter_async_context(
                 child("-m", "fairq.cli", "gateway", env=more, log=log)
             )
-            await wait_http(f"http://{HOST}:{port}/healthz")
+            await wait_http(f"http://{HOST}:{port}/readyz")
             return pid, port
 
         async with (
@@ -468,7 +468,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 log=args.gateway_log + ".bare",
             ) as bare,
         ):
-            await wait_http(f"http://{HOST}:{gw_port}/healthz")
+            await wait_http(f"http://{HOST}:{gw_port}/readyz")
             await wait_http(f"http://{HOST}:{bare_port}/")
             servers = Servers(gw, gw_port, bare, bare_port, rs.process.pid)
             figures = await measure(args, servers)

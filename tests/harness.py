@@ -27,7 +27,7 @@ OPERATOR_KEY = "e2e-operator-key-0123456789abcdef"
 LOADTEST_KEY = "e2e-loadtest-key-0123456789abcdef"
 SIGNING_KEYS = "k1:e2e-signing-secret-0123456789"
 IDENTITY_SECRET = "e2e-identity-secret-0123456789"
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = "/readyz"  # serving once Redis, the broker and the booking views answer
 
 
 def fairq_env(connections: Connections, **extra: str) -> dict[str, str]:

@@ -73,7 +73,7 @@ def gateway(connections: Connections, tmp_path: Path) -> Iterator[str]:
     components = [spawn(name, name, env, tmp_path) for name in ("allocator", "admitter", "gateway")]
     with running(components):
         url = f"http://127.0.0.1:{port}"
-        wait_http_ready(components[-1], f"{url}/healthz")
+        wait_http_ready(components[-1], f"{url}/readyz")
         yield url
 
 
