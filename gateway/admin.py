@@ -21,7 +21,7 @@ from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import json_response, key_holder, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, message_body, room_view
-from gateway.sessions import OPERATOR
+from gateway.sessions import OPERATOR, SIGNED_IN
 from gateway.state import GATEWAY, Gateway
 from schemas.campaign import parse_campaign
 from schemas.commands import AddInventory
@@ -80,7 +80,8 @@ def require_operator(request: web.Request) -> Gateway:
     """The gateway, for a request with the operator key or a verified console session
     (``gateway.operators`` verifies the session cookie and marks the request)."""
     gw = request.app[GATEWAY]
-    if OPERATOR in request:  # signed in to the console (gateway.operators)
+    session = request.get(SIGNED_IN)
+    if session is not None and session.role == OPERATOR.name:  # the console's (operators)
         return gw
     key_holder(request, {"operator": gw.settings.operator_key}, "operator")
     return gw

@@ -31,9 +31,11 @@ from gateway import (
     audit,
     bookings,
     callcenter,
+    callscreen,
     challenge,
     console,
     history,
+    operators,
     page,
     rooms,
     supply,
@@ -44,7 +46,6 @@ from gateway.errors import ANSWERED, error_answer, internal_error
 from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
-from gateway.operators import guard_operator_routes
 from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RATE_LIMITER, RateLimiter
@@ -313,7 +314,8 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     app.add_routes(actionlog.routes)
     app.add_routes(system.routes)
     console.install(app)
+    callscreen.install(app)
     history.install(app)
-    app.on_startup.append(guard_operator_routes)  # every /api/admin/ route, before:
+    operators.install(app)  # sessions, records, and the doors of every route, before:
     app.on_startup.append(FrontDoor(metrics, limiter).install)  # after every route is added
     return app

@@ -81,6 +81,7 @@ class BookingView:
         held = self.state == "held" and self.hold_expires_at_ms is not None
         return {
             "booking_id": self.booking_id,
+            "campaign": self.campaign,
             "state": self.state,
             "appointments": [
                 {

@@ -1,10 +1,12 @@
 """Call-center routes: agents book, look up, move, confirm and cancel for a caller.
 
 Agents authenticate with their own key (``FAIRQ_AGENT_KEYS``, ``agent:key`` pairs)
-or the operator key. A caller identifies with the access code from their letter,
-so a phone booking is the same person as an online one with that code: one pair
-per code per campaign holds across both, and across counties (the identity claim
-of ``gateway.identities``). A refused phone booking names the caller's booking.
+or the operator key (as agent ``operator``), or with the call-center screen's session
+that such a key signed in (``gateway.sessions``; ``gateway.operators`` verifies it and
+records every action with the agent's name). A caller identifies with the access
+code from their letter, so a phone booking is the same person as an online one with
+that code: one pair per code per campaign holds across both, and across counties (the
+identity claim of ``gateway.identities``). A refused phone booking names the caller's booking.
 Booking references are the same ids online and on the phone.
 """
 
@@ -28,23 +30,32 @@ from gateway.bookings import (
 )
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
+from gateway.history import learn_rooms
 from gateway.http import json_response, key_holder, read_json
 from gateway.identities import IdentityTaken
 from gateway.placement import place
+from gateway.sessions import AGENT, SIGNED_IN
 from gateway.state import GATEWAY, Gateway
-from schemas.fields import only_keys, req_str
+from schemas.fields import TIMES_OF_DAY, only_keys, req_str
 from waitingroom.codes import code_identity, find_code
 
 logger = logging.getLogger(__name__)
 
 PHONE_BOOKING_FIELDS = BOOKING_FIELDS | {"access_code"}
+CAMPAIGN_FIELDS = ("title", "identity_key", "hold_s", "counties", "centers", "vaccines")
+# the booking a phone booking made, for the record of agent actions (``gateway.operators``)
+BOOKING_ID = web.RequestKey("phone_booking_id", str)
 
 routes = web.RouteTableDef()
 
 
 def require_agent(request: web.Request) -> tuple[Gateway, str]:
-    """The gateway and the agent's id; the operator key acts as agent ``operator``."""
+    """The gateway and the agent's id; the operator key acts as agent ``operator``.
+    A request signed in to the call-center screen is its agent's."""
     gw = request.app[GATEWAY]
+    session = request.get(SIGNED_IN)
+    if session is not None and session.role == AGENT.name:
+        return gw, session.who
     keys = {"operator": gw.settings.operator_key, **gw.settings.agent_keys}
     return gw, key_holder(request, keys, "agent")
 
@@ -71,6 +82,7 @@ async def phone_booking(request: web.Request) -> web.Response:
     identity = code_identity(code_hash)
     hold_s = int(public.get("hold_s", 600))
     command = book_command(wish, new_booking_id(), campaign, identity, hold_s, group)
+    request[BOOKING_ID] = command.booking_id
     with gw.views.expect([command.command_id]) as answers:
         try:
             await place(gw, command, [*("agent", agent)])
@@ -80,6 +92,21 @@ async def phone_booking(request: web.Request) -> web.Response:
         done, _ = await asyncio.wait(answers.values(), timeout=gw.settings.answer_wait_s)
     view = await current_view(gw, command.booking_id)
     return json_response(view.to_json(), status=201 if done else 202)
+
+
+@routes.get("/api/callcenter/campaigns")
+async def phone_campaigns(request: web.Request) -> web.Response:
+    """The campaigns agents book for: those of the rooms (a campaign is booked online
+    through a room), with their counties, centers and vaccines; and the times of day a
+    wish may name."""
+    gw, _ = require_agent(request)
+    await learn_rooms(gw)
+    names = sorted({view.snap.config.campaign for view in gw.rooms.known().values()})
+    campaigns = []
+    for name in names:
+        public = await load_public(gw, name)
+        campaigns.append({"name": name} | {f: public.get(f) for f in CAMPAIGN_FIELDS})
+    return json_response({"campaigns": campaigns, "times_of_day": TIMES_OF_DAY})
 
 
 @routes.get("/api/callcenter/bookings/{booking_id}")

@@ -20,31 +20,22 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from gateway.actionlog import ACTION_LOG, MAX_ENTRIES, ActionLog
+from gateway.actionlog import ACTION_LOG, MAX_ENTRIES
 from gateway.admin import require_operator, stats_body
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
 from gateway.history import learn_rooms, room_figures
-from gateway.http import json_response, read_json
-from gateway.operators import SESSIONS, console_session
-from gateway.page import Page, content_security_policy
-from gateway.sessions import (
-    MAX_NAME_CHARS,
-    OPERATOR,
-    OperatorSessions,
-    check_origin,
-    served_over_tls,
-    session_cookie,
-)
+from gateway.http import json_response
+from gateway.operators import console_session
+from gateway.page import html_page, page_response
+from gateway.sessions import OPERATOR, SIGNED_IN, session_routes
 from gateway.sse import open_stream, send_event, send_keepalive
-from gateway.state import GATEWAY, Gateway
-from schemas.fields import only_keys, req_str
+from gateway.state import Gateway
 from waitingroom.rooms import ADMISSION_MODES
 
 logger = logging.getLogger(__name__)
@@ -53,7 +44,6 @@ STATIC = Path(__file__).parent / "static"
 NODE_MODULES = Path(__file__).parent.parent / "node_modules"
 OVERVIEW_TICK_S = 0.25
 ROOM_NAMES_EVERY_S = 2.0  # how often the overview looks for rooms this gateway does not know
-SIGN_IN_FIELDS = frozenset({"key", "name"})
 ASSET_CACHE = "public, max-age=3600"
 
 
@@ -85,28 +75,10 @@ def missing_assets() -> list[str]:
     return [f"{a.path} is missing: {a.missing}" for a in ASSETS.values() if not a.path.is_file()]
 
 
-@cache
-def console_page() -> Page:
-    """The console's HTML and headers, read once per process."""
-    html = (STATIC / "operator.html").read_text(encoding="utf-8")
-    policy = content_security_policy(html, script_sources=("'self'",), style_sources=("'self'",))
-    return Page(
-        body=html.encode("utf-8"),
-        headers={
-            "Content-Security-Policy": policy,
-            "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
-
-
 @routes.get("/operator")
 async def get_console_page(request: web.Request) -> web.Response:
-    page = console_page()
-    return web.Response(
-        body=page.body, content_type="text/html", charset="utf-8", headers=page.headers
-    )
+    """The console's HTML (read once per process), its scripts and styles from here."""
+    return page_response(html_page(STATIC / "operator.html", "'self'"))
 
 
 @routes.get("/operator/{asset}")
@@ -120,48 +92,6 @@ async def console_asset(request: web.Request) -> web.Response:
         body=await asyncio.to_thread(asset.path.read_bytes),
         content_type=asset.content_type,
         headers={"Cache-Control": ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
-    )
-
-
-@routes.post("/api/operator/session")
-async def sign_in(request: web.Request) -> web.Response:
-    settings = request.app[GATEWAY].settings
-    check_origin(request, settings.trust_forwarded_proto)
-    body = await read_json(request)
-    only_keys(body, SIGN_IN_FIELDS, "the sign-in body")
-    name = " ".join(req_str(body, "name", max_len=MAX_NAME_CHARS).split())
-    if not name:
-        raise ApiError(400, "invalid_request", "'name' must name the operator")
-    key = req_str(body, "key", max_len=1024)
-    sessions = request.app[SESSIONS]
-    session, value = await sessions.sign_in(key, name, request.remote or "unknown")
-    logger.info("operator %r signed in from %s", name, request.remote)
-    secure = served_over_tls(request, settings.trust_forwarded_proto)
-    return json_response(
-        session.to_json(),
-        headers={"Set-Cookie": session_cookie(value, sessions.lifetime_s, secure)},
-    )
-
-
-@routes.get("/api/operator/session")
-async def current_session(request: web.Request) -> web.Response:
-    """Whether this browser is signed in (the console asks when it loads): 200 either
-    way, with the reason when not."""
-    try:
-        session = await console_session(request)
-    except ApiError as e:
-        return json_response({"signed_in": False, "reason": e.code, "message": e.message})
-    return json_response({"signed_in": True} | session.to_json())
-
-
-@routes.delete("/api/operator/session")
-async def sign_out(request: web.Request) -> web.Response:
-    session = await console_session(request)
-    await request.app[SESSIONS].sign_out(session)
-    logger.info("operator %r signed out", session.who)
-    secure = served_over_tls(request, request.app[GATEWAY].settings.trust_forwarded_proto)
-    return json_response(
-        {"signed_out": True}, headers={"Set-Cookie": session_cookie("", 0, secure)}
     )
 
 
@@ -196,7 +126,7 @@ async def overview_events(request: web.Request) -> web.StreamResponse:
     """The overview now, then again whenever it changes (server-sent events). A stream
     opened with a console session ends once the session has (looked at with the rooms)."""
     gw = require_operator(request)
-    by_session = OPERATOR in request
+    by_session = SIGNED_IN in request
     response = await open_stream(request)
     last: dict[str, Any] | None = None
     idle_s = names_s = 0.0
@@ -273,13 +203,8 @@ async def campaign_overview(request: web.Request) -> web.Response:
 
 
 async def _components(app: web.Application) -> AsyncIterator[None]:
-    gw = app[GATEWAY]
     for problem in missing_assets():
         logger.error("operator console: %s (its charts answer 503)", problem)
-    app[SESSIONS] = OperatorSessions(
-        gw.redis, gw.settings.operator_key, gw.settings.console_session_s, gw.clock
-    )
-    app[ACTION_LOG] = ActionLog(gw.redis)
     yield
 
 
@@ -288,3 +213,4 @@ def install(app: web.Application) -> None:
     (after the gateway's own components: they use its Redis client)."""
     app.cleanup_ctx.append(_components)
     app.add_routes(routes)
+    app.add_routes(session_routes(OPERATOR))

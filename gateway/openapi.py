@@ -77,6 +77,7 @@ BOOKING_STATES = ["pending", "held", "confirmed", "rejected", "expired", "cancel
 BOOKING = _obj(
     {
         "booking_id": STR,
+        "campaign": {**NULL_STR, "description": "null until the allocator has answered"},
         "state": {"enum": BOOKING_STATES},
         "appointments": {"type": "array", "items": APPOINTMENT},
         "hold_expires_at": NULL_STR,
@@ -84,7 +85,16 @@ BOOKING = _obj(
         "offered": {"type": "boolean", "description": "the pair came from the waitlist"},
         "moves": INT,
     },
-    ["booking_id", "state", "appointments", "hold_expires_at", "reason", "offered", "moves"],
+    [
+        "booking_id",
+        "campaign",
+        "state",
+        "appointments",
+        "hold_expires_at",
+        "reason",
+        "offered",
+        "moves",
+    ],
 )
 DATE = {"type": "string", "format": "date"}
 TIME_OF_DAY = {"enum": ["morning", "afternoon", "evening"]}
@@ -150,6 +160,19 @@ def _optional_body(op: dict[str, Any]) -> dict[str, Any]:
 def _callcenter_paths() -> dict[str, Any]:
     booking = "/api/callcenter/bookings/{booking_id}"
     return {
+        "/callcenter": {
+            "get": _op("the call-center screen (HTML)", {"200": ("page", STR)}, media="text/html")
+        },
+        **_session_paths("/api/agent/session", "agent", {"key": STR}),
+        "/api/callcenter/campaigns": {
+            "get": _op(
+                "the campaigns of the rooms, with their counties, centers and vaccines",
+                {"200": ("campaigns", ANY_OBJ)},
+                (401, 403),
+                None,
+                "agent",
+            )
+        },
         "/api/callcenter/campaigns/{campaign}/bookings": {
             "post": _op(
                 "book a pair for a caller with their access code"
@@ -202,10 +225,30 @@ def _callcenter_paths() -> dict[str, Any]:
     }
 
 
+def _session_paths(path: str, role: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A role's sign-in, am-I-signed-in and sign-out (``gateway.sessions``)."""
+    return {
+        path: {
+            "post": _op(
+                f"sign in with the {role} key: sets the session cookie, returns the CSRF token"
+                " (429 after too many failed sign-ins from this address)",
+                {"200": ("signed in", ANY_OBJ)},
+                (400, 403, 429),
+                _obj(fields, list(fields)),
+            ),
+            "get": _op("whether this browser is signed in", {"200": ("session", ANY_OBJ)}),
+            "delete": _op(
+                "sign out (X-CSRF-Token): the session ends on every gateway",
+                {"200": ("signed out", ANY_OBJ)},
+                (401, 403),
+            ),
+        }
+    }
+
+
 def _console_paths() -> dict[str, Any]:
     """The operator console's page, files and session, and the operator routes it adds."""
     admin_room = "/api/admin/rooms/{room}"
-    session = _obj({"key": STR, "name": STR}, ["key", "name"])
     return {
         "/operator": {
             "get": _op("the operator console (HTML)", {"200": ("page", STR)}, media="text/html")
@@ -218,21 +261,7 @@ def _console_paths() -> dict[str, Any]:
                 media="text/javascript",
             )
         },
-        "/api/operator/session": {
-            "post": _op(
-                "sign in with the operator key: sets the session cookie, returns the CSRF token"
-                " (429 after too many failed sign-ins from this address)",
-                {"200": ("signed in", ANY_OBJ)},
-                (400, 403, 429),
-                session,
-            ),
-            "get": _op("whether this browser is signed in", {"200": ("session", ANY_OBJ)}),
-            "delete": _op(
-                "sign out (X-CSRF-Token): the session ends on every gateway",
-                {"200": ("signed out", ANY_OBJ)},
-                (401, 403),
-            ),
-        },
+        **_session_paths("/api/operator/session", "operator", {"key": STR, "name": STR}),
         "/api/admin/overview": {
             "get": _op(
                 "every room's settings and live figures",
@@ -255,6 +284,15 @@ def _console_paths() -> dict[str, Any]:
         "/api/admin/audit": {
             "get": _op(
                 "the record of operator actions, newest first (?offset=&limit=)",
+                {"200": ("actions", ANY_OBJ)},
+                (400, 401, 403),
+                None,
+                "operator",
+            )
+        },
+        "/api/admin/audit/agents": {
+            "get": _op(
+                "the record of call-center agent actions, newest first (?offset=&limit=)",
                 {"200": ("actions", ANY_OBJ)},
                 (400, 401, 403),
                 None,
@@ -627,7 +665,12 @@ def openapi_document() -> dict[str, Any]:
                     "description": "the operator key; the console's session cookie"
                     " (fairq_operator, with X-CSRF-Token on changes) is taken too"
                 },
-                "agent": bearer,
+                "agent": bearer
+                | {
+                    "description": "an agent key (FAIRQ_AGENT_KEYS) or the operator key; the"
+                    " call-center screen's session cookie (fairq_agent, with X-CSRF-Token on"
+                    " changes) is taken too"
+                },
             },
             "schemas": {
                 "Error": _obj(

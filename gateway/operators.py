@@ -1,72 +1,75 @@
-"""The one door of every operator route (``/api/admin/...``): who is asking, and the record.
+"""The one door of every signed-in route: who is asking, and the record.
 
-``install`` wraps, when the app starts, the handler of every route under
-``ADMIN_PREFIX``, whatever module added it, so a new operator route cannot miss
+Two doors, one code path: operator routes (``/api/admin/...``) and call-center routes
+(``/api/callcenter/...``). ``install`` wraps, when the app starts, the handler of every
+route under a door's prefix, whatever module added it, so a new route cannot miss
 either part:
 
-- **who**: a request with ``Authorization`` goes on to ``admin.require_operator``
-  (the operator key, as for scripts and curl); a request with the console's session
-  cookie is verified here (``gateway.sessions``: signature, expiry, not signed out)
-  and, unless it only reads, must carry the session's CSRF token and come from this
-  origin. The verified operator's name is put on the request (``sessions.OPERATOR``),
-  which ``require_operator`` accepts.
-- **the record**: every request that is not a read is recorded in the action log
-  (``gateway.actionlog``) with who, when, the route, the target, the request body, the
-  answer's status, and the room's settings or the campaign's inventory before and after.
+- **who**: a request with ``Authorization`` goes on to the route's own key check
+  (``admin.require_operator``, ``callcenter.require_agent``: the key, as for scripts
+  and curl); a request with the door's session cookie is verified here
+  (``gateway.sessions``: signature, role, expiry, not signed out, key unchanged) and,
+  unless it only reads, must carry the session's CSRF token and come from this origin.
+  The verified session is put on the request (``sessions.SIGNED_IN``), which the key
+  checks accept for their own role only: an agent's session does not open
+  ``/api/admin/`` (its cookie is not even looked at there).
+- **the record**: every request that is not a read is recorded in the door's action log
+  (``gateway.actionlog``) with who, when, the route, the target, the request body
+  (secrets left out), the answer's status, and what it acted on before and after: a
+  room's settings or a campaign's inventory for operators, the booking for agents.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gateway.actionlog import ACTION_LOG, recorded_body
+from gateway.actionlog import ACTION_LOG, AGENT_LOG, ActionLog, recorded_body
 from gateway.admin import require_operator
-from gateway.errors import ANSWERED, ApiError, error_answer
+from gateway.callcenter import BOOKING_ID, require_agent
+from gateway.errors import ANSWERED, error_answer
 from gateway.rooms import iso_s
 from gateway.sessions import (
+    AGENT,
     OPERATOR,
     SAFE_METHODS,
-    SESSION_COOKIE,
-    OperatorSessions,
+    SESSIONS,
+    SIGNED_IN,
+    Role,
     Session,
-    check_origin,
+    Sessions,
+    signed_in_session,
 )
 from gateway.state import GATEWAY, Gateway
+from waitingroom import keys
 
 ADMIN_PREFIX = "/api/admin/"
+CALLCENTER_PREFIX = "/api/callcenter/"
 API_KEY_WHO = "operator key (API)"
-SESSIONS = web.AppKey("operator_sessions", OperatorSessions)
+Subject = Callable[[Gateway, dict[str, str]], dict[str, Any] | None]
 
 
 async def console_session(request: web.Request) -> Session:
-    """The request's live console session (401 without one), checked against
-    cross-site use when the request changes something."""
-    value = request.cookies.get(SESSION_COOKIE)
-    if not value:
-        raise ApiError(401, "not_signed_in", "sign in with the operator key first")
-    session = await request.app[SESSIONS].verify(value)
-    if request.method not in SAFE_METHODS:
-        check_origin(request, request.app[GATEWAY].settings.trust_forwarded_proto)
-        request.app[SESSIONS].check_csrf(request, session)
-    return session
+    """The request's live operator session (401 without one)."""
+    return await signed_in_session(request, OPERATOR)
 
 
-async def operator_of(request: web.Request) -> str:
-    """Who makes this operator request (raises 401/403 when nobody valid)."""
-    if hdrs.AUTHORIZATION in request.headers or SESSION_COOKIE not in request.cookies:
-        require_operator(request)
-        return API_KEY_WHO
-    who = (await console_session(request)).who
-    request[OPERATOR] = who
-    return who
+def _operator_by_key(request: web.Request) -> str:
+    require_operator(request)
+    return API_KEY_WHO
 
 
-def _subject(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
-    """What an action may change, as this gateway sees it now: the room's settings, or
-    the campaign's inventory."""
+def _agent_by_key(request: web.Request) -> str:
+    return f"{require_agent(request)[1]} (API key)"
+
+
+def _room_or_campaign(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
+    """What an operator action may change, as this gateway sees it now: the room's
+    settings, or the campaign's inventory."""
     room = match.get("room")
     if room is not None:
         view = gw.rooms.known().get(room)
@@ -91,15 +94,56 @@ def _subject(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
     return {f: sum(getattr(c, f) for c in counties.values()) for f in fields}
 
 
-def _guarded(handler: Handler, route: str) -> Handler:
-    async def door(request: web.Request) -> web.StreamResponse:
-        who = await operator_of(request)
+def _booking(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
+    """What an agent action may change: the booking's state and appointments."""
+    view = gw.views.get(match.get("booking_id", ""))
+    if view is None:
+        return None
+    return {
+        "state": view.state,
+        "appointments": [f"dose {a.dose} {a.center} {a.start}" for a in view.appointments],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Door:
+    prefix: str
+    role: Role
+    by_key: Callable[[web.Request], str]  # who, for a request with a key (raises if none)
+    log: web.AppKey[ActionLog]
+    subject: Subject
+    prepare: Callable[[Gateway, dict[str, str]], Awaitable[Any]] | None = None
+
+
+async def _known_room(gw: Gateway, match: dict[str, str]) -> None:
+    if "room" in match:
+        await gw.rooms.get(match["room"])  # known before, for its "before"
+
+
+DOORS = (
+    Door(ADMIN_PREFIX, OPERATOR, _operator_by_key, ACTION_LOG, _room_or_campaign, _known_room),
+    Door(CALLCENTER_PREFIX, AGENT, _agent_by_key, AGENT_LOG, _booking),
+)
+
+
+async def caller_of(request: web.Request, door: Door) -> str:
+    """Who makes this request (raises 401/403 when nobody valid)."""
+    if hdrs.AUTHORIZATION in request.headers or door.role.cookie not in request.cookies:
+        return door.by_key(request)
+    session = await signed_in_session(request, door.role)
+    request[SIGNED_IN] = session
+    return session.who
+
+
+def _guarded(handler: Handler, route: str, door: Door) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        who = await caller_of(request, door)
         if request.method in SAFE_METHODS:
             return await handler(request)
         gw = request.app[GATEWAY]
         match = dict(request.match_info)
-        if "room" in match:
-            await gw.rooms.get(match["room"])  # known before, for its "before"
+        if door.prepare is not None:
+            await door.prepare(gw, match)
         entry: dict[str, Any] = {
             "at": iso_s(gw.clock()),
             "who": who,
@@ -108,7 +152,7 @@ def _guarded(handler: Handler, route: str) -> Handler:
             "target": match,
             "query": dict(request.query),
             "request": recorded_body(await request.read()),
-            "before": _subject(gw, match),
+            "before": door.subject(gw, match),
         }
         status = 500
         try:
@@ -120,27 +164,51 @@ def _guarded(handler: Handler, route: str) -> Handler:
             entry["error"] = getattr(e, "code", None)
             raise
         finally:
+            if BOOKING_ID in request:  # a booking the handler made
+                entry["target"] = match | {"booking_id": request[BOOKING_ID]}
             entry["status"] = status
-            entry["after"] = _subject(gw, match)
-            await request.app[ACTION_LOG].record(entry)
+            entry["after"] = door.subject(gw, entry["target"])
+            await request.app[door.log].record(entry)
 
-    return door
+    return guarded
 
 
-async def guard_operator_routes(app: web.Application) -> None:
-    """Put every operator route behind the door (an ``on_startup`` handler, before the
-    front door wraps the result)."""
+async def _guard_routes(app: web.Application) -> None:
+    """Put every route under a door's prefix behind it (an ``on_startup`` handler,
+    before the front door wraps the result)."""
     for resource in app.router.resources():
-        if not resource.canonical.startswith(ADMIN_PREFIX):
+        door = next((d for d in DOORS if resource.canonical.startswith(d.prefix)), None)
+        if door is None:
             continue
         if not isinstance(resource, web.Resource):
-            raise TypeError(f"the operator door cannot guard {resource!r}")
+            raise TypeError(f"the door cannot guard {resource!r}")
         for route in list(resource):
             resource.register_route(
                 web.ResourceRoute(
                     route.method,
-                    _guarded(route.handler, resource.canonical),
+                    _guarded(route.handler, resource.canonical, door),
                     resource,
                     expect_handler=route.handle_expect_header,
                 )
             )
+
+
+async def _components(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    settings = gw.settings
+    app[SESSIONS] = Sessions(
+        gw.redis, settings.operator_key, settings.agent_keys, settings.console_session_s, gw.clock
+    )
+    app[ACTION_LOG] = ActionLog(gw.redis, keys.operator_actions())
+    app[AGENT_LOG] = ActionLog(gw.redis, keys.agent_actions())
+    yield
+
+
+def install(app: web.Application) -> None:
+    """The doors' services (after the gateway's own components: they use its Redis
+    client), and the doors themselves once every route is added."""
+    app.cleanup_ctx.append(_components)
+    app.on_startup.append(_guard_routes)
+
+
+__all__ = ["SESSIONS", "console_session", "install"]

@@ -1,62 +1,96 @@
-"""Operator console sessions: the operator key, given once, becomes a signed cookie.
+"""Browser sessions of operators (the console) and call-center agents (the call screen).
 
-Sign-in (``POST /api/operator/session`` with the key and the operator's name) answers
-with a cookie that is HttpOnly (no script reads it), SameSite=Strict (no other site's
-page sends it), expiring (``Max-Age``, and the expiry is inside the signed value),
-``Secure`` when the console is served over TLS, and scoped to ``/``. The key itself is
-never stored in the browser and never appears in a URL.
+A key, given once at sign-in (``POST /api/operator/session`` or ``/api/agent/session``),
+becomes a cookie that is HttpOnly (no script reads it), SameSite=Strict (no other
+site's page sends it), expiring (``Max-Age``, and the expiry is inside the signed
+value), ``Secure`` when served over TLS, and scoped to ``/``. The key itself is never
+stored in the browser and never appears in a URL.
+
+Each session has a role (``OPERATOR`` or ``AGENT``), and each role its own cookie, so
+a browser can be signed in to both screens and one role's session never opens the
+other's routes: the role is inside the signature and in the session's record. An
+operator names themself at sign-in (one operator key is shared); an agent is named
+by their key (``FAIRQ_AGENT_KEYS``; the operator key signs in as agent ``operator``).
 
 The cookie's value is ``<session id>.<expires at>.<HMAC>``, signed with a secret
-derived from the operator key: changing the key ends every session. A session also
-exists in Redis (``keys.operator_session``) until it expires or the operator signs
-out, so signing out ends it on every gateway, not only in this browser.
+derived from the operator key: changing it ends every session. A session also exists
+in Redis (``keys.operator_session``: its role, name, and a fingerprint of the key it
+signed in with) until it expires or is signed out, so signing out ends it on every
+gateway, and changing or removing an agent's key ends that agent's sessions.
 
 Cross-site requests: a state-changing request made with the cookie must carry the
-session's CSRF token (``X-CSRF-Token``, an HMAC of the session id, handed to the
-console at sign-in) and, when the browser sends ``Origin``, come from this origin.
+session's CSRF token (``X-CSRF-Token``, an HMAC of the session id, handed to the page
+at sign-in) and, when the browser sends ``Origin``, come from this origin.
 SameSite=Strict alone already keeps other sites' requests cookie-less.
 
-Failed sign-ins are counted per client address in Redis (shared by every gateway):
-``SIGNIN_MAX_FAILURES`` in ``SIGNIN_WINDOW_S`` and the address is refused (429)
-until the window ends. The address is the TCP peer's (``request.remote``), so
-behind a proxy that does not keep addresses, every client shares one budget.
+Failed sign-ins (of either role) are counted per client address in Redis (shared by
+every gateway): ``SIGNIN_MAX_FAILURES`` in ``SIGNIN_WINDOW_S`` and the address is
+refused (429) until the window ends. The address is the TCP peer's
+(``request.remote``), so behind a proxy that does not keep addresses, every client
+shares one budget.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 
 from gateway.errors import ApiError
+from gateway.http import holder_of, json_response, read_json
+from gateway.state import GATEWAY
+from schemas.fields import only_keys, req_str
 from waitingroom import keys
-from waitingroom.rooms import text
 
-SESSION_COOKIE = "fairq_operator"
+logger = logging.getLogger(__name__)
+
 CSRF_HEADER = "X-CSRF-Token"
 SIGNIN_MAX_FAILURES = 10
 SIGNIN_WINDOW_S = 300
 MAX_NAME_CHARS = 60
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# set on a request by ``gateway.operators`` once its session (or key) is verified
-OPERATOR = web.RequestKey("operator", str)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str  # "operator" or "agent"
+    cookie: str  # the role's own session cookie
+    signin_path: str  # POST signs in, GET says whether signed in, DELETE signs out
+    names_itself: bool  # the sign-in body names the person (else the key does)
+
+
+OPERATOR = Role("operator", "fairq_operator", "/api/operator/session", names_itself=True)
+AGENT = Role("agent", "fairq_agent", "/api/agent/session", names_itself=False)
+SESSION_COOKIE = OPERATOR.cookie
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
     session_id: str
-    who: str  # the name the operator gave at sign-in
+    role: str
+    who: str  # the operator's name given at sign-in, or the agent whose key it was
     expires_at_s: int
     csrf_token: str
 
     def to_json(self) -> dict[str, object]:
-        return {"who": self.who, "expires_at_s": self.expires_at_s, "csrf_token": self.csrf_token}
+        return {
+            "role": self.role,
+            "who": self.who,
+            "expires_at_s": self.expires_at_s,
+            "csrf_token": self.csrf_token,
+        }
+
+
+# set on a request by ``gateway.operators``' door once its session is verified
+SIGNED_IN = web.RequestKey("signed_in", Session)
 
 
 def served_over_tls(request: web.Request, trust_forwarded_proto: bool) -> bool:
@@ -78,19 +112,25 @@ def check_origin(request: web.Request, trust_forwarded_proto: bool) -> None:
         raise ApiError(403, "cross_origin", "this request comes from another site; refused")
 
 
-class OperatorSessions:
-    """Sign-in, verification and sign-out of console sessions (any gateway verifies)."""
+class Sessions:
+    """Sign-in, verification and sign-out of sessions of both roles (any gateway verifies)."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
         operator_key: str,
+        agent_keys: Mapping[str, str],
         lifetime_s: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
-        self._key = operator_key.encode()
-        self._secret = hmac.new(self._key, b"fairq operator console session", "sha256").digest()
+        self._keys = {
+            OPERATOR.name: {"operator": operator_key},
+            AGENT.name: {"operator": operator_key, **agent_keys},
+        }
+        self._secret = hmac.new(
+            operator_key.encode(), b"fairq operator console session", "sha256"
+        ).digest()
         self._lifetime_s = lifetime_s
         self._clock = clock
 
@@ -102,12 +142,20 @@ class OperatorSessions:
         message = "|".join([purpose, *map(str, parts)]).encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
-    def _session(self, session_id: str, who: str, expires_at_s: int) -> Session:
-        return Session(session_id, who, expires_at_s, self._mac("csrf", session_id))
+    def _fingerprint(self, role: Role, holder: str) -> str | None:
+        """Of the key ``holder`` has now in ``role`` (None: none any more)."""
+        key = self._keys[role.name].get(holder)
+        return None if key is None else self._mac("key", role.name, holder, key)
 
-    async def sign_in(self, key: str, who: str, client: str) -> tuple[Session, str]:
-        """A new session and its cookie value for the right key; 429 after too many
-        failures from ``client``, 403 for a wrong key (counted)."""
+    def _session(self, session_id: str, role: Role, who: str, expires_at_s: int) -> Session:
+        return Session(session_id, role.name, who, expires_at_s, self._mac("csrf", session_id))
+
+    async def sign_in(
+        self, role: Role, key: str, name: str | None, client: str
+    ) -> tuple[Session, str]:
+        """A new session and its cookie value for a key of ``role``; 429 after too many
+        failures from ``client``, 403 for a wrong key (counted). ``name`` names an
+        operator; an agent is the key's holder."""
         failures_key = keys.operator_signin_failures(client)
         failures = int(await self._redis.get(failures_key) or 0)
         if failures >= SIGNIN_MAX_FAILURES:
@@ -118,48 +166,69 @@ class OperatorSessions:
                 f"too many failed sign-ins from this address; try again in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
-        if not hmac.compare_digest(key.encode(), self._key):
+        try:
+            holder = holder_of(key, self._keys[role.name], role.name)
+        except ApiError:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(failures_key)
                 pipe.expire(failures_key, SIGNIN_WINDOW_S, nx=True)
                 await pipe.execute()
-            raise ApiError(403, "forbidden", "the operator key is not valid")
+            raise
+        who = name if role.names_itself and name else holder
         session_id = secrets.token_urlsafe(18)
         expires_at_s = int(self._clock()) + self._lifetime_s
-        await self._redis.set(keys.operator_session(session_id), who, ex=self._lifetime_s)
-        value = f"{session_id}.{expires_at_s}.{self._mac('session', session_id, expires_at_s)}"
-        return self._session(session_id, who, expires_at_s), value
+        record = {"role": role.name, "who": who, "holder": holder}
+        record["key"] = self._fingerprint(role, holder) or ""
+        await self._redis.set(
+            keys.operator_session(session_id), orjson.dumps(record), ex=self._lifetime_s
+        )
+        mac = self._mac("session", role.name, session_id, expires_at_s)
+        value = f"{session_id}.{expires_at_s}.{mac}"
+        return self._session(session_id, role, who, expires_at_s), value
 
-    async def verify(self, value: str) -> Session:
-        """The live session of a cookie value; 401 when it is forged, expired or ended."""
+    async def verify(self, role: Role, value: str) -> Session:
+        """The live ``role`` session of a cookie value; 401 when it is forged, of another
+        role, expired, ended, or its key has changed."""
         session_id, _, rest = value.partition(".")
         expires, _, mac = rest.partition(".")
-        expected = self._mac("session", session_id, expires)
+        expected = self._mac("session", role.name, session_id, expires)
         if not (expires.isascii() and expires.isdigit()) or not hmac.compare_digest(
             mac.encode(), expected.encode()
         ):
             raise ApiError(401, "not_signed_in", "the session is not valid; sign in again")
         if int(expires) <= self._clock():
             raise ApiError(401, "session_expired", "the session has expired; sign in again")
-        who = await self._redis.get(keys.operator_session(session_id))
-        if who is None:
+        raw = await self._redis.get(keys.operator_session(session_id))
+        if raw is None:
             raise ApiError(401, "session_ended", "the session has ended; sign in again")
-        return self._session(session_id, text(who), int(expires))
+        record = orjson.loads(raw)
+        if record.get("role") != role.name or record.get("key") != self._fingerprint(
+            role, record.get("holder", "")
+        ):
+            raise ApiError(
+                401, "session_ended", "the key of this session has changed; sign in again"
+            )
+        return self._session(session_id, role, str(record["who"]), int(expires))
 
     def check_csrf(self, request: web.Request, session: Session) -> None:
         """403 unless the request carries the session's CSRF token."""
         token = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(token.encode(), session.csrf_token.encode()):
-            raise ApiError(403, "csrf_token_missing", f"a console request must carry {CSRF_HEADER}")
+            raise ApiError(
+                403, "csrf_token_missing", f"a signed-in request must carry {CSRF_HEADER}"
+            )
 
     async def sign_out(self, session: Session) -> None:
         await self._redis.delete(keys.operator_session(session.session_id))
 
 
-def session_cookie(value: str, max_age_s: int, secure: bool) -> str:
+SESSIONS = web.AppKey("sessions", Sessions)
+
+
+def session_cookie(role: Role, value: str, max_age_s: int, secure: bool) -> str:
     """The ``Set-Cookie`` value (``max_age_s`` 0 deletes the cookie)."""
     attributes = [
-        f"{SESSION_COOKIE}={value}",
+        f"{role.cookie}={value}",
         "HttpOnly",
         "SameSite=Strict",
         "Path=/",
@@ -168,3 +237,67 @@ def session_cookie(value: str, max_age_s: int, secure: bool) -> str:
     if secure:
         attributes.append("Secure")
     return "; ".join(attributes)
+
+
+async def signed_in_session(request: web.Request, role: Role) -> Session:
+    """The request's live ``role`` session (401 without one), checked against
+    cross-site use when the request changes something."""
+    value = request.cookies.get(role.cookie)
+    if not value:
+        raise ApiError(401, "not_signed_in", f"sign in with the {role.name} key first")
+    sessions = request.app[SESSIONS]
+    session = await sessions.verify(role, value)
+    if request.method not in SAFE_METHODS:
+        check_origin(request, request.app[GATEWAY].settings.trust_forwarded_proto)
+        sessions.check_csrf(request, session)
+    return session
+
+
+def session_routes(role: Role) -> web.RouteTableDef:
+    """Sign in (POST), am I signed in (GET), sign out (DELETE) at ``role.signin_path``:
+    the same handlers for every role."""
+    routes = web.RouteTableDef()
+    fields = frozenset({"key", "name"} if role.names_itself else {"key"})
+
+    @routes.post(role.signin_path)
+    async def sign_in(request: web.Request) -> web.Response:
+        settings = request.app[GATEWAY].settings
+        check_origin(request, settings.trust_forwarded_proto)
+        body = await read_json(request)
+        only_keys(body, fields, "the sign-in body")
+        name = None
+        if role.names_itself:
+            name = " ".join(req_str(body, "name", max_len=MAX_NAME_CHARS).split())
+            if not name:
+                raise ApiError(400, "invalid_request", f"'name' must name the {role.name}")
+        key = req_str(body, "key", max_len=1024)
+        sessions = request.app[SESSIONS]
+        session, value = await sessions.sign_in(role, key, name, request.remote or "unknown")
+        logger.info("%s %r signed in from %s", role.name, session.who, request.remote)
+        secure = served_over_tls(request, settings.trust_forwarded_proto)
+        return json_response(
+            session.to_json(),
+            headers={"Set-Cookie": session_cookie(role, value, sessions.lifetime_s, secure)},
+        )
+
+    @routes.get(role.signin_path)
+    async def current_session(request: web.Request) -> web.Response:
+        """Whether this browser is signed in (the page asks when it loads): 200 either
+        way, with the reason when not."""
+        try:
+            session = await signed_in_session(request, role)
+        except ApiError as e:
+            return json_response({"signed_in": False, "reason": e.code, "message": e.message})
+        return json_response({"signed_in": True} | session.to_json())
+
+    @routes.delete(role.signin_path)
+    async def sign_out(request: web.Request) -> web.Response:
+        session = await signed_in_session(request, role)
+        await request.app[SESSIONS].sign_out(session)
+        logger.info("%s %r signed out", role.name, session.who)
+        secure = served_over_tls(request, request.app[GATEWAY].settings.trust_forwarded_proto)
+        return json_response(
+            {"signed_out": True}, headers={"Set-Cookie": session_cookie(role, "", 0, secure)}
+        )
+
+    return routes

@@ -104,19 +104,26 @@ def code_guesses_pattern(campaign: str) -> str:
 
 
 def operator_session(session_id: str) -> str:
-    """String with TTL: a console session's operator name (``gateway.sessions``); gone
-    when the operator signs out or the session expires."""
+    """String with TTL: a browser session's record as JSON (role, name, key fingerprint:
+    ``gateway.sessions``), operator's or agent's; gone when signed out or expired."""
     return f"{PREFIX}:operator:session:{session_id}"
 
 
 def operator_signin_failures(client: str) -> str:
-    """Counter with TTL: failed console sign-ins from one client address in the window."""
+    """Counter with TTL: failed sign-ins (operators' and agents') from one client address
+    in the window."""
     return f"{PREFIX}:operator:signin_failures:{client}"
 
 
 def operator_actions() -> str:
     """List (newest first, capped): every operator action as JSON (``gateway.actionlog``)."""
     return f"{PREFIX}:operator:actions"
+
+
+def agent_actions() -> str:
+    """List (newest first, capped): every call-center agent action as JSON
+    (``gateway.actionlog``)."""
+    return f"{PREFIX}:agent:actions"
 
 
 def room_history(name: str) -> str:

@@ -37,9 +37,11 @@ Case = tuple[str, str, dict[str, str], Any, int, str]
 
 
 def is_record(key: bytes) -> bool:
-    """Keys that are records, not state: the record of operator actions (refused attempts
-    are recorded too) and the rooms' charts (sampled on their own clock)."""
-    return key == keys.operator_actions().encode() or key.endswith(b":history")
+    """Keys that are records, not state: the records of operator and agent actions
+    (refused attempts are recorded too) and the rooms' charts (sampled on their own
+    clock)."""
+    records = (keys.operator_actions().encode(), keys.agent_actions().encode())
+    return key in records or key.endswith(b":history")
 
 
 async def redis_state(redis: aioredis.Redis) -> dict[bytes, bytes | None]:

@@ -1,0 +1,32 @@
+"""The call-center screen: ``GET /callcenter``, and the agents' sign-in.
+
+One self-contained page (``static/callcenter.html``: its style and script inline,
+allowed by their hashes, nothing else) on which an agent, signed in once with their
+key (``/api/agent/session``, ``gateway.sessions``), serves callers through the same
+routes as scripts (``/api/callcenter/...``, ``gateway.callcenter``): the same
+inventory and the same rules as online. Every answer is shown in plain words from
+the page's one table of texts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.page import html_page, page_response
+from gateway.sessions import AGENT, session_routes
+
+PAGE_PATH = Path(__file__).parent / "static" / "callcenter.html"
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/callcenter")
+async def get_call_screen(request: web.Request) -> web.Response:
+    return page_response(html_page(PAGE_PATH))
+
+
+def install(app: web.Application) -> None:
+    app.add_routes(routes)
+    app.add_routes(session_routes(AGENT))
