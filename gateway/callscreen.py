@@ -1,7 +1,8 @@
 """The call-center screen: ``GET /callcenter``, and the agents' sign-in.
 
-One self-contained page (``static/callcenter.html``: its style and script inline,
-allowed by their hashes, nothing else) on which an agent, signed in once with their
+One page (``static/callcenter.html``: its style and script inline, allowed by their
+hashes, and the two files it shares with the operator console from this origin,
+``/assets/signedin.js`` and ``.css``; nothing else) on which an agent, signed in once with their
 key (``/api/agent/session``, ``gateway.sessions``), serves callers through the same
 routes as scripts (``/api/callcenter/...``, ``gateway.callcenter``): the same
 inventory and the same rules as online. Every answer is shown in plain words from
@@ -24,7 +25,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/callcenter")
 async def get_call_screen(request: web.Request) -> web.Response:
-    return page_response(html_page(PAGE_PATH))
+    return page_response(html_page(PAGE_PATH, "'self'"))
 
 
 def install(app: web.Application) -> None:

@@ -19,7 +19,6 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from gateway.errors import ApiError
 from gateway.history import learn_rooms, room_figures
 from gateway.http import json_response
 from gateway.operators import console_session
-from gateway.page import html_page, page_response
+from gateway.page import SHARED_ASSETS, STATIC, Asset, asset_response, html_page, page_response
 from gateway.sessions import OPERATOR, SIGNED_IN, session_routes
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import Gateway
@@ -40,19 +39,9 @@ from waitingroom.rooms import ADMISSION_MODES
 
 logger = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
 NODE_MODULES = Path(__file__).parent.parent / "node_modules"
 OVERVIEW_TICK_S = 0.25
 ROOM_NAMES_EVERY_S = 2.0  # how often the overview looks for rooms this gateway does not know
-ASSET_CACHE = "public, max-age=3600"
-
-
-@dataclass(frozen=True, slots=True)
-class Asset:
-    path: Path
-    content_type: str
-    missing: str  # what to do when the file is not there
-
 
 ASSETS = {
     "console.js": Asset(STATIC / "operator.js", "text/javascript", "the checkout is incomplete"),
@@ -72,7 +61,8 @@ routes = web.RouteTableDef()
 
 
 def missing_assets() -> list[str]:
-    return [f"{a.path} is missing: {a.missing}" for a in ASSETS.values() if not a.path.is_file()]
+    files = [*ASSETS.values(), *SHARED_ASSETS.values()]
+    return [f"{a.path} is missing: {a.missing}" for a in files if not a.path.is_file()]
 
 
 @routes.get("/operator")
@@ -83,16 +73,7 @@ async def get_console_page(request: web.Request) -> web.Response:
 
 @routes.get("/operator/{asset}")
 async def console_asset(request: web.Request) -> web.Response:
-    asset = ASSETS.get(request.match_info["asset"])
-    if asset is None:
-        raise ApiError(404, "not_found", "no such console file")
-    if not asset.path.is_file():
-        raise ApiError(503, "asset_missing", f"{asset.path.name} is missing: {asset.missing}")
-    return web.Response(
-        body=await asyncio.to_thread(asset.path.read_bytes),
-        content_type=asset.content_type,
-        headers={"Cache-Control": ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
-    )
+    return await asset_response(ASSETS, request.match_info["asset"])
 
 
 async def overview(gw: Gateway) -> dict[str, Any]:

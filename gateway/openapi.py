@@ -253,6 +253,14 @@ def _console_paths() -> dict[str, Any]:
         "/operator": {
             "get": _op("the operator console (HTML)", {"200": ("page", STR)}, media="text/html")
         },
+        "/assets/{asset}": {
+            "get": _op(
+                "a file both signed-in screens load: signedin.js, signedin.css",
+                {"200": ("file", STR)},
+                (404, 503),
+                media="text/javascript",
+            )
+        },
         "/operator/{asset}": {
             "get": _op(
                 "a console file: console.js, uplot.js, uplot.css (503 when npm ci was not run)",

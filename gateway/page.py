@@ -8,9 +8,11 @@ The file is read once per process.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,7 +22,9 @@ from aiohttp import web
 from gateway.errors import ApiError
 from gateway.state import GATEWAY
 
-PAGE_PATH = Path(__file__).parent / "static" / "room.html"
+STATIC = Path(__file__).parent / "static"
+PAGE_PATH = STATIC / "room.html"
+ASSET_CACHE = "public, max-age=3600"
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 routes = web.RouteTableDef()
@@ -30,6 +34,22 @@ routes = web.RouteTableDef()
 class Page:
     body: bytes
     headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A file a page loads from this origin."""
+
+    path: Path
+    content_type: str
+    missing: str  # what to do when the file is not there
+
+
+# what both signed-in screens (the operator console, the call-center screen) load
+SHARED_ASSETS = {
+    "signedin.js": Asset(STATIC / "signedin.js", "text/javascript", "the checkout is incomplete"),
+    "signedin.css": Asset(STATIC / "signedin.css", "text/css", "the checkout is incomplete"),
+}
 
 
 def _sha256_source(text: str) -> str:
@@ -79,6 +99,26 @@ def page_response(page: Page) -> web.Response:
     return web.Response(
         body=page.body, content_type="text/html", charset="utf-8", headers=page.headers
     )
+
+
+async def asset_response(assets: Mapping[str, Asset], name: str) -> web.Response:
+    """The file ``name`` of ``assets``: 404 for another name, 503 saying what to do when
+    it is missing."""
+    asset = assets.get(name)
+    if asset is None:
+        raise ApiError(404, "not_found", "no such file")
+    if not asset.path.is_file():
+        raise ApiError(503, "asset_missing", f"{asset.path.name} is missing: {asset.missing}")
+    return web.Response(
+        body=await asyncio.to_thread(asset.path.read_bytes),
+        content_type=asset.content_type,
+        headers={"Cache-Control": ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@routes.get("/assets/{asset}")
+async def shared_asset(request: web.Request) -> web.Response:
+    return await asset_response(SHARED_ASSETS, request.match_info["asset"])
 
 
 @routes.get("/rooms/{room}")

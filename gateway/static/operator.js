@@ -4,7 +4,6 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  let csrf = null;
   let rooms = [];
   let selected = null;
   let events = null;
@@ -21,27 +20,9 @@
     return Object.keys(changed).length ? brief(changed) : "unchanged";
   }
 
-  // ---- talking to the gateway -------------------------------------------------
-  async function api(method, path, body) {
-    const headers = { "Accept": "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
-    let response;
-    try {
-      response = await fetch(path, {
-        method, headers, credentials: "same-origin",
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (e) {
-      return { ok: false, status: 0, error: { code: "unreachable", message: "The gateway did not answer. Check the connection and try again." } };
-    }
-    const type = response.headers.get("Content-Type") || "";
-    const data = type.includes("json") ? await response.json().catch(() => null) : null;
-    if (response.ok) return { ok: true, status: response.status, data, response };
-    const error = (data && data.error) || { code: "http_" + response.status, message: "The gateway answered " + response.status + "." };
-    if (response.status === 401 && path !== "/api/operator/session") signedOut(error.message);
-    return { ok: false, status: response.status, error };
-  }
+  // ---- talking to the gateway (signedin.js) ---------------------------------------
+  const { api, auth, show } = signedInApi(
+    "/api/operator/session", "console-section", (error) => signedOut(error.message));
 
   function notice(text, kind) {
     $("notice").textContent = text || "";
@@ -68,23 +49,15 @@
 
   // ---- signing in and out ------------------------------------------------------
   function signedIn(session) {
-    csrf = session.csrf_token;
-    $("who").textContent = "Signed in as " + session.who;
-    $("signin-section").hidden = true;
-    $("console-section").hidden = false;
-    $("sign-out").hidden = false;
+    show(session, "Signed in as " + session.who);
     startOverview();
     refreshSystem();
     refreshActions();
   }
 
   function signedOut(message) {
-    csrf = null;
     if (events) { events.close(); events = null; }
-    $("who").textContent = "";
-    $("console-section").hidden = true;
-    $("sign-out").hidden = true;
-    $("signin-section").hidden = false;
+    show(null);
     if (message) notice(message, "error");
   }
 
@@ -253,7 +226,7 @@
   ];
 
   async function refreshHistory() {
-    if (!selected || !csrf) return;
+    if (!selected || !auth.csrf) return;
     const r = await api("GET", "/api/admin/rooms/" + encodeURIComponent(selected) + "/history");
     if (!r.ok) { notice("The charts could not be loaded: " + r.error.message, "error"); return; }
     if (typeof uPlot === "undefined") { notice("The chart library is missing on the gateway (run npm ci).", "error"); return; }
@@ -406,7 +379,7 @@
     try {
       response = await fetch("/api/admin/campaigns/" + encodeURIComponent(name) + "/codes?format=csv", {
         method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": auth.csrf },
         body: JSON.stringify({ group, count }),
       });
     } catch (err) { notice("The gateway did not answer.", "error"); return; }
@@ -429,7 +402,7 @@
 
   // ---- admitters, allocators, and the record of actions ------------------------
   async function refreshSystem() {
-    if (!csrf) return;
+    if (!auth.csrf) return;
     const r = await api("GET", "/api/admin/system");
     if (!r.ok) return;
     const alloc = $("alloc-body");
@@ -455,7 +428,7 @@
 
 
   async function refreshActions() {
-    if (!csrf) return;
+    if (!auth.csrf) return;
     const r = await api("GET", "/api/admin/audit?limit=50");
     if (!r.ok) return;
     const body = $("actions-body");

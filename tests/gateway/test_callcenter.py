@@ -56,15 +56,22 @@ async def test_agent_books_confirms_and_cancels(client: Client, first_day: dt.da
     assert (await phone_book(client, other))[1]["state"] == "held"
 
 
-async def test_a_code_is_one_person_online_and_on_the_phone(
-    client: Client, first_day: dt.date
-) -> None:
+async def booked_online(client: Client, first_day: dt.date) -> tuple[str, str]:
+    """(access code, booking reference) of a person who holds a pair booked online in
+    an open room of a one-county campaign."""
     await create_campaign(client, first_day, counties=1, places=3)
     await create_room(client, opens_in_s=0)
     [code] = await issue_codes(client, 1)
     token = await admitted_token(client, (await join(client, access_code=code))["ticket"])
     online_id, held = await request_pair(client, token)
     assert held["state"] == "held"
+    return code, online_id
+
+
+async def test_a_code_is_one_person_online_and_on_the_phone(
+    client: Client, first_day: dt.date
+) -> None:
+    code, online_id = await booked_online(client, first_day)
     status, refused = await phone_book(client, code)
     # Refused by the gateway's identity claim; the agent hears which booking it is.
     assert (status, refused["error"]["code"]) == (409, "already_booked")

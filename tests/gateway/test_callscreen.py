@@ -49,18 +49,24 @@ def agent_cookie(value: str, **headers: str) -> dict[str, str]:
     return {"Cookie": f"{AGENT.cookie}={value}", **headers}
 
 
-async def test_the_page_allows_only_its_own_inline_blocks(client: Client) -> None:
+async def test_the_page_allows_only_its_own_blocks_and_files(client: Client) -> None:
     response = await client.get("/callcenter")
     assert response.status == 200
     assert response.content_type == "text/html"
     policy = response.headers["Content-Security-Policy"]
     assert policy.startswith("default-src 'none'")
-    script_src = re.search(r"script-src ([^;]+)", policy)
-    assert script_src is not None
-    assert script_src.group(1).split() == [
-        s for s in script_src.group(1).split() if s.startswith("'sha256-")
-    ]  # hashes only: no 'self', no 'unsafe-inline'
+    for directive in ("script-src", "style-src"):
+        found = re.search(directive + r" ([^;]+)", policy)
+        assert found is not None
+        sources = found.group(1).split()
+        # this origin's files and the page's one inline block by its hash: no 'unsafe-inline'
+        assert sources[0] == "'self'" and len(sources) == 2, sources
+        assert sources[1].startswith("'sha256-"), sources
     assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    for shared in ("signedin.js", "signedin.css"):
+        asset = await client.get(f"/assets/{shared}")
+        assert asset.status == 200, shared
+    assert (await client.get("/assets/room.html")).status == 404
 
 
 async def test_an_agent_is_named_by_their_key_and_the_operator_key_is_agent_operator(

@@ -16,12 +16,12 @@ from playwright.async_api import Browser, Dialog, Page, expect
 
 from fairq.config import Connections
 from fairq.devservices import Server
-from tests.browser import collect_problems, screenshot
+from tests.browser import screenshot
 from tests.conftest import paused
 from tests.gateway.conftest import AGENT_KEY, create_campaign, create_room, gateway_client, operator
 from tests.gateway.pagevisitor import AXE, AXE_TAGS, RUN_AXE
-from tests.gateway.test_callcenter import issue_codes
-from tests.gateway.test_flow import admitted_token, join, request_pair
+from tests.gateway.test_callcenter import booked_online, issue_codes
+from tests.gateway.test_console_browser import watched_page
 
 Client = TestClient[Any, Any]
 SEND_TIMEOUT_S = 0.5
@@ -29,16 +29,11 @@ SEND_TIMEOUT_S = 0.5
 
 @contextlib.asynccontextmanager
 async def agent_page(browser: Browser, problems: list[str]) -> AsyncIterator[Page]:
-    """A page in its own context (its own cookies) whose errors go to ``problems``, with
-    axe-core (injected past the page's CSP)."""
-    context = await browser.new_context(viewport={"width": 1100, "height": 900})
-    await context.add_init_script(path=str(AXE))
-    page = await context.new_page()
-    collect_problems(page, problems)
-    try:
+    """The console tests' page (its own context, its errors in ``problems``), with
+    axe-core (injected past the page's CSP) in every document it opens."""
+    async with watched_page(browser, problems) as page:
+        await page.context.add_init_script(path=str(AXE))
         yield page
-    finally:
-        await context.close()
 
 
 async def shown(page: Page, name: str) -> None:
@@ -123,6 +118,9 @@ async def test_an_agent_books_confirms_moves_and_cancels_for_a_caller(
         await page.click("#cancel-button")
         await expect(notice).to_have_text("Cancelled: the appointments were given back.")
         await expect(words).to_contain_text("Cancelled")
+        await expect(page.locator("#booking-caption")).to_have_text(
+            "Given back: these appointments are no longer the caller's."
+        )
         assert dialogs == ["Cancel this booking? The appointments go to someone else."]
         await expect(page.locator("#cancel-part")).to_be_hidden()
         await shown(page, "callcenter-cancelled")
@@ -145,12 +143,7 @@ async def test_an_agent_books_confirms_moves_and_cancels_for_a_caller(
 async def test_lookups_and_refusals_are_plain_words_on_screen(
     browser: Browser, client: Client, first_day: dt.date
 ) -> None:
-    await create_campaign(client, first_day, counties=1, places=3)
-    await create_room(client, opens_in_s=0)
-    [code] = await issue_codes(client, 1)
-    token = await admitted_token(client, (await join(client, access_code=code))["ticket"])
-    online_id, held = await request_pair(client, token)
-    assert held["state"] == "held"
+    code, online_id = await booked_online(client, first_day)
     problems: list[str] = []
     async with agent_page(browser, problems) as page:
         await page.goto(str(client.make_url("/callcenter")))

@@ -230,8 +230,9 @@ async def test_a_missing_uplot_is_a_clear_503(client: Client, monkeypatch: Any) 
     from pathlib import Path
 
     from gateway import console
+    from gateway.page import Asset
 
-    gone = console.Asset(Path("/nonexistent/uPlot.iife.min.js"), "text/javascript", "run npm ci")
+    gone = Asset(Path("/nonexistent/uPlot.iife.min.js"), "text/javascript", "run npm ci")
     monkeypatch.setitem(console.ASSETS, "uplot.js", gone)
     response = await client.get("/operator/uplot.js")
     assert response.status == 503
