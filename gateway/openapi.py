@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 from gateway import bounds
+from schemas.fields import TIMES_OF_DAY
 from waitingroom.rooms import LANGUAGES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -97,7 +98,7 @@ BOOKING = _obj(
     ],
 )
 DATE = {"type": "string", "format": "date"}
-TIME_OF_DAY = {"enum": ["morning", "afternoon", "evening"]}
+TIME_OF_DAY = {"enum": list(TIMES_OF_DAY)}
 WISH = {"county": STR, "center": STR, "earliest": DATE, "time_of_day": TIME_OF_DAY}
 MOVE = _obj(WISH)  # no county: the center's, else the booking's own
 WAITLIST_FLAG = {"waitlist": {"type": "boolean", "description": "wait for an offer if none"}}

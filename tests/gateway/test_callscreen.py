@@ -74,7 +74,6 @@ async def test_an_agent_is_named_by_their_key_and_the_operator_key_is_agent_oper
 ) -> None:
     value, body = await agent_session(client)
     assert (body["role"], body["who"]) == ("agent", "alice")
-    set_cookie_attributes = None
     response = await client.post("/api/agent/session", json={"key": AGENT_KEY})
     set_cookie_attributes = [a.strip() for a in response.headers["Set-Cookie"].split(";")]
     assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= set(set_cookie_attributes)

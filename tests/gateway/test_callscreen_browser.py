@@ -82,6 +82,14 @@ async def test_an_agent_books_confirms_moves_and_cancels_for_a_caller(
         await shown(page, "callcenter-sign-in")
         await signed_in(page, client)
         await expect(page.locator("#book-campaign")).to_have_value("camp")
+        await expect(page.locator("#book-time option")).to_have_text(
+            [
+                "Any time",
+                "Morning (before 12:00)",
+                "Afternoon (12:00 to 16:59)",
+                "Evening (from 17:00)",
+            ]
+        )
         await book(page, code)
         notice, words = page.locator("#notice"), page.locator("#booking-words")
         await expect(notice).to_have_text(
