@@ -120,6 +120,7 @@ fairq is up.
   demo room      {base}/api/rooms/{DEMO}   (opens in {s.opens_in_s}s)
   operator key   {s.operator_key}
   console        {base}/operator   (sign in with the operator key)
+  call center    {base}/callcenter   (an agent key, FAIRQ_AGENT_KEYS, or the operator key)
   redis          {redis_url}
   kafka          {bootstrap}
   logs           {s.state_dir / "logs"}
