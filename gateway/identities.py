@@ -19,6 +19,10 @@ trip. A record whose Book the broker has not acknowledged yet is alive too: that
 Book may be in the log (a send that timed out), and it will be, as every gateway
 sends it again until the broker has it; the claim is given back only once the
 allocator's answer says the booking ended.
+
+Claims are durable (``waitingroom.durable``): a claim taken is written to the state log
+(``ClaimTaken``) before the booking it guards goes on the booking log, and no claim
+is taken while Redis has lost them and they are not restored yet (503).
 """
 
 from __future__ import annotations
@@ -34,10 +38,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from gateway.bookingviews import ENDED_STATES
+from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
 from gateway.state import Gateway
+from schemas.state import ClaimTaken
 from waitingroom import keys
 from waitingroom.codes import normalise_code
+from waitingroom.errors import StateNotAccepted
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +129,11 @@ async def request(
 
     ``ended`` is a holder seen to have ended, which the claim may replace.
     """
+    durable = "0" if gw.store.ledger is None else "1"
     return await gw.store.scripts.claim_identity(
-        keys=[claim.key], args=[claim.booking_id, ended, ttl_s], client=client
+        keys=[claim.key, keys.state_marker()],
+        args=[claim.booking_id, ended, ttl_s, durable],
+        client=client,
     )
 
 
@@ -131,11 +141,16 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
     """Finish a claim from the script's first ``reply``: take over ended holders.
 
     Returns True if the claim was taken now, False if the booking held it already.
-    Raises ``IdentityTaken`` while another booking is alive.
+    Raises ``IdentityTaken`` while another booking is alive, and ApiError 503 while Redis
+    has lost the claims or the state log does not take the claim (then it is given up).
     """
     take_overs = 0
     while True:
         outcome, holder = (_text(part) for part in reply)
+        if outcome == "restoring":
+            raise _unavailable()
+        if outcome == "taken":
+            await _log_claim(gw, claim, ttl_s)
         if outcome != "held":
             return outcome == "taken"
         # A claim that keeps changing hands is refused too: safe, and it ends the loop.
@@ -144,6 +159,29 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
         take_overs += 1
         logger.info("booking %s takes over the claim of ended %s", claim.booking_id, holder)
         reply = await request(gw, claim, gw.redis, ttl_s, ended=holder)
+
+
+async def _log_claim(gw: Gateway, claim: Claim, ttl_s: int) -> None:
+    """Write the claim just taken to the state log; give it up if the log refuses."""
+    if gw.store.ledger is None:
+        return
+    now = gw.clock()
+    try:
+        await gw.store.ledger.write(
+            ClaimTaken(claim.campaign, claim.identity, claim.booking_id, now, now + ttl_s)
+        )
+    except StateNotAccepted as e:
+        await release(gw, claim)
+        raise _unavailable() from e
+
+
+def _unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "unavailable",
+        "bookings cannot be taken right now; try again",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
 
 
 async def take(gw: Gateway, claim: Claim, ttl_s: int) -> bool:

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from gateway import identities
 from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
-from gateway.identities import Claim, IdentityTaken
+from gateway.identities import Claim
 from gateway.producer import CommandNotAccepted
 from gateway.state import Gateway
 from schemas import SchemaError
@@ -111,7 +111,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
         *_, claimed = await pipe.execute()
     try:
         await identities.settle(gw, claim, claimed, BOOKING_RECORD_TTL_S)
-    except IdentityTaken:
+    except ApiError:  # IdentityTaken, or 503: the claims are not durable now
         await _undo(gw, booking_id, *undo)
         raise
     try:

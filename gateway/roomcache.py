@@ -6,6 +6,11 @@ computes the pre-queue order once when a room opens, measures the admission
 rate, and wakes the streams of a room when what they show can have changed
 (state, sold-out, cursor, opening, configuration, the operator's message), not for
 every join.
+
+Each refresh also asks the restorer whether Redis lost its state (one EXISTS) and
+restores it from the state log if so, and raises durable rooms' ticket ceilings
+ahead of need (``RoomStore.top_up``). A room Redis lost keeps its view meanwhile:
+its visitors' status checks go on answering from memory.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from waitingroom.tickets import Ticket
 
 if TYPE_CHECKING:
     from gateway.statusstreams import StatusStreams
+    from waitingroom.durable import Restorer
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +119,11 @@ class RoomCache:
         store: RoomStore,
         refresh_s: float,
         clock: Callable[[], float] = time.time,
+        restorer: Restorer | None = None,
     ) -> None:
         self._redis = redis
         self._store = store
+        self._restorer = restorer
         self._refresh_s = refresh_s
         self._clock = clock
         self._rooms: dict[str, RoomView] = {}
@@ -158,9 +166,16 @@ class RoomCache:
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh every known room until ``stop`` is set."""
         while not stop.is_set():
+            try:
+                if self._restorer is not None:
+                    await self._restorer.ensure()
+            except (aioredis.RedisError, WaitingRoomError) as e:
+                logger.warning("restoring Redis from the state log failed: %s", e)
             for name in list(self._rooms):
                 try:
-                    await self.reload(name)
+                    view = await self.reload(name)
+                    if view is not None:
+                        await self._store.top_up(view.snap)
                 except (aioredis.RedisError, WaitingRoomError) as e:
                     logger.warning("refreshing room %s failed: %s", name, e)
             with contextlib.suppress(TimeoutError):
