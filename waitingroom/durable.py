@@ -117,6 +117,10 @@ class Fold:
     claims: dict[tuple[str, str], ClaimTaken] = field(default_factory=dict)
     codes: int = 0
 
+    @property
+    def empty(self) -> bool:
+        return not (self.campaigns or self.rooms or self.claims or self.codes)
+
     def add(self, record: StateRecord) -> None:
         if isinstance(record, CampaignStored):
             self.campaigns.setdefault(record.campaign, record.public)  # the first one stands
@@ -204,6 +208,9 @@ class Restorer:
         await self._put_rooms(fold, started)
         await self._put_claims(fold, started)
         await self._redis.set(keys.state_marker(), run_id)
+        if fold.empty:  # a new deployment: nothing was lost
+            logger.info("the state log is empty: Redis %s starts without durable state", run_id)
+            return fold
         logger.warning(
             "Redis had lost its state: restored from the state log %d rooms, %d campaigns,"
             " %d access codes and %d identity claims",

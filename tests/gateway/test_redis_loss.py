@@ -238,3 +238,5 @@ async def test_an_identity_holding_a_pair_cannot_book_another_after_redis_forgot
                 break
             await asyncio.sleep(0.05)
         assert (second[0], second[1]["error"]["code"]) == (409, "already_booked"), second
+        scraped = await (await client.get("/metrics")).text()
+        assert "fairq_state_restores_total 1.0" in scraped.splitlines()  # by this gateway
