@@ -115,10 +115,12 @@ async def _components(
     await producer.start()
     ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
     store = RoomStore(redis, ledger)
-    restorer = Restorer(redis, store, ledger, on_restore=metrics.restores.inc)
+    cache = RoomCache(redis, store, settings.refresh_s, booking_grace_s=settings.booking_grace_s)
+    restorer = Restorer(
+        redis, store, ledger, on_restore=metrics.restores.inc, floors=cache.admission_floors
+    )
     await restorer.ensure()
     views = BookingViews()
-    cache = RoomCache(redis, store, settings.refresh_s, restorer=restorer)
     app[GATEWAY] = Gateway(
         settings=settings,
         redis=redis,
@@ -147,7 +149,7 @@ async def _components(
         asyncio.create_task(
             consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up, stop)
         ),
-        asyncio.create_task(cache.run(stop)),
+        asyncio.create_task(cache.run(stop, restorer)),
         asyncio.create_task(run_resender(app[GATEWAY], stop)),
     ]
     try:

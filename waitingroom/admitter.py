@@ -16,9 +16,10 @@ set or clear the rooms' ``sold_out`` flag. Summaries are kept in Redis
 (``keys.campaign_inventory``) because each instance sees only some partitions.
 
 Redis may forget (``waitingroom.durable``): an instance restores it from the state
-log when it starts and whenever a tick finds the state marker gone; a durable room
-admits nobody until its opening (seed and pre-queue size) is in the state log, which
-the leader writes right after the step that opened it.
+log when a tick finds the state marker gone and no gateway restored it within
+``RESTORE_DEFER_S``; a durable room admits nobody until its opening (seed and
+pre-queue size) is in the state log, which the leader writes right after the step
+that opened it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ logger = logging.getLogger(__name__)
 FINAL_EVENTS = (Rejected, Confirmed, Expired, Cancelled)
 POLL_MS = 200
 REDIS_RETRY_S = 0.5
+# How long a loss of Redis's state is left to the gateways: their restores bring the
+# admission back as they saw it (``durable.Restorer``); the admitter has not seen it.
+RESTORE_DEFER_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +395,7 @@ async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
     ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
     store = RoomStore(redis, ledger)
     admitter = Admitter(redis, settings.instance_id, settings.leader_ttl_s, store)
-    restorer = Restorer(redis, store, ledger)
+    restorer = Restorer(redis, store, ledger, defer_s=RESTORE_DEFER_S)
     metrics = AdmitterMetrics()
     consumer = group_member(
         conn.kafka_bootstrap, settings.group_id, settings.session_timeout_ms, conn.topics.events

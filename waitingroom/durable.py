@@ -6,11 +6,13 @@ What is durable where:
   operation is acknowledged): campaigns' public descriptions, rooms and every change of
   their settings and state, openings (lottery seed, pre-queue size, time), issued
   access-code hashes, identity claims, and the ticket counters' ceilings;
+- in gateways' memories (``AdmissionFloor``): the admission cursor and the places
+  admitted recently, which a gateway's restore puts back (the cursor never goes back;
+  recent places count as active until the latest deadline they can have);
 - in Redis only, rebuilt or left to lapse: booking records (their bookings' states come
   back from ``booking-events`` into every gateway's views), admission leases and
-  fences, rate limits, the inventory summaries (the allocator sends them again), the
-  ``sold_out`` flag (set again by the next summary), and the admission cursor and the
-  active-booker set (see the README's "What Redis forgets" for what that costs).
+  fences, rate limits, the inventory summaries (the allocator sends them again) and the
+  ``sold_out`` flag (set again by the next summary).
 
 Why ceilings and not an epoch in tickets: a ticket's number is its place on the room's
 one timeline (the lottery and the admission cursor count in it); an epoch would need
@@ -35,7 +37,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +100,25 @@ async def check_on_connect(conn: AbstractConnection) -> None:
         logger.warning("Redis server %s does not have the restored state marker", run_id)
 
 
+@dataclass(frozen=True, slots=True)
+class AdmissionFloor:
+    """What a gateway saw of a room's admission, which the state log does not keep.
+
+    Every place up to ``cursor`` was admitted; each of ``recent`` (first place, last
+    place, deadline) was admitted recently enough that it may still be active until
+    ``deadline``: its admission window, a booking's hold and grace after the gateway saw
+    it admitted (an upper bound: a restored place counts against the cap for as long as
+    it could, never shorter).
+    """
+
+    cursor: int
+    recent: tuple[tuple[int, int, float], ...] = ()
+
+
+# The admission floors of the rooms a process has seen (a gateway's room cache), by room.
+Floors = Callable[[], Mapping[str, AdmissionFloor]]
+
+
 @dataclass(slots=True)
 class RoomRecord:
     """A room as the state log has it."""
@@ -150,7 +171,12 @@ class Fold:
 
 
 class Restorer:
-    """Restores Redis from the state log when the marker is missing; one at a time."""
+    """Restores Redis from the state log when the marker is missing; one at a time.
+
+    A gateway's restorer has its room cache's ``floors``: the admission cursor and the
+    recently admitted places, which only gateways' memories keep. A restorer without
+    them (the admitter's) leaves a loss to the gateways for ``defer_s`` first.
+    """
 
     def __init__(
         self,
@@ -159,21 +185,33 @@ class Restorer:
         ledger: StateLog,
         clock: Callable[[], float] = time.time,
         on_restore: Callable[[], None] | None = None,
+        floors: Floors | None = None,
+        defer_s: float = 0.0,
     ) -> None:
         self._redis = redis
         self._store = store
         self._ledger = ledger
         self._clock = clock
         self._on_restore = on_restore
+        self._floors = floors
+        self._defer_s = defer_s
+        self._noticed_at_s: float | None = None  # when this restorer first saw no marker
         self._id = uuid.uuid4().hex
         self._running: asyncio.Lock = asyncio.Lock()
 
     async def ensure(self) -> bool:
         """Restore if Redis lost the state (no marker); whether this call restored.
 
-        Returns once the marker is back (restored here or by another process).
+        Returns once the marker is back (restored here or by another process), or at
+        once while a loss is deferred to others (``defer_s``).
         """
         if await self._redis.exists(keys.state_marker()):
+            self._noticed_at_s = None
+            return False
+        now = self._clock()
+        if self._noticed_at_s is None:
+            self._noticed_at_s = now
+        if now - self._noticed_at_s < self._defer_s:
             return False
         async with self._running:  # one restore per process at a time
             restored = False
@@ -239,16 +277,21 @@ class Restorer:
             await pipe.execute()
 
     async def _put_rooms(self, fold: Fold, now_s: float) -> None:
+        floors = {} if self._floors is None else self._floors()
         for name, room in fold.rooms.items():
             if not room.config:  # records of a room whose creation is not in the log
                 logger.error("state log has changes of room %s but not its creation", name)
                 continue
             opened = room.opened
-            pairs: list[Any] = []
+            floor = floors.get(name, AdmissionFloor(0))
+            recent = [r for r in floor.recent if r[2] > now_s]
+            pairs: list[Any] = [floor.cursor, len(recent)]
+            for first, last, deadline in recent:
+                pairs += [first, last, deadline]
             for k, v in room.config.items():
                 pairs += [k, v]
             await self._store.scripts.restore_room(
-                keys=[keys.room(name), keys.rooms()],
+                keys=[keys.room(name), keys.rooms(), keys.room_active(name)],
                 args=[
                     name,
                     now_s,

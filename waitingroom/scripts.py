@@ -483,18 +483,25 @@ return 0
 """
 
 RESTORE_ROOM = """
--- KEYS[1] room hash, KEYS[2] set of room names
+-- KEYS[1] room hash, KEYS[2] set of room names, KEYS[3] room active zset
 -- ARGV[1] room name, ARGV[2] now_s (the restore's time), ARGV[3] the operator's last
 -- state from the log or '', ARGV[4] the opening's seed or '', ARGV[5] its pre-queue
 -- size, ARGV[6] its time, ARGV[7] the pre counter's logged ceiling, ARGV[8] the post
--- counter's, ARGV[9..] pairs of configuration field, value
+-- counter's, ARGV[9] the admission cursor's floor (every place up to it was admitted),
+-- ARGV[10] n, the number of admitted ranges that follow, ARGV[11..10+3n] triples of
+-- first place, last place, the latest deadline they can have; then pairs of
+-- configuration field, value
 -- Puts a room back as the state log has it: configuration, state and opening from the
 -- log; each counter restarts at the higher of what Redis has and the logged ceiling
 -- (numbers below it may be in people's hands), and its ceiling is the count, so the
--- next join records a new one first.
+-- next join records a new one first. The cursor never goes back below the floor, and
+-- the places of the ranges count as active until their deadline (a deadline already
+-- later in Redis stays): admitted people keep their turn and count against the cap.
 -- Returns 'ok'
 local room = KEYS[1]
-if #ARGV > 8 then redis.call('HSET', room, unpack(ARGV, 9)) end
+local ranges = tonumber(ARGV[10])
+local config = 11 + 3 * ranges
+if #ARGV >= config then redis.call('HSET', room, unpack(ARGV, config)) end
 redis.call('HSET', room, 'durable', '1', 'restored_at_s', ARGV[2])
 local opened = redis.call('HEXISTS', room, 'opened_at_s') == 1
 if ARGV[4] ~= '' then
@@ -507,6 +514,20 @@ for i, kind in ipairs({'pre', 'post'}) do
   local count = tonumber(redis.call('HGET', room, kind .. '_count') or '0')
   local ceiling = math.max(count, tonumber(ARGV[6 + i]))
   redis.call('HSET', room, kind .. '_count', ceiling, kind .. '_ceiling', ceiling)
+end
+local cursor = tonumber(redis.call('HGET', room, 'cursor') or '0')
+redis.call('HSET', room, 'cursor', math.max(cursor, tonumber(ARGV[9])))
+for r = 0, ranges - 1 do
+  local first, last = tonumber(ARGV[11 + 3 * r]), tonumber(ARGV[12 + 3 * r])
+  local deadline = ARGV[13 + 3 * r]
+  for from = first, last, 500 do
+    local args = {}
+    for p = from, math.min(from + 499, last) do
+      args[#args + 1] = deadline
+      args[#args + 1] = p
+    end
+    redis.call('ZADD', KEYS[3], 'GT', unpack(args))
+  end
 end
 local state = ARGV[3]
 if state == '' then state = redis.call('HGET', room, 'state') or 'scheduled' end

@@ -203,6 +203,7 @@ async def test_a_storm_of_joins_survives_redis_losing_writes(
                 await r.save()
         answers += await storm(client, 60)
         # Redis goes and comes back while joins keep arriving
+        admitted = (await stats(client))["admitted"]
         arrivals = asyncio.gather(*(join_once(client) for _ in range(60)))
         await own_redis.restart(empty=empty)
         served = [a for s, a in await arrivals if s == 200]
@@ -215,6 +216,7 @@ async def test_a_storm_of_joins_survives_redis_losing_writes(
         after = await stats(client)
         assert settings_of(after) == settings_of(before)
         assert after["restored_at"] is not None
+        assert after["admitted"] >= admitted  # nobody is admitted twice
         coded = await join_until_served(client, access_code=codes[0])
         assert coded["state"] in ("waiting", "admitted")
         async with aioredis.Redis.from_url(own_redis.url) as r:

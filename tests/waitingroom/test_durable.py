@@ -9,6 +9,7 @@ time, the fence on ticket counters, and a marker of another server found on conn
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,7 +20,13 @@ from fairq.devservices import Server
 from waitingroom import keys
 from waitingroom.admitter import Admitter
 from waitingroom.codes import find_code, issue_codes
-from waitingroom.durable import Restorer, check_on_connect, server_run_id, state_lost
+from waitingroom.durable import (
+    AdmissionFloor,
+    Restorer,
+    check_on_connect,
+    server_run_id,
+    state_lost,
+)
 from waitingroom.errors import RoomNotFound, StateRestoring
 from waitingroom.rooms import AdmissionChange, RoomConfig, RoomStore
 from waitingroom.statelog import StateLog, make_producer
@@ -92,6 +99,24 @@ async def test_a_flushed_redis_gets_rooms_codes_and_openings_back(
     again = await joins(store, 5, T0 + 4)
     assert min(again) > max(post)
     assert sorted(pre) == list(range(1, 26))
+
+
+async def test_the_admission_comes_back_as_a_gateway_saw_it(
+    redis: aioredis.Redis, store: RoomStore, ledger: StateLog, restorer: Restorer
+) -> None:
+    """The cursor does not go back, and places admitted recently count as active (until
+    the latest deadline they can have), so the cap holds for people who were booking."""
+    await store.put_room(CONFIG)
+    now = time.time()
+    seen = AdmissionFloor(40, ((1, 20, now - 1), (21, 30, now + 500), (31, 40, now + 600)))
+    await redis.flushall()
+    assert await Restorer(redis, store, ledger, floors=lambda: {"demo": seen}).ensure()
+    snap = await store.load("demo")
+    assert snap is not None
+    assert (snap.cursor, snap.active) == (40, 20)  # 1-20 could no longer be active
+    deadlines = dict(await redis.zrange(keys.room_active("demo"), 0, -1, withscores=True))
+    assert deadlines[b"21"] == pytest.approx(now + 500)
+    assert deadlines[b"40"] == pytest.approx(now + 600)
 
 
 async def test_restoring_again_changes_nothing(
