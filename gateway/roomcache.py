@@ -215,10 +215,26 @@ class RoomCache:
                     view = await self.reload(name)
                     if view is not None:
                         await self._store.top_up(view.snap)
+                    elif restorer is not None:
+                        await self._lost(name, restorer)
                 except (aioredis.RedisError, WaitingRoomError) as e:
                     logger.warning("refreshing room %s failed: %s", name, e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._refresh_s)
+
+    async def _lost(self, name: str, restorer: Restorer) -> None:
+        """A room this gateway knew is gone from Redis although the state marker is
+        there (a loss the marker did not show): restore now. A room the restore does not
+        bring back (not in the state log: created before it, or without one) is dropped
+        from this cache, so that it is not restored again at every refresh."""
+        durable = self._rooms[name].snap.durable
+        logger.warning("room %s is gone from Redis (durable: %s)", name, durable)
+        if durable:
+            await restorer.restore_now()
+            if await self.reload(name) is not None:
+                return
+        logger.error("room %s is gone from Redis and not in the state log", name)
+        self._rooms.pop(name, None)
 
     async def _install(self, name: str, snap: RoomSnapshot) -> RoomView:
         view = self._rooms.get(name)

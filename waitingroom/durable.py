@@ -227,6 +227,13 @@ class Restorer:
                     await asyncio.sleep(WAIT_POLL_S)
             return restored
 
+    async def restore_now(self) -> bool:
+        """Restore whatever the marker says (a loss found some other way): the marker goes,
+        so durable rooms hand out nothing meanwhile, then as ``ensure`` (not deferred)."""
+        await self._redis.delete(keys.state_marker())
+        self._noticed_at_s = self._clock() - self._defer_s
+        return await self.ensure()
+
     async def restore(self) -> Fold:
         """Read the whole state log into Redis, then set the marker (hold the lock)."""
         started = self._clock()

@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ from aiohttp.test_utils import TestClient
 
 from fairq.config import Connections, Topics
 from fairq.devservices import Server, free_port, redis_server_path
-from tests.conftest import TEST_SESSION_TIMEOUT_MS, bounded
 from tests.gateway.conftest import (
     SIGNING_KEYS,
+    admitter_running,
     create_campaign,
     create_room,
     gateway_client,
@@ -103,27 +103,6 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 async def conns(own_redis: OwnRedis, kafka_srv: Server, topics: Topics) -> Connections:
     await own_redis.ready()
     return Connections(redis_url=own_redis.url, kafka_bootstrap=kafka_srv.url, topics=topics)
-
-
-@contextlib.asynccontextmanager
-async def admitter_running(connections: Connections) -> AsyncIterator[None]:
-    from waitingroom.admitter import run
-    from waitingroom.settings import AdmitterSettings
-
-    stop = asyncio.Event()
-    settings = AdmitterSettings(
-        connections=connections,
-        tick_s=0.05,
-        leader_ttl_s=1.0,
-        group_id=f"admit-{uuid.uuid4().hex[:8]}",
-        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
-    )
-    task = asyncio.create_task(run(settings, stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await bounded(task, "stopping the test's admitter")
 
 
 async def join_once(client: Client, **body: Any) -> tuple[int, dict[str, Any]]:
@@ -242,3 +221,19 @@ async def test_an_identity_holding_a_pair_cannot_book_another_after_redis_forgot
         assert (second[0], second[1]["error"]["code"]) == (409, "already_booked"), second
         scraped = await (await client.get("/metrics")).text()
         assert "fairq_state_restores_total 1.0" in scraped.splitlines()  # by this gateway
+
+
+@pytest.mark.timeout(60)
+async def test_a_room_gone_from_redis_comes_back(conns: Connections, first_day: dt.date) -> None:
+    """Only the room's key is lost (the marker stays): the gateway that knew the room
+    restores it, and joins go on where they were."""
+    async with gateway_client(conns) as client:
+        await create_campaign(client, first_day)
+        await create_room(client, opens_in_s=3600)
+        answers = await storm(client, 20)
+        async with aioredis.Redis.from_url(conns.redis_url) as r:
+            await r.delete(keys.room("room"))
+        answers.append(await join_until_served(client))
+        handed_out = numbers(answers)
+        assert len(set(handed_out)) == len(handed_out), "a number was handed out twice"
+        assert (await stats(client))["restored_at"] is not None

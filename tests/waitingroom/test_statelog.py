@@ -3,24 +3,8 @@ the reader's own record (not the end offset the broker reports)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from fairq.config import Topics
-from fairq.devservices import Server
 from schemas.state import CeilingRaised, RestoreStarted, RoomStateSet
-from waitingroom.statelog import StateLog, make_producer
-
-
-@pytest.fixture
-async def ledger(kafka_srv: Server, topics: Topics) -> AsyncIterator[StateLog]:
-    producer = make_producer(kafka_srv.url)
-    await producer.start()
-    try:
-        yield StateLog(producer, kafka_srv.url, topics.state)
-    finally:
-        await producer.stop()
+from waitingroom.statelog import StateLog
 
 
 async def test_records_come_back_in_order_up_to_the_readers_own(ledger: StateLog) -> None:
