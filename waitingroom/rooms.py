@@ -519,16 +519,17 @@ class RoomStore:
             raise StateRestoring(name)
 
     async def top_up(self, snap: RoomSnapshot) -> None:
-        """Raise a durable room's ceiling ahead of need (when less than half a block is
-        left), so that a storm's joins rarely wait for the state log."""
+        """Raise the ceiling of the counter a durable room hands out numbers from now (pre
+        before the opening, post after) ahead of need, when less than half a block is
+        left, so that a storm's joins rarely wait for the state log."""
         if not snap.durable or self.ledger is None:
             return
-        counters = [("post", snap.post_count, snap.ceilings[1])]
-        if not snap.opened:
-            counters.append(("pre", snap.pre_count, snap.ceilings[0]))
-        for kind, count, ceiling in counters:
-            if ceiling - count < self.ceiling_block // 2:
-                await self.raise_ceiling(snap.config.name, kind, count + 1)
+        if snap.opened:
+            kind, count, ceiling = "post", snap.post_count, snap.ceilings[1]
+        else:
+            kind, count, ceiling = "pre", snap.pre_count, snap.ceilings[0]
+        if ceiling - count < self.ceiling_block // 2:
+            await self.raise_ceiling(snap.config.name, kind, count + 1)
 
     async def set_state(self, name: str, state: str) -> RoomSnapshot:
         """``open`` (resume), ``paused`` (joins, no admission) or ``closed`` (neither)."""
