@@ -20,9 +20,13 @@ Book may be in the log (a send that timed out), and it will be, as every gateway
 sends it again until the broker has it; the claim is given back only once the
 allocator's answer says the booking ended.
 
-Claims are durable (``waitingroom.durable``): a claim taken is written to the state log
-(``ClaimTaken``) before the booking it guards goes on the booking log, and no claim
-is taken while Redis has lost them and they are not restored yet (503).
+Claims are durable (``waitingroom.durable``): no claim is taken while Redis has lost
+them and they are not restored yet (503), and a claim taken is written to the state
+log (``ClaimTaken``): a Book's claim once the broker has the Book (``record``, from
+``gateway.placement``: so a stalled broker leaves the Book in doubt, as that module
+says, rather than stopped before it), an identity key's claim before its Confirm is
+sent (``take``). A Book's claim the state log did not take (a warning) is in Redis
+only: a loss of Redis before a later claim of that identity is logged would lose it.
 """
 
 from __future__ import annotations
@@ -142,15 +146,13 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
 
     Returns True if the claim was taken now, False if the booking held it already.
     Raises ``IdentityTaken`` while another booking is alive, and ApiError 503 while Redis
-    has lost the claims or the state log does not take the claim (then it is given up).
+    has lost the claims (not restored from the state log yet).
     """
     take_overs = 0
     while True:
         outcome, holder = (_text(part) for part in reply)
         if outcome == "restoring":
             raise _unavailable()
-        if outcome == "taken":
-            await _log_claim(gw, claim, ttl_s)
         if outcome != "held":
             return outcome == "taken"
         # A claim that keeps changing hands is refused too: safe, and it ends the loop.
@@ -161,18 +163,23 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
         reply = await request(gw, claim, gw.redis, ttl_s, ended=holder)
 
 
-async def _log_claim(gw: Gateway, claim: Claim, ttl_s: int) -> None:
-    """Write the claim just taken to the state log; give it up if the log refuses."""
+async def record(gw: Gateway, claim: Claim, ttl_s: int) -> None:
+    """Write a claim to the state log (raises ``StateNotAccepted``)."""
     if gw.store.ledger is None:
         return
     now = gw.clock()
+    await gw.store.ledger.write(
+        ClaimTaken(claim.campaign, claim.identity, claim.booking_id, now, now + ttl_s)
+    )
+
+
+async def record_placed(gw: Gateway, claim: Claim, ttl_s: int) -> None:
+    """The claim of a Book the broker has: to the state log, or a warning (the Book is
+    on the log: the booking goes on, its claim in Redis only)."""
     try:
-        await gw.store.ledger.write(
-            ClaimTaken(claim.campaign, claim.identity, claim.booking_id, now, now + ttl_s)
-        )
+        await record(gw, claim, ttl_s)
     except StateNotAccepted as e:
-        await release(gw, claim)
-        raise _unavailable() from e
+        logger.warning("booking %s: its claim is not in the state log: %s", claim.booking_id, e)
 
 
 def _unavailable() -> ApiError:
@@ -185,8 +192,16 @@ def _unavailable() -> ApiError:
 
 
 async def take(gw: Gateway, claim: Claim, ttl_s: int) -> bool:
-    """Claim the identity for the booking (see ``settle``)."""
-    return await settle(gw, claim, await request(gw, claim, gw.redis, ttl_s), ttl_s)
+    """Claim the identity for the booking (see ``settle``); a claim taken now is in the
+    state log before this returns (else it is given up again, and 503)."""
+    taken = await settle(gw, claim, await request(gw, claim, gw.redis, ttl_s), ttl_s)
+    if taken:
+        try:
+            await record(gw, claim, ttl_s)
+        except StateNotAccepted as e:
+            await release(gw, claim)
+            raise _unavailable() from e
+    return taken
 
 
 async def release(

@@ -124,6 +124,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
         await _undo(gw, booking_id, *undo, claim=claim)
         raise not_taken() from e
     await _mark_placed(gw, booking_id)
+    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
     gw.metrics.bookings_total.inc()
 
 
@@ -176,6 +177,8 @@ async def send_again(gw: Gateway, booking_id: str) -> Resent:
     except CommandNotAccepted as e:
         raise SendInDoubt(booking_id) from e
     await _mark_placed(gw, booking_id)
+    claim = Claim(command.campaign, command.identity, booking_id)
+    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
     gw.metrics.bookings_resent.inc()
     logger.info("booking %s: its Book was sent again and acknowledged", booking_id)
     return Resent.SENT

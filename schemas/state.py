@@ -10,6 +10,7 @@ back into Redis in log order:
 - ``RoomStored``: a room's whole configuration (every PUT);
 - ``RoomStateSet``: an operator's open/pause/resume/close;
 - ``AdmissionSet``: a live admission change (the settings it names);
+- ``MessageSet``: the operator's message to a room's visitors, or its removal;
 - ``RoomOpened``: the lottery's seed, the frozen pre-queue size and the opening time;
 - ``CeilingRaised``: a room's ticket counter may hand out numbers up to ``ceiling``
   (the fence: after a loss the counter restarts at the last ceiling, never below);
@@ -61,6 +62,10 @@ def _count(m: Mapping[str, Any], key: str) -> int:
 
 def _public(m: Mapping[str, Any], key: str) -> str:
     return req_str(m, key, max_len=MAX_PUBLIC_CHARS)
+
+
+def _opt_public(m: Mapping[str, Any], key: str) -> str | None:
+    return None if m.get(key) is None else _public(m, key)
 
 
 def _kind(m: Mapping[str, Any], key: str) -> str:
@@ -124,6 +129,13 @@ class AdmissionSet(Message):
 
 
 @wire_class
+class MessageSet(Message):
+    TYPE: ClassVar[str] = "message_set"
+    room: str
+    message: str | None = read(_opt_public, None)  # as the room hash has it (JSON); None: cleared
+
+
+@wire_class
 class RoomOpened(Message):
     """The opening: pre ticket k stands where ``lottery.prequeue_order(seed, size)`` says."""
 
@@ -182,6 +194,7 @@ StateRecord = (
     | RoomStored
     | RoomStateSet
     | AdmissionSet
+    | MessageSet
     | RoomOpened
     | CeilingRaised
     | CodesIssued
@@ -194,6 +207,7 @@ _DECODERS = decoders(
     RoomStored,
     RoomStateSet,
     AdmissionSet,
+    MessageSet,
     RoomOpened,
     CeilingRaised,
     CodesIssued,

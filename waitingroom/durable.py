@@ -50,6 +50,7 @@ from schemas.state import (
     CeilingRaised,
     ClaimTaken,
     CodesIssued,
+    MessageSet,
     RestoreStarted,
     RoomOpened,
     RoomStateSet,
@@ -125,6 +126,7 @@ class RoomRecord:
 
     config: dict[str, Any] = field(default_factory=dict)
     state: str = ""  # the operator's last state, '' for none
+    message: MessageSet | None = None  # the operator's last message (or its removal)
     opened: RoomOpened | None = None
     ceilings: dict[str, int] = field(default_factory=lambda: {"pre": 0, "post": 0})
 
@@ -164,6 +166,8 @@ class Fold:
             room.config.update({k: changed[k] for k in changed if k not in ("v", "type", "room")})
         elif isinstance(record, RoomStateSet):
             room.state = record.state
+        elif isinstance(record, MessageSet):
+            room.message = record
         elif isinstance(record, RoomOpened):
             room.opened = room.opened or record  # opening happens once
         elif isinstance(record, CeilingRaised):
@@ -295,7 +299,10 @@ class Restorer:
             pairs: list[Any] = [floor.cursor, len(recent)]
             for first, last, deadline in recent:
                 pairs += [first, last, deadline]
-            for k, v in room.config.items():
+            config = dict(room.config)
+            if room.message is not None and room.message.message is not None:
+                config["message"] = room.message.message
+            for k, v in config.items():
                 pairs += [k, v]
             await self._store.scripts.restore_room(
                 keys=[keys.room(name), keys.rooms(), keys.room_active(name)],
@@ -311,6 +318,8 @@ class Restorer:
                     *pairs,
                 ],
             )
+            if room.message is not None and room.message.message is None:  # cleared since
+                await self._redis.hdel(keys.room(name), "message")
 
     async def _put_claims(self, fold: Fold, now_s: float) -> None:
         """Each identity's last claim, unless Redis has one; with a booking record when

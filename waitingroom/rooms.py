@@ -40,7 +40,14 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from schemas.state import AdmissionSet, CeilingRaised, RoomOpened, RoomStateSet, RoomStored
+from schemas.state import (
+    AdmissionSet,
+    CeilingRaised,
+    MessageSet,
+    RoomOpened,
+    RoomStateSet,
+    RoomStored,
+)
 from waitingroom import keys
 from waitingroom.errors import (
     CounterFenced,
@@ -559,7 +566,11 @@ class RoomStore:
         """Set the operator's message to the room's visitors, or clear it (None).
 
         The caller has read the room (rooms are never deleted): one field of its hash.
+        With a state log, the log has it first.
         """
+        raw = None if message is None else orjson.dumps(message.as_dict()).decode()
+        if self.ledger is not None:
+            await self.ledger.write(MessageSet(name, raw))
         if message is None:
             await self._redis.hdel(keys.room(name), "message")
         else:

@@ -26,7 +26,7 @@ from waitingroom.durable import (
     state_lost,
 )
 from waitingroom.errors import RoomNotFound, StateRestoring
-from waitingroom.rooms import AdmissionChange, RoomConfig, RoomStore
+from waitingroom.rooms import AdmissionChange, RoomConfig, RoomMessage, RoomStore
 from waitingroom.statelog import StateLog
 
 T0 = 1_700_000_000.0
@@ -61,6 +61,7 @@ async def test_a_flushed_redis_gets_rooms_codes_and_openings_back(
     pre = await joins(store, 25, T0)
     opened = await store.open_now("demo", T0 + 1)
     await store.set_state("demo", "paused")
+    await store.set_message("demo", RoomMessage(en="Doors open at nine"))
     post = await joins(store, 5, T0 + 2)
     before = await store.load("demo")
     assert before is not None and before.opening_logged
@@ -81,6 +82,7 @@ async def test_a_flushed_redis_gets_rooms_codes_and_openings_back(
         opened.opened_at_s,
     )
     assert after.restored_at_s is not None
+    assert after.message == RoomMessage(en="Doors open at nine")
     for code in codes:
         assert await find_code(redis, "flu", code, SECRET) is not None
     # the counters restart at their last ceilings: no number is handed out twice
