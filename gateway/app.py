@@ -119,7 +119,7 @@ async def _components(
     restorer = Restorer(
         redis, store, ledger, on_restore=metrics.restores.inc, floors=cache.admission_floors
     )
-    await restorer.ensure()
+    await restorer.ensure_at_start()
     views = BookingViews()
     app[GATEWAY] = Gateway(
         settings=settings,

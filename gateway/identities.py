@@ -152,7 +152,7 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
     while True:
         outcome, holder = (_text(part) for part in reply)
         if outcome == "restoring":
-            raise _unavailable()
+            raise not_taken()
         if outcome != "held":
             return outcome == "taken"
         # A claim that keeps changing hands is refused too: safe, and it ends the loop.
@@ -182,7 +182,8 @@ async def record_placed(gw: Gateway, claim: Claim, ttl_s: int) -> None:
         logger.warning("booking %s: its claim is not in the state log: %s", claim.booking_id, e)
 
 
-def _unavailable() -> ApiError:
+def not_taken() -> ApiError:
+    """The 503 of a command that never left the gateway: nothing was booked or changed."""
     return ApiError(
         503,
         "unavailable",
@@ -200,7 +201,7 @@ async def take(gw: Gateway, claim: Claim, ttl_s: int) -> bool:
             await record(gw, claim, ttl_s)
         except StateNotAccepted as e:
             await release(gw, claim)
-            raise _unavailable() from e
+            raise not_taken() from e
     return taken
 
 

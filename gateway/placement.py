@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from gateway import identities
 from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
-from gateway.identities import Claim
+from gateway.identities import Claim, not_taken
 from gateway.producer import CommandNotAccepted
 from gateway.state import Gateway
 from schemas import SchemaError
@@ -69,16 +69,6 @@ class SendInDoubt(ApiError):
             extra={"booking_id": booking_id},
         )
         self.booking_id = booking_id
-
-
-def not_taken() -> ApiError:
-    """The 503 of a command that never left the gateway: nothing was booked or changed."""
-    return ApiError(
-        503,
-        "unavailable",
-        "bookings cannot be taken right now; try again",
-        headers={"Retry-After": RETRY_AFTER_S},
-    )
 
 
 async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:

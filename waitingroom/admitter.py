@@ -404,7 +404,7 @@ async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
     logger.info("admitter %s starting", settings.instance_id)
     try:
         async with serving(settings.health, "admitter", checks, metrics.registry):
-            await restorer.ensure()
+            await restorer.ensure_at_start()
             await _first_failure(
                 admit_loop(admitter, restorer, settings.tick_s, stop, metrics),
                 event_loop(consumer, EventHandler(redis, store), stop, metrics),

@@ -58,6 +58,7 @@ from schemas.state import (
     StateRecord,
 )
 from waitingroom import keys
+from waitingroom.errors import StateUnavailable
 from waitingroom.rooms import RoomStore, text
 from waitingroom.scripts import CHECK_MARKER
 from waitingroom.statelog import StateLog
@@ -230,6 +231,14 @@ class Restorer:
                 else:  # another process restores: wait for its marker
                     await asyncio.sleep(WAIT_POLL_S)
             return restored
+
+    async def ensure_at_start(self) -> None:
+        """``ensure`` for a process that starts: Redis or the broker may be away, and then
+        its refresh or tick tries again (meanwhile durable rooms hand out nothing)."""
+        try:
+            await self.ensure()
+        except (aioredis.RedisError, StateUnavailable) as e:
+            logger.warning("restoring Redis from the state log at start failed: %s", e)
 
     async def restore_now(self) -> bool:
         """Restore whatever the marker says (a loss found some other way): the marker goes,
