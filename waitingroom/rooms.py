@@ -384,11 +384,14 @@ class RoomStore:
         """Create the room (state ``scheduled``) or update its configuration."""
         room = keys.room(cfg.name)
         mapping: dict[Any, Any] = config_fields(cfg)
-        if self.ledger is not None:
-            await self.ledger.write(RoomStored(cfg.name, **config_fields(cfg)))  # type: ignore[arg-type]
+        if self.ledger is not None:  # a new room's pre-queue gets its first block at once
+            stored = RoomStored(cfg.name, **config_fields(cfg))  # type: ignore[arg-type]
+            await self.ledger.write(stored, CeilingRaised(cfg.name, "pre", self.ceiling_block))
             mapping["durable"] = "1"
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(room, mapping=mapping)
+            if self.ledger is not None:
+                pipe.hsetnx(room, "pre_ceiling", self.ceiling_block)
             pipe.hsetnx(room, "state", "scheduled")
             pipe.sadd(keys.rooms(), cfg.name)
             await pipe.execute()
@@ -496,15 +499,21 @@ class RoomStore:
         return snap
 
     async def log_opening(self, snap: RoomSnapshot) -> bool:
-        """Put a durable room's opening in the state log if it is not there yet, then let
-        it admit (``opening_logged``); whether it was written now."""
+        """Put a durable room's opening in the state log if it is not there yet, with the
+        first block of its post counter, then let it admit (``opening_logged``); whether
+        it was written now."""
         if not (snap.durable and snap.opened and not snap.opening_logged) or snap.seed is None:
             return False
         if self.ledger is None or snap.opened_at_s is None:
             return False
-        name = snap.config.name
-        await self.ledger.write(RoomOpened(name, snap.seed, snap.prequeue_size, snap.opened_at_s))
-        await self.scripts.mark_opening_logged(keys=[keys.room(name)], args=[snap.seed])
+        name, first_block = snap.config.name, snap.post_count + self.ceiling_block
+        await self.ledger.write(
+            RoomOpened(name, snap.seed, snap.prequeue_size, snap.opened_at_s),
+            CeilingRaised(name, "post", first_block),
+        )
+        await self.scripts.mark_opening_logged(
+            keys=[keys.room(name)], args=[snap.seed, first_block]
+        )
         logger.info("room %s: its opening (seed %s) is in the state log", name, snap.seed)
         return True
 

@@ -462,11 +462,16 @@ return 'ok'
 
 MARK_OPENING_LOGGED = """
 -- KEYS[1] room hash
--- ARGV[1] the seed of the opening the state log now has
--- Lets a durable room admit (ADMIT): its opening will come back after a loss.
+-- ARGV[1] the seed of the opening the state log now has, ARGV[2] a post-counter ceiling
+-- the state log has with it
+-- Lets a durable room admit (ADMIT): its opening will come back after a loss; and its
+-- post counter hand out numbers up to the ceiling (a ceiling never falls).
 -- Returns 1 if marked, 0 if the room has no such opening
 if redis.call('HGET', KEYS[1], 'seed') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'opening_logged', '1')
+if tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[1], 'post_ceiling') or '0') then
+  redis.call('HSET', KEYS[1], 'post_ceiling', ARGV[2])
+end
 return 1
 """
 
