@@ -347,10 +347,6 @@ def code_join_call(
 
 
 class RoomStore:
-    """All reads and writes of rooms; the scripts are registered once per store."""
-
-
-class RoomStore:
     """All reads and writes of rooms; the scripts are registered once per store.
 
     With a ``ledger`` (the state log) the rooms are durable: see the module's
