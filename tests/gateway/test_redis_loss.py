@@ -29,6 +29,7 @@ from fairq.config import Connections, Topics
 from fairq.devservices import Server, free_port, redis_server_path
 from tests.gateway.conftest import (
     SIGNING_KEYS,
+    STORM,
     admitter_running,
     create_campaign,
     create_room,
@@ -173,7 +174,7 @@ def settings_of(room: dict[str, Any]) -> dict[str, Any]:
 async def test_a_storm_of_joins_survives_redis_losing_writes(
     conns: Connections, own_redis: OwnRedis, first_day: dt.date, empty: bool
 ) -> None:
-    async with gateway_client(conns) as client, admitter_running(conns):
+    async with gateway_client(conns, rate_limits=STORM) as client, admitter_running(conns):
         before, codes = await prepare(client, first_day)
         assert before["restored_at"] is None
         answers = await storm(client, 60)
@@ -207,7 +208,10 @@ async def test_an_identity_holding_a_pair_cannot_book_another_after_redis_forgot
     conns: Connections, own_redis: OwnRedis, first_day: dt.date
 ) -> None:
     a, b = counties_apart(3)
-    async with gateway_client(conns) as client, allocator_running(conns, uuid.uuid4().hex):
+    async with (
+        gateway_client(conns, rate_limits=STORM) as client,
+        allocator_running(conns, uuid.uuid4().hex),
+    ):
         await create_campaign(client, first_day, counties=3, places=2)
         [code] = await issue_codes(client, 1)
         first = await phone_book(client, code, county=a)
@@ -227,7 +231,7 @@ async def test_an_identity_holding_a_pair_cannot_book_another_after_redis_forgot
 async def test_a_room_gone_from_redis_comes_back(conns: Connections, first_day: dt.date) -> None:
     """Only the room's key is lost (the marker stays): the gateway that knew the room
     restores it, and joins go on where they were."""
-    async with gateway_client(conns) as client:
+    async with gateway_client(conns, rate_limits=STORM) as client:
         await create_campaign(client, first_day)
         await create_room(client, opens_in_s=3600)
         answers = await storm(client, 20)
