@@ -55,11 +55,16 @@ class Topics:
 
     commands: str = "booking-commands"
     events: str = "booking-events"
+    state: str = "fairq-state"  # what must outlive Redis (``schemas.state``)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Topics:
         prefix = env.get("FAIRQ_TOPIC_PREFIX", "")
-        return cls(commands=f"{prefix}booking-commands", events=f"{prefix}booking-events")
+        return cls(
+            commands=f"{prefix}booking-commands",
+            events=f"{prefix}booking-events",
+            state=f"{prefix}fairq-state",
+        )
 
 
 @dataclass(frozen=True, slots=True)

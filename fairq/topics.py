@@ -1,4 +1,4 @@
-"""Creating the two Kafka topics fairq needs."""
+"""Creating the Kafka topics fairq needs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from fairq.config import Topics
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 8
+# The state topic (``schemas.state``) has one partition: one total order of the
+# records that must outlive Redis, read whole by ``waitingroom.durable.Restorer``.
+STATE_PARTITIONS = 1
 # Kept for ever: the allocator's state is a replay of the commands, and every gateway
 # rebuilds its booking views (lookups, appointment exports, identity claims) from the
 # whole events topic, while a dose 2 may be months after the booking. A broker's
@@ -27,11 +30,12 @@ class TopicError(RuntimeError):
 async def ensure_topics(
     bootstrap: str, topics: Topics, partitions: int = DEFAULT_PARTITIONS, replication: int = 1
 ) -> None:
-    """Create ``topics.commands`` and ``topics.events`` with the same partition count.
+    """Create ``topics.commands`` and ``topics.events`` with the same partition count,
+    and ``topics.state`` with one (``STATE_PARTITIONS``).
 
     Events go to the partition number of the command that caused them, so the two
-    topics must have equally many partitions; both are kept for ever (``KEEP_FOREVER``).
-    Existing topics are left as they are.
+    topics must have equally many partitions; all three are kept for ever
+    (``KEEP_FOREVER``). Existing topics are left as they are.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -45,6 +49,14 @@ async def ensure_topics(
             )
             for t in (topics.commands, topics.events)
         ]
+        new.append(
+            NewTopic(
+                topics.state,
+                num_partitions=STATE_PARTITIONS,
+                replication_factor=replication,
+                topic_configs=KEEP_FOREVER,
+            )
+        )
         try:
             response = await admin.create_topics(new)
         except KafkaError as e:

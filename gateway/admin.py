@@ -35,6 +35,7 @@ from schemas.fields import (
     parse_datetime,
     req_ident,
 )
+from schemas.state import CampaignStored
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
@@ -136,6 +137,8 @@ async def put_campaign(request: web.Request) -> web.Response:
     stored = await gw.redis.set(keys.campaign(name), public, nx=True)
     if not stored and await gw.redis.get(keys.campaign(name)) != public:
         raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")
+    if gw.store.ledger is not None:  # the description Redis has now; sent again on a retry
+        await gw.store.ledger.write(CampaignStored(name, public.decode()))
     result = await _load_inventory(gw, spec.inventory_commands(numbered_ids(f"campaign-{name}")))
     logger.info("campaign %s %s: %s", name, "created" if stored else "loaded again", result)
     body = {"campaign": name, "repeated": not stored, **result}
@@ -198,7 +201,9 @@ async def post_codes(request: web.Request) -> web.Response:
     group = req_ident(body, "group")  # checked before any code is issued
     count = bounds.read_int(body, "count")
     public = await load_public(gw, name)
-    codes = await issue_codes(gw.redis, name, group, count, gw.settings.identity_secret)
+    codes = await issue_codes(
+        gw.redis, name, group, count, gw.settings.identity_secret, gw.store.ledger
+    )
     if request.query.get("format") == "csv":
         return csv_response(f"{name}-{group}-codes.csv", code_letters(public, group, codes), 201)
     return json_response({"campaign": name, "group": group, "codes": codes}, status=201)
@@ -404,6 +409,7 @@ def stats_body(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "admitted": snap.cursor,
         "active": snap.active,
         "lottery_seed": snap.seed,
+        "restored_at": iso_s(snap.restored_at_s),  # the last restore from the state log
         "held": sum(c.held for c in counties.values()),
         "confirmed": sum(c.confirmed for c in counties.values()),
         "pairs_left": sum(c.pairs_left for c in counties.values()),

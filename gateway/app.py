@@ -52,7 +52,9 @@ from gateway.ratelimit import RATE_LIMITER, RateLimiter
 from gateway.roomcache import RoomCache
 from gateway.settings import GatewaySettings
 from gateway.state import GATEWAY, Gateway
+from waitingroom.durable import Restorer, check_on_connect
 from waitingroom.rooms import RoomStore
+from waitingroom.statelog import StateLog
 from waitingroom.tickets import Signer
 
 logger = logging.getLogger(__name__)
@@ -97,17 +99,29 @@ async def openapi(request: web.Request) -> web.Response:
 async def _components(
     settings: GatewaySettings, metrics: GatewayMetrics, app: web.Application
 ) -> AsyncIterator[None]:
-    """Redis, the producer, the events reader and the room refresher, for the app's lifetime."""
+    """Redis, the producer, the events reader and the room refresher, for the app's lifetime.
+
+    Before serving, Redis is restored from the state log if it lost its state (see
+    ``waitingroom.durable``); the room refresher looks again at every refresh.
+    """
     conn = settings.connections
     pool = aioredis.BlockingConnectionPool.from_url(
-        conn.redis_url, max_connections=settings.redis_connections, timeout=REDIS_WAIT_S
+        conn.redis_url,
+        max_connections=settings.redis_connections,
+        timeout=REDIS_WAIT_S,
+        redis_connect_func=check_on_connect,
     )
     redis = aioredis.Redis(connection_pool=pool)
     producer = make_producer(conn.kafka_bootstrap, settings.send_timeout_s)
     await producer.start()
-    store = RoomStore(redis)
+    ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
+    store = RoomStore(redis, ledger)
+    cache = RoomCache(redis, store, settings.refresh_s, booking_grace_s=settings.booking_grace_s)
+    restorer = Restorer(
+        redis, store, ledger, on_restore=metrics.restores.inc, floors=cache.admission_floors
+    )
+    await restorer.ensure_at_start()
     views = BookingViews()
-    cache = RoomCache(redis, store, settings.refresh_s)
     app[GATEWAY] = Gateway(
         settings=settings,
         redis=redis,
@@ -136,7 +150,7 @@ async def _components(
         asyncio.create_task(
             consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up, stop)
         ),
-        asyncio.create_task(cache.run(stop)),
+        asyncio.create_task(cache.run(stop, restorer)),
         asyncio.create_task(run_resender(app[GATEWAY], stop)),
     ]
     try:

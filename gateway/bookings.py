@@ -19,15 +19,8 @@ from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.errors import ApiError
 from gateway.http import bearer, json_response, read_json
-from gateway.identities import Claim, read_identity_key
-from gateway.placement import (
-    BOOKING_RECORD_TTL_S,
-    Resent,
-    SendInDoubt,
-    not_taken,
-    place,
-    send_again,
-)
+from gateway.identities import Claim, not_taken, read_identity_key
+from gateway.placement import BOOKING_RECORD_TTL_S, Resent, SendInDoubt, place, send_again
 from gateway.producer import CommandNotAccepted
 from gateway.roomcache import RoomView
 from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket

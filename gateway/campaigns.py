@@ -10,14 +10,19 @@ import orjson
 from gateway.errors import ApiError
 from gateway.state import Gateway
 from waitingroom import keys
+from waitingroom.durable import state_lost
+from waitingroom.errors import StateRestoring
 
 Public = Mapping[str, Any]
 
 
 async def load_public(gw: Gateway, name: str) -> dict[str, Any]:
-    """The campaign's public description; 404 when there is no such campaign."""
+    """The campaign's public description; 404 when there is no such campaign (503 while
+    Redis has lost it and it is not restored from the state log yet)."""
     raw = await gw.redis.get(keys.campaign(name))
     if raw is None:
+        if await state_lost(gw.redis):
+            raise StateRestoring(name)
         raise ApiError(404, "unknown_campaign", f"there is no campaign {name!r}")
     data: dict[str, Any] = orjson.loads(raw)
     return data

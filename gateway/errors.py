@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from schemas import SchemaError
+from waitingroom.errors import StateUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ _HTTP_CODES = {
 }
 
 
-ANSWERED = (ApiError, SchemaError, RedisError, KafkaError, web.HTTPException)
+ANSWERED = (ApiError, SchemaError, RedisError, KafkaError, StateUnavailable, web.HTTPException)
 
 
 def error_answer(request: web.Request, e: Exception) -> web.Response:
@@ -71,7 +72,7 @@ def error_answer(request: web.Request, e: Exception) -> web.Response:
         return error_response(e.status, e.code, e.message, e.headers, e.extra)
     if isinstance(e, SchemaError):
         return error_response(400, e.code, e.message)
-    if isinstance(e, RedisError | KafkaError):
+    if isinstance(e, RedisError | KafkaError | StateUnavailable):
         logger.warning("backend unavailable on %s %s: %r", request.method, request.path, e)
         return error_response(
             503, "unavailable", "a backend is unavailable; try again shortly", {"Retry-After": "2"}

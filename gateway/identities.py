@@ -19,6 +19,14 @@ trip. A record whose Book the broker has not acknowledged yet is alive too: that
 Book may be in the log (a send that timed out), and it will be, as every gateway
 sends it again until the broker has it; the claim is given back only once the
 allocator's answer says the booking ended.
+
+Claims are durable (``waitingroom.durable``): no claim is taken while Redis has lost
+them and they are not restored yet (503), and a claim taken is written to the state
+log (``ClaimTaken``): a Book's claim once the broker has the Book (``record``, from
+``gateway.placement``: so a stalled broker leaves the Book in doubt, as that module
+says, rather than stopped before it), an identity key's claim before its Confirm is
+sent (``take``). A Book's claim the state log did not take (a warning) is in Redis
+only: a loss of Redis before a later claim of that identity is logged would lose it.
 """
 
 from __future__ import annotations
@@ -34,10 +42,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from gateway.bookingviews import ENDED_STATES
+from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
 from gateway.state import Gateway
+from schemas.state import ClaimTaken
 from waitingroom import keys
 from waitingroom.codes import normalise_code
+from waitingroom.errors import StateNotAccepted
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +133,11 @@ async def request(
 
     ``ended`` is a holder seen to have ended, which the claim may replace.
     """
+    durable = "0" if gw.store.ledger is None else "1"
     return await gw.store.scripts.claim_identity(
-        keys=[claim.key], args=[claim.booking_id, ended, ttl_s], client=client
+        keys=[claim.key, keys.state_marker()],
+        args=[claim.booking_id, ended, ttl_s, durable],
+        client=client,
     )
 
 
@@ -131,11 +145,14 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
     """Finish a claim from the script's first ``reply``: take over ended holders.
 
     Returns True if the claim was taken now, False if the booking held it already.
-    Raises ``IdentityTaken`` while another booking is alive.
+    Raises ``IdentityTaken`` while another booking is alive, and ApiError 503 while Redis
+    has lost the claims (not restored from the state log yet).
     """
     take_overs = 0
     while True:
         outcome, holder = (_text(part) for part in reply)
+        if outcome == "restoring":
+            raise not_taken()
         if outcome != "held":
             return outcome == "taken"
         # A claim that keeps changing hands is refused too: safe, and it ends the loop.
@@ -146,9 +163,46 @@ async def settle(gw: Gateway, claim: Claim, reply: Any, ttl_s: int) -> bool:
         reply = await request(gw, claim, gw.redis, ttl_s, ended=holder)
 
 
+async def record(gw: Gateway, claim: Claim, ttl_s: int) -> None:
+    """Write a claim to the state log (raises ``StateNotAccepted``)."""
+    if gw.store.ledger is None:
+        return
+    now = gw.clock()
+    await gw.store.ledger.write(
+        ClaimTaken(claim.campaign, claim.identity, claim.booking_id, now, now + ttl_s)
+    )
+
+
+async def record_placed(gw: Gateway, claim: Claim, ttl_s: int) -> None:
+    """The claim of a Book the broker has: to the state log, or a warning (the Book is
+    on the log: the booking goes on, its claim in Redis only)."""
+    try:
+        await record(gw, claim, ttl_s)
+    except StateNotAccepted as e:
+        logger.warning("booking %s: its claim is not in the state log: %s", claim.booking_id, e)
+
+
+def not_taken() -> ApiError:
+    """The 503 of a command that never left the gateway: nothing was booked or changed."""
+    return ApiError(
+        503,
+        "unavailable",
+        "bookings cannot be taken right now; try again",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
 async def take(gw: Gateway, claim: Claim, ttl_s: int) -> bool:
-    """Claim the identity for the booking (see ``settle``)."""
-    return await settle(gw, claim, await request(gw, claim, gw.redis, ttl_s), ttl_s)
+    """Claim the identity for the booking (see ``settle``); a claim taken now is in the
+    state log before this returns (else it is given up again, and 503)."""
+    taken = await settle(gw, claim, await request(gw, claim, gw.redis, ttl_s), ttl_s)
+    if taken:
+        try:
+            await record(gw, claim, ttl_s)
+        except StateNotAccepted as e:
+            await release(gw, claim)
+            raise not_taken() from e
+    return taken
 
 
 async def release(

@@ -143,6 +143,11 @@ class GatewayMetrics:
             "Books in doubt sent again (same command id) and acknowledged",
             registry=self.registry,
         )
+        self.restores = Counter(
+            "fairq_state_restores_total",
+            "Times this gateway restored Redis from the state log (Redis had lost its state)",
+            registry=self.registry,
+        )
 
 
 class DashboardCollector:

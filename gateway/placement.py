@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from gateway import identities
 from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
-from gateway.identities import Claim, IdentityTaken
+from gateway.identities import Claim, not_taken
 from gateway.producer import CommandNotAccepted
 from gateway.state import Gateway
 from schemas import SchemaError
@@ -71,16 +71,6 @@ class SendInDoubt(ApiError):
         self.booking_id = booking_id
 
 
-def not_taken() -> ApiError:
-    """The 503 of a command that never left the gateway: nothing was booked or changed."""
-    return ApiError(
-        503,
-        "unavailable",
-        "bookings cannot be taken right now; try again",
-        headers={"Retry-After": RETRY_AFTER_S},
-    )
-
-
 async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:
     """Record where a booking came from, claim its identity, then put it on the log.
 
@@ -111,7 +101,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
         *_, claimed = await pipe.execute()
     try:
         await identities.settle(gw, claim, claimed, BOOKING_RECORD_TTL_S)
-    except IdentityTaken:
+    except ApiError:  # IdentityTaken, or 503: the claims are not durable now
         await _undo(gw, booking_id, *undo)
         raise
     try:
@@ -124,6 +114,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
         await _undo(gw, booking_id, *undo, claim=claim)
         raise not_taken() from e
     await _mark_placed(gw, booking_id)
+    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
     gw.metrics.bookings_total.inc()
 
 
@@ -176,6 +167,8 @@ async def send_again(gw: Gateway, booking_id: str) -> Resent:
     except CommandNotAccepted as e:
         raise SendInDoubt(booking_id) from e
     await _mark_placed(gw, booking_id)
+    claim = Claim(command.campaign, command.identity, booking_id)
+    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
     gw.metrics.bookings_resent.inc()
     logger.info("booking %s: its Book was sent again and acknowledged", booking_id)
     return Resent.SENT

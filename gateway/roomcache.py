@@ -6,6 +6,11 @@ computes the pre-queue order once when a room opens, measures the admission
 rate, and wakes the streams of a room when what they show can have changed
 (state, sold-out, cursor, opening, configuration, the operator's message), not for
 every join.
+
+Each refresh also asks the restorer whether Redis lost its state (one EXISTS) and
+restores it from the state log if so, and raises durable rooms' ticket ceilings
+ahead of need (``RoomStore.top_up``). A room Redis lost keeps its view meanwhile:
+its visitors' status checks go on answering from memory.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from waitingroom import keys
+from waitingroom.durable import AdmissionFloor
 from waitingroom.errors import WaitingRoomError
 from waitingroom.lottery import prequeue_order
 from waitingroom.rooms import RoomSnapshot, RoomStore
@@ -31,6 +37,7 @@ from waitingroom.tickets import Ticket
 
 if TYPE_CHECKING:
     from gateway.statusstreams import StatusStreams
+    from waitingroom.durable import Restorer
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,11 @@ class RoomView:
     # (when this gateway saw it, cursor) each time the cursor moved, from the oldest not
     # yet known to have passed
     _cursors: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+    # the same, for as long as a place admitted then may still be active (its window, a
+    # hold and a grace), and never set back: what a restore needs of the admission
+    # (``admission_floor``) if Redis forgets it
+    _admissions: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+    _admitted_before: int = 0  # places up to here can no longer be active
     _changed: asyncio.Future[None] | None = None
 
     def status(self, ticket: Ticket, now_s: float) -> Status:
@@ -81,6 +93,25 @@ class RoomView:
             cursors.popleft()
         if cursors[0][0] <= limit_s:
             self.passed_to = cursors[0][1]
+
+    def saw_admissions(self, now_s: float, snap: RoomSnapshot, active_for_s: float) -> None:
+        """Note the cursor of ``snap`` at ``now_s`` for ``admission_floor``: a place
+        admitted by then may be active until ``active_for_s`` after it."""
+        admissions = self._admissions
+        if not admissions or snap.cursor > admissions[-1][1]:
+            admissions.append((now_s, snap.cursor))
+        while len(admissions) > 1 and admissions[0][0] + active_for_s <= now_s:
+            self._admitted_before = admissions.popleft()[1]
+
+    def admission_floor(self, active_for_s: float) -> AdmissionFloor:
+        """The admission this gateway saw: the cursor, and each range of places with the
+        latest deadline it can have (``active_for_s`` after the gateway saw it)."""
+        recent, before = [], self._admitted_before
+        for seen_at_s, cursor in self._admissions:
+            if cursor > before:
+                recent.append((before + 1, cursor, seen_at_s + active_for_s))
+                before = cursor
+        return AdmissionFloor(before, tuple(recent))
 
     async def next_change(self, version: int) -> int:
         """Wait until the view's version passes ``version``; returns the new version."""
@@ -113,9 +144,11 @@ class RoomCache:
         store: RoomStore,
         refresh_s: float,
         clock: Callable[[], float] = time.time,
+        booking_grace_s: float = 0.0,
     ) -> None:
         self._redis = redis
         self._store = store
+        self._booking_grace_s = booking_grace_s
         self._refresh_s = refresh_s
         self._clock = clock
         self._rooms: dict[str, RoomView] = {}
@@ -155,16 +188,53 @@ class RoomCache:
                 return None
             return await self._install(name, snap)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Refresh every known room until ``stop`` is set."""
+    def _active_for_s(self, snap: RoomSnapshot) -> float:
+        """How long after its admission a place may be active: its window, then a
+        booking's hold and grace (``gateway.bookings``)."""
+        config = snap.config
+        return config.admit_window_s + config.hold_s + self._booking_grace_s
+
+    def admission_floors(self) -> dict[str, AdmissionFloor]:
+        """The admission of every room this gateway knows (``durable.Floors``)."""
+        return {
+            name: view.admission_floor(self._active_for_s(view.snap))
+            for name, view in self._rooms.items()
+        }
+
+    async def run(self, stop: asyncio.Event, restorer: Restorer | None = None) -> None:
+        """Refresh every known room until ``stop`` is set; first, each time, ``restorer``
+        restores Redis if it lost its state."""
         while not stop.is_set():
+            try:
+                if restorer is not None:
+                    await restorer.ensure()
+            except (aioredis.RedisError, WaitingRoomError) as e:
+                logger.warning("restoring Redis from the state log failed: %s", e)
             for name in list(self._rooms):
                 try:
-                    await self.reload(name)
+                    view = await self.reload(name)
+                    if view is not None:
+                        await self._store.top_up(view.snap)
+                    elif restorer is not None:
+                        await self._lost(name, restorer)
                 except (aioredis.RedisError, WaitingRoomError) as e:
                     logger.warning("refreshing room %s failed: %s", name, e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._refresh_s)
+
+    async def _lost(self, name: str, restorer: Restorer) -> None:
+        """A room this gateway knew is gone from Redis although the state marker is
+        there (a loss the marker did not show): restore now. A room the restore does not
+        bring back (not in the state log: created before it, or without one) is dropped
+        from this cache, so that it is not restored again at every refresh."""
+        durable = self._rooms[name].snap.durable
+        logger.warning("room %s is gone from Redis (durable: %s)", name, durable)
+        if durable:
+            await restorer.restore_now()
+            if await self.reload(name) is not None:
+                return
+        logger.error("room %s is gone from Redis and not in the state log", name)
+        self._rooms.pop(name, None)
 
     async def _install(self, name: str, snap: RoomSnapshot) -> RoomView:
         view = self._rooms.get(name)
@@ -174,6 +244,7 @@ class RoomCache:
         now = self._clock()
         view.meter.observe(now, snap)
         view.saw(now, snap)
+        view.saw_admissions(now, snap, self._active_for_s(snap))
         if snap.opened and view.order is None and snap.seed is not None:
             view.order = await asyncio.to_thread(prequeue_order, snap.seed, snap.prequeue_size)
             logger.info("room %s opened: pre-queue of %d ordered", name, snap.prequeue_size)

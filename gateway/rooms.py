@@ -21,10 +21,12 @@ from gateway.state import GATEWAY, Gateway
 from gateway.statusstreams import StatusStreams
 from schemas.fields import only_keys, opt_str
 from waitingroom.codes import code_identity, stored_hashes
+from waitingroom.durable import state_lost
 from waitingroom.errors import (
     InvalidAccessCode,
     RoomClosed,
     RoomNotFound,
+    StateUnavailable,
     TicketError,
     TicketExpired,
     TooEarly,
@@ -50,9 +52,14 @@ def iso_s(epoch_s: float | None) -> str | None:
 
 
 async def room_view(gw: Gateway, name: str) -> RoomView:
-    """The room's view; hot routes first try ``gw.rooms.known()`` (no coroutine)."""
+    """The room's view; hot routes first try ``gw.rooms.known()`` (no coroutine).
+
+    404 for an unknown name, 503 while Redis has lost its state (the name may come back).
+    """
     view = await gw.rooms.get(name)
     if view is None:
+        if await state_lost(gw.redis):
+            raise _restoring()
         raise ApiError(404, "unknown_room", f"there is no room {name!r}")
     return view
 
@@ -201,7 +208,11 @@ async def join(request: web.Request) -> web.Response:
     except InvalidAccessCode as e:
         raise ApiError(403, "invalid_access_code", INVALID_CODE) from e
     except RoomNotFound as e:
+        if name in gw.rooms.known():  # Redis lost it: back once restored from the state log
+            raise _restoring() from e
         raise ApiError(404, "unknown_room", f"there is no room {name!r}") from e
+    except StateUnavailable as e:
+        raise _restoring() from e
     except RoomClosed as e:
         raise ApiError(409, "room_closed", "this room is closed") from e
     except TooEarly as e:
@@ -211,6 +222,15 @@ async def join(request: web.Request) -> web.Response:
     return json_response(
         status_body(gw, view, ticket, token, now),
         headers={"Set-Cookie": ticket_cookie(name, token)},
+    )
+
+
+def _restoring() -> ApiError:
+    return ApiError(
+        503,
+        "unavailable",
+        "the waiting room is being restored; try again shortly",
+        headers={"Retry-After": "2"},
     )
 
 

@@ -68,7 +68,11 @@ async def redis(redis_srv: Server) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def topics(kafka_srv: Server) -> Topics:
     prefix = f"t{uuid.uuid4().hex[:10]}-"
-    t = Topics(commands=f"{prefix}booking-commands", events=f"{prefix}booking-events")
+    t = Topics(
+        commands=f"{prefix}booking-commands",
+        events=f"{prefix}booking-events",
+        state=f"{prefix}fairq-state",
+    )
     await ensure_topics(kafka_srv.url, t, partitions=TEST_PARTITIONS)
     return t
 

@@ -14,6 +14,12 @@ Independently, the instances share the ``booking-events`` topic as one consumer
 group: a booking's final event frees its room position, and inventory summaries
 set or clear the rooms' ``sold_out`` flag. Summaries are kept in Redis
 (``keys.campaign_inventory``) because each instance sees only some partitions.
+
+Redis may forget (``waitingroom.durable``): an instance restores it from the state
+log when a tick finds the state marker gone and no gateway restored it within
+``RESTORE_DEFER_S``; a durable room admits nobody until its opening (seed and
+pre-queue size) is in the state log, which the leader writes right after the step
+that opened it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from fairq.tasks import cancel_and_wait
 from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
 from waitingroom import keys
-from waitingroom.errors import LeadershipLost, RoomNotFound, WaitingRoomError
+from waitingroom.durable import Restorer, check_on_connect
+from waitingroom.errors import LeadershipLost, RoomNotFound, StateRestoring, WaitingRoomError
 from waitingroom.lottery import draw_seed
 from waitingroom.metrics import AdmitterMetrics
 from waitingroom.rooms import (
@@ -48,12 +55,16 @@ from waitingroom.rooms import (
     text,
 )
 from waitingroom.settings import AdmitterSettings
+from waitingroom.statelog import StateLog, make_producer
 
 logger = logging.getLogger(__name__)
 
 FINAL_EVENTS = (Rejected, Confirmed, Expired, Cancelled)
 POLL_MS = 200
 REDIS_RETRY_S = 0.5
+# How long a loss of Redis's state is left to the gateways: their restores bring the
+# admission back as they saw it (``durable.Restorer``); the admitter has not seen it.
+RESTORE_DEFER_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +136,12 @@ class Admitter:
         """The atomic admission step; raises LeadershipLost if ``fence`` is stale."""
         limit = await self.auto_limit(name)
         reply = await self._scripts.admit(
-            keys=[keys.room(name), keys.room_active(name), keys.room_fence(name)],
+            keys=[
+                keys.room(name),
+                keys.room_active(name),
+                keys.room_fence(name),
+                keys.state_marker(),
+            ],
             args=[fence, now_s, draw_seed(), RAMP_START_FRACTION, "" if limit is None else limit],
         )
         status = text(reply[0])
@@ -135,6 +151,8 @@ class Admitter:
             raise LeadershipLost(f"fence {fence} of room {name} is no longer current")
         if status == "not_found":
             raise RoomNotFound(name)
+        if status == "restoring":
+            raise StateRestoring(name)
         result = Admission(
             snapshot=parse_flat_snapshot(name, reply[3], reply[4]),
             admitted=int(reply[1]),
@@ -149,6 +167,7 @@ class Admitter:
                 snap.prequeue_size,
                 snap.seed,
             )
+        await self._store.log_opening(result.snapshot)  # until it is in the log: no admission
         return result
 
     async def auto_limit(self, name: str) -> int | None:
@@ -269,15 +288,20 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
 
 
 async def admit_loop(
-    admitter: Admitter, tick_s: float, stop: asyncio.Event, metrics: AdmitterMetrics
+    admitter: Admitter,
+    restorer: Restorer,
+    tick_s: float,
+    stop: asyncio.Event,
+    metrics: AdmitterMetrics,
 ) -> None:
     while not stop.is_set():
         try:
+            await restorer.ensure()
             for name, admission in (await admitter.step(time.time())).items():
                 if admission.admitted:
                     metrics.admitted_total.labels(name).inc(admission.admitted)
             metrics.ticks_total.inc()
-        except aioredis.RedisError as e:
+        except (aioredis.RedisError, WaitingRoomError) as e:
             metrics.tick_failures_total.inc()
             logger.warning("admission tick failed, retrying next tick: %s", e)
         metrics.rooms_led.set(admitter.leading())
@@ -364,22 +388,25 @@ async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
 
     Its health port answers ``/readyz`` 200 while Redis and the broker answer.
     """
-    redis = aioredis.Redis.from_url(settings.connections.redis_url)
-    store = RoomStore(redis)
+    conn = settings.connections
+    redis = aioredis.Redis.from_url(conn.redis_url, redis_connect_func=check_on_connect)
+    producer = make_producer(conn.kafka_bootstrap)
+    await producer.start()
+    ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
+    store = RoomStore(redis, ledger)
     admitter = Admitter(redis, settings.instance_id, settings.leader_ttl_s, store)
+    restorer = Restorer(redis, store, ledger, defer_s=RESTORE_DEFER_S)
     metrics = AdmitterMetrics()
     consumer = group_member(
-        settings.connections.kafka_bootstrap,
-        settings.group_id,
-        settings.session_timeout_ms,
-        settings.connections.topics.events,
+        conn.kafka_bootstrap, settings.group_id, settings.session_timeout_ms, conn.topics.events
     )
     checks = {"redis": redis.ping, "broker": consumer.topics}
     logger.info("admitter %s starting", settings.instance_id)
     try:
         async with serving(settings.health, "admitter", checks, metrics.registry):
+            await restorer.ensure_at_start()
             await _first_failure(
-                admit_loop(admitter, settings.tick_s, stop, metrics),
+                admit_loop(admitter, restorer, settings.tick_s, stop, metrics),
                 event_loop(consumer, EventHandler(redis, store), stop, metrics),
             )
     finally:
@@ -387,5 +414,6 @@ async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
             await admitter.release_all()
         except aioredis.RedisError as e:
             logger.warning("could not release leads (they lapse by themselves): %s", e)
+        await producer.stop()
         await redis.aclose()
         logger.info("admitter %s stopped", settings.instance_id)

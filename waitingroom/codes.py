@@ -13,7 +13,9 @@ import secrets
 
 import redis.asyncio as aioredis
 
+from schemas.state import CodesIssued
 from waitingroom import keys
+from waitingroom.statelog import StateLog
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_CHARS = 12
@@ -58,10 +60,20 @@ def new_code() -> str:
 
 
 async def issue_codes(
-    redis: aioredis.Redis, campaign: str, group: str, count: int, secret: bytes
+    redis: aioredis.Redis,
+    campaign: str,
+    group: str,
+    count: int,
+    secret: bytes,
+    ledger: StateLog | None = None,
 ) -> list[str]:
     """``count`` new codes for ``group``; only their hashes (``hash_code`` with
-    ``secret``) are stored. Shown once."""
+    ``secret``) are stored. Shown once.
+
+    With a ``ledger`` each batch's hashes go to the state log before any code is
+    shown: a letter posted with a code stays good after Redis forgets (raises
+    ``StateNotAccepted``; the codes stored until then were never shown: harmless).
+    """
     if not 0 < len(group) <= MAX_GROUP_LEN:
         raise ValueError(f"a group name has 1 to {MAX_GROUP_LEN} characters")
     if not 0 <= count <= MAX_CODES_PER_CALL:
@@ -75,7 +87,11 @@ async def issue_codes(
                 pipe.hsetnx(key, hash_code(code, secret), group)
             stored = await pipe.execute()
         # A code already issued (a collision) is dropped and drawn again.
-        issued.extend(code for code, ok in zip(batch, stored, strict=True) if ok)
+        new = [code for code, ok in zip(batch, stored, strict=True) if ok]
+        if ledger is not None and new:
+            hashes = tuple(hash_code(code, secret) for code in new)
+            await ledger.write(CodesIssued(campaign, group, hashes))
+        issued.extend(new)
     return issued
 
 

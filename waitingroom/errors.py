@@ -59,3 +59,27 @@ class TooManyAttempts(WaitingRoomError):
 
 class LeadershipLost(WaitingRoomError):
     """An admitter's fencing token is no longer the room's current one."""
+
+
+class StateUnavailable(WaitingRoomError):
+    """The durable state cannot be written or read now; the caller answers 503."""
+
+
+class StateNotAccepted(StateUnavailable):
+    """The broker did not acknowledge a state record (it may still be in the log)."""
+
+
+class StateRestoring(StateUnavailable):
+    """Redis lost the durable state (a flush, a restart, a failover) and it is not
+    restored from the state log yet: nothing durable is handed out meanwhile."""
+
+
+class CounterFenced(StateUnavailable):
+    """A room's ticket counter reached its ceiling: the state log must have a higher one
+    before the counter hands out ``needed``."""
+
+    def __init__(self, room: str, kind: str, needed: int) -> None:
+        super().__init__(f"the {kind} counter of room {room!r} needs a ceiling of {needed}")
+        self.room = room
+        self.kind = kind
+        self.needed = needed

@@ -16,6 +16,11 @@ drainer that stopped there would give its connection back and the next one take 
 again (a pool checkout and return, ~20 us of redis-py, per batch). A lingering
 drainer is woken by the next join at once, so the linger never delays one. The
 connection's retry policy applies as it would through the client.
+
+A durable room's counter hands out numbers only below a ceiling the state log has
+(``waitingroom.durable``); a batch that would pass it waits while ``raise_ceiling``
+records a higher one, then is sent again (the gateways raise ceilings ahead of need,
+so a storm's joins rarely wait for it).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -31,7 +37,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from waitingroom import keys
-from waitingroom.errors import RoomClosed, RoomNotFound, TooEarly, WaitingRoomError
+from waitingroom.errors import (
+    CounterFenced,
+    RoomClosed,
+    RoomNotFound,
+    StateRestoring,
+    TooEarly,
+    WaitingRoomError,
+)
 from waitingroom.tickets import TICKET_ID_BYTES, Ticket, b64url_encode
 
 logger = logging.getLogger(__name__)
@@ -43,6 +56,9 @@ DEFAULT_LINGER_S = 0.05  # how long an idle drainer keeps its connection for the
 # A join waiting in its room's line: (its time, the future its handler awaits). A plain
 # tuple: one is made per join, and a class's __init__ would be a Python call more.
 _Waiting = tuple[float, "asyncio.Future[Ticket]"]
+# raise_ceiling(room, kind, needed): the state log has a ceiling >= needed, and so has Redis
+RaiseCeiling = Callable[[str, str, int], Awaitable[None]]
+MAX_FENCE_RETRIES = 3  # ceilings raised for one batch (more: other batches took them)
 
 
 class JoinBatcher:
@@ -54,6 +70,7 @@ class JoinBatcher:
         default_prequeue_s: int,
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_s: float = DEFAULT_LINGER_S,
+        raise_ceiling: RaiseCeiling | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -64,6 +81,7 @@ class JoinBatcher:
             raise TypeError(f"the join batcher needs a redis.asyncio.Redis client, not {client!r}")
         self._pool = client.connection_pool
         self._script = join_many
+        self._raise_ceiling = raise_ceiling
         self._default_prequeue_s = default_prequeue_s
         self._max_batch = max_batch
         self._linger_s = linger_s
@@ -131,6 +149,7 @@ class JoinBatcher:
         # The batch's times as one argument (repr: what redis-py would send for a float).
         args = (
             keys.room(room),
+            keys.state_marker(),
             self._default_prequeue_s,
             len(batch),
             ",".join([repr(now_s) for now_s, _ in batch]),
@@ -139,10 +158,15 @@ class JoinBatcher:
             if not held:
                 held.append(await self._pool.get_connection())  # type: ignore[no-untyped-call]
             conn = held[0]
-            reply = await conn.retry.call_with_retry(
-                lambda: self._call(conn, args), lambda _error: conn.disconnect()
-            )
-        except RedisError as e:  # every caller of the batch gets it
+            for _ in range(MAX_FENCE_RETRIES):
+                reply = await conn.retry.call_with_retry(
+                    lambda: self._call(conn, args), lambda _error: conn.disconnect()
+                )
+                fenced = fenced_need(room, reply)
+                if fenced is None or self._raise_ceiling is None:
+                    break
+                await self._raise_ceiling(room, *fenced)
+        except (RedisError, WaitingRoomError) as e:  # every caller of the batch gets it
             logger.warning("batched join of %d in room %s failed: %r", len(batch), room, e)
             _fail(batch, e)
             return
@@ -159,12 +183,12 @@ class JoinBatcher:
         """EVALSHA of JOIN_MANY on ``conn`` (loading the script first if Redis lacks it)."""
         script = self._script
         try:
-            await conn.send_command("EVALSHA", script.sha, 1, *args)
+            await conn.send_command("EVALSHA", script.sha, 2, *args)
             return await conn.read_response()
         except NoScriptError:  # a restarted or flushed server
             await conn.send_command("SCRIPT", "LOAD", script.script)
             await conn.read_response()
-            await conn.send_command("EVALSHA", script.sha, 1, *args)
+            await conn.send_command("EVALSHA", script.sha, 2, *args)
             return await conn.read_response()
 
 
@@ -182,6 +206,16 @@ def _settle(room: str, batch: list[_Waiting], reply: Any) -> None:
         number += 1
 
 
+def fenced_need(room: str, reply: Any) -> tuple[str, int] | None:
+    """For a reply of the scripts' fence ('fenced,<kind>,<needed>'), the counter's kind
+    and the number it needs under its ceiling; None for any other reply."""
+    text = _text(reply)
+    if not text.startswith("fenced,"):
+        return None
+    _, kind, needed = text.split(",")
+    return kind, int(needed)
+
+
 def parse_joins(room: str, reply: Any, count: int) -> tuple[str, str, int, str]:
     """The reply of the scripts' ``take_joins`` for ``count`` joins of ``room``: the
     tickets' kind, the pre-queue opening time ('' after opening), the first number
@@ -194,6 +228,11 @@ def parse_joins(room: str, reply: Any, count: int) -> tuple[str, str, int, str]:
         raise RoomNotFound(room)
     if status == "closed":
         raise RoomClosed(room)
+    if status == "restoring":
+        raise StateRestoring(room)
+    if status == "fenced":
+        kind, needed = fenced_need(room, reply) or ("", 0)
+        raise CounterFenced(room, kind, needed)
     try:
         if status != "ok":
             raise ValueError(status)

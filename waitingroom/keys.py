@@ -15,6 +15,21 @@ def rooms() -> str:
     return f"{PREFIX}:rooms"
 
 
+def state_marker() -> str:
+    """String: the run id of the Redis server the durable state was last restored into.
+
+    Missing after a flush or an empty restart; deleted by ``durable.check_on_connect``
+    when a connection finds another server (a restart from an older copy, a failover).
+    While it is missing, durable rooms hand out nothing (``scripts``: 'restoring').
+    """
+    return f"{PREFIX}:state:restored"
+
+
+def state_restore_lock() -> str:
+    """String with TTL: the id of the process restoring the durable state (one at a time)."""
+    return f"{PREFIX}:state:restoring"
+
+
 def room(name: str) -> str:
     """Hash: the room's configuration and its live counters (see waitingroom.rooms)."""
     return f"{PREFIX}:room:{{{name}}}"

@@ -15,8 +15,16 @@ The room hash (``keys.room``) holds, besides the ``RoomConfig`` fields:
 - ``message``: the operator's message to the room's visitors (``RoomMessage`` as JSON),
   absent when there is none; set apart from the configuration (``set_message``).
 
+- a durable room (a store with a state log, ``waitingroom.statelog``): ``durable`` = ``1``,
+  ``pre_ceiling`` / ``post_ceiling`` (each counter hands out numbers up to its ceiling,
+  which the log has first), ``opening_logged`` (the opening is in the log: admission
+  may start) and ``restored_at_s`` (the last restore from the log, see ``durable``).
+
 ``keys.room_active`` scores each admitted, still active position by its deadline.
 Every change that must be atomic is one Lua script in ``waitingroom.scripts``.
+
+With a state log, every operator change is written to the log before Redis has it,
+and the opening right after (the admitter admits nobody until it is in the log).
 """
 
 from __future__ import annotations
@@ -32,21 +40,32 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from schemas.state import (
+    AdmissionSet,
+    CeilingRaised,
+    MessageSet,
+    RoomOpened,
+    RoomStateSet,
+    RoomStored,
+)
 from waitingroom import keys
 from waitingroom.errors import (
+    CounterFenced,
     InvalidAccessCode,
     InvalidRoomConfig,
     RoomClosed,
     RoomNotFound,
+    StateRestoring,
     TooEarly,
     TooManyAttempts,
     WaitingRoomError,
 )
 from waitingroom.guesses import Guesser
-from waitingroom.joinbatch import JoinBatcher, parse_joins
+from waitingroom.joinbatch import MAX_FENCE_RETRIES, JoinBatcher, fenced_need, parse_joins
 from waitingroom.lottery import draw_seed
 from waitingroom.pow import check_difficulty
 from waitingroom.scripts import Scripts
+from waitingroom.statelog import StateLog
 from waitingroom.tickets import Ticket, new_ticket_id
 
 logger = logging.getLogger(__name__)
@@ -61,6 +80,11 @@ RAMP_START_FRACTION = 0.1  # the admission rate at the opening, as a fraction of
 ADMISSION_MODES = ("manual", "auto")
 LANGUAGES = ("de", "en")  # the waiting-room page's languages; the first is the default
 MAX_MESSAGE_LEN = 500
+# Numbers a ticket counter may hand out beyond what it needs when the state log gets a
+# new ceiling: the Kafka writes of a storm against the places nobody holds after a
+# restore (the counter restarts at the last ceiling; at most this many of the places
+# it skips were never handed out, and each costs the admitter one admission window).
+DEFAULT_CEILING_BLOCK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +224,11 @@ class RoomSnapshot:
     seed: str | None
     opened_at_s: float | None
     message: RoomMessage | None = None
+    durable: bool = False  # its state is in the state log (see the module's docstring)
+    ceilings: tuple[int, int] = (0, 0)  # pre, post (a durable room's)
+    pre_count: int = 0  # pre tickets issued (frozen at opening into prequeue_size)
+    opening_logged: bool = False
+    restored_at_s: float | None = None
 
     @property
     def opened(self) -> bool:
@@ -266,6 +295,11 @@ def parse_snapshot(name: str, fields: Mapping[Any, Any], active: int) -> RoomSna
             seed=f.get("seed"),
             opened_at_s=None if opened_at is None else float(opened_at),
             message=None if message is None else RoomMessage.from_json(message),
+            durable=f.get("durable") == "1",
+            ceilings=(int(f.get("pre_ceiling", "0")), int(f.get("post_ceiling", "0"))),
+            pre_count=int(f.get("pre_count", "0")),
+            opening_logged=f.get("opening_logged") == "1",
+            restored_at_s=None if "restored_at_s" not in f else float(f["restored_at_s"]),
         )
     except (KeyError, ValueError, AttributeError) as e:  # InvalidRoomConfig is a ValueError
         raise WaitingRoomError(f"room {name!r} has a malformed record: {e!r}") from e
@@ -281,6 +315,11 @@ def _status(reply: Sequence[Any], name: str) -> str:
     if status == "not_found":
         raise RoomNotFound(name)
     return status
+
+
+def config_fields(cfg: RoomConfig) -> dict[str, str | int | float]:
+    """The room hash's configuration fields (``name`` is the key's)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "name"}
 
 
 def code_join_call(
@@ -300,6 +339,7 @@ def code_join_call(
         keys.campaign_codes(campaign),
         keys.code_guesses_of_client(campaign, guesser.client, window),
         keys.code_guesses_of_prefix(campaign, guesser.prefix, window),
+        keys.state_marker(),
     ]
     args: list[str | int | float] = [now_s, ticket_id, DEFAULT_PREQUEUE_S]
     args += [limit.per_client, limit.per_prefix, limit.window_s, *code_hashes]
@@ -307,12 +347,29 @@ def code_join_call(
 
 
 class RoomStore:
-    """All reads and writes of rooms; the scripts are registered once per store."""
+    """All reads and writes of rooms; the scripts are registered once per store.
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    With a ``ledger`` (the state log) the rooms are durable: see the module's
+    docstring. Without one they live in Redis alone (the scripts' own tests).
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        ledger: StateLog | None = None,
+        ceiling_block: int = DEFAULT_CEILING_BLOCK,
+    ) -> None:
+        if ceiling_block < 1:
+            raise ValueError(f"ceiling_block must be at least 1, got {ceiling_block}")
         self._redis = redis
+        self.ledger = ledger
+        self.ceiling_block = ceiling_block
         self.scripts = Scripts.register(redis)
-        self._batcher = JoinBatcher(self.scripts.join_many, DEFAULT_PREQUEUE_S)
+        self._batcher = JoinBatcher(
+            self.scripts.join_many,
+            DEFAULT_PREQUEUE_S,
+            raise_ceiling=None if ledger is None else self.raise_ceiling,
+        )
         # join_anonymous(name, now_s): a new ticket without an access code, as ``join``
         # gives it, as a future to await. For the gateway's join route: awaiting the
         # batcher's future directly spares a coroutine and a ``JoinOutcome`` per join
@@ -322,23 +379,15 @@ class RoomStore:
     async def put_room(self, cfg: RoomConfig) -> None:
         """Create the room (state ``scheduled``) or update its configuration."""
         room = keys.room(cfg.name)
+        mapping: dict[Any, Any] = config_fields(cfg)
+        if self.ledger is not None:  # a new room's pre-queue gets its first block at once
+            stored = RoomStored(cfg.name, **config_fields(cfg))  # type: ignore[arg-type]
+            await self.ledger.write(stored, CeilingRaised(cfg.name, "pre", self.ceiling_block))
+            mapping["durable"] = "1"
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                room,
-                mapping={
-                    "campaign": cfg.campaign,
-                    "opens_at_s": cfg.opens_at_s,
-                    "rate_per_s": cfg.rate_per_s,
-                    "max_active": cfg.max_active,
-                    "hold_s": cfg.hold_s,
-                    "admit_window_s": cfg.admit_window_s,
-                    "prequeue_s": cfg.prequeue_s,
-                    "ramp_s": cfg.ramp_s,
-                    "admission_mode": cfg.admission_mode,
-                    "pow_difficulty": cfg.pow_difficulty,
-                    "language": cfg.language,
-                },
-            )
+            pipe.hset(room, mapping=mapping)
+            if self.ledger is not None:
+                pipe.hsetnx(room, "pre_ceiling", self.ceiling_block)
             pipe.hsetnx(room, "state", "scheduled")
             pipe.sadd(keys.rooms(), cfg.name)
             await pipe.execute()
@@ -398,10 +447,19 @@ class RoomStore:
         script_keys, args = code_join_call(
             name, now_s, campaign, code_hashes, guesser, new_ticket_id()
         )
-        reply = await self.scripts.join(keys=script_keys, args=args)
-        status = _status(reply, name)
+        for _ in range(MAX_FENCE_RETRIES):
+            reply = await self.scripts.join(keys=script_keys, args=args)
+            status = _status(reply, name)
+            fenced = fenced_need(name, status)
+            if fenced is None:
+                break
+            await self.raise_ceiling(name, *fenced)
         if status == "too_many_attempts":
             raise TooManyAttempts(text(reply[1]))
+        if status == "restoring":
+            raise StateRestoring(name)
+        if fenced is not None:
+            raise CounterFenced(name, *fenced)
         if status == "invalid_code":
             raise InvalidAccessCode(f"not an access code of campaign {campaign!r}")
         if status == "closed":
@@ -433,12 +491,64 @@ class RoomStore:
                 snap.prequeue_size,
                 snap.seed,
             )
+        await self.log_opening(snap)
         return snap
+
+    async def log_opening(self, snap: RoomSnapshot) -> bool:
+        """Put a durable room's opening in the state log if it is not there yet, with the
+        first block of its post counter, then let it admit (``opening_logged``); whether
+        it was written now."""
+        if not (snap.durable and snap.opened and not snap.opening_logged) or snap.seed is None:
+            return False
+        if self.ledger is None or snap.opened_at_s is None:
+            return False
+        name, first_block = snap.config.name, snap.post_count + self.ceiling_block
+        await self.ledger.write(
+            RoomOpened(name, snap.seed, snap.prequeue_size, snap.opened_at_s),
+            CeilingRaised(name, "post", first_block),
+        )
+        await self.scripts.mark_opening_logged(
+            keys=[keys.room(name)], args=[snap.seed, first_block]
+        )
+        logger.info("room %s: its opening (seed %s) is in the state log", name, snap.seed)
+        return True
+
+    async def raise_ceiling(self, name: str, kind: str, needed: int) -> None:
+        """Let the room's ``kind`` counter hand out ``needed`` and a block more: the
+        state log gets the new ceiling first, then Redis (a ceiling never falls)."""
+        if self.ledger is None:
+            raise CounterFenced(name, kind, needed)
+        ceiling = needed + self.ceiling_block
+        await self.ledger.write(CeilingRaised(name, kind, ceiling))
+        status = text(
+            await self.scripts.raise_ceiling(
+                keys=[keys.room(name), keys.state_marker()], args=[kind, ceiling]
+            )
+        )
+        if status == "not_found":
+            raise RoomNotFound(name)
+        if status == "restoring":
+            raise StateRestoring(name)
+
+    async def top_up(self, snap: RoomSnapshot) -> None:
+        """Raise the ceiling of the counter a durable room hands out numbers from now (pre
+        before the opening, post after) ahead of need, when less than half a block is
+        left, so that a storm's joins rarely wait for the state log."""
+        if not snap.durable or self.ledger is None:
+            return
+        if snap.opened:
+            kind, count, ceiling = "post", snap.post_count, snap.ceilings[1]
+        else:
+            kind, count, ceiling = "pre", snap.pre_count, snap.ceilings[0]
+        if ceiling - count < self.ceiling_block // 2:
+            await self.raise_ceiling(snap.config.name, kind, count + 1)
 
     async def set_state(self, name: str, state: str) -> RoomSnapshot:
         """``open`` (resume), ``paused`` (joins, no admission) or ``closed`` (neither)."""
         if state not in OPERATOR_STATES:
             raise InvalidRoomConfig(f"state must be one of {OPERATOR_STATES}, got {state!r}")
+        if self.ledger is not None:
+            await self.ledger.write(RoomStateSet(name, state))
         reply = await self.scripts.set_state(keys=self._room_keys(name), args=[state])
         _status(reply, name)
         logger.info("room %s set to %s", name, state)
@@ -449,6 +559,8 @@ class RoomStore:
         args: list[str | int | float] = []
         for field, value in change.fields().items():
             args += [field, value]
+        if args and self.ledger is not None:
+            await self.ledger.write(AdmissionSet(name, **change.fields()))  # type: ignore[arg-type]
         reply = await self.scripts.set_admission(keys=self._room_keys(name), args=args)
         _status(reply, name)
         if args:
@@ -459,7 +571,11 @@ class RoomStore:
         """Set the operator's message to the room's visitors, or clear it (None).
 
         The caller has read the room (rooms are never deleted): one field of its hash.
+        With a state log, the log has it first.
         """
+        raw = None if message is None else orjson.dumps(message.as_dict()).decode()
+        if self.ledger is not None:
+            await self.ledger.write(MessageSet(name, raw))
         if message is None:
             await self._redis.hdel(keys.room(name), "message")
         else:
@@ -496,10 +612,15 @@ class RoomStore:
 
         Raises RoomNotFound, RoomClosed, or TooEarly as ``join`` does.
         """
-        reply = await self.scripts.rejoin(
-            keys=[keys.room(name), keys.room_active(name)],
-            args=[DEFAULT_PREQUEUE_S, position, now_s],
-        )
+        for _ in range(MAX_FENCE_RETRIES):
+            reply = await self.scripts.rejoin(
+                keys=[keys.room(name), keys.room_active(name), keys.state_marker()],
+                args=[DEFAULT_PREQUEUE_S, position, now_s],
+            )
+            fenced = fenced_need(name, reply)
+            if fenced is None or self.ledger is None:
+                break
+            await self.raise_ceiling(name, *fenced)
         if text(reply) == "kept":
             return None
         kind, opens, number, refused = parse_joins(name, reply, 1)

@@ -39,6 +39,23 @@ local function open_room(room, seed, now)
 end
 """
 
+# The fence of a room whose state is durable ('durable' = '1', see waitingroom.durable):
+# nothing is handed out while the state marker is missing (Redis lost its state and is
+# not restored yet: 'restoring'), and the kind's counter never hands out a number above
+# its ceiling, which the log has before Redis does ('fenced'; the caller records a
+# higher ceiling and asks again). Returns nil when the join may go on.
+_FENCE = """
+local function fence(room, marker, kind, taken)
+  if redis.call('HGET', room, 'durable') ~= '1' then return nil end
+  if redis.call('EXISTS', marker) == 0 then return 'restoring' end
+  local count = tonumber(redis.call('HGET', room, kind .. '_count') or '0')
+  if count + taken > tonumber(redis.call('HGET', room, kind .. '_ceiling') or '0') then
+    return 'fenced,' .. kind .. ',' .. tostring(count + taken)
+  end
+  return nil
+end
+"""
+
 # The gate every join passes: refusals for all joins of the room, else the kind of
 # ticket a join gets now ('pre' before opening, 'post' after) and, before opening,
 # the time the pre-queue window opens (joins earlier than that are refused).
@@ -53,11 +70,13 @@ end
 """
 
 JOIN = (
-    _JOIN_GATE
+    _FENCE
+    + _JOIN_GATE
     + """
 -- KEYS[1] room hash, KEYS[2] room code tickets hash, KEYS[3] the campaign's access codes,
 -- KEYS[4] the client's wrong-code counter of this window (keys.code_guesses_of_client),
--- KEYS[5] the code prefix's wrong-code counter of this window (keys.code_guesses_of_prefix)
+-- KEYS[5] the code prefix's wrong-code counter of this window (keys.code_guesses_of_prefix),
+-- KEYS[6] the state marker
 -- ARGV[1] now_s, ARGV[2] a fresh ticket id, ARGV[3] the pre-queue window (s) of a room
 -- that has no 'prequeue_s' field, ARGV[4] the wrong codes a client may try per window,
 -- ARGV[5] the wrong codes a prefix may see per window (each 0: not checked, not counted),
@@ -70,8 +89,10 @@ JOIN = (
 -- kept a window from its first wrong code), then the join is taken. A join before opening
 -- is 'pre' (numbered by pre_count), after opening 'post' (numbered by post_count). Before
 -- opens_at_s - prequeue_s a join is refused. A code that holds a ticket gets it back.
+-- A durable room's new ticket passes the fence first.
 -- Returns {'too_many_attempts', 'client' | 'prefix'} | {'invalid_code'} | {'not_found'} |
 --   {'closed'} | {'too_early', pre-queue opening time (s)} |
+--   {the fence's refusal: 'restoring' or 'fenced,<kind>,<number needed>'} |
 --   {'ok', ticket JSON {kind, number, ticket_id, issued_at_s}, new (1|0), the code's
 --    hash (the ARGV it was found under), its priority group}
 local room, code_tickets, codes = KEYS[1], KEYS[2], KEYS[3]
@@ -105,6 +126,8 @@ if window_opens and tonumber(now) < window_opens then
 end
 local held = redis.call('HGET', code_tickets, code)
 if held then return {'ok', held, 0, code, group} end
+local fenced = fence(room, KEYS[6], kind, 1)
+if fenced then return {fenced} end
 local number = redis.call('HINCRBY', room, kind .. '_count', 1)
 local ticket = cjson.encode({kind = kind, number = number, ticket_id = ticket_id,
                              issued_at_s = now})
@@ -119,14 +142,15 @@ return {'ok', ticket, 1, code, group}
 # numbers in order. Before opening, a join whose time < opens_at_s - prequeue_s is
 # refused. Returns one string (a reply of one element costs the client less to read
 # than a list):
-#   'not_found' | 'closed' |
+#   'not_found' | 'closed' | the fence's refusal (restoring, or fenced with the number needed) |
 #   'ok,<kind>,<pre-queue opening time (s) or nothing>,<the first join's number>,<refused>':
 #   the joins taken are numbered first, first + 1, ... in order; refused is '' when
 #   every join was taken, else one character per join: '1' refused, '0' taken
 _TAKE_JOINS = (
-    _JOIN_GATE
+    _FENCE
+    + _JOIN_GATE
     + """
-local function take_joins(room, default_prequeue_s, count, times)
+local function take_joins(room, marker, default_prequeue_s, count, times)
   local kind, refusal, window_opens = join_gate(room, default_prequeue_s)
   if refusal then return refusal[1] end
   local taken, refused = count, ''
@@ -142,6 +166,8 @@ local function take_joins(room, default_prequeue_s, count, times)
     end
     if taken < count then refused = table.concat(flags) end
   end
+  local fenced = fence(room, marker, kind, taken)
+  if fenced then return fenced end
   local first = redis.call('HINCRBY', room, kind .. '_count', taken) - taken + 1
   local opens = window_opens and tostring(window_opens) or ''
   return 'ok,' .. kind .. ',' .. opens .. ',' .. tostring(first) .. ',' .. refused
@@ -152,21 +178,21 @@ end
 JOIN_MANY = (
     _TAKE_JOINS
     + """
--- KEYS[1] room hash
+-- KEYS[1] room hash, KEYS[2] the state marker
 -- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
 -- ARGV[2] the number of joins, ARGV[3] the now_s of each anonymous join, comma-separated,
 -- in the order the joins arrived (one argument for the batch: cheaper to send than one
 -- per join, and read only before opening, the one time a join's time matters)
 -- The joins of one call, numbered as one atomic step (take_joins).
 -- Returns take_joins's string.
-return take_joins(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+return take_joins(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3])
 """
 )
 
 REJOIN = (
     _TAKE_JOINS
     + """
--- KEYS[1] room hash, KEYS[2] room active zset
+-- KEYS[1] room hash, KEYS[2] room active zset, KEYS[3] the state marker
 -- ARGV[1] the pre-queue window (s) of a room that has no 'prequeue_s' field,
 -- ARGV[2] the admitted position of the ticket joining again, ARGV[3] now_s
 -- A ticket that was admitted joins again without an access code (a reload, another
@@ -176,7 +202,7 @@ REJOIN = (
 -- Returns 'kept' | take_joins's string for one join.
 local deadline = redis.call('ZSCORE', KEYS[2], ARGV[2])
 if deadline and tonumber(deadline) >= tonumber(ARGV[3]) then return 'kept' end
-return take_joins(KEYS[1], ARGV[1], 1, ARGV[3])
+return take_joins(KEYS[1], KEYS[3], ARGV[1], 1, ARGV[3])
 """
 )
 
@@ -304,7 +330,8 @@ ADMIT = (
     + _OPEN_ROOM
     + _ADMIT_ROOM
     + """
--- KEYS[1] room hash, KEYS[2] room active zset, KEYS[3] room fence counter
+-- KEYS[1] room hash, KEYS[2] room active zset, KEYS[3] room fence counter,
+-- KEYS[4] the state marker
 -- ARGV[1] the caller's fencing token, ARGV[2] now_s, ARGV[3] a seed (kept only if
 --   this call opens the room), ARGV[4] the ramp's start fraction of rate_per_s,
 --   ARGV[5] in auto mode the most active bookers the inventory can serve, else ''
@@ -312,13 +339,17 @@ ADMIT = (
 -- now >= opens_at_s; drops active entries whose deadline < now; if the state is
 -- 'open' and not sold out, admits positions cursor+1..cursor+k (k limited by the
 -- rate budget, max_active, in auto mode by ARGV[5], and the queue) with deadline
--- now + admit_window_s. A room in auto mode without ARGV[5] admits nobody.
--- Returns {'fenced'} | {'not_found'} |
+-- now + admit_window_s. A room in auto mode without ARGV[5] admits nobody. A durable
+-- room ('durable' = '1') admits nobody while the state marker is missing ('restoring')
+-- nor before its opening is in the log ('opening_logged', see waitingroom.durable).
+-- Returns {'fenced'} | {'not_found'} | {'restoring'} |
 --   {'ok', admitted k, opened by this call (1|0), {HGETALL room}, ZCARD active}
 local room, active = KEYS[1], KEYS[2]
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'fenced'} end
 local state = redis.call('HGET', room, 'state')
 if not state then return {'not_found'} end
+local durable = redis.call('HGET', room, 'durable') == '1'
+if durable and redis.call('EXISTS', KEYS[4]) == 0 then return {'restoring'} end
 local now = tonumber(ARGV[2])
 local opened = 0
 if now >= tonumber(redis.call('HGET', room, 'opens_at_s')) then
@@ -329,7 +360,8 @@ redis.call('ZREMRANGEBYSCORE', active, '-inf', '(' .. ARGV[2])
 local limit = nil
 if redis.call('HGET', room, 'admission_mode') == 'auto' then limit = tonumber(ARGV[5]) or 0 end
 local admitted = 0
-if state == 'open' and redis.call('HGET', room, 'sold_out') ~= '1' then
+local logged = not durable or redis.call('HGET', room, 'opening_logged') == '1'
+if state == 'open' and logged and redis.call('HGET', room, 'sold_out') ~= '1' then
   admitted = admit_room(room, active, now, tonumber(ARGV[4]), limit)
 else
   redis.call('HSET', room, 'admit_last_s', ARGV[2], 'admit_carry', '0')
@@ -376,14 +408,17 @@ return 0
 """
 
 CLAIM_IDENTITY = """
--- KEYS[1] identity claim (keys.identity_claim)
+-- KEYS[1] identity claim (keys.identity_claim), KEYS[2] the state marker
 -- ARGV[1] the claiming booking id, ARGV[2] the holder the caller has seen end
---   ('' when it has seen none), ARGV[3] the claim's TTL (s)
+--   ('' when it has seen none), ARGV[3] the claim's TTL (s), ARGV[4] '1' when claims
+--   are durable: none is taken while the state marker is missing (Redis lost its
+--   claims and they are not restored yet)
 -- Compare-and-set: the claim becomes ARGV[1]'s if it is free or held by ARGV[2]
 -- (a take-over: of two callers that saw the same holder end, one wins). A claim
 -- ARGV[1] holds already stays as it is. Whether a holder has ended is decided by
 -- the caller (its booking views live in gateway memory, not in Redis).
--- Returns {'taken', ''} | {'kept', ''} | {'held', the holding booking id}
+-- Returns {'taken', ''} | {'kept', ''} | {'held', the holding booking id} | {'restoring', ''}
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {'restoring', ''} end
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then return {'kept', ''} end
 if holder and holder ~= ARGV[2] then return {'held', holder} end
@@ -408,6 +443,104 @@ for i = 2, #ARGV, 2 do
 end
 local seq = redis.call('HINCRBY', inv, 'seq', 1)
 return {seq, redis.call('HGETALL', inv)}
+"""
+
+
+RAISE_CEILING = """
+-- KEYS[1] room hash, KEYS[2] the state marker
+-- ARGV[1] 'pre' | 'post', ARGV[2] a ceiling the state log has (waitingroom.durable)
+-- The kind's counter may hand out numbers up to the ceiling; a ceiling never falls.
+-- Not while the marker is missing: a counter not restored yet may be behind.
+-- Returns 'not_found' | 'restoring' | 'ok'
+if not redis.call('HGET', KEYS[1], 'state') then return 'not_found' end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 'restoring' end
+local field = ARGV[1] .. '_ceiling'
+local ceiling = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+if tonumber(ARGV[2]) > ceiling then redis.call('HSET', KEYS[1], field, ARGV[2]) end
+return 'ok'
+"""
+
+MARK_OPENING_LOGGED = """
+-- KEYS[1] room hash
+-- ARGV[1] the seed of the opening the state log now has, ARGV[2] a post-counter ceiling
+-- the state log has with it
+-- Lets a durable room admit (ADMIT): its opening will come back after a loss; and its
+-- post counter hand out numbers up to the ceiling (a ceiling never falls).
+-- Returns 1 if marked, 0 if the room has no such opening
+if redis.call('HGET', KEYS[1], 'seed') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'opening_logged', '1')
+if tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[1], 'post_ceiling') or '0') then
+  redis.call('HSET', KEYS[1], 'post_ceiling', ARGV[2])
+end
+return 1
+"""
+
+CHECK_MARKER = """
+-- KEYS[1] the state marker
+-- ARGV[1] the run id of the server this connection talks to
+-- A marker of another run id was set on another server (this one was restarted from
+-- an older copy, or is a replica promoted after a failover): its state may be behind
+-- the log, so the marker goes and durable rooms hand out nothing until restored.
+-- Returns 1 if the marker is this server's, 0 otherwise (then it is gone)
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+redis.call('DEL', KEYS[1])
+return 0
+"""
+
+RESTORE_ROOM = """
+-- KEYS[1] room hash, KEYS[2] set of room names, KEYS[3] room active zset
+-- ARGV[1] room name, ARGV[2] now_s (the restore's time), ARGV[3] the operator's last
+-- state from the log or '', ARGV[4] the opening's seed or '', ARGV[5] its pre-queue
+-- size, ARGV[6] its time, ARGV[7] the pre counter's logged ceiling, ARGV[8] the post
+-- counter's, ARGV[9] the admission cursor's floor (every place up to it was admitted),
+-- ARGV[10] n, the number of admitted ranges that follow, ARGV[11..10+3n] triples of
+-- first place, last place, the latest deadline they can have; then pairs of
+-- configuration field, value
+-- Puts a room back as the state log has it: configuration, state and opening from the
+-- log; each counter restarts at the higher of what Redis has and the logged ceiling
+-- (numbers below it may be in people's hands), and its ceiling is the count, so the
+-- next join records a new one first. The cursor never goes back below the floor, and
+-- the places of the ranges count as active until their deadline (a deadline already
+-- later in Redis stays): admitted people keep their turn and count against the cap.
+-- Returns 'ok'
+local room = KEYS[1]
+local ranges = tonumber(ARGV[10])
+local config = 11 + 3 * ranges
+if #ARGV >= config then redis.call('HSET', room, unpack(ARGV, config)) end
+redis.call('HSET', room, 'durable', '1', 'restored_at_s', ARGV[2])
+local opened = redis.call('HEXISTS', room, 'opened_at_s') == 1
+if ARGV[4] ~= '' then
+  redis.call('HSET', room, 'seed', ARGV[4], 'prequeue_size', ARGV[5], 'opened_at_s', ARGV[6],
+             'opening_logged', '1')
+  if not opened then redis.call('HSET', room, 'admit_last_s', ARGV[2], 'admit_carry', '0') end
+  opened = true
+end
+for i, kind in ipairs({'pre', 'post'}) do
+  local count = tonumber(redis.call('HGET', room, kind .. '_count') or '0')
+  local ceiling = math.max(count, tonumber(ARGV[6 + i]))
+  redis.call('HSET', room, kind .. '_count', ceiling, kind .. '_ceiling', ceiling)
+end
+local cursor = tonumber(redis.call('HGET', room, 'cursor') or '0')
+redis.call('HSET', room, 'cursor', math.max(cursor, tonumber(ARGV[9])))
+for r = 0, ranges - 1 do
+  local first, last = tonumber(ARGV[11 + 3 * r]), tonumber(ARGV[12 + 3 * r])
+  local deadline = ARGV[13 + 3 * r]
+  for from = first, last, 500 do
+    local args = {}
+    for p = from, math.min(from + 499, last) do
+      args[#args + 1] = deadline
+      args[#args + 1] = p
+    end
+    redis.call('ZADD', KEYS[3], 'GT', unpack(args))
+  end
+end
+local state = ARGV[3]
+if state == '' then state = redis.call('HGET', room, 'state') or 'scheduled' end
+if state == 'open' and not opened then state = 'scheduled' end
+if state == 'scheduled' and opened then state = 'open' end
+redis.call('HSET', room, 'state', state)
+redis.call('SADD', KEYS[2], ARGV[1])
+return 'ok'
 """
 
 
@@ -478,6 +611,10 @@ class Scripts:
     start_booking: AsyncScript
     undo_start_booking: AsyncScript
     record_point: AsyncScript
+    raise_ceiling: AsyncScript
+    mark_opening_logged: AsyncScript
+    check_marker: AsyncScript
+    restore_room: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:
@@ -498,4 +635,8 @@ class Scripts:
             start_booking=redis.register_script(START_BOOKING),
             undo_start_booking=redis.register_script(UNDO_START_BOOKING),
             record_point=redis.register_script(RECORD_POINT),
+            raise_ceiling=redis.register_script(RAISE_CEILING),
+            mark_opening_logged=redis.register_script(MARK_OPENING_LOGGED),
+            check_marker=redis.register_script(CHECK_MARKER),
+            restore_room=redis.register_script(RESTORE_ROOM),
         )

@@ -86,6 +86,7 @@ ALERTS = {
     "FairqHoldExpiriesSpiking",
     "FairqRoomSoldOut",
     "FairqProcessDown",
+    "FairqRedisRestored",
 }
 
 

@@ -129,6 +129,13 @@ async def allocator(connections: Connections) -> AsyncIterator[None]:
 @pytest.fixture
 async def admitter(connections: Connections) -> AsyncIterator[None]:
     """The real admitter, in this process, leading every room of the test."""
+    async with admitter_running(connections):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def admitter_running(connections: Connections) -> AsyncIterator[None]:
+    """The real admitter, in this process, until the block is left."""
     from waitingroom.admitter import run
     from waitingroom.settings import AdmitterSettings
 

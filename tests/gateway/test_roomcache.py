@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from gateway import roomcache
 from gateway.roomcache import TURN_MARGIN_S, RoomCache, RoomView
 from waitingroom import keys
+from waitingroom.durable import AdmissionFloor
 from waitingroom.rooms import RoomConfig, RoomSnapshot, RoomStore
 
 T0 = 1_700_000_000.0
@@ -79,6 +80,25 @@ async def test_turns_pass_one_admission_window_after_this_gateway_saw_them(
     assert view.passed_to == 5  # 6-8 were seen admitted only later
     view.saw(T0 + window_s + 100, replace(snap, cursor=2))  # the room was set back
     assert view.passed_to == 0
+
+
+async def test_the_admission_floor_keeps_what_may_still_be_active(
+    redis: aioredis.Redis,
+) -> None:
+    """What a restore gets back if Redis forgets the admission: the cursor never set
+    back, and each range seen admitted with the latest deadline it can have."""
+    store = RoomStore(redis)
+    await store.put_room(RoomConfig(name="demo", campaign="flu", opens_at_s=T0))
+    snap = await store.load("demo")
+    assert snap is not None
+    view, active_for_s = RoomView(snap), 100.0
+    for at_s, cursor in ((T0, 3), (T0 + 10, 5), (T0 + 20, 5), (T0 + 50, 9)):
+        view.saw_admissions(at_s, replace(snap, cursor=cursor), active_for_s)
+    assert view.admission_floor(active_for_s) == AdmissionFloor(
+        9, ((1, 3, T0 + 100), (4, 5, T0 + 110), (6, 9, T0 + 150))
+    )
+    view.saw_admissions(T0 + 115, replace(snap, cursor=2), active_for_s)  # Redis forgot
+    assert view.admission_floor(active_for_s) == AdmissionFloor(9, ((6, 9, T0 + 150),))
 
 
 async def test_a_quiet_pre_queue_leaves_the_first_in_line_an_estimate(

@@ -25,6 +25,10 @@ SOURCES = {
         "START_BOOKING",
         "UNDO_START_BOOKING",
         "RECORD_POINT",
+        "RAISE_CEILING",
+        "MARK_OPENING_LOGGED",
+        "CHECK_MARKER",
+        "RESTORE_ROOM",
     )
 }
 
