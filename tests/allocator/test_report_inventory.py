@@ -36,7 +36,9 @@ def loaded(log: Log) -> None:
     log(add("a3", "south", "s1", [slot(0, 9, 4), slot(21, 9, 4)]))
 
 
-def figures(capacity: int, free: int, held: int = 0, confirmed: int = 0, reserved: int = 0):  # type: ignore[no-untyped-def]
+def figures(
+    capacity: int, free: int, held: int = 0, confirmed: int = 0, reserved: int = 0
+) -> DayInventory:
     return DayInventory(capacity, free, held, confirmed, reserved)
 
 
