@@ -8,7 +8,9 @@ same events.
 
 Every Book, Confirm, Cancel, Move, AddInventory, RemoveInventory and SetReserve
 command id gets exactly one answer; a command delivered again (same command id)
-gets none. Holds run out at the start of the first command whose timestamp
+gets none. ReportInventory only reads (places per center and day of a county,
+for operators): it changes nothing, not even a remembered command id, so it is
+answered each time it is delivered. Holds run out at the start of the first command whose timestamp
 reaches their expiry.
 
 Move rebooks a held or confirmed booking inside its own county: the new pair
@@ -70,6 +72,7 @@ the wisher's group and time of day; a search without either is the plain one
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -82,6 +85,7 @@ from allocator.inventory import (
     Slot,
     View,
     day_ordinal,
+    iso_day,
 )
 from schemas.commands import (
     AddInventory,
@@ -91,6 +95,7 @@ from schemas.commands import (
     Confirm,
     Move,
     RemoveInventory,
+    ReportInventory,
     SetReserve,
     Tick,
     Transfer,
@@ -102,12 +107,14 @@ from schemas.events import (
     Cancelled,
     Confirmed,
     CountySummary,
+    DayInventory,
     Event,
     Expired,
     Failed,
     Held,
     InventoryAdded,
     InventoryRemoved,
+    InventoryReport,
     Moved,
     Offered,
     Rejected,
@@ -494,6 +501,7 @@ class Allocator:
             AddInventory: self._add_inventory,
             RemoveInventory: self._remove_inventory,
             SetReserve: self._set_reserve,
+            ReportInventory: self._report_inventory,
             Tick: self._tick,
             TransferIn: self._transfer_in,
             TransferAnswer: self._transfer_answer,
@@ -1205,6 +1213,55 @@ class Allocator:
             center.release(day, group, now)
             c.dirty = True
             self._places_returned(c, center.county)
+
+    # -- ReportInventory (reads only) --------------------------------------------------------
+
+    def _report_inventory(self, cmd: ReportInventory, out: list[Event]) -> None:
+        """Answer with the county's places per center and day. Nothing changes (a campaign
+        not known here is not made, the command id is not remembered)."""
+        c = self._campaigns.get(cmd.campaign)
+        county = c.counties.get(cmd.county) if c is not None else None
+        if c is None or county is None:
+            report = InventoryReport(
+                cmd.command_id, cmd.campaign, cmd.county, self.now_ms, {}, "unknown_county"
+            )
+        else:
+            report = InventoryReport(
+                cmd.command_id, cmd.campaign, cmd.county, self.now_ms, self._by_day(c, county)
+            )
+        out.append(report)
+
+    def _by_day(self, c: Campaign, county: County) -> dict[str, dict[str, DayInventory]]:
+        """Places of each center of ``county`` per day, summed over its slots. Slots know
+        how many places are used, not by whom: held and confirmed come from one pass over
+        the campaign's active bookings (those with a pair hold two places)."""
+        booked: Counter[tuple[str, int, str]] = Counter()  # (center, day, state) -> places
+        for b in c.active.values():
+            if b.dose1 is None or b.dose2 is None:  # waitlisted
+                continue
+            for s in (b.dose1, b.dose2):
+                center = s.line.center
+                if center.county == county.name:
+                    booked[center.center_id, s.day, b.state] += 1
+        now = self.now_ms
+        report: dict[str, dict[str, DayInventory]] = {}
+        for center_id in sorted(county.centers):
+            days: dict[int, tuple[int, int, int]] = {}  # day -> (capacity, free, reserved)
+            for line in county.centers[center_id].line_list:
+                for day, capacity, free, reserved in line.day_places(now):
+                    cap0, free0, reserved0 = days.get(day, (0, 0, 0))
+                    days[day] = (cap0 + capacity, free0 + free, reserved0 + reserved)
+            report[center_id] = {
+                iso_day(day): DayInventory(
+                    capacity,
+                    free,
+                    booked[center_id, day, HELD],
+                    booked[center_id, day, CONFIRMED],
+                    reserved,
+                )
+                for day, (capacity, free, reserved) in sorted(days.items())
+            }
+        return report
 
     # -- Tick and summaries ------------------------------------------------------------------
 

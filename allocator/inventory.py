@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import pairwise
 from types import MappingProxyType
 from typing import NamedTuple
@@ -67,6 +67,11 @@ MINIMUM_GUARANTEE = "minimum_guarantee"  # the reserve first, open places when i
 def day_ordinal(iso_day: str) -> int:
     """The proleptic Gregorian ordinal of an ISO date: days compare as integers."""
     return dt.date.fromisoformat(iso_day).toordinal()
+
+
+def iso_day(ordinal: int) -> str:
+    """The ISO date of a day ordinal (``day_ordinal`` back)."""
+    return dt.date.fromordinal(ordinal).isoformat()
 
 
 def time_of_day_of(start: str) -> int:
@@ -772,6 +777,13 @@ class Line:
         if slot.shares is not None:
             for share in slot.shares.values():
                 share.held = 0
+
+    def day_places(self, now_ms: int) -> Iterator[tuple[int, int, int, int]]:
+        """(day ordinal, capacity, free, reserved) of each day of the line, in order;
+        free and reserved count slots not retired, as the line's own counters do."""
+        self.retire(now_ms)
+        for d in self.days:
+            yield d.ordinal, sum(s.capacity for s in d.slots), d.free, d.reserved
 
     def slot_at(self, start_s: int) -> Slot | None:
         """The line's slot starting at ``start_s``, if it has one."""

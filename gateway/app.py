@@ -34,6 +34,7 @@ from gateway import (
     callscreen,
     challenge,
     console,
+    dailyinventory,
     history,
     operators,
     page,
@@ -323,6 +324,7 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     app.add_routes(audit.routes)
     app.add_routes(callcenter.routes)
     app.add_routes(supply.routes)
+    app.add_routes(dailyinventory.routes)
     challenge.install(app, settings)
     app.add_routes(page.routes)
     app.add_routes(actionlog.routes)

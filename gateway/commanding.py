@@ -12,14 +12,25 @@ from schemas.commands import Command
 from schemas.events import Event
 
 RETRY_AFTER_S = "2"
+INVENTORY_IN_DOUBT = (
+    "the commands were sent but the log has not confirmed them all: some may be"
+    " applied. The same campaign document, a delivery with its delivery_id and a"
+    " reserve can be sent again safely; a delivery without a delivery_id would"
+    " add its places again"
+)
 
 
 async def send_commands(
-    gw: Gateway, keyed: Sequence[tuple[str, Command]], wait_s: float
+    gw: Gateway,
+    keyed: Sequence[tuple[str, Command]],
+    wait_s: float,
+    *,
+    in_doubt: str = INVENTORY_IN_DOUBT,
 ) -> list[Event]:
     """Put commands on the log (key first) and wait up to ``wait_s`` for their answers.
 
-    Returns the answers that came in time, in command order.
+    Returns the answers that came in time, in command order. ``in_doubt`` is what the
+    503 says when the log may hold only some of them (what sending again would do).
     """
     ids = [command.command_id for _, command in keyed]
     with gw.views.expect(ids) as futures:
@@ -34,15 +45,7 @@ async def send_commands(
                     "the commands were not accepted: nothing was sent; try again",
                     headers={"Retry-After": RETRY_AFTER_S},
                 ) from e
-            raise ApiError(
-                503,
-                "in_doubt",
-                "the commands were sent but the log has not confirmed them all: some may be"
-                " applied. The same campaign document, a delivery with its delivery_id and a"
-                " reserve can be sent again safely; a delivery without a delivery_id would"
-                " add its places again",
-                headers={"Retry-After": RETRY_AFTER_S},
-            ) from e
+            raise ApiError(503, "in_doubt", in_doubt, headers={"Retry-After": RETRY_AFTER_S}) from e
         if wait_s > 0 and futures:
             await asyncio.wait(futures.values(), timeout=wait_s)
         return [f.result() for f in (futures[i] for i in ids) if f.done()]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -137,31 +136,12 @@ SUPPLY_ACTIONS = {
 }
 
 
-def booked_doses(gw: Gateway, campaign: str) -> list[dict[str, Any]]:
-    """Doses held and confirmed per center and day (the day of the appointment's own
-    date), from the booking states this gateway holds."""
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for view in gw.views.views.values():
-        if view.campaign == campaign and view.state in ("held", "confirmed"):
-            for appointment in view.appointments:
-                counts[appointment.center, appointment.start[:10], view.state] += 1
-    days = sorted({(center, day) for center, day, _ in counts})
-    return [
-        {
-            "center": c,
-            "day": d,
-            "held": counts[c, d, "held"],
-            "confirmed": counts[c, d, "confirmed"],
-        }
-        for c, d in days
-    ]
-
-
 @routes.get("/api/admin/campaigns/{campaign}/overview")
 async def campaign_overview(request: web.Request) -> web.Response:
-    """Inventory per county, bookings per center and day, and the reserves and
-    deliveries of the campaign as the record of actions has them (the newest
-    ``actionlog.MAX_ENTRIES`` actions of all campaigns)."""
+    """Inventory per county, and the reserves and deliveries of the campaign as the
+    record of actions has them (the newest ``actionlog.MAX_ENTRIES`` actions of all
+    campaigns). Places per center and day are the allocator's to tell
+    (``gateway.dailyinventory``)."""
     gw = require_operator(request)
     name = request.match_info["campaign"]
     await load_public(gw, name)
@@ -177,7 +157,6 @@ async def campaign_overview(request: web.Request) -> web.Response:
         {
             "campaign": name,
             "counties": {k: v.to_map() for k, v in sorted(counties.items())},
-            "centers": booked_doses(gw, name),
             "supply": supply,
         }
     )

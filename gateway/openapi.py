@@ -142,6 +142,38 @@ ONE_PAIR = (
     " of the campaign already, in any county"
 )
 ANY_OBJ = {"type": "object"}
+DAY_ROW = _obj(
+    {
+        "center": STR,
+        "day": DATE,
+        "capacity": INT,
+        "free": {**INT, "description": "places anybody may take, in slots not started"},
+        "held": {**INT, "description": "places of held pairs"},
+        "confirmed": {**INT, "description": "places of confirmed pairs"},
+        "reserved": {**INT, "description": "free places held back for priority groups"},
+    },
+    ["center", "day", "capacity", "free", "held", "confirmed", "reserved"],
+)
+DAILY = _obj(
+    {
+        "campaign": STR,
+        "asked": INT,
+        "answered": INT,
+        "missing": {"type": "array", "items": STR, "description": "counties not answered yet"},
+        "counties": {
+            "type": "object",
+            "additionalProperties": _obj(
+                {
+                    "at": {"type": "string", "format": "date-time"},
+                    "reason": NULL_STR,
+                    "centers": {"type": "array", "items": DAY_ROW},
+                },
+                ["at", "reason", "centers"],
+            ),
+        },
+    },
+    ["campaign", "asked", "answered", "missing", "counties"],
+)
 
 
 def _query(op: dict[str, Any], *fields: str) -> dict[str, Any]:
@@ -150,6 +182,12 @@ def _query(op: dict[str, Any], *fields: str) -> dict[str, Any]:
         {"name": field, "in": "query", "required": False, "schema": bounds.schema(field)}
         for field in fields
     ]
+    return op
+
+
+def _county_query(op: dict[str, Any]) -> dict[str, Any]:
+    """``op`` with the optional ``county`` query parameter (one county; all when absent)."""
+    op["parameters"] = [{"name": "county", "in": "query", "required": False, "schema": STR}]
     return op
 
 
@@ -319,11 +357,24 @@ def _console_paths() -> dict[str, Any]:
         },
         "/api/admin/campaigns/{campaign}/overview": {
             "get": _op(
-                "inventory per county, doses per center and day, reserves and deliveries",
+                "inventory per county, reserves and deliveries",
                 {"200": ("campaign", ANY_OBJ)},
                 (401, 403, 404),
                 None,
                 "operator",
+            )
+        },
+        "/api/admin/campaigns/{campaign}/inventory/daily": {
+            "get": _county_query(
+                _op(
+                    "places per county, center and day (capacity, free, held, confirmed,"
+                    " reserved), asked of the allocator; 202 with the counties still missing"
+                    " when it is slow",
+                    {"200": ("every county answered", DAILY), "202": ("some missing", DAILY)},
+                    (400, 401, 403, 404, 503),
+                    None,
+                    "operator",
+                )
             )
         },
         f"{admin_room}/history": {

@@ -4,11 +4,14 @@ Every command carries a unique ``command_id`` made by its producer. The
 allocator answers each Book, Confirm, Cancel, Move, AddInventory,
 RemoveInventory and SetReserve with exactly one event naming that
 ``command_id`` (see ``schemas.events``). Ticks carry no answer: they only
-move a partition's log clock forward (the record timestamp).
+move a partition's log clock forward (the record timestamp). ReportInventory
+only reads: it is answered each time it is delivered (an InventoryReport),
+since remembering its id would be a change of state.
 
 Confirm, Cancel and Move are keyed by the county of the booking they name
 (where its Book went, or the county of its last move); AddInventory,
-RemoveInventory and SetReserve by the center's county. TransferIn and
+RemoveInventory and SetReserve by the center's county, ReportInventory by the
+county it asks about. TransferIn and
 TransferAnswer carry a Move from one county's partition to another's and back;
 only allocators write them, and they are answered by no event of their own.
 """
@@ -339,6 +342,22 @@ class SetReserve(Message):
 
 
 @wire_class
+class ReportInventory(Message):
+    """Ask for the inventory of one county of a campaign per center and day.
+
+    Read-only: the allocator changes nothing and answers with an InventoryReport
+    (a ``reason`` when it knows no such county), every time it is delivered.
+    Operators ask it (the console's campaign view); places per center and day
+    exist only in the allocator, which owns the inventory.
+    """
+
+    TYPE: ClassVar[str] = "report_inventory"
+    command_id: str
+    campaign: str
+    county: str  # the record key
+
+
+@wire_class
 class Tick(Message):
     """Moves an idle partition's clock (the record timestamp); answered by nothing."""
 
@@ -354,6 +373,7 @@ Command = (
     | AddInventory
     | RemoveInventory
     | SetReserve
+    | ReportInventory
     | Tick
     | TransferIn
     | TransferAnswer
@@ -368,6 +388,7 @@ _DECODERS = decoders(
     AddInventory,
     RemoveInventory,
     SetReserve,
+    ReportInventory,
     Tick,
     TransferIn,
     TransferAnswer,

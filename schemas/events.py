@@ -17,6 +17,7 @@ Answers, exactly one per command:
 - AddInventory → InventoryAdded (``accepted`` false with a ``reason`` if refused)
 - RemoveInventory → InventoryRemoved (``accepted`` false with a ``reason`` if refused)
 - SetReserve → ReserveSet (``accepted`` false with a ``reason`` if refused)
+- ReportInventory → InventoryReport (every time it is delivered: it only reads)
 
 Spontaneous: Expired (a hold ran out; ``command_id`` is the Book's), Offered (a
 waitlisted booking got a pair, now held; ``command_id`` is the Book's), and
@@ -33,7 +34,16 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from schemas.errors import SchemaError
-from schemas.fields import MAX_ID_LEN, opt_int, opt_str, req_int, req_list, req_map, req_str
+from schemas.fields import (
+    MAX_ID_LEN,
+    opt_int,
+    opt_str,
+    parse_date,
+    req_int,
+    req_list,
+    req_map,
+    req_str,
+)
 from schemas.wire import Message, decoders, dispatch, field_map, read, read_fields, wire_class
 
 # Reasons a Book is rejected or a Confirm/Cancel fails.
@@ -277,6 +287,66 @@ class ReserveSet(_InventoryAnswer):
 
 
 @wire_class
+class DayInventory:
+    """Places of one center on one day, summed over its slots (every vaccine).
+
+    ``held`` and ``confirmed`` count places of held and confirmed bookings (a pair
+    takes two places, on its two days); ``free`` places anybody may take and
+    ``reserved`` places held back for priority groups are free places of slots not
+    yet started, as in CountySummary (a started slot's free places count as neither).
+    """
+
+    capacity: int = read(_count)
+    free: int = read(_count)
+    held: int = read(_count)
+    confirmed: int = read(_count)
+    reserved: int = read(_count)
+
+    def to_map(self) -> dict[str, Any]:
+        return field_map(self)
+
+    @classmethod
+    def from_map(cls, m: Any) -> DayInventory:
+        if not isinstance(m, Mapping):
+            raise SchemaError("a day's inventory must be a map")
+        return read_fields(cls, m)
+
+
+def _centers_by_day(m: Mapping[str, Any], key: str) -> dict[str, dict[str, DayInventory]]:
+    centers: dict[str, dict[str, DayInventory]] = {}
+    for center, days in req_map(m, key).items():
+        if not isinstance(days, Mapping) or not all(isinstance(d, str) for d in days):
+            raise SchemaError(f"'{key}' must map each center to a map by ISO day")
+        centers[center] = {
+            parse_date(day, "day").isoformat(): DayInventory.from_map(figures)
+            for day, figures in days.items()
+        }
+    return centers
+
+
+@wire_class
+class InventoryReport(Message):
+    """The answer to ReportInventory: places per center of ``county`` and day (ISO),
+    or ``reason`` (then ``centers`` is empty) when the county has no inventory here."""
+
+    TYPE: ClassVar[str] = "inventory_report"
+    command_id: str
+    campaign: str
+    county: str
+    at_ms: int
+    centers: dict[str, dict[str, DayInventory]] = read(_centers_by_day)
+    reason: str | None = read(opt_str, None)
+
+    def to_map(self) -> dict[str, Any]:
+        out = Message.to_map(self)
+        out["centers"] = {
+            center: {day: figures.to_map() for day, figures in days.items()}
+            for center, days in self.centers.items()
+        }
+        return out
+
+
+@wire_class
 class CountySummary:
     # pairs that can still be formed from free and reserved places (greedy; 0 exactly when none)
     pairs_left: int = read(_count)
@@ -336,6 +406,7 @@ Event = (
     | InventoryAdded
     | InventoryRemoved
     | ReserveSet
+    | InventoryReport
     | Summary
 )
 BookingEvent = Held | Confirmed | Rejected | Expired | Cancelled | Moved | Waitlisted | Offered
@@ -353,6 +424,7 @@ _TYPES: tuple[Any, ...] = (
     InventoryAdded,
     InventoryRemoved,
     ReserveSet,
+    InventoryReport,
     Summary,
 )
 _DECODERS = decoders(*_TYPES)

@@ -341,20 +341,6 @@
       counties.appendChild(row);
     }
     const base = "/api/admin/campaigns/" + encodeURIComponent(name) + "/appointments.csv";
-    const centers = $("center-body");
-    centers.replaceChildren();
-    for (const d of c.centers) {
-      const row = document.createElement("tr");
-      cell(row, d.center);
-      cell(row, d.day, "text");
-      cell(row, fmt(d.held));
-      cell(row, fmt(d.confirmed));
-      const link = document.createElement("a");
-      link.href = base + "?center=" + encodeURIComponent(d.center) + "&day=" + d.day;
-      link.textContent = "CSV";
-      cell(row, "", "text").appendChild(link);
-      centers.appendChild(row);
-    }
     const supply = $("supply-body");
     supply.replaceChildren();
     for (const s of c.supply) {
@@ -365,8 +351,56 @@
       supply.appendChild(row);
     }
     $("csv-all").href = base;
+    await loadDaily(name);
   }
   $("campaign-load").addEventListener("click", loadCampaign);
+
+  // places per county, center and day: the allocator answers for each county (202: some
+  // counties did not answer in time, shown as such)
+  async function loadDaily(name) {
+    const campaign = "/api/admin/campaigns/" + encodeURIComponent(name);
+    const r = await api("GET", campaign + "/inventory/daily");
+    if (!r.ok) { notice(r.error.message, "error"); return; }
+    const d = r.data;
+    $("daily-status").textContent = d.missing.length
+      ? "No answer yet for " + d.missing.join(", ") + "; ask again in a moment."
+      : "Answered for every county.";
+    const fields = ["capacity", "free", "held", "confirmed", "reserved"];
+    const tables = [];
+    for (const [county, c] of Object.entries(d.counties)) {
+      const title = document.createElement("h4");
+      title.textContent = "County " + county + (c.reason ? " (" + c.reason + ")" : "") + ", as of " + c.at;
+      const table = document.createElement("table");
+      table.dataset.county = county;
+      const head = table.createTHead().insertRow();
+      for (const h of ["Center", "Day", "Capacity", "Free", "Held", "Confirmed", "Reserved", "Appointment list"]) {
+        const th = document.createElement("th");
+        th.scope = "col";
+        th.textContent = h;
+        if (h === "Day" || h === "Appointment list") th.className = "text";
+        head.appendChild(th);
+      }
+      const body = table.createTBody();
+      for (const row of c.centers) {
+        const tr = body.insertRow();
+        tr.dataset.center = row.center;
+        tr.dataset.day = row.day;
+        cell(tr, row.center);
+        cell(tr, row.day, "text");
+        for (const f of fields) cell(tr, fmt(row[f])).dataset.field = f;
+        const link = document.createElement("a");
+        link.href = campaign + "/appointments.csv?center=" + encodeURIComponent(row.center) + "&day=" + row.day;
+        link.textContent = "CSV";
+        cell(tr, "", "text").appendChild(link);
+      }
+      tables.push(title, table);
+    }
+    $("daily-counties").replaceChildren(...tables);
+  }
+  $("daily-refresh").addEventListener("click", () => {
+    const name = $("campaign-select").value;
+    if (name) loadDaily(name);
+  });
 
   $("codes-form").addEventListener("submit", async (e) => {
     e.preventDefault();

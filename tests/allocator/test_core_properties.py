@@ -42,18 +42,21 @@ from schemas.commands import (
     Confirm,
     Move,
     RemoveInventory,
+    ReportInventory,
     SetReserve,
     Tick,
 )
 from schemas.events import (
     Cancelled,
     Confirmed,
+    DayInventory,
     Event,
     Expired,
     Failed,
     Held,
     InventoryAdded,
     InventoryRemoved,
+    InventoryReport,
     Moved,
     Offered,
     Rejected,
@@ -220,7 +223,7 @@ def logs(draw: st.DrawFn) -> list[Record]:
         if i >= n_inventory:
             now = advance(now, draw(st.sampled_from(STEPS_MS)))
         cid = f"cmd{i}"
-        kind = "a" if i < n_inventory else draw(st.sampled_from("abbbbbbbbffffccctttrrmmmdss"))
+        kind = "a" if i < n_inventory else draw(st.sampled_from("abbbbbbbbffffccctttrrmmmdssii"))
         command: Command
         if kind == "r":
             command = records[draw(st.integers(0, len(records) - 1))][2]
@@ -239,10 +242,19 @@ def logs(draw: st.DrawFn) -> list[Record]:
             command = draw(removals(cid, stocked))
         elif kind == "s":
             command = draw(set_reserves(cid, now))
+        elif kind == "i":
+            command = draw(reports(cid))
         else:
             command = Tick(cid)
         records.append((i, now, command))
     return records
+
+
+@st.composite
+def reports(draw: st.DrawFn, command_id: str) -> ReportInventory:
+    """A ReportInventory, mostly of a campaign and county that may have inventory."""
+    campaign = draw(st.sampled_from((*CAMPAIGNS, "winter")))
+    return ReportInventory(command_id, campaign, draw(st.sampled_from(COUNTIES)))
 
 
 @st.composite
@@ -307,7 +319,7 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
     for i in range(draw(st.integers(5, 60))):
         now = advance(now, draw(st.sampled_from((0, 1, 1_000, 60_000, HOUR_MS, 3 * HOUR_MS))))
         cid = f"cmd{i}"
-        kind = "a" if i < 2 else "s" if i < 7 else draw(st.sampled_from("abbbbbbbbbfccmmssstr"))
+        kind = "a" if i < 2 else "s" if i < 7 else draw(st.sampled_from("abbbbbbbbbfccmmssstri"))
         command: Command
         if kind == "a":
             vaccine = draw(st.sampled_from(sorted(WINDOWS)))
@@ -353,6 +365,8 @@ def reserve_logs(draw: st.DrawFn) -> list[Record]:
             command = draw(lifecycle_commands(cid, kind, bookings))
         elif kind == "r":
             command = records[draw(st.integers(0, len(records) - 1))][2]
+        elif kind == "i":
+            command = ReportInventory(cid, "spring", "north")
         else:
             command = Tick(cid)
         records.append((i, now, command))
@@ -740,7 +754,10 @@ class Oracle:
         answers = [e for e in rest if not isinstance(e, Summary)]
         summaries = [e for e in rest if isinstance(e, Summary)]
         assert not any(isinstance(e, Expired) for e in rest)
-        if isinstance(command, Tick) or command.command_id in self.answered:
+        if isinstance(command, ReportInventory):  # reads only: answered each time
+            assert len(answers) == 1, rest
+            self.check_report(command, answers[0])
+        elif isinstance(command, Tick) or command.command_id in self.answered:
             assert answers == []
         else:
             assert answers, rest
@@ -793,6 +810,51 @@ class Oracle:
             return self.check_set_reserve(command, answer)
         assert isinstance(command, AddInventory)
         return self.check_add(command, answer)
+
+    def check_report(self, cmd: ReportInventory, answer: Event) -> None:
+        """The county's places per center and day as the model has them: capacity; places
+        of held and confirmed bookings; free and held back places of slots not started."""
+        assert isinstance(answer, InventoryReport), answer
+        assert (answer.command_id, answer.campaign, answer.county, answer.at_ms) == (
+            cmd.command_id,
+            cmd.campaign,
+            cmd.county,
+            self.now_ms,
+        )
+        centers = {
+            center
+            for (campaign, center), county in self.centers.items()
+            if campaign == cmd.campaign and county == cmd.county
+        }
+        if not centers:
+            assert (answer.centers, answer.reason) == ({}, "unknown_county")
+            return
+        booked = Counter(
+            (campaign, sid, b.state)
+            for (campaign, _), b in self.bookings.items()
+            if b.state in (HELD, CONFIRMED)
+            for sid in b.slots
+        )
+        days: dict[str, dict[int, list[int]]] = {center: {} for center in centers}
+        for (campaign, sid), f in self.slots.items():
+            if campaign != cmd.campaign or f.center not in centers:
+                continue
+            held, confirmed = booked[(campaign, sid, HELD)], booked[(campaign, sid, CONFIRMED)]
+            figures = days[f.center].setdefault(f.day, [0, 0, 0, 0, 0])
+            figures[0] += f.capacity
+            figures[2] += held
+            figures[3] += confirmed
+            if f.start_s * 1000 > self.now_ms:
+                figures[1] += f.capacity - f.held_back - held - confirmed
+                figures[4] += f.held_back
+        assert answer.reason is None
+        assert answer.centers == {
+            center: {
+                dt.date.fromordinal(day).isoformat(): DayInventory(*figures)
+                for day, figures in by_day.items()
+            }
+            for center, by_day in days.items()
+        }
 
     def check_expiries(self, expired: list[Expired]) -> list[tuple[str, str]]:
         due = sorted(

@@ -15,6 +15,7 @@ from playwright.async_api import Browser, Dialog, Page, expect
 from fairq.config import Connections
 from tests.browser import collect_problems, screenshot
 from tests.gateway.conftest import OPERATOR_KEY, create_campaign, create_room, gateway_client
+from tests.gateway.test_flow import admitted_visitor, request_pair
 
 Client = TestClient[Any, Any]
 
@@ -207,4 +208,38 @@ async def test_the_operator_message_reaches_a_citizen(
         await expect(page.locator("#message-now")).to_contain_text("New deliveries on Thursday")
         await expect(citizen.locator("body")).to_contain_text("New deliveries on Thursday")
         await screenshot(citizen, "citizen-page-operator-message")
+    assert not problems, problems
+
+
+async def test_places_per_day_on_screen_follow_a_booking(
+    browser: Browser, console_gateway: Client, first_day: dt.date, allocator: None, admitter: None
+) -> None:
+    """The campaign view's places per center and day come from the real allocator: a
+    booking made meanwhile shows as one free place less and one held, on asking again."""
+    await open_room(console_gateway, first_day)
+    problems: list[str] = []
+    async with watched_page(browser, problems) as page:
+        await signed_in(page, console_gateway)
+        pairs_left = page.locator('tr[data-room="room"] td[data-field="pairs_left"]')
+        await expect(pairs_left).not_to_have_text("0", timeout=30_000)  # the allocator runs
+        await page.click("#campaign-load")
+        table = 'table[data-county="county-1"]'
+        day = f'{table} tr[data-center="county-1-center-1"][data-day="{first_day.isoformat()}"]'
+        free = page.locator(f'{day} td[data-field="free"]')
+        held = page.locator(f'{day} td[data-field="held"]')
+        await expect(free).to_have_text("5")
+        await expect(held).to_have_text("0")
+        await expect(page.locator("#daily-status")).to_have_text("Answered for every county.")
+
+        console_gateway.session.cookie_jar.clear()
+        _, answer = await request_pair(console_gateway, await admitted_visitor(console_gateway))
+        assert answer["state"] == "held"
+        await page.click("#daily-refresh")
+        await expect(free).to_have_text("4")
+        await expect(held).to_have_text("1")
+        await expect(
+            page.locator('table[data-county="county-2"] td[data-field="free"]').first
+        ).to_have_text("5")
+        await page.locator("#daily-counties").scroll_into_view_if_needed()
+        await screenshot(page, "console-places-per-day")
     assert not problems, problems

@@ -18,6 +18,7 @@ from schemas.commands import (
     Confirm,
     Move,
     RemoveInventory,
+    ReportInventory,
     SetReserve,
     SlotSpec,
     Tick,
@@ -80,6 +81,7 @@ SAMPLES: list[Command] = [
         (APPOINTMENT, replace(APPOINTMENT, dose=2)),
     ),
     TransferAnswer("cmd-15:answer", "cmd-15", "bk-1", "bw", "stuttgart", "ulm", (), "sold_out"),
+    ReportInventory("cmd-16", "bw", "ulm"),
 ]  # fmt: skip
 
 OPTIONAL = {
@@ -249,6 +251,8 @@ def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
         ("set_reserve", "mode", None, "'mode' must be one of"),
         ("set_reserve", "release_at_ms", -1, "'release_at_ms' must be at least 0"),
         ("set_reserve", "release_at_ms", "soon", "'release_at_ms' must be an integer"),
+        ("report_inventory", "county", "", "'county' must be a non-empty string"),
+        ("report_inventory", "campaign", 7, "'campaign' must be a non-empty string"),
     ],
 )
 def test_a_wrong_field_is_refused(type_: str, key: str, value: Any, message: str) -> None:

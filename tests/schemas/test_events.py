@@ -15,12 +15,14 @@ from schemas.events import (
     Cancelled,
     Confirmed,
     CountySummary,
+    DayInventory,
     Event,
     Expired,
     Failed,
     Held,
     InventoryAdded,
     InventoryRemoved,
+    InventoryReport,
     Moved,
     Offered,
     Rejected,
@@ -60,6 +62,12 @@ SAMPLES: list[Event] = [
     Summary("bw", AT_MS, {"ulm": CountySummary(5, 8, 3, 4, reserved=6)}),
     Rejected("cmd-15", "bk-4", "bw", 1, AT_MS, "no_pair_at_time_of_day"),
     Rejected("cmd-16", "bk-5", "bw", 1, AT_MS, "reserved_for_priority_group"),
+    InventoryReport(
+        "cmd-17", "bw", "ulm", AT_MS,
+        {"ulm-messe": {"2027-02-01": DayInventory(40, 30, 6, 2, 2),
+                       "2027-02-22": DayInventory(40, 40, 0, 0, 0)}},
+    ),
+    InventoryReport("cmd-18", "bw", "kn", AT_MS, {}, "unknown_county"),
     Summary("bw", AT_MS, {"ulm": CountySummary(5, 12, 3, 4, 0, 2, BY_VACCINE)}),
 ]  # fmt: skip
 
@@ -68,6 +76,7 @@ OPTIONAL = {
     "reserve_set": {"reason"},
     "inventory_removed": {"reason"},
     "moved": {"hold_expires_at_ms", "county"},
+    "inventory_report": {"reason"},
 }
 
 
@@ -162,6 +171,19 @@ def test_pairs_left_by_vaccine_may_be_null_or_empty_when_nothing_is_left(
     assert event.counties["ulm"].pairs_left_by_vaccine == by_vaccine
 
 
+def test_an_inventory_report_travels_as_maps_by_center_and_day() -> None:
+    report = next(e for e in SAMPLES if isinstance(e, InventoryReport) and e.centers)
+    centers = msgpack.unpackb(report.pack())["centers"]
+    assert centers["ulm-messe"]["2027-02-01"] == {
+        "capacity": 40,
+        "free": 30,
+        "held": 6,
+        "confirmed": 2,
+        "reserved": 2,
+    }
+    assert decode_event(report.pack()) == report
+
+
 def test_a_confirmed_move_has_no_hold_expiry() -> None:
     m = msgpack.unpackb(SAMPLES[11].pack())
     assert m["hold_expires_at_ms"] is None
@@ -170,7 +192,7 @@ def test_a_confirmed_move_has_no_hold_expiry() -> None:
 
 
 def test_the_sample_reasons_are_known_reasons() -> None:
-    answers = Rejected | Failed | InventoryAdded | InventoryRemoved | ReserveSet
+    answers = Rejected | Failed | InventoryAdded | InventoryRemoved | ReserveSet | InventoryReport
     reasons = {e.reason for e in SAMPLES if isinstance(e, answers)}
     assert reasons - {None} <= REASONS
 
@@ -292,6 +314,38 @@ def appointment(**change: Any) -> dict[str, Any]:
         ("reserve_set", "places_reserved", None, "'places_reserved' must be an integer"),
         ("reserve_set", "reason", "", "'reason' must be a non-empty string"),
         ("reserve_set", "center", 7, "'center' must be a non-empty string"),
+        ("inventory_report", "centers", [], "'centers' must be an object"),
+        ("inventory_report", "centers", {"c": []}, "must map each center to a map by ISO day"),
+        ("inventory_report", "centers", {"c": {"1.2.2027": {}}}, "'day' must be an ISO date"),
+        (
+            "inventory_report",
+            "centers",
+            {"c": {"2027-02-01": 3}},
+            "a day's inventory must be a map",
+        ),
+        (
+            "inventory_report",
+            "centers",
+            {
+                "c": {
+                    "2027-02-01": {
+                        "capacity": 1,
+                        "free": -1,
+                        "held": 0,
+                        "confirmed": 0,
+                        "reserved": 0,
+                    }
+                }
+            },
+            "'free' must be at least 0",  # read before the missing 'reserved'
+        ),
+        (
+            "inventory_report",
+            "centers",
+            {"c": {"2027-02-01": {"capacity": 1, "free": 1, "held": 0, "confirmed": 0}}},
+            "'reserved'",
+        ),
+        ("inventory_report", "reason", "", "'reason' must be a non-empty string"),
         ("summary", "counties", [], "'counties' must be an object"),
         ("summary", "counties", {"ulm": [1, 2, 3, 4]}, "a county summary must be a map"),
         ("summary", "counties", {"ulm": {"pairs_left": 1, "free": 1, "held": 0}}, "'confirmed'"),
