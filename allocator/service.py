@@ -473,7 +473,12 @@ async def run(
     topics = settings.connections.topics
     producer = make_producer(bootstrap)
     snapshot_producer = make_producer(bootstrap)  # chunks do not hold up the events
-    consumer = group_member(bootstrap, settings.group_id, settings.session_timeout_ms)
+    consumer = group_member(
+        bootstrap,
+        settings.group_id,
+        settings.session_timeout_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
     store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
     cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)
     snapshots = Snapshotter(store, snapshot_producer, cadence, metrics)

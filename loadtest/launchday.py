@@ -590,7 +590,10 @@ class ScenarioShape(LoadTestShape):
         if not scenario:
             return int(getattr(options, "num_users", 1)), float(getattr(options, "spawn_rate", 1))
         users = _scenario(scenario).arrivals.users(self.get_run_time())  # type: ignore[no-untyped-call]
-        return None if users is None else (users, float(max(users, 1)))
+        if users is None:
+            return None
+        change = abs(users - (self.runner.user_count if self.runner else 0))
+        return users, float(max(change, 1))  # there within the second
 
 
 _SCENARIOS: dict[str, Scenario] = {}

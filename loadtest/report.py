@@ -270,8 +270,13 @@ def figures(run: Run) -> dict[str, str]:
     routes: Mapping[str, list[Mapping[str, float]]] = run.timeline.get("routes", {})
     opens = run.opens_at
     fig, ax = _axes("Requests per second, by request name", "requests/s")
+    total: dict[float, float] = {}
     for name, rows in sorted(routes.items()):
         ax.plot([r["t"] - opens for r in rows], [r["n"] for r in rows], label=name, linewidth=1)
+        for r in rows:
+            total[r["t"] - opens] = total.get(r["t"] - opens, 0.0) + r["n"]
+    seconds = sorted(total)
+    ax.plot(seconds, [total[t] for t in seconds], color="k", linewidth=1.6, label="all")
     a = run.scenario.arrivals
     ts = [float(t) for t in range(int(a.duration_s) + 1)]
     target = [a.clicks_per_s(t) or 0.0 for t in ts]
