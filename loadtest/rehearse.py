@@ -179,6 +179,25 @@ async def probe_while(
     return probes
 
 
+async def operator_pause(
+    http: aiohttp.ClientSession, o: Options, room: str, opens_at: float
+) -> tuple[float, float] | None:
+    """The scenario's pause: admission paused, then resumed (wall clock); None if none."""
+    r = o.scenario.room
+    if not r.pause_s:
+        return None
+    headers = {"Authorization": f"Bearer {o.operator_key}"}
+    window: list[float] = []
+    await asyncio.sleep(max(0.0, opens_at + r.pause_after_opening_s - time.time()))
+    for action, wait_s in (("pause", r.pause_s), ("resume", 0.0)):
+        async with http.post(f"{o.host}/api/admin/rooms/{room}/{action}", headers=headers) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{action} the room: {resp.status} {await resp.text()}")
+        window.append(time.time())
+        await asyncio.sleep(wait_s)
+    return window[0], window[1]
+
+
 async def audit_log(o: Options) -> tuple[dict[str, list[str]] | None, str]:
     """The log's findings once every Book has an answer (or SETTLE_TIMEOUT_S passed)."""
     if o.topics is None:
@@ -216,11 +235,15 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
         started_at = time.time()
         scraping = asyncio.create_task(scraper.run(http, stop))
         probing = asyncio.create_task(probe_while(http, o, "county-1", stop))
+        pausing = asyncio.create_task(operator_pause(http, o, name, opens_at))
         try:
             code = await run_locust(o, name, out)
         finally:
             stop.set()
             probes = await probing
+            if not pausing.done():
+                pausing.cancel()
+            paused = None if pausing.cancelled() else await pausing
         findings, note = await audit_log(o)
         await scraper.once(http)  # the settled system
         await scraping
@@ -235,6 +258,7 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
         log_findings=findings,
         log_note=note,
         probes=probes,
+        paused=paused,
         locust_exit=code,
         command=f"python -m loadtest.rehearse --scenario {o.scenario_path} --host {o.host}",
     )

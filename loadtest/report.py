@@ -13,6 +13,7 @@ needs nothing from any other host. ``Report.passed`` is the verdict (the exit co
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import html
 import io
@@ -71,6 +72,7 @@ class Run:
     log_findings: Mapping[str, Sequence[str]] | None  # None: the log was not read
     log_note: str  # how the log was read, or why not
     probes: Sequence[Probe] = ()
+    paused: tuple[float, float] | None = None  # wall clock: the operator's pause
     locust_exit: int = 0
     command: str = ""
 
@@ -87,14 +89,17 @@ class Run:
             "log_findings": self.log_findings,
             "log_note": self.log_note,
             "probes": [dataclasses.asdict(p) for p in self.probes],
+            "paused": self.paused,
             "locust_exit": self.locust_exit,
             "command": self.command,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], scenario: Scenario) -> Run:
-        fields = {k: v for k, v in data.items() if k not in ("scenario", "probes")}
-        return cls(scenario=scenario, probes=[Probe(**p) for p in data["probes"]], **fields)
+        fields = {k: v for k, v in data.items() if k not in ("scenario", "probes", "paused")}
+        paused = tuple(data["paused"]) if data.get("paused") else None
+        probes = [Probe(**p) for p in data["probes"]]
+        return cls(scenario=scenario, probes=probes, paused=paused, **fields)
 
 
 @dataclass
@@ -158,7 +163,20 @@ def estimate_errors(errors: Sequence[Sequence[float]]) -> tuple[float, float, in
     return statistics.median(values), percentile(values, 90), len(values)
 
 
-def phase_of(scenario: Scenario, since_start_s: float) -> str:
+def phase_of(run: Run, at: float) -> str:
+    """The storm's phase at ``at`` (wall clock): the operator's pause, a stretch where
+    admission was held back by the cap on active bookers, else the arrivals' phase."""
+    if run.paused is not None and run.paused[0] <= at < run.paused[1]:
+        return "paused by the operator"
+    times, active = run.scrape.get("t", []), run.scrape.get("series", {}).get("active bookers")
+    if times and active:
+        i = min(bisect.bisect_left(times, at), len(times) - 1)
+        if (active[i] or 0) >= run.scenario.room.max_active:
+            return "cap-limited (active bookers at max_active)"
+    return _arrival_phase(run.scenario, at - run.started_at)
+
+
+def _arrival_phase(scenario: Scenario, since_start_s: float) -> str:
     a = scenario.arrivals
     bounds = (
         (a.pre_opening_s, "before the opening"),
@@ -258,7 +276,7 @@ def _axes(title: str, ylabel: str, log: bool = False) -> tuple[Figure, Any]:
     ax.set_title(title, fontsize=11, loc="left")
     ax.set_xlabel("seconds since the opening")
     ax.set_ylabel(ylabel)
-    ax.axvline(0, color="#888", linestyle=":", linewidth=1)
+    ax.axvline(0, color="#888", linestyle=":", linewidth=1)  # the opening
     ax.grid(alpha=0.3)
     if log:
         ax.set_yscale("log")
@@ -267,9 +285,17 @@ def _axes(title: str, ylabel: str, log: bool = False) -> tuple[Figure, Any]:
 
 def figures(run: Run) -> dict[str, str]:
     out: dict[str, str] = {}
+
+    def axes(title: str, ylabel: str, log: bool = False) -> tuple[Figure, Any]:
+        fig, ax = _axes(title, ylabel, log)
+        if run.paused is not None:  # the operator's pause, shaded
+            start, end = (t - run.opens_at for t in run.paused)
+            ax.axvspan(start, end, color="#f0c36d", alpha=0.3, linewidth=0)
+        return fig, ax
+
     routes: Mapping[str, list[Mapping[str, float]]] = run.timeline.get("routes", {})
     opens = run.opens_at
-    fig, ax = _axes("Requests per second, by request name", "requests/s")
+    fig, ax = axes("Requests per second, by request name", "requests/s")
     total: dict[float, float] = {}
     for name, rows in sorted(routes.items()):
         ax.plot([r["t"] - opens for r in rows], [r["n"] for r in rows], label=name, linewidth=1)
@@ -285,7 +311,7 @@ def figures(run: Run) -> dict[str, str]:
     ax.legend(fontsize=7, ncol=4)
     out["Client side: requests per second"] = _svg(fig)
 
-    fig, ax = _axes("Latency per request name: p50 (thin) and p99 (thick)", "ms", log=True)
+    fig, ax = axes("Latency per request name: p50 (thin) and p99 (thick)", "ms", log=True)
     for i, (name, rows) in enumerate(sorted(routes.items())):
         color = f"C{i % 10}"
         x = [r["t"] - opens for r in rows]
@@ -294,7 +320,7 @@ def figures(run: Run) -> dict[str, str]:
     ax.legend(fontsize=7, ncol=4)
     out["Client side: latency percentiles over time"] = _svg(fig)
 
-    fig, ax = _axes("Failed requests per second", "failures/s")
+    fig, ax = axes("Failed requests per second", "failures/s")
     for name, rows in sorted(routes.items()):
         if any(r["failures"] for r in rows):
             x = [r["t"] - opens for r in rows]
@@ -315,7 +341,7 @@ def figures(run: Run) -> dict[str, str]:
         ("Allocator lag (records behind the log's end)", ("allocator lag (records)",)),
     )
     for title, names in groups:
-        fig, ax = _axes(title, "")
+        fig, ax = axes(title, "")
         for name in names:
             values = series.get(name, [])
             if any(v is not None for v in values):
@@ -325,12 +351,12 @@ def figures(run: Run) -> dict[str, str]:
         ax.legend(fontsize=7)
         out[f"System side: {title}"] = _svg(fig)
 
-    fig, ax = _axes("Click-to-held probes (one a second, a room of their own)", "ms")
+    fig, ax = axes("Click-to-held probes (one a second, a room of their own)", "ms")
     ax.scatter([p.at - opens for p in run.probes], [p.ms for p in run.probes], s=6)
     ax.axhline(run.scenario.service_levels.max_click_to_held_p99_ms, color="r", linewidth=0.8)
     out["Click to held over time"] = _svg(fig)
 
-    fig, ax = _axes(
+    fig, ax = axes(
         "Estimated wait: relative error of each estimate shown", "|estimate - wait had| / wait had"
     )
     errors = run.timeline.get("estimate_errors", [])
@@ -387,7 +413,7 @@ def render(report: Report) -> str:
     median, p90, n_est = estimate_errors(run.timeline.get("estimate_errors", []))
     by_phase: dict[str, list[float]] = {}
     for t, err in run.timeline.get("estimate_errors", []):
-        by_phase.setdefault(phase_of(s, t - run.started_at), []).append(err)
+        by_phase.setdefault(phase_of(run, t), []).append(err)
     phase_rows = "".join(
         _row([e(p), str(len(v)), f"{statistics.median(v):.0%}", f"{percentile(v, 90):.0%}"])
         for p, v in by_phase.items()
@@ -396,6 +422,10 @@ def render(report: Report) -> str:
         f"<figure><h3>{e(title)}</h3>{svg}</figure>" for title, svg in report.figures.items()
     )
     failed_scrapes = run.scrape.get("failed", {})
+    pause = ""
+    if run.paused is not None:
+        start, end = (t - run.opens_at for t in run.paused)
+        pause = f" The operator paused admission from {start:.0f} s to {end:.0f} s (shaded)."
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>fairq rehearsal: {e(s.name)} — {verdict}</title><style>{STYLE}</style></head>
@@ -404,7 +434,7 @@ def render(report: Report) -> str:
 <p class="sub">{e(s.description)} (scale {s.scale:g} of the reference launch) against
 <code>{e(run.host)}</code>; {len(run.scrape.get("t", []))} scrapes of
 {len(run.scrape.get("targets", []))} /metrics endpoint(s)
-({sum(failed_scrapes.values())} failed); locust exited {run.locust_exit}.</p>
+({sum(failed_scrapes.values())} failed); locust exited {run.locust_exit}.{pause}</p>
 <p class="verdict {"pass" if report.passed else "fail"}">Verdict: {verdict}</p>
 <h2>Service levels</h2>
 <table><tr><th>level</th><th>limit</th><th>measured</th><th></th></tr>{levels}</table>

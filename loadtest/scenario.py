@@ -115,6 +115,9 @@ class Room:
     rate_per_s: float = field(metadata=POSITIVE)
     max_active: int = field(metadata=_range(1))
     pow_difficulty: int = field(metadata=_range(0, 32))
+    # the operator pauses admission this long after the opening, for pause_s (0: never)
+    pause_after_opening_s: float = field(default=0.0, metadata=NON_NEGATIVE)
+    pause_s: float = field(default=0.0, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True, slots=True)

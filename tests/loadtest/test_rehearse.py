@@ -60,6 +60,7 @@ async def test_a_ci_launch_gets_a_report_and_a_verdict(
     verdict = page_text[page_text.index("Verdict:") : page_text.index("Verdict:") + 20]
     assert passed, (verdict, (path.parent / "locust.log").read_text()[-4000:])
     assert "Verdict: PASS" in page_text
+    assert "The operator paused admission from 3 s to 5 s" in page_text
     for heading in (*CHECKS, *PLOTS):
         assert heading in page_text, heading
     assert page_text.count("<svg") == len(PLOTS) + 2  # and two more system-side plots

@@ -48,7 +48,7 @@ def test_the_shape_gathers_opens_ramps_peaks_and_ends() -> None:
             ("max_failure_share = 0.001", "max_failure_shar = 0.001"),
             "unknown key(s) max_failure_shar",
         ),
-        (("rate_per_s = 100.0", ""), "[room]: missing rate_per_s"),
+        (("rate_per_s = 125.0", ""), "[room]: missing rate_per_s"),
         (("[journey]", "[journey"), "not valid TOML"),
     ],
 )
