@@ -227,7 +227,7 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
     name = f"rh-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:4]}"
     out = o.out / f"{o.scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    scraper = Scraper(o.metrics)
+    scraper = Scraper(o.metrics, where={"room": name, "campaign": name})
     stop = asyncio.Event()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         opens_at = await prepare(http, o, name)

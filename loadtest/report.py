@@ -157,17 +157,19 @@ def sold_out_notice_s(
 
 def estimate_errors(errors: Sequence[Sequence[float]]) -> tuple[float, float, int]:
     """Median and p90 of the relative errors of the estimated waits, and how many."""
-    values = [e for _, e in errors]
+    values = [e[1] for e in errors]
     if not values:
         return math.nan, math.nan, 0
     return statistics.median(values), percentile(values, 90), len(values)
 
 
-def phase_of(run: Run, at: float) -> str:
-    """The storm's phase at ``at`` (wall clock): the operator's pause, a stretch where
-    admission was held back by the cap on active bookers, else the arrivals' phase."""
-    if run.paused is not None and run.paused[0] <= at < run.paused[1]:
-        return "paused by the operator"
+def phase_of(run: Run, at: float, admitted_at: float) -> str:
+    """Where an estimate shown at ``at`` (wall clock) belongs: its wait crossed the
+    operator's pause (a paused room shows no estimate: those shown before it are judged
+    here), it was shown while admission was held back by the cap on active bookers, or
+    the arrivals' phase it was shown in."""
+    if run.paused is not None and at < run.paused[1] and admitted_at > run.paused[0]:
+        return "the wait crossed the operator's pause"
     times, active = run.scrape.get("t", []), run.scrape.get("series", {}).get("active bookers")
     if times and active:
         i = min(bisect.bisect_left(times, at), len(times) - 1)
@@ -286,8 +288,13 @@ def _axes(title: str, ylabel: str, log: bool = False) -> tuple[Figure, Any]:
 def figures(run: Run) -> dict[str, str]:
     out: dict[str, str] = {}
 
+    ends = [t - run.opens_at for t in run.scrape.get("t", [])[-1:]]
+    span = (run.started_at - run.opens_at, *ends)  # every plot on the run's time axis
+
     def axes(title: str, ylabel: str, log: bool = False) -> tuple[Figure, Any]:
         fig, ax = _axes(title, ylabel, log)
+        if len(span) == 2:
+            ax.set_xlim(*span)
         if run.paused is not None:  # the operator's pause, shaded
             start, end = (t - run.opens_at for t in run.paused)
             ax.axvspan(start, end, color="#f0c36d", alpha=0.3, linewidth=0)
@@ -360,7 +367,7 @@ def figures(run: Run) -> dict[str, str]:
         "Estimated wait: relative error of each estimate shown", "|estimate - wait had| / wait had"
     )
     errors = run.timeline.get("estimate_errors", [])
-    ax.scatter([t - opens for t, _ in errors], [e for _, e in errors], s=4)
+    ax.scatter([e[0] - opens for e in errors], [e[1] for e in errors], s=4)
     out["Honesty of the estimated wait"] = _svg(fig)
     return out
 
@@ -412,8 +419,8 @@ def render(report: Report) -> str:
     outcome_rows = "".join(_row([e(k), str(v)]) for k, v in sorted(counts.items()))
     median, p90, n_est = estimate_errors(run.timeline.get("estimate_errors", []))
     by_phase: dict[str, list[float]] = {}
-    for t, err in run.timeline.get("estimate_errors", []):
-        by_phase.setdefault(phase_of(run, t), []).append(err)
+    for shown_at, err, admitted_at in run.timeline.get("estimate_errors", []):
+        by_phase.setdefault(phase_of(run, shown_at, admitted_at), []).append(err)
     phase_rows = "".join(
         _row([e(p), str(len(v)), f"{statistics.median(v):.0%}", f"{percentile(v, 90):.0%}"])
         for p, v in by_phase.items()

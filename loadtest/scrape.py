@@ -2,7 +2,8 @@
 
 ``Scraper`` reads a list of ``/metrics`` URLs (the gateways', the admitter's, the
 allocator's: any Prometheus text endpoint) every ``interval_s`` while the storm runs
-and keeps, per second, the series of ``SERIES``: each is the sum of one metric's
+and keeps, per second, the series of ``SERIES`` (of one room and campaign: ``where``,
+other rooms and campaigns of the deployment left out): each is the sum of one metric's
 samples (those whose labels pass the series' filter) in one process, then summed
 over the processes that count their own (requests, lag) or the largest of them for
 the figures every gateway reports alike (the room's queue, the inventory). A target
@@ -57,8 +58,12 @@ SERIES: tuple[SeriesSpec, ...] = (
 )
 
 
-def read_series(text: str, specs: Sequence[SeriesSpec] = SERIES) -> dict[str, float]:
-    """One process's value of each series it exports (absent: not in the result)."""
+def read_series(
+    text: str, specs: Sequence[SeriesSpec] = SERIES, where: Mapping[str, str] | None = None
+) -> dict[str, float]:
+    """One process's value of each series it exports (absent: not in the result), of
+    the samples whose labels agree with ``where`` (a label a sample lacks agrees)."""
+    only = dict(where or {})
     wanted = {s.metric: s for s in specs}
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
@@ -68,7 +73,9 @@ def read_series(text: str, specs: Sequence[SeriesSpec] = SERIES) -> dict[str, fl
         samples = [
             s.value
             for s in family.samples
-            if s.name in (family.name, f"{family.name}_total") and spec.keep(s.labels)
+            if s.name in (family.name, f"{family.name}_total")
+            and spec.keep(s.labels)
+            and all(s.labels.get(k, v) == v for k, v in only.items())
         ]
         out[spec.name] = float(sum(samples))
     return out
@@ -89,6 +96,7 @@ def combine(
 @dataclass
 class Scraper:
     targets: list[str]  # /metrics URLs
+    where: Mapping[str, str] = field(default_factory=dict)  # e.g. this run's room, campaign
     interval_s: float = 1.0
     specs: Sequence[SeriesSpec] = SERIES
     times: list[float] = field(default_factory=list)  # wall clock of each round
@@ -111,7 +119,7 @@ class Scraper:
     async def once(self, http: aiohttp.ClientSession) -> None:
         at = time.time()
         texts = await asyncio.gather(*(self._get(http, url) for url in self.targets))
-        per_target = [read_series(t, self.specs) for t in texts if t is not None]
+        per_target = [read_series(t, self.specs, self.where) for t in texts if t is not None]
         self.times.append(at)
         self.rows.append(combine(per_target, self.specs))
 

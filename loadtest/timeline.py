@@ -44,7 +44,8 @@ class Timeline:
     failures: dict[str, dict[str, int]] = field(default_factory=dict)
     held_at: list[float] = field(default_factory=list)
     sold_out_at: list[tuple[float, float]] = field(default_factory=list)  # (joined, told)
-    estimate_errors: list[tuple[float, float]] = field(default_factory=list)  # (shown at, error)
+    # (shown at, relative error, admitted at)
+    estimate_errors: list[tuple[float, float, float]] = field(default_factory=list)
 
     def request(self, at: float, name: str, ms: float, failed: bool) -> None:
         second = str(int(at))
@@ -66,7 +67,7 @@ class Timeline:
             for shown_at, estimate_s in v.estimates:
                 had_s = v.admitted_at - shown_at
                 error = abs(estimate_s - had_s) / max(had_s, MIN_WAIT_S)
-                self.estimate_errors.append((shown_at, error))
+                self.estimate_errors.append((shown_at, error, v.admitted_at))
 
     def take(self) -> dict[str, Any]:
         """All of it as plain data (and forget it here): a worker's report to the master."""

@@ -18,6 +18,15 @@ def test_a_gateway_s_5xx_are_summed_over_routes_and_other_answers_left_out() -> 
     assert values["5xx answers"] == 3
 
 
+def test_only_the_rehearsal_s_room_counts() -> None:
+    registry = CollectorRegistry()
+    depth = Gauge("fairq_room_queue_depth", "", ["room"], registry=registry)
+    depth.labels("demo").set(1000)
+    depth.labels("rh-1").set(12)
+    text = generate_latest(registry).decode()
+    assert read_series(text, where={"room": "rh-1", "campaign": "rh-1"}) == {"queue depth": 12}
+
+
 def test_processes_are_summed_or_maxed_as_each_series_says() -> None:
     registry = CollectorRegistry()
     lag = Gauge("fairq_allocator_lag_records", "", ["partition"], registry=registry)

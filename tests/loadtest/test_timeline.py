@@ -37,6 +37,6 @@ def test_an_estimate_is_judged_against_the_wait_it_then_had() -> None:
             Seen(0.0, sold_out_at=30.0, estimates=[(0.0, 10.0)]),  # never admitted: no wait had
         ]
     )
-    assert t.estimate_errors == [(0.0, 0.5), (60.0, 0.0)]
+    assert t.estimate_errors == [(0.0, 0.5, 100.0), (60.0, 0.0, 100.0)]
     assert t.sold_out_at == [(0.0, 30.0)]
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
