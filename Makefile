@@ -28,11 +28,13 @@ check: lint typecheck test
 bench: install
 	$(PY) -m loadtest.bench_allocator_core
 
-# A launch rehearsal against a running fairq (`make up` in another terminal): locust,
-# 200 citizens, 20 new per second, 60 s; LOCUST_HOST, LOCUST_USERS, LOCUST_SPAWN_RATE,
-# LOCUST_RUN_TIME, FAIRQ_LOADTEST_KEY, FAIRQ_OPERATOR_KEY from the environment; ARGS for more.
+# A launch rehearsal against a running fairq (`make up` in another terminal): the
+# scenario SCENARIO (loadtest/scenarios; reference-small by default) driven by locust,
+# every /metrics scraped, the log checked, a report written; the verdict is the exit
+# code and the report's path the last line. LOCUST_HOST, FAIRQ_OPERATOR_KEY,
+# FAIRQ_LOADTEST_KEY, KAFKA_BOOTSTRAP (make up prints it) from the environment; ARGS for more.
 rehearse: install
-	$(VENV)/bin/locust -f loadtest/launchday.py --headless --run-time $${LOCUST_RUN_TIME:-60s} $(ARGS)
+	$(PY) -m loadtest.rehearse --scenario $${SCENARIO:-reference-small} $(ARGS)
 
 install: system-deps $(STAMP) $(NODE_STAMP)
 
@@ -65,4 +67,4 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 clean:
-	rm -rf $(VENV) node_modules .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) node_modules .fairq .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts rehearsals

@@ -489,7 +489,11 @@ async def run(
     snapshot_producer = make_producer(bootstrap)  # chunks do not hold up the events
     client_id = f"{settings.group_id}-{settings.instance}" if settings.instance else None
     consumer = group_member(
-        bootstrap, settings.group_id, settings.session_timeout_ms, client_id=client_id
+        bootstrap,
+        settings.group_id,
+        settings.session_timeout_ms,
+        client_id=client_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
     cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)

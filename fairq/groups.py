@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 
 MEMBER_ID_SUFFIX = 37  # a member id is the client id, "-" and a UUID (36 characters)
 
+AIOKAFKA_FETCH_MAX_WAIT_MS = 500  # aiokafka's default
+
 
 def group_member(
     bootstrap: str,
@@ -22,12 +24,15 @@ def group_member(
     session_timeout_ms: int,
     *topics: str,
     client_id: str | None = None,
+    fetch_max_wait_ms: int = AIOKAFKA_FETCH_MAX_WAIT_MS,
 ) -> AIOKafkaConsumer:
     """A member of ``group_id`` (subscribed to ``topics``, if given) that commits its
     offsets by hand, starts a partition new to the group at its earliest offset and
     heartbeats three times per ``session_timeout_ms`` (the time after which the group
     gives a silent member's partitions to another). The broker makes its member id
-    from ``client_id`` (aiokafka's own by default)."""
+    from ``client_id`` (aiokafka's own by default). ``fetch_max_wait_ms``: how long
+    the broker may hold a fetch that found nothing new (Tansu holds it that long even
+    when records arrive meanwhile: it is a latency floor for a consumer on a hot path)."""
     extra = {} if client_id is None else {"client_id": client_id}
     return AIOKafkaConsumer(
         *topics,
@@ -37,6 +42,7 @@ def group_member(
         auto_offset_reset="earliest",
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+        fetch_max_wait_ms=fetch_max_wait_ms,
         **extra,
     )
 

@@ -41,6 +41,10 @@ from schemas.events import (
 logger = logging.getLogger(__name__)
 
 POLL_MS = 200  # how long one fetch waits before the stop flag is looked at again
+# How long the broker may hold a fetch of events that found nothing new: Tansu holds it
+# that long even when an event arrives meanwhile, so it is this hop's share of
+# click-to-held (with the allocator's FAIRQ_ALLOCATOR_FETCH_MAX_WAIT_MS, see there).
+FETCH_MAX_WAIT_MS = 25
 FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})  # streams end
 # states of a booking that holds no pair and never will again (a confirmed one holds one)
 ENDED_STATES = frozenset({"rejected", "expired", "cancelled"})
@@ -209,7 +213,9 @@ async def consume_events(
 
     ``caught_up`` is set once the reader has reached the end the topic had at start.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
     await consumer.start()
     try:
         partitions = await _wait_for_partitions(consumer, topic)

@@ -50,6 +50,15 @@ The chance compares people ahead with the pairs left in the whole campaign, whil
 a booking looks in one county (the README says so under Admission), so that is
 counted (``likely_then_sold_out``) but is no broken promise.
 
+**A scenario** (``--scenario``, a TOML file of ``loadtest.scenario``) gives the storm
+its shape: ``ScenarioShape`` asks locust for as many users as the scenario's click
+rate at each second needs (the pre-queue crowd, the opening, the ramp, the peak, the
+tail), and the scenario's journey shares replace the options above. ``--timeline-json``
+writes each second's requests, failures and latency percentiles per request name,
+with what the report needs of the visits (the estimated waits against the waits had,
+when pairs were held and visitors told sold out); ``loadtest.rehearse`` runs all that
+and writes the report.
+
 The load-test key (``--loadtest-key`` / ``FAIRQ_LOADTEST_KEY``, the same variable the
 gateway reads) is sent as ``X-Fairq-Loadtest-Key`` on every request, so an operator
 who issued one exempts the rehearsal from every per-client limit (on by default) and
@@ -60,6 +69,7 @@ from __future__ import annotations
 
 import binascii
 import bisect
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -72,11 +82,14 @@ from typing import Any, TypeVar
 
 import gevent
 from gevent.lock import BoundedSemaphore
-from locust import FastHttpUser, between, events, task
+from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtest.scenario import Scenario
+from loadtest.scenario import load as load_scenario
+from loadtest.timeline import Timeline
 from waitingroom.pow import solve
 from waitingroom.tickets import b64url_decode
 
@@ -220,6 +233,19 @@ def add_options(parser: Any) -> None:
         type=int,
     )
     opt("--outcomes-json", "FAIRQ_REHEARSAL_OUTCOMES_JSON", "", "write the outcomes to this file")
+    opt(
+        "--scenario",
+        "FAIRQ_REHEARSAL_SCENARIO",
+        "",
+        "a launch scenario (TOML, loadtest/scenarios): the load's shape and the journey's "
+        "shares (these replace -u, -r and the share options)",
+    )
+    opt(
+        "--timeline-json",
+        "FAIRQ_REHEARSAL_TIMELINE_JSON",
+        "",
+        "write each second's requests and latencies per name, and the visits' timings",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +272,35 @@ class Settings:
     order_slack_s: float
     journeys: int
     outcomes_json: str
+    timeline_json: str
+    book_share: float = 1.0  # admitted visitors who book (a scenario's; others leave)
+    move_across_counties: bool = True  # a scenario's moves stay in the county (log audit)
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
-        return cls(**{name: getattr(options, name) for name in cls.__dataclass_fields__})
+        names = [n for n in cls.__dataclass_fields__ if hasattr(options, n)]
+        settings = cls(**{name: getattr(options, name) for name in names})
+        scenario = getattr(options, "scenario", "")
+        return settings.following(_scenario(scenario)) if scenario else settings
+
+    def following(self, scenario: Scenario) -> Settings:
+        """These settings with the scenario's journey in place of the options'."""
+        j = scenario.journey
+        return dataclasses.replace(
+            self,
+            book_share=j.book_share,
+            confirm_share=j.confirm_share,
+            cancel_share=j.cancel_share,
+            move_share=j.change_share,
+            waitlist_share=j.retry_share,
+            code_share=j.code_share,
+            poll_s=j.poll_s,
+            booking_poll_s=j.booking_poll_s,
+            think_s=j.think_s,
+            max_wait_s=j.max_wait_s,
+            waitlist_wait_s=j.waitlist_wait_s,
+            move_across_counties=False,
+        )
 
     def headers(self, token: str | None = None) -> dict[str, str]:
         out = {LOADTEST_HEADER: self.loadtest_key} if self.loadtest_key else {}
@@ -270,6 +321,11 @@ class TicketSeen:
     place: int | None = None  # on the room's timeline, from the booking token once admitted
     admitted_seen_s: float | None = None  # first answer saying admitted (received)
     waiting_sent_s: float | None = None  # last request answered waiting or sold_out (sent)
+    # (wall clock sent, eta_s shown) of every waiting answer, for the estimate's honesty
+    estimates: list[tuple[float, float]] = field(default_factory=list)
+    admitted_at: float | None = None  # wall clock of the first answer saying admitted
+    joined_at: float = field(default_factory=time.time)  # wall clock
+    sold_out_at: float | None = None  # wall clock of the first answer saying sold out
 
 
 def token_payload(token: str) -> dict[str, Any]:
@@ -372,6 +428,7 @@ class Outcomes:
     counts: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     confirmed_ids: list[str] = field(default_factory=list)
+    timeline: Timeline = field(default_factory=Timeline)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -382,7 +439,7 @@ class Outcomes:
 
     def take_report(self) -> dict[str, Any]:
         """The outcomes since the last report, for the master (and forget them here)."""
-        report = self.to_json()
+        report = self.to_json() | {"timeline": self.timeline.take()}
         self.counts, self.problems, self.confirmed_ids = Counter(), [], []
         return report
 
@@ -390,6 +447,7 @@ class Outcomes:
         self.counts.update(report.get("counts", {}))
         self.problems += report.get("problems", [])
         self.confirmed_ids += report.get("confirmed_ids", [])
+        self.timeline.add(report.get("timeline", {}))
 
 
 @dataclass
@@ -482,8 +540,10 @@ def check_order(environment: Environment, **_kw: Any) -> None:
         return
     checked, problems = order_inversions(r.tickets, r.settings.order_slack_s)
     r.count("order checked (tickets)", checked)
+    r.count("order inversions", len(problems))
     for p in problems:
         r.problem(p)
+    r.outcomes.timeline.visits(r.tickets)
     r.tickets = []
 
 
@@ -502,8 +562,47 @@ def report(environment: Environment, **_kw: Any) -> None:
         if r.settings.outcomes_json:
             with open(r.settings.outcomes_json, "w", encoding="utf-8") as f:
                 json.dump(out.to_json() | {"unexpected_failures": failures}, f, indent=1)
+        if r.settings.timeline_json:
+            with open(r.settings.timeline_json, "w", encoding="utf-8") as f:
+                json.dump(out.timeline.summary(), f)
     if failures or SETUP_FAILED or (r is not None and r.problems_total):
         environment.process_exit_code = max(1, environment.process_exit_code or 0)
+
+
+@listen(events.request)
+def note_request(
+    name: str, response_time: float, exception: BaseException | None, **_kw: Any
+) -> None:
+    """Every request into this second's timeline (its name, latency, failed or not)."""
+    if REHEARSAL is not None:
+        REHEARSAL.outcomes.timeline.request(time.time(), name, response_time, exception is not None)
+
+
+class ScenarioShape(LoadTestShape):
+    """The storm of ``--scenario``: each second as many users as its click rate needs.
+
+    Without a scenario, the plain load of ``-u`` users started ``-r`` a second (``-t``
+    ends the run), as before there were scenarios."""
+
+    def tick(self) -> tuple[int, float] | None:
+        options = self.runner.environment.parsed_options if self.runner else None
+        scenario = getattr(options, "scenario", "")
+        if not scenario:
+            return int(getattr(options, "num_users", 1)), float(getattr(options, "spawn_rate", 1))
+        users = _scenario(scenario).arrivals.users(self.get_run_time())  # type: ignore[no-untyped-call]
+        if users is None:
+            return None
+        change = abs(users - (self.runner.user_count if self.runner else 0))
+        return users, float(max(change, 1))  # there within the second
+
+
+_SCENARIOS: dict[str, Scenario] = {}
+
+
+def _scenario(path: str) -> Scenario:
+    if path not in _SCENARIOS:
+        _SCENARIOS[path] = load_scenario(path)
+    return _SCENARIOS[path]
 
 
 # -- one citizen ----------------------------------------------------------------------------
@@ -607,7 +706,10 @@ class Citizen(FastHttpUser):
         if status is None:
             return
         if status["state"] == "admitted":
-            self.book(ticket, status)
+            if random.random() < self.r.settings.book_share:
+                self.book(ticket, status)
+            else:
+                self.r.count("admitted, left without booking")
         elif status["state"] == "sold_out" and random.random() < self.r.settings.waitlist_share:
             self.join_waitlist(ticket)
 
@@ -701,20 +803,27 @@ class Citizen(FastHttpUser):
             a = self.call("GET", path, "status", token=ticket, expected=expected)
 
     def note_status(self, status: Mapping[str, Any], seen: TicketSeen, a: Answer) -> None:
+        now = time.time()
         if status["state"] in ("waiting", "sold_out"):
             seen.waiting_sent_s = a.sent_s
+        if status["state"] == "waiting" and isinstance(status.get("eta_s"), int | float):
+            seen.estimates.append((now - (a.received_s - a.sent_s), float(status["eta_s"])))
+        if status["state"] == "sold_out" and seen.sold_out_at is None:
+            seen.sold_out_at = now
         elif status["state"] == "admitted":
             if seen.admitted_seen_s is None:
                 seen.admitted_seen_s = a.received_s
+                seen.admitted_at = now
             place = token_payload(str(status.get("booking_token", ""))).get("pos")
             if isinstance(place, int):
                 seen.place = place
 
     # -- 3. book --------------------------------------------------------------------------
 
-    def wish(self) -> dict[str, Any]:
+    def wish(self, county: str | None = None) -> dict[str, Any]:
+        """A random wish, in ``county`` if given."""
         s, room = self.r.settings, self.r.room
-        county = random.choice(room["counties"])["id"]
+        county = county or random.choice(room["counties"])["id"]
         wish: dict[str, Any] = {"county": county}
         centers = [c["id"] for c in room.get("centers", []) if c.get("county") == county]
         if centers and random.random() < s.center_share:
@@ -781,6 +890,7 @@ class Citizen(FastHttpUser):
             r.count(f"booking ended {state}")
             return
         r.count("offered from the waitlist" if booking.get("offered") else "held")
+        r.outcomes.timeline.held(time.time())
         for p in pair_problems(booking, wish, r.room):
             r.problem(p)
         path = f"/api/bookings/{booking['booking_id']}"
@@ -807,7 +917,7 @@ class Citizen(FastHttpUser):
         """Change a confirmed pair to the best one for a new wish; it stays confirmed, and
         the new pair is checked like a held one. A refusal leaves the old pair."""
         r = self.r
-        wish = self.wish()
+        wish = self.wish(None if r.settings.move_across_counties else self.county_of(booking))
         path = f"/api/bookings/{booking['booking_id']}/move"
         expected = [(409, reason) for reason in MOVE_REFUSALS]
         a = self.call("POST", path, "move", token=token, body=wish, expected=expected)

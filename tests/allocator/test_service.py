@@ -486,9 +486,11 @@ def test_settings_from_env() -> None:
             "FAIRQ_ALLOCATOR_GROUP": "g2",
             "FAIRQ_TICK_INTERVAL_S": "0.25",
             "FAIRQ_ALLOCATOR_SESSION_TIMEOUT_MS": "6000",
+            "FAIRQ_ALLOCATOR_FETCH_MAX_WAIT_MS": "100",
         }
     )
     assert (tuned.group_id, tuned.tick_interval_s, tuned.session_timeout_ms) == ("g2", 0.25, 6000)
+    assert (default.fetch_max_wait_ms, tuned.fetch_max_wait_ms) == (25, 100)
     assert tuned.connections.kafka_bootstrap == "k:9092"
     assert default.snapshots_topic == "allocator-snapshots"
     snap = AllocatorSettings.from_env(

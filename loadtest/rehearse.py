@@ -1,0 +1,310 @@
+"""One command for a launch rehearsal: a scenario in, a report and a verdict out.
+
+    python -m loadtest.rehearse --scenario reference-small [--host URL] [--metrics URL ...]
+
+Against a running fairq (``make up``; the operator key and the load-test key from
+``FAIRQ_OPERATOR_KEY`` / ``FAIRQ_LOADTEST_KEY``), it
+
+1. loads the scenario's campaign and opens its room (fresh names, so runs do not
+   meet), the room opening after the scenario's pre-queue window;
+2. runs locust on ``loadtest/launchday.py`` with the scenario (its load shape),
+   while ``loadtest.scrape`` reads every ``/metrics`` (the gateway's, and each
+   ``--metrics`` URL or the scenario's ``metrics``) once a second, and a
+   click-to-held probe (``loadtest.bench_click_to_held``) books once a second in a
+   room of its own;
+3. waits until every booking in the log has its answer, then checks the invariants
+   from the log itself (``tests.eventlog.audit``; needs ``KAFKA_BOOTSTRAP`` and
+   ``FAIRQ_TOPIC_PREFIX`` as the processes have them: ``make up`` prints them);
+4. writes ``report.html`` (``loadtest.report``) with the raw data beside it, prints
+   the verdict, and the report's path as its last line. The exit code is the verdict:
+   0 every service level met and every check clean, 1 not, 2 the rehearsal could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from fairq.config import Connections, Topics
+from fairq.demo import small_campaign
+from loadtest import bench_click_to_held as probe
+from loadtest.report import Run, judge, render
+from loadtest.scenario import Scenario, ScenarioError, load
+from loadtest.scrape import Scraper
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = ROOT / "loadtest" / "launchday.py"
+LOCUST_START_S = 3  # locust's start-up, before its first user: the opening waits for it
+PROBE_EVERY_S = 1.0
+SETTLE_TIMEOUT_S = 60.0  # for the last bookings' answers, after locust stops
+SETTLE_POLL_S = 1.0
+RUN_FILE = "run.json"  # what a rehearsal gathered, for --rejudge
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    scenario: Scenario
+    scenario_path: str
+    host: str
+    operator_key: str
+    loadtest_key: str
+    metrics: list[str]
+    out: Path
+    kafka_bootstrap: str
+    topics: Topics | None
+    locust_args: list[str] = field(default_factory=list)
+    rejudge: Path | None = None
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
+    """The command line and the environment (read here only), with clear errors."""
+    parser = argparse.ArgumentParser(prog="loadtest.rehearse", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", default="reference-small", help="a name or a TOML file")
+    parser.add_argument("--host", default=env.get("LOCUST_HOST", "http://127.0.0.1:8080"))
+    parser.add_argument(
+        "--metrics", action="append", default=[], help="another /metrics URL to scrape"
+    )
+    parser.add_argument("--out", type=Path, default=Path("rehearsals"))
+    parser.add_argument(
+        "--rejudge",
+        type=Path,
+        help="judge a past rehearsal's data (its directory) against --scenario's levels again",
+    )
+    parser.add_argument("locust_args", nargs="*", help="after --: more options for locust")
+    args = parser.parse_args(argv)
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as e:
+        parser.error(str(e))
+    operator_key = env.get("FAIRQ_OPERATOR_KEY", "")
+    loadtest_key = env.get("FAIRQ_LOADTEST_KEY", "")
+    if not args.rejudge and not (operator_key and loadtest_key):
+        parser.error(
+            "set FAIRQ_OPERATOR_KEY (to load the scenario's campaign and room) and "
+            "FAIRQ_LOADTEST_KEY (the gateway's: it lifts the per-client limits)"
+        )
+    host = args.host.rstrip("/")
+    bootstrap = env.get("KAFKA_BOOTSTRAP", "")
+    return Options(
+        scenario=scenario,
+        scenario_path=args.scenario,
+        host=host,
+        operator_key=operator_key,
+        loadtest_key=loadtest_key,
+        metrics=[f"{host}/metrics", *scenario.metrics, *args.metrics],
+        out=args.out,
+        kafka_bootstrap=bootstrap,
+        topics=Topics.from_env(env) if bootstrap else None,
+        locust_args=args.locust_args,
+        rejudge=args.rejudge,
+    )
+
+
+async def prepare(http: aiohttp.ClientSession, o: Options, name: str) -> float:
+    """The scenario's campaign and room (both called ``name``); the room's opening time."""
+    s, headers = o.scenario, {"Authorization": f"Bearer {o.operator_key}"}
+    inv = s.inventory
+    doc = small_campaign(
+        dt.date.today() + dt.timedelta(days=2),
+        counties=inv.counties,
+        centers_per_county=inv.centers_per_county,
+        places=inv.places,
+    ) | {"hold_s": inv.hold_s}
+    async with http.put(f"{o.host}/api/admin/campaigns/{name}", json=doc, headers=headers) as r:
+        if r.status != 201:
+            raise RuntimeError(f"loading the campaign: {r.status} {await r.text()}")
+    opens_in_s = LOCUST_START_S + round(s.arrivals.pre_opening_s)
+    room = {
+        "campaign": name,
+        "opens_in_s": opens_in_s,
+        "prequeue_s": opens_in_s,
+        "rate_per_s": s.room.rate_per_s,
+        "max_active": s.room.max_active,
+        "pow_difficulty": s.room.pow_difficulty,
+    }
+    async with http.put(f"{o.host}/api/admin/rooms/{name}", json=room, headers=headers) as r:
+        if r.status not in (200, 201):
+            raise RuntimeError(f"opening the room: {r.status} {await r.text()}")
+        body = await r.json()
+    return dt.datetime.fromisoformat(body["opens_at"]).timestamp()
+
+
+async def run_locust(o: Options, room: str, out: Path) -> int:
+    command = [
+        sys.executable,
+        *("-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"),
+        *("-H", o.host, "--scenario", str(o.scenario_path), "--room", room),
+        *("--outcomes-json", str(out / "outcomes.json")),
+        *("--timeline-json", str(out / "timeline.json")),
+        *("--json-file", str(out / "locust-stats")),
+        *o.locust_args,
+    ]
+    with (out / "locust.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT
+        )
+        return await process.wait()
+
+
+async def probe_while(
+    http: aiohttp.ClientSession, o: Options, county: str, stop: asyncio.Event
+) -> list[probe.Probe]:
+    """A click-to-held probe every ``PROBE_EVERY_S`` until ``stop`` or sold out."""
+    probes: list[probe.Probe] = []
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            probes.append(await probe.click_to_held(http, o.host, county, o.loadtest_key))
+        except probe.SoldOut:
+            break
+        except (RuntimeError, aiohttp.ClientError, TimeoutError) as e:
+            print(f"click-to-held probe failed: {e}", file=sys.stderr)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                stop.wait(), max(0.0, PROBE_EVERY_S - time.monotonic() + started)
+            )
+    return probes
+
+
+async def operator_pause(
+    http: aiohttp.ClientSession, o: Options, room: str, opens_at: float
+) -> tuple[float, float] | None:
+    """The scenario's pause: admission paused, then resumed (wall clock); None if none."""
+    r = o.scenario.room
+    if not r.pause_s:
+        return None
+    headers = {"Authorization": f"Bearer {o.operator_key}"}
+    window: list[float] = []
+    await asyncio.sleep(max(0.0, opens_at + r.pause_after_opening_s - time.time()))
+    for action, wait_s in (("pause", r.pause_s), ("resume", 0.0)):
+        async with http.post(f"{o.host}/api/admin/rooms/{room}/{action}", headers=headers) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{action} the room: {resp.status} {await resp.text()}")
+        window.append(time.time())
+        await asyncio.sleep(wait_s)
+    return window[0], window[1]
+
+
+async def audit_log(o: Options) -> tuple[dict[str, list[str]] | None, str]:
+    """The log's findings once every Book has an answer (or SETTLE_TIMEOUT_S passed)."""
+    if o.topics is None:
+        return None, "The log was not read: set KAFKA_BOOTSTRAP and FAIRQ_TOPIC_PREFIX."
+    from tests.eventlog import audit, read_log  # the test suite's invariants, read from the log
+
+    connections = Connections(redis_url="", kafka_bootstrap=o.kafka_bootstrap, topics=o.topics)
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        try:
+            result = audit(await read_log(connections))
+        except ValueError as e:  # a log the audit does not model
+            return {"bad_histories": [f"the audit cannot judge this log: {e}"]}, str(e)
+        unanswered = sorted(set(result.books) - set(result.bookings))
+        if not unanswered or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(SETTLE_POLL_S)
+    findings = result.findings() | {"unanswered": [f"{b}: no answer" for b in unanswered]}
+    note = (
+        f"Read from the log ({o.topics.commands}, {o.topics.events}): {len(result.books)} "
+        f"bookings sent, {len(result.bookings)} answered, {len(result.slots)} slots."
+    )
+    return findings, note
+
+
+async def rehearse(o: Options) -> tuple[Path, bool]:
+    name = f"rh-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    out = o.out / f"{o.scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    scraper = Scraper(o.metrics, where={"room": name, "campaign": name})
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        opens_at = await prepare(http, o, name)
+        await probe.open_probe_room(http, o.host, o.operator_key, name)
+        started_at = time.time()
+        scraping = asyncio.create_task(scraper.run(http, stop))
+        probing = asyncio.create_task(probe_while(http, o, "county-1", stop))
+        pausing = asyncio.create_task(operator_pause(http, o, name, opens_at))
+        try:
+            code = await run_locust(o, name, out)
+        finally:
+            stop.set()
+            probes = await probing
+            if not pausing.done():
+                pausing.cancel()
+            paused = None if pausing.cancelled() else await pausing
+        findings, note = await audit_log(o)
+        await scraper.once(http)  # the settled system
+        await scraping
+    run = Run(
+        scenario=o.scenario,
+        host=o.host,
+        started_at=started_at,
+        opens_at=opens_at,
+        timeline=_read_json(out / "timeline.json"),
+        outcomes=_read_json(out / "outcomes.json"),
+        scrape=scraper.to_json(),
+        log_findings=findings,
+        log_note=note,
+        probes=probes,
+        paused=paused,
+        locust_exit=code,
+        command=f"python -m loadtest.rehearse --scenario {o.scenario_path} --host {o.host}",
+    )
+    (out / RUN_FILE).write_text(json.dumps(run.to_json()), encoding="utf-8")
+    return write_report(run, out)
+
+
+def write_report(run: Run, out: Path) -> tuple[Path, bool]:
+    """Judge the run, write ``out/report.html``, print the verdict."""
+    report = judge(run)
+    path = out / "report.html"
+    path.write_text(render(report), encoding="utf-8")
+    print("\n".join(report.verdict_lines()), flush=True)
+    return path, report.passed
+
+
+def rejudge(run_dir: Path, scenario: Scenario) -> tuple[Path, bool]:
+    """A rehearsal's data judged again, against ``scenario``'s service levels."""
+    try:
+        data = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"no rehearsal data in {run_dir}: {e}") from e
+    return write_report(Run.from_json(data, scenario), run_dir)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse(sys.argv[1:] if argv is None else argv, os.environ)
+    try:
+        if options.rejudge:
+            path, passed = rejudge(options.rejudge, options.scenario)
+        else:
+            path, passed = asyncio.run(rehearse(options))
+    except (RuntimeError, aiohttp.ClientError) as e:
+        print(f"the rehearsal could not run: {e}", file=sys.stderr)
+        return 2
+    print(path.resolve(), flush=True)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
