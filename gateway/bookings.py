@@ -314,6 +314,8 @@ async def booking_events(request: web.Request) -> web.StreamResponse:
                     await send_keepalive(response)
                     continue
                 await send_event(response, "booking", view.to_json())
+    except ConnectionResetError:
+        pass  # the client went away (e.g. closed the stream at the answer it waited for)
     finally:
         gw.metrics.streams.labels("booking").dec()
     return response
