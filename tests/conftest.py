@@ -122,14 +122,14 @@ async def redis(redis_srv: Server) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
+def fresh_topics() -> Topics:
+    """Topic names of a prefix of their own (``FAIRQ_TOPIC_PREFIX``), not created yet."""
+    return Topics.from_env({"FAIRQ_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}-"})
+
+
 @pytest.fixture
 async def topics(kafka_srv: Server) -> Topics:
-    prefix = f"t{uuid.uuid4().hex[:10]}-"
-    t = Topics(
-        commands=f"{prefix}booking-commands",
-        events=f"{prefix}booking-events",
-        state=f"{prefix}fairq-state",
-    )
+    t = fresh_topics()
     snapshots = snapshot_topic(t.commands)
     await ensure_topics(kafka_srv.url, t, partitions=TEST_PARTITIONS, snapshots=snapshots)
     return t

@@ -20,17 +20,16 @@ hold, and the report says how long answers paused (the goal: under 10 s).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from allocator.settings import snapshot_topic
-from fairq.config import Connections, Topics
+from fairq.config import Connections
 from fairq.devservices import KafkaCluster, Server, kafka_cluster, redis_server
 from fairq.topics import ensure_topics
-from tests.conftest import TEST_PARTITIONS, Broker, own_broker
+from tests.conftest import TEST_PARTITIONS, Broker, fresh_topics, own_broker
 from tests.faults import CLUSTER_FAULTS, FAULTS, Outcome, Servers, run_fault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -83,12 +82,7 @@ async def test_every_promise_holds_through(
 async def test_every_promise_holds_when_one_broker_of_three_is_lost(
     fault: str, redis_srv: Server, cluster: KafkaCluster, tmp_path: Path
 ) -> None:
-    prefix = f"t{uuid.uuid4().hex[:10]}-"
-    topics = Topics(
-        commands=f"{prefix}booking-commands",
-        events=f"{prefix}booking-events",
-        state=f"{prefix}fairq-state",
-    )
+    topics = fresh_topics()
     snapshots = snapshot_topic(topics.commands)
     await ensure_topics(cluster.url, topics, TEST_PARTITIONS, cluster.replication, snapshots)
     connections = Connections(redis_srv.url, cluster.url, topics, kafka_idempotence=True)

@@ -5,7 +5,6 @@ topic; on Tansu, on one Apache Kafka node and on a cluster of three."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -21,7 +20,7 @@ from fairq.topics import (
     ensure_topics,
     snapshot_topic_configs,
 )
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import TEST_PARTITIONS, fresh_topics
 
 
 @pytest.fixture
@@ -96,12 +95,7 @@ async def test_the_topics_have_the_settings_of_the_code(
 async def test_three_replicas_with_two_in_sync_on_three_brokers(
     kafka_cluster_of_three: KafkaCluster,
 ) -> None:
-    prefix = f"t{uuid.uuid4().hex[:10]}-"
-    topics = Topics(
-        commands=f"{prefix}booking-commands",
-        events=f"{prefix}booking-events",
-        state=f"{prefix}fairq-state",
-    )
+    topics = fresh_topics()
     snapshots = snapshot_topic(topics.commands)
     names = [topics.commands, topics.events, topics.state, snapshots]
     url = kafka_cluster_of_three.url
