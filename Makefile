@@ -5,16 +5,23 @@ STAMP := $(VENV)/.installed-stamp
 # the browser assets the gateway serves (uPlot for the operator console), from npm;
 # npm writes this file on every install: older than the lock file means stale
 NODE_STAMP := node_modules/.package-lock.json
+# Apache Kafka's broker jars, from Maven Central (deploy/kafka/pom.xml): the tests'
+# second broker, and `FAIRQ_BROKER=kafka make up`; Maven writes this file last
+KAFKA_LIBS := .fairq/kafka-libs
+KAFKA_STAMP := $(KAFKA_LIBS)/.resolved
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint typecheck check bench rehearse system-deps test-deps install clean
+.PHONY: up test lint typecheck check bench rehearse system-deps test-deps kafka-libs install clean
 
 up: install
+	@if [ "$${FAIRQ_BROKER:-tansu}" = kafka ]; then $(MAKE) --no-print-directory kafka-libs; fi
 	$(VENV)/bin/fairq up
 
-test: install test-deps $(NODE_STAMP)
-	$(PY) -m pytest
+# Both brokers: Tansu, and Apache Kafka (one node for the quick tier, three for the
+# durability tests); `-m "not kafka"` in ARGS leaves the Apache Kafka tier out.
+test: install test-deps $(NODE_STAMP) $(KAFKA_STAMP)
+	$(PY) -m pytest $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -41,9 +48,12 @@ install: system-deps $(STAMP) $(NODE_STAMP)
 # Debian's packages, as command:package: redis-server to run fairq and npm for the
 # console's chart library; for the tests also chromium (the pages, driven by
 # Playwright) and prometheus (promtool checks deploy/prometheus, and a real Prometheus
-# scrapes fairq in tests/deploy). Everything else comes from PyPI and npm.
+# scrapes fairq in tests/deploy). Everything else comes from PyPI, npm and Maven Central.
 RUN_PACKAGES := redis-server:redis-server npm:npm
 TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus
+# Apache Kafka (the tests' second broker, `FAIRQ_BROKER=kafka make up`): Java 17+ to
+# run it, Maven to resolve its jars from Maven Central.
+KAFKA_PACKAGES := java:openjdk-17-jre-headless mvn:maven
 APT_INSTALL_MISSING = missing=""; for pair in $(1); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair\#\#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -61,6 +71,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+kafka-libs: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): deploy/kafka/pom.xml
+	@$(call APT_INSTALL_MISSING,$(KAFKA_PACKAGES))
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -Dstyle.color=never -f deploy/kafka/pom.xml dependency:copy-dependencies
+	touch $(KAFKA_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -34,12 +34,14 @@ class ProduceError(AllocatorError):
     """Records could not be produced; their commands' offsets were not committed."""
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
-    """The producer of events (and snapshots): every record acknowledged by all replicas."""
+def make_producer(bootstrap: str, *, idempotence: bool = False) -> AIOKafkaProducer:
+    """The producer of events (and snapshots): every record acknowledged by all in-sync
+    replicas, and idempotent where the broker grants it (``Connections.kafka_idempotence``:
+    a batch retried after a lost answer is not written twice)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=idempotence,
         max_batch_size=PRODUCE_BATCH_BYTES,
     )
 

@@ -485,8 +485,9 @@ async def run(
     metrics = AllocatorMetrics(registry)
     bootstrap = settings.connections.kafka_bootstrap
     topics = settings.connections.topics
-    producer = make_producer(bootstrap)
-    snapshot_producer = make_producer(bootstrap)  # chunks do not hold up the events
+    idempotence = settings.connections.kafka_idempotence
+    producer = make_producer(bootstrap, idempotence=idempotence)
+    snapshot_producer = make_producer(bootstrap, idempotence=idempotence)  # not held up
     client_id = f"{settings.group_id}-{settings.instance}" if settings.instance else None
     consumer = group_member(
         bootstrap,

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import msgpack
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from allocator.errors import AllocatorError
-from fairq.topics import TOPIC_ALREADY_EXISTS
+from fairq.topics import TopicError, create_topics, snapshot_topic_configs
 
 logger = logging.getLogger(__name__)
 
@@ -90,21 +90,16 @@ class SnapshotStore:
         self._written: dict[int, Manifest] = {}  # partition -> newest snapshot known here
 
     async def ensure_topic(self, partitions: int) -> None:
-        """Create the compacted topic with ``partitions`` partitions unless it exists."""
+        """Create the compacted topic with ``partitions`` partitions unless it exists
+        (``fairq topics`` creates it beside the booking topics with their replication;
+        this is for a broker where nobody did: one replica)."""
         if self._ensured:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
+        topic = NewTopic(self.topic, partitions, 1, topic_configs=snapshot_topic_configs(1))
         try:
-            topic = NewTopic(self.topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})
-            response = await admin.create_topics([topic])
-            for name, code, message in response.topic_errors:
-                if code not in (0, TOPIC_ALREADY_EXISTS):
-                    raise SnapshotStoreError(f"creating topic {name} failed: {code} {message}")
-        except KafkaError as e:
-            raise SnapshotStoreError(f"creating topic {self.topic} failed: {e}") from e
-        finally:
-            await admin.close()
+            await create_topics(self.bootstrap, [topic])
+        except TopicError as e:
+            raise SnapshotStoreError(str(e)) from e
         self._ensured = True
 
     async def latest(self, partition: int, max_offset: int) -> tuple[Manifest, bytes] | None:

@@ -56,11 +56,15 @@ def _component(name: str, env: Mapping[str, str]) -> tuple[Runner, Any]:
 
 
 def _topics(env: Mapping[str, str], partitions: int, replication: int) -> None:
+    from allocator.settings import snapshot_topic
     from fairq.config import Connections
     from fairq.topics import ensure_topics
 
     conn = Connections.from_env(env)
-    asyncio.run(ensure_topics(conn.kafka_bootstrap, conn.topics, partitions, replication))
+    snapshots = snapshot_topic(conn.topics.commands)
+    asyncio.run(
+        ensure_topics(conn.kafka_bootstrap, conn.topics, partitions, replication, snapshots)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,21 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, lo: int = 0) -> 
     return value
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in TRUE_WORDS:
+        return True
+    if raw.lower() in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be one of {TRUE_WORDS + FALSE_WORDS}, got {raw!r}")
+
+
 def env_float(env: Mapping[str, str], name: str, default: float, *, lo: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -74,6 +89,9 @@ class Connections:
     redis_url: str
     kafka_bootstrap: str
     topics: Topics
+    # Idempotent producers (no duplicate record when a send is retried): Apache Kafka
+    # grants them; Tansu refuses InitProducerId, so it is off unless asked for.
+    kafka_idempotence: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Connections:
@@ -81,4 +99,12 @@ class Connections:
             redis_url=env_str(env, "REDIS_URL"),
             kafka_bootstrap=env_str(env, "KAFKA_BOOTSTRAP"),
             topics=Topics.from_env(env),
+            kafka_idempotence=env_bool(env, "FAIRQ_KAFKA_IDEMPOTENCE", False),
         )
+
+    def kafka_env(self) -> dict[str, str]:
+        """The broker's settings as a child process reads them (``from_env``)."""
+        return {
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "FAIRQ_KAFKA_IDEMPOTENCE": "true" if self.kafka_idempotence else "false",
+        }

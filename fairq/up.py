@@ -1,9 +1,10 @@
 """``fairq up``: Redis, the broker, the topics, one allocator, one admitter, gateways, a demo.
 
-Starts ``redis-server`` and the Tansu broker on free ports unless ``REDIS_URL`` /
-``KAFKA_BOOTSTRAP`` are set, loads the demo campaign and room, prints where to
-go, restarts a component that crashes (``fairq.processes.supervise``), and on Ctrl-C
-or SIGTERM stops every child process.
+Starts ``redis-server`` and a broker on free ports unless ``REDIS_URL`` /
+``KAFKA_BOOTSTRAP`` are set (the broker: Tansu, or one Apache Kafka node with
+``FAIRQ_BROKER=kafka``, whose producers are then idempotent), loads the demo
+campaign and room, prints where to go, restarts a component that crashes
+(``fairq.processes.supervise``), and on Ctrl-C or SIGTERM stops every child process.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairq.config import Topics, env_int, env_str
+from allocator.settings import snapshot_topic
+from fairq.config import ConfigError, Topics, env_bool, env_int, env_str
 from fairq.demo import demo_campaign
-from fairq.devservices import free_port, kafka_broker, redis_server
+from fairq.devservices import free_port, kafka_broker, kafka_cluster, redis_server
 from fairq.processes import ProcessError, spawn, stop, supervise, wait_http_ready
 from fairq.topics import DEFAULT_PARTITIONS, ensure_topics
 
 logger = logging.getLogger(__name__)
 
 DEMO = "demo"
+BROKERS = ("tansu", "kafka")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class UpSettings:
     opens_in_s: int
     state_dir: Path
     partitions: int
+    broker: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> UpSettings:
@@ -53,7 +57,22 @@ class UpSettings:
             opens_in_s=env_int(env, "FAIRQ_DEMO_OPENS_IN_S", 30),
             state_dir=Path(env_str(env, "FAIRQ_STATE_DIR", ".fairq")),
             partitions=env_int(env, "FAIRQ_PARTITIONS", DEFAULT_PARTITIONS, lo=1),
+            broker=broker_choice(env),
         )
+
+
+def broker_choice(env: Mapping[str, str]) -> str:
+    broker = env_str(env, "FAIRQ_BROKER", BROKERS[0])
+    if broker not in BROKERS:
+        raise ConfigError(f"FAIRQ_BROKER must be one of {BROKERS}, got {broker!r}")
+    return broker
+
+
+def start_broker(stack: contextlib.ExitStack, broker: str, log_dir: Path) -> str:
+    """Start the chosen dev broker (stopped when ``stack`` closes); its bootstrap."""
+    if broker == "kafka":
+        return stack.enter_context(kafka_cluster(nodes=1, log_dir=log_dir)).url
+    return stack.enter_context(kafka_broker(log_dir)).url
 
 
 def _call(method: str, url: str, key: str, body: Any) -> tuple[int, Any]:
@@ -107,6 +126,7 @@ def _banner(
     bootstrap: str,
     limits: str,
     health: dict[str, int],
+    broker: str,
 ) -> str:
     return f"""
 fairq is up.
@@ -122,7 +142,7 @@ fairq is up.
   console        {base}/operator   (sign in with the operator key)
   call center    {base}/callcenter   (an agent key, FAIRQ_AGENT_KEYS, or the operator key)
   redis          {redis_url}
-  kafka          {bootstrap}
+  kafka          {bootstrap}   ({broker})
   logs           {s.state_dir / "logs"}
   limits         {limits}
   {note}
@@ -138,11 +158,15 @@ def up(env: Mapping[str, str]) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         redis_url = env.get("REDIS_URL") or stack.enter_context(redis_server(log_dir)).url
-        bootstrap = env.get("KAFKA_BOOTSTRAP") or stack.enter_context(kafka_broker(log_dir)).url
-        asyncio.run(ensure_topics(bootstrap, Topics.from_env(env), s.partitions))
+        bootstrap = env.get("KAFKA_BOOTSTRAP") or start_broker(stack, s.broker, log_dir)
+        topics = Topics.from_env(env)
+        snapshots = snapshot_topic(topics.commands)
+        asyncio.run(ensure_topics(bootstrap, topics, s.partitions, snapshots=snapshots))
+        idempotence = env_bool(env, "FAIRQ_KAFKA_IDEMPOTENCE", s.broker == "kafka")
         child_env = dict(env) | {
             "REDIS_URL": redis_url,
             "KAFKA_BOOTSTRAP": bootstrap,
+            "FAIRQ_KAFKA_IDEMPOTENCE": str(idempotence).lower(),
             "FAIRQ_OPERATOR_KEY": s.operator_key,
             "FAIRQ_SIGNING_KEYS": s.signing_keys,
             "FAIRQ_IDENTITY_SECRET": s.identity_secret,
@@ -163,7 +187,8 @@ def up(env: Mapping[str, str]) -> int:
         base = f"http://127.0.0.1:{s.http_port}"
         wait_http_ready(components[-1], f"{base}/readyz")
         note = load_demo(base, s.operator_key, s.opens_in_s)
-        banner = _banner(base, s, note, redis_url, bootstrap, limits_note(env), health)
+        broker = "KAFKA_BOOTSTRAP" if env.get("KAFKA_BOOTSTRAP") else s.broker
+        banner = _banner(base, s, note, redis_url, bootstrap, limits_note(env), health, broker)
         print(banner, flush=True)
         stopping: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):

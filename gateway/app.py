@@ -113,7 +113,9 @@ async def _components(
         redis_connect_func=check_on_connect,
     )
     redis = aioredis.Redis(connection_pool=pool)
-    producer = make_producer(conn.kafka_bootstrap, settings.send_timeout_s)
+    producer = make_producer(
+        conn.kafka_bootstrap, settings.send_timeout_s, idempotence=conn.kafka_idempotence
+    )
     await producer.start()
     ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
     store = RoomStore(redis, ledger)

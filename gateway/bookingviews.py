@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from fairq.topics import partitions_of
 from schemas import SchemaError
 from schemas.events import (
     Appointment,
@@ -244,13 +245,11 @@ async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int
 
 async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     while True:  # the gateway does not serve until this returns (see app._wait_caught_up)
-        partitions = consumer.partitions_for_topic(topic)
+        partitions = await partitions_of(consumer, topic)
         if partitions:
-            return set(partitions)
-        await consumer.topics()  # refreshes the cluster metadata
-        if not consumer.partitions_for_topic(topic):
-            logger.warning("topic %s has no partitions yet; waiting for it", topic)
-            await asyncio.sleep(0.5)
+            return partitions
+        logger.warning("topic %s has no partitions yet; waiting for it", topic)
+        await asyncio.sleep(0.5)
 
 
 def _apply_record(views: BookingViews, value: bytes | None, offset: int) -> None:

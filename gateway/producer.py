@@ -50,15 +50,16 @@ class CommandProducer:
 
 
 def make_producer(
-    bootstrap: str, send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    bootstrap: str, send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S, *, idempotence: bool = False
 ) -> AIOKafkaProducer:
-    """The gateway's producer: acks from every in-sync replica, no idempotence (the
-    broker of the tests does not grant producer ids; the allocator deduplicates by
-    command id), and ``send_timeout_s`` before a send is given up (and in doubt)."""
+    """The gateway's producer: acks from every in-sync replica, ``send_timeout_s``
+    before a send is given up (and in doubt), and idempotent where the broker grants it
+    (``Connections.kafka_idempotence``: a retried send is not written twice; without it
+    the allocator still deduplicates by command id)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=idempotence,
         linger_ms=2,
         request_timeout_ms=int(send_timeout_s * 1000),
     )

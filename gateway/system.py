@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from allocator.settings import snapshot_topic
 from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
+from fairq.topics import partitions_of
 from gateway.admin import require_operator
 from gateway.http import json_response
 from gateway.state import Gateway
@@ -49,8 +50,7 @@ async def allocator_state(gw: Gateway) -> dict[str, Any]:
     await consumer.start()
     await admin.start()
     try:
-        await consumer.topics()
-        numbers = sorted(consumer.partitions_for_topic(conn.topics.commands) or ())
+        numbers = sorted(await partitions_of(consumer, conn.topics.commands))
         tps = [TopicPartition(conn.topics.commands, p) for p in numbers]
         snapshots = await asyncio.gather(*(_newest_snapshot(store, tp.partition) for tp in tps))
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)

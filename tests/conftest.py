@@ -1,8 +1,14 @@
-"""Shared fixtures: a real redis-server and a real Tansu broker on free ports.
+"""Shared fixtures: a real redis-server and a real broker on free ports.
 
 The servers start once per test session; each test gets an emptied Redis
 database and its own, freshly created topics (a unique prefix), so tests do not
 see each other's data.
+
+Two brokers: Tansu (the default, small and quick) and Apache Kafka (one KRaft node
+from Maven's jars, ``fairq.devservices.kafka_cluster``). A test marked
+``both_brokers`` runs once on each (its ``broker`` parameter, ids ``tansu`` and
+``kafka``); a test on Apache Kafka carries the ``kafka`` marker, so
+``-m "not kafka"`` leaves that tier out. One Apache Kafka node serves the whole session.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -23,16 +29,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from playwright.async_api import Browser
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from allocator.settings import snapshot_topic
 from fairq.config import Connections, Topics
-from fairq.devservices import Server, kafka_broker, redis_server
-from fairq.topics import ensure_topics
+from fairq.devservices import KafkaCluster, Server, kafka_broker, kafka_cluster, redis_server
+from fairq.topics import ensure_topics, partitions_of
 from tests.browser import chromium
 
 TEST_PARTITIONS = 4
-# Consumer-group session timeout of the tests' allocators and admitters. The broker
-# holds a new group's first join for half of it (10 s by default: 5 s of waiting,
-# at the start or the stop, of every test with a service), and a member that dies
-# is replaced after it. Apache Kafka refuses less than 6 s by default; Tansu takes it.
+# Consumer-group session timeout of the tests' allocators and admitters. Tansu holds
+# a new group's first join for half of it (10 s by default: 5 s of waiting, at the
+# start or the stop, of every test with a service), and a member that dies is replaced
+# after it. Apache Kafka refuses less than 6 s by default: the tests' nodes allow 0.5 s
+# (``fairq.devservices.kafka_properties``).
 TEST_SESSION_TIMEOUT_MS = 2000
 
 
@@ -42,10 +50,59 @@ def redis_srv() -> Iterator[Server]:
         yield server
 
 
+Broker = Literal["tansu", "kafka"]
+BOTH_BROKERS = [
+    pytest.param("tansu", id="tansu"),
+    pytest.param("kafka", id="kafka", marks=pytest.mark.kafka),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_brokers`` runs on Tansu and on Apache Kafka (when it uses a
+    broker: the ``broker`` fixture, directly or through ``kafka_srv``)."""
+    if metafunc.definition.get_closest_marker("both_brokers") and "broker" in metafunc.fixturenames:
+        metafunc.parametrize("broker", BOTH_BROKERS)
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The broker of a test not parametrised over both: Apache Kafka when it is marked
+    ``kafka``, else Tansu."""
+    return "kafka" if request.node.get_closest_marker("kafka") else "tansu"
+
+
 @pytest.fixture(scope="session")
-def kafka_srv() -> Iterator[Server]:
+def tansu_srv() -> Iterator[Server]:
     with kafka_broker() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def apache_kafka() -> Iterator[KafkaCluster]:
+    """One Apache Kafka node for every Kafka-tier test of the session."""
+    with kafka_cluster(nodes=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def kafka_srv(broker: Broker, request: pytest.FixtureRequest) -> Server:
+    """The session's broker of this test's kind."""
+    if broker == "kafka":
+        cluster: KafkaCluster = request.getfixturevalue("apache_kafka")
+        return cluster.nodes[0]
+    server: Server = request.getfixturevalue("tansu_srv")
+    return server
+
+
+@contextlib.contextmanager
+def own_broker(broker: Broker) -> Iterator[Server]:
+    """A broker of ``broker``'s kind for one test alone (one that pauses or kills it)."""
+    if broker == "kafka":
+        with kafka_cluster(nodes=1) as cluster:
+            yield cluster.nodes[0]
+    else:
+        with kafka_broker() as server:
+            yield server
 
 
 @pytest.fixture
@@ -65,24 +122,31 @@ async def redis(redis_srv: Server) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
+def fresh_topics() -> Topics:
+    """Topic names of a prefix of their own (``FAIRQ_TOPIC_PREFIX``), not created yet."""
+    return Topics.from_env({"FAIRQ_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}-"})
+
+
 @pytest.fixture
 async def topics(kafka_srv: Server) -> Topics:
-    prefix = f"t{uuid.uuid4().hex[:10]}-"
-    t = Topics(
-        commands=f"{prefix}booking-commands",
-        events=f"{prefix}booking-events",
-        state=f"{prefix}fairq-state",
-    )
-    await ensure_topics(kafka_srv.url, t, partitions=TEST_PARTITIONS)
+    t = fresh_topics()
+    snapshots = snapshot_topic(t.commands)
+    await ensure_topics(kafka_srv.url, t, partitions=TEST_PARTITIONS, snapshots=snapshots)
     return t
 
 
 @pytest.fixture
 def connections(
-    redis_srv: Server, kafka_srv: Server, topics: Topics, redis: aioredis.Redis
+    redis_srv: Server, kafka_srv: Server, topics: Topics, redis: aioredis.Redis, broker: Broker
 ) -> Connections:
-    """Everything a fairq process needs to connect, for this test alone."""
-    return Connections(redis_url=redis_srv.url, kafka_bootstrap=kafka_srv.url, topics=topics)
+    """Everything a fairq process needs to connect, for this test alone; idempotent
+    producers where the broker grants them (Apache Kafka)."""
+    return Connections(
+        redis_url=redis_srv.url,
+        kafka_bootstrap=kafka_srv.url,
+        topics=topics,
+        kafka_idempotence=broker == "kafka",
+    )
 
 
 @contextlib.contextmanager
@@ -110,8 +174,7 @@ async def bounded(step: Awaitable[object], what: str, timeout_s: float = 30.0) -
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """Every partition of ``topic``, in order (the consumer is started)."""
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(topic) or set()
+    partitions = await partitions_of(consumer, topic)
     assert partitions, f"the topic {topic} has no partitions"
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 

@@ -9,12 +9,19 @@ faults (issue 17, section 7):
 - ``allocator_kill``: the allocator is SIGKILLed and started again at once;
 - ``redis_pause``: Redis is stopped (SIGSTOP) for 10 s, then resumed;
 - ``broker_pause``: the broker (Tansu) is stopped for 15 s, then resumed;
-- ``gateway_restart``: a gateway is SIGKILLed and started again on its port.
+- ``gateway_restart``: a gateway is SIGKILLed and started again on its port;
+
+and with a cluster of three Apache Kafka brokers (issue 19), the broker that leads the
+commands topic's partition 0:
+
+- ``broker_node_kill``: SIGKILLed (and not started again);
+- ``broker_node_pause``: stopped (SIGSTOP) for 30 s, then resumed.
 
 ``Outcome.violations`` lists every broken promise; ``Outcome.report`` the answers
 during the fault and the recovery times: from the fault's end (the resume, or the
 restarted process spawned) to the first successful answer of each kind, on the
-restarted gateway for ``gateway_restart``.
+restarted gateway for ``gateway_restart``; and how long answers paused: the longest
+a booking accepted around the fault waited for the allocator's answer.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairq.config import Connections
+from aiokafka.admin import AIOKafkaAdminClient
+
+from fairq.config import Connections, Topics
 from fairq.devservices import Server
 from fairq.tasks import cancel_and_wait
 from tests.conftest import paused
@@ -46,6 +55,7 @@ from tests.storm import (
 
 REDIS_PAUSE_S = 10.0
 BROKER_PAUSE_S = 15.0
+BROKER_NODE_PAUSE_S = 30.0  # one broker of three: longer than its session (9 s)
 FAULT_AFTER_BOOKINGS = 40  # the fault comes once this many bookings were accepted
 TRIGGER_WAIT_S = 60.0  # bounds the wait for the storm to reach the moment of the fault
 # What the recovery times are measured on, in the order they are printed.
@@ -61,7 +71,8 @@ SYSTEM_ENV = {"FAIRQ_SNAPSHOT_EVERY_RECORDS": "200"}
 @dataclass(frozen=True, slots=True)
 class Servers:
     redis: Server
-    kafka: Server
+    kafka: Server  # the broker, or the first node of a cluster
+    kafka_nodes: tuple[Server, ...] = ()  # every node of a cluster (node ids 1, 2, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,32 @@ async def _pause(server: Server, seconds: float) -> Window:
     return Window(start, time.monotonic())
 
 
+async def kill_broker_node(system: System, servers: Servers) -> Window:
+    node = await _leader_of_commands(system, servers)
+    start = time.monotonic()
+    node.process.send_signal(signal.SIGKILL)
+    node.process.wait()
+    return Window(start, time.monotonic())
+
+
+async def pause_broker_node(system: System, servers: Servers) -> Window:
+    return await _pause(await _leader_of_commands(system, servers), BROKER_NODE_PAUSE_S)
+
+
+async def _leader_of_commands(system: System, servers: Servers) -> Server:
+    """The node of the cluster that leads partition 0 of the commands topic."""
+    assert servers.kafka_nodes, "this fault needs a cluster (Servers.kafka_nodes)"
+    topic = Topics.from_env(system.allocator.env).commands
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka.url)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    leader: int = next(p["leader"] for p in described["partitions"] if p["partition"] == 0)
+    return servers.kafka_nodes[leader - 1]
+
+
 async def restart_gateway(system: System, servers: Servers) -> Window:
     gateway = system.gateway_services[RESTARTED_GATEWAY]
     start = time.monotonic()
@@ -125,6 +162,11 @@ FAULTS: dict[str, Fault] = {
     "redis_pause": Fault(pause_redis),
     "broker_pause": Fault(pause_broker),
     "gateway_restart": Fault(restart_gateway, gateway=RESTARTED_GATEWAY),
+}
+# On a cluster of three Apache Kafka brokers (Servers.kafka_nodes).
+CLUSTER_FAULTS: dict[str, Fault] = {
+    "broker_node_kill": Fault(kill_broker_node),
+    "broker_node_pause": Fault(pause_broker_node),
 }
 
 
@@ -191,6 +233,19 @@ class Outcome:
             out[kind] = None if first is None else first - w.end_s
         return out
 
+    def longest_wait_s(self, kind: str = "answer") -> float:
+        """The longest a successful answer of ``kind`` answered since the fault began
+        took; for ``answer``: from a booking accepted to the allocator's answer seen
+        (how long answers paused)."""
+        return max(
+            (
+                a.answered_s - a.sent_s
+                for a in self.recorder.answers
+                if a.kind == kind and a.ok and a.answered_s >= self.window.start_s
+            ),
+            default=0.0,
+        )
+
     def report(self) -> str:
         w, recovery = self.window, self.recovery_s()
         until = w.end_s + max((s for s in recovery.values() if s is not None), default=0.0)
@@ -216,6 +271,8 @@ class Outcome:
             + ", ".join(
                 f"{k} {'none' if s is None else f'{s:.2f} s'}" for k, s in recovery.items()
             ),
+            f"  answers paused: a booking waited at most {self.longest_wait_s():.2f} s for"
+            f" the allocator's answer, a book request at most {self.longest_wait_s('book'):.2f} s",
         ]
         broken = {k: v for k, v in self.violations().items() if v}
         for check, items in broken.items():
@@ -237,7 +294,7 @@ async def run_fault(
     visitor with an access code sends its booking (to the gateway that will be
     restarted, for ``gateway_restart``): a booking is on its way when it comes."""
     plan = plan or StormPlan()
-    chosen = FAULTS[fault]
+    chosen = (FAULTS | CLUSTER_FAULTS)[fault]
     with running_system(connections, log_dir, extra_env=SYSTEM_ENV) as system:
         async with client_session() as http:
             started = await launch(http, system.gateways[0], plan, partitions)

@@ -40,7 +40,7 @@ def fairq_env(connections: Connections, **extra: str) -> dict[str, str]:
         dict(os.environ)
         | {
             "REDIS_URL": connections.redis_url,
-            "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
+            **connections.kafka_env(),
             "FAIRQ_TOPIC_PREFIX": prefix,
             "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
             "FAIRQ_SIGNING_KEYS": SIGNING_KEYS,

@@ -28,7 +28,7 @@ from tests.harness import OPERATOR_KEY, System, running_system
 from tests.sse import sse_events
 from waitingroom import keys
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.both_brokers, pytest.mark.timeout(300)]
 
 PRE_VISITORS = 100
 POST_VISITORS = 200

@@ -38,7 +38,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,7 @@ from schemas.commands import (
     AddInventory,
     Command,
     RemoveInventory,
+    SetReserve,
     TransferAnswer,
     TransferIn,
     decode_command,
@@ -74,7 +75,7 @@ from tests.allocator.eventlogs import (
 )
 from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.both_brokers, pytest.mark.timeout(240)]
 
 SEED = 20261123
 KILLS = 3
@@ -204,6 +205,7 @@ class Answers:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self.tps = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
         self.answered: set[str] = set()
+        self.clock: dict[int, int] = {}  # partition -> the newest summary's at_ms
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -211,13 +213,24 @@ class Answers:
         await self.consumer.seek_to_beginning(*self.tps)
 
     async def reach(self, count: int) -> None:
+        await self._until(lambda: len(self.answered) >= count)
+
+    async def past(self, at_ms: int) -> None:
+        """Until every partition with a campaign summarised it at ``at_ms`` or later
+        (a reserve released then is released in the log: on a quick broker the storm
+        can be answered before the last release)."""
+        await self._until(lambda: bool(self.clock) and min(self.clock.values()) >= at_ms)
+
+    async def _until(self, done: Callable[[], bool]) -> None:
         async def loop() -> None:
-            while len(self.answered) < count:
+            while not done():
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
                 for records in batch.values():
                     for r in records:
                         e = decode_event(r.value or b"")
-                        if not isinstance(e, Summary):
+                        if isinstance(e, Summary):
+                            self.clock[r.partition] = max(e.at_ms, self.clock.get(r.partition, 0))
+                        else:
                             self.answered.add(e.command_id)
 
         await asyncio.wait_for(loop(), PROGRESS_TIMEOUT_S)
@@ -227,7 +240,7 @@ class Answers:
 def allocator_env(connections: Connections) -> dict[str, str]:
     return dict(os.environ) | {
         "REDIS_URL": connections.redis_url,
-        "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
+        **connections.kafka_env(),
         "FAIRQ_TOPIC_PREFIX": connections.topics.commands.removesuffix("booking-commands"),
         "FAIRQ_ALLOCATOR_GROUP": f"crash-{uuid.uuid4().hex[:8]}",
         "FAIRQ_TICK_INTERVAL_S": "0.2",
@@ -291,6 +304,7 @@ async def test_sigkilled_allocators_answer_every_command_once_like_a_clean_repla
             logs[-1].process.wait()
             logs.append(spawn("allocator", f"allocator-{i + 1}", allocator_env, tmp_path))
         await follower.reach(len(command_ids))
+        await follower.past(max(c.release_at_ms for _, c in commands if isinstance(c, SetReserve)))
     finally:
         stop(logs[-1:])
         await follower.consumer.stop()

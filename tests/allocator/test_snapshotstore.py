@@ -29,6 +29,7 @@ def test_the_snapshot_topic_follows_the_commands_topic() -> None:
     assert snapshot_topic("orders") == "orders.allocator-snapshots"
 
 
+@pytest.mark.both_brokers
 async def test_the_newest_snapshot_at_or_before_an_offset_comes_back_whole(
     store: SnapshotStore, producer: AIOKafkaProducer, connections: Connections, topics: Topics
 ) -> None:
@@ -48,6 +49,7 @@ async def test_the_newest_snapshot_at_or_before_an_offset_comes_back_whole(
     assert other is not None and other[1] == b"other partition"
 
 
+@pytest.mark.both_brokers
 async def test_a_torn_snapshot_is_skipped_for_the_previous_one(
     store: SnapshotStore, producer: AIOKafkaProducer
 ) -> None:

@@ -30,7 +30,7 @@ from tests.allocator.eventlogs import answers, decode_events, dedup, read_topic
 from tests.allocator.test_crash_recovery import Answers, produce, storm
 from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
 
-pytestmark = [pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.both_brokers, pytest.mark.timeout(120)]
 
 BOOKS = 1500
 STOP_TIMEOUT_S = 30.0

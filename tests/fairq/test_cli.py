@@ -75,13 +75,15 @@ def post_status(url: str) -> int:
         return e.code
 
 
-def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path) -> None:
+@pytest.mark.both_brokers
+def test_up_serves_the_demo_and_stops_every_child(tmp_path: Path, broker: str) -> None:
     port = free_port()
-    up, text = launch_up(port, str(tmp_path), FAIRQ_LOADTEST_KEY="")
+    up, text = launch_up(port, str(tmp_path), FAIRQ_LOADTEST_KEY="", FAIRQ_BROKER=broker)
     try:
         assert "fairq is up." in text and OPERATOR_KEY in text, text
+        assert f"({broker})" in text, text
         children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 5  # redis, tansu, allocator, admitter, gateway
+        assert len(children) >= 5  # redis, the broker, allocator, admitter, gateway
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rooms/demo") as r:
             room = json.loads(r.read())
         assert len(room["counties"]) == 15 and len(room["centers"]) == 28

@@ -25,7 +25,7 @@ from tests.conftest import TEST_SESSION_TIMEOUT_MS
 from waitingroom import keys
 from waitingroom.rooms import RoomConfig, RoomStore
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.both_brokers, pytest.mark.timeout(120)]
 
 MAX_ACTIVE = 5
 LEADER_TTL_S = 1.0
@@ -64,7 +64,7 @@ class Watch:
 def admitter_env(connections: Connections, instance: str) -> dict[str, str]:
     return dict(os.environ) | {
         "REDIS_URL": connections.redis_url,
-        "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
+        **connections.kafka_env(),
         "FAIRQ_TOPIC_PREFIX": connections.topics.commands.removesuffix("booking-commands"),
         "FAIRQ_ADMITTER_GROUP": f"failover-{uuid.uuid4().hex[:8]}",
         "FAIRQ_ADMIT_TICK_S": "0.05",

@@ -1,0 +1,66 @@
+"""The gateway's producer on Apache Kafka is idempotent (``Connections.kafka_idempotence``):
+a send whose answer does not come in time is retried under the same producer id and
+sequence, so it is not given up (in doubt) and is in the log once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
+
+from fairq.topics import create_topics
+from gateway.producer import make_producer
+from tests.conftest import own_broker, paused
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
+
+SEND_TIMEOUT_S = 1.0
+
+
+class Retries(logging.Handler):
+    """Sets ``seen`` when aiokafka's sender logs a produce request that failed (and is
+    retried when the producer is idempotent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Got error produce response" in record.getMessage():
+            self.seen.set()
+
+
+async def test_a_send_retried_after_a_lost_answer_is_written_once() -> None:
+    with own_broker("kafka") as server:
+        topic = f"t{uuid.uuid4().hex[:10]}-idempotence"
+        await create_topics(server.url, [NewTopic(topic, 1, 1)])
+        producer = make_producer(server.url, SEND_TIMEOUT_S, idempotence=True)
+        retries = Retries()
+        sender = logging.getLogger("aiokafka.producer.sender")
+        sender.addHandler(retries)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"first")  # producer id and metadata
+            with paused(server):  # the request is taken, its answer does not come
+                sent = await producer.send(topic, b"second")
+                await retries.seen.wait()  # timed out: sent again, same sequence
+            await sent
+        finally:
+            sender.removeHandler(retries)
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=server.url, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            batch = await consumer.getmany(tp, timeout_ms=5000)
+        finally:
+            await consumer.stop()
+    assert [r.value for r in batch.get(tp, [])] == [b"first", b"second"]
+    assert end == 2
