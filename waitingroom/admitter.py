@@ -390,7 +390,7 @@ async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
     """
     conn = settings.connections
     redis = aioredis.Redis.from_url(conn.redis_url, redis_connect_func=check_on_connect)
-    producer = make_producer(conn.kafka_bootstrap)
+    producer = make_producer(conn.kafka_bootstrap, idempotence=conn.kafka_idempotence)
     await producer.start()
     ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
     store = RoomStore(redis, ledger)

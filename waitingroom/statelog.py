@@ -29,11 +29,15 @@ READ_BATCH = 5000
 READ_WAIT_S = 30.0  # how long a restorer waits for its own record to come back
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
-    """A producer for a process that writes only state records (the admitter): acks=all
-    and no idempotence (see DESIGN.md's broker facts); each record is awaited alone."""
+def make_producer(bootstrap: str, *, idempotence: bool = False) -> AIOKafkaProducer:
+    """A producer for a process that writes only state records (the admitter): acks=all,
+    idempotent where the broker grants it (``Connections.kafka_idempotence``; Tansu
+    does not, see DESIGN.md's broker facts); each record is awaited alone."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, request_timeout_ms=10_000
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=idempotence,
+        request_timeout_ms=10_000,
     )
 
 
