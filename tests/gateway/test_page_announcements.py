@@ -1,7 +1,8 @@
-"""What the waiting-room page says to a screen reader, and how often: the hold's time
-left is announced at a few marks (10, 5, 2 and 1 minutes, 30 seconds), not every
-second as it is shown. Real system, headless Chromium with Playwright's fake clock, so
-ten minutes of countdown pass in a few seconds without a sleep."""
+"""The waiting-room page for those who do not see it as the states test does: what it
+says to a screen reader, and how often (the hold's time left is announced at a few
+marks — 10, 5, 2 and 1 minutes, 30 seconds — not every second as it is shown; with
+Playwright's fake clock ten minutes of countdown pass in seconds without a sleep), and
+its dark theme's contrast. Real system, headless Chromium."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser
 
 from tests.gateway.conftest import create_campaign, create_room
-from tests.gateway.pagevisitor import Visitor
+from tests.gateway.pagevisitor import Visitor, axe_installed
 from tests.gateway.test_page_states import book_by_mouse
 
 pytestmark = pytest.mark.usefixtures("allocator", "admitter")
@@ -55,5 +56,27 @@ async def test_the_hold_countdown_is_announced_at_its_marks_only(
         assert said[-len(marks) :] == marks, said  # and only these said while it ran down
         assert len(said) <= len(marks) + 1, said  # what was said at the hold, then the marks
         assert not v.problems, v.problems
+    finally:
+        await v.close()
+
+
+@pytest.mark.skipif(not axe_installed(), reason="axe-core is missing: run `npm ci`")
+async def test_the_page_in_dark_mode_is_axe_clean(
+    client: Client, browser: Browser, first_day: dt.date
+) -> None:
+    """The page has colours of its own for a dark system theme: its contrast is checked
+    too (the states test runs in light mode)."""
+    await create_campaign(client, first_day)
+    await create_room(client, opens_in_s=0)
+    v = await Visitor.open(browser, "dark-de", "de-DE", color_scheme="dark")
+    try:
+        await v.goto(str(client.make_url("/rooms/room")))
+        await v.check("join")
+        await v.page.click("#join-button")
+        await v.text("main", "Ihre zwei Termine buchen")
+        await v.check("admitted")
+        await book_by_mouse(v)
+        await v.text("#booking-section", "Für Sie reserviert")
+        await v.check("held")
     finally:
         await v.close()
