@@ -191,7 +191,7 @@ class Admitter:
             for other in others:
                 pipe.zcard(keys.room_active(other))
             inventory, *active = await pipe.execute()
-        pairs_left = sum(pairs_left_of(inventory).values())
+        pairs_left = sum(unconfirmed_pairs_left(inventory).values())
         return max(0, pairs_left - sum(int(a) for a in active))
 
     async def release_all(self) -> None:
@@ -223,12 +223,21 @@ class EventHandler:
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, FINAL_EVENTS):
-            await self.booking_done(event.booking_id)
+            await self.booking_done(event)
         elif isinstance(event, Summary):
             await self.summary(event)
 
-    async def booking_done(self, booking_id: str) -> None:
-        room, position = await self._redis.hmget(keys.booking(booking_id), ["room", "position"])
+    async def booking_done(self, event: Rejected | Confirmed | Expired | Cancelled) -> None:
+        """Free the booking's place; a confirmation is also counted against its county's
+        pairs left until the county's next summary (see ``auto_limit``)."""
+        room, position, county = await self._redis.hmget(
+            keys.booking(event.booking_id), ["room", "position", "county"]
+        )
+        if isinstance(event, Confirmed) and county is not None:
+            await self._redis.hincrby(
+                keys.campaign_inventory(event.campaign), f"confirmed:{text(county)}", 1
+            )
+        booking_id = event.booking_id
         if room is None or position is None:  # not booked through a room (or record gone)
             return
         if not text(position).isdigit():
@@ -273,6 +282,22 @@ class EventHandler:
         except (orjson.JSONDecodeError, KeyError, TypeError) as e:
             logger.error("campaign %s has a malformed description: %r", campaign, e)
             return None
+
+
+def unconfirmed_pairs_left(inventory: Mapping[Any, Any]) -> dict[str, int]:
+    """Pairs left per county less the confirmations counted since its last summary.
+
+    A confirmation frees its booker's place at once, while the summary that no longer
+    counts its pair comes at the allocator's next tick: without this, auto mode would
+    admit against that pair in between. A confirmation whose hold came before the
+    summary is subtracted twice, until the next one: auto mode errs on the side of
+    fewer admissions. Not for the sold-out verdict, which must not err so.
+    """
+    fields = {text(k): text(v) for k, v in inventory.items()}
+    return {
+        county: max(0, left - int(fields.get(f"confirmed:{county}", "0")))
+        for county, left in pairs_left_of(inventory).items()
+    }
 
 
 def pairs_left_of(inventory: Mapping[Any, Any]) -> dict[str, int]:

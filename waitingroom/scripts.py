@@ -430,7 +430,9 @@ UPDATE_INVENTORY = """
 -- KEYS[1] campaign inventory hash
 -- ARGV[1] the summary's at_ms, then pairs: county id, pairs_left
 -- Stores each county's pairs_left ('pairs:<county>') unless a later summary of that
--- county is stored ('at:<county>'), and numbers the result ('seq').
+-- county is stored ('at:<county>'), and numbers the result ('seq'). The county's
+-- confirmations counted since its last summary ('confirmed:<county>') start again at
+-- 0: the summary follows them in the county's partition, so it counts them.
 -- Returns {seq, {HGETALL inventory}}
 local inv = KEYS[1]
 local at = tonumber(ARGV[1])
@@ -438,7 +440,8 @@ for i = 2, #ARGV, 2 do
   local county = ARGV[i]
   local stored = tonumber(redis.call('HGET', inv, 'at:' .. county) or '-1')
   if at >= stored then
-    redis.call('HSET', inv, 'at:' .. county, ARGV[1], 'pairs:' .. county, ARGV[i + 1])
+    redis.call('HSET', inv, 'at:' .. county, ARGV[1], 'pairs:' .. county, ARGV[i + 1],
+      'confirmed:' .. county, 0)
   end
 end
 local seq = redis.call('HINCRBY', inv, 'seq', 1)

@@ -600,3 +600,40 @@ async def test_health_port_liveness_readiness_and_metrics(
     finally:
         stop.set()
         await asyncio.wait_for(admitter, 30)
+
+
+async def test_auto_mode_counts_a_confirmation_until_the_next_summary(
+    redis: aioredis.Redis,
+) -> None:
+    """A confirmation frees its booker's place before the summary that no longer counts
+    its pair comes (the allocator's next tick): auto mode must not admit against that
+    pair in between (the race tests/gateway/test_rooms.py's auto-mode test hit now and
+    then: a third visitor admitted for two pairs)."""
+    store = await make_auto_room(redis, joins=10)
+    handler = EventHandler(redis, store)
+    admitter = Admitter(redis, "a", leader_ttl_s=5.0)
+    await admitter.step(T0)  # opens the room
+    await handler.handle(summary(1000, a=2, b=0))
+    assert (await admitter.step(T0 + 1))["demo"].admitted == 2
+    active = sorted(members(await redis.zrange(keys.room_active("demo"), 0, -1)))
+    for n, position in enumerate(active):  # both book in a, hold, and confirm
+        booking = f"bk{n}"
+        await redis.hset(
+            keys.booking(booking), mapping={"room": "demo", "position": position, "county": "a"}
+        )
+        await handler.handle(
+            Confirmed(
+                command_id=f"c{n}",
+                booking_id=booking,
+                campaign="flu",
+                rev=2,
+                at_ms=1500,
+                appointments=(),
+            )
+        )
+    step = (await admitter.step(T0 + 2))["demo"]
+    assert (step.admitted, step.snapshot.active) == (0, 0)  # the places are free, the pairs not
+    await handler.handle(summary(2000, a=0))  # the summary after the confirmations
+    assert (await admitter.step(T0 + 3))["demo"].admitted == 0
+    await handler.handle(summary(3000, a=1))  # a pair comes back (a cancellation)
+    assert (await admitter.step(T0 + 4))["demo"].admitted == 1
