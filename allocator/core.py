@@ -1236,7 +1236,9 @@ class Allocator:
         how many places are used, not by whom: held and confirmed come from one pass over
         the campaign's active bookings (those with a pair hold two places)."""
         booked: Counter[tuple[str, int, str]] = Counter()  # (center, day, state) -> places
-        for b in c.active.values():
+        # a county with nothing held or confirmed is spared the pass (its cost: the
+        # campaign's active bookings, in the partition's one writer)
+        for b in c.active.values() if county.held or county.confirmed else ():
             if b.dose1 is None or b.dose2 is None:  # waitlisted
                 continue
             for s in (b.dose1, b.dose2):

@@ -10,6 +10,7 @@ waits for ever. ``cancel_and_wait`` cancels again until the task has ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any
@@ -63,3 +64,11 @@ async def run_until_stopped(
         await cancel_and_wait([task, told])
     if not task.cancelled():
         task.result()
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``stop`` is set or ``seconds`` pass; whether it is set: the pause of a
+    loop that runs until told to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

@@ -22,8 +22,10 @@ from aiohttp import web
 
 from gateway.admin import require_operator
 from gateway.http import json_response, query_int
+from schemas.fields import Bound
 
 MAX_ENTRIES = 10_000
+ENTRY_RANGE = Bound(0, MAX_ENTRIES, integer=True)  # of an offset or a page's length
 DEFAULT_PAGE = 100
 MAX_BODY_CHARS = 2000  # a bigger request body is recorded by its size and its keys
 SECRET_FIELDS = frozenset({"access_code", "identity_key", "key"})
@@ -72,8 +74,8 @@ AGENT_LOG = web.AppKey("agent_action_log", ActionLog)  # the call-center agents'
 
 async def _listed(request: web.Request, log: web.AppKey[ActionLog]) -> web.Response:
     require_operator(request)
-    offset = query_int(request, "offset", 0, MAX_ENTRIES)
-    limit = query_int(request, "limit", DEFAULT_PAGE, MAX_ENTRIES)
+    offset = query_int(request, "offset", 0, ENTRY_RANGE)
+    limit = query_int(request, "limit", DEFAULT_PAGE, ENTRY_RANGE)
     actions = await request.app[log].recent(offset, limit)
     return json_response({"offset": offset, "actions": actions})
 

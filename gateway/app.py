@@ -20,10 +20,16 @@ from typing import TypedDict
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fairq import safelog
-from fairq.health import Check, NotReady, broker_reachable, liveness_response, readiness_response
+from fairq.health import (
+    Check,
+    NotReady,
+    broker_reachable,
+    liveness_response,
+    metrics_response,
+    readiness_response,
+)
 from fairq.tasks import cancel_and_wait
 from gateway import (
     actionlog,
@@ -88,8 +94,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     gw.metrics.streams.labels("booking")  # make the series exist before the first stream
-    body = generate_latest(gw.metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics_response(gw.metrics.registry)
 
 
 @routes.get("/api/openapi.json")

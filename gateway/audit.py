@@ -15,9 +15,8 @@ from aiohttp import web
 
 from gateway.admin import require_operator
 from gateway.bounds import bound
-from gateway.http import json_response
+from gateway.http import json_response, query_int
 from gateway.rooms import iso_s, room_view
-from schemas import SchemaError
 
 ALGORITHM = (
     "Python random.Random(seed) with seed the hex string as given; order = list(range(n)); "
@@ -26,20 +25,7 @@ ALGORITHM = (
     "opening follow in arrival order at positions n + 1, n + 2, ..."
 )
 
-MAX_DIGITS = 12  # more is out of any range: not worth converting
 routes = web.RouteTableDef()
-
-
-def _query_int(request: web.Request, name: str, default: int) -> int:
-    """The query parameter ``name`` as an integer within its range (``gateway.bounds``)."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS):  # isdigit takes "²"
-        raise SchemaError(f"'{name}' must be {bound(name).describe()}")
-    value = int(raw)
-    bound(name).check(name, value)
-    return value
 
 
 @routes.get("/api/admin/rooms/{room}/audit")
@@ -47,8 +33,8 @@ async def room_audit(request: web.Request) -> web.Response:
     gw = require_operator(request)
     view = await room_view(gw, request.match_info["room"])
     snap = view.snap
-    offset = _query_int(request, "offset", 0)
-    limit = _query_int(request, "limit", 1000)
+    offset = query_int(request, "offset", 0, bound("offset"))
+    limit = query_int(request, "limit", 1000, bound("limit"))
     body: dict[str, Any] = {
         "room": snap.config.name,
         "opened": snap.opened,

@@ -29,9 +29,8 @@ from gateway.campaigns import load_public
 from gateway.errors import ApiError
 from gateway.history import learn_rooms, room_figures
 from gateway.http import json_response
-from gateway.operators import console_session
 from gateway.page import SHARED_ASSETS, STATIC, Asset, asset_response, html_page, page_response
-from gateway.sessions import OPERATOR, SIGNED_IN, session_routes
+from gateway.sessions import OPERATOR, SIGNED_IN, session_routes, signed_in_session
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import Gateway
 from waitingroom.rooms import ADMISSION_MODES
@@ -95,7 +94,7 @@ async def get_overview(request: web.Request) -> web.Response:
 
 async def still_signed_in(request: web.Request) -> bool:
     try:
-        await console_session(request)
+        await signed_in_session(request, OPERATOR)
     except ApiError:
         return False
     return True

@@ -15,7 +15,6 @@ history is read, so they do not depend on which gateway wrote which point.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
@@ -26,13 +25,13 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from fairq.tasks import stopped_within
 from gateway.admin import require_operator
 from gateway.http import json_response
 from gateway.roomcache import RoomView
 from gateway.rooms import room_view
 from gateway.state import GATEWAY, Gateway
 from waitingroom import keys
-from waitingroom.rooms import text
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +81,8 @@ def room_figures(gw: Gateway, view: RoomView) -> dict[str, Any]:
 
 async def learn_rooms(gw: Gateway) -> None:
     """Make the room cache know every room (a fresh gateway knows only those asked for)."""
-    for name in await gw.redis.smembers(keys.rooms()):
-        await gw.rooms.get(text(name))
+    for name in await gw.store.room_names():
+        await gw.rooms.get(name)
 
 
 class History:
@@ -92,10 +91,6 @@ class History:
     def __init__(self, gw: Gateway, step_s: float) -> None:
         self._gw = gw
         self._step_s = step_s
-
-    @property
-    def step_s(self) -> float:
-        return self._step_s
 
     async def sample(self) -> int:
         """One point for every known room in the current bucket; returns how many were new."""
@@ -119,8 +114,7 @@ class History:
                 await self.sample()
             except RedisError as e:
                 logger.warning("sampling the rooms' history failed: %s", e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._step_s)
+            await stopped_within(stop, self._step_s)
 
     async def read(self, room: str) -> dict[str, Any]:
         """The room's kept points as columns (time in epoch seconds), with the rates."""

@@ -12,6 +12,7 @@ from multidict import CIMultiDict
 
 from gateway.errors import ApiError
 from schemas import SchemaError
+from schemas.fields import Bound
 
 _JSON_HEADERS: CIMultiDict[str] = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})  # copied
 
@@ -112,10 +113,17 @@ def _secret_bytes(secret: str) -> bytes:
     return secret.encode("utf-8", "surrogatepass")
 
 
-def query_int(request: web.Request, name: str, default: int, hi: int) -> int:
+MAX_QUERY_DIGITS = 12  # more is out of any range: not worth converting
+
+
+def query_int(request: web.Request, name: str, default: int, bound: Bound) -> int:
+    """The query parameter ``name`` as an integer within ``bound`` (400 naming it)."""
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > hi:  # isdigit alone takes "²"
-        raise ApiError(400, "invalid_request", f"'{name}' must be an integer in 0..{hi}")
-    return int(raw)
+    # isdigit alone takes "²"
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_QUERY_DIGITS):
+        raise SchemaError(f"'{name}' must be {bound.describe()}")
+    value = int(raw)
+    bound.check(name, value)
+    return value

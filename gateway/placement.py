@@ -24,12 +24,13 @@ Only a send refused before anything was handed to the producer is undone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
+from typing import cast
 
 from redis.exceptions import RedisError
 
+from fairq.tasks import stopped_within
 from gateway import identities
 from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
@@ -39,6 +40,7 @@ from gateway.state import Gateway
 from schemas import SchemaError
 from schemas.commands import Book, decode_command
 from waitingroom import keys
+from waitingroom.rooms import text
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +115,7 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
             raise SendInDoubt(booking_id) from e
         await _undo(gw, booking_id, *undo, claim=claim)
         raise not_taken() from e
-    await _mark_placed(gw, booking_id)
-    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
+    await _placed(gw, claim)
     gw.metrics.bookings_total.inc()
 
 
@@ -127,12 +128,14 @@ async def _undo(gw: Gateway, booking_id: str, *undo: str, claim: Claim | None = 
         await pipe.execute()
 
 
-async def _mark_placed(gw: Gateway, booking_id: str) -> None:
-    """The broker has the booking's Book (``identities.has_ended`` reads the mark)."""
+async def _placed(gw: Gateway, claim: Claim) -> None:
+    """The broker has the booking's Book: marked so (``identities.has_ended`` reads the
+    mark), no longer to be sent, and its claim recorded in the state log."""
     async with gw.redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.booking(booking_id), "placed", 1)
-        pipe.zrem(keys.bookings_unplaced(), booking_id)
+        pipe.hset(keys.booking(claim.booking_id), "placed", 1)
+        pipe.zrem(keys.bookings_unplaced(), claim.booking_id)
         await pipe.execute()
+    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
 
 
 class Resent(enum.Enum):
@@ -166,9 +169,7 @@ async def send_again(gw: Gateway, booking_id: str) -> Resent:
         await gw.commands.send(command.county, command)
     except CommandNotAccepted as e:
         raise SendInDoubt(booking_id) from e
-    await _mark_placed(gw, booking_id)
-    claim = Claim(command.campaign, command.identity, booking_id)
-    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
+    await _placed(gw, Claim(command.campaign, command.identity, booking_id))
     gw.metrics.bookings_resent.inc()
     logger.info("booking %s: its Book was sent again and acknowledged", booking_id)
     return Resent.SENT
@@ -186,10 +187,13 @@ async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
     )
     sent = 0
     for raw in due:
-        booking_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if gw.views.get(booking_id) is not None:
-            if await gw.redis.exists(keys.booking(booking_id)):
-                await _mark_placed(gw, booking_id)
+        booking_id = text(cast(bytes, raw))  # the client does not decode
+        if gw.views.get(booking_id) is not None:  # answered: it is on the log
+            campaign, identity = await gw.redis.hmget(
+                keys.booking(booking_id), "campaign", "identity"
+            )
+            if campaign is not None and identity is not None:
+                await _placed(gw, Claim(text(campaign), text(identity), booking_id))
             continue
         try:
             if await send_again(gw, booking_id) is Resent.SENT:
@@ -210,5 +214,4 @@ async def run_resender(gw: Gateway, stop: asyncio.Event) -> None:
             await resend_unplaced(gw, older_than_s=gw.settings.send_timeout_s)
         except RedisError as e:
             logger.warning("looking for bookings in doubt failed: %r", e)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), RESEND_EVERY_S)
+        await stopped_within(stop, RESEND_EVERY_S)

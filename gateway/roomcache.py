@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis.asyncio as aioredis
 
+from fairq.tasks import stopped_within
 from waitingroom import keys
 from waitingroom.durable import AdmissionFloor
 from waitingroom.errors import WaitingRoomError
@@ -219,8 +219,7 @@ class RoomCache:
                         await self._lost(name, restorer)
                 except (aioredis.RedisError, WaitingRoomError) as e:
                     logger.warning("refreshing room %s failed: %s", name, e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._refresh_s)
+            await stopped_within(stop, self._refresh_s)
 
     async def _lost(self, name: str, restorer: Restorer) -> None:
         """A room this gateway knew is gone from Redis although the state marker is

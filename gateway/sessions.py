@@ -69,7 +69,6 @@ class Role:
 
 OPERATOR = Role("operator", "fairq_operator", "/api/operator/session", names_itself=True)
 AGENT = Role("agent", "fairq_agent", "/api/agent/session", names_itself=False)
-SESSION_COOKIE = OPERATOR.cookie
 
 
 @dataclass(frozen=True, slots=True)

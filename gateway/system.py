@@ -90,7 +90,7 @@ async def _newest_snapshot(store: SnapshotStore, partition: int) -> dict[str, An
 
 async def admitter_state(gw: Gateway) -> list[dict[str, Any]]:
     """Each room's admitter leader, the lease left and the fencing token."""
-    names = sorted(text(n) for n in await gw.redis.smembers(keys.rooms()))
+    names = await gw.store.room_names()
     async with gw.redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.get(keys.room_leader(name))

@@ -32,6 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from fairq.config import Connections
+from fairq.topics import partitions_of
 from gateway.bookingviews import ENDED_STATES, FINAL_STATES
 from schemas.commands import AddInventory, Book, decode_command
 from schemas.events import (
@@ -50,7 +51,7 @@ from schemas.events import (
     Waitlisted,
     decode_event,
 )
-from tests.conftest import topic_partitions
+from tests.allocator.eventlogs import read_topic as read_records
 
 # state before -> the states an event may lead to from it ("" is a booking not yet answered)
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -74,23 +75,17 @@ class Log:
 async def read_topic(
     bootstrap: str, topic: str, decode: Callable[[bytes], Any]
 ) -> dict[int, list[Any]]:
-    """Every record of ``topic`` up to its end now, decoded, per partition."""
+    """Every record of ``topic`` up to its end now, decoded, per partition: read by
+    ``tests.allocator.eventlogs.read_topic`` (which asks for the end again, as a broker
+    may report a stale one, and is bounded in time), whatever the topic's partitions."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        tps = await topic_partitions(consumer, topic)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: dict[int, list[Any]] = {}
-        for tp in tps:
-            records = out.setdefault(tp.partition, [])
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                records += [decode(r.value) for r in batch.get(tp, []) if r.value is not None]
-        return out
+        partitions = len(await partitions_of(consumer, topic))
     finally:
         await consumer.stop()
+    records = await read_records(bootstrap, topic, partitions)
+    return {p: [decode(r.value) for r in rs if r.value is not None] for p, rs in records.items()}
 
 
 async def read_log(connections: Connections) -> Log:

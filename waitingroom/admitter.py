@@ -25,7 +25,6 @@ that opened it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -39,7 +38,7 @@ from aiokafka.errors import CommitFailedError
 
 from fairq.groups import group_member
 from fairq.health import serving
-from fairq.tasks import cancel_and_wait
+from fairq.tasks import cancel_and_wait, stopped_within
 from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
 from waitingroom import keys
@@ -296,7 +295,7 @@ def unconfirmed_pairs_left(inventory: Mapping[Any, Any]) -> dict[str, int]:
     fields = {text(k): text(v) for k, v in inventory.items()}
     return {
         county: max(0, left - int(fields.get(f"confirmed:{county}", "0")))
-        for county, left in pairs_left_of(inventory).items()
+        for county, left in pairs_left_of(fields).items()  # decoded already: text() is str's
     }
 
 
@@ -304,12 +303,6 @@ def pairs_left_of(inventory: Mapping[Any, Any]) -> dict[str, int]:
     """Pairs left per county from a campaign inventory hash (as HGETALL returns it)."""
     fields = {text(k): text(v) for k, v in inventory.items()}
     return {k.removeprefix("pairs:"): int(v) for k, v in fields.items() if k.startswith("pairs:")}
-
-
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
 
 
 async def admit_loop(
@@ -330,7 +323,7 @@ async def admit_loop(
             metrics.tick_failures_total.inc()
             logger.warning("admission tick failed, retrying next tick: %s", e)
         metrics.rooms_led.set(admitter.leading())
-        await _stopped_within(stop, tick_s)
+        await stopped_within(stop, tick_s)
 
 
 async def _handle_record(
@@ -353,7 +346,7 @@ async def _handle_record(
         except aioredis.RedisError as e:
             metrics.event_retries_total.inc()
             logger.warning("applying event at offset %d failed, retrying: %s", record.offset, e)
-            if await _stopped_within(stop, REDIS_RETRY_S):
+            if await stopped_within(stop, REDIS_RETRY_S):
                 return False
 
 

@@ -82,16 +82,16 @@ async def issue_codes(
     issued: list[str] = []
     while len(issued) < count:
         batch = [new_code() for _ in range(min(BATCH, count - len(issued)))]
+        hashed = [(code, hash_code(code, secret)) for code in batch]
         async with redis.pipeline(transaction=False) as pipe:
-            for code in batch:
-                pipe.hsetnx(key, hash_code(code, secret), group)
+            for _, code_hash in hashed:
+                pipe.hsetnx(key, code_hash, group)
             stored = await pipe.execute()
         # A code already issued (a collision) is dropped and drawn again.
-        new = [code for code, ok in zip(batch, stored, strict=True) if ok]
+        new = [pair for pair, ok in zip(hashed, stored, strict=True) if ok]
         if ledger is not None and new:
-            hashes = tuple(hash_code(code, secret) for code in new)
-            await ledger.write(CodesIssued(campaign, group, hashes))
-        issued.extend(new)
+            await ledger.write(CodesIssued(campaign, group, tuple(h for _, h in new)))
+        issued.extend(code for code, _ in new)
     return issued
 
 

@@ -381,7 +381,7 @@ class RoomStore:
         room = keys.room(cfg.name)
         mapping: dict[Any, Any] = config_fields(cfg)
         if self.ledger is not None:  # a new room's pre-queue gets its first block at once
-            stored = RoomStored(cfg.name, **config_fields(cfg))  # type: ignore[arg-type]
+            stored = RoomStored(cfg.name, **mapping)
             await self.ledger.write(stored, CeilingRaised(cfg.name, "pre", self.ceiling_block))
             mapping["durable"] = "1"
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -579,7 +579,7 @@ class RoomStore:
         if message is None:
             await self._redis.hdel(keys.room(name), "message")
         else:
-            await self._redis.hset(keys.room(name), "message", orjson.dumps(message.as_dict()))
+            await self._redis.hset(keys.room(name), "message", raw)
         logger.info("room %s message %s", name, "cleared" if message is None else "set")
 
     async def booking_started(

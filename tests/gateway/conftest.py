@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -108,22 +109,33 @@ async def create_room(
 @pytest.fixture
 async def allocator(connections: Connections) -> AsyncIterator[None]:
     """The real allocator service, in this process, on the test's topics."""
+    async with allocator_running(connections, f"alloc-{uuid.uuid4().hex[:8]}"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def allocator_running(
+    connections: Connections, group_id: str, **overrides: Any
+) -> AsyncIterator[None]:
+    """The real allocator service in this process, stopped (cleanly) on leaving;
+    ``overrides`` are ``AllocatorSettings`` fields."""
     from allocator.service import run
     from allocator.settings import AllocatorSettings
 
     stop = asyncio.Event()
     settings = AllocatorSettings(
         connections=connections,
-        group_id=f"alloc-{id(stop)}",
+        group_id=group_id,
         tick_interval_s=0.2,
         session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
+        **overrides,
     )
     task = asyncio.create_task(run(settings, stop))
     try:
         yield
     finally:
         stop.set()
-        await bounded(task, "stopping the fixture's service")
+        await bounded(task, "stopping the test's allocator")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, Dialog, Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from fairq.config import Connections
 from fairq.devservices import Server
@@ -21,7 +21,7 @@ from tests.conftest import paused
 from tests.gateway.conftest import AGENT_KEY, create_campaign, create_room, gateway_client, operator
 from tests.gateway.pagevisitor import AXE, AXE_TAGS, RUN_AXE
 from tests.gateway.test_callcenter import booked_online, issue_codes
-from tests.gateway.test_console_browser import watched_page
+from tests.gateway.test_console_browser import accept_dialogs, watched_page
 
 Client = TestClient[Any, Any]
 SEND_TIMEOUT_S = 0.5
@@ -48,14 +48,6 @@ async def signed_in(page: Page, client: Client) -> None:
     await page.fill("#signin-key", AGENT_KEY)
     await page.click("#signin-button")
     await expect(page.locator("#who")).to_have_text("Signed in as alice")
-
-
-def accept_dialogs(page: Page, seen: list[str]) -> None:
-    async def accept(dialog: Dialog) -> None:
-        seen.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", accept)
 
 
 async def book(page: Page, code: str, county: str = "county-1") -> None:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from fairq.config import Connections
 from gateway.console import ASSETS
 from gateway.operators import SESSIONS
-from gateway.sessions import CSRF_HEADER, SESSION_COOKIE, SIGNIN_MAX_FAILURES
+from gateway.sessions import CSRF_HEADER, OPERATOR, SIGNIN_MAX_FAILURES
 from gateway.state import GATEWAY
 from tests.conftest import bounded
 from tests.gateway.conftest import (
@@ -36,7 +36,7 @@ async def sign_in(client: Client, **headers: str) -> tuple[str, str, str]:
     body = await response.json()
     set_cookie = response.headers["Set-Cookie"]
     client.session.cookie_jar.clear()
-    return response.cookies[SESSION_COOKIE].value, body["csrf_token"], set_cookie
+    return response.cookies[OPERATOR.cookie].value, body["csrf_token"], set_cookie
 
 
 async def open_room_and_sign_in(client: Client, first_day: dt.date) -> tuple[str, str]:
@@ -49,7 +49,7 @@ async def open_room_and_sign_in(client: Client, first_day: dt.date) -> tuple[str
 
 
 def with_cookie(value: str, **headers: str) -> dict[str, str]:
-    return {"Cookie": f"{SESSION_COOKIE}={value}", **headers}
+    return {"Cookie": f"{OPERATOR.cookie}={value}", **headers}
 
 
 async def test_the_session_cookie_is_httponly_strict_expiring_and_not_the_key(

@@ -8,11 +8,9 @@ where the allocator's own one-pair check cannot see both bookings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,10 +27,11 @@ from gateway.producer import CommandProducer, make_producer
 from gateway.state import GATEWAY
 from schemas.commands import Book, Command, Confirm, Tick, decode_command
 from tests.allocator.eventlogs import read_topic
-from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS, bounded
+from tests.conftest import TEST_PARTITIONS, bounded
 from tests.gateway.conftest import (
     AGENT_KEY,
     IDENTITY_SECRET,
+    allocator_running,
     bearer,
     create_campaign,
     create_room,
@@ -330,27 +329,6 @@ async def test_a_bad_identity_key_changes_nothing(
     # The same key, well typed, confirms.
     good = await client.post(path, json={"identity_key": "ab-cd"}, headers=AGENT)
     assert (good.status, (await good.json())["state"]) == (200, "confirmed")
-
-
-@contextlib.asynccontextmanager
-async def allocator_running(connections: Connections, group_id: str) -> AsyncIterator[None]:
-    """The real allocator service in this process, stopped (cleanly) on leaving."""
-    from allocator.service import run
-    from allocator.settings import AllocatorSettings
-
-    stop = asyncio.Event()
-    settings = AllocatorSettings(
-        connections=connections,
-        group_id=group_id,
-        tick_interval_s=0.2,
-        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
-    )
-    task = asyncio.create_task(run(settings, stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await bounded(task, "stopping the test's allocator")
 
 
 async def put_on_log(connections: Connections, county: str, command: Command, **kw: Any) -> None:

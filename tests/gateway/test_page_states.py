@@ -66,12 +66,6 @@ async def check_all(vs: dict[str, Visitor], state: str, selector: str = "main") 
         await v.check(state)
 
 
-async def enter(vs: dict[str, Visitor], client: Client, room: str) -> None:
-    """Each visitor opens the room's page again (a reload: its place comes back)."""
-    for v in vs.values():
-        await v.goto(str(client.make_url(f"/rooms/{room}")))
-
-
 async def book_by_keyboard(v: Visitor) -> None:
     """Choose the first county and ask for a pair, keyboard only."""
     await v.tab_to("county")

@@ -31,13 +31,15 @@ from tests.gateway.conftest import (
     SIGNING_KEYS,
     STORM,
     admitter_running,
+    allocator_running,
     create_campaign,
     create_room,
     gateway_client,
     operator,
 )
 from tests.gateway.test_callcenter import issue_codes, phone_book
-from tests.gateway.test_identities import allocator_running, counties_apart
+from tests.gateway.test_identities import counties_apart
+from tests.gateway.test_rooms import room_stats
 from waitingroom import keys
 from waitingroom.tickets import Signer
 
@@ -139,13 +141,6 @@ def numbers(answers: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(t.kind, t.number) for t in tickets]
 
 
-async def stats(client: Client) -> dict[str, Any]:
-    response = await client.get("/api/admin/rooms/room/stats", headers=operator())
-    assert response.status == 200
-    body: dict[str, Any] = await response.json()
-    return body
-
-
 async def prepare(client: Client, first_day: dt.date) -> tuple[dict[str, Any], list[str]]:
     """A campaign, codes, a room with a pre-queue of 20, opened, its admission changed."""
     await create_campaign(client, first_day)
@@ -161,7 +156,7 @@ async def prepare(client: Client, first_day: dt.date) -> tuple[dict[str, Any], l
         headers=operator(),
     )
     assert changed.status == 200
-    return await stats(client), codes
+    return await room_stats(client), codes
 
 
 def settings_of(room: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +178,7 @@ async def test_a_storm_of_joins_survives_redis_losing_writes(
                 await r.save()
         answers += await storm(client, 60)
         # Redis goes and comes back while joins keep arriving
-        admitted = (await stats(client))["admitted"]
+        admitted = (await room_stats(client))["admitted"]
         arrivals = asyncio.gather(*(join_once(client) for _ in range(60)))
         await own_redis.restart(empty=empty)
         served = [a for s, a in await arrivals if s == 200]
@@ -193,7 +188,7 @@ async def test_a_storm_of_joins_survives_redis_losing_writes(
 
         handed_out = numbers(answers)
         assert len(set(handed_out)) == len(handed_out), "a number was handed out twice"
-        after = await stats(client)
+        after = await room_stats(client)
         assert settings_of(after) == settings_of(before)
         assert after["restored_at"] is not None
         assert after["admitted"] >= admitted  # nobody is admitted twice
@@ -240,4 +235,4 @@ async def test_a_room_gone_from_redis_comes_back(conns: Connections, first_day: 
         answers.append(await join_until_served(client))
         handed_out = numbers(answers)
         assert len(set(handed_out)) == len(handed_out), "a number was handed out twice"
-        assert (await stats(client))["restored_at"] is not None
+        assert (await room_stats(client))["restored_at"] is not None

@@ -137,9 +137,12 @@ async def test_a_room_is_seen_only_with_its_campaign(
     cache = RoomCache(redis, store, refresh_s=1.0)
     get = redis.get
     campaign_asked, go_on = asyncio.Event(), asyncio.Event()
+    campaign_reads = 0
 
     async def slow_get(key: str) -> bytes | str | None:
+        nonlocal campaign_reads
         if key == keys.campaign("flu"):
+            campaign_reads += 1
             campaign_asked.set()
             await go_on.wait()
         return await get(key)
@@ -153,3 +156,4 @@ async def test_a_room_is_seen_only_with_its_campaign(
     go_on.set()
     for view in await asyncio.gather(first, second):
         assert view is not None and view.campaign is not None
+    assert campaign_reads == 1  # the second waited for the first's load, made none of its own

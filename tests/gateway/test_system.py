@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from allocator.service import run as run_allocator
-from allocator.settings import AllocatorSettings
 from fairq.config import Connections
-from tests.conftest import TEST_SESSION_TIMEOUT_MS, bounded
-from tests.gateway.conftest import create_campaign, create_room, gateway_client, operator
+from tests.gateway.conftest import (
+    allocator_running,
+    create_campaign,
+    create_room,
+    gateway_client,
+    operator,
+)
 from tests.waitingroom.test_admitter import eventually
 
 Client = TestClient[Any, Any]
@@ -45,36 +47,26 @@ async def test_a_running_allocator_catches_up_and_snapshots(
     connections: Connections, first_day: dt.date, admitter: None
 ) -> None:
     group = f"console-{uuid.uuid4().hex[:8]}"
-    stop = asyncio.Event()
-    settings = AllocatorSettings(
-        connections=connections,
-        group_id=group,
-        tick_interval_s=0.2,
-        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
-        snapshot_every_records=1,
-    )
-    task = asyncio.create_task(run_allocator(settings, stop))
-    try:
-        async with gateway_client(connections, allocator_group=group) as client:
-            await create_campaign(client, first_day)
-            await create_room(client)
+    async with (
+        allocator_running(connections, group, snapshot_every_records=1),
+        gateway_client(connections, allocator_group=group) as client,
+    ):
+        await create_campaign(client, first_day)
+        await create_room(client)
 
-            async def caught_up() -> bool:
-                body = await system(client)
-                partitions = body["allocator"]["partitions"]
-                led = all(room["leader"] for room in body["admitters"])
-                return led and all(
-                    p["committed_offset"] is not None and p["snapshot_offset"] is not None
-                    for p in partitions
-                )
-
-            await eventually(caught_up)
+        async def caught_up() -> bool:
             body = await system(client)
-            for p in body["allocator"]["partitions"]:
-                assert p["lag"] == p["end_offset"] - p["committed_offset"] >= 0
-                assert p["snapshot_offset"] <= p["end_offset"]
-            (room,) = body["admitters"]
-            assert room["fence"] >= 1 and room["lease_left_s"] > 0
-    finally:
-        stop.set()
-        await bounded(task, "stopping the allocator")
+            partitions = body["allocator"]["partitions"]
+            led = all(room["leader"] for room in body["admitters"])
+            return led and all(
+                p["committed_offset"] is not None and p["snapshot_offset"] is not None
+                for p in partitions
+            )
+
+        await eventually(caught_up)
+        body = await system(client)
+        for p in body["allocator"]["partitions"]:
+            assert p["lag"] == p["end_offset"] - p["committed_offset"] >= 0
+            assert p["snapshot_offset"] <= p["end_offset"]
+        (room,) = body["admitters"]
+        assert room["fence"] >= 1 and room["lease_left_s"] > 0
