@@ -111,9 +111,11 @@ def limits_note(env: Mapping[str, str]) -> str:
     """What the banner says of the per-client limits: on by default, and whether a
     rehearsal (``make rehearse``, which sends FAIRQ_LOADTEST_KEY) is exempt from them."""
     if env.get("FAIRQ_LOADTEST_KEY"):
-        return "per client, the defaults (README: Secure defaults); FAIRQ_LOADTEST_KEY lifts them"
+        return (
+            "per client, the defaults (docs/api.md: Secure defaults); FAIRQ_LOADTEST_KEY lifts them"
+        )
     return (
-        "per client, the defaults (README: Secure defaults); no FAIRQ_LOADTEST_KEY:"
+        "per client, the defaults (docs/api.md: Secure defaults); no FAIRQ_LOADTEST_KEY:"
         " a rehearsal from here is limited as one visitor"
     )
 

@@ -296,7 +296,7 @@ def hot_first(table: web.RouteTableDef) -> list[web.AbstractRouteDef]:
 
 # What a request may be. aiohttp's HTTP parser refuses more itself, before any handler
 # or middleware runs, with a plain-text 400 (no hook of its server can make that JSON:
-# see README, "Bad input"); these make its limits ours, not whatever a release defaults to.
+# see docs/api.md, "Bad input"); these make its limits ours, not whatever a release defaults to.
 MAX_URL_BYTES = 8190  # the request target: path and query
 MAX_HEADER_BYTES = 8190  # one header field, name and value
 MAX_HEADERS = 128

@@ -2,7 +2,7 @@
 
 The handlers read with these (a number outside its range is 400 ``invalid_request``
 naming the field and the range, before anything is changed), the OpenAPI document
-quotes them (``gateway.openapi``), and the README's table is ``markdown_table()``
+quotes them (``gateway.openapi``), and docs/api.md's table is ``markdown_table()``
 (a test holds the two together). They are sane operating ranges, narrower than
 what the waiting room's own checks (``waitingroom.rooms``) take: an admission rate
 of 3e-45 per second is a number, but no operator means it.
@@ -124,7 +124,7 @@ def schema(field: str) -> dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """The README's table of these ranges."""
+    """docs/api.md's table of these ranges."""
     rows = [
         f"| `{field}` | {n.bound.describe()} | {n.where} | {n.what} |"
         for field, n in OPERATOR_NUMBERS.items()

@@ -47,7 +47,7 @@ can make failed:
 
 Not a check: a booking rejected ``sold_out`` after the room said ``chance: likely``.
 The chance compares people ahead with the pairs left in the whole campaign, while
-a booking looks in one county (the README says so under Admission), so that is
+a booking looks in one county (docs/operators.md says so under Admission), so that is
 counted (``likely_then_sold_out``) but is no broken promise.
 
 **A scenario** (``--scenario``, a TOML file of ``loadtest.scenario``) gives the storm

@@ -89,7 +89,7 @@ def summary(log: Log) -> CountySummary:
     return s.counties["north"]
 
 
-# -- the worked example of the README ----------------------------------------------------------
+# -- the worked example of docs/operators.md -----------------------------------------------------
 
 ARRIVALS = [member(n) for n in range(4)] + [other(n) for n in range(10)]
 LATE = [member(n) for n in range(4, 7)]

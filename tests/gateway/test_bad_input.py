@@ -542,7 +542,7 @@ async def test_what_the_http_parser_refuses_gets_a_4xx(
     client: TestClient[Any, Any], case: str
 ) -> None:
     """Within the limits the gateway answers (JSON); beyond them aiohttp's parser does,
-    before any handler: 400 in plain text (README, "Bad input", says why not JSON)."""
+    before any handler: 400 in plain text (docs/api.md, "Bad input", says why not JSON)."""
     within, beyond = parser_cases()[case]
     answered = await send(client, within)
     assert answered.status == 404

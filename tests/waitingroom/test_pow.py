@@ -77,7 +77,7 @@ def test_a_challenge_under_the_same_key_is_no_ticket() -> None:
 def test_the_hashed_bytes_are_challenge_colon_solution() -> None:
     expected = hashlib.sha256(b"example-challenge:438264").digest()
     assert pow.digest("example-challenge", "438264") == expected
-    assert expected.hex().startswith("0000c39a")  # the vector the README gives for the page
+    assert expected.hex().startswith("0000c39a")  # the vector docs/api.md gives for the page
     assert solve("example-challenge", 16) == "438264"  # the first solution counting from 0
     assert is_solution("example-challenge", "438264", 16)
     assert not is_solution("example-challenge", "438264", 17)
