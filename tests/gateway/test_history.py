@@ -63,7 +63,7 @@ async def test_points_older_than_the_kept_span_are_trimmed(
 ) -> None:
     await create_campaign(client, first_day)
     await create_room(client)
-    step = client.app[HISTORY].step_s
+    step = client.app[GATEWAY].settings.history_step_s
     start = (int(time.time() // step) + 1000) * step
     await history_of(client, start).sample()
     later = start + KEEP_S + 2 * step
