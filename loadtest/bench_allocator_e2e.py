@@ -66,6 +66,7 @@ from allocator.service import (
 )
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Dump
+from fairq import eventloop
 from fairq.config import Topics
 from fairq.devservices import kafka_broker
 from fairq.groups import group_member
@@ -493,9 +494,12 @@ def main() -> None:
     parser.add_argument("--bare-loop", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_loop:  # the reference process, started by measure()
-        asyncio.run(serve_bare_loop(args.bootstrap, *args.bare_loop))
+        loop = eventloop.from_env(os.environ)  # as the allocator's
+        eventloop.run(serve_bare_loop(args.bootstrap, *args.bare_loop), loop)
         return
     print_header(__spec__.name if __spec__ else __name__)
+    loop = eventloop.from_env(os.environ)
+    print(f"event loop of the allocator and the bare loop: {loop} ({eventloop.ENV})")
     with broker(args.bootstrap) as bootstrap:
         asyncio.run(measure(args, bootstrap))
         if args.snapshot_slots:
