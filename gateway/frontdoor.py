@@ -107,7 +107,7 @@ class FrontDoor:
             gate = self._gates.get(access)
             door = None if gate is None else gate(label)
             cap = self._limiter.cap_of(method, label)
-            around = door if cap is None else cap if door is None else _nested(door, cap)
+            around = door if cap is None else cap if door is None else nested(door, cap)
             check = self._limiter.guard(method, label)
             plans[route] = Plan(access, self._counters.route(label).observe, check, around)
         self._plans.clear()  # in place: the middleware holds this dict
@@ -155,7 +155,9 @@ def label_of(route: web.AbstractRoute) -> str:
     return "" if resource is None else resource.canonical
 
 
-def _nested(outer: Around, inner: Around) -> Around:
+def nested(outer: Around, inner: Around) -> Around:
+    """``outer`` around ``inner`` around the handler (a door around a stream's cap)."""
+
     async def around(request: web.Request, handler: Handler) -> web.StreamResponse:
         async def held(r: web.Request) -> web.StreamResponse:
             return await inner(r, handler)

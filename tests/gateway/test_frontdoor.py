@@ -8,11 +8,25 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
+from aiohttp.typedefs import Handler
 
 from fairq.config import Connections
 from gateway.app import create_app
-from gateway.frontdoor import FRONT_DOOR, Access, UnclassifiedRoute, add_routes, label_of
+from gateway.frontdoor import (
+    FRONT_DOOR,
+    UNMATCHED,
+    Access,
+    Around,
+    FrontDoor,
+    UnclassifiedRoute,
+    add_routes,
+    install,
+    label_of,
+    nested,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import RateLimiter, RateLimitSettings
 from gateway.sessions import AGENT, OPERATOR
 from tests.gateway.conftest import make_settings
 from tests.gateway.test_bad_input import end_offsets, redis_state
@@ -142,3 +156,46 @@ async def test_every_signed_in_route_is_behind_its_door(
 
 async def test_the_app_has_one_middleware(client: Client) -> None:
     assert len(client.app.middlewares) == 1
+
+
+async def test_a_route_added_after_the_plans_is_never_served() -> None:
+    """An ``on_startup`` handler that adds a route after the front door planned: the
+    route is answered 500 (logged), its handler never runs."""
+    served: list[str] = []
+
+    async def late(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.Response()
+
+    async def add_late(app: web.Application) -> None:
+        app.router.add_get("/late", late)
+
+    app = web.Application()
+    metrics = GatewayMetrics()
+    install(app, FrontDoor(metrics, RateLimiter(RateLimitSettings()), {}))
+    app.on_startup.append(add_late)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/late")
+        assert (response.status, (await response.json())["error"]["code"]) == (500, "internal")
+    assert served == [] and metrics.counters.requests[(UNMATCHED, 500)] == 1
+
+
+async def test_a_door_and_a_stream_cap_nest_around_the_handler() -> None:
+    calls: list[str] = []
+
+    def around(name: str) -> Around:
+        async def run(request: web.Request, handler: Handler) -> web.StreamResponse:
+            calls.append(f"{name} in")
+            try:
+                return await handler(request)
+            finally:
+                calls.append(f"{name} out")
+
+        return run
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        calls.append("handler")
+        return web.Response()
+
+    await nested(around("door"), around("cap"))(make_mocked_request("GET", "/"), handler)
+    assert calls == ["door in", "cap in", "handler", "cap out", "door out"]
