@@ -24,6 +24,9 @@ over allocator CPU per record), which does not. Not a test; run it:
     python -m loadtest.bench_allocator_e2e [--campaign demo] [--books 100000] [--partitions 4]
         [--rounds 3]
 
+The allocator and the bare loop run on the event loop ``FAIRQ_EVENT_LOOP`` chooses
+(``fairq.eventloop``: uvloop by default where installed), both on the same one.
+
 Without ``--bootstrap`` it starts a private Tansu broker. ``--profile FILE``
 writes a cProfile of the allocator process; ``--allocator-from DIR`` runs the
 allocator of another checkout (``git archive <rev> | tar -x -C DIR``) against the

@@ -24,6 +24,10 @@ How the throughput is measured, and why it can be trusted on a noisy 2-core box:
   ``/proc`` at the edges of the measured window), which does not depend on what
   else the machine was doing.
 
+The gateway and the bare server run on the event loop ``FAIRQ_EVENT_LOOP`` chooses
+(``fairq.eventloop``: uvloop by default where installed), both on the same one; the
+load generator always on asyncio's own, so that runs on either loop are loaded alike.
+
 Other figures: concurrent event-stream waiters held by the gateway (raw client
 sockets in separate processes; the fd limit of every process is raised to its
 hard limit), the gateway's RSS before and with them, and the time from one
