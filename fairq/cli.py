@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from fairq import eventloop
 from fairq.config import ConfigError
 from fairq.tasks import run_until_stopped
 
@@ -33,6 +34,7 @@ async def _serve(run: Runner, settings: Any) -> None:
     """Run a service until SIGINT or SIGTERM, then give it its drain time to end."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    logger.info("event loop: %s", eventloop.running())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await run_until_stopped(run(settings, stop), stop, settings.shutdown_drain_s)
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging()
     try:
+        loop = eventloop.from_env(os.environ)  # the children of `up` read it too
         if args.command == "up":
             from fairq.up import up
 
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"fairq {args.command}: configuration error: {e}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(run, settings))
+    eventloop.run(_serve(run, settings), loop)
     return 0
 
 

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fairq.config import env_int, env_str
+from fairq.eventloop import LOOP_REGISTRY
 from fairq.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -90,9 +91,9 @@ def liveness_response() -> web.Response:
 
 
 def metrics_response(registry: CollectorRegistry) -> web.Response:
-    return web.Response(
-        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    """A service's metrics, and the process's event loop (``fairq.eventloop``)."""
+    body = generate_latest(registry) + generate_latest(LOOP_REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def broker_reachable(client: AIOKafkaClient) -> None:

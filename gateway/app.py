@@ -1,10 +1,9 @@
-"""The gateway's aiohttp application factory, and its front door.
+"""The gateway's aiohttp application factory.
 
-Every request goes through the front door (``FrontDoor``): per-route rate limits, the
-cap on open event streams, JSON error bodies (404 and 405 included), request metrics
-by route. It wraps each route's handler once when the app starts, plus a last
-catch-all route for paths and methods nothing else serves; it is not an aiohttp
-middleware: the app has none, so aiohttp calls each handler directly.
+Every request goes through the front door (``gateway.frontdoor``, the app's one
+middleware): who may call the route, per-route rate limits, the cap on open event
+streams, JSON error bodies (404 and 405 included), request metrics by route. Every
+route table is added with the access it is declared with (``frontdoor.add_routes``).
 """
 
 from __future__ import annotations
@@ -12,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import TypedDict
 
 import redis.asyncio as aioredis
-from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp import web
 
 from fairq import safelog
 from fairq.health import (
@@ -41,6 +38,7 @@ from gateway import (
     challenge,
     console,
     dailyinventory,
+    frontdoor,
     history,
     operators,
     page,
@@ -49,7 +47,7 @@ from gateway import (
     system,
 )
 from gateway.bookingviews import BookingViews, consume_events
-from gateway.errors import ANSWERED, error_answer, internal_error
+from gateway.frontdoor import Access, FrontDoor, add_routes
 from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
 from gateway.openapi import openapi_document
@@ -198,89 +196,6 @@ async def _wait_caught_up(caught_up: asyncio.Event, reader: asyncio.Task[None]) 
         logger.warning("booking-events not caught up after %.0fs; serving anyway", CAUGHT_UP_WAIT_S)
 
 
-class FrontDoor:
-    """What every request goes through: its route's rate limit, JSON answers for
-    failures (``ANSWERED``, and a logged ``internal_error`` for the unexpected), and
-    the request counters by route.
-
-    Not an aiohttp middleware (which costs two more coroutine frames per request, a
-    status check being the gateway's hottest path, and makes aiohttp build the chain
-    per request): ``install`` runs when the app starts, after every route is added
-    and before the router freezes. It wraps each route's handler once, with the
-    route's label and rate-limit check looked up then (and, for an event stream, the
-    client's stream place held while it runs), and adds a last catch-all
-    route for requests no route takes: it answers 404, or 405 with ``Allow`` when the
-    path exists for other methods, counted as route ``unmatched``. The app has no
-    middleware, so aiohttp calls the wrapped handlers directly.
-    """
-
-    def __init__(self, metrics: GatewayMetrics, limiter: RateLimiter) -> None:
-        self._counters = metrics.counters
-        self._limiter = limiter
-
-    async def install(self, app: web.Application) -> None:
-        """Put every route of ``app`` behind the front door (an ``on_startup`` handler)."""
-        for resource in app.router.resources():
-            if not isinstance(resource, web.Resource):
-                raise TypeError(f"the front door cannot guard {resource!r}")
-            for route in list(resource):
-                label, method = resource.canonical, route.method
-                handler = self._limiter.capped(method, label, route.handler)
-                guarded = self._guard(handler, label, self._limiter.guard(method, label))
-                resource.register_route(
-                    web.ResourceRoute(
-                        method, guarded, resource, expect_handler=route.handle_expect_header
-                    )
-                )
-        app.router.add_route(hdrs.METH_ANY, CATCH_ALL, self._guard(unmatched, "unmatched", None))
-
-    def _guard(
-        self, handler: Handler, route: str, check: Callable[[web.Request], None] | None
-    ) -> Handler:
-        """``handler`` behind the front door, counted as ``route``, limited by ``check``.
-
-        The route's counters are bound here, once: a request adds to them in place.
-        """
-        observe = self._counters.route(route).observe
-        clock, stream_type = time.perf_counter, web.StreamResponse
-
-        async def front(request: web.Request) -> web.StreamResponse:
-            started_s = clock()
-            try:
-                if check is not None:
-                    check(request)
-                response = await handler(request)
-            except ANSWERED as e:
-                response = error_answer(request, e)
-            except Exception:
-                logger.exception("unhandled error on %s %s", request.method, request.path)
-                response = internal_error()
-            # an event stream has no latency
-            seconds = None if type(response) is stream_type else clock() - started_s
-            observe(response.status, seconds)
-            return response
-
-        return front
-
-
-CATCH_ALL = "/{tail:.*}"  # the router tries it last: it is the only resource indexed under "/"
-
-
-async def unmatched(request: web.Request) -> web.StreamResponse:
-    """Raise 405 (with ``Allow``) if another method serves this path, else 404.
-
-    Only requests no route takes come here, so asking every resource costs only them.
-    """
-    catch_all = request.match_info.route.resource
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource is not catch_all:
-            allowed |= (await resource.resolve(request))[1]
-    if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
-
-
 # The router tries the resources under one path prefix in the order they were added:
 # the visitors' routes go first, the most frequent first.
 HOT_PATHS = ("/api/rooms/{room}/status", "/api/rooms/{room}/join", "/api/rooms/{room}/events")
@@ -324,21 +239,16 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(partial(_components, settings, metrics))
-    app.add_routes(routes)
-    app.add_routes(hot_first(rooms.routes))
-    app.add_routes(bookings.routes)
-    app.add_routes(admin.routes)
-    app.add_routes(audit.routes)
-    app.add_routes(callcenter.routes)
-    app.add_routes(supply.routes)
-    app.add_routes(dailyinventory.routes)
+    frontdoor.install(app, FrontDoor(metrics, limiter, operators.GATES))
+    for table in (routes, hot_first(rooms.routes), bookings.routes, page.routes):
+        add_routes(app, table, Access.PUBLIC)
+    operator_tables = (admin.routes, audit.routes, supply.routes, dailyinventory.routes)
+    for table in (*operator_tables, actionlog.routes, system.routes):
+        add_routes(app, table, Access.OPERATOR)
+    add_routes(app, callcenter.routes, Access.AGENT)
     challenge.install(app, settings)
-    app.add_routes(page.routes)
-    app.add_routes(actionlog.routes)
-    app.add_routes(system.routes)
     console.install(app)
     callscreen.install(app)
     history.install(app)
-    operators.install(app)  # sessions, records, and the doors of every route, before:
-    app.on_startup.append(FrontDoor(metrics, limiter).install)  # after every route is added
+    operators.install(app)  # sessions and the action logs
     return app

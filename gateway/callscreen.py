@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.frontdoor import Access, add_routes
 from gateway.page import html_page, page_response
 from gateway.sessions import AGENT, session_routes
 
@@ -29,5 +30,5 @@ async def get_call_screen(request: web.Request) -> web.Response:
 
 
 def install(app: web.Application) -> None:
-    app.add_routes(routes)
-    app.add_routes(session_routes(AGENT))
+    add_routes(app, routes, Access.PUBLIC)
+    add_routes(app, session_routes(AGENT), Access.PUBLIC)  # their own checks

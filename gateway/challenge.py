@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import ApiError
+from gateway.frontdoor import Access, add_routes
 from gateway.http import json_response
 from gateway.ratelimit import Exemptions
 from gateway.roomcache import RoomView
@@ -132,7 +133,7 @@ POW_GATE = web.AppKey("pow_gate", PowGate)
 def install(app: web.Application, settings: GatewaySettings) -> None:
     """Give the app its proof-of-work gate and the challenge route."""
     app[POW_GATE] = PowGate(settings)
-    app.add_routes(routes)
+    add_routes(app, routes, Access.PUBLIC)
 
 
 def check_join_pow(

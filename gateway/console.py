@@ -27,6 +27,7 @@ from gateway.actionlog import ACTION_LOG, MAX_ENTRIES
 from gateway.admin import require_operator, stats_body
 from gateway.campaigns import load_public
 from gateway.errors import ApiError
+from gateway.frontdoor import Access, add_routes
 from gateway.history import learn_rooms, room_figures
 from gateway.http import json_response
 from gateway.page import SHARED_ASSETS, STATIC, Asset, asset_response, html_page, page_response
@@ -55,7 +56,8 @@ ASSETS = {
     ),
 }
 
-routes = web.RouteTableDef()
+routes = web.RouteTableDef()  # the page and its files
+api_routes = web.RouteTableDef()  # what the page calls
 
 
 def missing_assets() -> list[str]:
@@ -85,7 +87,7 @@ async def overview(gw: Gateway) -> dict[str, Any]:
     }
 
 
-@routes.get("/api/admin/overview")
+@api_routes.get("/api/admin/overview")
 async def get_overview(request: web.Request) -> web.Response:
     gw = require_operator(request)
     await learn_rooms(gw)
@@ -100,7 +102,7 @@ async def still_signed_in(request: web.Request) -> bool:
     return True
 
 
-@routes.get("/api/admin/overview/events")
+@api_routes.get("/api/admin/overview/events")
 async def overview_events(request: web.Request) -> web.StreamResponse:
     """The overview now, then again whenever it changes (server-sent events). A stream
     opened with a console session ends once the session has (looked at with the rooms)."""
@@ -135,7 +137,7 @@ SUPPLY_ACTIONS = {
 }
 
 
-@routes.get("/api/admin/campaigns/{campaign}/overview")
+@api_routes.get("/api/admin/campaigns/{campaign}/overview")
 async def campaign_overview(request: web.Request) -> web.Response:
     """Inventory per county, and the reserves and deliveries of the campaign as the
     record of actions has them (the newest ``actionlog.MAX_ENTRIES`` actions of all
@@ -171,5 +173,6 @@ def install(app: web.Application) -> None:
     """The console's page, files, sign-in and overview routes and its services
     (after the gateway's own components: they use its Redis client)."""
     app.cleanup_ctx.append(_components)
-    app.add_routes(routes)
-    app.add_routes(session_routes(OPERATOR))
+    add_routes(app, routes, Access.PUBLIC)
+    add_routes(app, api_routes, Access.OPERATOR)
+    add_routes(app, session_routes(OPERATOR), Access.PUBLIC)  # their own checks

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from fairq.tasks import stopped_within
 from gateway.admin import require_operator
+from gateway.frontdoor import Access, add_routes
 from gateway.http import json_response
 from gateway.roomcache import RoomView
 from gateway.rooms import room_view
@@ -159,4 +160,4 @@ def install(app: web.Application) -> None:
             await task
 
     app.cleanup_ctx.append(sampler)
-    app.add_routes(routes)
+    add_routes(app, routes, Access.OPERATOR)

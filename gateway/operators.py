@@ -1,9 +1,9 @@
 """The one door of every signed-in route: who is asking, and the record.
 
 Two doors, one code path: operator routes (``/api/admin/...``) and call-center routes
-(``/api/callcenter/...``). ``install`` wraps, when the app starts, the handler of every
-route under a door's prefix, whatever module added it, so a new route cannot miss
-either part:
+(``/api/callcenter/...``). The front door (``gateway.frontdoor``) sends every request
+to a route declared ``OPERATOR`` or ``AGENT`` through its door (``GATES``), whatever
+module added it, so a route cannot miss either part:
 
 - **who**: a request with ``Authorization`` goes on to the route's own key check
   (``admin.require_operator``, ``callcenter.require_agent``: the key, as for scripts
@@ -32,6 +32,7 @@ from gateway.actionlog import ACTION_LOG, AGENT_LOG, ActionLog, recorded_body
 from gateway.admin import require_operator
 from gateway.callcenter import BOOKING_ID, require_agent
 from gateway.errors import ANSWERED, error_answer
+from gateway.frontdoor import Access, Around, Gate
 from gateway.rooms import iso_s
 from gateway.sessions import (
     AGENT,
@@ -46,8 +47,6 @@ from gateway.sessions import (
 from gateway.state import GATEWAY, Gateway
 from waitingroom import keys
 
-ADMIN_PREFIX = "/api/admin/"
-CALLCENTER_PREFIX = "/api/callcenter/"
 API_KEY_WHO = "operator key (API)"
 Subject = Callable[[Gateway, dict[str, str]], dict[str, Any] | None]
 
@@ -101,7 +100,6 @@ def _booking(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class Door:
-    prefix: str
     role: Role
     by_key: Callable[[web.Request], str]  # who, for a request with a key (raises if none)
     log: web.AppKey[ActionLog]
@@ -114,10 +112,10 @@ async def _known_room(gw: Gateway, match: dict[str, str]) -> None:
         await gw.rooms.get(match["room"])  # known before, for its "before"
 
 
-DOORS = (
-    Door(ADMIN_PREFIX, OPERATOR, _operator_by_key, ACTION_LOG, _room_or_campaign, _known_room),
-    Door(CALLCENTER_PREFIX, AGENT, _agent_by_key, AGENT_LOG, _booking),
-)
+DOORS = {
+    Access.OPERATOR: Door(OPERATOR, _operator_by_key, ACTION_LOG, _room_or_campaign, _known_room),
+    Access.AGENT: Door(AGENT, _agent_by_key, AGENT_LOG, _booking),
+}
 
 
 async def caller_of(request: web.Request, door: Door) -> str:
@@ -129,8 +127,13 @@ async def caller_of(request: web.Request, door: Door) -> str:
     return session.who
 
 
-def _guarded(handler: Handler, route: str, door: Door) -> Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
+def _gate(door: Door) -> Gate:
+    """What guards the requests to one of ``door``'s routes (by its canonical path)."""
+    return lambda route: _guard(route, door)
+
+
+def _guard(route: str, door: Door) -> Around:
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         who = await caller_of(request, door)
         if request.method in SAFE_METHODS:
             return await handler(request)
@@ -168,24 +171,8 @@ def _guarded(handler: Handler, route: str, door: Door) -> Handler:
     return guarded
 
 
-async def _guard_routes(app: web.Application) -> None:
-    """Put every route under a door's prefix behind it (an ``on_startup`` handler,
-    before the front door wraps the result)."""
-    for resource in app.router.resources():
-        door = next((d for d in DOORS if resource.canonical.startswith(d.prefix)), None)
-        if door is None:
-            continue
-        if not isinstance(resource, web.Resource):
-            raise TypeError(f"the door cannot guard {resource!r}")
-        for route in list(resource):
-            resource.register_route(
-                web.ResourceRoute(
-                    route.method,
-                    _guarded(route.handler, resource.canonical, door),
-                    resource,
-                    expect_handler=route.handle_expect_header,
-                )
-            )
+# the doors, by the routes' declared access (the front door asks them once per route)
+GATES: dict[Access, Gate] = {access: _gate(door) for access, door in DOORS.items()}
 
 
 async def _components(app: web.Application) -> AsyncIterator[None]:
@@ -201,9 +188,8 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
 
 def install(app: web.Application) -> None:
     """The doors' services (after the gateway's own components: they use its Redis
-    client), and the doors themselves once every route is added."""
+    client); the front door puts the doors in front of their routes."""
     app.cleanup_ctx.append(_components)
-    app.on_startup.append(_guard_routes)
 
 
-__all__ = ["SESSIONS", "install"]
+__all__ = ["GATES", "SESSIONS", "install"]

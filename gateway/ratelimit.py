@@ -35,7 +35,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -354,12 +354,12 @@ class RateLimiter:
         # the client is the peer unless hops are configured: then no header to read
         return check_peer if exemptions.from_peer else check
 
-    def capped(self, method: str, route: str, handler: Handler) -> Handler:
-        """``handler``, holding one of its client's stream places while it runs if
-        ``method`` ``route`` is an event stream (else ``handler`` itself)."""
+    def cap_of(self, method: str, route: str) -> StreamHold | None:
+        """What holds one of its client's stream places while a request to ``method``
+        ``route`` runs, if it is an event stream and streams are capped (else None)."""
         if (method, route) not in STREAM_ROUTES or not self.streams.cap:
-            return handler
-        return self.streams.wrap(handler)
+            return None
+        return self.streams.hold
 
     def code_guesser(self, request: web.Request, code: str, secret: bytes) -> Guesser:
         """Whose wrong code ``code`` would be, and the limit it is tried under: none for an
@@ -400,6 +400,9 @@ def too_many(code: str, message: str, limit: str, wait_s: float) -> ApiError:
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
+# runs a stream's handler holding one of its client's places (StreamCap.hold)
+StreamHold = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
 # How long a client over the stream cap is told to wait before trying again (a place
 # frees when one of its streams ends, which this gateway cannot foresee).
 STREAM_RETRY_AFTER_S = 30
@@ -423,27 +426,24 @@ class StreamCap:
         """How many streams ``client`` (as ``address_group`` keys it) holds open now."""
         return self._open.get(client, 0)
 
-    def wrap(self, handler: Handler) -> Handler:
-        """``handler`` behind the cap: 429 ``too_many_streams`` for a client at the cap."""
-        exemptions, cap, held = self._exemptions, self.cap, self._open
-
-        async def capped(request: web.Request) -> web.StreamResponse:
-            address = exemptions.client_key(request)
-            client = address_group(address)
-            count = held.get(client, 0)
-            if count >= cap and not exemptions.exempt(request, address):
-                self._refuse_stream(count)
-            held[client] = count + 1
-            try:
-                return await handler(request)
-            finally:
-                left = held[client] - 1
-                if left:
-                    held[client] = left
-                else:
-                    del held[client]
-
-        return capped
+    async def hold(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Run ``handler`` holding one of its client's places: 429 ``too_many_streams``
+        for a client at the cap."""
+        exemptions, held = self._exemptions, self._open
+        address = exemptions.client_key(request)
+        client = address_group(address)
+        count = held.get(client, 0)
+        if count >= self.cap and not exemptions.exempt(request, address):
+            self._refuse_stream(count)
+        held[client] = count + 1
+        try:
+            return await handler(request)
+        finally:
+            left = held[client] - 1
+            if left:
+                held[client] = left
+            else:
+                del held[client]
 
     def _refuse_stream(self, count: int) -> NoReturn:
         self._count_refusal()

@@ -24,6 +24,9 @@ over allocator CPU per record), which does not. Not a test; run it:
     python -m loadtest.bench_allocator_e2e [--campaign demo] [--books 100000] [--partitions 4]
         [--rounds 3]
 
+The allocator and the bare loop run on the event loop ``FAIRQ_EVENT_LOOP`` chooses
+(``fairq.eventloop``: uvloop by default where installed), both on the same one.
+
 Without ``--bootstrap`` it starts a private Tansu broker. ``--profile FILE``
 writes a cProfile of the allocator process; ``--allocator-from DIR`` runs the
 allocator of another checkout (``git archive <rev> | tar -x -C DIR``) against the
@@ -66,6 +69,7 @@ from allocator.service import (
 )
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Dump
+from fairq import eventloop
 from fairq.config import Topics
 from fairq.devservices import kafka_broker
 from fairq.groups import group_member
@@ -493,9 +497,12 @@ def main() -> None:
     parser.add_argument("--bare-loop", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_loop:  # the reference process, started by measure()
-        asyncio.run(serve_bare_loop(args.bootstrap, *args.bare_loop))
+        loop = eventloop.from_env(os.environ)  # as the allocator's
+        eventloop.run(serve_bare_loop(args.bootstrap, *args.bare_loop), loop)
         return
     print_header(__spec__.name if __spec__ else __name__)
+    loop = eventloop.from_env(os.environ)
+    print(f"event loop of the allocator and the bare loop: {loop} ({eventloop.ENV})")
     with broker(args.bootstrap) as bootstrap:
         asyncio.run(measure(args, bootstrap))
         if args.snapshot_slots:

@@ -24,6 +24,10 @@ How the throughput is measured, and why it can be trusted on a noisy 2-core box:
   ``/proc`` at the edges of the measured window), which does not depend on what
   else the machine was doing.
 
+The gateway and the bare server run on the event loop ``FAIRQ_EVENT_LOOP`` chooses
+(``fairq.eventloop``: uvloop by default where installed), both on the same one; the
+load generator always on asyncio's own, so that runs on either loop are loaded alike.
+
 Other figures: concurrent event-stream waiters held by the gateway (raw client
 sockets in separate processes; the fd limit of every process is raised to its
 hard limit), the gateway's RSS before and with them, and the time from one
@@ -61,6 +65,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from fairq import eventloop
 from fairq.config import Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import ensure_topics
@@ -435,6 +440,8 @@ def machine() -> str:
 async def orchestrate(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(f"gateway log: {args.gateway_log}")
+    loop = eventloop.from_env(os.environ)
+    print(f"event loop of the gateway and the bare server: {loop} ({eventloop.ENV})")
     print(f"command: {' '.join([sys.executable, '-m', 'loadtest.bench_gateway', *sys.argv[1:]])}")
     raise_fd_limit()
     with redis_server() as rs, kafka_broker() as kb:
@@ -669,7 +676,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=0)
     args = parser.parse_args()
     if args.role == "bare":
-        asyncio.run(serve_bare(args.port))
+        eventloop.run(serve_bare(args.port), eventloop.from_env(os.environ))  # as the gateway's
     elif args.role == "load":
         print(json.dumps(asyncio.run(load(json.loads(sys.stdin.read())))))
     elif args.role == "waiters":

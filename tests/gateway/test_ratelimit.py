@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from prometheus_client import CollectorRegistry
 
 from fairq.config import ConfigError, Connections
-from gateway.app import create_app, unmatched
+from gateway.app import create_app
 from gateway.errors import ApiError
 from gateway.ratelimit import (
     LIMITED_ROUTES,
@@ -143,7 +143,7 @@ def test_every_limit_is_on_by_default() -> None:
     assert (s.exempt_networks, s.loadtest_key) == ((), None)
     limiter = RateLimiter(s, CollectorRegistry())
     assert all(limiter.guard(method, route) is not None for method, route in LIMITED_ROUTES)
-    assert all(limiter.capped(m, r, unmatched) is not unmatched for m, r in STREAM_ROUTES)
+    assert all(limiter.cap_of(m, r) is not None for m, r in STREAM_ROUTES)
 
 
 def test_zero_turns_each_limit_off() -> None:
@@ -158,7 +158,7 @@ def test_zero_turns_each_limit_off() -> None:
     )
     limiter = RateLimiter(s, CollectorRegistry())
     assert all(limiter.guard(method, route) is None for method, route in LIMITED_ROUTES)
-    assert all(limiter.capped(m, r, unmatched) is unmatched for m, r in STREAM_ROUTES)
+    assert all(limiter.cap_of(m, r) is None for m, r in STREAM_ROUTES)
     assert (s.code_guesses.per_client, s.code_guesses.per_prefix) == (0, 0)
 
 
@@ -470,7 +470,8 @@ async def test_a_stream_holds_its_clients_place_until_its_handler_ends() -> None
         await ended.wait()
         return web.StreamResponse()
 
-    capped = cap.wrap(stream)
+    def capped(request: web.Request) -> Awaitable[web.StreamResponse]:
+        return cap.hold(request, stream)
 
     async def opened(path: str = "/events", **headers: str) -> asyncio.Future[Any]:
         """A stream from a client of 2001:db8::/64, once its handler runs."""
