@@ -57,7 +57,7 @@ from typing import NamedTuple
 from allocator.errors import InvariantError
 from schemas.commands import SlotSpec
 from schemas.events import Appointment
-from schemas.fields import time_of_day_index
+from schemas.states import time_of_day_index
 
 # The order a member's place is counted in (see ``allocator.core._take``):
 OVER_AND_ABOVE = "over_and_above"  # open places first, the reserve when none is left

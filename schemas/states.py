@@ -83,6 +83,9 @@ class TimeOfDay(StrEnum):
     EVENING = "evening"
 
 
+TIMES_OF_DAY = tuple(t.value for t in TimeOfDay)
+
+
 def time_of_day_index(local_hour: int) -> int:
     """The index in ``TimeOfDay`` of a slot starting at ``local_hour`` (0..23)."""
     return 0 if local_hour < 12 else 1 if local_hour < 17 else 2

@@ -1,0 +1,113 @@
+"""What every Kafka message is: a msgspec ``Struct`` on the wire as a msgpack map.
+
+A message's map holds its fields by name, its wire type under ``"type"`` (the tag of
+msgspec's tagged unions: one decoder per topic reads any of the topic's types,
+validated, in one pass in C) and the schema version under ``"v"``. Schema version 1
+is the format the hand-written readers before it wrote, key for key, so a log or
+snapshot written by any earlier fairq decodes as it is (``tests/schemas/test_message.py``
+decodes a fixture those readers' writers packed); only the order of the keys in the
+map differs (``type`` first, ``v`` last), which no reader looks at.
+
+A message whose ``v`` is absent is read as version 1 (msgspec gives an absent field
+its default; every writer has always written it). Any other version is refused:
+an allocator or a room that meets a message of a newer fairq stops at it with
+``unsupported schema version`` rather than guess at its meaning.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+
+import msgspec
+
+from schemas.errors import SchemaError
+
+SCHEMA_VERSION: Final = 1
+
+T = TypeVar("T")
+
+
+class Part(msgspec.Struct, frozen=True, gc=False):
+    """A part of a message (an appointment, a county's figures): immutable, no GC tracking
+    (a message is a tree: it holds no cycle)."""
+
+    def to_map(self) -> dict[str, Any]:
+        """The fields by name, values as they are (no deep copy)."""
+        return msgspec.structs.asdict(self)
+
+
+def wire_type(class_name: str) -> str:
+    """A message class's wire type: its name in snake case (``AddInventory`` ->
+    ``add_inventory``). Renaming a message class renames its wire type, which old logs
+    would no longer match: ``tests/schemas/test_message.py`` fails then."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+
+
+class Message(Part, frozen=True, gc=False, tag_field="type", tag=wire_type, kw_only=True):
+    """Base of every Kafka message: its wire type (``"type"``, the union's tag) is its
+    class name in snake case, also ``TYPE`` for the code that counts messages by type."""
+
+    TYPE: ClassVar[str]
+    v: Literal[1] = SCHEMA_VERSION
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.TYPE = wire_type(cls.__name__)
+
+    def to_map(self) -> dict[str, Any]:
+        """The map the message travels as (``type`` and ``v`` included), nested parts as maps."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    def pack(self) -> bytes:
+        return _encode(self)
+
+
+_encode = msgspec.msgpack.Encoder().encode
+
+_AT = re.compile(r"^(?P<text>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+
+
+def schema_error(e: msgspec.DecodeError, kind: str) -> SchemaError:
+    """``e`` as a SchemaError whose message names the offending field, e.g.
+    ``'hold_s': Expected `int` <= 86400`` or ``'appointments[1].dose': ...`` (msgspec
+    writes ``[...]`` for a map's value, ``[key]`` here for its key). ``kind`` names
+    the message in words: "a command", "an event"."""
+    if not isinstance(e, msgspec.ValidationError):
+        return SchemaError(f"not a msgpack message: {e}")
+    match = _AT.match(str(e))
+    assert match is not None  # the pattern matches any text
+    text, path = match["text"], (match["path"] or "").lstrip(".")
+    missing = _MISSING.match(text)
+    if missing:
+        path = f"{path}.{missing['name']}".lstrip(".")
+        text = "is required"
+    if match["key"]:
+        path = f"{path}[key]"  # a key of the map at ``path``
+    if not path and text.startswith("Expected `object`"):
+        return SchemaError(f"{kind} must be a msgpack map")
+    if path == "v":
+        return SchemaError(f"unsupported schema version ({text}; expected {SCHEMA_VERSION})")
+    if path == "type":
+        what = text.removeprefix("Invalid value ") if text.startswith("Invalid value ") else text
+        return SchemaError(f"unknown {kind.split(' ', 1)[1]} type {what}")
+    if not path:
+        return SchemaError(text)  # a check across fields, its message names them
+    return SchemaError(f"'{path}' {text[:1].lower()}{text[1:]}" if missing else f"'{path}': {text}")
+
+
+class WireDecoder(Generic[T]):
+    """Decodes one record value to one of a topic's message types; SchemaError if it
+    is not one, naming the field at fault."""
+
+    def __init__(self, union: Any, kind: str) -> None:
+        self._decode = msgspec.msgpack.Decoder(union).decode
+        self._kind = kind
+
+    def __call__(self, data: bytes) -> T:
+        try:
+            return self._decode(data)  # type: ignore[no-any-return]
+        except msgspec.DecodeError as e:
+            raise schema_error(e, self._kind) from e
