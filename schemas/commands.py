@@ -19,12 +19,13 @@ only allocators write them, and they are answered by no event of their own.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated
 
 from msgspec import Meta
 
 from schemas.events import Appointment
-from schemas.message import Message, Part, WireDecoder
+from schemas.message import Message, Part, wire_decoder
 from schemas.states import MovableState, RejectReason, ReserveMode, TimeOfDay
 from schemas.types import Count, IsoDate, Name, Text, check_iso_date
 
@@ -286,5 +287,5 @@ Command = (
 )
 Transfer = TransferIn | TransferAnswer  # commands one allocator puts on another's partition
 
-decode_command: WireDecoder[Command] = WireDecoder(Command, "a command")
+decode_command: Callable[[bytes], Command] = wire_decoder(Command, "a command")
 """Decode one record value; raises SchemaError for anything malformed."""

@@ -30,11 +30,12 @@ Waitlisted → Offered (held, as after Held) or Cancelled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from msgspec import Meta
 
-from schemas.message import Message, Part, WireDecoder
+from schemas.message import Message, Part, wire_decoder
 from schemas.states import RejectReason
 from schemas.types import MAX_ID_LEN, Count, IsoDate, Name, Positive, SlotId, Text, check_iso_date
 
@@ -242,5 +243,5 @@ Event = (
 )
 BookingEvent = Held | Confirmed | Rejected | Expired | Cancelled | Moved | Waitlisted | Offered
 
-decode_event: WireDecoder[Event] = WireDecoder(Event, "an event")
+decode_event: Callable[[bytes], Event] = wire_decoder(Event, "an event")
 """Decode one record value; raises SchemaError for anything malformed."""

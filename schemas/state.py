@@ -24,12 +24,13 @@ One partition: one total order, read whole by the restorer. Kept for ever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
 from msgspec import Meta
 
-from schemas.message import Message, WireDecoder
+from schemas.message import Message, wire_decoder
 from schemas.types import Count, Finite, Text
 
 MAX_PUBLIC_CHARS = 4 * 1024 * 1024  # a campaign's public description (JSON)
@@ -141,5 +142,5 @@ StateRecord = (
     | RestoreStarted
 )
 
-decode_state: WireDecoder[StateRecord] = WireDecoder(StateRecord, "a state record")
+decode_state: Callable[[bytes], StateRecord] = wire_decoder(StateRecord, "a state record")
 """Decode one record value; raises SchemaError for anything malformed."""

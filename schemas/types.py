@@ -14,8 +14,10 @@ from msgspec import Meta
 MAX_ID_LEN = 128
 MAX_NAME_LEN = 200  # a person-readable name: a center's, a vaccine's
 MAX_SLOT_ID_LEN = 300  # an appointment's slot id (center, vaccine and start)
-ID_PATTERN_TEXT = "^[a-z0-9][a-z0-9_-]{0,63}$"
-ISO_DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# "$(?!\n)": the end of the text, not before a final newline ("$" alone, in the search
+# msgspec makes, would let "name\n" through); ECMA-262 as well, for JSON Schema.
+ID_PATTERN_TEXT = r"^[a-z0-9][a-z0-9_-]{0,63}$(?!\n)"
+ISO_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\n)"
 
 # A non-empty string a producer makes (ids of commands, bookings, identities, ...).
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LEN)]

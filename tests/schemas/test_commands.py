@@ -30,6 +30,7 @@ from schemas.commands import (
 )
 from schemas.events import Appointment
 from schemas.states import MovableState, RejectReason, ReserveMode, TimeOfDay
+from schemas.types import ISO_DATE_PATTERN
 
 SLOT_1 = SlotSpec("2027-02-01", "2027-02-01T08:00:00+01:00", 1801465200, 4)
 SLOT_2 = SlotSpec("2027-02-22", "2027-02-22T08:00:00+01:00", 1803279600, 0)
@@ -235,7 +236,7 @@ def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
             "book",
             "earliest",
             "tomorrow",
-            "'earliest': Expected `str` matching regex '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'",
+            f"'earliest': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
         ),
         ("book", "earliest", 20270201, "'earliest': Expected `str | null`, got `int`"),
         ("confirm", "campaign", None, "'campaign': Expected `str`, got `None`"),
@@ -268,7 +269,7 @@ def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
             "move",
             "earliest",
             "soon",
-            "'earliest': Expected `str` matching regex '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'",
+            f"'earliest': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
         ),
         ("move", "time_of_day", 9, "'time_of_day': Expected `str | null`, got `int`"),
         ("move", "time_of_day", "noon", "'time_of_day': Invalid enum value 'noon'"),
@@ -294,7 +295,7 @@ def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
             "set_reserve",
             "day",
             "2027-2-1",
-            "'day': Expected `str` matching regex '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'",
+            f"'day': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
         ),
         ("set_reserve", "day", None, "'day': Expected `str`, got `None`"),
         ("set_reserve", "group", "", "'group': Expected `str` of length >= 1"),

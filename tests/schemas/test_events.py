@@ -34,6 +34,7 @@ from schemas.events import (
     decode_event,
 )
 from schemas.states import RejectReason
+from schemas.types import ISO_DATE_PATTERN
 
 DOSE_1 = Appointment(1, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-01T08:00:00+01:00", "s1")
 DOSE_2 = Appointment(2, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-22T08:00:00+01:00", "s2")
@@ -379,7 +380,7 @@ def appointment(**change: Any) -> dict[str, Any]:
             "inventory_report",
             "centers",
             {"c": {"1.2.2027": {}}},
-            "'centers[...][key]': Expected `str` matching regex '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'",
+            f"'centers[...][key]': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
         ),
         (
             "inventory_report",
