@@ -56,6 +56,7 @@ from schemas.commands import (
 )
 from schemas.errors import SchemaError
 from schemas.fields import ID_PATTERN
+from schemas.message import fault
 from schemas.states import IdentityKeyMode
 from schemas.types import Ident
 
@@ -183,33 +184,16 @@ def decode_public(raw: bytes | str) -> CampaignPublic:
         raise _path_error(e, "campaign") from e
 
 
-@dataclass(frozen=True, slots=True)
-class CampaignSpec:
-    """A checked campaign with its slots expanded, sorted by center, vaccine and start."""
+class CampaignSpec(CampaignPublic, frozen=True):
+    """A checked campaign: its public view and its slots expanded, sorted by center,
+    vaccine and start."""
 
-    name: str
-    title: str
-    timezone: str
-    hold_s: int
-    vaccines: tuple[Vaccine, ...]
-    counties: tuple[County, ...]
-    centers: tuple[Center, ...]
     slots: tuple[tuple[str, str, SlotSpec], ...]  # (center id, vaccine id, slot)
-    # whether a confirm must carry the person's identity key (e.g. an insurance number)
-    identity_key: IdentityKeyMode = IdentityKeyMode.OPTIONAL
 
     def public(self) -> CampaignPublic:
         """The description shown to everyone; no slots."""
-        return CampaignPublic(
-            self.name,
-            self.title,
-            self.timezone,
-            self.hold_s,
-            self.identity_key,
-            self.vaccines,
-            self.counties,
-            self.centers,
-        )
+        fields = CampaignPublic.__struct_fields__
+        return CampaignPublic(*(getattr(self, f) for f in fields))
 
     def inventory_commands(
         self, new_id: Callable[[], str], max_slots: int = 2000
@@ -249,23 +233,13 @@ class CampaignSpec:
         return out
 
 
-_AT = re.compile(r"^(?P<text>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
-
-
 def _path_error(e: msgspec.DecodeError, root: str) -> SchemaError:
     """A msgspec error as ``path: what``, the path as the document writes it
     (``centers[3].county``); ``root`` names the whole document."""
-    match = _AT.match(str(e))
-    assert match is not None  # the pattern matches any text
-    text, path = match["text"], (match["path"] or "").lstrip(".")
-    missing, unknown = _MISSING.match(text), _UNKNOWN.match(text)
-    if missing:
-        path, text = f"{path}.{missing['name']}".lstrip("."), "is required"
-    elif unknown:
-        return SchemaError(f"unknown field(s) in {path or 'the ' + root}: {unknown['name']}")
-    elif not isinstance(e, msgspec.ValidationError):
+    path, text, _, unknown = fault(e)
+    if unknown:
+        return SchemaError(f"unknown field(s) in {path or 'the ' + root}: {unknown}")
+    if not isinstance(e, msgspec.ValidationError):
         text = f"not JSON: {text}"
     elif not path and text.startswith("Expected `object`"):
         text = "must be an object"
@@ -304,11 +278,11 @@ def parse_campaign(name: str, doc: Any) -> CampaignSpec:
         top.title,
         tz_name,
         DEFAULT_HOLD_S if top.hold_s is None else top.hold_s,
+        top.identity_key or IdentityKeyMode.OPTIONAL,
         top.vaccines,
         top.counties,
         top.centers,
         slots,
-        top.identity_key or IdentityKeyMode.OPTIONAL,
     )
 
 

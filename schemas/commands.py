@@ -40,12 +40,17 @@ Percent = Annotated[int, Meta(ge=0, le=100)]
 RESERVE_MODES = tuple(m.value for m in ReserveMode)  # the gateway's reserve form offers these
 
 
-class Book(Message, frozen=True):
-    """Hold the earliest feasible pair for ``identity`` in ``county`` (or at ``center``)."""
+class _ByBooking(Message, frozen=True):
+    """What every command about one booking starts with."""
 
     command_id: Text
     booking_id: Text
     campaign: Text
+
+
+class Book(_ByBooking, frozen=True):
+    """Hold the earliest feasible pair for ``identity`` in ``county`` (or at ``center``)."""
+
     identity: Text
     county: Text
     center: Text | None = None
@@ -64,23 +69,15 @@ class Book(Message, frozen=True):
             check_iso_date(self.earliest, "earliest")
 
 
-class Confirm(Message, frozen=True):
+class Confirm(_ByBooking, frozen=True):
     """Make a held pair an appointment."""
 
-    command_id: Text
-    booking_id: Text
-    campaign: Text
 
-
-class Cancel(Message, frozen=True):
+class Cancel(_ByBooking, frozen=True):
     """Give a held or confirmed pair back to the pool."""
 
-    command_id: Text
-    booking_id: Text
-    campaign: Text
 
-
-class Move(Message, frozen=True):
+class Move(_ByBooking, frozen=True):
     """Rebook a held or confirmed booking onto another pair, in one step.
 
     Keeps the booking id and its state (a hold keeps its expiry). The new pair is
@@ -90,9 +87,6 @@ class Move(Message, frozen=True):
     Answered by Moved or Failed (then nothing changed).
     """
 
-    command_id: Text
-    booking_id: Text
-    campaign: Text
     center: Text | None = None
     earliest: IsoDate | None = None  # ISO date; dose 1 on or after it
     time_of_day: TimeOfDay | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -67,24 +67,38 @@ _encode = msgspec.msgpack.Encoder().encode
 
 _AT = re.compile(r"^(?P<text>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
+
+
+class Fault(NamedTuple):
+    """Where a msgspec validation error is and what it says."""
+
+    path: str  # e.g. "appointments[1].dose", "counties[...].free" ([...]: a map's value)
+    text: str  # msgspec's words, or "is required" for a missing field
+    missing: bool
+    unknown: str | None  # the name of a field the type does not have (forbidden)
+
+
+def fault(e: msgspec.DecodeError) -> Fault:
+    """Take msgspec's ``... - at `$.path``` apart; a map's key is ``path[key]``."""
+    match = _AT.match(str(e))
+    assert match is not None  # the pattern matches any text
+    text, path = match["text"], (match["path"] or "").lstrip(".")
+    missing, unknown = _MISSING.match(text), _UNKNOWN.match(text)
+    if missing:
+        path, text = f"{path}.{missing['name']}".lstrip("."), "is required"
+    if match["key"]:
+        path = f"{path}[key]"
+    return Fault(path, text, missing is not None, unknown["name"] if unknown else None)
 
 
 def schema_error(e: msgspec.DecodeError, kind: str) -> SchemaError:
     """``e`` as a SchemaError whose message names the offending field, e.g.
-    ``'hold_s': Expected `int` <= 86400`` or ``'appointments[1].dose': ...`` (msgspec
-    writes ``[...]`` for a map's value, ``[key]`` here for its key). ``kind`` names
-    the message in words: "a command", "an event"."""
+    ``'hold_s': Expected `int` <= 86400`` or ``'appointments[1].dose': ...``. ``kind``
+    names the message in words: "a command", "an event"."""
     if not isinstance(e, msgspec.ValidationError):
         return SchemaError(f"not a msgpack message: {e}")
-    match = _AT.match(str(e))
-    assert match is not None  # the pattern matches any text
-    text, path = match["text"], (match["path"] or "").lstrip(".")
-    missing = _MISSING.match(text)
-    if missing:
-        path = f"{path}.{missing['name']}".lstrip(".")
-        text = "is required"
-    if match["key"]:
-        path = f"{path}[key]"  # a key of the map at ``path``
+    path, text, missing, _ = fault(e)
     if not path and text.startswith("Expected `object`"):
         return SchemaError(f"{kind} must be a msgpack map")
     if path == "v":
