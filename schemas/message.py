@@ -3,15 +3,16 @@
 A message's map holds its fields by name, its wire type under ``"type"`` (the tag of
 msgspec's tagged unions: one decoder per topic reads any of the topic's types,
 validated, in one pass in C) and the schema version under ``"v"``. Schema version 1
-is the format the hand-written readers before it wrote, key for key, so a log or
-snapshot written by any earlier fairq decodes as it is (``tests/schemas/test_message.py``
-decodes a fixture those readers' writers packed); only the order of the keys in the
-map differs (``type`` first, ``v`` last), which no reader looks at.
+is the format the hand-written readers before it wrote, key for key, so a log written
+by any earlier fairq decodes as it is (``tests/schemas/test_message.py`` decodes a
+fixture those readers' writers packed); only the order of the keys in the map differs
+(``type`` first, ``v`` last), which no reader looks at.
 
 A message whose ``v`` is absent is read as version 1 (msgspec gives an absent field
-its default; every writer has always written it). Any other version is refused:
-an allocator or a room that meets a message of a newer fairq stops at it with
-``unsupported schema version`` rather than guess at its meaning.
+its default; every writer has always written it). Any other version is refused with
+``unsupported schema version``, like any record that does not decode: the allocator,
+the admitters and the state restorer log it and skip it rather than guess at its
+meaning.
 """
 
 from __future__ import annotations
