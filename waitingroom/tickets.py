@@ -28,9 +28,10 @@ from typing import Any
 import msgspec
 import orjson
 
+from schemas.state import CounterKind
 from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
 
-TICKET_KINDS = ("pre", "post")
+TICKET_KINDS = tuple(k.value for k in CounterKind)  # joins before the opening, and after
 TYPE_TICKET = "ticket"
 TYPE_BOOKING = "booking"
 DEFAULT_TICKET_TTL_S = 7 * 86_400.0
