@@ -122,20 +122,17 @@ from schemas.events import (
     Summary,
     Waitlisted,
 )
-from schemas.fields import TIMES_OF_DAY
+from schemas.states import TIMES_OF_DAY, BookingState, MovableState, RejectReason
+from schemas.states import WAITLIST_REASONS as WAITLIST_REASONS
 
-HELD = "held"
-CONFIRMED = "confirmed"
-REJECTED = "rejected"
-EXPIRED = "expired"
-CANCELLED = "cancelled"
-WAITLISTED = "waitlisted"
-MOVED_OUT = "moved_out"  # moved to another county's partition: it lives there now
-
-# A Book with ``waitlist`` waits instead of being rejected for these: no pair fits its wish now.
-WAITLIST_REASONS = frozenset(
-    {"sold_out", "no_pair_in_window", "no_pair_at_time_of_day", "reserved_for_priority_group"}
-)
+# The states as plain strings (``schemas.states.BookingState``): compared on every command.
+HELD = BookingState.HELD.value
+CONFIRMED = BookingState.CONFIRMED.value
+REJECTED = BookingState.REJECTED.value
+EXPIRED = BookingState.EXPIRED.value
+CANCELLED = BookingState.CANCELLED.value
+WAITLISTED = BookingState.WAITLISTED.value
+MOVED_OUT = BookingState.MOVED_OUT.value  # moved to another county's partition: lives there now
 
 SUMMARY_EVERY_MS = 5000  # a campaign's summary is repeated on ticks at least this often
 
@@ -582,7 +579,7 @@ class Allocator:
                         cmd.booking_id,
                         cmd.campaign,
                         self.now_ms,
-                        "duplicate_booking_id",
+                        RejectReason.DUPLICATE_BOOKING_ID,
                     )
                 )
             return
@@ -594,6 +591,7 @@ class Allocator:
             self._waitlist(c, cmd, out)
             return
         if pair is None:
+            assert reason is not None  # no pair: the search says why
             county = c.counties.get(cmd.county)  # its name, kept once for all its Books
             c.rejected[cmd.booking_id] = (
                 cmd.command_id,
@@ -601,18 +599,18 @@ class Allocator:
                 county.name if county is not None else cmd.county,
             )
             out.append(
-                Rejected(cmd.command_id, cmd.booking_id, cmd.campaign, 1, self.now_ms, str(reason))
+                Rejected(cmd.command_id, cmd.booking_id, cmd.campaign, 1, self.now_ms, reason)
             )
             return
         self._hold(c, cmd, pair, out)
 
-    def _lines_for(self, c: Campaign, cmd: Book) -> tuple[list[Line], str | None]:
+    def _lines_for(self, c: Campaign, cmd: Book) -> tuple[list[Line], RejectReason | None]:
         """The lines a Book may take from, or the reason it is rejected."""
         if cmd.county not in c.counties:
-            return [], "unknown_county"
+            return [], RejectReason.UNKNOWN_COUNTY
         lines, reason = self._place_lines(c, cmd.county, cmd.center)
         if reason is None and cmd.identity in c.active:
-            return [], "already_booked"
+            return [], RejectReason.ALREADY_BOOKED
         return lines, reason
 
     def _find_pair(self, lines: list[Line], wish: Wish) -> tuple[tuple[Slot, Slot] | None, bool]:
@@ -680,17 +678,17 @@ class Allocator:
                 best, best_key = pair, key
         return best, any_free
 
-    def _no_pair_reason(self, lines: list[Line], wish: Wish, any_free: bool) -> str:
+    def _no_pair_reason(self, lines: list[Line], wish: Wish, any_free: bool) -> RejectReason:
         """Why ``wish`` found no pair over ``lines``, the most helpful reason first: a
         pair at another time of day, a pair only in places reserved for a group, free
         places without a partner in the window, nothing left."""
         earliest = day_ordinal(wish.earliest) if wish.earliest is not None else None
         search = self._find_pair_for
         if wish.time_of_day is not None and search(lines, earliest, None, wish.group)[0]:
-            return "no_pair_at_time_of_day"
+            return RejectReason.NO_PAIR_AT_TIME_OF_DAY
         if any(line.reserved for line in lines) and search(lines, earliest, None, None, True)[0]:
-            return "reserved_for_priority_group"
-        return "no_pair_in_window" if any_free else "sold_out"
+            return RejectReason.RESERVED_FOR_PRIORITY_GROUP
+        return RejectReason.NO_PAIR_IN_WINDOW if any_free else RejectReason.SOLD_OUT
 
     @staticmethod
     def _take_pair(b: Booking, pair: tuple[Slot, Slot]) -> None:
@@ -738,7 +736,7 @@ class Allocator:
 
     def _pair_for(
         self, lines: list[Line], wish: Wish
-    ) -> tuple[tuple[Slot, Slot] | None, str | None]:
+    ) -> tuple[tuple[Slot, Slot] | None, RejectReason | None]:
         """The best pair over ``lines`` for ``wish``, or the reason there is none (a
         Book's rejection, a Move's failure; a waitlisted Book waits on any of
         ``WAITLIST_REASONS``)."""
@@ -749,15 +747,15 @@ class Allocator:
 
     def _place_lines(
         self, c: Campaign, county_name: str, center_id: str | None
-    ) -> tuple[list[Line], str | None]:
+    ) -> tuple[list[Line], RejectReason | None]:
         """The lines of a known county (or of ``center_id`` in it), or why there are none."""
         if center_id is None:
             return c.counties[county_name].lines, None
         center = c.centers.get(center_id)
         if center is None:
-            return [], "unknown_center"
+            return [], RejectReason.UNKNOWN_CENTER
         if center.county != county_name:
-            return [], "not_eligible"
+            return [], RejectReason.NOT_ELIGIBLE
         return center.line_list, None
 
     # -- the waitlist ------------------------------------------------------------------------
@@ -848,19 +846,19 @@ class Allocator:
         b = c.booking(cmd.booking_id)
         if b is None:
             c.orphans.add(cmd.command_id)
-            self._fail(cmd, "unknown_booking", out)
+            self._fail(cmd, RejectReason.UNKNOWN_BOOKING, out)
             return None
         if b.seen(cmd.command_id):
             return None
         if b.moving is not None:
-            self._fail(cmd, "move_in_progress", out)
+            self._fail(cmd, RejectReason.MOVE_IN_PROGRESS, out)
             return None
         if b.state == MOVED_OUT:
-            self._fail(cmd, "moved_away", out)
+            self._fail(cmd, RejectReason.MOVED_AWAY, out)
             return None
         return b
 
-    def _fail(self, cmd: Confirm | Cancel | Move, reason: str, out: list[Event]) -> None:
+    def _fail(self, cmd: Confirm | Cancel | Move, reason: RejectReason, out: list[Event]) -> None:
         out.append(Failed(cmd.command_id, cmd.booking_id, cmd.campaign, self.now_ms, reason))
 
     def _confirm(self, cmd: Confirm, out: list[Event]) -> None:
@@ -868,7 +866,9 @@ class Allocator:
         if b is None:
             return
         if b.state != HELD:
-            self._fail(cmd, "hold_expired" if b.state == EXPIRED else "not_held", out)
+            self._fail(
+                cmd, RejectReason.HOLD_EXPIRED if b.state == EXPIRED else RejectReason.NOT_HELD, out
+            )
             return
         c = self._campaigns[cmd.campaign]
         county = c.counties[b.county]
@@ -900,7 +900,7 @@ class Allocator:
         elif b.state in (HELD, CONFIRMED):
             self._end(c, b, CANCELLED)
         else:
-            self._fail(cmd, "already_final", out)
+            self._fail(cmd, RejectReason.ALREADY_FINAL, out)
             return
         out.append(Cancelled(cmd.command_id, cmd.booking_id, cmd.campaign, b.rev, self.now_ms))
 
@@ -909,7 +909,7 @@ class Allocator:
         if b is None:
             return
         if b.state not in (HELD, CONFIRMED):
-            self._fail(cmd, "not_movable", out)
+            self._fail(cmd, RejectReason.NOT_MOVABLE, out)
             return
         c = self._campaigns[cmd.campaign]
         old = b.county
@@ -923,7 +923,8 @@ class Allocator:
             wish = Want(cmd.center, cmd.earliest, b.group, cmd.time_of_day)
             pair, reason = self._pair_for(lines, wish)  # the old pair is still taken
         if pair is None:
-            self._fail(cmd, str(reason), out)
+            assert reason is not None  # no pair: the search says why
+            self._fail(cmd, reason, out)
             return
         self._release_pair(b)
         self._take_pair(b, pair)
@@ -971,7 +972,7 @@ class Allocator:
                 b.county,
                 b.identity,
                 b.command_id,
-                b.state,
+                MovableState(b.state),
                 b.rev + 1,
                 b.expires_ms if b.state == HELD else None,
                 b.group,
@@ -1010,24 +1011,24 @@ class Allocator:
 
     def _arrival_pair(
         self, c: Campaign, b: Booking | None, cmd: TransferIn
-    ) -> tuple[tuple[Slot, Slot] | None, str | None]:
+    ) -> tuple[tuple[Slot, Slot] | None, RejectReason | None]:
         """The pair an arriving booking takes here, or why there is none."""
         if cmd.county not in c.counties:  # also when it came back to where it was sent from
-            return None, "unknown_county"
+            return None, RejectReason.UNKNOWN_COUNTY
         if b is not None and b.state != MOVED_OUT:
-            return None, "duplicate_booking_id"
+            return None, RejectReason.DUPLICATE_BOOKING_ID
         lines, reason = self._place_lines(c, cmd.county, cmd.center)
         if reason is not None:
             return None, reason
         if cmd.identity in c.active:
-            return None, "already_booked"
+            return None, RejectReason.ALREADY_BOOKED
         expires_ms = cmd.hold_expires_at_ms
         if cmd.state == HELD and expires_ms is not None and expires_ms <= self.now_ms:
-            return None, "hold_expired"
+            return None, RejectReason.HOLD_EXPIRED
         return self._pair_for(lines, Want(cmd.center, cmd.earliest, cmd.group, cmd.time_of_day))
 
     def _answer_transfer(
-        self, cmd: TransferIn, appointments: tuple[Appointment, ...], reason: str | None
+        self, cmd: TransferIn, appointments: tuple[Appointment, ...], reason: RejectReason | None
     ) -> None:
         self.sends.append(
             TransferAnswer(
@@ -1110,13 +1111,13 @@ class Allocator:
         self._places_returned(c, cmd.county)
 
     @staticmethod
-    def _inventory_refusal(c: Campaign, cmd: AddInventory) -> str | None:
+    def _inventory_refusal(c: Campaign, cmd: AddInventory) -> RejectReason | None:
         center = c.centers.get(cmd.center)
         if center is not None and center.county != cmd.county:
-            return "center_mismatch"
+            return RejectReason.CENTER_MISMATCH
         window = c.windows.get(cmd.vaccine)
         if window is not None and window != (cmd.min_days, cmd.max_days):
-            return "window_mismatch"
+            return RejectReason.WINDOW_MISMATCH
         return None
 
     # -- RemoveInventory ---------------------------------------------------------------------
@@ -1144,22 +1145,24 @@ class Allocator:
         )
 
     @staticmethod
-    def _slots_to_remove(c: Campaign, cmd: RemoveInventory) -> tuple[list[Slot], str | None]:
+    def _slots_to_remove(
+        c: Campaign, cmd: RemoveInventory
+    ) -> tuple[list[Slot], RejectReason | None]:
         """The distinct slots ``cmd`` names, or why none may be removed (all or nothing)."""
         center = c.centers.get(cmd.center)
         if center is None:
-            return [], "unknown_center"
+            return [], RejectReason.UNKNOWN_CENTER
         if center.county != cmd.county:
-            return [], "center_mismatch"
+            return [], RejectReason.CENTER_MISMATCH
         line = center.lines.get(cmd.vaccine)
         slots: list[Slot] = []
         for start_s in dict.fromkeys(cmd.starts):
             s = line.slot_at(start_s) if line is not None else None
             if s is None:
-                return [], "unknown_slot"
+                return [], RejectReason.UNKNOWN_SLOT
             slots.append(s)
         if any(s.used for s in slots):
-            return [], "slot_in_use"
+            return [], RejectReason.SLOT_IN_USE
         return slots, None
 
     # -- priority reserves -------------------------------------------------------------------
@@ -1170,7 +1173,9 @@ class Allocator:
             return
         c.inventory_commands.add(cmd.command_id)
         center = c.centers.get(cmd.center)
-        reason = "unknown_center" if center is None else self._reserve_refusal(center, cmd)
+        reason = (
+            RejectReason.UNKNOWN_CENTER if center is None else self._reserve_refusal(center, cmd)
+        )
         if center is None or reason is not None:
             out.append(
                 ReserveSet(cmd.command_id, cmd.campaign, cmd.center, self.now_ms, False, 0, reason)
@@ -1188,13 +1193,15 @@ class Allocator:
         # places may have opened, or become usable for the new group's members
         self._places_returned(c, center.county)
 
-    def _reserve_refusal(self, center: Center, cmd: SetReserve) -> str | None:
+    def _reserve_refusal(self, center: Center, cmd: SetReserve) -> RejectReason | None:
         if center.county != cmd.county:
-            return "center_mismatch"
+            return RejectReason.CENTER_MISMATCH
         if cmd.share_pct and cmd.release_at_ms <= self.now_ms:
-            return "release_passed"
+            return RejectReason.RELEASE_PASSED
         if cmd.share_pct + center.other_shares_pct(day_ordinal(cmd.day), cmd.group) > 100:
-            return "reserve_shares_over_100"  # the groups' reserves of a day share its places
+            return (
+                RejectReason.RESERVE_SHARES_OVER_100
+            )  # the groups' reserves of a day share its places
         return None
 
     def _release_reserves(self) -> None:
@@ -1223,7 +1230,12 @@ class Allocator:
         county = c.counties.get(cmd.county) if c is not None else None
         if c is None or county is None:
             report = InventoryReport(
-                cmd.command_id, cmd.campaign, cmd.county, self.now_ms, {}, "unknown_county"
+                cmd.command_id,
+                cmd.campaign,
+                cmd.county,
+                self.now_ms,
+                {},
+                RejectReason.UNKNOWN_COUNTY,
             )
         else:
             report = InventoryReport(

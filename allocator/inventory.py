@@ -57,11 +57,11 @@ from typing import NamedTuple
 from allocator.errors import InvariantError
 from schemas.commands import SlotSpec
 from schemas.events import Appointment
-from schemas.fields import time_of_day_index
+from schemas.states import ReserveMode, time_of_day_index
 
-# The order a member's place is counted in (see ``allocator.core._take``):
-OVER_AND_ABOVE = "over_and_above"  # open places first, the reserve when none is left
-MINIMUM_GUARANTEE = "minimum_guarantee"  # the reserve first, open places when it is gone
+# The order a member's place is counted in (see ``allocator.core._take``), as plain strings:
+OVER_AND_ABOVE = ReserveMode.OVER_AND_ABOVE.value  # open places first, then the reserve
+MINIMUM_GUARANTEE = ReserveMode.MINIMUM_GUARANTEE.value  # the reserve first, then open places
 
 
 def day_ordinal(iso_day: str) -> int:

@@ -91,14 +91,19 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
     try:
         return decode_command(record.value or b"")
     except SchemaError as e:
-        logger.warning(
-            "skipping undecodable record %s[%d]@%d: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            e,
-        )
+        skipping(record, e)
         return None
+
+
+def skipping(record: ConsumerRecord[bytes, bytes], error: SchemaError) -> None:
+    """Log a record that is no command (its SchemaError names the field at fault)."""
+    logger.warning(
+        "skipping undecodable record %s[%d]@%d: %s",
+        record.topic,
+        record.partition,
+        record.offset,
+        error,
+    )
 
 
 async def rebuild(
@@ -385,6 +390,7 @@ class Worker:
         """
         end = None
         commands, events = counts.commands, counts.events
+        apply, add = core.apply, outbox.add  # looked up once per batch, not per record
         until_yield = YIELD_EVERY_RECORDS
         for record in records:
             until_yield -= 1
@@ -396,14 +402,16 @@ class Worker:
             if offset < core.next_offset:
                 continue
             end = offset + 1
-            command = decode(record)
-            if command is None:
+            try:  # decode() inlined: a call less per record
+                command = decode_command(record.value or b"")
+            except SchemaError as e:
+                skipping(record, e)
                 counts.undecodable += 1
                 continue
             commands[command.TYPE] += 1
-            for event in core.apply(offset, record.timestamp, command):
+            for event in apply(offset, record.timestamp, command):
                 events[event.TYPE] += 1
-                outbox.add(partition, event_key(event), event.pack())
+                add(partition, event_key(event), event.pack())
         return end
 
     async def _forward(self, sends: list[Transfer], outbox: Outbox, counts: Counts) -> None:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -133,7 +134,7 @@ async def put_campaign(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
     spec = await asyncio.to_thread(parse_campaign, name, await read_json(request))
-    public = orjson.dumps(spec.public())
+    public = msgspec.json.encode(spec.public())
     stored = await gw.redis.set(keys.campaign(name), public, nx=True)
     if not stored and await gw.redis.get(keys.campaign(name)) != public:
         raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")

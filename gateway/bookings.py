@@ -29,6 +29,7 @@ from gateway.state import GATEWAY, Gateway
 from schemas.commands import Book, Cancel, Confirm, Move
 from schemas.events import Event, Failed
 from schemas.fields import only_keys, opt_date, opt_str, opt_time_of_day, req_bool, req_str
+from schemas.states import TimeOfDay
 from waitingroom import keys
 from waitingroom.errors import TicketError, TicketExpired, WrongRoom
 from waitingroom.rooms import LANGUAGES
@@ -75,7 +76,7 @@ class Wish:
     county: str
     center: str | None
     earliest: str | None
-    time_of_day: str | None
+    time_of_day: TimeOfDay | None
     waitlist: bool = False
 
 

@@ -7,7 +7,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas.wire import Message
+from schemas.message import Message
 
 logger = logging.getLogger(__name__)
 

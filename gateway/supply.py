@@ -33,6 +33,7 @@ from schemas.fields import (
     req_list,
     req_str,
 )
+from schemas.states import ReserveMode
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,11 @@ def _days(body: Mapping[str, Any]) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(count)]
 
 
-def _mode(body: Mapping[str, Any]) -> str:
+def _mode(body: Mapping[str, Any]) -> ReserveMode:
     mode = body.get("mode")
     if mode not in RESERVE_MODES:
         raise ApiError(400, "invalid_request", f"'mode' must be one of {', '.join(RESERVE_MODES)}")
-    return str(mode)
+    return ReserveMode(mode)
 
 
 @routes.post("/api/admin/campaigns/{campaign}/reserves")

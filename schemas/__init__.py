@@ -1,11 +1,12 @@
-"""Message formats shared by the gateway, the waiting room and the allocator.
+"""Contracts shared by the gateway, the waiting room and the allocator, declared once.
 
-Commands and events travel on Kafka as msgpack maps with a schema version field
-``v``; HTTP bodies are JSON (orjson). Each message type is defined once here,
-together with its validation.
+Commands, events and state records travel on Kafka as msgpack maps, declared as
+msgspec ``Struct``s (``schemas.message``: wire type and schema version ``v``); the
+words they use (booking states, rejection reasons, ...) are ``StrEnum``s in
+``schemas.states`` and their limits ``Annotated`` types in ``schemas.types``.
 """
 
 from schemas.errors import SchemaError
-from schemas.wire import SCHEMA_VERSION
+from schemas.message import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SchemaError"]

@@ -10,9 +10,13 @@
                     "every_min", "capacity"}],
      "slots": [{"center", "vaccine", "start": "YYYY-MM-DDTHH:MM", "capacity"}]}
 
-``parse_campaign`` checks it and expands schedules and explicit slots into
-``SlotSpec`` values; every error is a ``SchemaError`` whose message starts with
-the field's path, e.g. ``centers[3].county: unknown county 'x'``. Every county
+The document is declared once as msgspec Structs (``CampaignDoc`` and its parts, with
+their limits); ``CampaignPublic`` is what everyone may read of it (no inventory).
+``parse_campaign`` decodes it, checks what spans fields (ids known and unique, dates
+real, a schedule's close after its open) and expands schedules and explicit slots
+into ``SlotSpec`` values; every error is a ``SchemaError`` whose message starts with
+the field's path, e.g. ``centers[3].county: unknown county 'x'`` or
+``hold_s: Expected `int` >= 60``. Every county
 needs a center: the allocator learns of a county from its centers' inventory, and
 reports on no other, so the rooms of a campaign with a county it never hears of
 could never be told they are sold out.
@@ -38,7 +42,10 @@ import re
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
 
 from schemas.commands import (
     MAX_HOLD_S,
@@ -48,12 +55,13 @@ from schemas.commands import (
     SlotSpec,
 )
 from schemas.errors import SchemaError
-from schemas.fields import ID_PATTERN, only_keys
+from schemas.fields import ID_PATTERN
+from schemas.message import fault
+from schemas.states import IdentityKeyMode
+from schemas.types import Ident
 
 MIN_HOLD_S = 60
 DEFAULT_HOLD_S = 600
-# "required": every confirm carries the person's identity key (one pair per key per campaign)
-IDENTITY_KEY_MODES = ("optional", "required")
 DEFAULT_TIMEZONE = "UTC"
 MAX_SLOTS = 1_000_000  # expanded slots in all: ~300 MB and a few seconds to expand
 MAX_CENTERS = 1_000
@@ -71,69 +79,121 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CLOCK = re.compile(r"([0-9]{2}):([0-9]{2})")
 _LOCAL_START = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}):([0-9]{2})")
 
-
-@dataclass(frozen=True, slots=True)
-class Vaccine:
-    id: str
-    name: str
-    min_days: int  # dose 2 at least this many days after dose 1
-    max_days: int  # and at most this many
-
-
-@dataclass(frozen=True, slots=True)
-class County:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Center:
-    id: str
-    name: str
-    county: str
-    address: str
-    vaccines: tuple[str, ...]
+# Text people read: not blank (a non-space character somewhere), at most so long.
+Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_LEN, pattern=r"\S")]
+Address = Annotated[str, Meta(min_length=1, max_length=MAX_ADDRESS_LEN, pattern=r"\S")]
+Zone = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]
+WindowDays = Annotated[int, Meta(ge=1, le=MAX_WINDOW_DAYS)]
+HoldS = Annotated[int, Meta(ge=MIN_HOLD_S, le=MAX_HOLD_S)]
+Capacity = Annotated[int, Meta(ge=0, le=MAX_CAPACITY)]
+EveryMin = Annotated[int, Meta(ge=MIN_EVERY_MIN, le=24 * 60)]
+Weekday = Annotated[int, Meta(ge=0, le=6, description="0 (Monday) to 6 (Sunday)")]
+# Checked by parse_campaign beyond their pattern: a real day in the years FIRST_YEAR to
+# LAST_YEAR, a clock time up to 24:00, a local start that the clocks do not skip.
+DateText = Annotated[str, Meta(description="a date YYYY-MM-DD")]
+ClockText = Annotated[str, Meta(description="a local time HH:MM (24:00 allowed)")]
+LocalStart = Annotated[str, Meta(description="a local time YYYY-MM-DDTHH:MM without offset")]
 
 
-@dataclass(frozen=True, slots=True)
-class CampaignSpec:
-    """A checked campaign with its slots expanded, sorted by center, vaccine and start."""
+class _Part(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An object of the campaign document: every field known, none of others."""
 
-    name: str
-    title: str
-    timezone: str
-    hold_s: int
+
+class Vaccine(_Part, frozen=True):
+    id: Ident
+    name: Text
+    min_days: WindowDays  # dose 2 at least this many days after dose 1
+    max_days: WindowDays  # and at most this many
+
+
+class County(_Part, frozen=True):
+    id: Ident
+    name: Text
+
+
+class Center(_Part, frozen=True):
+    id: Ident
+    name: Text
+    county: Ident
+    address: Address
+    vaccines: Annotated[tuple[Ident, ...], Meta(min_length=1, max_length=MAX_VACCINES)]
+
+
+class Schedule(_Part, frozen=True, rename={"first": "from", "last": "to"}):
+    """Slots every ``every_min`` minutes from ``open`` to before ``close`` on the
+    ``weekdays`` from ``from`` to ``to`` (local time of the campaign's zone)."""
+
+    center: Ident
+    vaccine: Ident
+    first: DateText
+    last: DateText
+    open: ClockText
+    close: ClockText
+    every_min: EveryMin
+    capacity: Capacity
+    weekdays: Annotated[tuple[Weekday, ...], Meta(min_length=1, max_length=7)] | None = None
+
+
+class Slot(_Part, frozen=True):
+    """One explicit slot at a local start."""
+
+    center: Ident
+    vaccine: Ident
+    start: LocalStart
+    capacity: Capacity
+
+
+class CampaignDoc(_Part, frozen=True):
+    """The document of ``PUT /api/admin/campaigns/{name}``; null reads as absent."""
+
+    title: Text
+    vaccines: Annotated[tuple[Vaccine, ...], Meta(min_length=1, max_length=MAX_VACCINES)]
+    counties: Annotated[tuple[County, ...], Meta(min_length=1, max_length=MAX_COUNTIES)]
+    centers: Annotated[tuple[Center, ...], Meta(min_length=1, max_length=MAX_CENTERS)]
+    timezone: Zone | None = None  # an IANA zone name; None: UTC
+    hold_s: HoldS | None = None  # None: DEFAULT_HOLD_S
+    # "required": every confirm carries the person's identity key (one pair per key)
+    identity_key: IdentityKeyMode | None = None
+    schedules: Annotated[tuple[Schedule, ...], Meta(max_length=MAX_SCHEDULES)] | None = None
+    slots: Annotated[tuple[Slot, ...], Meta(max_length=MAX_SLOTS)] | None = None
+
+
+class CampaignPublic(msgspec.Struct, frozen=True):
+    """What everyone may read of a campaign (``GET /api/campaigns/{name}``): the
+    document without its inventory, with its name and its defaults filled in. Stored
+    as JSON in Redis (``keys.campaign``) and in the state log (``CampaignStored``)."""
+
+    name: Ident
+    title: Text
+    timezone: Zone
+    hold_s: HoldS
+    identity_key: IdentityKeyMode
     vaccines: tuple[Vaccine, ...]
     counties: tuple[County, ...]
     centers: tuple[Center, ...]
-    slots: tuple[tuple[str, str, SlotSpec], ...]  # (center id, vaccine id, slot)
-    # whether a confirm must carry the person's identity key (e.g. an insurance number)
-    identity_key: str = "optional"
 
-    def public(self) -> dict[str, Any]:
-        """The JSON-able description shown to everyone; no slots."""
-        return {
-            "name": self.name,
-            "title": self.title,
-            "timezone": self.timezone,
-            "hold_s": self.hold_s,
-            "identity_key": self.identity_key,
-            "vaccines": [
-                {"id": v.id, "name": v.name, "min_days": v.min_days, "max_days": v.max_days}
-                for v in self.vaccines
-            ],
-            "counties": [{"id": c.id, "name": c.name} for c in self.counties],
-            "centers": [
-                {
-                    "id": c.id,
-                    "name": c.name,
-                    "county": c.county,
-                    "address": c.address,
-                    "vaccines": list(c.vaccines),
-                }
-                for c in self.centers
-            ],
-        }
+
+_public_decoder = msgspec.json.Decoder(CampaignPublic)
+
+
+def decode_public(raw: bytes | str) -> CampaignPublic:
+    """A stored public description; SchemaError naming the field if it is not one."""
+    try:
+        return _public_decoder.decode(raw)
+    except msgspec.DecodeError as e:
+        raise _path_error(e, "campaign") from e
+
+
+class CampaignSpec(CampaignPublic, frozen=True):
+    """A checked campaign: its public view and its slots expanded, sorted by center,
+    vaccine and start."""
+
+    slots: tuple[tuple[str, str, SlotSpec], ...]  # (center id, vaccine id, slot)
+
+    def public(self) -> CampaignPublic:
+        """The description shown to everyone; no slots."""
+        fields = CampaignPublic.__struct_fields__
+        return CampaignPublic(*(getattr(self, f) for f in fields))
 
     def inventory_commands(
         self, new_id: Callable[[], str], max_slots: int = 2000
@@ -173,27 +233,38 @@ class CampaignSpec:
         return out
 
 
+def _path_error(e: msgspec.DecodeError, root: str) -> SchemaError:
+    """A msgspec error as ``path: what``, the path as the document writes it
+    (``centers[3].county``); ``root`` names the whole document."""
+    path, text, _, unknown = fault(e)
+    if unknown:
+        return SchemaError(f"unknown field(s) in {path or 'the ' + root}: {unknown}")
+    if not isinstance(e, msgspec.ValidationError):
+        text = f"not JSON: {text}"
+    elif not path and text.startswith("Expected `object`"):
+        text = "must be an object"
+    return SchemaError(f"{path or root}: {text}")
+
+
+_doc_decoder = functools.partial(msgspec.convert, type=CampaignDoc)
+
+
 def parse_campaign(name: str, doc: Any) -> CampaignSpec:
     """Check a campaign document and expand its inventory; raises SchemaError."""
     if not isinstance(name, str) or not ID_PATTERN.fullmatch(name):
         raise SchemaError(f"name: a campaign name must match {ID_PATTERN.pattern}, got {name!r}")
-    top = _Obj(
-        doc,
-        "",
-        required=("title", "vaccines", "counties", "centers"),
-        optional=("timezone", "hold_s", "identity_key", "schedules", "slots"),
-    )
-    title = top.text("title")
-    hold_s = top.integer("hold_s", MIN_HOLD_S, MAX_HOLD_S, default=DEFAULT_HOLD_S)
-    identity_key = top.choice("identity_key", IDENTITY_KEY_MODES, default="optional")
-    tz_name, tz = _timezone(top)
-    vaccines = _vaccines(top)
-    counties = _counties(top)
-    centers = _centers(top, {v.id for v in vaccines}, {c.id for c in counties})
-    _every_county_has_a_center(counties, centers)
-    by_id = {c.id: c for c in centers}
-    schedules = _schedules(top, by_id)
-    extras = _extras(top, by_id)
+    try:
+        top = _doc_decoder(doc)
+    except msgspec.ValidationError as e:
+        raise _path_error(e, "campaign") from e
+    tz_name, tz = _timezone(top.timezone)
+    _vaccines(top.vaccines)
+    _unique_ids([c.id for c in top.counties], "counties")
+    _centers(top.centers, {v.id for v in top.vaccines}, {c.id for c in top.counties})
+    _every_county_has_a_center(top.counties, top.centers)
+    by_id = {c.id: c for c in top.centers}
+    schedules = _schedules(top.schedules or (), by_id)
+    extras = _extras(top.slots or (), by_id)
     total = sum(s.count() for s in schedules) + len(extras)
     if total > MAX_SLOTS:
         raise SchemaError(
@@ -203,84 +274,20 @@ def parse_campaign(name: str, doc: Any) -> CampaignSpec:
     if not any(s.capacity for _, _, s in slots):
         raise SchemaError("schedules: the campaign gives no places; add 'schedules' or 'slots'")
     return CampaignSpec(
-        name, title, tz_name, hold_s, vaccines, counties, centers, slots, identity_key
+        name,
+        top.title,
+        tz_name,
+        DEFAULT_HOLD_S if top.hold_s is None else top.hold_s,
+        top.identity_key or IdentityKeyMode.OPTIONAL,
+        top.vaccines,
+        top.counties,
+        top.centers,
+        slots,
     )
 
 
-class _Obj:
-    """One JSON object of the document, read field by field; errors name the field's path."""
-
-    def __init__(
-        self, raw: Any, path: str, required: Sequence[str], optional: Sequence[str] = ()
-    ) -> None:
-        if not isinstance(raw, Mapping):
-            raise SchemaError(f"{path or 'campaign'}: must be an object")
-        only_keys(raw, frozenset(required) | frozenset(optional), path or "the campaign")
-        self.raw: Mapping[str, Any] = raw
-        self.path = path
-        for key in required:
-            if raw.get(key) is None:
-                raise SchemaError(f"{self.at(key)}: is required")
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        return self.raw.get(key) is not None
-
-    def text(self, key: str, max_len: int = MAX_TEXT_LEN) -> str:
-        value = self.raw.get(key)
-        if not isinstance(value, str) or not value.strip():
-            raise SchemaError(f"{self.at(key)}: must be a non-empty string")
-        if len(value) > max_len:
-            raise SchemaError(f"{self.at(key)}: is longer than {max_len} characters")
-        return value
-
-    def ident(self, key: str) -> str:
-        return _ident(self.raw.get(key), self.at(key))
-
-    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
-        value = self.raw.get(key, default)
-        if value not in choices:
-            raise SchemaError(f"{self.at(key)}: must be one of {', '.join(choices)}, got {value!r}")
-        return str(value)
-
-    def integer(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
-        value = self.raw.get(key)
-        if value is None and default is not None:
-            return default
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise SchemaError(f"{self.at(key)}: must be an integer")
-        if not lo <= value <= hi:
-            raise SchemaError(f"{self.at(key)}: must be between {lo} and {hi}, got {value}")
-        return value
-
-    def items(self, key: str, max_len: int, *, min_len: int = 1) -> list[tuple[str, Any]]:
-        """(path, raw item) for each item of the list ``key``; absent or null is empty."""
-        value = self.raw.get(key, [])
-        if value is None:
-            value = []
-        if not isinstance(value, list | tuple):
-            raise SchemaError(f"{self.at(key)}: must be a list")
-        if not min_len <= len(value) <= max_len:
-            raise SchemaError(f"{self.at(key)}: must have {min_len} to {max_len} items")
-        return [(f"{self.at(key)}[{i}]", item) for i, item in enumerate(value)]
-
-    def date(self, key: str) -> dt.date:
-        return _date(self.raw.get(key), self.at(key))
-
-    def clock(self, key: str) -> int:
-        """A local time HH:MM (24:00 allowed) as minutes after midnight."""
-        value = self.raw.get(key)
-        m = _CLOCK.fullmatch(value) if isinstance(value, str) else None
-        minutes = int(m[1]) * 60 + int(m[2]) if m and int(m[2]) < 60 else -1
-        if not 0 <= minutes <= 24 * 60:
-            raise SchemaError(f"{self.at(key)}: must be a local time HH:MM, got {value!r}")
-        return minutes
-
-
-def _date(value: Any, path: str) -> dt.date:
-    if isinstance(value, str) and _DATE.fullmatch(value):
+def _date(value: str, path: str) -> dt.date:
+    if _DATE.fullmatch(value):
         try:
             day = dt.date.fromisoformat(value)
         except ValueError:
@@ -293,16 +300,18 @@ def _date(value: Any, path: str) -> dt.date:
     )
 
 
-def _ident(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise SchemaError(f"{path}: must be an id matching {ID_PATTERN.pattern}, got {value!r}")
-    return value
+def _clock(value: str, path: str) -> int:
+    """A local time HH:MM (24:00 allowed) as minutes after midnight."""
+    m = _CLOCK.fullmatch(value)
+    minutes = int(m[1]) * 60 + int(m[2]) if m and int(m[2]) < 60 else -1
+    if not 0 <= minutes <= 24 * 60:
+        raise SchemaError(f"{path}: must be a local time HH:MM, got {value!r}")
+    return minutes
 
 
-def _timezone(top: _Obj) -> tuple[str, dt.tzinfo]:
-    if not top.has("timezone"):
+def _timezone(name: str | None) -> tuple[str, dt.tzinfo]:
+    if name is None:
         return DEFAULT_TIMEZONE, dt.UTC
-    name = top.text("timezone", max_len=64)
     if name == "localtime":  # the host's zone: the same document would mean different times
         raise SchemaError("timezone: give an IANA zone name such as 'Europe/Berlin'")
     if name not in _known_zones():  # also keeps out right/* (leap seconds) and data files
@@ -326,43 +335,28 @@ def _unique_ids(ids: Sequence[str], path: str) -> None:
         seen.add(item_id)
 
 
-def _vaccines(top: _Obj) -> tuple[Vaccine, ...]:
-    out = []
-    for path, raw in top.items("vaccines", MAX_VACCINES):
-        o = _Obj(raw, path, required=("id", "name", "min_days", "max_days"))
-        min_days = o.integer("min_days", 1, MAX_WINDOW_DAYS)
-        max_days = o.integer("max_days", min_days, MAX_WINDOW_DAYS)
-        out.append(Vaccine(o.ident("id"), o.text("name"), min_days, max_days))
-    _unique_ids([v.id for v in out], "vaccines")
-    return tuple(out)
+def _vaccines(vaccines: Sequence[Vaccine]) -> None:
+    for i, v in enumerate(vaccines):
+        if v.max_days < v.min_days:
+            raise SchemaError(
+                f"vaccines[{i}].max_days: must be between {v.min_days} and {MAX_WINDOW_DAYS},"
+                f" got {v.max_days}"
+            )
+    _unique_ids([v.id for v in vaccines], "vaccines")
 
 
-def _counties(top: _Obj) -> tuple[County, ...]:
-    out = []
-    for path, raw in top.items("counties", MAX_COUNTIES):
-        o = _Obj(raw, path, required=("id", "name"))
-        out.append(County(o.ident("id"), o.text("name")))
-    _unique_ids([c.id for c in out], "counties")
-    return tuple(out)
-
-
-def _centers(top: _Obj, vaccine_ids: set[str], county_ids: set[str]) -> tuple[Center, ...]:
-    out = []
-    for path, raw in top.items("centers", MAX_CENTERS):
-        o = _Obj(raw, path, required=("id", "name", "county", "address", "vaccines"))
-        county = o.ident("county")
-        if county not in county_ids:
-            raise SchemaError(f"{path}.county: unknown county {county!r}")
-        offered = tuple(_ident(v, p) for p, v in o.items("vaccines", MAX_VACCINES))
+def _centers(centers: Sequence[Center], vaccine_ids: set[str], county_ids: set[str]) -> None:
+    for n, center in enumerate(centers):
+        path = f"centers[{n}]"
+        if center.county not in county_ids:
+            raise SchemaError(f"{path}.county: unknown county {center.county!r}")
+        offered = center.vaccines
         for i, vaccine in enumerate(offered):
             if vaccine not in vaccine_ids:
                 raise SchemaError(f"{path}.vaccines[{i}]: unknown vaccine {vaccine!r}")
             if vaccine in offered[:i]:
                 raise SchemaError(f"{path}.vaccines[{i}]: vaccine {vaccine!r} listed twice")
-        address = o.text("address", MAX_ADDRESS_LEN)
-        out.append(Center(o.ident("id"), o.text("name"), county, address, offered))
-    _unique_ids([c.id for c in out], "centers")
-    return tuple(out)
+    _unique_ids([c.id for c in centers], "centers")
 
 
 def _every_county_has_a_center(counties: Sequence[County], centers: Sequence[Center]) -> None:
@@ -374,17 +368,12 @@ def _every_county_has_a_center(counties: Sequence[County], centers: Sequence[Cen
             )
 
 
-def _offer(o: _Obj, centers: Mapping[str, Center]) -> tuple[str, str]:
-    """The (center, vaccine) an inventory entry names, checked against the centers."""
-    center = o.ident("center")
+def _offer(path: str, center: str, vaccine: str, centers: Mapping[str, Center]) -> None:
+    """Check the (center, vaccine) an inventory entry names against the centers."""
     if center not in centers:
-        raise SchemaError(f"{o.at('center')}: unknown center {center!r}")
-    vaccine = o.ident("vaccine")
+        raise SchemaError(f"{path}.center: unknown center {center!r}")
     if vaccine not in centers[center].vaccines:
-        raise SchemaError(
-            f"{o.at('vaccine')}: center {center!r} does not offer vaccine {vaccine!r}"
-        )
-    return center, vaccine
+        raise SchemaError(f"{path}.vaccine: center {center!r} does not offer vaccine {vaccine!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,40 +401,30 @@ class _Schedule:
         return (full_weeks * len(self.weekdays) + extra) * len(self.minutes)
 
 
-def _schedules(top: _Obj, centers: Mapping[str, Center]) -> list[_Schedule]:
+def _schedules(schedules: Sequence[Schedule], centers: Mapping[str, Center]) -> list[_Schedule]:
     out = []
-    for path, raw in top.items("schedules", MAX_SCHEDULES, min_len=0):
-        o = _Obj(
-            raw,
-            path,
-            required=("center", "vaccine", "from", "to", "open", "close", "every_min", "capacity"),
-            optional=("weekdays",),
-        )
-        center, vaccine = _offer(o, centers)
-        first, last = o.date("from"), o.date("to")
+    for i, s in enumerate(schedules):
+        path = f"schedules[{i}]"
+        _offer(path, s.center, s.vaccine, centers)
+        first, last = _date(s.first, f"{path}.from"), _date(s.last, f"{path}.to")
         if last < first:
             raise SchemaError(f"{path}.to: {last} is before from {first}")
-        opens, closes = o.clock("open"), o.clock("close")
+        opens, closes = _clock(s.open, f"{path}.open"), _clock(s.close, f"{path}.close")
         if closes <= opens:
             raise SchemaError(f"{path}.close: must be later than open")
-        every = o.integer("every_min", MIN_EVERY_MIN, 24 * 60)
-        capacity = o.integer("capacity", 0, MAX_CAPACITY)
-        minutes = tuple(range(opens, closes, every))
-        out.append(_Schedule(center, vaccine, first, last, _weekdays(o), minutes, capacity))
+        minutes = tuple(range(opens, closes, s.every_min))
+        weekdays = _weekdays(s.weekdays, f"{path}.weekdays")
+        out.append(_Schedule(s.center, s.vaccine, first, last, weekdays, minutes, s.capacity))
     return out
 
 
-def _weekdays(o: _Obj) -> frozenset[int]:
-    if not o.has("weekdays"):
+def _weekdays(weekdays: Sequence[int] | None, path: str) -> frozenset[int]:
+    if weekdays is None:
         return frozenset(ALL_WEEKDAYS)
-    days: set[int] = set()
-    for path, raw in o.items("weekdays", 7):
-        if not isinstance(raw, int) or isinstance(raw, bool) or raw not in ALL_WEEKDAYS:
-            raise SchemaError(f"{path}: must be a weekday 0 (Monday) to 6 (Sunday), got {raw!r}")
-        if raw in days:
-            raise SchemaError(f"{path}: weekday {raw} listed twice")
-        days.add(raw)
-    return frozenset(days)
+    for i, day in enumerate(weekdays):
+        if day in weekdays[:i]:
+            raise SchemaError(f"{path}[{i}]: weekday {day} listed twice")
+    return frozenset(weekdays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,27 +439,25 @@ class _Extra:
     capacity: int
 
 
-def _extras(top: _Obj, centers: Mapping[str, Center]) -> list[_Extra]:
+def _extras(slots: Sequence[Slot], centers: Mapping[str, Center]) -> list[_Extra]:
     out = []
-    for path, raw in top.items("slots", MAX_SLOTS, min_len=0):
-        o = _Obj(raw, path, required=("center", "vaccine", "start", "capacity"))
-        center, vaccine = _offer(o, centers)
-        day, minute = _local_start(o)
-        capacity = o.integer("capacity", 0, MAX_CAPACITY)
-        out.append(_Extra(path, center, vaccine, day, minute, capacity))
+    for i, s in enumerate(slots):
+        path = f"slots[{i}]"
+        _offer(path, s.center, s.vaccine, centers)
+        day, minute = _local_start(s.start, f"{path}.start")
+        out.append(_Extra(path, s.center, s.vaccine, day, minute, s.capacity))
     return out
 
 
-def _local_start(o: _Obj) -> tuple[dt.date, int]:
-    value = o.raw.get("start")
-    m = _LOCAL_START.fullmatch(value) if isinstance(value, str) else None
+def _local_start(value: str, path: str) -> tuple[dt.date, int]:
+    m = _LOCAL_START.fullmatch(value)
     if m:
-        day = _date(m[1], o.at("start"))
+        day = _date(m[1], path)
         hour, minute = int(m[2]), int(m[3])
         if hour < 24 and minute < 60:
             return day, hour * 60 + minute
     raise SchemaError(
-        f"{o.at('start')}: must be a local time YYYY-MM-DDTHH:MM without offset, got {value!r}"
+        f"{path}: must be a local time YYYY-MM-DDTHH:MM without offset, got {value!r}"
     )
 
 

@@ -1,4 +1,6 @@
-"""Field readers that turn an untrusted mapping into typed values or raise SchemaError."""
+"""The gateway's readers of HTTP body fields: an untrusted mapping to typed values, or
+SchemaError naming the field. The Kafka messages and the campaign document are msgspec
+types (``schemas.message``, ``schemas.campaign``) and read nothing here."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.errors import SchemaError
+from schemas.states import TIMES_OF_DAY as TIMES_OF_DAY  # re-exported for the gateway
+from schemas.states import TimeOfDay
+from schemas.types import ID_PATTERN_TEXT, MAX_ID_LEN
 
-MAX_ID_LEN = 128
 # the names an operator gives: campaigns, counties, centers, vaccines, rooms, groups
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ID_PATTERN = re.compile(ID_PATTERN_TEXT)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -43,42 +47,11 @@ def opt_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str
     return req_str(m, key, max_len=max_len)
 
 
-def req_int(m: Mapping[str, Any], key: str, *, lo: int | None = None, hi: int | None = None) -> int:
-    value = m.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise SchemaError(f"'{key}' must be an integer")
-    if lo is not None and value < lo:
-        raise SchemaError(f"'{key}' must be at least {lo}")
-    if hi is not None and value > hi:
-        raise SchemaError(f"'{key}' must be at most {hi}")
-    return value
-
-
-def opt_int(m: Mapping[str, Any], key: str) -> int | None:
-    """An integer, or None when absent or null."""
-    return None if m.get(key) is None else req_int(m, key)
-
-
 def req_bool(m: Mapping[str, Any], key: str) -> bool:
     value = m.get(key)
     if not isinstance(value, bool):
         raise SchemaError(f"'{key}' must be a boolean")
     return value
-
-
-def req_number(
-    m: Mapping[str, Any], key: str, *, lo: float | None = None, hi: float | None = None
-) -> float:
-    value = m.get(key)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise SchemaError(f"'{key}' must be a number")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise SchemaError(f"'{key}' must be a finite number")
-    if lo is not None and value < lo:
-        raise SchemaError(f"'{key}' must be at least {lo}")
-    if hi is not None and value > hi:
-        raise SchemaError(f"'{key}' must be at most {hi}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +123,6 @@ def req_list(m: Mapping[str, Any], key: str, *, max_len: int = 100_000) -> list[
     return list(value)
 
 
-def req_map(m: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = m.get(key)
-    if not isinstance(value, Mapping):
-        raise SchemaError(f"'{key}' must be an object")
-    if not all(isinstance(k, str) for k in value):
-        raise SchemaError(f"'{key}' must have string keys")
-    return value
-
-
 def parse_date(value: Any, key: str) -> dt.date:
     if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise SchemaError(f"'{key}' must be an ISO date (YYYY-MM-DD), got {value!r}")
@@ -194,20 +158,11 @@ def only_keys(m: Mapping[str, Any], allowed: frozenset[str], where: str) -> None
         raise SchemaError(f"unknown field(s) in {where}: {names}")
 
 
-# A time-of-day preference names a part of the local day a slot starts in.
-TIMES_OF_DAY = ("morning", "afternoon", "evening")  # before 12:00, 12:00-16:59, from 17:00
-
-
-def time_of_day_index(local_hour: int) -> int:
-    """The index in ``TIMES_OF_DAY`` of a slot starting at ``local_hour`` (0..23)."""
-    return 0 if local_hour < 12 else 1 if local_hour < 17 else 2
-
-
-def opt_time_of_day(m: Mapping[str, Any], key: str) -> str | None:
+def opt_time_of_day(m: Mapping[str, Any], key: str) -> TimeOfDay | None:
     """An optional time-of-day preference: absent or null, or one of ``TIMES_OF_DAY``."""
     value = m.get(key)
     if value is None:
         return None
     if value not in TIMES_OF_DAY:
         raise SchemaError(f"'{key}' must be one of {', '.join(TIMES_OF_DAY)}, got {value!r}")
-    return str(value)
+    return TimeOfDay(value)

@@ -43,6 +43,7 @@ import redis.asyncio as aioredis
 from schemas.state import (
     AdmissionSet,
     CeilingRaised,
+    CounterKind,
     MessageSet,
     RoomOpened,
     RoomStateSet,
@@ -382,7 +383,9 @@ class RoomStore:
         mapping: dict[Any, Any] = config_fields(cfg)
         if self.ledger is not None:  # a new room's pre-queue gets its first block at once
             stored = RoomStored(cfg.name, **mapping)
-            await self.ledger.write(stored, CeilingRaised(cfg.name, "pre", self.ceiling_block))
+            await self.ledger.write(
+                stored, CeilingRaised(cfg.name, CounterKind.PRE, self.ceiling_block)
+            )
             mapping["durable"] = "1"
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(room, mapping=mapping)
@@ -505,7 +508,7 @@ class RoomStore:
         name, first_block = snap.config.name, snap.post_count + self.ceiling_block
         await self.ledger.write(
             RoomOpened(name, snap.seed, snap.prequeue_size, snap.opened_at_s),
-            CeilingRaised(name, "post", first_block),
+            CeilingRaised(name, CounterKind.POST, first_block),
         )
         await self.scripts.mark_opening_logged(
             keys=[keys.room(name)], args=[snap.seed, first_block]
@@ -519,7 +522,7 @@ class RoomStore:
         if self.ledger is None:
             raise CounterFenced(name, kind, needed)
         ceiling = needed + self.ceiling_block
-        await self.ledger.write(CeilingRaised(name, kind, ceiling))
+        await self.ledger.write(CeilingRaised(name, CounterKind(kind), ceiling))
         status = text(
             await self.scripts.raise_ceiling(
                 keys=[keys.room(name), keys.state_marker()], args=[kind, ceiling]

@@ -25,12 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
-from schemas.wire import wire_class
+from schemas.state import CounterKind
 from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
 
-TICKET_KINDS = ("pre", "post")
+TICKET_KINDS = tuple(k.value for k in CounterKind)  # joins before the opening, and after
 TYPE_TICKET = "ticket"
 TYPE_BOOKING = "booking"
 DEFAULT_TICKET_TTL_S = 7 * 86_400.0
@@ -49,12 +50,11 @@ _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
-@wire_class
-class Ticket:
+class Ticket(msgspec.Struct, frozen=True, gc=False):
     """A place in a room's line: ``number`` counts the pre- or post-opening joins.
 
-    Immutable by contract (``wire_class``: mypy treats it as frozen; at run time a plain
-    slots dataclass, built at a third of a frozen one's cost, once per join).
+    A frozen msgspec Struct: built in C, a fraction of a frozen dataclass's cost (one
+    ``object.__setattr__`` per field), once per join.
     """
 
     room: str

@@ -22,6 +22,7 @@ from schemas.commands import (
     SlotSpec,
 )
 from schemas.events import Confirmed, Event, Failed, Held, Moved, Offered, Rejected, Summary
+from schemas.states import ReserveMode, TimeOfDay
 
 BASE_DAY = dt.date(2030, 3, 1)
 T0_MS = int(dt.datetime(2030, 2, 28, tzinfo=dt.UTC).timestamp()) * 1000
@@ -95,7 +96,7 @@ def book(
         hold_s=hold_s,
         group=group,
         waitlist=waitlist,
-        time_of_day=time_of_day,
+        time_of_day=TimeOfDay(time_of_day) if time_of_day else None,
     )
 
 
@@ -123,7 +124,7 @@ def move(
         campaign,
         center=center,
         earliest=earliest,
-        time_of_day=time_of_day,
+        time_of_day=TimeOfDay(time_of_day) if time_of_day else None,
         county=county,
     )
 
@@ -157,7 +158,15 @@ def reserve(
 ) -> SetReserve:
     """SetReserve of ``share_pct`` percent of ``center``'s slots on day ``day`` for ``group``."""
     return SetReserve(
-        command_id, campaign, county, center, day_iso(day), group, share_pct, mode, release_at_ms
+        command_id,
+        campaign,
+        county,
+        center,
+        day_iso(day),
+        group,
+        share_pct,
+        ReserveMode(mode),
+        release_at_ms,
     )
 
 

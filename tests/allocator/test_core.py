@@ -13,6 +13,7 @@ from schemas.events import (
     Rejected,
     Summary,
 )
+from schemas.states import RejectReason
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
@@ -183,7 +184,7 @@ def test_a_hold_expires_when_the_log_clock_reaches_it(log: Log) -> None:
     events = log(confirm("f1", "k1"), at_ms=held.hold_expires_at_ms)
     assert events == [
         Expired("b1", "k1", CAMPAIGN, 2, held.hold_expires_at_ms),
-        Failed("f1", "k1", CAMPAIGN, held.hold_expires_at_ms, "hold_expired"),
+        Failed("f1", "k1", CAMPAIGN, held.hold_expires_at_ms, RejectReason.HOLD_EXPIRED),
     ]
     assert log.reason(cancel("x1", "k1")) == "already_final"
     assert slot_ids(log.held(book("b2", "k2", "alice", "north"))) == slot_ids(held)
@@ -281,9 +282,13 @@ def test_add_inventory_refusals_change_nothing(log: Log) -> None:
     log(add("a1", "north", "c1", [slot(0), slot(21)]))
     before = log.usage()
     window = log.one(add("a2", "north", "c2", [slot(0), slot(10)], min_days=7, max_days=14))
-    assert window == InventoryAdded("a2", CAMPAIGN, "c2", T0_MS, False, 0, "window_mismatch")
+    assert window == InventoryAdded(
+        "a2", CAMPAIGN, "c2", T0_MS, False, 0, RejectReason.WINDOW_MISMATCH
+    )
     county = log.one(add("a3", "south", "c1", [slot(1), slot(22)]))
-    assert county == InventoryAdded("a3", CAMPAIGN, "c1", T0_MS, False, 0, "center_mismatch")
+    assert county == InventoryAdded(
+        "a3", CAMPAIGN, "c1", T0_MS, False, 0, RejectReason.CENTER_MISMATCH
+    )
     assert log.usage() == before
     assert log.reason(book("b1", "k1", "p1", "south")) == "unknown_county"
     assert log.reason(book("b2", "k2", "p2", "north", center="c2")) == "unknown_center"

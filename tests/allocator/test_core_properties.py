@@ -64,6 +64,7 @@ from schemas.events import (
     Summary,
     Waitlisted,
 )
+from schemas.states import RejectReason, ReserveMode
 from tests.allocator import T0_MS, add, book, cancel, confirm, day_iso, move, remove, slot
 
 CAMPAIGNS = ("spring", "spring", "spring", "autumn")
@@ -84,7 +85,7 @@ GROUPS = (None, None, "care", "care", "teachers", "medical")
 RESERVE_GROUPS = ("care", "care", "teachers", "medical")
 SHARES = (0, 30, 40, 50, 50, 60, 100)
 TIMES = (None, None, None, "morning", "afternoon", "evening")
-MODES = ("over_and_above", "minimum_guarantee")
+MODES = tuple(ReserveMode)
 
 Record = tuple[int, int, Command]  # offset, timestamp_ms, command
 
@@ -1050,15 +1051,15 @@ class Oracle:
             for start_s in dict.fromkeys(cmd.starts)
         ]
         used = self.used()
-        reason = None
+        reason: RejectReason | None = None
         if county is None:
-            reason = "unknown_center"
+            reason = RejectReason.UNKNOWN_CENTER
         elif county != cmd.county:
-            reason = "center_mismatch"
+            reason = RejectReason.CENTER_MISMATCH
         elif None in sids:
-            reason = "unknown_slot"
+            reason = RejectReason.UNKNOWN_SLOT
         elif any(used[(cmd.campaign, sid)] for sid in sids if sid is not None):
-            reason = "slot_in_use"
+            reason = RejectReason.SLOT_IN_USE
         if reason is not None:
             assert (answer.accepted, answer.reason, answer.slots_removed) == (False, reason, 0)
             return
@@ -1074,11 +1075,11 @@ class Oracle:
         assert isinstance(answer, InventoryAdded)
         county = self.centers.get((cmd.campaign, cmd.center))
         window = self.windows.get((cmd.campaign, cmd.vaccine))
-        reason = None
+        reason: RejectReason | None = None
         if county is not None and county != cmd.county:
-            reason = "center_mismatch"
+            reason = RejectReason.CENTER_MISMATCH
         elif window is not None and window != (cmd.min_days, cmd.max_days):
-            reason = "window_mismatch"
+            reason = RejectReason.WINDOW_MISMATCH
         if reason is not None:
             assert (answer.accepted, answer.reason, answer.slots_added) == (False, reason, 0)
             return []
@@ -1125,15 +1126,15 @@ class Oracle:
 
     def check_set_reserve(self, cmd: SetReserve, answer: Event) -> list[tuple[str, str]]:
         county = self.centers.get((cmd.campaign, cmd.center))
-        reason = None
+        reason: RejectReason | None = None
         if county is None:
-            reason = "unknown_center"
+            reason = RejectReason.UNKNOWN_CENTER
         elif county != cmd.county:
-            reason = "center_mismatch"
+            reason = RejectReason.CENTER_MISMATCH
         elif cmd.share_pct and cmd.release_at_ms <= self.now_ms:
-            reason = "release_passed"
+            reason = RejectReason.RELEASE_PASSED
         elif cmd.share_pct + self.other_shares(cmd) > 100:
-            reason = "reserve_shares_over_100"
+            reason = RejectReason.RESERVE_SHARES_OVER_100
         if county is None or reason is not None:
             at_ms = self.now_ms
             assert answer == ReserveSet(

@@ -26,6 +26,7 @@ from schemas.events import (
     Summary,
     Waitlisted,
 )
+from schemas.states import RejectReason
 from tests.allocator import (
     T0_MS,
     Log,
@@ -223,7 +224,7 @@ def test_a_move_reaching_the_expiry_millisecond_ends_the_hold(
     assert isinstance(answer, TransferAnswer) and answer.reason == reason
     assert {used for _, used in two.b.usage().values()} == {0}
     assert two.deliver(answer, at_ms=expiry) == [
-        Failed("m1", "k1", "spring", expiry, reason),
+        Failed("m1", "k1", "spring", expiry, RejectReason(reason)),
         Expired("b1", "k1", "spring", 2, expiry),
     ]
     assert view(two.a, "k1").state == "expired"

@@ -6,6 +6,7 @@ import pytest
 
 from schemas.commands import RemoveInventory, Tick
 from schemas.events import InventoryRemoved
+from schemas.states import RejectReason
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
@@ -31,7 +32,7 @@ def log() -> Log:
 
 
 def refused(reason: str, command_id: str = "r1", center: str = "c1") -> InventoryRemoved:
-    return InventoryRemoved(command_id, CAMPAIGN, center, T0_MS, False, 0, reason)
+    return InventoryRemoved(command_id, CAMPAIGN, center, T0_MS, False, 0, RejectReason(reason))
 
 
 def test_removed_slots_are_no_longer_bookable(log: Log) -> None:
@@ -43,7 +44,7 @@ def test_removed_slots_are_no_longer_bookable(log: Log) -> None:
     assert (summary.free, summary.pairs_left) == (3, 1)
     held = log.held(book("b1", "k1", "alice", "north"))
     assert slot_ids(held) == [slot_id("c1", "vx", 1), slot_id("c1", "vx", 22)]
-    assert log.reason(book("b2", "k2", "bob", "north")) == "no_pair_in_window"
+    assert log.reason(book("b2", "k2", "bob", "north")) == RejectReason.NO_PAIR_IN_WINDOW
 
 
 def test_refusals_remove_nothing(log: Log) -> None:
@@ -64,7 +65,7 @@ def test_refusals_remove_nothing(log: Log) -> None:
     assert log.one(remove("r6", "north", "c7", [slot(1)])) == refused("unknown_center", "r6", "c7")
     other = remove("r7", "north", "c1", [slot(1)], campaign="autumn")
     assert log.one(other) == InventoryRemoved(
-        "r7", "autumn", "c1", T0_MS, False, 0, "unknown_center"
+        "r7", "autumn", "c1", T0_MS, False, 0, RejectReason.UNKNOWN_CENTER
     )
     assert (log.usage(), log.core.summaries()) == before
 

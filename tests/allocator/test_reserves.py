@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from allocator.core import Allocator
 from schemas.commands import Book, SetReserve, Tick
 from schemas.events import CountySummary, Held, Moved, Rejected, ReserveSet, Summary
+from schemas.states import RejectReason
 from tests.allocator import (
     T0_MS,
     WINDOW_EDGE_DAYS,
@@ -328,7 +329,7 @@ def test_a_reserve_is_refused_with_a_reason(
 ) -> None:
     log(add("a1", "north", "c1", [slot(0, 9, 2), slot(21, 9, 2)]))
     answer = log.one(reserve("r1", county, center, 0, "care", 50, release_at_ms=release_at_ms))
-    assert answer == ReserveSet("r1", "spring", center, T0_MS, False, 0, reason)
+    assert answer == ReserveSet("r1", "spring", center, T0_MS, False, 0, RejectReason(reason))
     assert held_back(log) == {DOSE_1: 0, DOSE_2: 0}
 
 
@@ -522,7 +523,9 @@ def test_the_shares_of_one_day_may_not_sum_to_more_than_100(
     if fits:
         assert answer.accepted and answer.places_reserved == 10 * medical_pct // 100
         return
-    assert answer == ReserveSet("r2", "spring", "c1", T0_MS, False, 0, "reserve_shares_over_100")
+    assert answer == ReserveSet(
+        "r2", "spring", "c1", T0_MS, False, 0, RejectReason.RESERVE_SHARES_OVER_100
+    )
     assert held_for(log, "medical") == {DOSE_1: 0, DOSE_2: 0}
     assert held_back(log) == {DOSE_1: care_pct // 10, DOSE_2: 0}
     # changing a group's own share counts only the others; removing is always allowed

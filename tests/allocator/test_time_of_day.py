@@ -8,7 +8,7 @@ import pytest
 
 from allocator.inventory import time_of_day_of
 from schemas.commands import SlotSpec
-from schemas.fields import TIMES_OF_DAY
+from schemas.states import TIMES_OF_DAY
 from tests.allocator import (
     Log,
     add,

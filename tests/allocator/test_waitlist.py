@@ -22,6 +22,7 @@ from schemas.events import (
     Rejected,
     Waitlisted,
 )
+from schemas.states import RejectReason
 from tests.allocator import (
     CAMPAIGN,
     T0_MS,
@@ -124,7 +125,7 @@ def test_an_offer_that_runs_out_goes_to_the_next_before_the_command(log: Log) ->
     assert events == [
         Expired("b2", "k2", CAMPAIGN, 3, at),
         Offered("b3", "k3", CAMPAIGN, 2, at, offered.appointments, at + 600_000),
-        Rejected("b4", "k4", CAMPAIGN, 1, at, "sold_out"),
+        Rejected("b4", "k4", CAMPAIGN, 1, at, RejectReason.SOLD_OUT),
     ]
     assert log.reason(confirm("f2", "k2")) == "hold_expired"
 
@@ -254,7 +255,7 @@ def test_a_failed_move_offers_nothing(log: Log) -> None:
     log.held(book("b1", "k1", "alice", "north"))
     waitlisted(log, "b2", "k2", "bob")
     events = log(move("m1", "k1"))
-    assert events == [Failed("m1", "k1", CAMPAIGN, T0_MS, "sold_out")]
+    assert events == [Failed("m1", "k1", CAMPAIGN, T0_MS, RejectReason.SOLD_OUT)]
 
 
 def test_reserved_places_are_offered_to_members_first_and_to_all_on_release(log: Log) -> None:

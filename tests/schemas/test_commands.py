@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from dataclasses import replace
+import re
 from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgpack import packb as pack_map
+from msgspec.structs import replace
 
 from schemas import SCHEMA_VERSION, SchemaError
 from schemas.commands import (
@@ -27,7 +29,8 @@ from schemas.commands import (
     decode_command,
 )
 from schemas.events import Appointment
-from schemas.wire import pack_map
+from schemas.states import MovableState, RejectReason, ReserveMode, TimeOfDay
+from schemas.types import ISO_DATE_PATTERN
 
 SLOT_1 = SlotSpec("2027-02-01", "2027-02-01T08:00:00+01:00", 1801465200, 4)
 SLOT_2 = SlotSpec("2027-02-22", "2027-02-22T08:00:00+01:00", 1803279600, 0)
@@ -57,35 +60,44 @@ SAMPLES: list[Command] = [
     ),
     AddInventory("cmd-6", "bw", "ulm", "ulm-messe", "Messe Ulm", "vaxzevria", 63, 84, ()),
     Tick("tick-1"),
-    Move("cmd-7", "bk-1", "bw", center="ulm-messe", earliest="2027-02-03", time_of_day="morning"),
+    Move(
+        "cmd-7", "bk-1", "bw", center="ulm-messe", earliest="2027-02-03",
+        time_of_day=TimeOfDay.MORNING,
+    ),
     Move("cmd-8", "bk-1", "bw"),
     RemoveInventory("cmd-9", "bw", "ulm", "ulm-messe", "vaxzevria", (1801465200, 1803279600)),
     RemoveInventory("cmd-10", "bw", "ulm", "ulm-messe", "vaxzevria", ()),
-    Book("cmd-11", "bk-3", "bw", "code:ghi", "ulm", group="nurses", time_of_day="evening"),
+    Book("cmd-11", "bk-3", "bw", "code:ghi", "ulm", group="nurses", time_of_day=TimeOfDay.EVENING),
     SetReserve(
-        "cmd-12", "bw", "ulm", "ulm-messe", "2027-02-01", "nurses", 20, "over_and_above",
+        "cmd-12", "bw", "ulm", "ulm-messe", "2027-02-01", "nurses", 20, ReserveMode.OVER_AND_ABOVE,
         1801465200000,
     ),
-    SetReserve("cmd-13", "bw", "ulm", "ulm-messe", "2027-02-01", "care", 0, "minimum_guarantee", 0),
+    SetReserve(
+        "cmd-13", "bw", "ulm", "ulm-messe", "2027-02-01", "care", 0,
+        ReserveMode.MINIMUM_GUARANTEE, 0,
+    ),
     Move("cmd-14", "bk-1", "bw", center="ulm-messe", county="ulm"),
     TransferIn(
-        "cmd-14:in", "cmd-14", "bk-1", "bw", "ulm", "stuttgart", "code:abc", "cmd-1", "held", 3,
-        1801465200000, "nurses", "ulm-messe", "2027-02-03", "morning",
+        "cmd-14:in", "cmd-14", "bk-1", "bw", "ulm", "stuttgart", "code:abc", "cmd-1",
+        MovableState.HELD, 3,
+        1801465200000, "nurses", "ulm-messe", "2027-02-03", TimeOfDay.MORNING,
     ),
     TransferIn(
         "cmd-15:in", "cmd-15", "bk-1", "bw", "ulm", "stuttgart", "code:abc", "cmd-1",
-        "confirmed", 4,
+        MovableState.CONFIRMED, 4,
     ),
     TransferAnswer(
         "cmd-14:answer", "cmd-14", "bk-1", "bw", "stuttgart", "ulm",
         (APPOINTMENT, replace(APPOINTMENT, dose=2)),
     ),
-    TransferAnswer("cmd-15:answer", "cmd-15", "bk-1", "bw", "stuttgart", "ulm", (), "sold_out"),
+    TransferAnswer(
+        "cmd-15:answer", "cmd-15", "bk-1", "bw", "stuttgart", "ulm", (), RejectReason.SOLD_OUT
+    ),
     ReportInventory("cmd-16", "bw", "ulm"),
 ]  # fmt: skip
 
-OPTIONAL = {
-    "book": {"center", "earliest", "group", "waitlist", "time_of_day"},
+OPTIONAL = {  # absent: None, False or the default (a Book's hold_s: DEFAULT_HOLD_S)
+    "book": {"center", "earliest", "group", "waitlist", "time_of_day", "hold_s"},
     "move": {"center", "earliest", "time_of_day", "county"},
     "transfer_in": {"hold_expires_at_ms", "group", "center", "earliest", "time_of_day"},
     "transfer_answer": {"reason"},
@@ -119,9 +131,13 @@ def test_book_without_optional_fields_gets_none() -> None:
     assert (book.center, book.earliest, book.group, book.waitlist) == (None, None, None, False)
 
 
-def test_a_null_waitlist_reads_as_false() -> None:
-    book = decode_command(pack_map(sample("book") | {"waitlist": None}))
+def test_an_absent_waitlist_reads_as_false_and_a_null_one_is_refused() -> None:
+    m = sample("book")
+    del m["waitlist"]
+    book = decode_command(pack_map(m))
     assert isinstance(book, Book) and book.waitlist is False
+    with pytest.raises(SchemaError, match=r"^'waitlist': Expected `bool`, got `None`$"):
+        decode_command(pack_map(m | {"waitlist": None}))
 
 
 def test_move_without_optional_fields_gets_none() -> None:
@@ -138,12 +154,17 @@ def test_remove_inventory_names_slots_by_start_s() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xc1", b"\x81\xa1v", SAMPLES[2].pack() + b"\x00", b"\x91" * 5000],
-    ids=["empty", "reserved-byte", "truncated", "trailing-bytes", "too-deep"],
+    [b"", b"\xc1", b"\x81\xa1v", SAMPLES[2].pack() + b"\x00"],
+    ids=["empty", "reserved-byte", "truncated", "trailing-bytes"],
 )
 def test_not_msgpack_is_refused(data: bytes) -> None:
     with pytest.raises(SchemaError, match="not a msgpack message"):
         decode_command(data)
+
+
+def test_deep_nesting_is_refused_at_its_first_level() -> None:
+    with pytest.raises(SchemaError, match=r"^a command must be a msgpack map$"):
+        decode_command(b"\x91" * 5000)
 
 
 @pytest.mark.parametrize("value", [[1, 2], "book", None, 7])
@@ -153,7 +174,7 @@ def test_not_a_map_is_refused(value: Any) -> None:
 
 
 def test_a_map_with_a_non_string_key_is_refused() -> None:
-    with pytest.raises(SchemaError, match="not a msgpack message"):
+    with pytest.raises(SchemaError, match=r"^'\[key\]': Expected `str`, got `int`$"):
         decode_command(msgpack.packb({1: 1, "v": 1, "type": "tick"}))
 
 
@@ -195,68 +216,103 @@ def test_a_missing_required_field_is_refused(type_: str, key: str) -> None:
 @pytest.mark.parametrize(
     ("type_", "key", "value", "message"),
     [
-        ("book", "command_id", 1, "'command_id' must be a non-empty string"),
-        ("book", "booking_id", "", "'booking_id' must be a non-empty string"),
-        ("book", "identity", b"code", "'identity' must be a non-empty string"),
-        ("book", "county", "x" * 129, "'county' is longer than 128"),
-        ("book", "center", 5, "'center' must be a non-empty string"),
-        ("book", "hold_s", True, "'hold_s' must be an integer"),
-        ("book", "hold_s", 600.0, "'hold_s' must be an integer"),
-        ("book", "hold_s", "600", "'hold_s' must be an integer"),
-        ("book", "hold_s", 0, "'hold_s' must be at least 1"),
-        ("book", "hold_s", 86_401, "'hold_s' must be at most 86400"),
-        ("book", "earliest", "2027-02-30", "'earliest' must be an ISO date"),
-        ("book", "earliest", "tomorrow", "'earliest' must be an ISO date"),
-        ("book", "earliest", 20270201, "'earliest' must be an ISO date"),
-        ("confirm", "campaign", None, "'campaign' must be a non-empty string"),
-        ("cancel", "booking_id", ["bk"], "'booking_id' must be a non-empty string"),
-        ("tick", "command_id", {}, "'command_id' must be a non-empty string"),
-        ("add_inventory", "min_days", True, "'min_days' must be an integer"),
-        ("add_inventory", "min_days", 0, "'min_days' must be at least 1"),
-        ("add_inventory", "max_days", 20, "'max_days' must be at least 21"),
-        ("add_inventory", "max_days", 367, "'max_days' must be at most 366"),
-        ("add_inventory", "center_name", "x" * 201, "'center_name' is longer than 200"),
-        ("add_inventory", "slots", "none", "'slots' must be a list"),
-        ("add_inventory", "slots", {"a": 1}, "'slots' must be a list"),
-        ("book", "waitlist", 1, "'waitlist' must be a boolean"),
-        ("book", "waitlist", "yes", "'waitlist' must be a boolean"),
-        ("move", "booking_id", "", "'booking_id' must be a non-empty string"),
-        ("move", "campaign", 3, "'campaign' must be a non-empty string"),
-        ("move", "center", "", "'center' must be a non-empty string"),
-        ("move", "earliest", "2027-02-30", "'earliest' must be an ISO date"),
-        ("move", "earliest", "soon", "'earliest' must be an ISO date"),
-        ("move", "time_of_day", 9, "'time_of_day' must be one of"),
-        ("move", "time_of_day", "noon", "'time_of_day' must be one of"),
-        ("remove_inventory", "starts", 1801465200, "'starts' must be a list"),
-        ("remove_inventory", "starts", [1.5], "'starts' must be a list of integers"),
-        ("remove_inventory", "starts", [True], "'starts' must be a list of integers"),
-        ("remove_inventory", "starts", ["1801465200"], "'starts' must be a list of integers"),
-        ("remove_inventory", "vaccine", None, "'vaccine' must be a non-empty string"),
-        ("remove_inventory", "county", "", "'county' must be a non-empty string"),
-        ("book", "time_of_day", "noon", "'time_of_day' must be one of morning, afternoon, evening"),
-        ("book", "time_of_day", "", "'time_of_day' must be one of"),
-        ("book", "time_of_day", ["morning"], "'time_of_day' must be one of"),
-        ("book", "time_of_day", "Morning", "'time_of_day' must be one of"),
-        ("set_reserve", "county", "", "'county' must be a non-empty string"),
-        ("set_reserve", "center", None, "'center' must be a non-empty string"),
-        ("set_reserve", "day", "2027-02-30", "'day' must be an ISO date"),
-        ("set_reserve", "day", "2027-2-1", "'day' must be an ISO date"),
-        ("set_reserve", "day", None, "'day' must be an ISO date"),
-        ("set_reserve", "group", "", "'group' must be a non-empty string"),
-        ("set_reserve", "share_pct", 101, "'share_pct' must be at most 100"),
-        ("set_reserve", "share_pct", -1, "'share_pct' must be at least 0"),
-        ("set_reserve", "share_pct", 12.5, "'share_pct' must be an integer"),
-        ("set_reserve", "share_pct", True, "'share_pct' must be an integer"),
-        ("set_reserve", "mode", "both", "'mode' must be one of over_and_above, minimum_guarantee"),
-        ("set_reserve", "mode", None, "'mode' must be one of"),
-        ("set_reserve", "release_at_ms", -1, "'release_at_ms' must be at least 0"),
-        ("set_reserve", "release_at_ms", "soon", "'release_at_ms' must be an integer"),
-        ("report_inventory", "county", "", "'county' must be a non-empty string"),
-        ("report_inventory", "campaign", 7, "'campaign' must be a non-empty string"),
+        ("book", "command_id", 1, "'command_id': Expected `str`, got `int`"),
+        ("book", "booking_id", "", "'booking_id': Expected `str` of length >= 1"),
+        ("book", "identity", b"code", "'identity': Expected `str`, got `bytes`"),
+        ("book", "county", "x" * 129, "'county': Expected `str` of length <= 128"),
+        ("book", "center", 5, "'center': Expected `str | null`, got `int`"),
+        ("book", "hold_s", True, "'hold_s': Expected `int`, got `bool`"),
+        ("book", "hold_s", 600.0, "'hold_s': Expected `int`, got `float`"),
+        ("book", "hold_s", "600", "'hold_s': Expected `int`, got `str`"),
+        ("book", "hold_s", 0, "'hold_s': Expected `int` >= 1"),
+        ("book", "hold_s", 86_401, "'hold_s': Expected `int` <= 86400"),
+        (
+            "book",
+            "earliest",
+            "2027-02-30",
+            "'earliest' must be an ISO date (YYYY-MM-DD), got '2027-02-30'",
+        ),
+        (
+            "book",
+            "earliest",
+            "tomorrow",
+            f"'earliest': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
+        ),
+        ("book", "earliest", 20270201, "'earliest': Expected `str | null`, got `int`"),
+        ("confirm", "campaign", None, "'campaign': Expected `str`, got `None`"),
+        ("cancel", "booking_id", ["bk"], "'booking_id': Expected `str`, got `array`"),
+        ("tick", "command_id", {}, "'command_id': Expected `str`, got `object`"),
+        ("add_inventory", "min_days", True, "'min_days': Expected `int`, got `bool`"),
+        ("add_inventory", "min_days", 0, "'min_days': Expected `int` >= 1"),
+        ("add_inventory", "max_days", 20, "'max_days' must be at least min_days (21)"),
+        ("add_inventory", "max_days", 367, "'max_days': Expected `int` <= 366"),
+        (
+            "add_inventory",
+            "center_name",
+            "x" * 201,
+            "'center_name': Expected `str` of length <= 200",
+        ),
+        ("add_inventory", "slots", "none", "'slots': Expected `array`, got `str`"),
+        ("add_inventory", "slots", {"a": 1}, "'slots': Expected `array`, got `object`"),
+        ("book", "waitlist", 1, "'waitlist': Expected `bool`, got `int`"),
+        ("book", "waitlist", "yes", "'waitlist': Expected `bool`, got `str`"),
+        ("move", "booking_id", "", "'booking_id': Expected `str` of length >= 1"),
+        ("move", "campaign", 3, "'campaign': Expected `str`, got `int`"),
+        ("move", "center", "", "'center': Expected `str` of length >= 1"),
+        (
+            "move",
+            "earliest",
+            "2027-02-30",
+            "'earliest' must be an ISO date (YYYY-MM-DD), got '2027-02-30'",
+        ),
+        (
+            "move",
+            "earliest",
+            "soon",
+            f"'earliest': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
+        ),
+        ("move", "time_of_day", 9, "'time_of_day': Expected `str | null`, got `int`"),
+        ("move", "time_of_day", "noon", "'time_of_day': Invalid enum value 'noon'"),
+        ("remove_inventory", "starts", 1801465200, "'starts': Expected `array`, got `int`"),
+        ("remove_inventory", "starts", [1.5], "'starts[0]': Expected `int`, got `float`"),
+        ("remove_inventory", "starts", [True], "'starts[0]': Expected `int`, got `bool`"),
+        ("remove_inventory", "starts", ["1801465200"], "'starts[0]': Expected `int`, got `str`"),
+        ("remove_inventory", "vaccine", None, "'vaccine': Expected `str`, got `None`"),
+        ("remove_inventory", "county", "", "'county': Expected `str` of length >= 1"),
+        ("book", "time_of_day", "noon", "'time_of_day': Invalid enum value 'noon'"),
+        ("book", "time_of_day", "", "'time_of_day': Invalid enum value ''"),
+        ("book", "time_of_day", ["morning"], "'time_of_day': Expected `str | null`, got `array`"),
+        ("book", "time_of_day", "Morning", "'time_of_day': Invalid enum value 'Morning'"),
+        ("set_reserve", "county", "", "'county': Expected `str` of length >= 1"),
+        ("set_reserve", "center", None, "'center': Expected `str`, got `None`"),
+        (
+            "set_reserve",
+            "day",
+            "2027-02-30",
+            "'day' must be an ISO date (YYYY-MM-DD), got '2027-02-30'",
+        ),
+        (
+            "set_reserve",
+            "day",
+            "2027-2-1",
+            f"'day': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
+        ),
+        ("set_reserve", "day", None, "'day': Expected `str`, got `None`"),
+        ("set_reserve", "group", "", "'group': Expected `str` of length >= 1"),
+        ("set_reserve", "share_pct", 101, "'share_pct': Expected `int` <= 100"),
+        ("set_reserve", "share_pct", -1, "'share_pct': Expected `int` >= 0"),
+        ("set_reserve", "share_pct", 12.5, "'share_pct': Expected `int`, got `float`"),
+        ("set_reserve", "share_pct", True, "'share_pct': Expected `int`, got `bool`"),
+        ("set_reserve", "mode", "both", "'mode': Invalid enum value 'both'"),
+        ("set_reserve", "mode", None, "'mode': Expected `str`, got `None`"),
+        ("set_reserve", "release_at_ms", -1, "'release_at_ms': Expected `int` >= 0"),
+        ("set_reserve", "release_at_ms", "soon", "'release_at_ms': Expected `int`, got `str`"),
+        ("report_inventory", "county", "", "'county': Expected `str` of length >= 1"),
+        ("report_inventory", "campaign", 7, "'campaign': Expected `str`, got `int`"),
     ],
 )
 def test_a_wrong_field_is_refused(type_: str, key: str, value: Any, message: str) -> None:
-    with pytest.raises(SchemaError, match=message.replace("(", r"\(")):
+    with pytest.raises(SchemaError, match=f"^{re.escape(message)}$"):
         decode_command(pack_map(sample(type_) | {key: value}))
 
 
@@ -288,17 +344,18 @@ GOOD_SLOT = ["2027-02-01", "2027-02-01T08:00:00+01:00", 1801465200, 4]
 @pytest.mark.parametrize(
     ("slot", "message"),
     [
-        ("2027-02-01", "a slot must be"),
-        (GOOD_SLOT[:3], "a slot must be"),
-        ({"day": "2027-02-01"}, "a slot must be"),
-        (["2027-02-30", *GOOD_SLOT[1:]], "'slot day' must be an ISO date"),
-        ([None, *GOOD_SLOT[1:]], "'slot day' must be an ISO date"),
-        ([GOOD_SLOT[0], "", *GOOD_SLOT[2:]], "start must be an ISO datetime"),
-        ([*GOOD_SLOT[:2], 1801465200.0, 4], "start_s must be an integer"),
-        ([*GOOD_SLOT[:2], True, 4], "start_s must be an integer"),
-        ([*GOOD_SLOT[:3], -1], "capacity must be a non-negative integer"),
-        ([*GOOD_SLOT[:3], True], "capacity must be a non-negative integer"),
-        ([*GOOD_SLOT[:3], "4"], "capacity must be a non-negative integer"),
+        ("2027-02-01", r"'slots\[1\]': Expected `array`, got `str`"),
+        (GOOD_SLOT[:3], r"'slots\[1\]': Expected `array` of at least length 4, got 3"),
+        ([*GOOD_SLOT, 5], r"'slots\[1\]': Expected `array` of at most length 4, got 5"),
+        ({"day": "2027-02-01"}, r"'slots\[1\]': Expected `array`, got `object`"),
+        (["2027-02-30", *GOOD_SLOT[1:]], r"'slots\[1\]': 'day' must be an ISO date"),
+        ([None, *GOOD_SLOT[1:]], r"'slots\[1\]\[0\]': Expected `str`, got `None`"),
+        ([GOOD_SLOT[0], "", *GOOD_SLOT[2:]], "start must be an ISO datetime with a UTC offset"),
+        ([*GOOD_SLOT[:2], 1801465200.0, 4], r"'slots\[1\]\[2\]': Expected `int`, got `float`"),
+        ([*GOOD_SLOT[:2], True, 4], r"'slots\[1\]\[2\]': Expected `int`, got `bool`"),
+        ([*GOOD_SLOT[:3], -1], r"'slots\[1\]\[3\]': Expected `int` >= 0"),
+        ([*GOOD_SLOT[:3], True], r"'slots\[1\]\[3\]': Expected `int`, got `bool`"),
+        ([*GOOD_SLOT[:3], "4"], r"'slots\[1\]\[3\]': Expected `int`, got `str`"),
     ],
 )
 def test_a_malformed_slot_is_refused(slot: Any, message: str) -> None:
@@ -315,13 +372,13 @@ def test_a_slot_day_in_another_iso_form_is_refused(day: str) -> None:
 
 def test_too_many_starts_in_one_removal_are_refused() -> None:
     m = sample("remove_inventory") | {"starts": [1] * (MAX_SLOTS_PER_COMMAND + 1)}
-    with pytest.raises(SchemaError, match="'starts' has more than"):
+    with pytest.raises(SchemaError, match="'starts': Expected `array` of length <= 20000"):
         decode_command(pack_map(m))
 
 
 def test_too_many_slots_in_one_command_are_refused() -> None:
     m = sample("add_inventory") | {"slots": [GOOD_SLOT] * (MAX_SLOTS_PER_COMMAND + 1)}
-    with pytest.raises(SchemaError, match="'slots' has more than"):
+    with pytest.raises(SchemaError, match="'slots': Expected `array` of length <= 20000"):
         decode_command(pack_map(m))
     m["slots"] = m["slots"][:MAX_SLOTS_PER_COMMAND]
     command = decode_command(pack_map(m))
@@ -365,7 +422,17 @@ def test_any_changed_field_gives_a_command_or_a_schema_error(
         assert m["type"] == command.TYPE
 
 
-@pytest.mark.parametrize("state", ["waitlisted", "cancelled", None, 1])
-def test_a_transfer_of_a_booking_that_is_not_held_or_confirmed_is_refused(state: Any) -> None:
-    with pytest.raises(SchemaError, match="'state' must be one of held, confirmed"):
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("waitlisted", "Invalid enum value 'waitlisted'"),
+        ("cancelled", "Invalid enum value 'cancelled'"),
+        (None, "Expected `str`, got `None`"),
+        (1, "Expected `str`, got `int`"),
+    ],
+)
+def test_a_transfer_of_a_booking_that_is_not_held_or_confirmed_is_refused(
+    state: Any, message: str
+) -> None:
+    with pytest.raises(SchemaError, match=f"^'state': {message}$"):
         decode_command(pack_map(sample("transfer_in") | {"state": state}))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgpack import packb as pack_map
 
 from schemas import SCHEMA_VERSION, SchemaError
 from schemas.commands import Tick
@@ -31,7 +33,8 @@ from schemas.events import (
     Waitlisted,
     decode_event,
 )
-from schemas.wire import pack_map
+from schemas.states import RejectReason
+from schemas.types import ISO_DATE_PATTERN
 
 DOSE_1 = Appointment(1, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-01T08:00:00+01:00", "s1")
 DOSE_2 = Appointment(2, "ulm-messe", "Messe Ulm", "comirnaty", "2027-02-22T08:00:00+01:00", "s2")
@@ -41,12 +44,12 @@ BY_VACCINE = {"comirnaty": 4, "spikevax": 1}
 SAMPLES: list[Event] = [
     Held("cmd-1", "bk-1", "bw", 1, AT_MS, "code:abc", "ulm", (DOSE_1, DOSE_2), AT_MS + 600_000),
     Confirmed("cmd-2", "bk-1", "bw", 2, AT_MS + 1, (DOSE_1, DOSE_2)),
-    Rejected("cmd-3", "bk-2", "bw", 1, AT_MS, "sold_out"),
+    Rejected("cmd-3", "bk-2", "bw", 1, AT_MS, RejectReason.SOLD_OUT),
     Expired("cmd-1", "bk-1", "bw", 2, AT_MS + 600_000),
     Cancelled("cmd-4", "bk-1", "bw", 3, AT_MS + 2),
-    Failed("cmd-5", "bk-9", "bw", AT_MS, "unknown_booking"),
+    Failed("cmd-5", "bk-9", "bw", AT_MS, RejectReason.UNKNOWN_BOOKING),
     InventoryAdded("cmd-6", "bw", "ulm-messe", AT_MS, True, 2),
-    InventoryAdded("cmd-7", "bw", "ulm-messe", AT_MS, False, 0, "window_mismatch"),
+    InventoryAdded("cmd-7", "bw", "ulm-messe", AT_MS, False, 0, RejectReason.WINDOW_MISMATCH),
     Summary("bw", AT_MS, {"ulm": CountySummary(10, 25, 1, 2), "kn": CountySummary(0, 1, 0, 0)}),
     Summary("bw", AT_MS, {}),
     Moved("cmd-8", "bk-1", "bw", 3, AT_MS + 3, (DOSE_1, DOSE_2), AT_MS + 600_000),
@@ -55,19 +58,19 @@ SAMPLES: list[Event] = [
     Waitlisted("cmd-10", "bk-3", "bw", 1, AT_MS, "code:ghi", "ulm"),
     Offered("cmd-10", "bk-3", "bw", 2, AT_MS + 5, (DOSE_1, DOSE_2), AT_MS + 600_005),
     InventoryRemoved("cmd-11", "bw", "ulm-messe", AT_MS, True, 2),
-    InventoryRemoved("cmd-12", "bw", "ulm-messe", AT_MS, False, 0, "slot_in_use"),
+    InventoryRemoved("cmd-12", "bw", "ulm-messe", AT_MS, False, 0, RejectReason.SLOT_IN_USE),
     Summary("bw", AT_MS, {"ulm": CountySummary(0, 0, 3, 4, waitlisted=7)}),
     ReserveSet("cmd-13", "bw", "ulm-messe", AT_MS, True, 12),
-    ReserveSet("cmd-14", "bw", "ulm-messe", AT_MS, False, 0, "release_passed"),
+    ReserveSet("cmd-14", "bw", "ulm-messe", AT_MS, False, 0, RejectReason.RELEASE_PASSED),
     Summary("bw", AT_MS, {"ulm": CountySummary(5, 8, 3, 4, reserved=6)}),
-    Rejected("cmd-15", "bk-4", "bw", 1, AT_MS, "no_pair_at_time_of_day"),
-    Rejected("cmd-16", "bk-5", "bw", 1, AT_MS, "reserved_for_priority_group"),
+    Rejected("cmd-15", "bk-4", "bw", 1, AT_MS, RejectReason.NO_PAIR_AT_TIME_OF_DAY),
+    Rejected("cmd-16", "bk-5", "bw", 1, AT_MS, RejectReason.RESERVED_FOR_PRIORITY_GROUP),
     InventoryReport(
         "cmd-17", "bw", "ulm", AT_MS,
         {"ulm-messe": {"2027-02-01": DayInventory(40, 30, 6, 2, 2),
                        "2027-02-22": DayInventory(40, 40, 0, 0, 0)}},
     ),
-    InventoryReport("cmd-18", "bw", "kn", AT_MS, {}, "unknown_county"),
+    InventoryReport("cmd-18", "bw", "kn", AT_MS, {}, RejectReason.UNKNOWN_COUNTY),
     Summary("bw", AT_MS, {"ulm": CountySummary(5, 12, 3, 4, 0, 2, BY_VACCINE)}),
 ]  # fmt: skip
 
@@ -144,20 +147,32 @@ def county(**change: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("by_vaccine", "message"),
     [
-        ([2, 1], "'pairs_left_by_vaccine' must be an object"),
-        ({"va": -1, "vb": 4}, "values must be integers of at least 0"),
-        ({"va": True, "vb": 2}, "values must be integers of at least 0"),
-        ({"va": 2.0, "vb": 1}, "values must be integers of at least 0"),
-        ({"va": "2", "vb": 1}, "values must be integers of at least 0"),
-        ({"": 3}, "keys must be ids of 1 to 128 characters"),
-        ({"v" * 129: 3}, "keys must be ids of 1 to 128 characters"),
-        ({"va": 2, "vb": 2}, "'pairs_left_by_vaccine' must sum to 'pairs_left'"),
-        ({}, "'pairs_left_by_vaccine' must sum to 'pairs_left'"),
+        ([2, 1], "'counties[...].pairs_left_by_vaccine': Expected `object | null`, got `array`"),
+        ({"va": -1, "vb": 4}, "'counties[...].pairs_left_by_vaccine[...]': Expected `int` >= 0"),
+        (
+            {"va": True, "vb": 2},
+            "'counties[...].pairs_left_by_vaccine[...]': Expected `int`, got `bool`",
+        ),
+        (
+            {"va": 2.0, "vb": 1},
+            "'counties[...].pairs_left_by_vaccine[...]': Expected `int`, got `float`",
+        ),
+        (
+            {"va": "2", "vb": 1},
+            "'counties[...].pairs_left_by_vaccine[...]': Expected `int`, got `str`",
+        ),
+        ({"": 3}, "'counties[...].pairs_left_by_vaccine[key]': Expected `str` of length >= 1"),
+        (
+            {"v" * 129: 3},
+            "'counties[...].pairs_left_by_vaccine[key]': Expected `str` of length <= 128",
+        ),
+        ({"va": 2, "vb": 2}, "'counties[...]': 'pairs_left_by_vaccine' must sum to 'pairs_left'"),
+        ({}, "'counties[...]': 'pairs_left_by_vaccine' must sum to 'pairs_left'"),
     ],
 )
 def test_a_wrong_pairs_left_by_vaccine_is_refused(by_vaccine: Any, message: str) -> None:
     counties = {"ulm": county(pairs_left_by_vaccine=by_vaccine)}
-    with pytest.raises(SchemaError, match=message):
+    with pytest.raises(SchemaError, match=f"^{re.escape(message)}$"):
         decode_event(pack_map(sample("summary") | {"counties": counties}))
 
 
@@ -251,77 +266,127 @@ def appointment(**change: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("type_", "key", "value", "message"),
     [
-        ("held", "rev", 0, "'rev' must be at least 1"),
-        ("held", "rev", True, "'rev' must be an integer"),
-        ("held", "at_ms", "1", "'at_ms' must be an integer"),
-        ("held", "at_ms", 1.0, "'at_ms' must be an integer"),
-        ("held", "hold_expires_at_ms", None, "'hold_expires_at_ms' must be an integer"),
-        ("held", "identity", "", "'identity' must be a non-empty string"),
-        ("held", "appointments", {}, "'appointments' must be a list"),
-        ("held", "appointments", [appointment()] * 3, "'appointments' has more than 2"),
-        ("held", "appointments", ["s1"], "an appointment must be a map"),
-        ("held", "appointments", [appointment(dose=3)], "'dose' must be at most 2"),
-        ("held", "appointments", [appointment(dose=True)], "'dose' must be an integer"),
-        ("held", "appointments", [appointment(start=None)], "'start' must be a non-empty"),
-        ("confirmed", "appointments", [appointment(slot="s" * 301)], "'slot' is longer than 300"),
-        ("rejected", "reason", 7, "'reason' must be a non-empty string"),
-        ("failed", "at_ms", False, "'at_ms' must be an integer"),
-        ("cancelled", "rev", -1, "'rev' must be at least 1"),
-        ("inventory_added", "accepted", 1, "'accepted' must be a boolean"),
-        ("inventory_added", "accepted", None, "'accepted' must be a boolean"),
-        ("inventory_added", "slots_added", -1, "'slots_added' must be at least 0"),
-        ("inventory_added", "slots_added", True, "'slots_added' must be an integer"),
-        ("inventory_added", "reason", "", "'reason' must be a non-empty string"),
-        ("moved", "rev", 0, "'rev' must be at least 1"),
-        ("moved", "hold_expires_at_ms", "soon", "'hold_expires_at_ms' must be an integer"),
-        ("moved", "hold_expires_at_ms", 1.5, "'hold_expires_at_ms' must be an integer"),
-        ("moved", "appointments", "s1", "'appointments' must be a list"),
-        ("waitlisted", "identity", None, "'identity' must be a non-empty string"),
-        ("waitlisted", "county", 5, "'county' must be a non-empty string"),
-        ("waitlisted", "rev", True, "'rev' must be an integer"),
-        ("offered", "hold_expires_at_ms", None, "'hold_expires_at_ms' must be an integer"),
-        ("offered", "appointments", [appointment(dose=0)], "'dose' must be at least 1"),
-        ("offered", "at_ms", "now", "'at_ms' must be an integer"),
-        ("inventory_removed", "accepted", "yes", "'accepted' must be a boolean"),
-        ("inventory_removed", "slots_removed", -2, "'slots_removed' must be at least 0"),
-        ("inventory_removed", "reason", 3, "'reason' must be a non-empty string"),
+        ("held", "rev", 0, "'rev': Expected `int` >= 1"),
+        ("held", "rev", True, "'rev': Expected `int`, got `bool`"),
+        ("held", "at_ms", "1", "'at_ms': Expected `int`, got `str`"),
+        ("held", "at_ms", 1.0, "'at_ms': Expected `int`, got `float`"),
+        ("held", "hold_expires_at_ms", None, "'hold_expires_at_ms': Expected `int`, got `None`"),
+        ("held", "identity", "", "'identity': Expected `str` of length >= 1"),
+        ("held", "appointments", {}, "'appointments': Expected `array`, got `object`"),
+        (
+            "held",
+            "appointments",
+            [appointment()] * 3,
+            "'appointments': Expected `array` of length <= 2",
+        ),
+        ("held", "appointments", ["s1"], "'appointments[0]': Expected `object`, got `str`"),
+        (
+            "held",
+            "appointments",
+            [appointment(dose=3)],
+            "'appointments[0].dose': Expected `int` <= 2",
+        ),
+        (
+            "held",
+            "appointments",
+            [appointment(dose=True)],
+            "'appointments[0].dose': Expected `int`, got `bool`",
+        ),
+        (
+            "held",
+            "appointments",
+            [appointment(start=None)],
+            "'appointments[0].start': Expected `str`, got `None`",
+        ),
+        (
+            "confirmed",
+            "appointments",
+            [appointment(slot="s" * 301)],
+            "'appointments[0].slot': Expected `str` of length <= 300",
+        ),
+        ("rejected", "reason", 7, "'reason': Expected `str`, got `int`"),
+        ("failed", "at_ms", False, "'at_ms': Expected `int`, got `bool`"),
+        ("cancelled", "rev", -1, "'rev': Expected `int` >= 1"),
+        ("inventory_added", "accepted", 1, "'accepted': Expected `bool`, got `int`"),
+        ("inventory_added", "accepted", None, "'accepted': Expected `bool`, got `None`"),
+        ("inventory_added", "slots_added", -1, "'slots_added': Expected `int` >= 0"),
+        ("inventory_added", "slots_added", True, "'slots_added': Expected `int`, got `bool`"),
+        ("inventory_added", "reason", "", "'reason': Invalid enum value ''"),
+        ("moved", "rev", 0, "'rev': Expected `int` >= 1"),
+        (
+            "moved",
+            "hold_expires_at_ms",
+            "soon",
+            "'hold_expires_at_ms': Expected `int | null`, got `str`",
+        ),
+        (
+            "moved",
+            "hold_expires_at_ms",
+            1.5,
+            "'hold_expires_at_ms': Expected `int | null`, got `float`",
+        ),
+        ("moved", "appointments", "s1", "'appointments': Expected `array`, got `str`"),
+        ("waitlisted", "identity", None, "'identity': Expected `str`, got `None`"),
+        ("waitlisted", "county", 5, "'county': Expected `str`, got `int`"),
+        ("waitlisted", "rev", True, "'rev': Expected `int`, got `bool`"),
+        ("offered", "hold_expires_at_ms", None, "'hold_expires_at_ms': Expected `int`, got `None`"),
+        (
+            "offered",
+            "appointments",
+            [appointment(dose=0)],
+            "'appointments[0].dose': Expected `int` >= 1",
+        ),
+        ("offered", "at_ms", "now", "'at_ms': Expected `int`, got `str`"),
+        ("inventory_removed", "accepted", "yes", "'accepted': Expected `bool`, got `str`"),
+        ("inventory_removed", "slots_removed", -2, "'slots_removed': Expected `int` >= 0"),
+        ("inventory_removed", "reason", 3, "'reason': Expected `str | null`, got `int`"),
         (
             "summary",
             "counties",
             {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "waitlisted": -1}},
-            "'waitlisted' must be at least 0",
+            "'counties[...].waitlisted': Expected `int` >= 0",
         ),
         (
             "summary",
             "counties",
             {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "waitlisted": None}},
-            "'waitlisted' must be an integer",
+            "'counties[...].waitlisted': Expected `int`, got `None`",
         ),
         (
             "summary",
             "counties",
             {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "reserved": -1}},
-            "'reserved' must be at least 0",
+            "'counties[...].reserved': Expected `int` >= 0",
         ),
         (
             "summary",
             "counties",
             {"ulm": {"pairs_left": 0, "free": 0, "held": 0, "confirmed": 0, "reserved": "6"}},
-            "'reserved' must be an integer",
+            "'counties[...].reserved': Expected `int`, got `str`",
         ),
-        ("reserve_set", "accepted", 1, "'accepted' must be a boolean"),
-        ("reserve_set", "places_reserved", -1, "'places_reserved' must be at least 0"),
-        ("reserve_set", "places_reserved", None, "'places_reserved' must be an integer"),
-        ("reserve_set", "reason", "", "'reason' must be a non-empty string"),
-        ("reserve_set", "center", 7, "'center' must be a non-empty string"),
-        ("inventory_report", "centers", [], "'centers' must be an object"),
-        ("inventory_report", "centers", {"c": []}, "must map each center to a map by ISO day"),
-        ("inventory_report", "centers", {"c": {"1.2.2027": {}}}, "'day' must be an ISO date"),
+        ("reserve_set", "accepted", 1, "'accepted': Expected `bool`, got `int`"),
+        ("reserve_set", "places_reserved", -1, "'places_reserved': Expected `int` >= 0"),
+        ("reserve_set", "places_reserved", None, "'places_reserved': Expected `int`, got `None`"),
+        ("reserve_set", "reason", "", "'reason': Invalid enum value ''"),
+        ("reserve_set", "center", 7, "'center': Expected `str`, got `int`"),
+        ("inventory_report", "centers", [], "'centers': Expected `object`, got `array`"),
+        (
+            "inventory_report",
+            "centers",
+            {"c": []},
+            "'centers[...]': Expected `object`, got `array`",
+        ),
+        (
+            "inventory_report",
+            "centers",
+            {"c": {"1.2.2027": {}}},
+            f"'centers[...][key]': Expected `str` matching regex {ISO_DATE_PATTERN!r}",
+        ),
         (
             "inventory_report",
             "centers",
             {"c": {"2027-02-01": 3}},
-            "a day's inventory must be a map",
+            "'centers[...][...]': Expected `object`, got `int`",
         ),
         (
             "inventory_report",
@@ -337,34 +402,44 @@ def appointment(**change: Any) -> dict[str, Any]:
                     }
                 }
             },
-            "'free' must be at least 0",  # read before the missing 'reserved'
+            "'centers[...][...].free': Expected `int` >= 0",  # read before the missing 'reserved'
         ),
         (
             "inventory_report",
             "centers",
             {"c": {"2027-02-01": {"capacity": 1, "free": 1, "held": 0, "confirmed": 0}}},
-            "'reserved'",
+            "'centers[...][...].reserved' is required",
         ),
-        ("inventory_report", "reason", "", "'reason' must be a non-empty string"),
-        ("summary", "counties", [], "'counties' must be an object"),
-        ("summary", "counties", {"ulm": [1, 2, 3, 4]}, "a county summary must be a map"),
-        ("summary", "counties", {"ulm": {"pairs_left": 1, "free": 1, "held": 0}}, "'confirmed'"),
+        ("inventory_report", "reason", "", "'reason': Invalid enum value ''"),
+        ("summary", "counties", [], "'counties': Expected `object`, got `array`"),
+        (
+            "summary",
+            "counties",
+            {"ulm": [1, 2, 3, 4]},
+            "'counties[...]': Expected `object`, got `array`",
+        ),
+        (
+            "summary",
+            "counties",
+            {"ulm": {"pairs_left": 1, "free": 1, "held": 0}},
+            "'counties[...].confirmed' is required",
+        ),
         (
             "summary",
             "counties",
             {"ulm": {"pairs_left": -1, "free": 0, "held": 0, "confirmed": 0}},
-            "'pairs_left' must be at least 0",
+            "'counties[...].pairs_left': Expected `int` >= 0",
         ),
         (
             "summary",
             "counties",
             {"ulm": {"pairs_left": True, "free": 0, "held": 0, "confirmed": 0}},
-            "'pairs_left' must be an integer",
+            "'counties[...].pairs_left': Expected `int`, got `bool`",
         ),
     ],
 )
 def test_a_wrong_field_is_refused(type_: str, key: str, value: Any, message: str) -> None:
-    with pytest.raises(SchemaError, match=message):
+    with pytest.raises(SchemaError, match=f"^{re.escape(message)}$"):
         decode_event(pack_map(sample(type_) | {key: value}))
 
 
@@ -376,7 +451,7 @@ def test_a_summary_with_a_binary_county_key_is_refused() -> None:
 
 def test_a_summary_with_a_binary_vaccine_key_is_refused() -> None:
     counties = {"ulm": county(pairs_left_by_vaccine={b"va": 3})}
-    with pytest.raises(SchemaError, match="must have string keys"):
+    with pytest.raises(SchemaError, match=r"pairs_left_by_vaccine\[key\]': Expected `str`, got"):
         decode_event(pack_map(sample("summary") | {"counties": counties}))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from schemas import SCHEMA_VERSION
 from schemas.errors import SchemaError
 from schemas.state import (
     AdmissionSet,
@@ -12,6 +13,7 @@ from schemas.state import (
     CeilingRaised,
     ClaimTaken,
     CodesIssued,
+    CounterKind,
     MessageSet,
     RestoreStarted,
     RoomOpened,
@@ -19,7 +21,6 @@ from schemas.state import (
     RoomStored,
     decode_state,
 )
-from schemas.wire import SCHEMA_VERSION
 
 RECORDS = [
     CampaignStored("flu", '{"name": "flu"}'),
@@ -29,7 +30,7 @@ RECORDS = [
     MessageSet("demo", '{"de": null, "en": "Doors open at nine"}'),
     MessageSet("demo", None),
     RoomOpened("demo", "ab" * 16, 42, 1.5),
-    CeilingRaised("demo", "post", 1200),
+    CeilingRaised("demo", CounterKind.POST, 1200),
     CodesIssued("flu", "80plus", ("a" * 64, "b" * 64)),
     ClaimTaken("flu", "code:" + "c" * 64, "bk_1", 1.0, 2.0),
     RestoreStarted("r1", 3.0),

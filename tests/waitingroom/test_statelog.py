@@ -3,12 +3,12 @@ the reader's own record (not the end offset the broker reports)."""
 
 from __future__ import annotations
 
-from schemas.state import CeilingRaised, RestoreStarted, RoomStateSet
+from schemas.state import CeilingRaised, CounterKind, RestoreStarted, RoomStateSet
 from waitingroom.statelog import StateLog
 
 
 async def test_records_come_back_in_order_up_to_the_readers_own(ledger: StateLog) -> None:
-    written = [CeilingRaised("demo", "pre", n) for n in range(1, 30)]
+    written = [CeilingRaised("demo", CounterKind.PRE, n) for n in range(1, 30)]
     await ledger.write(*written[:10])
     await ledger.write(*written[10:])
     first = [r async for r in ledger.read_through(RestoreStarted("one", 1.0))]

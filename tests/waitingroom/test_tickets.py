@@ -1,10 +1,10 @@
 import base64
 import hashlib
 import hmac
-from dataclasses import replace
 
 import orjson
 import pytest
+from msgspec.structs import replace
 
 from waitingroom.errors import InvalidTicket, TicketExpired, WrongRoom
 from waitingroom.tickets import (
