@@ -402,12 +402,15 @@ async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -
     return (after - before) / visitors
 
 
-def gateway_env(redis_url: str, kafka: str, port: int, exempt: bool) -> dict[str, str]:
+def gateway_env(
+    redis_url: str, kafka: str, port: int, exempt: bool, workers: int = 1
+) -> dict[str, str]:
     rates = ("1", "5") if exempt else ("1000000", "1000000")  # exempted / never refused
     return os.environ | {
         "REDIS_URL": redis_url,
         "KAFKA_BOOTSTRAP": kafka,
         "FAIRQ_HTTP_PORT": str(port),
+        "FAIRQ_GATEWAY_WORKERS": str(workers),
         "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
         "FAIRQ_SIGNING_KEYS": "k1:bench-signing-secret-0123456789",
         "FAIRQ_LOADTEST_KEY": LOADTEST_KEY,
