@@ -61,6 +61,8 @@ def check_port_free(host: str, port: int, *, shared: bool) -> None:
     another server would answer in its place); ``shared``: as workers will bind it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as aiohttp binds: connections of an earlier server in TIME_WAIT do not count
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(shared))
         try:
             probe.bind((host, port))

@@ -43,13 +43,14 @@ def two_workers(connections: Connections, tmp_path: Path) -> Iterator[tuple[Comp
 
 def workers_of(gateway: Component) -> list[psutil.Process]:
     try:
-        return psutil.Process(gateway.process.pid).children()
+        children: list[psutil.Process] = psutil.Process(gateway.process.pid).children()
+        return children
     except psutil.NoSuchProcess:
         return []
 
 
 def worker_number(worker: psutil.Process) -> str:
-    return worker.environ()["FAIRQ_GATEWAY_WORKER"]
+    return str(worker.environ()["FAIRQ_GATEWAY_WORKER"])
 
 
 def listening(worker: psutil.Process) -> set[int]:
