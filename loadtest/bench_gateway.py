@@ -132,7 +132,7 @@ async def serve_bare(port: int) -> None:
 # -- the load generator (a separate process; spec on stdin, figures on stdout) ------------
 
 
-async def load(spec: dict[str, Any]) -> dict[str, float]:
+async def load(spec: dict[str, Any]) -> dict[str, Any]:
     """Keep one request in flight on each connection; count the answers of the window.
 
     ``spec``: ``port``, ``requests`` (one request per connection, latin-1 text),
@@ -170,10 +170,11 @@ async def load(spec: dict[str, Any]) -> dict[str, float]:
         "server_sys_share": (sys1 - sys0) / max(server, 1e-9),
         "client_busy": client / elapsed,
         "extra_busy": sum(b - a for a, b in zip(cpu0[1:], cpu1[1:], strict=True)) / elapsed,
+        "busy_by_pid": [(b - a) / elapsed for a, b in zip(cpu0, cpu1, strict=True)],
     }
 
 
-async def run_load(spec: dict[str, Any]) -> dict[str, float]:
+async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -185,7 +186,7 @@ async def run_load(spec: dict[str, Any]) -> dict[str, float]:
     out, _ = await proc.communicate(json.dumps(spec).encode())
     if proc.returncode != 0:
         raise RuntimeError(f"the load process failed ({proc.returncode})")
-    result: dict[str, float] = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 

@@ -241,8 +241,10 @@ def test_secrets_are_kept_private_and_the_tokens_verify_after_a_restart(tmp_path
 def test_up_refuses_a_secrets_file_others_may_read(tmp_path: Path) -> None:
     stack_secrets(tmp_path, {})
     (tmp_path / SECRETS_FILE).chmod(0o644)
-    with pytest.raises(RuntimeError, match="exited with 2"):
-        launch_up(free_port(), str(tmp_path))
+    with pytest.raises(RuntimeError, match="exited with 2") as refused:
+        up, _ = launch_up(free_port(), str(tmp_path))
+        stop_all(up)  # only if it started after all
+    assert "other users may read it (mode 0644)" in str(refused.value)
 
 
 async def test_one_more_gateway_started_as_printed_serves_the_first_ones_tokens(
