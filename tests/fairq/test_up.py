@@ -26,11 +26,11 @@ from fairq.cli import main
 from fairq.config import ConfigError
 from fairq.demo import demo_campaign
 from fairq.devservices import free_port
+from fairq.processes import Component, wait_http_ready
 from fairq.stacksecrets import SECRETS_FILE, stack_secrets
 from fairq.topics import DEFAULT_PARTITIONS
 from gateway.workers import check_port_free
 from loadtest.bench_recovery import OPERATOR_KEY, ROOM, Bench, launch_up
-from tests.conftest import until_status
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -229,9 +229,9 @@ def test_secrets_are_kept_private_and_the_tokens_verify_after_a_restart(tmp_path
     assert stored["FAIRQ_OPERATOR_KEY"] == operator_key
     up, text = launch_up(port, str(state), FAIRQ_OPERATOR_KEY="")
     try:
-        assert banner_value(text, "operator key") == operator_key
         assert status_code(base, ticket) == 200  # signed before the restart, verified after
         assert status_code(base, ticket[:-4] + "AAAA") == 401  # (a forged one is not)
+        assert banner_value(text, "operator key") == operator_key
         stop_up(up)
     finally:
         stop_all(up)
@@ -274,12 +274,13 @@ async def test_one_more_gateway_started_as_printed_serves_the_first_ones_tokens(
             for k, v in os.environ.items()
             if not k.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP"))
         }
-        with (tmp_path / "more.log").open("wb") as log:
+        log = tmp_path / "more.log"
+        with log.open("wb") as out:
             more = subprocess.Popen(
-                [sys.executable, "-m", "fairq.cli", *argv[1:]], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "fairq.cli", *argv[1:]], env=env, stdout=out, stderr=out
             )
         first, second = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
-        await until_status(f"{second}/readyz", 200)
+        await asyncio.to_thread(wait_http_ready, Component("more", more, log), f"{second}/readyz")
         async with aiohttp.ClientSession() as session:
             bench = Bench(session, first, up.pid)
             await bench.admit(visitors=1)  # the ticket and the booking token: the first's
