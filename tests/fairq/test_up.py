@@ -23,14 +23,13 @@ import pytest
 
 from fairq import envfile
 from fairq.cli import main
-from fairq.config import ConfigError
 from fairq.demo import demo_campaign
 from fairq.devservices import free_port
 from fairq.processes import Component, wait_http_ready
 from fairq.stacksecrets import SECRETS_FILE, stack_secrets
 from fairq.topics import DEFAULT_PARTITIONS
-from gateway.workers import check_port_free
 from loadtest.bench_recovery import OPERATOR_KEY, ROOM, Bench, launch_up
+from tests.conftest import consecutive_free_ports
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -88,18 +87,6 @@ def stop_all(up: subprocess.Popen[str]) -> None:
 
 
 # -- several of each, the secrets, one more process ------------------------------------
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports free now (``fairq up``'s gateways')."""
-    while True:
-        first = free_port()
-        try:
-            for port in range(first + 1, first + count):
-                check_port_free("127.0.0.1", port, shared=False)
-        except ConfigError:
-            continue
-        return first
 
 
 def drain(up: subprocess.Popen[str]) -> list[str]:

@@ -19,22 +19,24 @@ from fairq.config import Connections
 from fairq.devservices import free_port
 from fairq.processes import Component, spawn, stop, wait_http_ready
 from gateway.workers import WorkerSettings, machine_cores
-from tests.conftest import metrics_text
+from tests.conftest import consecutive_free_ports, metrics_text
 from tests.harness import fairq_env
 
 pytestmark = pytest.mark.timeout(180)
 
+TwoWorkers = tuple[Component, int, int]  # the parent, the shared port, the first own port
+
 
 @pytest.fixture
-def two_workers(connections: Connections, tmp_path: Path) -> Iterator[tuple[Component, int]]:
+def two_workers(connections: Connections, tmp_path: Path) -> Iterator[TwoWorkers]:
     """``fairq gateway --workers 2`` on a free port, ready; stopped on exit."""
-    port = free_port()
+    port, own = free_port(), consecutive_free_ports(2)
     env = fairq_env(connections, FAIRQ_HTTP_PORT=str(port), FAIRQ_SHUTDOWN_DRAIN_S="1")
-    env["FAIRQ_GATEWAY_WORKERS"] = "2"
+    env |= {"FAIRQ_GATEWAY_WORKERS": "2", "FAIRQ_WORKER_PORTS_FROM": str(own)}
     gateway = spawn("gateway", "gateway", env, tmp_path)
     try:
         wait_http_ready(gateway, f"http://127.0.0.1:{port}/readyz")
-        yield gateway, port
+        yield gateway, port, own
     finally:
         stop([gateway])
         for worker in workers_of(gateway):  # only if the test failed half way
@@ -83,11 +85,11 @@ async def scraped_worker(session: aiohttp.ClientSession, url: str) -> str:
 
 
 async def test_two_workers_serve_one_port_each_scraped_on_its_own(
-    two_workers: tuple[Component, int],
+    two_workers: TwoWorkers,
 ) -> None:
-    gateway, port = two_workers
+    gateway, port, own_from = two_workers
     own = await until_workers_listen(gateway, port, 2)
-    assert set(own) == {"1", "2"}
+    assert own == {"1": own_from, "2": own_from + 1}  # FAIRQ_WORKER_PORTS_FROM + i - 1
     pids = {w.pid for w in workers_of(gateway)}
     assert len(pids) == 2 and gateway.process.pid not in pids
     # New connections to the shared port reach both workers (the kernel spreads them).
@@ -113,9 +115,9 @@ async def test_two_workers_serve_one_port_each_scraped_on_its_own(
 
 
 async def test_sigterm_stops_every_worker_after_its_drain(
-    two_workers: tuple[Component, int],
+    two_workers: TwoWorkers,
 ) -> None:
-    gateway, port = two_workers
+    gateway, port, _ = two_workers
     await until_workers_listen(gateway, port, 2)
     workers = workers_of(gateway)
     gateway.process.send_signal(signal.SIGTERM)
@@ -130,8 +132,8 @@ async def test_sigterm_stops_every_worker_after_its_drain(
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
-async def test_a_killed_worker_is_started_again(two_workers: tuple[Component, int]) -> None:
-    gateway, port = two_workers
+async def test_a_killed_worker_is_started_again(two_workers: TwoWorkers) -> None:
+    gateway, port, _ = two_workers
     await until_workers_listen(gateway, port, 2)
     (victim,) = [w for w in workers_of(gateway) if worker_number(w) == "1"]
     victim.send_signal(signal.SIGKILL)
@@ -146,8 +148,8 @@ async def test_a_killed_worker_is_started_again(two_workers: tuple[Component, in
     assert f"gateway worker 1 (pid {victim.pid}) exited with signal SIGKILL" in gateway.tail()
 
 
-async def test_workers_end_when_their_parent_is_killed(two_workers: tuple[Component, int]) -> None:
-    gateway, port = two_workers
+async def test_workers_end_when_their_parent_is_killed(two_workers: TwoWorkers) -> None:
+    gateway, port, _ = two_workers
     await until_workers_listen(gateway, port, 2)
     workers = workers_of(gateway)
     gateway.process.send_signal(signal.SIGKILL)
