@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -74,19 +75,26 @@ class Component:
         logger.info("restarted %s (pid %d, log %s)", self.name, self.process.pid, self.log)
 
 
-def _end_with_parent() -> None:
-    """In the child, before exec: have the kernel SIGTERM it when its parent dies (Linux),
-    so that a killed supervisor does not leave its children holding their ports."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+def _ended_with(parent: int) -> Callable[[], None]:
+    """For the child, before exec: have the kernel SIGTERM it when ``parent`` dies
+    (Linux), so that a killed supervisor does not leave its children holding their
+    ports; a parent already gone by then ends the child at once."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def _popen(
     command: str, env: Mapping[str, str], log: Path | None, mode: str, with_parent: bool
 ) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "fairq.cli", command]
-    preexec = _end_with_parent if with_parent else None
+    preexec = _ended_with(os.getpid()) if with_parent else None
     if log is None:
         return subprocess.Popen(argv, env=dict(env), preexec_fn=preexec)
     with log.open(mode) as out:
