@@ -29,7 +29,7 @@ from fairq.processes import Component, wait_http_ready
 from fairq.stacksecrets import SECRETS_FILE, stack_secrets
 from fairq.topics import DEFAULT_PARTITIONS
 from loadtest.bench_recovery import OPERATOR_KEY, ROOM, Bench, launch_up
-from tests.conftest import consecutive_free_ports
+from tests.conftest import consecutive_free_ports, until_status
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -112,13 +112,17 @@ def banner_value(text: str, label: str) -> str:
     return value
 
 
-async def assigned_partitions(log_dir: Path, names: list[str], partitions: int) -> None:
-    """Wait until the allocators ``names`` share every partition, each holding some
-    (their logs' last ``partitions assigned`` lines)."""
+async def assigned_partitions(
+    logs: list[Path], partitions: int, watch: tuple[subprocess.Popen[bytes], ...] = ()
+) -> None:
+    """Wait until the allocators logging to ``logs`` share every partition, each holding
+    some (their logs' last ``partitions assigned`` lines); fail if one of ``watch`` exits."""
     while True:
+        for process, log in zip(watch, logs[-len(watch) :], strict=True):
+            assert process.poll() is None, log.read_text()
         held = []
-        for name in names:
-            lines = (log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines()
             last = [x for x in lines if "partitions assigned: " in x][-1:]
             held.append(
                 set(json.loads(last[0].split("partitions assigned: ")[1])) if last else set()
@@ -150,7 +154,8 @@ async def test_a_stack_of_two_gateways_admitters_and_allocators_books_end_to_end
         instances = {c.environ()["FAIRQ_ALLOCATOR_INSTANCE"] for c in allocators}
         assert instances == {"allocator-1", "allocator-2"}
         names = ["allocator-1", "allocator-2"]
-        await assigned_partitions(tmp_path / "logs", names, DEFAULT_PARTITIONS)
+        logs = [tmp_path / "logs" / f"{name}.log" for name in names]
+        await assigned_partitions(logs, DEFAULT_PARTITIONS)
         counties = [c["id"] for c in demo_campaign(dt.date.today())["counties"]]
         async with aiohttp.ClientSession() as session:
             bench = Bench(session, bases[0], up.pid)
@@ -178,6 +183,36 @@ async def test_a_stack_of_two_gateways_admitters_and_allocators_books_end_to_end
         assert alive == []
     finally:
         stop_all(up)
+
+
+def printed_command(text: str, kind: str) -> list[str]:
+    """The banner's command that starts one more ``kind`` process, split as a shell would."""
+    (line,) = [x for x in text.splitlines() if x.startswith(f"  {kind:<10} fairq {kind}")]
+    return shlex.split(line.split(None, 1)[1])
+
+
+def start_printed(argv: list[str], log: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Run a printed ``fairq ...`` command with nothing of the stack in the environment
+    (the env file says it all), logging to ``log``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP"))
+    }
+    assert argv[0] == "fairq"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fairq.cli", *argv[1:]], env=env, stdout=out, stderr=out
+        )
+    return process, log
+
+
+def health_url(log: Path) -> str:
+    """Where a service that logs ``... health on http://host:port`` serves it (0 if not yet)."""
+    for line in log.read_text(errors="replace").splitlines():
+        if " health on http://" in line:
+            return line.split(" health on ", 1)[1].split()[0]
+    return ""
 
 
 def join_ticket(base: str) -> str:
@@ -244,9 +279,7 @@ async def test_one_more_gateway_started_as_printed_serves_the_first_ones_tokens(
     try:
         stack_file = tmp_path / "stack.env"
         assert stat.S_IMODE(stack_file.stat().st_mode) == 0o600
-        (line,) = [x for x in text.splitlines() if x.startswith("  gateway    fairq gateway")]
-        command = line.split(None, 1)[1]
-        argv = shlex.split(command)
+        argv = printed_command(text, "gateway")
         assert argv == [
             "fairq",
             "gateway",
@@ -255,17 +288,7 @@ async def test_one_more_gateway_started_as_printed_serves_the_first_ones_tokens(
             "--port",
             str(port + 1),
         ]
-        # Nothing of the stack in the environment: the file says it all.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("FAIRQ_", "REDIS_URL", "KAFKA_BOOTSTRAP"))
-        }
-        log = tmp_path / "more.log"
-        with log.open("wb") as out:
-            more = subprocess.Popen(
-                [sys.executable, "-m", "fairq.cli", *argv[1:]], env=env, stdout=out, stderr=out
-            )
+        more, log = start_printed(argv, tmp_path / "more.log")
         first, second = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
         await asyncio.to_thread(wait_http_ready, Component("more", more, log), f"{second}/readyz")
         async with aiohttp.ClientSession() as session:
@@ -311,3 +334,57 @@ def test_up_names_a_bad_count(
     assert main(["up", *args]) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # refused before anything was made
+
+
+async def test_one_more_allocator_and_admitter_started_as_printed_join_the_stack(
+    tmp_path: Path,
+) -> None:
+    """The printed allocator joins the group under its own name and takes its share of
+    the partitions (bookings in every county are then answered, by both); the printed
+    admitter starts and is ready."""
+    port = free_port()
+    up, text = launch_up(port, str(tmp_path))
+    drain(up)
+    added: list[subprocess.Popen[bytes]] = []
+    try:
+        argv = printed_command(text, "allocator")
+        assert argv[-2:] == ["--instance", "allocator-2"]
+        allocator, allocator_log = start_printed(argv, tmp_path / "more-allocator.log")
+        admitter, admitter_log = start_printed(
+            printed_command(text, "admitter"), tmp_path / "more-admitter.log"
+        )
+        added += [allocator, admitter]
+        logs = [tmp_path / "logs" / "allocator.log", allocator_log]
+        await assigned_partitions(logs, DEFAULT_PARTITIONS, watch=(allocator,))
+        while not health_url(admitter_log):
+            assert admitter.poll() is None, admitter_log.read_text()
+            await asyncio.sleep(0.1)
+        await until_status(f"{health_url(admitter_log)}/readyz", 200)
+        counties = [c["id"] for c in demo_campaign(dt.date.today())["counties"]]
+        async with aiohttp.ClientSession() as session:
+            bench = Bench(session, f"http://127.0.0.1:{port}", up.pid)
+            await bench.admit(visitors=len(counties))
+            booked = []
+            for county in counties:
+                token = next(bench.tokens)
+                status, body = await bench.call(
+                    "POST", f"/api/rooms/{ROOM}/bookings", token, json={"county": county}
+                )
+                assert status in (201, 202), (status, body)
+                booked.append((str(body["booking_id"]), token))
+            for booking_id, token in booked:
+                assert await bench.answer(booking_id, token) == "held", booking_id
+            (first,) = [v for v in banner_values(text, "allocator") if v.startswith("http")]
+            for health in (first, health_url(allocator_log)):
+                async with session.get(health.replace("/readyz", "") + "/metrics") as response:
+                    metrics = await response.text()
+                assert counter_total(metrics, "fairq_allocator_commands_total") > 0, health
+        for process in added:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        stop_up(up)
+    finally:
+        for process in added:
+            if process.poll() is None:
+                process.kill()
+        stop_all(up)
