@@ -118,7 +118,7 @@ async def assigned_partitions(
     """Wait until the allocators logging to ``logs`` share every partition, each holding
     some (their logs' last ``partitions assigned`` lines); fail if one of ``watch`` exits."""
     while True:
-        for process, log in zip(watch, logs[-len(watch) :], strict=True):
+        for process, log in zip(watch, logs[len(logs) - len(watch) :], strict=True):
             assert process.poll() is None, log.read_text()
         held = []
         for log in logs:
