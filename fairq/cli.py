@@ -81,9 +81,9 @@ FLAG_ENV = {
 }
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+def _flag(parser: argparse.ArgumentParser, name: str, help: str, metavar: str = "N") -> None:
     dest = name.removeprefix("--").replace("-", "_")
-    parser.add_argument(name, metavar="N", help=f"{help} (or {FLAG_ENV[dest]})")
+    parser.add_argument(name, metavar=metavar, help=f"{help} (or {FLAG_ENV[dest]})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,11 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         components[name].add_argument(
             "--env-file",
             type=Path,
+            metavar="FILE",
             help="read settings from this NAME=value file first (e.g. .fairq/stack.env)",
         )
-    _flag(components["gateway"], "--port", "the HTTP port")
+    _flag(components["gateway"], "--port", "the HTTP port", "PORT")
     _flag(components["gateway"], "--workers", "processes sharing the port (default: the cores)")
-    _flag(components["allocator"], "--instance", "this allocator's name in its group")
+    _flag(components["allocator"], "--instance", "its name in its group", "NAME")
     topics = sub.add_parser("topics", help="create the Kafka topics")
     topics.add_argument("--partitions", type=int, default=8)
     topics.add_argument("--replication-factor", type=int, default=1)
