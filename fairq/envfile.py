@@ -12,6 +12,7 @@ one), and ``check_private`` refuses a secrets file that others may read.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -20,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fairq.config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PRIVATE_FILE = 0o600
@@ -68,8 +71,10 @@ def private_dir(path: Path) -> None:
     tightened: it now holds secrets.
     """
     path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode != PRIVATE_DIR:
         path.chmod(PRIVATE_DIR)
+        logger.warning("%s was mode %04o; made it 0700, as it holds secrets", path, mode)
 
 
 def write_private(path: Path, values: Mapping[str, str], header: str) -> None:

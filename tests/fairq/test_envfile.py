@@ -63,11 +63,16 @@ def test_written_files_are_private_from_their_creation(tmp_path: Path) -> None:
     assert [p.name for p in state.iterdir()] == ["secrets.env"]  # no temporary file left
 
 
-def test_a_state_directory_made_open_is_tightened(tmp_path: Path) -> None:
+def test_a_state_directory_made_open_is_tightened_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     state = tmp_path / "state"
-    state.mkdir(mode=0o755)
-    envfile.private_dir(state)
+    state.mkdir()
+    state.chmod(0o755)
+    with caplog.at_level("WARNING", logger="fairq.envfile"):
+        envfile.private_dir(state)
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert f"{state} was mode 0755; made it 0700" in caplog.text
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o666])
