@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 from fairq import eventloop
@@ -69,27 +70,83 @@ def _topics(env: Mapping[str, str], partitions: int, replication: int) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+# flag -> the environment variable it sets (flags win over the environment and
+# --env-file; each setting is read, and checked, from the environment only)
+FLAG_ENV = {
+    "gateways": "FAIRQ_GATEWAYS",
+    "admitters": "FAIRQ_ADMITTERS",
+    "allocators": "FAIRQ_ALLOCATORS",
+    "gateway_workers": "FAIRQ_GATEWAY_WORKERS",
+    "workers": "FAIRQ_GATEWAY_WORKERS",
+    "port": "FAIRQ_HTTP_PORT",
+    "instance": "FAIRQ_ALLOCATOR_INSTANCE",
+}
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, help: str, metavar: str = "N") -> None:
+    dest = name.removeprefix("--").replace("-", "_")
+    parser.add_argument(name, metavar=metavar, help=f"{help} (or {FLAG_ENV[dest]})")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fairq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run the whole system locally with a demo campaign")
+    up = sub.add_parser("up", help="run the whole system locally with a demo campaign")
+    _flag(up, "--gateways", "gateway processes, on consecutive ports from FAIRQ_HTTP_PORT")
+    _flag(up, "--admitters", "admitter processes")
+    _flag(up, "--allocators", "allocator processes, sharing the partitions")
+    _flag(up, "--gateway-workers", "worker processes of each gateway (default 1 here)")
+    components = {}
     for name in ("gateway", "admitter", "allocator"):
-        sub.add_parser(name, help=f"run one {name} process (settings from the environment)")
+        components[name] = sub.add_parser(
+            name, help=f"run one {name} process (settings from the environment)"
+        )
+        components[name].add_argument(
+            "--env-file",
+            type=Path,
+            metavar="FILE",
+            help="read settings from this NAME=value file first (e.g. .fairq/stack.env)",
+        )
+    _flag(components["gateway"], "--port", "the HTTP port", "PORT")
+    _flag(components["gateway"], "--workers", "processes sharing the port (default: the cores)")
+    _flag(components["allocator"], "--instance", "its name in its group", "NAME")
     topics = sub.add_parser("topics", help="create the Kafka topics")
     topics.add_argument("--partitions", type=int, default=8)
     topics.add_argument("--replication-factor", type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    """The process's environment, then ``--env-file``'s settings, then the flags'."""
+    from fairq import envfile
+
+    env = dict(os.environ)
+    if getattr(args, "env_file", None) is not None:
+        env |= envfile.read(args.env_file)
+    flags = {FLAG_ENV[dest]: value for dest, value in vars(args).items() if dest in FLAG_ENV}
+    return env | {name: value for name, value in flags.items() if value is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     _configure_logging()
     try:
-        loop = eventloop.from_env(os.environ)  # the children of `up` read it too
+        env = _environment(args)
+        loop = eventloop.from_env(env)  # the children of `up` read it too
         if args.command == "up":
             from fairq.up import up
 
-            return up(os.environ)
+            return up(env)
         if args.command == "topics":
-            _topics(os.environ, args.partitions, args.replication_factor)
+            _topics(env, args.partitions, args.replication_factor)
             return 0
-        run, settings = _component(args.command, os.environ)
+        run, settings = _component(args.command, env)
+        if args.command == "gateway" and settings.worker is None:
+            from gateway.workers import WorkerSettings, run_workers
+
+            workers = WorkerSettings.from_env(env).workers
+            if workers > 1:
+                return run_workers(settings, workers, env)
     except ConfigError as e:
         print(f"fairq {args.command}: configuration error: {e}", file=sys.stderr)
         return 2

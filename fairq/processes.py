@@ -8,7 +8,9 @@ allocator must not take the gateways and the admitter down with it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class ProcessError(RuntimeError):
@@ -52,40 +55,75 @@ class Backoff:
 class Component:
     name: str
     process: subprocess.Popen[bytes]
-    log: Path
+    log: Path | None  # None: the output goes to this process's own
     command: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    with_parent: bool = False  # ended (SIGTERM) by the kernel if this process dies
     started_s: float = field(default_factory=time.monotonic)
     backoff: Backoff = field(default_factory=Backoff)
     restart_at_s: float | None = None  # exited: when it is started again
 
     def tail(self, chars: int = 3000) -> str:
+        if self.log is None:
+            return "(its output is this process's)"
         return self.log.read_text(errors="replace")[-chars:]
 
     def respawn(self) -> None:
         """Start the component again, its output appended to the same log."""
-        self.process = _popen(self.command, self.env, self.log, mode="ab")
+        self.process = _popen(self.command, self.env, self.log, "ab", self.with_parent)
         self.started_s, self.restart_at_s = time.monotonic(), None
         logger.info("restarted %s (pid %d, log %s)", self.name, self.process.pid, self.log)
 
 
-def _popen(command: str, env: Mapping[str, str], log: Path, mode: str) -> subprocess.Popen[bytes]:
+def _ended_with(parent: int) -> Callable[[], None]:
+    """For the child, before exec: have the kernel SIGTERM it when ``parent`` dies
+    (Linux), so that a killed supervisor does not leave its children holding their
+    ports; a parent already gone by then ends the child at once."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _popen(
+    command: str, env: Mapping[str, str], log: Path | None, mode: str, with_parent: bool
+) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "fairq.cli", command]
+    preexec = _ended_with(os.getpid()) if with_parent else None
+    if log is None:
+        return subprocess.Popen(argv, env=dict(env), preexec_fn=preexec)
     with log.open(mode) as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "fairq.cli", command],
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec
         )
 
 
-def spawn(command: str, name: str, env: Mapping[str, str], log_dir: Path) -> Component:
-    """Start ``fairq <command>`` as a child process logging to ``log_dir/<name>.log``."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"{name}.log"
-    process = _popen(command, env, log, mode="wb")
+def spawn(
+    command: str,
+    name: str,
+    env: Mapping[str, str],
+    log_dir: Path | None,
+    *,
+    with_parent: bool = False,
+) -> Component:
+    """Start ``fairq <command>`` as a child process logging to ``log_dir/<name>.log``
+    (``log_dir`` None: to this process's output).
+
+    ``with_parent``: the child is SIGTERMed when this process dies. Only for a process
+    that spawns from its main thread (the signal follows the thread that forked).
+    """
+    log = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{name}.log"
+    process = _popen(command, env, log, "wb", with_parent)
     logger.info("started %s (pid %d, log %s)", name, process.pid, log)
-    return Component(name, process, log, command, dict(env))
+    return Component(name, process, log, command, dict(env), with_parent=with_parent)
 
 
 def exit_reason(returncode: int) -> str:
@@ -127,6 +165,15 @@ def supervise(
             elif now >= c.restart_at_s:
                 c.respawn()
         time.sleep(poll_s)
+
+
+def supervise_until_signalled(components: list[Component]) -> None:
+    """``supervise`` until this process gets SIGINT or SIGTERM (the caller then stops
+    the components)."""
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    supervise(components, stopping=lambda: bool(stopping))
 
 
 def wait_http_ready(component: Component, url: str, timeout_s: float = 60.0) -> None:

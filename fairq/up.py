@@ -1,10 +1,16 @@
-"""``fairq up``: Redis, the broker, the topics, one allocator, one admitter, gateways, a demo.
+"""``fairq up``: Redis, the broker, the topics, allocators, admitters, gateways, a demo.
 
 Starts ``redis-server`` and a broker on free ports unless ``REDIS_URL`` /
 ``KAFKA_BOOTSTRAP`` are set (the broker: Tansu, or one Apache Kafka node with
-``FAIRQ_BROKER=kafka``, whose producers are then idempotent), loads the demo
-campaign and room, prints where to go, restarts a component that crashes
-(``fairq.processes.supervise``), and on Ctrl-C or SIGTERM stops every child process.
+``FAIRQ_BROKER=kafka``, whose producers are then idempotent), then as many gateways
+(on consecutive ports), admitters and allocators (sharing the partitions through
+their consumer group) as asked for, loads the demo campaign and room, prints where
+to go, restarts a component that crashes (``fairq.processes.supervise``), and on
+Ctrl-C or SIGTERM stops every child process.
+
+The secrets are kept in the state directory (``fairq.stacksecrets``), and the whole
+stack's settings are written next to them (``stack.env``, mode 0600) while it runs,
+so that one command starts one more process against it (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import secrets
-import signal
+import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -24,41 +29,111 @@ from pathlib import Path
 from typing import Any
 
 from allocator.settings import snapshot_topic
+from fairq import envfile
 from fairq.config import ConfigError, Topics, env_bool, env_int, env_str
 from fairq.demo import demo_campaign
 from fairq.devservices import free_port, kafka_broker, kafka_cluster, redis_server
-from fairq.processes import ProcessError, spawn, stop, supervise, wait_http_ready
+from fairq.processes import (
+    Component,
+    ProcessError,
+    spawn,
+    stop,
+    supervise_until_signalled,
+    wait_http_ready,
+)
+from fairq.stacksecrets import stack_secrets
 from fairq.topics import DEFAULT_PARTITIONS, ensure_topics
+from gateway.workers import check_port_free
 
 logger = logging.getLogger(__name__)
 
 DEMO = "demo"
 BROKERS = ("tansu", "kafka")
+MAX_PROCESSES = 64  # of each kind: beyond, a typo rather than a plan
+MAX_PORT = 65535
+STACK_FILE = "stack.env"
+# Settings of one process, not of the stack: left out of stack.env.
+PER_PROCESS = frozenset(
+    {
+        "FAIRQ_HTTP_PORT",
+        "FAIRQ_HEALTH_PORT",
+        "FAIRQ_ALLOCATOR_INSTANCE",
+        "FAIRQ_GATEWAY_WORKER",
+        "FAIRQ_STATE_DIR",
+        "FAIRQ_GATEWAYS",
+        "FAIRQ_ADMITTERS",
+        "FAIRQ_ALLOCATORS",
+        "FAIRQ_DEMO_OPENS_IN_S",
+        "FAIRQ_BROKER",
+        "FAIRQ_PARTITIONS",
+    }
+)
+
+
+def env_count(env: Mapping[str, str], name: str) -> int:
+    """How many processes of a kind ``name`` asks for: 1 to ``MAX_PROCESSES``, default 1."""
+    count = env_int(env, name, 1, lo=1)
+    if count > MAX_PROCESSES:
+        raise ConfigError(f"{name} must be at most {MAX_PROCESSES}, got {count}")
+    return count
 
 
 @dataclass(frozen=True, slots=True)
 class UpSettings:
-    http_port: int
-    operator_key: str
-    signing_keys: str
-    identity_secret: str
+    http_port: int  # the first gateway's; the others' follow it
     opens_in_s: int
     state_dir: Path
     partitions: int
     broker: str
+    gateways: int = 1
+    admitters: int = 1
+    allocators: int = 1
+    gateway_workers: int = 1  # each gateway's processes on its port (gateway.workers)
+    # the allocators' names in their group, numbered when several ("" : no fixed names)
+    allocator_instance: str = "allocator"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> UpSettings:
-        return cls(
+        s = cls(
             http_port=env_int(env, "FAIRQ_HTTP_PORT", 8080, lo=1),
-            operator_key=env_str(env, "FAIRQ_OPERATOR_KEY", secrets.token_urlsafe(24)),
-            signing_keys=env_str(env, "FAIRQ_SIGNING_KEYS", f"k1:{secrets.token_urlsafe(32)}"),
-            identity_secret=env_str(env, "FAIRQ_IDENTITY_SECRET", secrets.token_urlsafe(32)),
             opens_in_s=env_int(env, "FAIRQ_DEMO_OPENS_IN_S", 30),
             state_dir=Path(env_str(env, "FAIRQ_STATE_DIR", ".fairq")),
             partitions=env_int(env, "FAIRQ_PARTITIONS", DEFAULT_PARTITIONS, lo=1),
             broker=broker_choice(env),
+            gateways=env_count(env, "FAIRQ_GATEWAYS"),
+            admitters=env_count(env, "FAIRQ_ADMITTERS"),
+            allocators=env_count(env, "FAIRQ_ALLOCATORS"),
+            gateway_workers=env_count(env, "FAIRQ_GATEWAY_WORKERS"),
+            allocator_instance=env.get("FAIRQ_ALLOCATOR_INSTANCE", "allocator"),
         )
+        if s.http_port + s.gateways - 1 > MAX_PORT:
+            raise ConfigError(
+                f"FAIRQ_HTTP_PORT {s.http_port} leaves no room for {s.gateways} gateways"
+                f" on consecutive ports (the last would be {s.http_port + s.gateways - 1})"
+            )
+        if s.allocators > s.partitions:
+            raise ConfigError(
+                f"FAIRQ_ALLOCATORS {s.allocators} is more than the partitions"
+                f" ({s.partitions}, FAIRQ_PARTITIONS): an allocator without a partition"
+                " stands idle"
+            )
+        return s
+
+    @property
+    def gateway_ports(self) -> list[int]:
+        return [self.http_port + i for i in range(self.gateways)]
+
+    def allocator_name(self, k: int) -> str:
+        """The group name (``FAIRQ_ALLOCATOR_INSTANCE``) of allocator ``k`` (from 1):
+        fixed, so that a restarted one takes its dead predecessor's place at once."""
+        if not self.allocator_instance or self.allocators == 1:
+            return self.allocator_instance
+        return f"{self.allocator_instance}-{k}"
+
+
+def names(kind: str, count: int) -> list[str]:
+    """``gateway`` for one, ``gateway-1``, ``gateway-2``... for several."""
+    return [kind] if count == 1 else [f"{kind}-{i}" for i in range(1, count + 1)]
 
 
 def broker_choice(env: Mapping[str, str]) -> str:
@@ -120,42 +195,87 @@ def limits_note(env: Mapping[str, str]) -> str:
     )
 
 
-def _banner(
-    base: str,
-    s: UpSettings,
-    note: str,
-    redis_url: str,
-    bootstrap: str,
-    limits: str,
-    health: dict[str, int],
-    broker: str,
-) -> str:
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What ``fairq up`` started, for its banner."""
+
+    settings: UpSettings
+    operator_key: str
+    redis_url: str
+    bootstrap: str
+    broker: str
+    health: dict[str, int]  # admitter / allocator name -> its health port
+    stack_file: Path
+
+    @property
+    def bases(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.settings.gateway_ports]
+
+    def more(self) -> dict[str, str]:
+        """The command that starts one more process of each kind against this stack."""
+        s = self.settings
+        fairq = f"fairq {{}} --env-file {shlex.quote(str(self.stack_file.resolve()))}"
+        instance = f"{s.allocator_instance or 'allocator'}-{s.allocators + 1}"
+        return {
+            "gateway": fairq.format("gateway") + f" --port {s.http_port + s.gateways}",
+            "admitter": fairq.format("admitter"),
+            "allocator": fairq.format("allocator") + f" --instance {instance}",
+        }
+
+
+def _banner(stack: Stack, note: str, limits: str) -> str:
+    s, base = stack.settings, stack.bases[0]
+    workers = f"   ({s.gateway_workers} workers each)" if s.gateway_workers > 1 else ""
+    gateways = "\n".join(f"  gateway        {b}{workers}" for b in stack.bases)
+    health = "\n".join(
+        f"  {name:<14} http://127.0.0.1:{port}/readyz   (/livez, /metrics)"
+        for name, port in stack.health.items()
+    )
+    more = "\n".join(f"  {kind:<10} {command}" for kind, command in stack.more().items())
     return f"""
 fairq is up.
-  gateway        {base}
+{gateways}
   waiting room   {base}/rooms/{DEMO}   (open it in a browser)
   openapi        {base}/api/openapi.json
   metrics        {base}/metrics
   health         {base}/livez  {base}/readyz
-  allocator      http://127.0.0.1:{health["allocator"]}/readyz   (/livez, /metrics)
-  admitter       http://127.0.0.1:{health["admitter"]}/readyz   (/livez, /metrics)
+{health}
   demo room      {base}/api/rooms/{DEMO}   (opens in {s.opens_in_s}s)
-  operator key   {s.operator_key}
+  operator key   {stack.operator_key}
   console        {base}/operator   (sign in with the operator key)
   call center    {base}/callcenter   (an agent key, FAIRQ_AGENT_KEYS, or the operator key)
-  redis          {redis_url}
-  kafka          {bootstrap}   ({broker})
+  redis          {stack.redis_url}
+  kafka          {stack.bootstrap}   ({stack.broker})
+  secrets        {s.state_dir / "secrets.env"}   (kept for the next start)
   logs           {s.state_dir / "logs"}
   limits         {limits}
   {note}
+
+One more process against this stack (settings and secrets in {stack.stack_file}, mode 0600):
+{more}
 
 Try:  curl -s -X POST {base}/api/rooms/{DEMO}/join
 Stop: Ctrl-C
 """
 
 
+def stack_settings(child_env: Mapping[str, str]) -> dict[str, str]:
+    """What every process of the stack shares (its connections, secrets, FAIRQ_
+    settings), for ``stack.env``: not what is one process's own (``PER_PROCESS``)."""
+    return {
+        name: value
+        for name, value in sorted(child_env.items())
+        if (name.startswith("FAIRQ_") or name in ("REDIS_URL", "KAFKA_BOOTSTRAP"))
+        and name not in PER_PROCESS
+    }
+
+
 def up(env: Mapping[str, str]) -> int:
     s = UpSettings.from_env(env)
+    host = env.get("FAIRQ_HTTP_HOST", "127.0.0.1")
+    for port in s.gateway_ports:
+        check_port_free(host, port, shared=False)
+    secrets = stack_secrets(s.state_dir, env)
     log_dir = s.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -165,37 +285,51 @@ def up(env: Mapping[str, str]) -> int:
         snapshots = snapshot_topic(topics.commands)
         asyncio.run(ensure_topics(bootstrap, topics, s.partitions, snapshots=snapshots))
         idempotence = env_bool(env, "FAIRQ_KAFKA_IDEMPOTENCE", s.broker == "kafka")
-        child_env = dict(env) | {
-            "REDIS_URL": redis_url,
-            "KAFKA_BOOTSTRAP": bootstrap,
-            "FAIRQ_KAFKA_IDEMPOTENCE": str(idempotence).lower(),
-            "FAIRQ_OPERATOR_KEY": s.operator_key,
-            "FAIRQ_SIGNING_KEYS": s.signing_keys,
-            "FAIRQ_IDENTITY_SECRET": s.identity_secret,
-            "FAIRQ_HTTP_PORT": str(s.http_port),
-        }
-        # Each service keeps its health port across restarts; the allocator keeps its
+        child_env = (
+            dict(env)
+            | {
+                "REDIS_URL": redis_url,
+                "KAFKA_BOOTSTRAP": bootstrap,
+                "FAIRQ_KAFKA_IDEMPOTENCE": str(idempotence).lower(),
+                "FAIRQ_GATEWAY_WORKERS": str(s.gateway_workers),
+            }
+            | secrets
+        )
+        stack_file = s.state_dir / STACK_FILE
+        header = "The running fairq up stack's settings, for one more process (docs/scale-out.md)."
+        envfile.write_private(stack_file, stack_settings(child_env), header)
+        stack.callback(stack_file.unlink, missing_ok=True)
+        # Each service keeps its health port across restarts; each allocator keeps its
         # name, so that a restarted one takes its dead predecessor's place in the group.
-        health = {name: free_port() for name in ("allocator", "admitter")}
-        envs = {
-            "allocator": child_env
-            | {"FAIRQ_HEALTH_PORT": str(health["allocator"])}
-            | {"FAIRQ_ALLOCATOR_INSTANCE": env.get("FAIRQ_ALLOCATOR_INSTANCE", "allocator")},
-            "admitter": child_env | {"FAIRQ_HEALTH_PORT": str(health["admitter"])},
-            "gateway": child_env,
-        }
-        components = [spawn(name, name, envs[name], log_dir) for name in envs]
+        health: dict[str, int] = {}
+        components: list[Component] = []
         stack.callback(stop, components)
-        base = f"http://127.0.0.1:{s.http_port}"
-        wait_http_ready(components[-1], f"{base}/readyz")
-        note = load_demo(base, s.operator_key, s.opens_in_s)
+        for k, name in enumerate(names("allocator", s.allocators), start=1):
+            health[name] = free_port()
+            allocator_env = {
+                "FAIRQ_HEALTH_PORT": str(health[name]),
+                "FAIRQ_ALLOCATOR_INSTANCE": s.allocator_name(k),
+            }
+            components.append(spawn("allocator", name, child_env | allocator_env, log_dir))
+        for name in names("admitter", s.admitters):
+            health[name] = free_port()
+            admitter_env = {"FAIRQ_HEALTH_PORT": str(health[name])}
+            components.append(spawn("admitter", name, child_env | admitter_env, log_dir))
+        gateways = [
+            spawn("gateway", name, child_env | {"FAIRQ_HTTP_PORT": str(port)}, log_dir)
+            for name, port in zip(names("gateway", s.gateways), s.gateway_ports, strict=True)
+        ]
+        components += gateways
+        bases = [f"http://127.0.0.1:{port}" for port in s.gateway_ports]
+        for gateway, base in zip(gateways, bases, strict=True):
+            wait_http_ready(gateway, f"{base}/readyz")
+        note = load_demo(bases[0], secrets["FAIRQ_OPERATOR_KEY"], s.opens_in_s)
         broker = "KAFKA_BOOTSTRAP" if env.get("KAFKA_BOOTSTRAP") else s.broker
-        banner = _banner(base, s, note, redis_url, bootstrap, limits_note(env), health, broker)
-        print(banner, flush=True)
-        stopping: list[int] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-        supervise(components, stopping=lambda: bool(stopping))
+        started = Stack(
+            s, secrets["FAIRQ_OPERATOR_KEY"], redis_url, bootstrap, broker, health, stack_file
+        )
+        print(_banner(started, note, limits_note(env)), flush=True)
+        supervise_until_signalled(components)
         print("\nstopping fairq ...", flush=True)
         return 0
     return 1  # unreachable: the with-block returns

@@ -234,7 +234,7 @@ SERVER_LIMITS = ServerLimits(
 
 def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> web.Application:
     safelog.install()  # client input reaches log lines escaped
-    metrics = metrics or GatewayMetrics()
+    metrics = metrics or GatewayMetrics(worker=settings.worker)
     limiter = RateLimiter(settings.rate_limits, metrics.registry)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[RATE_LIMITER] = limiter

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -122,8 +122,18 @@ class RequestCounters:
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, worker: int | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        if worker is not None:
+            # Which of ``fairq gateway --workers N``'s processes answered this scrape: each
+            # has its own counters, scraped on its own port (docs/scale-out.md).
+            Info(
+                "fairq_gateway_worker",
+                "The gateway worker (fairq gateway --workers) these figures are of",
+                registry=self.registry,
+            ).info({"worker": str(worker)})
         self.counters = RequestCounters()
         self.registry.register(self.counters)
         self.bookings_total = Counter(

@@ -29,9 +29,18 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        shared = settings.worker is not None  # with its sibling workers (gateway.workers)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=shared)
         await site.start()
-        logger.info("gateway listening on %s", ", ".join(map(str, runner.addresses)))
+        if shared:
+            await web.TCPSite(runner, settings.host, settings.worker_port).start()
+            logger.info(
+                "gateway worker %d listening on %s (the first shared with the other workers)",
+                settings.worker,
+                ", ".join(map(str, runner.addresses)),
+            )
+        else:
+            logger.info("gateway listening on %s", ", ".join(map(str, runner.addresses)))
         await stop.wait()
         logger.info("gateway stopping: draining for up to %.1fs", settings.shutdown_drain_s)
     finally:

@@ -86,6 +86,11 @@ class GatewaySettings:
     trust_forwarded_proto: bool = False
     history_step_s: float = 5.0  # one point of each room's charts per this many seconds
     allocator_group: str = DEFAULT_GROUP  # whose lag the console shows
+    # One of ``fairq gateway --workers N``'s processes (``gateway.workers``): it shares
+    # ``port`` with its siblings (SO_REUSEPORT) and also serves on a port of its own,
+    # ``worker_ports_from + worker - 1`` (0: a free one, logged), for its own /metrics.
+    worker: int | None = None
+    worker_ports_from: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -113,4 +118,20 @@ class GatewaySettings:
             trust_forwarded_proto=parse_flag(env, "FAIRQ_TRUST_FORWARDED_PROTO"),
             history_step_s=env_float(env, "FAIRQ_HISTORY_STEP_S", 5.0, lo=0.05),
             allocator_group=env_str(env, "FAIRQ_ALLOCATOR_GROUP", DEFAULT_GROUP),
+            worker=worker_number(env),
+            worker_ports_from=env_int(env, "FAIRQ_WORKER_PORTS_FROM", 0),
         )
+
+    @property
+    def worker_port(self) -> int:
+        """The port of this worker's own (0: any free port)."""
+        if self.worker is None or not self.worker_ports_from:
+            return 0
+        return self.worker_ports_from + self.worker - 1
+
+
+def worker_number(env: Mapping[str, str]) -> int | None:
+    """``FAIRQ_GATEWAY_WORKER``, set by ``fairq gateway --workers N`` for its processes."""
+    if not env.get("FAIRQ_GATEWAY_WORKER"):
+        return None
+    return env_int(env, "FAIRQ_GATEWAY_WORKER", 0, lo=1)

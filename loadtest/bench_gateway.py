@@ -137,7 +137,7 @@ async def serve_bare(port: int) -> None:
 # -- the load generator (a separate process; spec on stdin, figures on stdout) ------------
 
 
-async def load(spec: dict[str, Any]) -> dict[str, float]:
+async def load(spec: dict[str, Any]) -> dict[str, Any]:
     """Keep one request in flight on each connection; count the answers of the window.
 
     ``spec``: ``port``, ``requests`` (one request per connection, latin-1 text),
@@ -175,10 +175,11 @@ async def load(spec: dict[str, Any]) -> dict[str, float]:
         "server_sys_share": (sys1 - sys0) / max(server, 1e-9),
         "client_busy": client / elapsed,
         "extra_busy": sum(b - a for a, b in zip(cpu0[1:], cpu1[1:], strict=True)) / elapsed,
+        "busy_by_pid": [(b - a) / elapsed for a, b in zip(cpu0, cpu1, strict=True)],
     }
 
 
-async def run_load(spec: dict[str, Any]) -> dict[str, float]:
+async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -190,7 +191,7 @@ async def run_load(spec: dict[str, Any]) -> dict[str, float]:
     out, _ = await proc.communicate(json.dumps(spec).encode())
     if proc.returncode != 0:
         raise RuntimeError(f"the load process failed ({proc.returncode})")
-    result: dict[str, float] = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
@@ -407,12 +408,15 @@ async def redis_memory(redis: aioredis.Redis, visitors: int, with_codes: bool) -
     return (after - before) / visitors
 
 
-def gateway_env(redis_url: str, kafka: str, port: int, exempt: bool) -> dict[str, str]:
+def gateway_env(
+    redis_url: str, kafka: str, port: int, exempt: bool, workers: int = 1
+) -> dict[str, str]:
     rates = ("1", "5") if exempt else ("1000000", "1000000")  # exempted / never refused
     return os.environ | {
         "REDIS_URL": redis_url,
         "KAFKA_BOOTSTRAP": kafka,
         "FAIRQ_HTTP_PORT": str(port),
+        "FAIRQ_GATEWAY_WORKERS": str(workers),
         "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
         "FAIRQ_SIGNING_KEYS": "k1:bench-signing-secret-0123456789",
         "FAIRQ_LOADTEST_KEY": LOADTEST_KEY,

@@ -178,7 +178,8 @@ def launch_up(port: int, state_dir: str, **settings: str) -> tuple[subprocess.Po
         if line.startswith("Stop: Ctrl-C"):
             return up, "".join(banner)
     up.wait()
-    raise RuntimeError(f"fairq up exited with {up.returncode} before it was up")
+    output = "".join(banner)[-3000:]
+    raise RuntimeError(f"fairq up exited with {up.returncode} before it was up:\n{output}")
 
 
 def main() -> None:

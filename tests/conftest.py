@@ -30,9 +30,17 @@ from playwright.async_api import Browser
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from allocator.settings import snapshot_topic
-from fairq.config import Connections, Topics
-from fairq.devservices import KafkaCluster, Server, kafka_broker, kafka_cluster, redis_server
+from fairq.config import ConfigError, Connections, Topics
+from fairq.devservices import (
+    KafkaCluster,
+    Server,
+    free_port,
+    kafka_broker,
+    kafka_cluster,
+    redis_server,
+)
 from fairq.topics import ensure_topics, partitions_of
+from gateway.workers import check_port_free
 from tests.browser import chromium
 
 TEST_PARTITIONS = 4
@@ -210,3 +218,16 @@ async def metrics_text(url: str) -> str:
         assert response.status == 200
         assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
         return await response.text()
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports free now (``fairq up``'s gateways, the
+    own ports of a gateway's workers)."""
+    while True:
+        first = free_port()
+        try:
+            for port in range(first + 1, first + count):
+                check_port_free("127.0.0.1", port, shared=False)
+        except ConfigError:
+            continue
+        return first

@@ -54,6 +54,8 @@ def fairq_env(connections: Connections, **extra: str) -> dict[str, str]:
             "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
             "FAIRQ_REFRESH_S": "0.1",
             "FAIRQ_LOG_LEVEL": "INFO",
+            # one process per gateway (the tests signal it, scrape it, count its limits)
+            "FAIRQ_GATEWAY_WORKERS": "1",
         }
         | extra
     )

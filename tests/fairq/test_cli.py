@@ -149,3 +149,40 @@ def test_a_service_stops_within_its_drain_time_whatever_its_dependencies_do(
         if component.process.poll() is None:
             component.process.kill()
             component.process.wait()
+
+
+VALID_GATEWAY_ENV = {
+    "REDIS_URL": "redis://x",
+    "KAFKA_BOOTSTRAP": "x:1",
+    "FAIRQ_SIGNING_KEYS": "k:" + "s" * 20,
+    "FAIRQ_OPERATOR_KEY": "o" * 20,
+}
+
+
+@pytest.mark.parametrize(
+    "file_text,args,message",
+    [
+        # the file's settings win over the environment's ...
+        ("FAIRQ_HTTP_PORT=eighty\n", [], "FAIRQ_HTTP_PORT must be an integer, got 'eighty'"),
+        # ... and the flags over the file's
+        ("FAIRQ_HTTP_PORT=8080\n", ["--port", "x"], "FAIRQ_HTTP_PORT must be an integer, got 'x'"),
+        ("FAIRQ_HTTP_PORT\n", [], "stack.env:1: expected NAME=value"),
+        (None, [], "cannot read the environment file"),
+    ],
+)
+def test_an_env_file_is_read_over_the_environment_and_under_the_flags(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    file_text: str | None,
+    args: list[str],
+    message: str,
+) -> None:
+    for name, value in VALID_GATEWAY_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FAIRQ_HTTP_PORT", "8080")
+    path = tmp_path / "stack.env"
+    if file_text is not None:
+        path.write_text(file_text)
+    assert main(["gateway", "--env-file", str(path), *args]) == 2
+    assert message in capsys.readouterr().err

@@ -51,3 +51,26 @@ def test_console_settings_are_read() -> None:
 def test_bad_console_settings_are_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         GatewaySettings.from_env(BASE | {name: value})
+
+
+def test_a_worker_serves_on_its_own_port_from_the_first_given() -> None:
+    assert GatewaySettings.from_env(BASE).worker is None
+    assert GatewaySettings.from_env(BASE | {"FAIRQ_WORKER_PORTS_FROM": "9100"}).worker_port == 0
+    worker = GatewaySettings.from_env(
+        BASE | {"FAIRQ_GATEWAY_WORKER": "2", "FAIRQ_WORKER_PORTS_FROM": "9100"}
+    )
+    assert (worker.worker, worker.worker_port) == (2, 9101)
+    first = GatewaySettings.from_env(BASE | {"FAIRQ_GATEWAY_WORKER": "1"})
+    assert (first.worker, first.worker_port) == (1, 0)  # 0: a free port, logged
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"FAIRQ_GATEWAY_WORKER": "0"}, "FAIRQ_GATEWAY_WORKER must be at least 1"),
+        ({"FAIRQ_WORKER_PORTS_FROM": "x"}, "FAIRQ_WORKER_PORTS_FROM must be an integer"),
+    ],
+)
+def test_bad_worker_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GatewaySettings.from_env(BASE | env)

@@ -64,6 +64,7 @@ def gateway(connections: Connections, tmp_path: Path) -> Iterator[str]:
         "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
         "FAIRQ_REFRESH_S": "0.1",
         "FAIRQ_HTTP_PORT": str(port),
+        "FAIRQ_GATEWAY_WORKERS": "1",  # one process: its per-client limits are the ones
         "FAIRQ_JOIN_RATE_PER_S": "0.1",
         "FAIRQ_JOIN_BURST": "1",
         "FAIRQ_STATUS_RATE_PER_S": "0.1",
