@@ -86,6 +86,9 @@ class GatewaySettings:
     trust_forwarded_proto: bool = False
     history_step_s: float = 5.0  # one point of each room's charts per this many seconds
     allocator_group: str = DEFAULT_GROUP  # whose lag the console shows
+    # how long a booking's view stays in the read model after its last change (lookups
+    # and exports of it end then; the events log keeps it): well past a season
+    readmodel_retention_days: int = 400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -113,4 +116,5 @@ class GatewaySettings:
             trust_forwarded_proto=parse_flag(env, "FAIRQ_TRUST_FORWARDED_PROTO"),
             history_step_s=env_float(env, "FAIRQ_HISTORY_STEP_S", 5.0, lo=0.05),
             allocator_group=env_str(env, "FAIRQ_ALLOCATOR_GROUP", DEFAULT_GROUP),
+            readmodel_retention_days=env_int(env, "FAIRQ_READMODEL_RETENTION_DAYS", 400, lo=1),
         )
