@@ -10,6 +10,11 @@ and its resident memory (RSS) is read then. Redis's ``used_memory`` is printed a
 the first start (the read model lives there). Not a test; run it:
 
     python -m loadtest.bench_gateway_start [--bookings 0,100000,1000000] [--code DIR]
+    python -m loadtest.bench_gateway_start --projection 10000
+
+``--projection N`` measures the read model's projection alone, in this process (no
+broker, no gateway): N bookings' records decoded and applied to a real Redis, with
+the CPU this process and Redis spent on them.
 
 ``--code DIR`` runs the gateway from another checkout's sources (e.g. the commit
 before the read model, extracted with ``git archive``) with this environment's
@@ -36,8 +41,9 @@ from aiokafka import AIOKafkaProducer
 from fairq.config import Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import DEFAULT_PARTITIONS, ensure_topics
+from gateway.readmodel import ReadModel, Record
 from loadtest.bench_allocator_core import print_header
-from schemas.events import Appointment, Confirmed, Held
+from schemas.events import Appointment, Confirmed, Held, decode_event
 
 OPERATOR_KEY = "bench-gateway-start-operator-key"
 SIGNING_KEYS = "k1:bench-gateway-start-signing-key"
@@ -163,6 +169,27 @@ async def measure(args: argparse.Namespace, redis_url: str, bootstrap: str) -> N
         await redis.aclose()
 
 
+async def measure_projection(bookings: int, redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        model = ReadModel(redis, "bench-events", retention_s=86_400)
+        raws = [value for i in range(bookings) for value in booking(i)[1]]
+        before = await redis.info("cpu")
+        began, cpu = time.perf_counter(), time.process_time()
+        records = [Record(offset, raw, decode_event(raw)) for offset, raw in enumerate(raws)]
+        await model.project(0, 0, 0, records)
+        wall_s, cpu_s = time.perf_counter() - began, time.process_time() - cpu
+        after = await redis.info("cpu")
+        redis_s = sum(after[k] - before[k] for k in ("used_cpu_user", "used_cpu_sys"))
+        print(
+            f"{len(records):,} records projected in {wall_s:.2f} s"
+            f" ({len(records) / wall_s:,.0f}/s): this process {cpu_s:.2f} s CPU"
+            f" (decoding included), Redis {redis_s:.2f} s CPU"
+        )
+    finally:
+        await redis.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -173,8 +200,13 @@ def main() -> None:
     )
     parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
     parser.add_argument("--code", type=Path, help="run the gateway from this checkout")
+    parser.add_argument("--projection", type=int, help="only project this many bookings")
     args = parser.parse_args()
     print_header("loadtest.bench_gateway_start")
+    if args.projection is not None:
+        with redis_server() as redis:
+            asyncio.run(measure_projection(args.projection, redis.url))
+        return
     print(f"gateway code: {args.code or 'this checkout'}")
     with redis_server() as redis, kafka_broker() as broker:
         asyncio.run(measure(args, redis.url, broker.url))
