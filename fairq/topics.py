@@ -26,10 +26,11 @@ DEFAULT_PARTITIONS = 8
 # The state topic (``schemas.state``) has one partition: one total order of the
 # records that must outlive Redis, read whole by ``waitingroom.durable.Restorer``.
 STATE_PARTITIONS = 1
-# Kept for ever: the allocator's state is a replay of the commands, and every gateway
-# rebuilds its booking views (lookups, appointment exports, identity claims) from the
-# whole events topic, while a dose 2 may be months after the booking. A broker's
-# default retention (7 days) would silently drop bookings from both.
+# Kept for ever: the allocator's state is a replay of the commands, and the booking read
+# model (lookups, appointment exports, identity claims: ``gateway.readmodel``) is
+# rebuilt from the whole events topic when Redis loses it, while a dose 2 may be
+# months after the booking. A broker's default retention (7 days) would silently drop
+# bookings from both.
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 # Snapshots: the newest manifest per partition and its chunks are kept, older ones go.
 COMPACTED = {"cleanup.policy": "compact"}

@@ -18,7 +18,7 @@ from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
 from gateway.commanding import send_commands
 from gateway.errors import ApiError
-from gateway.exports import appointment_rows, code_letters, csv_response
+from gateway.exports import appointment_rows, code_letters, csv_response, csv_stream
 from gateway.http import json_response, key_holder, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, message_body, room_view
@@ -95,7 +95,7 @@ async def _load_inventory(gw: Gateway, commands: list[AddInventory]) -> dict[str
     A command answered before (a delivery sent again, see ``numbered_ids``) is not
     sent again: its first answer stands (``already_applied`` counts them).
     """
-    known = gw.views.inventory_answers
+    known = await gw.views.model.inventory_answers([c.command_id for c in commands])
     earlier = [known[c.command_id] for c in commands if c.command_id in known]
     keyed = [(c.county, c) for c in commands if c.command_id not in known]
     answers = earlier + await send_commands(gw, keyed, gw.settings.inventory_wait_s)
@@ -211,7 +211,7 @@ async def post_codes(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/admin/campaigns/{campaign}/appointments.csv")
-async def appointments_csv(request: web.Request) -> web.Response:
+async def appointments_csv(request: web.Request) -> web.StreamResponse:
     """Confirmed appointments of a campaign, optionally of one center and/or day."""
     gw = require_operator(request)
     name = request.match_info["campaign"]
@@ -220,8 +220,8 @@ async def appointments_csv(request: web.Request) -> web.Response:
     day = request.query.get("day")
     if day is not None:
         parse_date(day, "day")
-    rows = appointment_rows(gw.views.views.values(), name, center, day)
-    return csv_response(f"{name}-appointments.csv", rows)
+    rows = appointment_rows(gw.views.model, name, center, day)
+    return await csv_stream(request, f"{name}-appointments.csv", rows)
 
 
 def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:

@@ -47,6 +47,7 @@ from gateway import (
     system,
 )
 from gateway.bookingviews import BookingViews, consume_events
+from gateway.bounds import DAY_S
 from gateway.frontdoor import Access, FrontDoor, add_routes
 from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
@@ -54,6 +55,7 @@ from gateway.openapi import openapi_document
 from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RATE_LIMITER, RateLimiter
+from gateway.readmodel import ReadModel
 from gateway.roomcache import RoomCache
 from gateway.settings import GatewaySettings
 from gateway.state import GATEWAY, Gateway
@@ -127,7 +129,9 @@ async def _components(
         redis, store, ledger, on_restore=metrics.restores.inc, floors=cache.admission_floors
     )
     await restorer.ensure_at_start()
-    views = BookingViews()
+    views = BookingViews(
+        ReadModel(redis, conn.topics.events, settings.readmodel_retention_days * DAY_S)
+    )
     app[GATEWAY] = Gateway(
         settings=settings,
         redis=redis,

@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway import identities
-from gateway.bookingviews import BookingView
 from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.errors import ApiError
@@ -22,6 +21,7 @@ from gateway.http import bearer, json_response, read_json
 from gateway.identities import Claim, not_taken, read_identity_key
 from gateway.placement import BOOKING_RECORD_TTL_S, Resent, SendInDoubt, place, send_again
 from gateway.producer import CommandNotAccepted
+from gateway.readmodel import BookingView
 from gateway.roomcache import RoomView
 from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
 from gateway.sse import open_stream, send_event, send_keepalive
@@ -255,7 +255,7 @@ async def _own_booking(request: web.Request, token_param: bool = False) -> tuple
 
 
 async def current_view(gw: Gateway, booking_id: str) -> BookingView:
-    view = gw.views.get(booking_id)
+    view = await gw.views.get(booking_id)
     if view is not None:
         return view
     if await gw.redis.exists(keys.booking(booking_id)):
@@ -306,15 +306,18 @@ async def booking_events(request: web.Request) -> web.StreamResponse:
     gw.metrics.streams.labels("booking").inc()
     try:
         with gw.views.watch(booking_id) as changes:
-            view = gw.views.get(booking_id) or current
+            view = await gw.views.get(booking_id) or current
             await send_event(response, "booking", view.to_json())
             while not view.final:
                 try:
-                    view = await asyncio.wait_for(changes.get(), gw.settings.sse_keepalive_s)
+                    change = await asyncio.wait_for(changes.get(), gw.settings.sse_keepalive_s)
                 except TimeoutError:
                     await send_keepalive(response)
                     continue
-                await send_event(response, "booking", view.to_json())
+                # a change read from the read model while the first view was: sent already
+                if change.rev > view.rev:
+                    view = change
+                    await send_event(response, "booking", view.to_json())
     except ConnectionResetError:
         pass  # the client went away (e.g. closed the stream at the answer it waited for)
     finally:
@@ -342,6 +345,8 @@ async def send_and_answer(
             )
         except TimeoutError:
             return json_response(view.to_json(), status=202)
+    # the answer came after the read model had it
+    view = await gw.views.get(view.booking_id) or view
     if isinstance(answer, Failed):
         raise ApiError(
             409,
@@ -393,13 +398,13 @@ async def confirm_booking(
         # confirmed nothing; the views have every event before the refusal, so they
         # say whether another one did. A 503 keeps the claim: the broker may have the
         # command after all.
-        if taken_now and e.status == 409 and not _confirmed(gw, booking_id):
+        if taken_now and e.status == 409 and not await _confirmed(gw, booking_id):
             await identities.release(gw, claim)
         raise
 
 
-def _confirmed(gw: Gateway, booking_id: str) -> bool:
-    view = gw.views.get(booking_id)
+async def _confirmed(gw: Gateway, booking_id: str) -> bool:
+    view = await gw.views.get(booking_id)
     return view is not None and view.state == "confirmed"
 
 

@@ -1,41 +1,32 @@
-"""The latest state of every booking, kept in gateway memory from ``booking-events``.
+"""What a gateway holds of ``booking-events``: streams, pending answers and summaries.
 
-Every gateway reads the whole events topic (no consumer group), so any gateway can
-answer ``GET /api/bookings/{id}`` and push changes to the streams it holds. Events
-are applied only when their ``rev`` is higher than the one held: a replayed or
-duplicated event changes nothing.
+Every gateway reads the events topic (no consumer group) from the offset the booking
+read model reflects (``gateway.readmodel``), projects what it reads into that model,
+then answers the commands it waits for and pushes changes to the streams it holds.
+The bookings themselves are in the read model, not here: a gateway's memory holds
+what is live, whatever the season's history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from fairq.topics import partitions_of
+from gateway.readmodel import BookingView, ReadModel, Record, Start, Tally
 from schemas import SchemaError
 from schemas.events import (
-    Appointment,
     BookingEvent,
-    Cancelled,
-    Confirmed,
     CountySummary,
     Event,
-    Expired,
-    Held,
-    InventoryAdded,
-    Moved,
-    Offered,
-    Rejected,
     Summary,
-    Waitlisted,
     decode_event,
 )
 
@@ -46,130 +37,58 @@ POLL_MS = 200  # how long one fetch waits before the stop flag is looked at agai
 # that long even when an event arrives meanwhile, so it is this hop's share of
 # click-to-held (with the allocator's FAIRQ_ALLOCATOR_FETCH_MAX_WAIT_MS, see there).
 FETCH_MAX_WAIT_MS = 25
-FINAL_STATES = frozenset({"confirmed", "rejected", "expired", "cancelled"})  # streams end
-# states of a booking that holds no pair and never will again (a confirmed one holds one)
-ENDED_STATES = frozenset({"rejected", "expired", "cancelled"})
-_STATE_OF: dict[type, str] = {
-    Held: "held",
-    Offered: "held",
-    Confirmed: "confirmed",
-    Rejected: "rejected",
-    Expired: "expired",
-    Cancelled: "cancelled",
-    Waitlisted: "waitlisted",
-}
-
-
-def iso_ms(epoch_ms: int) -> str:
-    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(slots=True)
-class BookingView:
-    booking_id: str
-    state: str = "pending"
-    rev: int = 0
-    campaign: str | None = None
-    county: str | None = None
-    county_rev: int = 0  # the rev of the event that named ``county``
-    appointments: tuple[Appointment, ...] = ()
-    hold_expires_at_ms: int | None = None
-    reason: str | None = None
-    offered: bool = False  # the pair was offered from the waitlist
-    moves: int = 0  # times the booking was moved to another pair
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
-
-    def to_json(self) -> dict[str, Any]:
-        held = self.state == "held" and self.hold_expires_at_ms is not None
-        return {
-            "booking_id": self.booking_id,
-            "campaign": self.campaign,
-            "state": self.state,
-            "appointments": [
-                {
-                    "dose": a.dose,
-                    "center": a.center,
-                    "center_name": a.center_name,
-                    "vaccine": a.vaccine,
-                    "start": a.start,
-                }
-                for a in self.appointments
-            ],
-            "hold_expires_at": iso_ms(self.hold_expires_at_ms)
-            if held and self.hold_expires_at_ms
-            else None,
-            "reason": self.reason,
-            "offered": self.offered,
-            "moves": self.moves,
-        }
+CHECK_S = 1.0  # how often the reader looks whether the read model lost what it read
 
 
 @dataclass(slots=True)
 class BookingViews:
-    """Booking states, waiting streams and pending command answers of one gateway."""
+    """The read model, waiting streams, pending command answers and summaries of one gateway."""
 
-    views: dict[str, BookingView] = field(default_factory=dict)
+    model: ReadModel
     summaries: dict[str, dict[str, CountySummary]] = field(default_factory=dict)
     pairs_left: dict[str, int] = field(default_factory=dict)  # per campaign, all counties
     seen: Counter[str] = field(default_factory=Counter)  # events read, by type
     # booking events applied (a duplicate or replay not counted), by campaign and type:
-    # the console's holds, confirmations and expiries, the same on every gateway
-    tally: dict[str, Counter[str]] = field(default_factory=dict)
-    # the first answer to each inventory command: a delivery sent again (same command
-    # ids) is answered from here for what the allocator applied before
-    inventory_answers: dict[str, InventoryAdded] = field(default_factory=dict)
+    # the console's holds, confirmations and expiries, the same on every gateway (the
+    # read model's, as of this gateway's last projection)
+    tally: Tally = field(default_factory=dict)
     _watchers: dict[str, set[asyncio.Queue[BookingView]]] = field(default_factory=dict)
     _answers: dict[str, asyncio.Future[Event]] = field(default_factory=dict)
 
-    def get(self, booking_id: str) -> BookingView | None:
-        return self.views.get(booking_id)
+    async def get(self, booking_id: str) -> BookingView | None:
+        return await self.model.get(booking_id)
+
+    def begin(self, start: Start) -> None:
+        """Take the summaries and tally the read model held where reading starts."""
+        self.tally = start.tally
+        for campaign, counties in start.summaries.items():
+            self._summarise(campaign, counties)
 
     def apply(self, event: Event) -> None:
+        """What a read event changes in memory (its booking change is in the read model)."""
         self.seen[event.TYPE] += 1
         if isinstance(event, Summary):
-            counties = self.summaries.setdefault(event.campaign, {})
-            counties.update(event.counties)
-            self.pairs_left[event.campaign] = sum(c.pairs_left for c in counties.values())
+            self._summarise(event.campaign, event.counties)
             return
-        if isinstance(event, BookingEvent):
-            self._apply_change(event)
-        elif isinstance(event, InventoryAdded):
-            self.inventory_answers.setdefault(event.command_id, event)
         self._answer(event.command_id, event)
 
-    def _apply_change(self, event: BookingEvent) -> None:
-        view = self.views.get(event.booking_id)
-        if view is None:
-            view = self.views[event.booking_id] = BookingView(event.booking_id)
-        county = event.county if isinstance(event, Held | Waitlisted | Moved) else None
-        if county is not None and event.rev > view.county_rev:
-            # where its commands go; also from a Moved read after a later event of the
-            # new county (another partition of the topic, read in its own order)
-            view.county, view.county_rev = county, event.rev
-        if event.rev <= view.rev:
+    def _summarise(self, campaign: str, counties: dict[str, CountySummary]) -> None:
+        held = self.summaries.setdefault(campaign, {})
+        held.update(counties)
+        self.pairs_left[campaign] = sum(c.pairs_left for c in held.values())
+
+    async def notify(self, events: list[Event]) -> None:
+        """Push the current view of each watched booking these events changed."""
+        watched = {
+            e.booking_id
+            for e in events
+            if isinstance(e, BookingEvent) and e.booking_id in self._watchers
+        }
+        if not watched:
             return
-        view.rev = event.rev
-        tally = self.tally.get(event.campaign)
-        if tally is None:
-            tally = self.tally[event.campaign] = Counter()
-        tally[event.TYPE] += 1
-        view.state = _STATE_OF.get(type(event), view.state)  # a move keeps the state
-        view.campaign = event.campaign
-        if isinstance(event, Held | Offered | Moved | Confirmed):
-            view.appointments = event.appointments
-        if isinstance(event, Held | Offered | Moved):
-            view.hold_expires_at_ms = event.hold_expires_at_ms
-        if isinstance(event, Offered):
-            view.offered = True
-        elif isinstance(event, Moved):
-            view.moves += 1
-        elif isinstance(event, Rejected):
-            view.reason = event.reason
-        for queue in self._watchers.get(event.booking_id, ()):
-            queue.put_nowait(view)
+        for booking_id, view in (await self.model.get_many(watched)).items():
+            for queue in self._watchers.get(booking_id, ()):
+                queue.put_nowait(view)
 
     def _answer(self, command_id: str, event: Event) -> None:
         future = self._answers.pop(command_id, None)
@@ -210,7 +129,7 @@ class BookingViews:
 async def consume_events(
     bootstrap: str, topic: str, views: BookingViews, caught_up: asyncio.Event, stop: asyncio.Event
 ) -> None:
-    """Read the whole events topic into ``views`` until ``stop`` is set.
+    """Read the events topic from the read model's offsets into ``views`` until ``stop``.
 
     ``caught_up`` is set once the reader has reached the end the topic had at start.
     """
@@ -222,18 +141,95 @@ async def consume_events(
         partitions = await _wait_for_partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        start = await views.model.start()
+        views.begin(start)
+        firsts = await consumer.beginning_offsets(tps)
+        parts = {tp: _Partition.at(firsts[tp], start.offsets.get(tp.partition)) for tp in tps}
+        for tp, part in parts.items():
+            consumer.seek(tp, part.position)
         targets = await consumer.end_offsets(tps)
+        logger.info(
+            "reading %s from the read model's offsets: %d records behind",
+            topic,
+            sum(max(0, targets[tp] - parts[tp].position) for tp in tps),
+        )
+        checked = asyncio.get_running_loop().time()
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=5000)
-            for records in batch.values():
-                for record in records:
-                    _apply_record(views, record.value, record.offset)
+            for tp, records in batch.items():
+                await _project(consumer, views, tp, records, parts[tp])
+            if asyncio.get_running_loop().time() - checked >= CHECK_S:
+                await _check(consumer, views.model, parts)
+                checked = asyncio.get_running_loop().time()
             if not caught_up.is_set() and await _reached(consumer, targets):
                 caught_up.set()
-                logger.info("booking views caught up: %d bookings", len(views.views))
+                logger.info("booking views caught up")
     finally:
         await consumer.stop()
+
+
+@dataclass(slots=True)
+class _Partition:
+    """Where this gateway reads one partition."""
+
+    first: int  # the partition's first offset (those before it are deleted)
+    position: int  # the offset the next records are read from
+    high: int  # records before it were read once already (answered, summaries taken)
+
+    @classmethod
+    def at(cls, first: int, projected: int | None) -> _Partition:
+        position = max(first, projected or 0)
+        return cls(first, position, position)
+
+
+async def _check(
+    consumer: AIOKafkaConsumer, model: ReadModel, parts: dict[TopicPartition, _Partition]
+) -> None:
+    """Read again what the read model lost, on partitions that get no new records too
+    (a new record would find the gap: ``_project``)."""
+    offsets = await model.offsets()
+    for tp, part in parts.items():
+        projected = max(part.first, offsets.get(tp.partition, 0))
+        if projected < part.position:
+            _read_again(consumer, tp, part, projected)
+
+
+def _read_again(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, part: _Partition, projected: int
+) -> None:
+    logger.warning(
+        "the read model of %s lacks offsets %d to %d (Redis lost them): reading them again",
+        tp,
+        projected,
+        part.position - 1,
+    )
+    consumer.seek(tp, projected)
+    part.position = projected
+
+
+async def _project(
+    consumer: AIOKafkaConsumer,
+    views: BookingViews,
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+    part: _Partition,
+) -> None:
+    """Apply one partition's records to the read model, then to memory (answers, streams):
+    an answer is given only once the read model has it, so any gateway's lookup after
+    it sees it. Records read again to repair the read model change nothing in memory
+    (their summaries are older than those taken)."""
+    read = [Record(r.offset, r.value or b"", _decode(r.value, r.offset)) for r in records]
+    projected = await views.model.project(tp.partition, part.position, part.first, read)
+    if projected.gap is not None:
+        _read_again(consumer, tp, part, projected.gap)
+        return
+    part.position = records[-1].offset + 1
+    views.tally = projected.tally
+    events = [r.event for r in read if r.event is not None and r.offset >= part.high]
+    part.high = max(part.high, part.position)
+    for event in events:
+        views.apply(event)
+    await views.notify(events)
 
 
 async def _reached(consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int]) -> bool:
@@ -252,12 +248,11 @@ async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[in
         await asyncio.sleep(0.5)
 
 
-def _apply_record(views: BookingViews, value: bytes | None, offset: int) -> None:
+def _decode(value: bytes | None, offset: int) -> Event | None:
     if value is None:
-        return
+        return None
     try:
-        event = decode_event(value)
+        return decode_event(value)
     except SchemaError as e:
         logger.error("skipping undecodable event at offset %d: %s", offset, e)
-        return
-    views.apply(event)
+        return None

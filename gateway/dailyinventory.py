@@ -17,11 +17,11 @@ from aiohttp import web
 
 from gateway.admin import require_operator
 from gateway.bookings import new_command_id
-from gateway.bookingviews import iso_ms
 from gateway.campaigns import county_ids, load_public
 from gateway.commanding import send_commands
 from gateway.errors import ApiError
 from gateway.http import json_response
+from gateway.readmodel import iso_ms
 from gateway.state import Gateway
 from schemas.commands import ReportInventory
 from schemas.events import InventoryReport

@@ -6,12 +6,12 @@ two writers. So the gateway claims ``(campaign, identity)`` in Redis
 (``keys.identity_claim``) before a Book goes on the log, and before a Confirm that
 carries an identity key. The claim's value is the holder's booking id.
 
-A claim held by another booking is *alive* unless that booking has ended: this
-gateway's booking views say rejected, expired or cancelled, or there is neither a
-view nor a booking record (it was never placed). An ended holder is taken over
+A claim held by another booking is *alive* unless that booking has ended: the
+booking read model (``gateway.readmodel``) says rejected, expired or cancelled, or
+there is neither a view nor a booking record (it was never placed). An ended holder is taken over
 with compare-and-set (``scripts.CLAIM_IDENTITY``: of two gateways racing, one
 wins); an alive one refuses the new booking with 409 ``already_booked``. Stale
-claims are thus cleared lazily, by the next claimer. A gateway whose views lag
+claims are thus cleared lazily, by the next claimer. A read model that lags
 refuses where it could have taken over; it never lets a second booking live.
 That needs the holder's booking record to exist whenever it holds the claim:
 ``gateway.placement.place`` writes the record before the claim, in the same round
@@ -41,9 +41,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from gateway.bookingviews import ENDED_STATES
 from gateway.commanding import RETRY_AFTER_S
 from gateway.errors import ApiError
+from gateway.readmodel import ENDED_STATES
 from gateway.state import Gateway
 from schemas.state import ClaimTaken
 from waitingroom import keys
@@ -216,7 +216,7 @@ async def release(
 
 async def has_ended(gw: Gateway, booking_id: str) -> bool:
     """Whether the booking can hold no pair any more (see the module's docstring)."""
-    view = gw.views.get(booking_id)
+    view = await gw.views.get(booking_id)
     if view is not None:
         return view.state in ENDED_STATES
     # No record: never placed, or long gone. A record's Book is on the log, or is sent

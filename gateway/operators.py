@@ -48,7 +48,7 @@ from gateway.state import GATEWAY, Gateway
 from waitingroom import keys
 
 API_KEY_WHO = "operator key (API)"
-Subject = Callable[[Gateway, dict[str, str]], dict[str, Any] | None]
+Subject = Callable[[Gateway, dict[str, str]], Awaitable[dict[str, Any] | None]]
 
 
 def _operator_by_key(request: web.Request) -> str:
@@ -60,7 +60,7 @@ def _agent_by_key(request: web.Request) -> str:
     return f"{require_agent(request)[1]} (API key)"
 
 
-def _room_or_campaign(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
+async def _room_or_campaign(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
     """What an operator action may change, as this gateway sees it now: the room's
     settings, or the campaign's inventory."""
     room = match.get("room")
@@ -87,9 +87,9 @@ def _room_or_campaign(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | No
     return {f: sum(getattr(c, f) for c in counties.values()) for f in fields}
 
 
-def _booking(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
+async def _booking(gw: Gateway, match: dict[str, str]) -> dict[str, Any] | None:
     """What an agent action may change: the booking's state and appointments."""
-    view = gw.views.get(match.get("booking_id", ""))
+    view = await gw.views.get(match.get("booking_id", ""))
     if view is None:
         return None
     return {
@@ -149,7 +149,7 @@ def _guard(route: str, door: Door) -> Around:
             "target": match,
             "query": dict(request.query),
             "request": recorded_body(await request.read()),
-            "before": door.subject(gw, match),
+            "before": await door.subject(gw, match),
         }
         status = 500
         try:
@@ -165,7 +165,7 @@ def _guard(route: str, door: Door) -> Around:
             if BOOKING_ID in request:  # a booking the handler made
                 entry["target"] = match | {"booking_id": request[BOOKING_ID]}
             entry["status"] = status
-            entry["after"] = door.subject(gw, entry["target"])
+            entry["after"] = await door.subject(gw, entry["target"])
             await request.app[door.log].record(entry)
 
     return guarded

@@ -188,7 +188,7 @@ async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
     sent = 0
     for raw in due:
         booking_id = text(cast(bytes, raw))  # the client does not decode
-        if gw.views.get(booking_id) is not None:  # answered: it is on the log
+        if await gw.views.get(booking_id) is not None:  # answered: it is on the log
             campaign, identity = await gw.redis.hmget(
                 keys.booking(booking_id), "campaign", "identity"
             )

@@ -91,6 +91,9 @@ class GatewaySettings:
     # ``worker_ports_from + worker - 1`` (0: a free one, logged), for its own /metrics.
     worker: int | None = None
     worker_ports_from: int = 0
+    # how long a booking's view stays in the read model after its last change (lookups
+    # and exports of it end then; the events log keeps it): well past a season
+    readmodel_retention_days: int = 400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -120,6 +123,7 @@ class GatewaySettings:
             allocator_group=env_str(env, "FAIRQ_ALLOCATOR_GROUP", DEFAULT_GROUP),
             worker=worker_number(env),
             worker_ports_from=env_int(env, "FAIRQ_WORKER_PORTS_FROM", 0),
+            readmodel_retention_days=env_int(env, "FAIRQ_READMODEL_RETENTION_DAYS", 400, lo=1),
         )
 
     @property

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer
 
 from fairq.config import Connections
 from fairq.topics import partitions_of
-from gateway.bookingviews import ENDED_STATES, FINAL_STATES
+from gateway.readmodel import ENDED_STATES, FINAL_STATES
 from schemas.commands import AddInventory, Book, decode_command
 from schemas.events import (
     Appointment,

@@ -32,8 +32,8 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from fairq.demo import small_campaign
-from gateway.bookingviews import FINAL_STATES
 from gateway.ratelimit import LOADTEST_HEADER
+from gateway.readmodel import FINAL_STATES
 from tests.harness import LOADTEST_KEY, OPERATOR_KEY
 
 CLIENT_TIMEOUT_S = 30.0  # longer than any fault: a request without an answer by then hangs

@@ -9,8 +9,8 @@ What is durable where:
 - in gateways' memories (``AdmissionFloor``): the admission cursor and the places
   admitted recently, which a gateway's restore puts back (the cursor never goes back;
   recent places count as active until the latest deadline they can have);
-- in Redis only, rebuilt or left to lapse: booking records (their bookings' states come
-  back from ``booking-events`` into every gateway's views), admission leases and
+- in Redis only, rebuilt or left to lapse: booking records and the booking read model
+  (read again from ``booking-events`` by the gateways: ``gateway.readmodel``), admission leases and
   fences, rate limits, the inventory summaries (the allocator sends them again) and the
   ``sold_out`` flag (set again by the next summary).
 

@@ -145,3 +145,38 @@ def room_history(name: str) -> str:
     """Sorted set: the room's sampled figures as JSON, scored by their time bucket
     (``gateway.history``); points older than the kept span are trimmed."""
     return f"{PREFIX}:room:{{{name}}}:history"
+
+
+def readmodel_offsets(topic: str) -> str:
+    """Hash: partition -> the next offset of ``topic`` the booking read model has not
+    applied yet (``gateway.readmodel``); written in the same script as what it reflects."""
+    return f"{PREFIX}:readmodel:{{{topic}}}:offsets"
+
+
+def readmodel_booking(booking_id: str) -> str:
+    """Hash with TTL: a booking's current view (state, rev, appointments...) as the
+    allocator's events made it (``gateway.readmodel``)."""
+    return f"{PREFIX}:readmodel:booking:{booking_id}"
+
+
+def readmodel_appointments(campaign: str) -> str:
+    """Sorted set with TTL, all scores 0: one member per confirmed appointment of the
+    campaign, ordered as the export lists them (``gateway.readmodel``)."""
+    return f"{PREFIX}:readmodel:{{{campaign}}}:appointments"
+
+
+def readmodel_tally() -> str:
+    """Hash: booking events applied, by ``[campaign, event type]`` as JSON (the console's
+    holds, confirmations and expiries since the log began)."""
+    return f"{PREFIX}:readmodel:tally"
+
+
+def readmodel_summaries() -> str:
+    """Hash: the latest summary of each county, ``[campaign, county]`` as JSON -> the
+    county's summary as JSON."""
+    return f"{PREFIX}:readmodel:summaries"
+
+
+def readmodel_inventory_answers() -> str:
+    """Hash: inventory command id -> its first answer (the event, base64 of its bytes)."""
+    return f"{PREFIX}:readmodel:inventory_answers"

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
@@ -24,8 +25,8 @@ from allocator.service import run
 from allocator.settings import AllocatorSettings
 from fairq.config import Connections, Topics
 from fairq.topics import ensure_topics
-from gateway.bookingviews import BookingViews
-from schemas.events import Event
+from gateway.readmodel import ReadModel, Record
+from schemas.events import BookingEvent, Event
 from tests.allocator.eventlogs import answers, decode_events, dedup, read_topic
 from tests.allocator.test_crash_recovery import Answers, produce, storm
 from tests.conftest import TEST_PARTITIONS, TEST_SESSION_TIMEOUT_MS
@@ -36,21 +37,27 @@ BOOKS = 1500
 STOP_TIMEOUT_S = 30.0
 
 
-def views_of(streams: list[list[Event]]) -> dict[str, tuple[str, int, tuple[str, ...]]]:
-    """What a gateway holds after reading the streams event by event, taking turns."""
-    views = BookingViews()
+async def views_of(
+    redis: aioredis.Redis, streams: list[list[Event]]
+) -> dict[str, tuple[str, int, tuple[str, ...]]]:
+    """What a gateway's read model holds after reading the streams (each a partition of
+    its own) record by record, taking turns."""
+    await redis.flushdb()
+    model = ReadModel(redis, "events", retention_s=3600)
     longest = max(len(s) for s in streams)
     for i in range(longest):
-        for s in streams:
+        for partition, s in enumerate(streams):
             if i < len(s):
-                views.apply(s[i])
+                await model.project(partition, i, 0, [Record(i, s[i].pack(), s[i])])
+    ids = {e.booking_id for s in streams for e in s if isinstance(e, BookingEvent)}
     return {
-        b: (v.state, v.rev, tuple(a.slot for a in v.appointments)) for b, v in views.views.items()
+        b: (v.state, v.rev, tuple(a.slot for a in v.appointments))
+        for b, v in (await model.get_many(ids)).items()
     }
 
 
 async def test_a_zombie_allocator_emits_the_same_events(
-    connections: Connections, topics: Topics
+    connections: Connections, topics: Topics, redis: aioredis.Redis
 ) -> None:
     commands, _ = storm(random.Random(7), int(time.time() * 1000), books=BOOKS)
     command_ids = {c.command_id for _, c in commands}
@@ -102,10 +109,10 @@ async def test_a_zombie_allocator_emits_the_same_events(
     assert set(given_live) == set(given_zombie) == command_ids
     assert given_live == given_zombie
     assert all(len(found) == 1 for found in given_live.values())
-    mixed = views_of([s[p] for p in range(TEST_PARTITIONS) for s in (live, zombie)])
+    mixed = await views_of(redis, [s[p] for p in range(TEST_PARTITIONS) for s in (live, zombie)])
     # Both keep applying ticks until stopped, so one stream may hold a few more events
     # (an expiry) than the other: a reader of both sees what the one ahead says.
     ahead = [max(live[p], zombie[p], key=lambda s: len(dedup(s))) for p in range(TEST_PARTITIONS)]
-    alone = views_of(ahead)
+    alone = await views_of(redis, ahead)
     held = [v for v in alone.values() if v[0] in ("held", "confirmed")]
     assert held and mixed == alone

@@ -1,48 +1,178 @@
-"""The gateway's booking views, applied from events in any order across partitions."""
+"""Gateways restarted over a booking history: they start from the read model's offsets
+(reading none of the history), and any of them answers lookups and exports of bookings
+another one made; a Redis that lost the read model is rebuilt from the log.
+
+Real gateways, admitter and allocator (where bookings are made) on the test's Redis
+and broker.
+"""
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import datetime as dt
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any, get_args
 
 import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+from aiokafka import AIOKafkaProducer
 
-from gateway.bookingviews import BookingViews
-from schemas.events import Appointment, Confirmed, Event, Held, Moved
-
-DOSES = (
-    Appointment(1, "n1", "North", "vx", "2030-03-01T09:00:00+00:00", "n1/vx/1"),
-    Appointment(2, "n1", "North", "vx", "2030-03-22T09:00:00+00:00", "n1/vx/2"),
+from fairq.config import Connections
+from gateway.readmodel import BookingView
+from gateway.state import GATEWAY, Gateway
+from schemas.events import Appointment, BookingEvent, Confirmed, Event, Held
+from tests.gateway.conftest import (
+    admitter_running,
+    allocator_running,
+    bearer,
+    create_campaign,
+    create_room,
+    gateway_client,
+    operator,
 )
-MOVED = (
-    Appointment(1, "s1", "South", "vx", "2030-03-02T09:00:00+00:00", "s1/vx/1"),
-    Appointment(2, "s1", "South", "vx", "2030-03-23T09:00:00+00:00", "s1/vx/2"),
-)
-# Held in north, moved to south (answered by north's partition), confirmed in south (by
-# south's): a gateway reads the two partitions in its own order.
-EVENTS: list[Event] = [
-    Held("b1", "k1", "spring", 1, 10, "ann", "north", DOSES, 600_000),
-    Moved("m1", "k1", "spring", 2, 20, MOVED, 600_000, "south"),
-    Confirmed("f1", "k1", "spring", 3, 30, MOVED),
-]
+from tests.gateway.test_flow import admitted_visitor, request_pair
+
+Client = TestClient[Any, Any]
+HISTORY = 2000  # bookings in the log before the restart (each held, then confirmed)
+BOOKING_EVENT_TYPES = frozenset(t.TYPE for t in get_args(BookingEvent))
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(range(len(EVENTS)))))
-def test_the_county_of_a_moved_booking_holds_whatever_order_the_partitions_are_read_in(
-    order: tuple[int, ...],
+def booking_events_read(client: Client) -> int:
+    """Booking events this gateway has read from the log since it started."""
+    seen: Counter[str] = client.app[GATEWAY].views.seen
+    return sum(n for kind, n in seen.items() if kind in BOOKING_EVENT_TYPES)
+
+
+async def lookup(client: Client, booking_id: str) -> BookingView | None:
+    gw: Gateway = client.app[GATEWAY]
+    return await gw.views.get(booking_id)
+
+
+async def export(client: Client) -> list[str]:
+    response = await client.get("/api/admin/campaigns/camp/appointments.csv", headers=operator())
+    assert response.status == 200, await response.text()
+    return (await response.text()).splitlines()[1:]
+
+
+async def test_any_gateway_answers_for_a_booking_made_through_another_after_restarts(
+    connections: Connections, first_day: dt.date
 ) -> None:
-    views = BookingViews()
-    for i in order:
-        views.apply(EVENTS[i])
-    view = views.get("k1")
-    assert view is not None
-    assert (view.state, view.rev, view.county) == ("confirmed", 3, "south")
-    assert view.appointments == MOVED
+    async with (
+        allocator_running(connections, "alloc-restarts"),
+        admitter_running(connections),
+        gateway_client(connections) as first,
+    ):
+        await create_campaign(first, first_day, counties=1, places=2)
+        await create_room(first, opens_in_s=0)
+        token = await admitted_visitor(first)
+        booking_id, held = await request_pair(first, token)
+        assert held["state"] == "held"
+        confirmed = await first.post(f"/api/bookings/{booking_id}/confirm", headers=bearer(token))
+        assert (await confirmed.json())["state"] == "confirmed"
+        async with gateway_client(connections) as second:  # started after it was made
+            response = await second.get(f"/api/bookings/{booking_id}", headers=bearer(token))
+            assert (await response.json())["state"] == "confirmed"
+            assert booking_events_read(second) == 0
+    async with gateway_client(connections) as third:  # everything restarted
+        response = await third.get(f"/api/bookings/{booking_id}", headers=bearer(token))
+        assert (await response.json())["state"] == "confirmed"
+        rows = await export(third)
+        assert len(rows) == 2 and all(booking_id in row for row in rows)  # both doses
+        assert booking_events_read(third) == 0
 
 
-def test_a_later_move_back_is_not_undone_by_an_earlier_move_read_late() -> None:
-    back = Moved("m2", "k1", "spring", 4, 40, DOSES, None, "north")
-    views = BookingViews()
-    for event in (EVENTS[0], back, EVENTS[2], EVENTS[1]):
-        views.apply(event)
-    view = views.get("k1")
-    assert view is not None and (view.rev, view.county) == (4, "north")
+def history(count: int) -> list[tuple[str, Event]]:
+    """``count`` bookings of campaign 'camp', each held then confirmed, keyed by county."""
+    events: list[tuple[str, Event]] = []
+    for i in range(count):
+        county = f"county-{i % 3 + 1}"
+        pair = tuple(
+            Appointment(
+                dose,
+                f"{county}-center-1",
+                "Center",
+                "vx",
+                f"2030-03-{dose:02d}T09:{i % 60:02d}:00+00:00",
+                f"s{i}-{dose}",
+            )
+            for dose in (1, 2)
+        )
+        booking_id = f"b{i:06d}"
+        events.append((county, Held(f"h{i}", booking_id, "camp", 1, i, f"id{i}", county, pair, 9)))
+        events.append((county, Confirmed(f"c{i}", booking_id, "camp", 2, i, pair)))
+    return events
+
+
+async def log(connections: Connections, events: list[tuple[str, Event]]) -> None:
+    """Put ``events`` on the events log, as an allocator would have written them."""
+    producer = AIOKafkaProducer(bootstrap_servers=connections.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(connections.topics.events, event.pack(), key=county.encode())
+            for county, event in events
+        ]
+        for future in sent:
+            await future
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+async def logged(connections: Connections) -> AsyncIterator[None]:
+    """``HISTORY`` bookings on the events log."""
+    await log(connections, history(HISTORY))
+    yield
+
+
+@pytest.mark.usefixtures("logged")
+async def test_a_gateway_restarted_over_a_long_history_reads_none_of_it(
+    connections: Connections, first_day: dt.date
+) -> None:
+    async with gateway_client(connections) as first:  # projects the history once
+        assert booking_events_read(first) == 2 * HISTORY
+        await create_campaign(first, first_day, counties=3)  # what the export names
+    async with gateway_client(connections) as again:
+        assert booking_events_read(again) == 0
+        view = await lookup(again, f"b{HISTORY - 1:06d}")
+        assert view is not None and view.state == "confirmed"
+        rows = await export(again)
+        assert len(rows) == 2 * HISTORY  # two doses each, a page of the store at a time
+        fields = [row.split(",") for row in rows]
+        assert fields == sorted(fields, key=lambda f: (f[0], f[3], f[4], f[6]))  # center, start
+
+
+@pytest.mark.usefixtures("logged")
+async def test_a_read_model_redis_lost_is_rebuilt_from_the_log(
+    connections: Connections, redis: aioredis.Redis
+) -> None:
+    async with gateway_client(connections):
+        pass
+    await redis.flushdb()
+    async with gateway_client(connections) as again:
+        assert booking_events_read(again) == 2 * HISTORY
+        view = await lookup(again, f"b{HISTORY - 1:06d}")
+        assert view is not None and view.state == "confirmed"
+
+
+@pytest.mark.usefixtures("logged")
+async def test_a_read_model_lost_under_a_running_gateway_is_read_again(
+    connections: Connections, redis: aioredis.Redis
+) -> None:
+    """Redis restarts empty under a running gateway: it finds the read model's offsets
+    behind what it read, on partitions that get new records and on those that do not,
+    and reads every partition again from its beginning; what it had read before is not
+    counted, answered or summarised twice."""
+    ids = [f"b{i:06d}" for i in range(HISTORY + 1)]
+    async with gateway_client(connections) as gateway:
+        assert await lookup(gateway, ids[0]) is not None
+        await redis.flushdb()
+        await log(connections, history(HISTORY + 1)[-2:])  # one partition gets a booking
+        for booking_id in ids:  # every partition is read again
+            while await lookup(gateway, booking_id) is None:
+                await asyncio.sleep(0.05)  # the per-test timeout bounds the wait
+        view = await lookup(gateway, ids[-1])
+        assert view is not None and view.state == "confirmed"
+        assert booking_events_read(gateway) == 2 * HISTORY + 2
