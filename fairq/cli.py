@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from fairq.config import ConfigError
+from fairq.config import ConfigError, env_str
 from fairq.tasks import run_until_stopped
 
 logger = logging.getLogger("fairq")
@@ -19,10 +19,13 @@ logger = logging.getLogger("fairq")
 Runner = Callable[[Any, asyncio.Event], Coroutine[Any, Any, None]]
 
 
+def log_level(env: Mapping[str, str]) -> str:
+    return env_str(env, "FAIRQ_LOG_LEVEL", "INFO").upper()
+
+
 def _configure_logging() -> None:
-    level = os.environ.get("FAIRQ_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=level,
+        level=log_level(os.environ),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -67,16 +70,21 @@ def _topics(env: Mapping[str, str], partitions: int, replication: int) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fairq", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line (``tests/deploy`` parses the deployment files' commands with it)."""
+    root = argparse.ArgumentParser(prog="fairq", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole system locally with a demo campaign")
     for name in ("gateway", "admitter", "allocator"):
         sub.add_parser(name, help=f"run one {name} process (settings from the environment)")
     topics = sub.add_parser("topics", help="create the Kafka topics")
     topics.add_argument("--partitions", type=int, default=8)
     topics.add_argument("--replication-factor", type=int, default=1)
-    args = parser.parse_args(argv)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     _configure_logging()
     try:
         if args.command == "up":
