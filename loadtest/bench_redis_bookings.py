@@ -14,6 +14,9 @@ is divided by the Books once every one has its answer, and ``MEMORY USAGE`` of o
 booking's keys says where it goes:
 
     python -m loadtest.bench_redis_bookings [--bookings 2000] [--concurrency 16]
+
+``--codes N`` also issues N access codes on a Redis of its own and prints the bytes
+each adds (``--bookings 0 --codes N`` for that alone).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from loadtest.bench_click_to_held import (
     open_probe_room,
 )
 from waitingroom import keys
+from waitingroom.codes import MAX_CODES_PER_CALL, issue_codes
 
 # places per slot at most (schemas.campaign.MAX_CAPACITY): more Books use more centers
 PLACES_PER_CENTER = 10_000
@@ -193,12 +197,36 @@ async def memory_by_kind(redis: aioredis.Redis, before: set[bytes]) -> dict[str,
     return kinds
 
 
+async def codes_memory(codes: int) -> None:
+    """Redis bytes per issued access code (``waitingroom.codes.issue_codes``: its hash
+    in the campaign's codes hash), on a Redis of its own."""
+    from fairq.devservices import redis_server
+
+    with redis_server() as server:
+        redis = aioredis.Redis.from_url(server.url)
+        before = await used_memory(redis)
+        while issued := min(MAX_CODES_PER_CALL, codes):
+            await issue_codes(redis, "bench", "80plus", issued, b"bench-identity-secret-0123")
+            codes -= issued
+        after = await used_memory(redis)
+        total = int(await redis.hlen(keys.campaign_codes("bench")))
+        await redis.aclose()
+    print(
+        f"{total:,} access codes issued: Redis +{after - before:,} B"
+        f" = {(after - before) / total:.0f} B per code"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bookings", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--codes", type=int, default=0, help="also: bytes per issued access code")
     args = parser.parse_args()
-    asyncio.run(measure(args.bookings, args.concurrency))
+    if args.bookings:
+        asyncio.run(measure(args.bookings, args.concurrency))
+    if args.codes:
+        asyncio.run(codes_memory(args.codes))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Each check also runs on a broken copy, which it must refuse.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -82,6 +83,15 @@ def test_prometheus_accepts_the_compose_configuration(tmp_path: Path) -> None:
     assert run(tool("promtool"), "check", "config", str(broken)).returncode != 0
 
 
+def kraft_cluster_id(text: str) -> bool:
+    """Whether ``text`` is a KRaft cluster id: 16 bytes in URL-safe base64, unpadded
+    (what ``kafka-storage.sh random-uuid`` prints; the storage format refuses others)."""
+    try:
+        return len(text) == 22 and len(base64.urlsafe_b64decode(text + "==")) == 16
+    except ValueError:
+        return False
+
+
 def kafka_problems(compose: Mapping[str, Any], pom: str) -> list[str]:
     """How the compose file's Kafka differs from the three-node cluster of the tests."""
     nodes = {
@@ -113,6 +123,8 @@ def kafka_problems(compose: Mapping[str, Any], pom: str) -> list[str]:
         voters = props.get("controller.quorum.voters", "").split(",")
         if sorted(v.split("@")[1].split(":")[0] for v in voters if "@" in v) != sorted(nodes):
             problems.append(f"{name}: the quorum voters {voters} are not the {len(nodes)} nodes")
+        if not kraft_cluster_id(str(service["environment"].get("CLUSTER_ID", ""))):
+            problems.append(f"{name}: CLUSTER_ID is not a UUID in URL-safe base64")
         if props.get("process.roles") != "broker,controller":
             problems.append(f"{name}: not a combined KRaft broker and controller")
     return problems
@@ -129,6 +141,7 @@ def test_a_kafka_unlike_the_tested_one_is_reported() -> None:
         ('KAFKA_MIN_INSYNC_REPLICAS: "2"', 'KAFKA_MIN_INSYNC_REPLICAS: "1"'),
         ("image: apache/kafka:", "image: apache/kafka:3.7.0-"),
         ("2@kafka-2:9093,", ""),
+        ("CLUSTER_ID: ", "CLUSTER_ID: fairq-"),
     ]:
         assert old in text
         assert kafka_problems(yaml.safe_load(text.replace(old, new, 1)), pom), old

@@ -80,9 +80,10 @@ def shell_commands(markdown: str) -> list[list[str]]:
     """The commands of the ``sh`` blocks of a Markdown text (continued lines joined)."""
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", markdown, re.S):
-        for command in block.replace("\\\n", " ").splitlines():
-            if command.strip() and not command.lstrip().startswith("#"):
-                commands.append(shlex.split(command.replace("$KAFKA_BOOTSTRAP", "kafka:9092")))
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.replace("$KAFKA_BOOTSTRAP", "kafka:9092"), comments=True)
+            if words:
+                commands.append(words)
     return commands
 
 
@@ -90,7 +91,7 @@ def kafka_topics_settings(markdown: str) -> TopicSettings:
     """The topics the text's ``kafka-topics.sh --create`` commands create."""
     found: TopicSettings = {}
     for words in shell_commands(markdown):
-        if not words or words[0] != "kafka-topics.sh" or "--create" not in words:
+        if words[0] != "kafka-topics.sh" or "--create" not in words:
             continue
         options: dict[str, str] = {}
         configs: dict[str, str] = {}
