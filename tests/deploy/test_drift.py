@@ -109,6 +109,17 @@ def kafka_topics_settings(markdown: str) -> TopicSettings:
     return found
 
 
+def kafka_configs_changes(markdown: str) -> list[tuple[str, dict[str, str]]]:
+    """(topic, settings) of the text's ``kafka-configs.sh --alter --add-config`` commands."""
+    changes = []
+    for words in shell_commands(markdown):
+        if words[0] == "kafka-configs.sh" and "--add-config" in words:
+            options = dict(itertools.pairwise(words))
+            pairs = (item.split("=", 1) for item in options["--add-config"].split(","))
+            changes.append((options["--entity-name"], {k: v for k, v in pairs}))
+    return changes
+
+
 def topic_problems(jobs: Iterable[str], markdown: str, allocators: Iterable[int]) -> list[str]:
     problems = []
     counts = set()
@@ -125,6 +136,10 @@ def topic_problems(jobs: Iterable[str], markdown: str, allocators: Iterable[int]
             problems.append(f"kafka-topics.sh creates {topic}, which fairq does not use")
         elif want != (partitions, replication, configs):
             problems.append(f"kafka-topics.sh creates {topic} as {configs}; fairq: {want}")
+    for topic, changed in kafka_configs_changes(markdown):
+        want = declared(1, 3).get(topic)
+        if want is None or not changed.items() <= want[2].items():
+            problems.append(f"kafka-configs.sh sets {changed} on {topic}; fairq: {want}")
     documented = set(kafka_topics_settings(markdown))
     missing = set(declared(1, 3)) - documented
     if missing:
@@ -140,8 +155,13 @@ def topic_problems(jobs: Iterable[str], markdown: str, allocators: Iterable[int]
     return problems
 
 
-def allocator_replicas(docs: list[tuple[Path, dict[str, Any]]]) -> list[int]:
-    return [
+def allocator_counts(
+    compose: Mapping[str, Any], docs: list[tuple[Path, dict[str, Any]]]
+) -> list[int]:
+    """How many allocators each deployment runs: the compose file's allocator services,
+    each manifest's replicas."""
+    in_compose = sum(p.command == "allocator" for p in compose_processes(compose))
+    return [in_compose] + [
         int(doc["spec"]["replicas"])
         for _, doc in docs
         if any((c.get("args") or [])[:1] == ["allocator"] for c in pod_containers(doc))
@@ -149,10 +169,12 @@ def allocator_replicas(docs: list[tuple[Path, dict[str, Any]]]) -> list[int]:
 
 
 def test_the_deployments_create_the_topics_fairq_declares() -> None:
-    docs = list(manifests())
-    jobs = topic_jobs(load_yaml(COMPOSE), docs)
+    compose, docs = load_yaml(COMPOSE), list(manifests())
+    jobs = topic_jobs(compose, docs)
     assert len(jobs) == 2, jobs  # the compose file's and the Kubernetes Job's
-    assert topic_problems(jobs, DEPLOY_README.read_text(), allocator_replicas(docs)) == []
+    allocators = allocator_counts(compose, docs)
+    assert allocators == [2, 4]
+    assert topic_problems(jobs, DEPLOY_README.read_text(), allocators) == []
 
 
 @pytest.mark.parametrize(
@@ -165,6 +187,7 @@ def test_the_deployments_create_the_topics_fairq_declares() -> None:
         ),
         ("retention", "retention.ms=-1 --config retention.bytes=-1", "retention.ms=604800000"),
         ("compaction", "cleanup.policy=compact", "cleanup.policy=delete"),
+        ("an altered retention", "--add-config retention.ms=-1,", "--add-config retention.ms=1,"),
     ],
 )
 def test_a_documented_topic_setting_unlike_the_code_is_reported(
