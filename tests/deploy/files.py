@@ -120,8 +120,12 @@ def topics_command(args: list[str]) -> tuple[int, int]:
 
 
 def tool(name: str) -> str:
-    """A command from this interpreter's virtualenv (PyPI's) or from PATH (Debian's)."""
-    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    """A command from this interpreter's virtualenv (PyPI's) or from PATH (Debian's;
+    haproxy is in /usr/sbin, which a user's PATH may lack)."""
+    venv = str(Path(sys.executable).parent)
+    path = (
+        shutil.which(name, path=venv) or shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    )
     assert path, f"{name} is missing: `make test` installs it (see the Makefile)"
     return path
 
