@@ -13,7 +13,10 @@ campaign has one more place than Books); the used_memory delta (after ``MEMORY P
 is divided by the Books once every one has its answer, and ``MEMORY USAGE`` of one
 booking's keys says where it goes:
 
-    python -m loadtest.bench_redis_bookings [--bookings 2000] [--concurrency 16]
+    python -m loadtest.bench_redis_bookings [--bookings 2000] [--concurrency 16] [--confirm]
+
+``--confirm`` confirms each hold (a booking's whole life on launch day: a Book and a
+Confirm, their events and its claim).
 
 ``--codes N`` also issues N access codes on a Redis of its own and prints the bytes
 each adds (``--bookings 0 --codes N`` for that alone).
@@ -50,9 +53,10 @@ PLACES_PER_CENTER = 10_000
 
 
 async def book_one(
-    http: aiohttp.ClientSession, base: str, county: str, loadtest_key: str
+    http: aiohttp.ClientSession, base: str, county: str, loadtest_key: str, confirm: bool
 ) -> tuple[str, str]:
-    """Join, be admitted, book; returns (booking id, its first answer)."""
+    """Join, be admitted, book (and confirm the hold when ``confirm``); returns (booking
+    id, its last state)."""
     token = await admitted_token(http, base, loadtest_key)
     headers = _auth(token, loadtest_key)
     async with http.post(
@@ -63,6 +67,12 @@ async def book_one(
             raise RuntimeError(f"book: {r.status} {body}")
     booking_id = str(body["booking_id"])
     state = await first_answer(http, f"{base}/api/bookings/{booking_id}/events", headers)
+    if confirm and state == "held":
+        async with http.post(f"{base}/api/bookings/{booking_id}/confirm", headers=headers) as r:
+            body = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"confirm: {r.status} {body}")
+            state = str(body["state"])
     return booking_id, state
 
 
@@ -71,7 +81,7 @@ async def used_memory(redis: aioredis.Redis) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
-async def measure(bookings: int, concurrency: int) -> None:
+async def measure(bookings: int, concurrency: int, confirm: bool) -> None:
     from fairq.config import Connections, Topics
     from fairq.demo import small_campaign
     from fairq.devservices import kafka_broker, redis_server
@@ -112,7 +122,7 @@ async def measure(bookings: int, concurrency: int) -> None:
                 await open_probe_room(http, base, OPERATOR_KEY, "probe")
                 async with http.get(f"{base}/api/rooms/{PROBE_ROOM}") as r:
                     county = (await r.json())["counties"][0]["id"]
-                await book_one(http, base, county, LOADTEST_KEY)  # the first-time writes
+                await book_one(http, base, county, LOADTEST_KEY, confirm)  # first-time writes
                 before_keys = int(await redis.dbsize())
                 before_keys_set = {key async for key in redis.scan_iter(count=1000)}
                 before = await used_memory(redis)
@@ -124,7 +134,9 @@ async def measure(bookings: int, concurrency: int) -> None:
                 async def worker() -> None:
                     while not queue.empty():
                         queue.get_nowait()
-                        booking_id, state = await book_one(http, base, county, LOADTEST_KEY)
+                        booking_id, state = await book_one(
+                            http, base, county, LOADTEST_KEY, confirm
+                        )
                         answers[booking_id] = state
 
                 await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -134,11 +146,11 @@ async def measure(bookings: int, concurrency: int) -> None:
                 t: await topic_bytes(kafka.url, t)
                 for t in (topics.commands, topics.events, topics.state)
             }
-        held = sum(1 for s in answers.values() if s == "held")
+        states = {state: list(answers.values()).count(state) for state in set(answers.values())}
         by_kind = await memory_by_kind(redis, before_keys_set)
         await redis.aclose()
         print(f"machine: {platform.platform()}, Python {platform.python_version()}")
-        print(f"{bookings:,} Books, {held:,} held ({concurrency} at a time)")
+        print(f"{bookings:,} Books ({concurrency} at a time), ending {states}")
         print(
             f"Redis used_memory: +{after - before:,} B = {(after - before) / bookings:.0f} B"
             f" per Book; keys: +{after_keys - before_keys:,}"
@@ -221,10 +233,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bookings", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--confirm", action="store_true", help="confirm every hold too")
     parser.add_argument("--codes", type=int, default=0, help="also: bytes per issued access code")
     args = parser.parse_args()
     if args.bookings:
-        asyncio.run(measure(args.bookings, args.concurrency))
+        asyncio.run(measure(args.bookings, args.concurrency, args.confirm))
     if args.codes:
         asyncio.run(codes_memory(args.codes))
 
