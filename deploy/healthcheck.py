@@ -4,7 +4,7 @@ One image runs every process, and a process serves ``/livez`` on one of two port
 gateway on ``FAIRQ_HTTP_PORT`` (8080), the admitter and the allocator on
 ``FAIRQ_HEALTH_PORT`` (the image sets 9100). Whichever answers 200 makes the container
 healthy. Liveness only: readiness (``/readyz``) is for the load balancer to route by,
-not a reason to restart a process (README: "Health and supervision").
+not a reason to restart a process (docs/operators.md: "Health and supervision").
 """
 
 import os

@@ -30,7 +30,7 @@ from tests.deploy.files import (
 )
 
 WORKLOADS = ("Deployment", "StatefulSet")
-# the port each process serves /livez and /readyz on (README "Health and supervision")
+# the port each process serves /livez and /readyz on (docs/operators.md "Health and supervision")
 HEALTH_PORT_VARIABLE = {"gateway": "FAIRQ_HTTP_PORT", "admitter": "FAIRQ_HEALTH_PORT",
                         "allocator": "FAIRQ_HEALTH_PORT"}  # fmt: skip
 
