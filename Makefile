@@ -48,9 +48,12 @@ install: system-deps $(STAMP) $(NODE_STAMP)
 # Debian's packages, as command:package: redis-server to run fairq and npm for the
 # console's chart library; for the tests also chromium (the pages, driven by
 # Playwright) and prometheus (promtool checks deploy/prometheus, and a real Prometheus
-# scrapes fairq in tests/deploy). Everything else comes from PyPI, npm and Maven Central.
+# scrapes fairq in tests/deploy) and haproxy (checks deploy/haproxy/haproxy.cfg, the
+# compose file's load balancer). Everything else comes from PyPI, npm and Maven Central
+# (the deployment files' other checkers, hadolint, kubernetes-validate and
+# check-jsonschema, are in pyproject.toml's dev extras).
 RUN_PACKAGES := redis-server:redis-server npm:npm
-TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus
+TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium promtool:prometheus haproxy:haproxy
 # Apache Kafka (the tests' second broker, `FAIRQ_BROKER=kafka make up`): Java 17+ to
 # run it, Maven to resolve its jars from Maven Central.
 KAFKA_PACKAGES := java:openjdk-17-jre-headless mvn:maven

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fairq import eventloop
-from fairq.config import ConfigError
+from fairq.config import ConfigError, env_str
 from fairq.tasks import run_until_stopped
 
 logger = logging.getLogger("fairq")
@@ -21,10 +21,13 @@ logger = logging.getLogger("fairq")
 Runner = Callable[[Any, asyncio.Event], Coroutine[Any, Any, None]]
 
 
+def log_level(env: Mapping[str, str]) -> str:
+    return env_str(env, "FAIRQ_LOG_LEVEL", "INFO").upper()
+
+
 def _configure_logging() -> None:
-    level = os.environ.get("FAIRQ_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=level,
+        level=log_level(os.environ),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -88,9 +91,10 @@ def _flag(parser: argparse.ArgumentParser, name: str, help: str, metavar: str = 
     parser.add_argument(name, metavar=metavar, help=f"{help} (or {FLAG_ENV[dest]})")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairq", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line (``tests/deploy`` parses the deployment files' commands with it)."""
+    root = argparse.ArgumentParser(prog="fairq", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole system locally with a demo campaign")
     _flag(up, "--gateways", "gateway processes, on consecutive ports from FAIRQ_HTTP_PORT")
     _flag(up, "--admitters", "admitter processes")
@@ -113,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="create the Kafka topics")
     topics.add_argument("--partitions", type=int, default=8)
     topics.add_argument("--replication-factor", type=int, default=1)
-    return parser
+    return root
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
@@ -128,7 +132,7 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     _configure_logging()
     try:
         env = _environment(args)

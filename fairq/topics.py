@@ -79,13 +79,22 @@ async def ensure_topics(
     replication: int = 1,
     snapshots: str | None = None,
 ) -> None:
-    """Create ``topics.commands`` and ``topics.events`` with the same partition count,
+    """Create the topics of ``topic_specs`` on ``bootstrap``; existing ones are left as
+    they are."""
+    await create_topics(bootstrap, topic_specs(topics, partitions, replication, snapshots))
+
+
+def topic_specs(
+    topics: Topics, partitions: int, replication: int, snapshots: str | None = None
+) -> list[NewTopic]:
+    """``topics.commands`` and ``topics.events`` with the same partition count,
     ``topics.state`` with one (``STATE_PARTITIONS``), and the ``snapshots`` topic (when
     named) with as many as the commands, each with ``replication`` replicas.
 
     Events go to the partition number of the command that caused them, so the two
     topics must have equally many partitions; all but the snapshots are kept for ever
-    (``KEEP_FOREVER``). Existing topics are left as they are.
+    (``KEEP_FOREVER``). ``tests/deploy/test_drift.py`` holds the deployment files'
+    topic settings to these.
     """
     configs = booking_topic_configs(replication)
     new = [
@@ -96,7 +105,7 @@ async def ensure_topics(
     if snapshots is not None:
         compacted = snapshot_topic_configs(replication)
         new.append(NewTopic(snapshots, partitions, replication, topic_configs=compacted))
-    await create_topics(bootstrap, new)
+    return new
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

@@ -104,7 +104,7 @@ async def click_to_held(
         if r.status != 202:
             raise RuntimeError(f"book: {r.status} {body}")
     booking = f"{base}/api/bookings/{body['booking_id']}"
-    state = await _first_answer(http, f"{booking}/events", headers)
+    state = await first_answer(http, f"{booking}/events", headers)
     ms = (time.perf_counter() - started) * 1000
     if state == "held":
         async with http.post(f"{booking}/cancel", headers=headers) as r:
@@ -113,7 +113,7 @@ async def click_to_held(
     return Probe(at, ms, state)
 
 
-async def _first_answer(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
+async def first_answer(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
     """The booking's first state other than pending on its event stream."""
     timeout = aiohttp.ClientTimeout(total=ANSWER_TIMEOUT_S)
     async with http.get(url, headers=headers, timeout=timeout) as r:
