@@ -42,6 +42,7 @@ SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("arrivals (tickets issued)", "fairq_room_joined"),
     SeriesSpec("admissions", "fairq_room_admitted"),
     SeriesSpec("active bookers", "fairq_room_active"),
+    SeriesSpec("cap on active bookers", "fairq_room_max_active"),
     SeriesSpec("pairs held", "fairq_inventory_held"),
     SeriesSpec("pairs confirmed", "fairq_inventory_confirmed"),
     SeriesSpec(
