@@ -46,6 +46,7 @@ import aiohttp
 from fairq.config import Connections, Topics
 from fairq.demo import small_campaign
 from loadtest import bench_click_to_held as probe
+from loadtest.click_path import Cut, breakdown, read_cuts, table
 from loadtest.report import Run, judge, render
 from loadtest.scenario import Scenario, ScenarioError, load
 from loadtest.scrape import Scraper
@@ -347,6 +348,7 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
             await asyncio.gather(*operator.values(), return_exceptions=True)
         windows = {k: None if t.cancelled() else t.result() for k, t in operator.items()}
         findings, note = await audit_log(o)
+        cuts = await read_click_path(o, probes)
         await scraper.once(http)  # the settled system
         await scraping
     run = Run(
@@ -363,11 +365,21 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
         paused=windows["paused"],
         capped=windows["capped"],
         locust_exit=code,
+        click_path=breakdown(cuts),
         command=f"python -m loadtest.rehearse --scenario {o.scenario_path} --host {o.host}"
         + (f" --workers {o.workers}" if o.workers else ""),
     )
     (out / RUN_FILE).write_text(json.dumps(run.to_json()), encoding="utf-8")
     return write_report(run, out)
+
+
+async def read_click_path(o: Options, probes: Sequence[probe.Probe]) -> list[Cut]:
+    """The probes cut in stages where the log sees them; none if the log is not known."""
+    if o.topics is None or not probes:
+        return []
+    cuts = await read_cuts(o.kafka_bootstrap, o.topics.commands, o.topics.events, probes)
+    print(table(breakdown(cuts)), flush=True)
+    return cuts
 
 
 def write_report(run: Run, out: Path) -> tuple[Path, bool]:

@@ -30,10 +30,13 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from loadtest.bench_click_to_held import Probe
+from loadtest.click_path import TAIL_PERCENTILE
 from loadtest.scenario import Scenario
 from loadtest.timeline import percentile
 
 FIRST_MINUTE_S = 60.0
+LOOP_LAG = "Event loop lag, worst in each second, per process (s)"
+LOOP_LAG_SERIES = "event loop lag (s) ("  # loadtest.scrape's, one per process
 PAUSE_COLOR, CAP_COLOR = "#f0c36d", "#8fb8e8"  # the operator's windows, shaded in the plots
 # how launchday.order_inversions words what it finds
 ORDER_PROBLEMS = ("ticket ", "place ", "post tickets are not in arrival order")
@@ -77,6 +80,7 @@ class Run:
     capped: tuple[float, float] | None = None  # wall clock: the operator's lowered cap
     locust_exit: int = 0
     command: str = ""
+    click_path: Sequence[Mapping[str, Any]] = ()  # loadtest.click_path.breakdown of the probes
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the scenario (named), for judging again later."""
@@ -95,6 +99,7 @@ class Run:
             "capped": self.capped,
             "locust_exit": self.locust_exit,
             "command": self.command,
+            "click_path": list(self.click_path),
         }
 
     @classmethod
@@ -361,6 +366,11 @@ def figures(run: Run) -> dict[str, str]:
         ("Inventory (pairs)", ("pairs left", "pairs held", "pairs confirmed")),
         ("Expiries (cumulative) and 5xx answers (cumulative)", ("expiries", "5xx answers")),
         ("Allocator lag (records behind the log's end)", ("allocator lag (records)",)),
+        (
+            LOOP_LAG,
+            tuple(sorted(n for n in series if n.startswith(LOOP_LAG_SERIES)))
+            or ("event loop lag (s)",),
+        ),
     )
     for title, names in groups:
         fig, ax = axes(title, "")
@@ -440,6 +450,19 @@ def render(report: Report) -> str:
         _row([e(p), str(len(v)), f"{statistics.median(v):.0%}", f"{percentile(v, 90):.0%}"])
         for p, v in by_phase.items()
     )
+    click_path = (
+        "<table><tr><th>stage</th><th>p50</th><th>p90</th><th>p99</th><th>max</th>"
+        "<th>tail</th></tr>"
+        + "".join(
+            _row(
+                [e(r["stage"]), *(f"{r[k]:.1f}" for k in ("p50", "p90", "p99", "max", "tail_mean"))]
+            )
+            for r in run.click_path
+        )
+        + "</table>"
+        if run.click_path
+        else "<p>Not measured: the log was not read, or no probe was found in it.</p>"
+    )
     figs = "".join(
         f"<figure><h3>{e(title)}</h3>{svg}</figure>" for title, svg in report.figures.items()
     )
@@ -473,6 +496,11 @@ def render(report: Report) -> str:
 <p>For each admitted visitor, each estimate shown while waiting against the wait it then
 had: median relative error {median:.0%}, p90 {p90:.0%}, over {n_est} estimates.</p>
 <table><tr><th>phase</th><th>estimates</th><th>median</th><th>p90</th></tr>{phase_rows}</table>
+<h2>Click to held: where the time goes</h2>
+<p>Each probe cut at its Book's and its answer's record timestamps in the log
+(<code>loadtest.click_path</code>); ms; tail: the mean over the probes at or above the
+p{TAIL_PERCENTILE} of click-to-held.</p>
+{click_path}
 <h2>Plots</h2>
 {figs}
 <h2>What the visitors met</h2>

@@ -38,6 +38,7 @@ PLOTS = (
     "System side: The line",
     "System side: Inventory (pairs)",
     "System side: Allocator lag (records behind the log&#x27;s end)",
+    "System side: Event loop lag, worst in each second, per process (s)",
     "Click to held over time",
     "Honesty of the estimated wait",
 )
