@@ -184,7 +184,8 @@ def phase_of(run: Run, at: float, admitted_at: float) -> str:
     operator's pause (a paused room shows no estimate: those shown before it are judged
     here), it was shown while admission was held back by the cap on active bookers (as
     the next scrape saw them: active bookers at the room's max_active, the scenario's
-    if no process exported it), or the arrivals' phase it was shown in."""
+    if no process exported it), its wait crossed the operator's lowering of the cap
+    (which no estimate shown before can foresee), or the arrivals' phase it was shown in."""
     if run.paused is not None and at < run.paused[1] and admitted_at > run.paused[0]:
         return "the wait crossed the operator's pause"
     series = run.scrape.get("series", {})
@@ -194,6 +195,8 @@ def phase_of(run: Run, at: float, admitted_at: float) -> str:
         cap = (series.get("cap on active bookers") or [None] * len(times))[i]
         if (active[i] or 0) >= (run.scenario.room.max_active if cap is None else cap):
             return CAP_LIMITED
+    if run.capped is not None and at < run.capped[0] < admitted_at:
+        return "the wait crossed the operator's lowering of the cap"
     return _arrival_phase(run.scenario, at - run.started_at)
 
 
