@@ -24,6 +24,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fairq import looplag
 from fairq.config import env_int, env_str
 from fairq.eventloop import LOOP_REGISTRY
 from fairq.tasks import cancel_and_wait
@@ -123,7 +124,8 @@ async def serving(
     settings: HealthSettings, service: str, checks: Mapping[str, Check], registry: CollectorRegistry
 ) -> AsyncIterator[int]:
     """Serve ``/livez``, ``/readyz`` (``checks``) and ``/metrics`` (``registry``) while
-    the block runs; yields the port (logged, as ``port 0`` picks a free one)."""
+    the block runs, with the event loop's lag (``fairq.looplag``) in ``registry``; yields
+    the port (logged, as ``port 0`` picks a free one)."""
     runner = web.AppRunner(health_app(checks, registry), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
@@ -133,6 +135,7 @@ async def serving(
         logger.info(
             "%s health on http://%s:%d (/livez /readyz /metrics)", service, settings.host, port
         )
-        yield port
+        async with looplag.watching(registry):
+            yield port
     finally:
         await runner.cleanup()

@@ -18,7 +18,7 @@ from typing import TypedDict
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from fairq import safelog
+from fairq import looplag, safelog
 from fairq.health import (
     Check,
     NotReady,
@@ -100,6 +100,11 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/api/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
+
+
+async def _loop_lag(metrics: GatewayMetrics, _app: web.Application) -> AsyncIterator[None]:
+    async with looplag.watching(metrics.registry):  # fairq_event_loop_lag_seconds
+        yield
 
 
 async def _components(
@@ -243,6 +248,7 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[RATE_LIMITER] = limiter
     app.cleanup_ctx.append(partial(_components, settings, metrics))
+    app.cleanup_ctx.append(partial(_loop_lag, metrics))
     frontdoor.install(app, FrontDoor(metrics, limiter, operators.GATES))
     for table in (routes, hot_first(rooms.routes), bookings.routes, page.routes):
         add_routes(app, table, Access.PUBLIC)

@@ -130,12 +130,17 @@ async def _undo(gw: Gateway, booking_id: str, *undo: str, claim: Claim | None = 
 
 async def _placed(gw: Gateway, claim: Claim) -> None:
     """The broker has the booking's Book: marked so (``identities.has_ended`` reads the
-    mark), no longer to be sent, and its claim recorded in the state log."""
-    async with gw.redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.booking(claim.booking_id), "placed", 1)
-        pipe.zrem(keys.bookings_unplaced(), claim.booking_id)
-        await pipe.execute()
-    await identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S)
+    mark), no longer to be sent, and its claim recorded in the state log. The two at
+    once: each may go first (a Book still listed as unplaced is sent again, and the
+    allocator applies a command id once), and the 202 waits for the slower only."""
+
+    async def mark() -> None:
+        async with gw.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.booking(claim.booking_id), "placed", 1)
+            pipe.zrem(keys.bookings_unplaced(), claim.booking_id)
+            await pipe.execute()
+
+    await asyncio.gather(mark(), identities.record_placed(gw, claim, BOOKING_RECORD_TTL_S))
 
 
 class Resent(enum.Enum):

@@ -60,6 +60,6 @@ def make_producer(
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=idempotence,
-        linger_ms=2,
+        linger_ms=0,  # the batches form while a request is in flight; a linger waits alone
         request_timeout_ms=int(send_timeout_s * 1000),
     )

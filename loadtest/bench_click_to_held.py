@@ -20,6 +20,10 @@ as processes, as ``tests.harness`` starts them), from the repository's root:
 or against a running fairq (``make up``: its operator key and a campaign name):
 
     python -m loadtest.bench_click_to_held --host http://127.0.0.1:8080 --campaign demo
+
+It prints the probes' percentiles and, when it knows the log (its own stack's, or
+``KAFKA_BOOTSTRAP`` and ``FAIRQ_TOPIC_PREFIX`` as the processes have them), where their
+time went: each probe cut at its records' timestamps (``loadtest.click_path``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import tempfile
 import time
@@ -38,6 +43,7 @@ from typing import Any
 
 import aiohttp
 
+from fairq.config import Connections, Topics
 from loadtest.timeline import percentile
 
 LOADTEST_HEADER = "X-Fairq-Loadtest-Key"  # as gateway.ratelimit.LOADTEST_HEADER
@@ -55,6 +61,8 @@ class Probe:
     at: float  # wall clock of the click
     ms: float  # click to the first answer on the stream
     state: str  # that answer: held, rejected, waitlisted
+    booking_id: str = ""  # to find it in the log (loadtest.click_path)
+    accepted_ms: float = math.nan  # click to the 202 (the Book acknowledged by the broker)
 
 
 def _auth(token: str, loadtest_key: str) -> dict[str, str]:
@@ -103,6 +111,7 @@ async def click_to_held(
         body = await r.json()
         if r.status != 202:
             raise RuntimeError(f"book: {r.status} {body}")
+    accepted_ms = (time.perf_counter() - started) * 1000
     booking = f"{base}/api/bookings/{body['booking_id']}"
     state = await first_answer(http, f"{booking}/events", headers)
     ms = (time.perf_counter() - started) * 1000
@@ -110,7 +119,7 @@ async def click_to_held(
         async with http.post(f"{booking}/cancel", headers=headers) as r:
             if r.status != 200:
                 raise RuntimeError(f"cancel: {r.status} {await r.text()}")
-    return Probe(at, ms, state)
+    return Probe(at, ms, state, str(body["booking_id"]), accepted_ms)
 
 
 async def first_answer(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
@@ -144,18 +153,31 @@ async def run_probes(
 
 
 async def against(
-    base: str, operator_key: str, loadtest_key: str, campaign: str, rounds: int
+    base: str,
+    operator_key: str,
+    loadtest_key: str,
+    campaign: str,
+    rounds: int,
+    log: Connections | None,
 ) -> None:
+    """The probes' summary, and with ``log`` (the deployment's broker and topics) where
+    their time went (``loadtest.click_path``)."""
+    from loadtest.click_path import breakdown, read_cuts, table  # it imports Probe
+
     async with aiohttp.ClientSession() as http:
         await open_probe_room(http, base, operator_key, campaign)
         async with http.get(f"{base}/api/rooms/{PROBE_ROOM}") as r:
             county = (await r.json())["counties"][0]["id"]
-        print(summary(await run_probes(http, base, county, loadtest_key, rounds)), flush=True)
+        probes = await run_probes(http, base, county, loadtest_key, rounds)
+    print(summary(probes), flush=True)
+    if log is not None:
+        topics = log.topics
+        cuts = await read_cuts(log.kafka_bootstrap, topics.commands, topics.events, probes)
+        print(table(breakdown(cuts)), flush=True)
 
 
 async def on_own_stack(rounds: int) -> None:
     """Redis, the broker, allocator, admitter and one gateway of its own, idle."""
-    from fairq.config import Connections, Topics
     from fairq.demo import small_campaign
     from fairq.devservices import kafka_broker, redis_server
     from fairq.topics import ensure_topics
@@ -180,7 +202,7 @@ async def on_own_stack(rounds: int) -> None:
                 async with http.put(url, json=doc, headers=headers) as r:
                     if r.status != 201:
                         raise RuntimeError(f"campaign: {r.status} {await r.text()}")
-            await against(base, OPERATOR_KEY, LOADTEST_KEY, "probe", rounds)
+            await against(base, OPERATOR_KEY, LOADTEST_KEY, "probe", rounds, connections)
 
 
 def main() -> None:
@@ -194,9 +216,10 @@ def main() -> None:
         loadtest_key = os.environ.get("FAIRQ_LOADTEST_KEY", "")
         if not operator_key or not loadtest_key:
             parser.error("--host needs FAIRQ_OPERATOR_KEY and FAIRQ_LOADTEST_KEY set")
-        coro = against(
-            args.host.rstrip("/"), operator_key, loadtest_key, args.campaign, args.rounds
-        )
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "")  # for the breakdown
+        log = Connections("", bootstrap, Topics.from_env(os.environ)) if bootstrap else None
+        base = args.host.rstrip("/")
+        coro = against(base, operator_key, loadtest_key, args.campaign, args.rounds, log)
         asyncio.run(coro)
     else:
         asyncio.run(on_own_stack(args.rounds))

@@ -314,7 +314,8 @@ class Settings:
 
 @dataclass(slots=True)
 class TicketSeen:
-    """One ticket's observations, for the fair-order check (times: this process's clock)."""
+    """One ticket's observations, for the fair-order check (times: wall clock, so that the
+    tickets of locust's workers, on other machines too, are checked together)."""
 
     kind: str | None  # "pre" | "post", from the ticket's payload
     number: int | None
@@ -326,6 +327,16 @@ class TicketSeen:
     admitted_at: float | None = None  # wall clock of the first answer saying admitted
     joined_at: float = field(default_factory=time.time)  # wall clock
     sold_out_at: float | None = None  # wall clock of the first answer saying sold out
+
+    ORDER_FIELDS = ("kind", "number", "place", "admitted_seen_s", "waiting_sent_s")
+
+    def for_order(self) -> list[Any]:
+        """What the fair-order check needs of it, as plain data (a worker's report)."""
+        return [getattr(self, name) for name in self.ORDER_FIELDS]
+
+    @classmethod
+    def from_order(cls, values: Sequence[Any]) -> TicketSeen:
+        return cls(**dict(zip(cls.ORDER_FIELDS, values, strict=True)))
 
 
 def token_payload(token: str) -> dict[str, Any]:
@@ -429,25 +440,37 @@ class Outcomes:
     problems: list[str] = field(default_factory=list)
     confirmed_ids: list[str] = field(default_factory=list)
     timeline: Timeline = field(default_factory=Timeline)
+    tickets: list[TicketSeen] = field(default_factory=list)  # visits over, for the order check
+    # on a master: each worker's share (its counts, and its requests in the timeline)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "counts": dict(self.counts),
             "problems": list(self.problems),
             "confirmed_ids": list(self.confirmed_ids),
-        }
+        } | ({"workers": self.workers} if self.workers else {})
 
     def take_report(self) -> dict[str, Any]:
         """The outcomes since the last report, for the master (and forget them here)."""
-        report = self.to_json() | {"timeline": self.timeline.take()}
-        self.counts, self.problems, self.confirmed_ids = Counter(), [], []
+        report = self.to_json() | {
+            "timeline": self.timeline.take(),
+            "tickets": [t.for_order() for t in self.tickets],
+        }
+        self.counts, self.problems, self.confirmed_ids, self.tickets = Counter(), [], [], []
         return report
 
-    def add_report(self, report: Mapping[str, Any]) -> None:
-        self.counts.update(report.get("counts", {}))
+    def add_report(self, report: Mapping[str, Any], worker: str) -> None:
+        counts, timeline = report.get("counts", {}), report.get("timeline", {})
+        self.counts.update(counts)
         self.problems += report.get("problems", [])
         self.confirmed_ids += report.get("confirmed_ids", [])
-        self.timeline.add(report.get("timeline", {}))
+        self.timeline.add(timeline)
+        self.tickets += [TicketSeen.from_order(t) for t in report.get("tickets", [])]
+        share = self.workers.setdefault(worker, {"counts": {}, "requests": 0})
+        for name, n in counts.items():
+            share["counts"][name] = share["counts"].get(name, 0) + n
+        share["requests"] += Timeline.requests_in(timeline)
 
 
 @dataclass
@@ -465,6 +488,22 @@ class Rehearsal:
 
     def count(self, what: str, n: int = 1) -> None:
         self.outcomes.counts[what] += n
+
+    def visits_over(self) -> None:
+        """The visits of this process have ended: their timings into the timeline, their
+        tickets kept for the fair-order check (made where the outcomes are written)."""
+        self.outcomes.timeline.visits(self.tickets)
+        self.outcomes.tickets += self.tickets
+        self.tickets = []
+
+    def check_order(self) -> None:
+        """The fair-order check over every ticket (of every worker, on a master)."""
+        tickets, self.outcomes.tickets = self.outcomes.tickets, []
+        checked, problems = order_inversions(tickets, self.settings.order_slack_s)
+        self.count("order checked (tickets)", checked)
+        self.count("order inversions", len(problems))
+        for p in problems:
+            self.problem(p)
 
     def problem(self, text: str) -> None:
         logger.error("check failed: %s", text)
@@ -519,6 +558,14 @@ def _abort(environment: Environment, why: str) -> None:
         gevent.spawn(environment.runner.quit)
 
 
+# -- locust's distributed mode: each worker's outcomes to the master ----------------------
+
+STOP_MESSAGE = "fairq_stop"  # master -> worker: the storm is over, stop and report
+FINAL_MESSAGE = "fairq_final"  # worker -> master: that was this worker's last report
+FINAL_WAIT_S = 120.0  # for every worker's last report, once the storm is over
+FINALS: set[str] = set()  # on a master: the workers whose last report came
+
+
 @listen(events.report_to_master)
 def report_outcomes(data: dict[str, Any], **_kw: Any) -> None:
     """A worker sends its outcomes with its stats (and forgets them)."""
@@ -527,24 +574,58 @@ def report_outcomes(data: dict[str, Any], **_kw: Any) -> None:
 
 
 @listen(events.worker_report)
-def merge_outcomes(data: Mapping[str, Any], **_kw: Any) -> None:
+def merge_outcomes(client_id: str, data: Mapping[str, Any], **_kw: Any) -> None:
     if REHEARSAL is not None and "fairq_outcomes" in data:
-        REHEARSAL.outcomes.add_report(data["fairq_outcomes"])
+        REHEARSAL.outcomes.add_report(data["fairq_outcomes"], client_id)
+
+
+@listen(events.init)
+def register_messages(environment: Environment, **_kw: Any) -> None:
+    """The end of a distributed run: locust's master quits once its shape ends and waits
+    only half a second for the workers' last stats, so a worker's last visits could be
+    lost. Instead the shape's end asks each worker to stop and report (``finish_workers``)
+    and waits until each said that was its last report."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(FINAL_MESSAGE, last_report)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(STOP_MESSAGE, lambda **_: stop_and_report(runner), concurrent=True)
+
+
+def stop_and_report(runner: WorkerRunner) -> None:
+    """On a worker: stop every user (``test_stop`` ends the visits), then send the last
+    report: the stats and outcomes since the last one, as locust's own report has them."""
+    runner.stop()
+    data: dict[str, Any] = {}
+    runner.environment.events.report_to_master.fire(client_id=runner.client_id, data=data)  # type: ignore[no-untyped-call]
+    runner.send_message(FINAL_MESSAGE, data)
+
+
+def last_report(environment: Environment, msg: Any, **_kw: Any) -> None:
+    """On a master: a worker's last report, merged as locust merges its periodic ones."""
+    environment.events.worker_report.fire(client_id=msg.node_id, data=msg.data)  # type: ignore[no-untyped-call]
+    FINALS.add(msg.node_id)
+
+
+def finish_workers(runner: MasterRunner) -> None:
+    """On a master, at the storm's end: every worker's last report, or a failed check."""
+    workers = {c.id for c in runner.clients.all}
+    logger.info("the storm is over: asking %d worker(s) for their last report", len(workers))
+    for worker in workers:
+        runner.send_message(STOP_MESSAGE, client_id=worker)
+    deadline = time.monotonic() + FINAL_WAIT_S
+    while not workers <= FINALS and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    logger.info("last reports from %d of %d worker(s)", len(workers & FINALS), len(workers))
+    if REHEARSAL is not None:
+        for worker in sorted(workers - FINALS):
+            REHEARSAL.problem(f"locust worker {worker} sent no last report in {FINAL_WAIT_S}s")
 
 
 @listen(events.test_stop)
-def check_order(environment: Environment, **_kw: Any) -> None:
-    """The fair-order check over this process's tickets, once all visits have stopped."""
-    r = REHEARSAL
-    if r is None or not r.tickets:
-        return
-    checked, problems = order_inversions(r.tickets, r.settings.order_slack_s)
-    r.count("order checked (tickets)", checked)
-    r.count("order inversions", len(problems))
-    for p in problems:
-        r.problem(p)
-    r.outcomes.timeline.visits(r.tickets)
-    r.tickets = []
+def visits_over(environment: Environment, **_kw: Any) -> None:
+    if REHEARSAL is not None and not isinstance(environment.runner, MasterRunner):
+        REHEARSAL.visits_over()
 
 
 @listen(events.quitting)
@@ -553,6 +634,7 @@ def report(environment: Environment, **_kw: Any) -> None:
     r = REHEARSAL
     failures = environment.stats.total.num_failures
     if r is not None and not isinstance(environment.runner, WorkerRunner):
+        r.check_order()
         out = r.outcomes
         lines = [f"  {name:<40} {n:>10}" for name, n in sorted(out.counts.items())]
         print("\nfairq rehearsal outcomes:\n" + "\n".join(lines), flush=True)
@@ -565,7 +647,7 @@ def report(environment: Environment, **_kw: Any) -> None:
         if r.settings.timeline_json:
             with open(r.settings.timeline_json, "w", encoding="utf-8") as f:
                 json.dump(out.timeline.summary(), f)
-    if failures or SETUP_FAILED or (r is not None and r.problems_total):
+    if failures or SETUP_FAILED or (r is not None and (r.problems_total or r.outcomes.problems)):
         environment.process_exit_code = max(1, environment.process_exit_code or 0)
 
 
@@ -591,6 +673,8 @@ class ScenarioShape(LoadTestShape):
             return int(getattr(options, "num_users", 1)), float(getattr(options, "spawn_rate", 1))
         users = _scenario(scenario).arrivals.users(self.get_run_time())  # type: ignore[no-untyped-call]
         if users is None:
+            if isinstance(self.runner, MasterRunner):
+                finish_workers(self.runner)
             return None
         change = abs(users - (self.runner.user_count if self.runner else 0))
         return users, float(max(change, 1))  # there within the second
@@ -654,7 +738,7 @@ class Citizen(FastHttpUser):
         Anything else that is not 2xx is a failure; ``Unexpected`` ends the visit.
         """
         allowed = set(expected)
-        sent = time.monotonic()
+        sent = time.time()
         with self.client.request(
             method,
             path,
@@ -664,7 +748,7 @@ class Citizen(FastHttpUser):
             catch_response=True,
         ) as resp:
             answer = Answer(resp.status_code, _json(resp.text), _retry_after(resp), sent, 0.0)
-            answer.received_s = time.monotonic()
+            answer.received_s = time.time()
             if 200 <= answer.status < 300:
                 resp.success()
                 return answer

@@ -1,14 +1,18 @@
 """One command for a launch rehearsal: a scenario in, a report and a verdict out.
 
     python -m loadtest.rehearse --scenario reference-small [--host URL] [--metrics URL ...]
+        [--workers N]
 
 Against a running fairq (``make up``; the operator key and the load-test key from
 ``FAIRQ_OPERATOR_KEY`` / ``FAIRQ_LOADTEST_KEY``), it
 
 1. loads the scenario's campaign and opens its room (fresh names, so runs do not
    meet), the room opening after the scenario's pre-queue window;
-2. runs locust on ``loadtest/launchday.py`` with the scenario (its load shape),
-   while ``loadtest.scrape`` reads every ``/metrics`` (the gateway's, and each
+2. runs locust on ``loadtest/launchday.py`` with the scenario (its load shape) in
+   one process, or with ``--workers N`` in locust's distributed mode: a master (the
+   shape, the merged outcomes) and N worker processes on this machine (more on other
+   machines: ``locust -f loadtest/launchday.py --worker --master-host HOST``), while
+   ``loadtest.scrape`` reads every ``/metrics`` (the gateway's, and each
    ``--metrics`` URL or the scenario's ``metrics``) once a second, and a
    click-to-held probe (``loadtest.bench_click_to_held``) books once a second in a
    room of its own;
@@ -28,10 +32,11 @@ import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ import aiohttp
 from fairq.config import Connections, Topics
 from fairq.demo import small_campaign
 from loadtest import bench_click_to_held as probe
+from loadtest.click_path import Cut, breakdown, read_cuts, table
 from loadtest.report import Run, judge, render
 from loadtest.scenario import Scenario, ScenarioError, load
 from loadtest.scrape import Scraper
@@ -48,9 +54,12 @@ from loadtest.scrape import Scraper
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtest" / "launchday.py"
 LOCUST_START_S = 3  # locust's start-up, before its first user: the opening waits for it
+WORKER_START_S = 2  # the local workers' start-up (the master waits for them; in parallel)
+WORKER_QUIT_S = 30  # a worker still running this long after the master ended is killed
 PROBE_EVERY_S = 1.0
 SETTLE_TIMEOUT_S = 60.0  # for the last bookings' answers, after locust stops
 SETTLE_POLL_S = 1.0
+MAX_WORKERS = 64
 RUN_FILE = "run.json"  # what a rehearsal gathered, for --rejudge
 
 
@@ -67,6 +76,7 @@ class Options:
     topics: Topics | None
     locust_args: list[str] = field(default_factory=list)
     rejudge: Path | None = None
+    workers: int = 0  # locust's distributed mode: a master and this many local workers
 
 
 def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
@@ -79,12 +89,20 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
     )
     parser.add_argument("--out", type=Path, default=Path("rehearsals"))
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run locust distributed: a master and this many worker processes (0: one process)",
+    )
+    parser.add_argument(
         "--rejudge",
         type=Path,
         help="judge a past rehearsal's data (its directory) against --scenario's levels again",
     )
     parser.add_argument("locust_args", nargs="*", help="after --: more options for locust")
     args = parser.parse_args(argv)
+    if not 0 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers must be in 0..{MAX_WORKERS}, got {args.workers}")
     try:
         scenario = load(args.scenario)
     except ScenarioError as e:
@@ -110,6 +128,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         topics=Topics.from_env(env) if bootstrap else None,
         locust_args=args.locust_args,
         rejudge=args.rejudge,
+        workers=args.workers,
     )
 
 
@@ -126,7 +145,8 @@ async def prepare(http: aiohttp.ClientSession, o: Options, name: str) -> float:
     async with http.put(f"{o.host}/api/admin/campaigns/{name}", json=doc, headers=headers) as r:
         if r.status != 201:
             raise RuntimeError(f"loading the campaign: {r.status} {await r.text()}")
-    opens_in_s = LOCUST_START_S + round(s.arrivals.pre_opening_s)
+    start_s = LOCUST_START_S + (WORKER_START_S if o.workers else 0)
+    opens_in_s = start_s + round(s.arrivals.pre_opening_s)
     room = {
         "campaign": name,
         "opens_in_s": opens_in_s,
@@ -143,20 +163,57 @@ async def prepare(http: aiohttp.ClientSession, o: Options, name: str) -> float:
 
 
 async def run_locust(o: Options, room: str, out: Path) -> int:
+    """Locust's exit code (the worst of its processes'); the keys go in its environment."""
+    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     command = [
-        sys.executable,
-        *("-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"),
+        *locust,
+        *("--headless", "--only-summary"),
         *("-H", o.host, "--scenario", str(o.scenario_path), "--room", room),
         *("--outcomes-json", str(out / "outcomes.json")),
         *("--timeline-json", str(out / "timeline.json")),
         *("--json-file", str(out / "locust-stats")),
         *o.locust_args,
     ]
-    with (out / "locust.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command, cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT
-        )
-        return await process.wait()
+    env = os.environ | {
+        "FAIRQ_OPERATOR_KEY": o.operator_key,
+        "FAIRQ_LOADTEST_KEY": o.loadtest_key,
+    }
+    commands = {"locust.log": command}
+    if o.workers:
+        port = _free_port()
+        command += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+        command += ["--expect-workers", str(o.workers)]
+        worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+        commands |= {f"locust-worker-{i}.log": worker for i in range(1, o.workers + 1)}
+    with contextlib.ExitStack() as logs:
+        processes = [
+            await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=ROOT,
+                env=env,
+                stdout=logs.enter_context((out / name).open("wb")),
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            for name, argv in commands.items()
+        ]
+        workers = processes[1:]
+        try:
+            code = await processes[0].wait()
+            if workers:  # the master told them to quit as it ended
+                waits = [asyncio.create_task(p.wait()) for p in workers]
+                await asyncio.wait(waits, timeout=WORKER_QUIT_S)
+            return max([code, *(p.returncode or 0 for p in workers)])
+        finally:
+            for p in processes:
+                if p.returncode is None:
+                    p.kill()
+                    await p.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def probe_while(
@@ -179,23 +236,64 @@ async def probe_while(
     return probes
 
 
-async def operator_pause(
-    http: aiohttp.ClientSession, o: Options, room: str, opens_at: float
-) -> tuple[float, float] | None:
-    """The scenario's pause: admission paused, then resumed (wall clock); None if none."""
-    r = o.scenario.room
-    if not r.pause_s:
+Window = tuple[float, float]  # wall clock: from, until
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorStep:
+    """One request of the operator's (what it does, for an error message)."""
+
+    what: str
+    method: str
+    path: str  # under /api/admin/rooms/{room}
+    body: dict[str, Any] | None = None
+
+
+async def operator_window(
+    http: aiohttp.ClientSession,
+    o: Options,
+    room: str,
+    at: float,
+    for_s: float,
+    steps: tuple[OperatorStep, OperatorStep],
+) -> Window | None:
+    """The operator's first step at ``at`` (wall clock), the second ``for_s`` later: the
+    window between (wall clock); None if ``for_s`` is 0 (the scenario has none)."""
+    if not for_s:
         return None
     headers = {"Authorization": f"Bearer {o.operator_key}"}
     window: list[float] = []
-    await asyncio.sleep(max(0.0, opens_at + r.pause_after_opening_s - time.time()))
-    for action, wait_s in (("pause", r.pause_s), ("resume", 0.0)):
-        async with http.post(f"{o.host}/api/admin/rooms/{room}/{action}", headers=headers) as resp:
+    await asyncio.sleep(max(0.0, at - time.time()))
+    for step, wait_s in zip(steps, (for_s, 0.0), strict=True):
+        url = f"{o.host}/api/admin/rooms/{room}{step.path}"
+        async with http.request(step.method, url, json=step.body, headers=headers) as resp:
             if resp.status != 200:
-                raise RuntimeError(f"{action} the room: {resp.status} {await resp.text()}")
+                raise RuntimeError(f"{step.what}: {resp.status} {await resp.text()}")
         window.append(time.time())
         await asyncio.sleep(wait_s)
     return window[0], window[1]
+
+
+def operator_steps(
+    http: aiohttp.ClientSession, o: Options, room: str, opens_at: float
+) -> dict[str, Coroutine[Any, Any, Window | None]]:
+    """What the scenario's operator does during the storm: the pause (admission paused,
+    then resumed) and the cap (max_active lowered, then set back)."""
+    r = o.scenario.room
+    pause = (
+        OperatorStep("pause the room", "POST", "/pause"),
+        OperatorStep("resume the room", "POST", "/resume"),
+    )
+    cap = (
+        OperatorStep("lower the cap", "PUT", "/admission", {"max_active": r.capped_max_active}),
+        OperatorStep("set the cap back", "PUT", "/admission", {"max_active": r.max_active}),
+    )
+    start = opens_at + r.pause_after_opening_s
+    capped = opens_at + r.cap_after_opening_s
+    return {
+        "paused": operator_window(http, o, room, start, r.pause_s, pause),
+        "capped": operator_window(http, o, room, capped, r.cap_s, cap),
+    }
 
 
 async def audit_log(o: Options) -> tuple[dict[str, list[str]] | None, str]:
@@ -235,16 +333,22 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
         started_at = time.time()
         scraping = asyncio.create_task(scraper.run(http, stop))
         probing = asyncio.create_task(probe_while(http, o, "county-1", stop))
-        pausing = asyncio.create_task(operator_pause(http, o, name, opens_at))
+        operator = {
+            key: asyncio.create_task(step)
+            for key, step in operator_steps(http, o, name, opens_at).items()
+        }
         try:
             code = await run_locust(o, name, out)
         finally:
             stop.set()
             probes = await probing
-            if not pausing.done():
-                pausing.cancel()
-            paused = None if pausing.cancelled() else await pausing
+            for task in operator.values():
+                if not task.done():  # the storm ended first: the window did not close
+                    task.cancel()
+            await asyncio.gather(*operator.values(), return_exceptions=True)
+        windows = {k: None if t.cancelled() else t.result() for k, t in operator.items()}
         findings, note = await audit_log(o)
+        cuts = await read_click_path(o, probes)
         await scraper.once(http)  # the settled system
         await scraping
     run = Run(
@@ -258,12 +362,24 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
         log_findings=findings,
         log_note=note,
         probes=probes,
-        paused=paused,
+        paused=windows["paused"],
+        capped=windows["capped"],
         locust_exit=code,
-        command=f"python -m loadtest.rehearse --scenario {o.scenario_path} --host {o.host}",
+        click_path=breakdown(cuts),
+        command=f"python -m loadtest.rehearse --scenario {o.scenario_path} --host {o.host}"
+        + (f" --workers {o.workers}" if o.workers else ""),
     )
     (out / RUN_FILE).write_text(json.dumps(run.to_json()), encoding="utf-8")
     return write_report(run, out)
+
+
+async def read_click_path(o: Options, probes: Sequence[probe.Probe]) -> list[Cut]:
+    """The probes cut in stages where the log sees them; none if the log is not known."""
+    if o.topics is None or not probes:
+        return []
+    cuts = await read_cuts(o.kafka_bootstrap, o.topics.commands, o.topics.events, probes)
+    print(table(breakdown(cuts)), flush=True)
+    return cuts
 
 
 def write_report(run: Run, out: Path) -> tuple[Path, bool]:

@@ -30,10 +30,14 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from loadtest.bench_click_to_held import Probe
+from loadtest.click_path import TAIL_PERCENTILE
 from loadtest.scenario import Scenario
 from loadtest.timeline import percentile
 
 FIRST_MINUTE_S = 60.0
+LOOP_LAG = "Event loop lag, worst in each second, per process (s)"
+LOOP_LAG_SERIES = "event loop lag (s) ("  # loadtest.scrape's, one per process
+PAUSE_COLOR, CAP_COLOR = "#f0c36d", "#8fb8e8"  # the operator's windows, shaded in the plots
 # how launchday.order_inversions words what it finds
 ORDER_PROBLEMS = ("ticket ", "place ", "post tickets are not in arrival order")
 
@@ -73,8 +77,10 @@ class Run:
     log_note: str  # how the log was read, or why not
     probes: Sequence[Probe] = ()
     paused: tuple[float, float] | None = None  # wall clock: the operator's pause
+    capped: tuple[float, float] | None = None  # wall clock: the operator's lowered cap
     locust_exit: int = 0
     command: str = ""
+    click_path: Sequence[Mapping[str, Any]] = ()  # loadtest.click_path.breakdown of the probes
 
     def to_json(self) -> dict[str, Any]:
         """Everything but the scenario (named), for judging again later."""
@@ -90,16 +96,23 @@ class Run:
             "log_note": self.log_note,
             "probes": [dataclasses.asdict(p) for p in self.probes],
             "paused": self.paused,
+            "capped": self.capped,
             "locust_exit": self.locust_exit,
             "command": self.command,
+            "click_path": list(self.click_path),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], scenario: Scenario) -> Run:
-        fields = {k: v for k, v in data.items() if k not in ("scenario", "probes", "paused")}
-        paused = tuple(data["paused"]) if data.get("paused") else None
+        windows = ("paused", "capped")
+        fields = {k: v for k, v in data.items() if k not in ("scenario", "probes", *windows)}
+        paused, capped = (_window(data.get(k)) for k in windows)
         probes = [Probe(**p) for p in data["probes"]]
-        return cls(scenario=scenario, probes=probes, paused=paused, **fields)
+        return cls(scenario=scenario, probes=probes, paused=paused, capped=capped, **fields)
+
+
+def _window(value: Sequence[float] | None) -> tuple[float, float] | None:
+    return None if not value else (value[0], value[1])
 
 
 @dataclass
@@ -163,18 +176,27 @@ def estimate_errors(errors: Sequence[Sequence[float]]) -> tuple[float, float, in
     return statistics.median(values), percentile(values, 90), len(values)
 
 
+CAP_LIMITED = "cap-limited (active bookers at max_active)"
+
+
 def phase_of(run: Run, at: float, admitted_at: float) -> str:
     """Where an estimate shown at ``at`` (wall clock) belongs: its wait crossed the
     operator's pause (a paused room shows no estimate: those shown before it are judged
-    here), it was shown while admission was held back by the cap on active bookers, or
-    the arrivals' phase it was shown in."""
+    here), it was shown while admission was held back by the cap on active bookers (as
+    the next scrape saw them: active bookers at the room's max_active, the scenario's
+    if no process exported it), its wait crossed the operator's lowering of the cap
+    (which no estimate shown before can foresee), or the arrivals' phase it was shown in."""
     if run.paused is not None and at < run.paused[1] and admitted_at > run.paused[0]:
         return "the wait crossed the operator's pause"
-    times, active = run.scrape.get("t", []), run.scrape.get("series", {}).get("active bookers")
+    series = run.scrape.get("series", {})
+    times, active = run.scrape.get("t", []), series.get("active bookers")
     if times and active:
         i = min(bisect.bisect_left(times, at), len(times) - 1)
-        if (active[i] or 0) >= run.scenario.room.max_active:
-            return "cap-limited (active bookers at max_active)"
+        cap = (series.get("cap on active bookers") or [None] * len(times))[i]
+        if (active[i] or 0) >= (run.scenario.room.max_active if cap is None else cap):
+            return CAP_LIMITED
+    if run.capped is not None and at < run.capped[0] < admitted_at:
+        return "the wait crossed the operator's lowering of the cap"
     return _arrival_phase(run.scenario, at - run.started_at)
 
 
@@ -295,9 +317,10 @@ def figures(run: Run) -> dict[str, str]:
         fig, ax = _axes(title, ylabel, log)
         if len(span) == 2:
             ax.set_xlim(*span)
-        if run.paused is not None:  # the operator's pause, shaded
-            start, end = (t - run.opens_at for t in run.paused)
-            ax.axvspan(start, end, color="#f0c36d", alpha=0.3, linewidth=0)
+        for window, color in ((run.paused, PAUSE_COLOR), (run.capped, CAP_COLOR)):
+            if window is not None:  # the operator's pause and lowered cap, shaded
+                start, end = (t - run.opens_at for t in window)
+                ax.axvspan(start, end, color=color, alpha=0.3, linewidth=0)
         return fig, ax
 
     routes: Mapping[str, list[Mapping[str, float]]] = run.timeline.get("routes", {})
@@ -341,11 +364,16 @@ def figures(run: Run) -> dict[str, str]:
     series: Mapping[str, list[float | None]] = run.scrape.get("series", {})
     x = [t - opens for t in run.scrape.get("t", [])]
     groups = (
-        ("The line", ("queue depth", "active bookers")),
+        ("The line", ("queue depth", "active bookers", "cap on active bookers")),
         ("Arrivals and admissions (cumulative)", ("arrivals (tickets issued)", "admissions")),
         ("Inventory (pairs)", ("pairs left", "pairs held", "pairs confirmed")),
         ("Expiries (cumulative) and 5xx answers (cumulative)", ("expiries", "5xx answers")),
         ("Allocator lag (records behind the log's end)", ("allocator lag (records)",)),
+        (
+            LOOP_LAG,
+            tuple(sorted(n for n in series if n.startswith(LOOP_LAG_SERIES)))
+            or ("event loop lag (s)",),
+        ),
     )
     for title, names in groups:
         fig, ax = axes(title, "")
@@ -425,6 +453,19 @@ def render(report: Report) -> str:
         _row([e(p), str(len(v)), f"{statistics.median(v):.0%}", f"{percentile(v, 90):.0%}"])
         for p, v in by_phase.items()
     )
+    click_path = (
+        "<table><tr><th>stage</th><th>p50</th><th>p90</th><th>p99</th><th>max</th>"
+        "<th>tail</th></tr>"
+        + "".join(
+            _row(
+                [e(r["stage"]), *(f"{r[k]:.1f}" for k in ("p50", "p90", "p99", "max", "tail_mean"))]
+            )
+            for r in run.click_path
+        )
+        + "</table>"
+        if run.click_path
+        else "<p>Not measured: the log was not read, or no probe was found in it.</p>"
+    )
     figs = "".join(
         f"<figure><h3>{e(title)}</h3>{svg}</figure>" for title, svg in report.figures.items()
     )
@@ -432,7 +473,13 @@ def render(report: Report) -> str:
     pause = ""
     if run.paused is not None:
         start, end = (t - run.opens_at for t in run.paused)
-        pause = f" The operator paused admission from {start:.0f} s to {end:.0f} s (shaded)."
+        pause = f" The operator paused admission from {start:.0f} s to {end:.0f} s (shaded yellow)."
+    if run.capped is not None:
+        start, end = (t - run.opens_at for t in run.capped)
+        pause += (
+            f" The operator lowered the cap on active bookers to {s.room.capped_max_active} "
+            f"from {start:.0f} s to {end:.0f} s (shaded blue)."
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>fairq rehearsal: {e(s.name)} — {verdict}</title><style>{STYLE}</style></head>
@@ -452,6 +499,11 @@ def render(report: Report) -> str:
 <p>For each admitted visitor, each estimate shown while waiting against the wait it then
 had: median relative error {median:.0%}, p90 {p90:.0%}, over {n_est} estimates.</p>
 <table><tr><th>phase</th><th>estimates</th><th>median</th><th>p90</th></tr>{phase_rows}</table>
+<h2>Click to held: where the time goes</h2>
+<p>Each probe cut at its Book's and its answer's record timestamps in the log
+(<code>loadtest.click_path</code>); ms; tail: the mean over the probes at or above the
+p{TAIL_PERCENTILE} of click-to-held.</p>
+{click_path}
 <h2>Plots</h2>
 {figs}
 <h2>What the visitors met</h2>

@@ -118,6 +118,12 @@ class Room:
     # the operator pauses admission this long after the opening, for pause_s (0: never)
     pause_after_opening_s: float = field(default=0.0, metadata=NON_NEGATIVE)
     pause_s: float = field(default=0.0, metadata=NON_NEGATIVE)
+    # the operator lowers the cap on active bookers to capped_max_active this long after
+    # the opening, for cap_s (0: never), then sets max_active again: a stretch where the
+    # cap, not the rate, holds admission back
+    cap_after_opening_s: float = field(default=0.0, metadata=NON_NEGATIVE)
+    cap_s: float = field(default=0.0, metadata=NON_NEGATIVE)
+    capped_max_active: int = field(default=1, metadata=_range(1))
 
 
 @dataclass(frozen=True, slots=True)

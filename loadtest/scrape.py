@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,9 @@ def _any(_labels: Labels) -> bool:
 class SeriesSpec:
     name: str  # as the report shows it
     metric: str  # the family's name (a counter's samples end in _total)
-    across: str = "max"  # over processes: "sum" (each counts its own) or "max" (the same)
+    # over processes: "sum" (each counts its own), "max" (the same), or "each" (one
+    # series per process, named "NAME (host:port)")
+    across: str = "max"
     keep: Callable[[Labels], bool] = _any
 
 
@@ -42,6 +45,7 @@ SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("arrivals (tickets issued)", "fairq_room_joined"),
     SeriesSpec("admissions", "fairq_room_admitted"),
     SeriesSpec("active bookers", "fairq_room_active"),
+    SeriesSpec("cap on active bookers", "fairq_room_max_active"),
     SeriesSpec("pairs held", "fairq_inventory_held"),
     SeriesSpec("pairs confirmed", "fairq_inventory_confirmed"),
     SeriesSpec(
@@ -49,6 +53,7 @@ SERIES: tuple[SeriesSpec, ...] = (
     ),
     SeriesSpec("pairs left", "fairq_inventory_pairs_left"),
     SeriesSpec("allocator lag (records)", "fairq_allocator_lag_records", across="sum"),
+    SeriesSpec("event loop lag (s)", "fairq_event_loop_lag_seconds", across="each"),
     SeriesSpec(
         "5xx answers",
         "fairq_gateway_requests",
@@ -82,14 +87,23 @@ def read_series(
 
 
 def combine(
-    per_target: Sequence[Mapping[str, float]], specs: Sequence[SeriesSpec]
+    per_target: Sequence[Mapping[str, float]],
+    specs: Sequence[SeriesSpec],
+    names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """The processes' values of one second, combined as each series says."""
+    """The processes' values of one second, combined as each series says (``names``:
+    the processes', for the series kept per process; their numbers if not given)."""
     out: dict[str, float] = {}
+    named = [str(i) for i in range(len(per_target))] if names is None else names
     for spec in specs:
-        values = [v[spec.name] for v in per_target if spec.name in v]
-        if values:
-            out[spec.name] = sum(values) if spec.across == "sum" else max(values)
+        if spec.across == "each":
+            for name, values in zip(named, per_target, strict=True):
+                if spec.name in values:
+                    out[f"{spec.name} ({name})"] = values[spec.name]
+            continue
+        found = [v[spec.name] for v in per_target if spec.name in v]
+        if found:
+            out[spec.name] = sum(found) if spec.across == "sum" else max(found)
     return out
 
 
@@ -119,9 +133,11 @@ class Scraper:
     async def once(self, http: aiohttp.ClientSession) -> None:
         at = time.time()
         texts = await asyncio.gather(*(self._get(http, url) for url in self.targets))
-        per_target = [read_series(t, self.specs, self.where) for t in texts if t is not None]
+        answered = [(url, t) for url, t in zip(self.targets, texts, strict=True) if t is not None]
+        per_target = [read_series(t, self.specs, self.where) for _, t in answered]
+        names = [urllib.parse.urlsplit(url).netloc for url, _ in answered]
         self.times.append(at)
-        self.rows.append(combine(per_target, self.specs))
+        self.rows.append(combine(per_target, self.specs, names))
 
     async def _get(self, http: aiohttp.ClientSession, url: str) -> str | None:
         try:
@@ -134,7 +150,8 @@ class Scraper:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        names = [s.name for s in self.specs]
+        names = [s.name for s in self.specs if s.across != "each"]
+        names += sorted({n for row in self.rows for n in row} - set(names))  # per process
         return {
             "targets": self.targets,
             "failed": self.failed,

@@ -85,6 +85,11 @@ class Timeline:
             "estimate_errors": self.estimate_errors,
         }
 
+    @staticmethod
+    def requests_in(raw: Mapping[str, Any]) -> int:
+        """How many requests a ``take()`` holds."""
+        return sum(len(v) for names in raw.get("latencies", {}).values() for v in names.values())
+
     def add(self, raw: Mapping[str, Any]) -> None:
         for second, names in raw.get("latencies", {}).items():
             for name, values in names.items():

@@ -5,6 +5,8 @@ report as a person sees it in Chromium (a screenshot under test-artifacts)."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from playwright.async_api import Browser
 
 from fairq.config import Connections
 from loadtest.rehearse import main, parse, rehearse
+from loadtest.report import CAP_LIMITED
 from loadtest.scenario import SCENARIOS
 from tests.browser import collect_problems, screenshot
 from tests.harness import LOADTEST_KEY, OPERATOR_KEY, running_system
@@ -35,14 +38,14 @@ PLOTS = (
     "System side: The line",
     "System side: Inventory (pairs)",
     "System side: Allocator lag (records behind the log&#x27;s end)",
+    "System side: Event loop lag, worst in each second, per process (s)",
     "Click to held over time",
     "Honesty of the estimated wait",
 )
 
 
-async def test_a_ci_launch_gets_a_report_and_a_verdict(
-    connections: Connections, tmp_path: Path, browser: Browser
-) -> None:
+async def rehearse_ci(connections: Connections, out: Path, *args: str) -> tuple[Path, bool]:
+    """The CI scenario against the real processes; the report's path and the verdict."""
     prefix = connections.topics.commands.removesuffix("booking-commands")
     env = {
         "FAIRQ_OPERATOR_KEY": OPERATOR_KEY,
@@ -50,17 +53,32 @@ async def test_a_ci_launch_gets_a_report_and_a_verdict(
         "KAFKA_BOOTSTRAP": connections.kafka_bootstrap,
         "FAIRQ_TOPIC_PREFIX": prefix,
     }
-    with running_system(connections, tmp_path / "logs", gateways=1) as system:
+    with running_system(connections, out / "logs", gateways=1) as system:
         url = system.gateways[0]
-        options = parse(["--scenario", "ci", "--host", url, "--out", str(tmp_path)], env)
+        options = parse(["--scenario", "ci", "--host", url, "--out", str(out), *args], env)
         path, passed = await rehearse(options)
         assert not system.dead(), system.dead()
+    return path, passed
+
+
+async def test_a_ci_launch_gets_a_report_and_a_verdict(
+    connections: Connections, tmp_path: Path, browser: Browser
+) -> None:
+    path, passed = await rehearse_ci(connections, tmp_path)
 
     page_text = path.read_text(encoding="utf-8")
     verdict = page_text[page_text.index("Verdict:") : page_text.index("Verdict:") + 20]
     assert passed, (verdict, (path.parent / "locust.log").read_text()[-4000:])
     assert "Verdict: PASS" in page_text
     assert "The operator paused admission from 3 s to 5 s" in page_text
+    assert "lowered the cap on active bookers to 1 from 6 s to 10 s" in page_text
+    # the estimates shown while the cap held admission back, judged apart
+    phase = re.search(
+        rf"<td>{re.escape(html.escape(CAP_LIMITED))}</td><td>(\d+)</td><td>(\d+)%</td><td>(\d+)%</td>",
+        page_text,
+    )
+    honesty = page_text[page_text.index("Honesty of the") :][:1500]
+    assert phase is not None and int(phase[1]) > 0, honesty
     for heading in (*CHECKS, *PLOTS):
         assert heading in page_text, heading
     assert page_text.count("<svg") == len(PLOTS) + 2  # and two more system-side plots
@@ -88,3 +106,36 @@ async def test_a_ci_launch_gets_a_report_and_a_verdict(
     assert await page.locator("svg").count() == len(PLOTS) + 2
     await screenshot(page, "rehearsal-report")
     assert problems == []
+
+
+async def test_locust_distributed_merges_every_workers_outcomes(
+    connections: Connections, tmp_path: Path
+) -> None:
+    """``--workers 2``: a locust master and two worker processes; the report is made of
+    what both workers sent the master (outcomes, timeline, tickets for the order check)."""
+    path, passed = await rehearse_ci(connections, tmp_path, "--workers", "2")
+    run = path.parent
+    assert passed, (run / "locust.log").read_text()[-4000:]
+    outcomes = json.loads((run / "outcomes.json").read_text())
+    workers = outcomes["workers"]
+    assert len(workers) == 2, workers
+    for share in workers.values():  # each worker drove visits of its own
+        assert share["requests"] > 0 and share["counts"].get("joined anonymously", 0) > 0, share
+    merged_on_master = {"order checked (tickets)", "order inversions"}
+    for name, total in outcomes["counts"].items():
+        if name not in merged_on_master:
+            assert sum(w["counts"].get(name, 0) for w in workers.values()) == total, name
+    # the order check ran on the master over both workers' tickets
+    assert outcomes["counts"]["order checked (tickets)"] > 0
+    assert outcomes["counts"]["order inversions"] == 0
+    # the timeline holds every request of both workers, as locust's own merged stats count
+    totals = json.loads((run / "timeline.json").read_text())["totals"]
+    assert sum(t["n"] for t in totals.values()) == sum(w["requests"] for w in workers.values())
+    locust_stats = json.loads((run / "locust-stats.json").read_text())
+    assert {s["name"]: s["num_requests"] for s in locust_stats} == {
+        name: t["n"] for name, t in totals.items()
+    }
+    page_text = path.read_text(encoding="utf-8")
+    assert "Verdict: PASS" in page_text and "--workers 2" in page_text
+    for heading in (*CHECKS, *PLOTS):
+        assert heading in page_text, heading

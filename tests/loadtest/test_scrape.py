@@ -37,3 +37,11 @@ def test_processes_are_summed_or_maxed_as_each_series_says() -> None:
     gateways = [{"queue depth": 7.0, "5xx answers": 1.0}, {"queue depth": 9.0, "5xx answers": 2.0}]
     both = combine([*gateways, allocator], SERIES)
     assert both == {"queue depth": 9.0, "5xx answers": 3.0, "allocator lag (records)": 10.0}
+
+
+def test_the_event_loop_lag_is_kept_per_process() -> None:
+    lags = [{"event loop lag (s)": 0.02}, {"event loop lag (s)": 0.3}]
+    assert combine(lags, SERIES, ["127.0.0.1:8080", "127.0.0.1:9101"]) == {
+        "event loop lag (s) (127.0.0.1:8080)": 0.02,
+        "event loop lag (s) (127.0.0.1:9101)": 0.3,
+    }
