@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 import redis.asyncio as aioredis
 
 from schemas.events import (
@@ -217,7 +218,7 @@ def appointment_member(booking_id: str, a: Appointment) -> str:
 
 
 def _appointment(member: str) -> Appointment:
-    return Appointment.from_map(json.loads(member.rpartition(_SEP)[2]))
+    return msgspec.json.decode(member.rpartition(_SEP)[2], type=Appointment)
 
 
 def export_row(member: bytes) -> list[Any]:
@@ -338,7 +339,9 @@ class ReadModel:
         counties: dict[str, dict[str, CountySummary]] = {}
         for field, value in summaries.items():
             campaign, county = json.loads(field)
-            counties.setdefault(campaign, {})[county] = CountySummary.from_map(json.loads(value))
+            counties.setdefault(campaign, {})[county] = msgspec.json.decode(
+                value, type=CountySummary
+            )
         return Start(
             offsets={int(p): int(o) for p, o in offsets.items()},
             summaries=counties,

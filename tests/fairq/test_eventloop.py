@@ -69,7 +69,7 @@ async def test_every_service_process_runs_on_uvloop_by_default(
         for url, component in services:
             await asyncio.to_thread(wait_http_ready, component, f"{url}/livez")
         loops = {c.name: await asyncio.to_thread(loop_metric, url) for url, c in services}
-        logged = {c.name: "event loop: uvloop" in c.log.read_text() for _, c in services}
+        logged = {c.name: "event loop: uvloop" in c.tail(100_000) for _, c in services}
     every = {"gateway", "admitter", "allocator"}
     assert loops == {name: ['fairq_event_loop_info{loop="uvloop"} 1.0'] for name in every}
     assert logged == dict.fromkeys(every, True)
