@@ -25,10 +25,12 @@ from typing import Any
 import pytest
 
 from allocator.settings import AllocatorSettings, snapshot_topic
+from fairq import eventloop
 from fairq.cli import log_level
 from fairq.config import Connections, Topics
 from fairq.topics import topic_specs
 from gateway.settings import GatewaySettings
+from gateway.workers import WorkerSettings
 from tests.deploy.files import (
     COMPOSE,
     DEPLOY_README,
@@ -232,13 +234,13 @@ class Recording(dict[str, str]):
 
 def variables_read() -> dict[str, set[str]]:
     """The variables each fairq command reads, by reading its settings (and the log
-    level every command reads) from a recording environment."""
+    level and event loop every command reads) from a recording environment."""
     valid = env_file(SECRETS_EXAMPLE.read_text()) | {
         "REDIS_URL": "redis://redis:6379/0",
         "KAFKA_BOOTSTRAP": "kafka:9092",
     }
-    readers = {
-        "gateway": GatewaySettings.from_env,
+    readers: dict[str, Any] = {
+        "gateway": lambda env: (GatewaySettings.from_env(env), WorkerSettings.from_env(env)),
         "admitter": AdmitterSettings.from_env,
         "allocator": AllocatorSettings.from_env,
         "topics": Connections.from_env,  # fairq.cli._topics
@@ -248,6 +250,7 @@ def variables_read() -> dict[str, set[str]]:
         env = Recording(valid)
         reader(env)
         log_level(env)
+        eventloop.from_env(env)
         read[command] = env.read
     return read
 
