@@ -23,6 +23,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from allocator.errors import AllocatorError
+from fairq import kafkaclient
+from fairq.config import Kafka
 from fairq.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -34,16 +36,10 @@ class ProduceError(AllocatorError):
     """Records could not be produced; their commands' offsets were not committed."""
 
 
-def make_producer(bootstrap: str, *, idempotence: bool = False) -> AIOKafkaProducer:
-    """The producer of events (and snapshots): every record acknowledged by all in-sync
-    replicas, and idempotent where the broker grants it (``Connections.kafka_idempotence``:
-    a batch retried after a lost answer is not written twice)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=idempotence,
-        max_batch_size=PRODUCE_BATCH_BYTES,
-    )
+def make_producer(kafka: Kafka) -> AIOKafkaProducer:
+    """The producer of events (and snapshots, ``fairq.kafkaclient.producer``), whose
+    produce batches are ``PRODUCE_BATCH_BYTES``."""
+    return kafkaclient.producer(kafka, max_batch_size=PRODUCE_BATCH_BYTES)
 
 
 class Shipper:

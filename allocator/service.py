@@ -49,7 +49,8 @@ from allocator.outbox import Outbox, ProduceError, Shipper, make_producer
 from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
-from fairq.config import Topics
+from fairq import kafkaclient
+from fairq.config import Kafka, Topics
 from fairq.groups import evict_predecessors, group_member
 from fairq.health import NotReady, broker_reachable, serving
 from fairq.tasks import cancel_and_wait
@@ -102,7 +103,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
 
 
 async def rebuild(
-    bootstrap: str, tp: TopicPartition, end_offset: int, start: Allocator | None = None
+    kafka: Kafka, tp: TopicPartition, end_offset: int, start: Allocator | None = None
 ) -> tuple[Allocator, int]:
     """A core with the partition's records before ``end_offset`` applied, events discarded.
 
@@ -115,9 +116,7 @@ async def rebuild(
     core = start if start is not None else Allocator()
     if end_offset <= core.next_offset:
         return core, 0
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = kafkaclient.consumer(kafka, auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -241,8 +240,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         committed = await self.consumer.committed(tp)
         start, size = await self._restore(tp, committed or 0)
         base = start.next_offset if start is not None else 0
-        bootstrap = self.settings.connections.kafka_bootstrap
-        core, count = await rebuild(bootstrap, tp, committed or 0, start)
+        core, count = await rebuild(self.settings.connections.kafka, tp, committed or 0, start)
         self.metrics.replayed_total.inc(count)
         # The fetcher may have handed out records of this partition while it was being
         # taken over (they were dropped for want of a core): fetch again from here.
@@ -483,20 +481,19 @@ async def run(
 ) -> None:
     """Allocate until ``stop`` is set; then finish the batch in hand, commit and leave."""
     metrics = AllocatorMetrics(registry)
-    bootstrap = settings.connections.kafka_bootstrap
+    kafka = settings.connections.kafka
     topics = settings.connections.topics
-    idempotence = settings.connections.kafka_idempotence
-    producer = make_producer(bootstrap, idempotence=idempotence)
-    snapshot_producer = make_producer(bootstrap, idempotence=idempotence)  # not held up
+    producer = make_producer(kafka)
+    snapshot_producer = make_producer(kafka)  # not held up
     client_id = f"{settings.group_id}-{settings.instance}" if settings.instance else None
     consumer = group_member(
-        bootstrap,
+        kafka,
         settings.group_id,
         settings.session_timeout_ms,
         client_id=client_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-    store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
+    store = SnapshotStore(kafka, settings.snapshots_topic, settings.snapshot_chunk_bytes)
     cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)
     snapshots = Snapshotter(store, snapshot_producer, cadence, metrics)
     async with contextlib.AsyncExitStack() as stack:  # stopped in the reverse order
@@ -512,7 +509,7 @@ async def run(
             serving(settings.health, "allocator", checks, metrics.registry)
         )
         if client_id is not None:
-            await evict_predecessors(bootstrap, settings.group_id, client_id)
+            await evict_predecessors(kafka, settings.group_id, client_id)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         consumer.subscribe([topics.commands], listener=partitions)

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from fairq import kafkaclient
+from fairq.config import Kafka
 from fairq.topics import partitions_of
 from schemas import SchemaError
 from schemas.events import (
@@ -208,15 +210,13 @@ class BookingViews:
 
 
 async def consume_events(
-    bootstrap: str, topic: str, views: BookingViews, caught_up: asyncio.Event, stop: asyncio.Event
+    kafka: Kafka, topic: str, views: BookingViews, caught_up: asyncio.Event, stop: asyncio.Event
 ) -> None:
     """Read the whole events topic into ``views`` until ``stop`` is set.
 
     ``caught_up`` is set once the reader has reached the end the topic had at start.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
-    )
+    consumer = kafkaclient.consumer(kafka, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     try:
         partitions = await _wait_for_partitions(consumer, topic)

@@ -319,12 +319,12 @@ async def built_by_hand(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=settings.group_id, enable_auto_commit=False
     )
-    producer = make_producer(bootstrap)
+    producer = make_producer(settings.connections.kafka)
     await consumer.start()
     await producer.start()
     try:
         consumer.assign([tp])
-        store = SnapshotStore(bootstrap, settings.snapshots_topic, 4096)
+        store = SnapshotStore(settings.connections.kafka, settings.snapshots_topic, 4096)
         metrics = AllocatorMetrics(CollectorRegistry())
         snapshots = Snapshotter(store, producer, Cadence(0, 0), metrics)
         yield consumer, producer, Partitions(consumer, settings, store, snapshots, metrics), metrics
@@ -473,7 +473,7 @@ async def test_rebuild_refuses_an_offset_past_the_log_end(
 ) -> None:
     tp = TopicPartition(topics.commands, 0)
     with pytest.raises(RebuildError):
-        await rebuild(connections.kafka_bootstrap, tp, 5)
+        await rebuild(connections.kafka, tp, 5)
 
 
 def test_settings_from_env() -> None:
