@@ -19,7 +19,7 @@ import collections
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from allocator.errors import AllocatorError
@@ -92,13 +92,36 @@ class Shipper:
                 continue
             self._handing = True
             try:
-                future = await self.producer.send_batch(builder, self.topic, partition=partition)
+                future = await self._hand_over(builder, partition)
             except KafkaError as e:
                 outbox.fail(ProduceError(f"queueing a batch for {self.topic}[{partition}]: {e}"))
                 continue
             finally:
                 self._handing = False
             outbox.sent.append(future)
+
+    async def _hand_over(self, builder: BatchBuilder, partition: int) -> asyncio.Future[object]:
+        """Hand ``builder`` to the producer, waiting as long as the partition's batch
+        before it is still being delivered.
+
+        The producer takes one batch per partition at a time and gives a hand-over up
+        after its request timeout (``KafkaTimeoutError``, the batch untouched): while
+        a lost broker's partitions find new leaders (~9 s on Apache Kafka) the batch
+        before it is retried, and this one waits for it. That batch's fate ends the
+        wait: written, or failed with its own outbox (an idempotent producer retries
+        until written; another gives up after the request timeout)."""
+        while True:
+            try:
+                future: asyncio.Future[object] = await self.producer.send_batch(
+                    builder, self.topic, partition=partition
+                )
+                return future
+            except KafkaTimeoutError:
+                logger.warning(
+                    "%s[%d]: the batch before is still being delivered; waiting",
+                    self.topic,
+                    partition,
+                )
 
 
 class Outbox:

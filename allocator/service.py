@@ -34,6 +34,7 @@ import collections
 import contextlib
 import gc
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -65,6 +66,10 @@ MAX_BATCH_RECORDS = 5000
 YIELD_EVERY_RECORDS = 100  # records applied between two yields to the event loop
 IN_FLIGHT_BATCHES = 2  # batches handed over whose acknowledgements and commit are awaited
 REBUILD_POLL_MS = 1000
+# How long a takeover waits for the partition's end to reach the committed offset (a
+# new leader's, after a broker was lost, ``_end_reaching``), and how often it asks.
+REBUILD_END_WAIT_S = 30.0
+REBUILD_END_POLL_S = 0.2
 
 
 class Counts:
@@ -103,7 +108,11 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> Command | None:
 
 
 async def rebuild(
-    kafka: Kafka, tp: TopicPartition, end_offset: int, start: Allocator | None = None
+    kafka: Kafka,
+    tp: TopicPartition,
+    end_offset: int,
+    start: Allocator | None = None,
+    end_wait_s: float = REBUILD_END_WAIT_S,
 ) -> tuple[Allocator, int]:
     """A core with the partition's records before ``end_offset`` applied, events discarded.
 
@@ -111,7 +120,7 @@ async def rebuild(
     records from its ``next_offset`` on. Returns the core and how many records were
     read. Those records must still be there: a partition whose records after the
     start were deleted raises RebuildError rather than giving a core that silently
-    misses them.
+    misses them; so does one that ends before ``end_offset`` after ``end_wait_s``.
     """
     core = start if start is not None else Allocator()
     if end_offset <= core.next_offset:
@@ -121,7 +130,7 @@ async def rebuild(
     try:
         consumer.assign([tp])
         log_start = (await consumer.beginning_offsets([tp]))[tp]
-        log_end = (await consumer.end_offsets([tp]))[tp]
+        log_end = await _end_reaching(consumer, tp, end_offset, end_wait_s)
         if log_start > core.next_offset:
             raise RebuildError(
                 f"{tp} starts at {log_start}: the records from {core.next_offset} are gone"
@@ -146,6 +155,24 @@ async def rebuild(
         await consumer.stop()
     core.next_offset = end_offset
     return core, count
+
+
+async def _end_reaching(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, wait_s: float
+) -> int:
+    """``tp``'s end offset, asked again (at most ``wait_s``) while it is before ``offset``.
+
+    A partition's new leader reports as its end the high watermark, which it advances
+    once its in-sync followers have fetched: after a broker was lost it was seen 8
+    records before the offset the allocator had committed reading from the previous
+    leader, 21 s into a 30 s stop of that leader (``broker_node_pause``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        end: int = (await consumer.end_offsets([tp]))[tp]
+        if end >= offset or time.monotonic() >= deadline:
+            return end
+        logger.warning("%s ends at %d, before the committed %d; asking again", tp, end, offset)
+        await asyncio.sleep(REBUILD_END_POLL_S)
 
 
 class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]

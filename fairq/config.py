@@ -86,14 +86,16 @@ class Topics:
 # request up, drops the connection and asks the cluster again where the partition's
 # leader is. A broker that is stopped (SIGSTOP, a long GC pause, a frozen VM) keeps its
 # connections open, so nothing else ends such a wait: with aiokafka's 40 s default a
-# stopped broker of three held answers up 31.5 s although the other two had elected
-# new leaders after ~9 s (``loadtest.bench_faults --cluster``). Above a fetch's and a
-# join's longest wait on the broker (``fairq.groups``), below the election's time.
+# stopped broker of three held answers up 21-31 s although the other two had elected
+# new leaders after ~9 s (``loadtest.bench_faults --fault broker_node_pause``). Above a
+# fetch's longest wait on the broker; a group member's join may wait longer
+# (``fairq.groups.join_wait_ms``); below the election's ~9 s.
 KAFKA_REQUEST_TIMEOUT_MS = 3_000
 # How often a client refreshes its metadata (leaders, partitions) although nothing
-# failed: a partition whose leader moved while the client had nothing to send to it
-# is found at its new leader without a timed-out request first (aiokafka: 300 s).
-KAFKA_METADATA_MAX_AGE_MS = 5_000
+# failed (aiokafka's default). A failed request refreshes it at once; a periodic
+# refresh asks a random broker, and one asking a stopped broker held up for a request
+# timeout whatever waited on the metadata (seen in the allocator's log with 5 s).
+KAFKA_METADATA_MAX_AGE_MS = 300_000
 KAFKA_RETRY_BACKOFF_MS = 100  # between retries of a failed request (aiokafka's default)
 
 

@@ -473,7 +473,7 @@ async def test_rebuild_refuses_an_offset_past_the_log_end(
 ) -> None:
     tp = TopicPartition(topics.commands, 0)
     with pytest.raises(RebuildError):
-        await rebuild(connections.kafka, tp, 5)
+        await rebuild(connections.kafka, tp, 5, end_wait_s=0.0)
 
 
 def test_settings_from_env() -> None:
