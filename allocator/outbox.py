@@ -19,10 +19,12 @@ import collections
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from allocator.errors import AllocatorError
+from fairq import kafkaclient
+from fairq.config import Kafka
 from fairq.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -34,16 +36,10 @@ class ProduceError(AllocatorError):
     """Records could not be produced; their commands' offsets were not committed."""
 
 
-def make_producer(bootstrap: str, *, idempotence: bool = False) -> AIOKafkaProducer:
-    """The producer of events (and snapshots): every record acknowledged by all in-sync
-    replicas, and idempotent where the broker grants it (``Connections.kafka_idempotence``:
-    a batch retried after a lost answer is not written twice)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=idempotence,
-        max_batch_size=PRODUCE_BATCH_BYTES,
-    )
+def make_producer(kafka: Kafka) -> AIOKafkaProducer:
+    """The producer of events (and snapshots, ``fairq.kafkaclient.producer``), whose
+    produce batches are ``PRODUCE_BATCH_BYTES``."""
+    return kafkaclient.producer(kafka, max_batch_size=PRODUCE_BATCH_BYTES)
 
 
 class Shipper:
@@ -96,13 +92,36 @@ class Shipper:
                 continue
             self._handing = True
             try:
-                future = await self.producer.send_batch(builder, self.topic, partition=partition)
+                future = await self._hand_over(builder, partition)
             except KafkaError as e:
                 outbox.fail(ProduceError(f"queueing a batch for {self.topic}[{partition}]: {e}"))
                 continue
             finally:
                 self._handing = False
             outbox.sent.append(future)
+
+    async def _hand_over(self, builder: BatchBuilder, partition: int) -> asyncio.Future[object]:
+        """Hand ``builder`` to the producer, waiting as long as the partition's batch
+        before it is still being delivered.
+
+        The producer takes one batch per partition at a time and gives a hand-over up
+        after its request timeout (``KafkaTimeoutError``, the batch untouched): while
+        a lost broker's partitions find new leaders (~9 s on Apache Kafka) the batch
+        before it is retried, and this one waits for it. That batch's fate ends the
+        wait: written, or failed with its own outbox (an idempotent producer retries
+        until written; another gives up after the request timeout)."""
+        while True:
+            try:
+                future: asyncio.Future[object] = await self.producer.send_batch(
+                    builder, self.topic, partition=partition
+                )
+                return future
+            except KafkaTimeoutError:
+                logger.warning(
+                    "%s[%d]: the batch before is still being delivered; waiting",
+                    self.topic,
+                    partition,
+                )
 
 
 class Outbox:

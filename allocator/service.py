@@ -34,6 +34,7 @@ import collections
 import contextlib
 import gc
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -49,7 +50,8 @@ from allocator.outbox import Outbox, ProduceError, Shipper, make_producer
 from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Cadence, Snapshotter
-from fairq.config import Topics
+from fairq import kafkaclient
+from fairq.config import Kafka, Topics
 from fairq.groups import evict_predecessors, group_member
 from fairq.health import NotReady, broker_reachable, serving
 from fairq.tasks import cancel_and_wait
@@ -64,6 +66,10 @@ MAX_BATCH_RECORDS = 5000
 YIELD_EVERY_RECORDS = 100  # records applied between two yields to the event loop
 IN_FLIGHT_BATCHES = 2  # batches handed over whose acknowledgements and commit are awaited
 REBUILD_POLL_MS = 1000
+# How long a takeover waits for the partition's end to reach the committed offset (a
+# new leader's, after a broker was lost, ``_end_reaching``), and how often it asks.
+REBUILD_END_WAIT_S = 30.0
+REBUILD_END_POLL_S = 0.2
 
 
 class Counts:
@@ -107,7 +113,11 @@ def skipping(record: ConsumerRecord[bytes, bytes], error: SchemaError) -> None:
 
 
 async def rebuild(
-    bootstrap: str, tp: TopicPartition, end_offset: int, start: Allocator | None = None
+    kafka: Kafka,
+    tp: TopicPartition,
+    end_offset: int,
+    start: Allocator | None = None,
+    end_wait_s: float = REBUILD_END_WAIT_S,
 ) -> tuple[Allocator, int]:
     """A core with the partition's records before ``end_offset`` applied, events discarded.
 
@@ -115,19 +125,17 @@ async def rebuild(
     records from its ``next_offset`` on. Returns the core and how many records were
     read. Those records must still be there: a partition whose records after the
     start were deleted raises RebuildError rather than giving a core that silently
-    misses them.
+    misses them; so does one that ends before ``end_offset`` after ``end_wait_s``.
     """
     core = start if start is not None else Allocator()
     if end_offset <= core.next_offset:
         return core, 0
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = kafkaclient.consumer(kafka, auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign([tp])
         log_start = (await consumer.beginning_offsets([tp]))[tp]
-        log_end = (await consumer.end_offsets([tp]))[tp]
+        log_end = await _end_reaching(consumer, tp, end_offset, end_wait_s)
         if log_start > core.next_offset:
             raise RebuildError(
                 f"{tp} starts at {log_start}: the records from {core.next_offset} are gone"
@@ -152,6 +160,24 @@ async def rebuild(
         await consumer.stop()
     core.next_offset = end_offset
     return core, count
+
+
+async def _end_reaching(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, wait_s: float
+) -> int:
+    """``tp``'s end offset, asked again (at most ``wait_s``) while it is before ``offset``.
+
+    A partition's new leader reports as its end the high watermark, which it advances
+    once its in-sync followers have fetched: after a broker was lost it was seen 8
+    records before the offset the allocator had committed reading from the previous
+    leader, 21 s into a 30 s stop of that leader (``broker_node_pause``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        end: int = (await consumer.end_offsets([tp]))[tp]
+        if end >= offset or time.monotonic() >= deadline:
+            return end
+        logger.warning("%s ends at %d, before the committed %d; asking again", tp, end, offset)
+        await asyncio.sleep(REBUILD_END_POLL_S)
 
 
 class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -246,8 +272,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         committed = await self.consumer.committed(tp)
         start, size = await self._restore(tp, committed or 0)
         base = start.next_offset if start is not None else 0
-        bootstrap = self.settings.connections.kafka_bootstrap
-        core, count = await rebuild(bootstrap, tp, committed or 0, start)
+        core, count = await rebuild(self.settings.connections.kafka, tp, committed or 0, start)
         self.metrics.replayed_total.inc(count)
         # The fetcher may have handed out records of this partition while it was being
         # taken over (they were dropped for want of a core): fetch again from here.
@@ -491,20 +516,19 @@ async def run(
 ) -> None:
     """Allocate until ``stop`` is set; then finish the batch in hand, commit and leave."""
     metrics = AllocatorMetrics(registry)
-    bootstrap = settings.connections.kafka_bootstrap
+    kafka = settings.connections.kafka
     topics = settings.connections.topics
-    idempotence = settings.connections.kafka_idempotence
-    producer = make_producer(bootstrap, idempotence=idempotence)
-    snapshot_producer = make_producer(bootstrap, idempotence=idempotence)  # not held up
+    producer = make_producer(kafka)
+    snapshot_producer = make_producer(kafka)  # not held up
     client_id = f"{settings.group_id}-{settings.instance}" if settings.instance else None
     consumer = group_member(
-        bootstrap,
+        kafka,
         settings.group_id,
         settings.session_timeout_ms,
         client_id=client_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-    store = SnapshotStore(bootstrap, settings.snapshots_topic, settings.snapshot_chunk_bytes)
+    store = SnapshotStore(kafka, settings.snapshots_topic, settings.snapshot_chunk_bytes)
     cadence = Cadence(settings.snapshot_every_records, settings.snapshot_every_s * 1000)
     snapshots = Snapshotter(store, snapshot_producer, cadence, metrics)
     async with contextlib.AsyncExitStack() as stack:  # stopped in the reverse order
@@ -520,7 +544,7 @@ async def run(
             serving(settings.health, "allocator", checks, metrics.registry)
         )
         if client_id is not None:
-            await evict_predecessors(bootstrap, settings.group_id, client_id)
+            await evict_predecessors(kafka, settings.group_id, client_id)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         consumer.subscribe([topics.commands], listener=partitions)

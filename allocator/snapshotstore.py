@@ -26,11 +26,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
 from allocator.errors import AllocatorError
+from fairq import kafkaclient
+from fairq.config import Kafka
 from fairq.topics import TopicError, create_topics, snapshot_topic_configs
 
 logger = logging.getLogger(__name__)
@@ -82,8 +84,8 @@ def manifest_key(partition: int) -> bytes:
 class SnapshotStore:
     """Reads and writes the snapshots of commands partitions on ``topic``."""
 
-    def __init__(self, bootstrap: str, topic: str, chunk_bytes: int) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Kafka, topic: str, chunk_bytes: int) -> None:
+        self.kafka = kafka
         self.topic = topic
         self.chunk_bytes = chunk_bytes
         self._ensured = False
@@ -97,7 +99,7 @@ class SnapshotStore:
             return
         topic = NewTopic(self.topic, partitions, 1, topic_configs=snapshot_topic_configs(1))
         try:
-            await create_topics(self.bootstrap, [topic])
+            await create_topics(self.kafka, [topic])
         except TopicError as e:
             raise SnapshotStoreError(str(e)) from e
         self._ensured = True
@@ -119,7 +121,7 @@ class SnapshotStore:
 
     async def _read(self, partition: int) -> tuple[dict[int, Manifest], dict[bytes, bytes]]:
         tp = TopicPartition(self.topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = kafkaclient.consumer(self.kafka)
         manifests: dict[int, Manifest] = {}
         chunks: dict[bytes, bytes] = {}
         await consumer.start()

@@ -68,9 +68,7 @@ def _topics(env: Mapping[str, str], partitions: int, replication: int) -> None:
 
     conn = Connections.from_env(env)
     snapshots = snapshot_topic(conn.topics.commands)
-    asyncio.run(
-        ensure_topics(conn.kafka_bootstrap, conn.topics, partitions, replication, snapshots)
-    )
+    asyncio.run(ensure_topics(conn.kafka, conn.topics, partitions, replication, snapshots))
 
 
 # flag -> the environment variable it sets (flags win over the environment and

@@ -11,15 +11,19 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import DescribeGroupsRequest
 from aiokafka.protocol.group import LeaveGroupRequest
 
+from fairq import kafkaclient
+from fairq.config import Kafka
+
 logger = logging.getLogger(__name__)
 
 MEMBER_ID_SUFFIX = 37  # a member id is the client id, "-" and a UUID (36 characters)
 
 AIOKAFKA_FETCH_MAX_WAIT_MS = 500  # aiokafka's default
+JOIN_MARGIN_MS = 500  # a held join is answered this long before the client gives it up
 
 
 def group_member(
-    bootstrap: str,
+    kafka: Kafka,
     group_id: str,
     session_timeout_ms: int,
     *topics: str,
@@ -32,22 +36,38 @@ def group_member(
     gives a silent member's partitions to another). The broker makes its member id
     from ``client_id`` (aiokafka's own by default). ``fetch_max_wait_ms``: how long
     the broker may hold a fetch that found nothing new (Tansu holds it that long even
-    when records arrive meanwhile: it is a latency floor for a consumer on a hot path)."""
+    when records arrive meanwhile: it is a latency floor for a consumer on a hot path).
+
+    aiokafka waits for a JoinGroup's answer no longer than for any request, and a
+    broker holds a join: Apache Kafka until every member has joined, at most the
+    rebalance timeout; Tansu holds a new group's first join half a session, whatever the
+    rebalance timeout. A join given up drops the connection and starts over (and on
+    Tansu is held again, for ever), so the member's requests may wait ``join_wait_ms``
+    and the rebalance timeout ends ``JOIN_MARGIN_MS`` before that."""
     extra = {} if client_id is None else {"client_id": client_id}
-    return AIOKafkaConsumer(
+    request_ms = join_wait_ms(kafka, session_timeout_ms)
+    return kafkaclient.consumer(
+        kafka,
         *topics,
-        bootstrap_servers=bootstrap,
         group_id=group_id,
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3),
+        request_timeout_ms=request_ms,
+        rebalance_timeout_ms=request_ms - JOIN_MARGIN_MS,
         fetch_max_wait_ms=fetch_max_wait_ms,
         **extra,
     )
 
 
-async def evict_predecessors(bootstrap: str, group_id: str, client_id: str) -> list[str]:
+def join_wait_ms(kafka: Kafka, session_timeout_ms: int) -> int:
+    """A group member's request timeout: the clients' (``KafkaTimeouts``), or longer
+    than Tansu holds a new group's first join (half a session): 3.5 s with the
+    allocator's 6 s session, 5.5 s with the admitter's 10 s."""
+    return max(kafka.timeouts.request_timeout_ms, session_timeout_ms // 2 + JOIN_MARGIN_MS)
+
+
+async def evict_predecessors(kafka: Kafka, group_id: str, client_id: str) -> list[str]:
     """Remove from ``group_id`` the members whose ids were made from ``client_id``: the
     earlier lives of a process that keeps its client id across restarts. Returns the
     member ids removed.
@@ -63,7 +83,7 @@ async def evict_predecessors(bootstrap: str, group_id: str, client_id: str) -> l
     Kafka's static membership (``group_instance_id``) is meant for this, but Tansu held
     every join of a static member for 6 s or more (``loadtest.bench_recovery``).
     """
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    client = kafkaclient.client(kafka)
     evicted: list[str] = []
     try:
         await client.bootstrap()
@@ -93,9 +113,9 @@ async def _members(client: AIOKafkaClient, coordinator: int, group_id: str) -> l
     return [member[0] for group in description.groups for member in group[5]]
 
 
-async def group_members(bootstrap: str, group_id: str) -> list[str]:
+async def group_members(kafka: Kafka, group_id: str) -> list[str]:
     """The member ids of ``group_id``, as its coordinator knows them."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    client = kafkaclient.client(kafka)
     try:
         await client.bootstrap()
         coordinator = await client.coordinator_lookup(CoordinationType.GROUP, group_id)

@@ -15,10 +15,11 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 
-from fairq.config import Topics
+from fairq import kafkaclient
+from fairq.config import Kafka, Topics
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +57,14 @@ def snapshot_topic_configs(replication: int) -> dict[str, str]:
     return COMPACTED | {"min.insync.replicas": str(min_insync_replicas(replication))}
 
 
-async def create_topics(bootstrap: str, new: Sequence[NewTopic]) -> None:
+async def create_topics(kafka: Kafka, new: Sequence[NewTopic]) -> None:
     """Create ``new`` topics; existing ones are left as they are. Raises ``TopicError``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafkaclient.admin(kafka)
     try:
         await admin.start()
         response = await admin.create_topics(list(new))
     except KafkaError as e:
-        raise TopicError(f"creating topics on {bootstrap} failed: {e}") from e
+        raise TopicError(f"creating topics on {kafka.bootstrap} failed: {e}") from e
     finally:
         await admin.close()
     for name, code, message in response.topic_errors:
@@ -73,15 +74,15 @@ async def create_topics(bootstrap: str, new: Sequence[NewTopic]) -> None:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: Kafka,
     topics: Topics,
     partitions: int = DEFAULT_PARTITIONS,
     replication: int = 1,
     snapshots: str | None = None,
 ) -> None:
-    """Create the topics of ``topic_specs`` on ``bootstrap``; existing ones are left as
+    """Create the topics of ``topic_specs`` on ``kafka``; existing ones are left as
     they are."""
-    await create_topics(bootstrap, topic_specs(topics, partitions, replication, snapshots))
+    await create_topics(kafka, topic_specs(topics, partitions, replication, snapshots))
 
 
 def topic_specs(

@@ -30,7 +30,7 @@ from typing import Any
 
 from allocator.settings import snapshot_topic
 from fairq import envfile
-from fairq.config import ConfigError, Topics, env_bool, env_int, env_str
+from fairq.config import ConfigError, Kafka, KafkaTimeouts, Topics, env_bool, env_int, env_str
 from fairq.demo import demo_campaign
 from fairq.devservices import free_port, kafka_broker, kafka_cluster, redis_server
 from fairq.processes import (
@@ -283,7 +283,8 @@ def up(env: Mapping[str, str]) -> int:
         bootstrap = env.get("KAFKA_BOOTSTRAP") or start_broker(stack, s.broker, log_dir)
         topics = Topics.from_env(env)
         snapshots = snapshot_topic(topics.commands)
-        asyncio.run(ensure_topics(bootstrap, topics, s.partitions, snapshots=snapshots))
+        kafka = Kafka(bootstrap, timeouts=KafkaTimeouts.from_env(env))
+        asyncio.run(ensure_topics(kafka, topics, s.partitions, snapshots=snapshots))
         idempotence = env_bool(env, "FAIRQ_KAFKA_IDEMPOTENCE", s.broker == "kafka")
         child_env = (
             dict(env)

@@ -123,11 +123,9 @@ async def _components(
         redis_connect_func=check_on_connect,
     )
     redis = aioredis.Redis(connection_pool=pool)
-    producer = make_producer(
-        conn.kafka_bootstrap, settings.send_timeout_s, idempotence=conn.kafka_idempotence
-    )
+    producer = make_producer(conn.kafka)
     await producer.start()
-    ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
+    ledger = StateLog(producer, conn.kafka, conn.topics.state, settings.send_timeout_s)
     store = RoomStore(redis, ledger)
     cache = RoomCache(redis, store, settings.refresh_s, booking_grace_s=settings.booking_grace_s)
     restorer = Restorer(
@@ -144,7 +142,7 @@ async def _components(
         signer=Signer(settings.signing_keys, settings.signing_kid),
         rooms=cache,
         views=views,
-        commands=CommandProducer(producer, conn.topics.commands),
+        commands=CommandProducer(producer, conn.topics.commands, settings.send_timeout_s),
         metrics=metrics,
     )
     dashboard = DashboardCollector(cache, views)
@@ -162,9 +160,7 @@ async def _components(
     }
     app[READINESS] = checks
     tasks = [
-        asyncio.create_task(
-            consume_events(conn.kafka_bootstrap, conn.topics.events, views, caught_up, stop)
-        ),
+        asyncio.create_task(consume_events(conn.kafka, conn.topics.events, views, caught_up, stop)),
         asyncio.create_task(cache.run(stop, restorer)),
         asyncio.create_task(run_resender(app[GATEWAY], stop)),
     ]

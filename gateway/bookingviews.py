@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from fairq import kafkaclient
+from fairq.config import Kafka
 from fairq.topics import partitions_of
 from gateway.readmodel import BookingView, ReadModel, Record, Start, Tally
 from schemas import SchemaError
@@ -127,15 +129,13 @@ class BookingViews:
 
 
 async def consume_events(
-    bootstrap: str, topic: str, views: BookingViews, caught_up: asyncio.Event, stop: asyncio.Event
+    kafka: Kafka, topic: str, views: BookingViews, caught_up: asyncio.Event, stop: asyncio.Event
 ) -> None:
     """Read the events topic from the read model's offsets into ``views`` until ``stop``.
 
     ``caught_up`` is set once the reader has reached the end the topic had at start.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
-    )
+    consumer = kafkaclient.consumer(kafka, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     try:
         partitions = await _wait_for_partitions(consumer, topic)

@@ -7,11 +7,13 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from fairq import kafkaclient
+from fairq.config import Kafka
 from schemas.message import Message
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SEND_TIMEOUT_S = 10.0
+DEFAULT_SEND_TIMEOUT_S = kafkaclient.SEND_TIMEOUT_S
 
 
 class CommandNotAccepted(RuntimeError):
@@ -30,36 +32,29 @@ class CommandNotAccepted(RuntimeError):
 
 
 class CommandProducer:
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, topic: str, send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    ) -> None:
         self._producer = producer
         self._topic = topic
+        self._send_timeout_s = send_timeout_s
 
     async def send(self, county: str, *messages: Message) -> None:
-        """Send commands keyed by county and wait until all are acknowledged (acks=all)."""
+        """Send commands keyed by county and wait until all are acknowledged (acks=all),
+        at most the send timeout."""
         futures = []
         try:
             key = county.encode()
             for m in messages:  # queued in the producer once ``send`` returns its future
                 futures.append(await self._producer.send(self._topic, m.pack(), key=key))
-            for future in futures:
-                await future
+            await kafkaclient.deliver(futures, self._send_timeout_s)
         except KafkaError as e:
             raise CommandNotAccepted(
                 f"the broker did not accept the command: {e!r}", maybe_in_log=bool(futures)
             ) from e
 
 
-def make_producer(
-    bootstrap: str, send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S, *, idempotence: bool = False
-) -> AIOKafkaProducer:
-    """The gateway's producer: acks from every in-sync replica, ``send_timeout_s``
-    before a send is given up (and in doubt), and idempotent where the broker grants it
-    (``Connections.kafka_idempotence``: a retried send is not written twice; without it
-    the allocator still deduplicates by command id)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=idempotence,
-        linger_ms=0,  # the batches form while a request is in flight; a linger waits alone
-        request_timeout_ms=int(send_timeout_s * 1000),
-    )
+def make_producer(kafka: Kafka) -> AIOKafkaProducer:
+    """The gateway's producer (``fairq.kafkaclient.producer``), with no linger: the
+    batches form while a request is in flight, and a linger only waits alone."""
+    return kafkaclient.producer(kafka, linger_ms=0)

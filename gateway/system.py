@@ -19,11 +19,11 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from allocator.settings import snapshot_topic
 from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
+from fairq import kafkaclient
 from fairq.topics import partitions_of
 from gateway.admin import require_operator
 from gateway.http import json_response
@@ -43,10 +43,10 @@ async def allocator_state(gw: Gateway) -> dict[str, Any]:
     """
     conn = gw.settings.connections
     group = gw.settings.allocator_group
-    consumer = AIOKafkaConsumer(bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=conn.kafka_bootstrap)
+    consumer = kafkaclient.consumer(conn.kafka)
+    admin = kafkaclient.admin(conn.kafka)
     # only read here: the chunk size matters to a writer
-    store = SnapshotStore(conn.kafka_bootstrap, snapshot_topic(conn.topics.commands), 1)
+    store = SnapshotStore(conn.kafka, snapshot_topic(conn.topics.commands), 1)
     await consumer.start()
     await admin.start()
     try:

@@ -70,7 +70,7 @@ from allocator.service import (
 from allocator.snapshotstore import SnapshotStore
 from allocator.snapshotter import Dump
 from fairq import eventloop
-from fairq.config import Topics
+from fairq.config import Kafka, Topics
 from fairq.devservices import kafka_broker
 from fairq.groups import group_member
 from fairq.topics import ensure_topics
@@ -183,8 +183,8 @@ async def follow(
 async def bare_loop(bootstrap: str, source: str, sink: str, stop: asyncio.Event) -> None:
     """Copy every record of ``source`` to ``sink`` (same partition) with the allocator's
     plumbing, until ``stop``: the allocator's loop without the allocation."""
-    consumer = group_member(bootstrap, f"bare-{uuid.uuid4().hex[:8]}", SESSION_TIMEOUT_MS)
-    producer = make_producer(bootstrap)
+    consumer = group_member(Kafka(bootstrap), f"bare-{uuid.uuid4().hex[:8]}", SESSION_TIMEOUT_MS)
+    producer = make_producer(Kafka(bootstrap))
     await producer.start()
     await consumer.start()
 
@@ -334,8 +334,8 @@ async def measure_round(
     prefix = f"bench{uuid.uuid4().hex[:6]}-"
     topics = Topics(f"{prefix}booking-commands", f"{prefix}booking-events")
     bare = Topics(topics.commands, f"{prefix}bare-out")
-    await ensure_topics(bootstrap, topics, args.partitions)
-    await ensure_topics(bootstrap, bare, args.partitions)
+    await ensure_topics(Kafka(bootstrap), topics, args.partitions)
+    await ensure_topics(Kafka(bootstrap), bare, args.partitions)
     await produce_all(bootstrap, topics.commands, commands)
     env = dict(os.environ) | {
         "REDIS_URL": "redis://unused",
@@ -438,9 +438,9 @@ async def measure_snapshot(args: argparse.Namespace, bootstrap: str) -> None:
         f"snapshot state: {args.snapshot_slots:,} slots, half booked, built in "
         f"{time.perf_counter() - started:.0f} s"
     )
-    store = SnapshotStore(bootstrap, f"bench{uuid.uuid4().hex[:6]}-snapshots", CHUNK_BYTES)
+    store = SnapshotStore(Kafka(bootstrap), f"bench{uuid.uuid4().hex[:6]}-snapshots", CHUNK_BYTES)
     await store.ensure_topic(1)
-    producer = make_producer(bootstrap)
+    producer = make_producer(Kafka(bootstrap))
     await producer.start()
     try:
         started = time.perf_counter()

@@ -178,6 +178,7 @@ async def against(
 
 async def on_own_stack(rounds: int) -> None:
     """Redis, the broker, allocator, admitter and one gateway of its own, idle."""
+    from fairq.config import Connections, Kafka, Topics
     from fairq.demo import small_campaign
     from fairq.devservices import kafka_broker, redis_server
     from fairq.topics import ensure_topics
@@ -191,7 +192,7 @@ async def on_own_stack(rounds: int) -> None:
     ):
         prefix = f"c2h{uuid.uuid4().hex[:8]}-"
         topics = Topics(commands=f"{prefix}booking-commands", events=f"{prefix}booking-events")
-        await ensure_topics(kafka.url, topics, partitions=TEST_PARTITIONS)
+        await ensure_topics(Kafka(kafka.url), topics, partitions=TEST_PARTITIONS)
         connections = Connections(redis_url=redis.url, kafka_bootstrap=kafka.url, topics=topics)
         with running_system(connections, Path(tmp), gateways=1) as system:
             base = system.gateways[0]

@@ -66,7 +66,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from fairq import eventloop
-from fairq.config import Topics
+from fairq.config import Kafka, Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import ensure_topics
 from loadtest.rawhttp import EventStream, Repeater, Tally, request_bytes
@@ -449,7 +449,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     print(f"command: {' '.join([sys.executable, '-m', 'loadtest.bench_gateway', *sys.argv[1:]])}")
     raise_fd_limit()
     with redis_server() as rs, kafka_broker() as kb:
-        await ensure_topics(kb.url, Topics(), 2, 1)
+        await ensure_topics(Kafka(kb.url), Topics(), 2, 1)
         redis = aioredis.Redis.from_url(rs.url)
         store = RoomStore(redis)
         await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))

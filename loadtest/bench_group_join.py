@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 
-from fairq.config import Topics
+from fairq.config import Kafka, Topics
 from fairq.devservices import kafka_broker
 from fairq.groups import group_member
 from fairq.topics import ensure_topics
@@ -24,7 +24,9 @@ from loadtest.bench_allocator_core import print_header
 
 async def first_assignment_s(bootstrap: str, topic: str, session_timeout_ms: int) -> float:
     """Seconds from starting a member of a new group to its first assignment."""
-    consumer = group_member(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", session_timeout_ms, topic)
+    consumer = group_member(
+        Kafka(bootstrap), f"bench-{uuid.uuid4().hex[:8]}", session_timeout_ms, topic
+    )
     started = time.perf_counter()
     await consumer.start()
     try:
@@ -38,7 +40,7 @@ async def first_assignment_s(bootstrap: str, topic: str, session_timeout_ms: int
 async def measure(timeouts_ms: list[int]) -> None:
     with kafka_broker() as broker:
         topics = Topics(commands="bench-commands", events="bench-events")
-        await ensure_topics(broker.url, topics, partitions=4)
+        await ensure_topics(Kafka(broker.url), topics, partitions=4)
         for timeout_ms in timeouts_ms:
             waited_s = await first_assignment_s(broker.url, topics.commands, timeout_ms)
             print(

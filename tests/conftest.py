@@ -30,7 +30,7 @@ from playwright.async_api import Browser
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from allocator.settings import snapshot_topic
-from fairq.config import ConfigError, Connections, Topics
+from fairq.config import ConfigError, Connections, Kafka, Topics
 from fairq.devservices import (
     KafkaCluster,
     Server,
@@ -139,7 +139,7 @@ def fresh_topics() -> Topics:
 async def topics(kafka_srv: Server) -> Topics:
     t = fresh_topics()
     snapshots = snapshot_topic(t.commands)
-    await ensure_topics(kafka_srv.url, t, partitions=TEST_PARTITIONS, snapshots=snapshots)
+    await ensure_topics(Kafka(kafka_srv.url), t, partitions=TEST_PARTITIONS, snapshots=snapshots)
     return t
 
 

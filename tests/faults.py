@@ -36,10 +36,12 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from fairq.config import Connections, Topics
-from fairq.devservices import Server
+from allocator.settings import snapshot_topic
+from fairq.config import Connections, Kafka, KafkaTimeouts, Topics
+from fairq.devservices import KafkaCluster, Server
 from fairq.tasks import cancel_and_wait
-from tests.conftest import paused
+from fairq.topics import ensure_topics
+from tests.conftest import fresh_topics, paused
 from tests.eventlog import Audit, audit, read_log
 from tests.harness import System, running_system
 from tests.storm import (
@@ -313,6 +315,26 @@ async def run_fault(
         dead = system.dead()
         log = await read_log(connections)
     return Outcome(fault, window, recorder, visitors, audit(log), dead, log_dir)
+
+
+async def run_cluster_fault(
+    fault: str,
+    redis: Server,
+    cluster: KafkaCluster,
+    log_dir: Path,
+    partitions: int,
+    plan: StormPlan | None = None,
+    timeouts: KafkaTimeouts | None = None,
+) -> Outcome:
+    """``run_fault`` on fresh topics of ``cluster`` (replicated on every node), with
+    idempotent producers and the Kafka clients' ``timeouts`` (fairq's defaults if None)."""
+    topics = fresh_topics()
+    snapshots = snapshot_topic(topics.commands)
+    kafka = Kafka(cluster.url)
+    await ensure_topics(kafka, topics, partitions, cluster.replication, snapshots)
+    connections = Connections(redis.url, cluster.url, topics, True, timeouts or KafkaTimeouts())
+    servers = Servers(redis, cluster.nodes[0], cluster.nodes)
+    return await run_fault(fault, connections, servers, log_dir, partitions, plan)
 
 
 async def _strike_moment(recorder: Recorder, log_dir: Path) -> None:

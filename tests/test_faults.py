@@ -25,12 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from allocator.settings import snapshot_topic
 from fairq.config import Connections
 from fairq.devservices import KafkaCluster, Server, kafka_cluster, redis_server
-from fairq.topics import ensure_topics
-from tests.conftest import TEST_PARTITIONS, Broker, fresh_topics, own_broker
-from tests.faults import CLUSTER_FAULTS, FAULTS, Outcome, Servers, run_fault
+from tests.conftest import TEST_PARTITIONS, Broker, own_broker
+from tests.faults import CLUSTER_FAULTS, FAULTS, Outcome, Servers, run_cluster_fault, run_fault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -82,9 +80,4 @@ async def test_every_promise_holds_through(
 async def test_every_promise_holds_when_one_broker_of_three_is_lost(
     fault: str, redis_srv: Server, cluster: KafkaCluster, tmp_path: Path
 ) -> None:
-    topics = fresh_topics()
-    snapshots = snapshot_topic(topics.commands)
-    await ensure_topics(cluster.url, topics, TEST_PARTITIONS, cluster.replication, snapshots)
-    connections = Connections(redis_srv.url, cluster.url, topics, kafka_idempotence=True)
-    servers = Servers(redis_srv, cluster.nodes[0], cluster.nodes)
-    judge(await run_fault(fault, connections, servers, tmp_path, TEST_PARTITIONS))
+    judge(await run_cluster_fault(fault, redis_srv, cluster, tmp_path, TEST_PARTITIONS))

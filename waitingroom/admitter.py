@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from fairq import kafkaclient
 from fairq.groups import group_member
 from fairq.health import serving
 from fairq.tasks import cancel_and_wait, stopped_within
@@ -54,7 +55,7 @@ from waitingroom.rooms import (
     text,
 )
 from waitingroom.settings import AdmitterSettings
-from waitingroom.statelog import StateLog, make_producer
+from waitingroom.statelog import StateLog
 
 logger = logging.getLogger(__name__)
 
@@ -408,15 +409,15 @@ async def run(settings: AdmitterSettings, stop: asyncio.Event) -> None:
     """
     conn = settings.connections
     redis = aioredis.Redis.from_url(conn.redis_url, redis_connect_func=check_on_connect)
-    producer = make_producer(conn.kafka_bootstrap, idempotence=conn.kafka_idempotence)
+    producer = kafkaclient.producer(conn.kafka)  # state records only, each awaited alone
     await producer.start()
-    ledger = StateLog(producer, conn.kafka_bootstrap, conn.topics.state)
+    ledger = StateLog(producer, conn.kafka, conn.topics.state)
     store = RoomStore(redis, ledger)
     admitter = Admitter(redis, settings.instance_id, settings.leader_ttl_s, store)
     restorer = Restorer(redis, store, ledger, defer_s=RESTORE_DEFER_S)
     metrics = AdmitterMetrics()
     consumer = group_member(
-        conn.kafka_bootstrap, settings.group_id, settings.session_timeout_ms, conn.topics.events
+        conn.kafka, settings.group_id, settings.session_timeout_ms, conn.topics.events
     )
     checks = {"redis": redis.ping, "broker": consumer.topics}
     logger.info("admitter %s starting", settings.instance_id)

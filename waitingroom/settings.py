@@ -20,6 +20,9 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+SESSION_TIMEOUT_MS = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class AdmitterSettings:
     connections: Connections
@@ -29,7 +32,7 @@ class AdmitterSettings:
     group_id: str = CONSUMER_GROUP  # Kafka consumer group for booking events
     # how long the group waits for a silent admitter's heartbeat before handing its
     # partitions of the events topic to another (a new group's first join waits half)
-    session_timeout_ms: int = 10_000
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
     health: HealthSettings = field(default_factory=HealthSettings)
     shutdown_drain_s: float = DEFAULT_DRAIN_S  # told to stop, it ends within this
 
@@ -50,7 +53,9 @@ class AdmitterSettings:
             leader_ttl_s=env_float(env, "FAIRQ_LEADER_TTL_S", 3.0, lo=0.01),
             instance_id=env_str(env, "FAIRQ_INSTANCE_ID", default_instance_id()),
             group_id=env_str(env, "FAIRQ_ADMITTER_GROUP", CONSUMER_GROUP),
-            session_timeout_ms=env_int(env, "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS", 10_000, lo=1000),
+            session_timeout_ms=env_int(
+                env, "FAIRQ_ADMITTER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS, lo=1000
+            ),
             health=HealthSettings.from_env(env),
             shutdown_drain_s=env_float(env, "FAIRQ_SHUTDOWN_DRAIN_S", DEFAULT_DRAIN_S),
         )

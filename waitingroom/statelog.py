@@ -15,9 +15,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from fairq import kafkaclient
+from fairq.config import Kafka
 from schemas.errors import SchemaError
 from schemas.state import RestoreStarted, StateRecord, decode_state
 from waitingroom.errors import StateNotAccepted, StateUnavailable
@@ -29,35 +31,30 @@ READ_BATCH = 5000
 READ_WAIT_S = 30.0  # how long a restorer waits for its own record to come back
 
 
-def make_producer(bootstrap: str, *, idempotence: bool = False) -> AIOKafkaProducer:
-    """A producer for a process that writes only state records (the admitter): acks=all,
-    idempotent where the broker grants it (``Connections.kafka_idempotence``; Tansu
-    does not, see DESIGN.md's broker facts); each record is awaited alone."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=idempotence,
-        request_timeout_ms=10_000,
-    )
-
-
 class StateLog:
     """Writes to and reads from the state topic; the producer is the caller's."""
 
-    def __init__(self, producer: AIOKafkaProducer, bootstrap: str, topic: str) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        kafka: Kafka,
+        topic: str,
+        send_timeout_s: float = kafkaclient.SEND_TIMEOUT_S,
+    ) -> None:
         self._producer = producer
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self.topic = topic
+        self._send_timeout_s = send_timeout_s
 
     async def write(self, *records: StateRecord) -> None:
-        """Send ``records`` in order and wait until the broker has all of them."""
+        """Send ``records`` in order and wait until the broker has all of them, at most
+        the send timeout."""
         try:
             futures = [
                 await self._producer.send(self.topic, r.pack(), partition=PARTITION)
                 for r in records
             ]
-            for future in futures:
-                await future
+            await kafkaclient.deliver(futures, self._send_timeout_s)
         except KafkaError as e:
             raise StateNotAccepted(f"the broker did not accept the state record: {e}") from e
 
@@ -70,7 +67,7 @@ class StateLog:
         that left out a record it had acknowledged some 100 ms earlier.
         """
         await self.write(own)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        consumer = kafkaclient.consumer(self._kafka)
         await consumer.start()
         try:
             tp = TopicPartition(self.topic, PARTITION)

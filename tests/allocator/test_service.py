@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -25,8 +26,8 @@ from allocator.snapshotter import Cadence, Snapshotter
 from fairq.config import ConfigError, Connections, Topics
 from fairq.devservices import Server, free_port
 from fairq.health import HealthSettings
-from fairq.tasks import DEFAULT_DRAIN_S
-from schemas.commands import Command, Move, decode_command
+from fairq.tasks import DEFAULT_DRAIN_S, cancel_and_wait
+from schemas.commands import Command, Move, Tick, decode_command
 from schemas.events import (
     Confirmed,
     Event,
@@ -319,12 +320,12 @@ async def built_by_hand(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=settings.group_id, enable_auto_commit=False
     )
-    producer = make_producer(bootstrap)
+    producer = make_producer(settings.connections.kafka)
     await consumer.start()
     await producer.start()
     try:
         consumer.assign([tp])
-        store = SnapshotStore(bootstrap, settings.snapshots_topic, 4096)
+        store = SnapshotStore(settings.connections.kafka, settings.snapshots_topic, 4096)
         metrics = AllocatorMetrics(CollectorRegistry())
         snapshots = Snapshotter(store, producer, Cadence(0, 0), metrics)
         yield consumer, producer, Partitions(consumer, settings, store, snapshots, metrics), metrics
@@ -473,7 +474,44 @@ async def test_rebuild_refuses_an_offset_past_the_log_end(
 ) -> None:
     tp = TopicPartition(topics.commands, 0)
     with pytest.raises(RebuildError):
-        await rebuild(connections.kafka_bootstrap, tp, 5)
+        await rebuild(connections.kafka, tp, 5, end_wait_s=0.0)
+
+
+class AskedAgain(logging.Handler):
+    """Sets ``seen`` when ``rebuild`` logs that the partition ends before the offset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "asking again" in record.getMessage():
+            self.seen.set()
+
+
+async def test_rebuild_waits_for_the_log_end_to_reach_the_committed_offset(
+    connections: Connections, topics: Topics, producer: AIOKafkaProducer
+) -> None:
+    """A partition's new leader may report an end before the committed offset until its
+    followers have fetched (``allocator.service._end_reaching``): a takeover asks again
+    instead of failing."""
+    tp = TopicPartition(topics.commands, 0)
+    asked = AskedAgain()
+    service_log = logging.getLogger("allocator.service")
+    service_log.addHandler(asked)
+    try:
+        rebuilding = asyncio.create_task(rebuild(connections.kafka, tp, 2))
+        seen = asyncio.create_task(asked.seen.wait())
+        # the partition is empty: it ends before offset 2 (a failure ends the wait too)
+        await asyncio.wait([rebuilding, seen], return_when=asyncio.FIRST_COMPLETED)
+        await cancel_and_wait([seen])
+        assert not rebuilding.done(), rebuilding.exception()
+        for i in range(2):
+            await producer.send_and_wait(tp.topic, Tick(f"t{i}").pack(), partition=0)
+        core, count = await rebuilding
+    finally:
+        service_log.removeHandler(asked)
+    assert (core.next_offset, count) == (2, 2)
 
 
 def test_settings_from_env() -> None:

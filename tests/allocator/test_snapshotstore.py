@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 async def store(connections: Connections, topics: Topics) -> SnapshotStore:
-    s = SnapshotStore(connections.kafka_bootstrap, snapshot_topic(topics.commands), 1024)
+    s = SnapshotStore(connections.kafka, snapshot_topic(topics.commands), 1024)
     await s.ensure_topic(TEST_PARTITIONS)
     await s.ensure_topic(TEST_PARTITIONS)  # a second call is harmless
     return s
@@ -39,7 +39,7 @@ async def test_the_newest_snapshot_at_or_before_an_offset_comes_back_whole(
     await store.write(producer, 2, 30, newer)
     await store.write(producer, 1, 5, b"other partition")
 
-    reader = SnapshotStore(connections.kafka_bootstrap, snapshot_topic(topics.commands), 1024)
+    reader = SnapshotStore(connections.kafka, snapshot_topic(topics.commands), 1024)
     found = await reader.latest(2, 100)
     assert found is not None and found[0].offset == 30 and found[1] == newer
     # The chunks of the older snapshot were tombstoned once the newer one was complete.

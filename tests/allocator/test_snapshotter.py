@@ -43,7 +43,7 @@ async def snapshotter(
     connections: Connections, topics: Topics, producer: AIOKafkaProducer, cadence: Cadence
 ) -> Snapshotter:
     """A snapshotter writing to the test's snapshots topic, with metrics of its own."""
-    store = SnapshotStore(connections.kafka_bootstrap, snapshot_topic(topics.commands), 4096)
+    store = SnapshotStore(connections.kafka, snapshot_topic(topics.commands), 4096)
     await store.ensure_topic(TEST_PARTITIONS)
     return Snapshotter(store, producer, cadence, AllocatorMetrics(CollectorRegistry()))
 
@@ -91,9 +91,9 @@ async def test_snapshots_are_written_in_the_background_and_read_back(
     assert not snapshots.due(1, core)  # one at a time, and this one covers it
     core.apply(core.next_offset, T0_MS, book("late", "k-late", "late", "north"))
     await snapshots.close()
-    found = await SnapshotStore(
-        connections.kafka_bootstrap, snapshot_topic(topics.commands), 4096
-    ).latest(1, 100)
+    found = await SnapshotStore(connections.kafka, snapshot_topic(topics.commands), 4096).latest(
+        1, 100
+    )
     assert found is not None
     assert (found[0].offset, found[1]) == (7, expected)
     assert metrics.registry.get_sample_value("fairq_allocator_snapshots_total") == 1

@@ -62,7 +62,7 @@ async def test_a_zombie_allocator_emits_the_same_events(
     commands, _ = storm(random.Random(7), int(time.time() * 1000), books=BOOKS)
     command_ids = {c.command_id for _, c in commands}
     other = Topics(commands=topics.commands, events=topics.events + "-zombie")
-    await ensure_topics(connections.kafka_bootstrap, other, partitions=TEST_PARTITIONS)
+    await ensure_topics(connections.kafka, other, partitions=TEST_PARTITIONS)
     base = AllocatorSettings(
         connections, tick_interval_s=0.1, session_timeout_ms=TEST_SESSION_TIMEOUT_MS
     )

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from allocator.settings import snapshot_topic
-from fairq.config import Topics
+from fairq.config import Kafka, Topics
 from fairq.devservices import KafkaCluster, Server, kafka_cluster
 from fairq.topics import (
     STATE_PARTITIONS,
@@ -99,7 +99,7 @@ async def test_three_replicas_with_two_in_sync_on_three_brokers(
     snapshots = snapshot_topic(topics.commands)
     names = [topics.commands, topics.events, topics.state, snapshots]
     url = kafka_cluster_of_three.url
-    await ensure_topics(url, topics, TEST_PARTITIONS, replication=3, snapshots=snapshots)
+    await ensure_topics(Kafka(url), topics, TEST_PARTITIONS, replication=3, snapshots=snapshots)
     client = AIOKafkaAdminClient(bootstrap_servers=url)
     await client.start()
     try:

@@ -332,7 +332,7 @@ async def test_a_bad_identity_key_changes_nothing(
 
 
 async def put_on_log(connections: Connections, county: str, command: Command, **kw: Any) -> None:
-    producer = make_producer(connections.kafka_bootstrap)
+    producer = make_producer(connections.kafka)
     await producer.start()
     try:
         if kw:  # a record with its own timestamp

@@ -1,6 +1,7 @@
 """The gateway's producer on Apache Kafka is idempotent (``Connections.kafka_idempotence``):
 a send whose answer does not come in time is retried under the same producer id and
-sequence, so it is not given up (in doubt) and is in the log once."""
+sequence, so it is in the log once; the gateway waits for it no longer than its send
+timeout all the same (then answers 503, in doubt)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
+from fairq.config import Kafka, KafkaTimeouts
 from fairq.topics import create_topics
-from gateway.producer import make_producer
+from gateway.producer import CommandNotAccepted, CommandProducer, make_producer
+from schemas.commands import Tick
 from tests.conftest import own_broker, paused
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 
-SEND_TIMEOUT_S = 1.0
+REQUEST_TIMEOUT_MS = 1000  # a produce request not answered within this is sent again
+SEND_TIMEOUT_S = 2.0
 
 
 class Retries(logging.Handler):
@@ -37,8 +41,9 @@ class Retries(logging.Handler):
 async def test_a_send_retried_after_a_lost_answer_is_written_once() -> None:
     with own_broker("kafka") as server:
         topic = f"t{uuid.uuid4().hex[:10]}-idempotence"
-        await create_topics(server.url, [NewTopic(topic, 1, 1)])
-        producer = make_producer(server.url, SEND_TIMEOUT_S, idempotence=True)
+        kafka = Kafka(server.url, True, KafkaTimeouts(request_timeout_ms=REQUEST_TIMEOUT_MS))
+        await create_topics(kafka, [NewTopic(topic, 1, 1)])
+        producer = make_producer(kafka)
         retries = Retries()
         sender = logging.getLogger("aiokafka.producer.sender")
         sender.addHandler(retries)
@@ -64,3 +69,23 @@ async def test_a_send_retried_after_a_lost_answer_is_written_once() -> None:
             await consumer.stop()
     assert [r.value for r in batch.get(tp, [])] == [b"first", b"second"]
     assert end == 2
+
+
+async def test_an_idempotent_send_the_broker_does_not_answer_is_given_up_in_doubt() -> None:
+    """An idempotent producer never gives a send up by itself (aiokafka retries it until
+    the broker takes it): without the gateway's own bound, a stopped broker of a
+    cluster would hold the request until it came back (``fairq.kafkaclient.deliver``)."""
+    with own_broker("kafka") as server:
+        topic = f"t{uuid.uuid4().hex[:10]}-bounded"
+        kafka = Kafka(server.url, True, KafkaTimeouts(request_timeout_ms=REQUEST_TIMEOUT_MS))
+        await create_topics(kafka, [NewTopic(topic, 1, 1)])
+        producer = make_producer(kafka)
+        await producer.start()
+        try:
+            commands = CommandProducer(producer, topic, SEND_TIMEOUT_S)
+            await commands.send("ulm", Tick("t0"))  # producer id and metadata
+            with paused(server), pytest.raises(CommandNotAccepted) as refused:
+                await commands.send("ulm", Tick("t1"))
+            assert refused.value.maybe_in_log
+        finally:
+            await producer.stop()

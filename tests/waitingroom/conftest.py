@@ -6,16 +6,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fairq.config import Topics
+from fairq import kafkaclient
+from fairq.config import Kafka, Topics
 from fairq.devservices import Server
-from waitingroom.statelog import StateLog, make_producer
+from waitingroom.statelog import StateLog
 
 
 @pytest.fixture
 async def ledger(kafka_srv: Server, topics: Topics) -> AsyncIterator[StateLog]:
-    producer = make_producer(kafka_srv.url)
+    kafka = Kafka(kafka_srv.url)
+    producer = kafkaclient.producer(kafka)
     await producer.start()
     try:
-        yield StateLog(producer, kafka_srv.url, topics.state)
+        yield StateLog(producer, kafka, topics.state)
     finally:
         await producer.stop()
