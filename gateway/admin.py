@@ -16,7 +16,7 @@ from gateway import bounds
 from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
 from gateway.commanding import send_commands
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.exports import appointment_rows, code_letters, csv_response
 from gateway.http import json_response, key_holder, read_json
 from gateway.roomcache import RoomView
@@ -136,7 +136,7 @@ async def put_campaign(request: web.Request) -> web.Response:
     public = orjson.dumps(spec.public())
     stored = await gw.redis.set(keys.campaign(name), public, nx=True)
     if not stored and await gw.redis.get(keys.campaign(name)) != public:
-        raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")
+        raise ApiError(Code.CAMPAIGN_EXISTS, f"campaign {name!r} exists; add inventory instead")
     if gw.store.ledger is not None:  # the description Redis has now; sent again on a retry
         await gw.store.ledger.write(CampaignStored(name, public.decode()))
     result = await _load_inventory(gw, spec.inventory_commands(numbered_ids(f"campaign-{name}")))
@@ -178,7 +178,7 @@ async def _seen_delivery(
         return False
     if (await gw.redis.get(key)) != digest.encode():
         raise ApiError(
-            409, "delivery_id_reused", f"delivery {delivery_id!r} was sent with other slots"
+            Code.DELIVERY_ID_REUSED, f"delivery {delivery_id!r} was sent with other slots"
         )
     return True
 
@@ -228,7 +228,7 @@ def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> f
         return now_s + bounds.read_number(body, "opens_in_s")
     if body.get("opens_at") is None:
         if current is None:
-            raise ApiError(400, "invalid_request", "'opens_at' or 'opens_in_s' is required")
+            raise ApiError(Code.INVALID_REQUEST, "'opens_at' or 'opens_in_s' is required")
         return current
     return parse_datetime(body["opens_at"], "opens_at").timestamp()
 
@@ -238,14 +238,14 @@ async def put_room(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["room"]
     if not ID_PATTERN.fullmatch(name):
-        raise ApiError(400, "invalid_request", f"a room name must match {ID_PATTERN.pattern}")
+        raise ApiError(Code.INVALID_REQUEST, f"a room name must match {ID_PATTERN.pattern}")
     body = await read_json(request)
     only_keys(body, ROOM_FIELDS, "the room body")
     existing = await gw.rooms.get(name)
     old = existing.snap.config if existing else None
     campaign = opt_str(body, "campaign") or (old.campaign if old else None)
     if campaign is None:
-        raise ApiError(400, "invalid_request", "'campaign' is required for a new room")
+        raise ApiError(Code.INVALID_REQUEST, "'campaign' is required for a new room")
     public = await load_public(gw, campaign)
     defaults = old or RoomConfig(
         name=name, campaign=campaign, opens_at_s=0.0, hold_s=int(public.get("hold_s", 600))
@@ -268,7 +268,7 @@ async def put_room(request: web.Request) -> web.Response:
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
     if view is None:
-        raise ApiError(503, "unavailable", "the room was stored but could not be read back")
+        raise ApiError(Code.UNAVAILABLE, "the room was stored but could not be read back")
     return json_response(stats_body(gw, view), status=200 if existing else 201)
 
 
@@ -281,14 +281,14 @@ def _room_config(**fields: Any) -> RoomConfig:
     try:
         return RoomConfig(**fields)
     except InvalidRoomConfig as e:
-        raise ApiError(400, "invalid_request", str(e)) from e
+        raise ApiError(Code.INVALID_REQUEST, str(e)) from e
 
 
 def _mode(body: Mapping[str, Any]) -> str | None:
     mode = opt_str(body, "admission_mode", max_len=16)
     if mode is not None and mode not in ADMISSION_MODES:
         raise ApiError(
-            400, "invalid_request", f"'admission_mode' must be one of {', '.join(ADMISSION_MODES)}"
+            Code.INVALID_REQUEST, f"'admission_mode' must be one of {', '.join(ADMISSION_MODES)}"
         )
     return mode
 
@@ -347,7 +347,7 @@ def _admission_change(body: Mapping[str, Any]) -> AdmissionChange:
             pow_difficulty=bounds.opt_int(body, "pow_difficulty"),
         )
     except InvalidRoomConfig as e:
-        raise ApiError(400, "invalid_request", str(e)) from e
+        raise ApiError(Code.INVALID_REQUEST, str(e)) from e
 
 
 @routes.put("/api/admin/rooms/{room}/message")
@@ -361,7 +361,7 @@ async def put_message(request: web.Request) -> web.Response:
     try:
         message = RoomMessage(**texts) if body else None
     except InvalidRoomConfig as e:
-        raise ApiError(400, "invalid_request", str(e)) from e
+        raise ApiError(Code.INVALID_REQUEST, str(e)) from e
     name = view.snap.config.name
     await gw.store.set_message(name, message)
     fresh = await gw.rooms.reload(name) or view

@@ -17,7 +17,7 @@ from gateway import identities
 from gateway.bookingviews import BookingView
 from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code, refused
 from gateway.http import bearer, json_response, read_json
 from gateway.identities import Claim, not_taken, read_identity_key
 from gateway.placement import BOOKING_RECORD_TTL_S, Resent, SendInDoubt, place, send_again
@@ -38,7 +38,7 @@ WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
 BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
 MOVE_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
 CONFIRM_FIELDS = frozenset({"identity_key"})
-TOKEN_USED = ("token_used", "this booking token has made its booking already")
+TOKEN_USED = (Code.TOKEN_USED, "this booking token has made its booking already")
 
 routes = web.RouteTableDef()
 
@@ -63,11 +63,11 @@ def verify_booking_token(
             raw, gw.clock(), room, check_expiry=not for_booking_made
         )
     except WrongRoom as e:
-        raise ApiError(403, "wrong_room", "this booking token belongs to another room") from e
+        raise ApiError(Code.WRONG_ROOM, "this booking token belongs to another room") from e
     except TicketExpired as e:
-        raise ApiError(401, "token_expired", "this booking token has expired") from e
+        raise ApiError(Code.TOKEN_EXPIRED, "this booking token has expired") from e
     except TicketError as e:
-        raise ApiError(401, "invalid_token", "the booking token is not valid") from e
+        raise ApiError(Code.INVALID_TOKEN, "the booking token is not valid") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +93,14 @@ def read_wish(
     if center is not None:
         centers_county = center_county(campaign, center)
         if centers_county is None:
-            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
+            raise ApiError(Code.UNKNOWN_CENTER, f"there is no center {center!r}")
     if county is None:
         if body.get("county") is None and centers_county is not None:
             county = centers_county  # a center named alone: its county
         else:
             county = _named_county(body, campaign)
     if centers_county is not None and centers_county != county:
-        raise ApiError(400, "center_not_in_county", f"that center is not in {county}")
+        raise ApiError(Code.CENTER_NOT_IN_COUNTY, f"that center is not in {county}")
     earliest = opt_date(body, "earliest")
     time_of_day = opt_time_of_day(body, "time_of_day")
     waitlist = body.get("waitlist") is not None and req_bool(body, "waitlist")
@@ -174,17 +174,16 @@ async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> tu
     if before is not None:
         return deadline_s, before
     if await gw.redis.exists(keys.token_booking(token.token_id)):  # it booked, and that ended
-        raise ApiError(409, *TOKEN_USED, extra={"booking_id": booking_id_for(token)})
+        raise ApiError(*TOKEN_USED, extra={"booking_id": booking_id_for(token)})
     raise ApiError(
-        409,
-        "admission_lapsed",
+        Code.ADMISSION_LAPSED,
         "your turn passed without a booking and your place went to the next in line;"
         " join the room again for a new place",
     )
 
 
 async def claim_booking(
-    gw: Gateway, view: RoomView, token: BookingToken, wish: Wish, used: tuple[str, str]
+    gw: Gateway, view: RoomView, token: BookingToken, wish: Wish, used: tuple[Code, str]
 ) -> tuple[Book, str] | None:
     """The Book a token makes, once: its used-key is set, or 409 with ``used`` (code, text).
 
@@ -201,7 +200,7 @@ async def claim_booking(
         if resent is Resent.SENT:
             return None
         if resent is Resent.PLACED:
-            raise ApiError(409, *used, extra={"booking_id": booking_id})
+            raise ApiError(*used, extra={"booking_id": booking_id})
     config = view.snap.config
     command = book_command(
         wish, booking_id, config.campaign, token.identity, config.hold_s, token.group
@@ -225,7 +224,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
     only_keys(body, WISH_FIELDS, "the waitlist body")
     wish = replace(read_wish(body, view.campaign), waitlist=True)
     if not view.snap.sold_out:
-        raise ApiError(409, "not_sold_out", "the room is not sold out; wait for your turn")
+        raise ApiError(Code.NOT_SOLD_OUT, "the room is not sold out; wait for your turn")
     token = BookingToken(
         room=name,
         ticket_id=ticket.ticket_id,
@@ -235,7 +234,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
         expires_at_s=gw.clock(),  # already expired: it can make no booking of its own
     )
     claimed = await claim_booking(
-        gw, view, token, wish, ("already_waiting", "this ticket is on the waitlist already")
+        gw, view, token, wish, (Code.ALREADY_WAITING, "this ticket is on the waitlist already")
     )
     if claimed is not None:
         command, used_key = claimed
@@ -249,7 +248,7 @@ async def _own_booking(request: web.Request, token_param: bool = False) -> tuple
     raw = bearer(request, query="token" if token_param else None)
     token = verify_booking_token(gw, raw, for_booking_made=True)
     if booking_id_for(token) != booking_id:
-        raise ApiError(403, "not_your_booking", "this token did not make that booking")
+        raise ApiError(Code.NOT_YOUR_BOOKING, "this token did not make that booking")
     return gw, booking_id
 
 
@@ -259,7 +258,7 @@ async def current_view(gw: Gateway, booking_id: str) -> BookingView:
         return view
     if await gw.redis.exists(keys.booking(booking_id)):
         return BookingView(booking_id)
-    raise ApiError(404, "unknown_booking", "there is no such booking")
+    raise ApiError(Code.UNKNOWN_BOOKING, "there is no such booking")
 
 
 @routes.get("/api/bookings/{booking_id}")
@@ -275,12 +274,11 @@ async def booking_calendar(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request, token_param=True)
     language = request.query.get("lang", LANGUAGES[0])
     if language not in TEXTS:
-        raise ApiError(400, "invalid_request", f"'lang' must be one of {', '.join(TEXTS)}")
+        raise ApiError(Code.INVALID_REQUEST, f"'lang' must be one of {', '.join(TEXTS)}")
     view = await current_view(gw, booking_id)
     if view.state != "confirmed" or view.campaign is None:
         raise ApiError(
-            409,
-            "not_confirmed",
+            Code.NOT_CONFIRMED,
             f"only confirmed appointments go into a calendar; the booking is {view.state}",
         )
     public = await load_public(gw, view.campaign)
@@ -326,7 +324,7 @@ async def send_and_answer(
 ) -> web.Response:
     """Send a confirm, cancel or move and wait briefly for the allocator's answer."""
     if view.county is None:
-        raise ApiError(409, "pending", "the booking has no answer yet; try again shortly")
+        raise ApiError(Code.PENDING, "the booking has no answer yet; try again shortly")
     with gw.views.expect([command.command_id]) as futures:
         try:
             await gw.commands.send(view.county, command)
@@ -342,8 +340,7 @@ async def send_and_answer(
         except TimeoutError:
             return json_response(view.to_json(), status=202)
     if isinstance(answer, Failed):
-        raise ApiError(
-            409,
+        raise refused(
             answer.reason,
             f"the booking could not be changed: {answer.reason}",
             extra={"booking": view.to_json()},
@@ -368,8 +365,7 @@ async def confirm_booking(
     view = await current_view(gw, booking_id)
     if view.state != "held":
         raise ApiError(
-            409,
-            "not_held",
+            Code.NOT_HELD,
             f"only a held booking can be confirmed; it is {view.state}",
             extra={"booking": view.to_json()},
         )
@@ -378,8 +374,7 @@ async def confirm_booking(
     if identity is None:
         if (await load_public(gw, campaign)).get("identity_key") == "required":
             raise ApiError(
-                400,
-                "identity_key_required",
+                Code.IDENTITY_KEY_REQUIRED,
                 "this campaign confirms only with the person's identity key ('identity_key')",
             )
         return await send_and_answer(gw, view, command)
@@ -407,8 +402,7 @@ async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
     view = await current_view(gw, booking_id)
     if view.state not in CANCELLABLE:
         raise ApiError(
-            409,
-            "not_cancellable",
+            Code.NOT_CANCELLABLE,
             f"a {view.state} booking cannot be cancelled",
             extra={"booking": view.to_json()},
         )
@@ -428,8 +422,7 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     view = await current_view(gw, booking_id)
     if view.state not in ("held", "confirmed") or view.campaign is None:
         raise ApiError(
-            409,
-            "not_movable",
+            Code.NOT_MOVABLE,
             f"only a held or confirmed booking can be moved; it is {view.state}",
             extra={"booking": view.to_json()},
         )
@@ -450,7 +443,7 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
 def _named_county(body: Mapping[str, Any], campaign: Public | None) -> str:
     county = req_str(body, "county")
     if county not in county_ids(campaign):
-        raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
+        raise ApiError(Code.UNKNOWN_COUNTY, f"this campaign books no county {county!r}")
     return county
 
 

@@ -29,7 +29,7 @@ from gateway.bookings import (
     read_wish,
 )
 from gateway.campaigns import load_public
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.history import learn_rooms
 from gateway.http import json_response, key_holder, read_json
 from gateway.identities import IdentityTaken
@@ -75,9 +75,7 @@ async def phone_booking(request: web.Request) -> web.Response:
     wish = read_wish(body, public)
     found = await find_code(gw.redis, campaign, code, gw.settings.identity_secret)
     if found is None:
-        raise ApiError(
-            403, "invalid_access_code", "this access code is not valid for this campaign"
-        )
+        raise ApiError(Code.INVALID_ACCESS_CODE, "this access code is not valid for this campaign")
     code_hash, group = found
     identity = code_identity(code_hash)
     hold_s = int(public.get("hold_s", 600))
@@ -87,7 +85,7 @@ async def phone_booking(request: web.Request) -> web.Response:
         try:
             await place(gw, command, [*("agent", agent)])
         except IdentityTaken as e:  # an agent may see the caller's booking: say which
-            raise ApiError(e.status, e.code, e.message, extra={"booking_id": e.holder}) from e
+            raise ApiError(Code.ALREADY_BOOKED, e.message, extra={"booking_id": e.holder}) from e
         logger.info("agent %s booked %s for a caller", agent, command.booking_id)
         done, _ = await asyncio.wait(answers.values(), timeout=gw.settings.answer_wait_s)
     view = await current_view(gw, command.booking_id)

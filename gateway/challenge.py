@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.http import json_response
 from gateway.ratelimit import Exemptions
 from gateway.roomcache import RoomView
@@ -85,27 +85,25 @@ class PowGate:
         extra = {"challenge_url": challenge_url(room), "difficulty": difficulty}
         if proof is None:
             raise ApiError(
-                403, "pow_required", "this room asks joins for a proof of work", extra=extra
+                Code.POW_REQUIRED, "this room asks joins for a proof of work", extra=extra
             )
         token, solution = proof
         try:
             challenge = self.signer.verify(token, room, now_s)
         except PowExpired as e:
-            raise ApiError(403, "pow_expired", "the challenge has expired", extra=extra) from e
+            raise ApiError(Code.POW_EXPIRED, "the challenge has expired", extra=extra) from e
         except PowInvalid as e:
-            raise ApiError(
-                403, "pow_invalid", f"the challenge is not valid: {e}", extra=extra
-            ) from e
+            raise ApiError(Code.POW_INVALID, f"the challenge is not valid: {e}", extra=extra) from e
         if challenge.difficulty < difficulty:
             raise ApiError(
-                403, "pow_invalid", "the difficulty was raised; solve a new challenge", extra=extra
+                Code.POW_INVALID, "the difficulty was raised; solve a new challenge", extra=extra
             )
         if not is_solution(token, solution, challenge.difficulty):
             raise ApiError(
-                403, "pow_invalid", "the solution does not solve the challenge", extra=extra
+                Code.POW_INVALID, "the solution does not solve the challenge", extra=extra
             )
         if not self.guard.first_use(challenge.nonce, challenge.expires_at_s, now_s):
-            raise ApiError(403, "pow_invalid", "this challenge was used already", extra=extra)
+            raise ApiError(Code.POW_INVALID, "this challenge was used already", extra=extra)
 
 
 def _read_proof(raw: Any) -> tuple[str, str] | None:
@@ -113,15 +111,13 @@ def _read_proof(raw: Any) -> tuple[str, str] | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping) or set(raw) != {"challenge", "solution"}:
-        raise ApiError(
-            400, "pow_invalid", "'pow' must be an object with 'challenge' and 'solution'"
-        )
+        raise ApiError(Code.POW_INVALID, "'pow' must be an object with 'challenge' and 'solution'")
     challenge, solution = raw["challenge"], raw["solution"]
     if isinstance(solution, int) and not isinstance(solution, bool) and solution >= 0:
         solution = str(solution)
     if not isinstance(challenge, str) or not isinstance(solution, str):
         raise ApiError(
-            400, "pow_invalid", "'challenge' must be a string and 'solution' a decimal string"
+            Code.POW_INVALID, "'challenge' must be a string and 'solution' a decimal string"
         )
     return challenge, solution
 
@@ -148,7 +144,7 @@ async def get_challenge(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     view = await gw.rooms.get(name)
     if view is None:
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}")
     difficulty = view.snap.config.pow_difficulty
     signer = request.app[POW_GATE].signer
     token, _ = signer.issue(name, difficulty, gw.clock())

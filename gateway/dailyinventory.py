@@ -20,7 +20,7 @@ from gateway.bookings import new_command_id
 from gateway.bookingviews import iso_ms
 from gateway.campaigns import county_ids, load_public
 from gateway.commanding import send_commands
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.http import json_response
 from gateway.state import Gateway
 from schemas.commands import ReportInventory
@@ -65,6 +65,6 @@ async def get_daily_inventory(request: web.Request) -> web.Response:
     known = county_ids(await load_public(gw, campaign))
     county = request.query.get("county")
     if county is not None and county not in known:
-        raise ApiError(400, "unknown_county", f"campaign {campaign!r} has no county {county!r}")
+        raise ApiError(Code.UNKNOWN_COUNTY, f"campaign {campaign!r} has no county {county!r}")
     body = await daily_inventory(gw, campaign, [county] if county else sorted(known))
     return json_response(body, status=200 if not body["missing"] else 202)

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from schemas import SchemaError
 from schemas.fields import Bound
 
@@ -64,7 +64,7 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthorized", "Authorization must be 'Bearer <token>'")
+            raise ApiError(Code.UNAUTHORIZED, "Authorization must be 'Bearer <token>'")
         return token.strip()
     for value in (
         request.query.get(query) if query else None,
@@ -72,7 +72,7 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
     ):
         if value:
             return value
-    raise ApiError(401, "unauthorized", "a bearer token is required")
+    raise ApiError(Code.UNAUTHORIZED, "a bearer token is required")
 
 
 def key_holder(request: web.Request, keys: Mapping[str, str], what: str) -> str:
@@ -87,12 +87,12 @@ def holder_of(presented: str, keys: Mapping[str, str], what: str) -> str:
     bytes as lone surrogates), 403 for a wrong one (``what`` names the kind of key).
     """
     if not (presented.isascii() or _is_text(presented)):
-        raise ApiError(401, "unauthorized", "the bearer token is not UTF-8 text")
+        raise ApiError(Code.UNAUTHORIZED, "the bearer token is not UTF-8 text")
     raw = _secret_bytes(presented)
     for name, key in keys.items():
         if hmac.compare_digest(raw, _secret_bytes(key)):
             return name
-    raise ApiError(403, "forbidden", f"the {what} key is not valid")
+    raise ApiError(Code.FORBIDDEN, f"the {what} key is not valid")
 
 
 def _is_text(value: str) -> bool:

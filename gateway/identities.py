@@ -43,7 +43,7 @@ from redis.asyncio.client import Pipeline
 
 from gateway.bookingviews import ENDED_STATES
 from gateway.commanding import RETRY_AFTER_S
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.state import Gateway
 from schemas.state import ClaimTaken
 from waitingroom import keys
@@ -63,7 +63,7 @@ class IdentityTaken(ApiError):
 
     def __init__(self, holder: str) -> None:
         super().__init__(
-            409, "already_booked", "this person holds or has an appointment in this campaign"
+            Code.ALREADY_BOOKED, "this person holds or has an appointment in this campaign"
         )
         self.holder = holder
 
@@ -105,8 +105,7 @@ def read_identity_key(body: Mapping[str, Any], secret: bytes) -> str | None:
         raise _bad_key()
     if not secret:
         raise ApiError(
-            400,
-            "identity_keys_off",
+            Code.IDENTITY_KEYS_OFF,
             "this service takes no identity keys (FAIRQ_IDENTITY_SECRET is not set)",
         )
     return key_identity(key_hash(normalised, secret))
@@ -119,8 +118,7 @@ def key_hash(key: str, secret: bytes) -> str:
 
 def _bad_key() -> ApiError:
     return ApiError(
-        400,
-        "invalid_identity_key",
+        Code.INVALID_IDENTITY_KEY,
         f"'identity_key' must be a string of {MIN_KEY_CHARS} to {MAX_KEY_CHARS} characters"
         " (spaces and dashes not counted)",
     )
@@ -185,8 +183,7 @@ async def record_placed(gw: Gateway, claim: Claim, ttl_s: int) -> None:
 def not_taken() -> ApiError:
     """The 503 of a command that never left the gateway: nothing was booked or changed."""
     return ApiError(
-        503,
-        "unavailable",
+        Code.UNAVAILABLE,
         "bookings cannot be taken right now; try again",
         headers={"Retry-After": RETRY_AFTER_S},
     )

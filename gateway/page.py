@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.state import GATEWAY
 
 STATIC = Path(__file__).parent / "static"
@@ -106,9 +106,9 @@ async def asset_response(assets: Mapping[str, Asset], name: str) -> web.Response
     it is missing."""
     asset = assets.get(name)
     if asset is None:
-        raise ApiError(404, "not_found", "no such file")
+        raise ApiError(Code.NOT_FOUND, "no such file")
     if not asset.path.is_file():
-        raise ApiError(503, "asset_missing", f"{asset.path.name} is missing: {asset.missing}")
+        raise ApiError(Code.ASSET_MISSING, f"{asset.path.name} is missing: {asset.missing}")
     return web.Response(
         body=await asyncio.to_thread(asset.path.read_bytes),
         content_type=asset.content_type,
@@ -126,5 +126,5 @@ async def get_room_page(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     if await gw.rooms.get(name) is None:
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}")
     return page_response(html_page(PAGE_PATH))

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from gateway.challenge import check_join_pow
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.http import bearer, json_response, read_json
 from gateway.ratelimit import RATE_LIMITER
 from gateway.roomcache import RoomView
@@ -60,7 +60,7 @@ async def room_view(gw: Gateway, name: str) -> RoomView:
     if view is None:
         if await state_lost(gw.redis):
             raise _restoring()
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}")
     return view
 
 
@@ -77,11 +77,11 @@ def verify_ticket(gw: Gateway, token: str, room: str, now_s: float | None = None
     try:
         return gw.signer.verify_ticket(token, room, gw.clock() if now_s is None else now_s)
     except WrongRoom as e:
-        raise ApiError(403, "wrong_room", "this ticket belongs to another room") from e
+        raise ApiError(Code.WRONG_ROOM, "this ticket belongs to another room") from e
     except TicketExpired as e:
-        raise ApiError(401, "ticket_expired", "this ticket has expired; join again") from e
+        raise ApiError(Code.TICKET_EXPIRED, "this ticket has expired; join again") from e
     except TicketError as e:
-        raise ApiError(401, "invalid_ticket", "the ticket is not valid") from e
+        raise ApiError(Code.INVALID_TICKET, "the ticket is not valid") from e
 
 
 def status_body(
@@ -125,8 +125,7 @@ def message_body(message: RoomMessage | None) -> dict[str, str | None] | None:
 
 def too_early(room: str, prequeue_opens_at_s: float, now_s: float) -> ApiError:
     return ApiError(
-        409,
-        "too_early",
+        Code.TOO_EARLY,
         f"the queue of this room opens at {iso_s(prequeue_opens_at_s)}; come back then",
         headers={"Retry-After": str(max(1, math.ceil(prequeue_opens_at_s - now_s)))},
         extra={"opens_prequeue_at": iso_s(prequeue_opens_at_s)},
@@ -145,7 +144,7 @@ def issue_booking_token(
 ) -> str:
     position = status.position_abs
     if position is None:  # admitted always has a position; guard the invariant loudly
-        raise ApiError(409, "not_admitted", "this ticket has no place on the timeline yet")
+        raise ApiError(Code.NOT_ADMITTED, "this ticket has no place on the timeline yet")
     token = BookingToken(
         room=ticket.room,
         ticket_id=ticket.ticket_id,
@@ -206,15 +205,15 @@ async def join(request: web.Request) -> web.Response:
                 return json_response(status_body(gw, view, old, token, now, status))
             ticket = new  # ... unless its turn has passed
     except InvalidAccessCode as e:
-        raise ApiError(403, "invalid_access_code", INVALID_CODE) from e
+        raise ApiError(Code.INVALID_ACCESS_CODE, INVALID_CODE) from e
     except RoomNotFound as e:
         if name in gw.rooms.known():  # Redis lost it: back once restored from the state log
             raise _restoring() from e
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}") from e
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}") from e
     except StateUnavailable as e:
         raise _restoring() from e
     except RoomClosed as e:
-        raise ApiError(409, "room_closed", "this room is closed") from e
+        raise ApiError(Code.ROOM_CLOSED, "this room is closed") from e
     except TooEarly as e:
         raise too_early(name, e.prequeue_opens_at_s, now) from e
     gw.metrics.counters.joined(ticket.kind)
@@ -227,8 +226,7 @@ async def join(request: web.Request) -> web.Response:
 
 def _restoring() -> ApiError:
     return ApiError(
-        503,
-        "unavailable",
+        Code.UNAVAILABLE,
         "the waiting room is being restored; try again shortly",
         headers={"Retry-After": "2"},
     )

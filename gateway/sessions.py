@@ -44,7 +44,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.http import holder_of, json_response, read_json
 from gateway.state import GATEWAY
 from schemas.fields import only_keys, req_str
@@ -108,7 +108,7 @@ def check_origin(request: web.Request, trust_forwarded_proto: bool) -> None:
         return
     scheme = "https" if served_over_tls(request, trust_forwarded_proto) else "http"
     if origin != f"{scheme}://{request.host}":
-        raise ApiError(403, "cross_origin", "this request comes from another site; refused")
+        raise ApiError(Code.CROSS_ORIGIN, "this request comes from another site; refused")
 
 
 class Sessions:
@@ -160,8 +160,7 @@ class Sessions:
         if failures >= SIGNIN_MAX_FAILURES:
             retry = max(1, int(await self._redis.ttl(failures_key)))
             raise ApiError(
-                429,
-                "too_many_sign_ins",
+                Code.TOO_MANY_SIGN_INS,
                 f"too many failed sign-ins from this address; try again in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
@@ -194,28 +193,24 @@ class Sessions:
         if not (expires.isascii() and expires.isdigit()) or not hmac.compare_digest(
             mac.encode(), expected.encode()
         ):
-            raise ApiError(401, "not_signed_in", "the session is not valid; sign in again")
+            raise ApiError(Code.NOT_SIGNED_IN, "the session is not valid; sign in again")
         if int(expires) <= self._clock():
-            raise ApiError(401, "session_expired", "the session has expired; sign in again")
+            raise ApiError(Code.SESSION_EXPIRED, "the session has expired; sign in again")
         raw = await self._redis.get(keys.operator_session(session_id))
         if raw is None:
-            raise ApiError(401, "session_ended", "the session has ended; sign in again")
+            raise ApiError(Code.SESSION_ENDED, "the session has ended; sign in again")
         record = orjson.loads(raw)
         if record.get("role") != role.name or record.get("key") != self._fingerprint(
             role, record.get("holder", "")
         ):
-            raise ApiError(
-                401, "session_ended", "the key of this session has changed; sign in again"
-            )
+            raise ApiError(Code.SESSION_ENDED, "the key of this session has changed; sign in again")
         return self._session(session_id, role, str(record["who"]), int(expires))
 
     def check_csrf(self, request: web.Request, session: Session) -> None:
         """403 unless the request carries the session's CSRF token."""
         token = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(token.encode(), session.csrf_token.encode()):
-            raise ApiError(
-                403, "csrf_token_missing", f"a signed-in request must carry {CSRF_HEADER}"
-            )
+            raise ApiError(Code.CSRF_TOKEN_MISSING, f"a signed-in request must carry {CSRF_HEADER}")
 
     async def sign_out(self, session: Session) -> None:
         await self._redis.delete(keys.operator_session(session.session_id))
@@ -243,7 +238,7 @@ async def signed_in_session(request: web.Request, role: Role) -> Session:
     cross-site use when the request changes something."""
     value = request.cookies.get(role.cookie)
     if not value:
-        raise ApiError(401, "not_signed_in", f"sign in with the {role.name} key first")
+        raise ApiError(Code.NOT_SIGNED_IN, f"sign in with the {role.name} key first")
     sessions = request.app[SESSIONS]
     session = await sessions.verify(role, value)
     if request.method not in SAFE_METHODS:
@@ -268,7 +263,7 @@ def session_routes(role: Role) -> web.RouteTableDef:
         if role.names_itself:
             name = " ".join(req_str(body, "name", max_len=MAX_NAME_CHARS).split())
             if not name:
-                raise ApiError(400, "invalid_request", f"'name' must name the {role.name}")
+                raise ApiError(Code.INVALID_REQUEST, f"'name' must name the {role.name}")
         key = req_str(body, "key", max_len=1024)
         sessions = request.app[SESSIONS]
         session, value = await sessions.sign_in(role, key, name, request.remote or "unknown")

@@ -19,7 +19,7 @@ from gateway.admin import require_operator
 from gateway.bookings import new_command_id
 from gateway.campaigns import center_county, load_public
 from gateway.commanding import send_commands
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code, refused
 from gateway.http import json_response, read_json
 from gateway.state import Gateway
 from schemas.commands import RESERVE_MODES, RemoveInventory, SetReserve
@@ -49,7 +49,7 @@ async def _center(gw: Gateway, campaign: str, body: Mapping[str, Any]) -> tuple[
     center = req_str(body, "center")
     county = center_county(await load_public(gw, campaign), center)
     if county is None:
-        raise ApiError(400, "unknown_center", f"campaign {campaign!r} has no center {center!r}")
+        raise ApiError(Code.UNKNOWN_CENTER, f"campaign {campaign!r} has no center {center!r}")
     return center, county
 
 
@@ -59,7 +59,7 @@ def _days(body: Mapping[str, Any]) -> list[str]:
     count = (last - first).days + 1
     if not 1 <= count <= MAX_RESERVE_DAYS:
         raise ApiError(
-            400, "invalid_request", f"'to' must be 0..{MAX_RESERVE_DAYS - 1} days after 'from'"
+            Code.INVALID_REQUEST, f"'to' must be 0..{MAX_RESERVE_DAYS - 1} days after 'from'"
         )
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(count)]
 
@@ -67,7 +67,7 @@ def _days(body: Mapping[str, Any]) -> list[str]:
 def _mode(body: Mapping[str, Any]) -> str:
     mode = body.get("mode")
     if mode not in RESERVE_MODES:
-        raise ApiError(400, "invalid_request", f"'mode' must be one of {', '.join(RESERVE_MODES)}")
+        raise ApiError(Code.INVALID_REQUEST, f"'mode' must be one of {', '.join(RESERVE_MODES)}")
     return str(mode)
 
 
@@ -122,7 +122,7 @@ async def set_reserves(request: web.Request) -> web.Response:
 def _starts(body: Mapping[str, Any]) -> tuple[int, ...]:
     raw = req_list(body, "starts", max_len=MAX_REMOVE_SLOTS)
     if not raw:
-        raise ApiError(400, "invalid_request", "'starts' must name at least one slot")
+        raise ApiError(Code.INVALID_REQUEST, "'starts' must name at least one slot")
     return tuple(int(parse_datetime(s, "starts[]").timestamp()) for s in raw)
 
 
@@ -149,11 +149,8 @@ async def remove_inventory(request: web.Request) -> web.Response:
             {"campaign": campaign, "center": center, "state": "pending"}, status=202
         )
     if not answer.accepted:
-        raise ApiError(
-            409,
-            str(answer.reason),
-            f"no slot was removed: {answer.reason}",
-            extra={"center": center},
+        raise refused(
+            str(answer.reason), f"no slot was removed: {answer.reason}", extra={"center": center}
         )
     logger.info("removed %d slots at %s", answer.slots_removed, center)
     return json_response(
