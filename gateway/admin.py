@@ -9,16 +9,23 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from aiohttp import web
 
-from gateway import bounds
 from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
 from gateway.commanding import send_commands
+from gateway.contracts import (
+    AdmissionRequest,
+    CodesRequest,
+    InventoryRequest,
+    MessageRequest,
+    RoomRequest,
+)
 from gateway.errors import ApiError, Code
 from gateway.exports import appointment_rows, code_letters, csv_response
-from gateway.http import json_response, key_holder, read_json
+from gateway.http import json_response, key_holder, read_body, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, message_body, room_view
 from gateway.sessions import OPERATOR, SIGNED_IN
@@ -28,50 +35,19 @@ from schemas.commands import AddInventory
 from schemas.events import InventoryAdded
 from schemas.fields import (
     ID_PATTERN,
-    only_keys,
-    opt_ident,
-    opt_str,
     parse_date,
-    parse_datetime,
-    req_ident,
 )
 from schemas.state import CampaignStored
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
 from waitingroom.rooms import (
-    ADMISSION_MODES,
-    LANGUAGES,
-    MAX_MESSAGE_LEN,
     AdmissionChange,
     RoomConfig,
     RoomMessage,
 )
 
 logger = logging.getLogger(__name__)
-
-ROOM_FIELDS = frozenset(
-    {
-        "campaign",
-        "opens_at",
-        "opens_in_s",
-        "prequeue_s",
-        "rate_per_s",
-        "max_active",
-        "hold_s",
-        "admit_window_s",
-        "ramp_s",
-        "admission_mode",
-        "pow_difficulty",
-        "language",
-    }
-)
-MESSAGE_FIELDS = frozenset(LANGUAGES)
-ADMISSION_FIELDS = frozenset(
-    {"rate_per_s", "max_active", "ramp_s", "admission_mode", "pow_difficulty"}
-)
-INVENTORY_FIELDS = frozenset({"schedules", "slots", "delivery_id"})
-CODE_FIELDS = frozenset({"group", "count"})
 
 routes = web.RouteTableDef()
 _T = TypeVar("_T")
@@ -151,11 +127,11 @@ async def add_inventory(request: web.Request) -> web.Response:
     allocator applies each of its commands once; the id with another body is refused."""
     gw = require_operator(request)
     name = request.match_info["campaign"]
-    body = await read_json(request)
-    only_keys(body, INVENTORY_FIELDS, "the inventory body")
-    delivery_id = opt_ident(body, "delivery_id")
+    body = await read_body(request, InventoryRequest)
+    delivery_id = body.delivery_id
     public = await load_public(gw, name)
-    slots = {k: v for k, v in body.items() if k != "delivery_id"}
+    given = msgspec.structs.asdict(body).items()
+    slots = {k: v for k, v in given if v is not None and k != "delivery_id"}
     doc = {k: v for k, v in public.items() if k != "name"} | slots
     spec = await asyncio.to_thread(parse_campaign, name, doc)
     repeated, new_id = False, new_command_id
@@ -196,10 +172,8 @@ async def get_campaign(request: web.Request) -> web.Response:
 async def post_codes(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
-    body = await read_json(request)
-    only_keys(body, CODE_FIELDS, "the codes body")
-    group = req_ident(body, "group")  # checked before any code is issued
-    count = bounds.read_int(body, "count")
+    body = await read_body(request, CodesRequest)  # checked before any code is issued
+    group, count = body.group, body.count
     public = await load_public(gw, name)
     codes = await issue_codes(
         gw.redis, name, group, count, gw.settings.identity_secret, gw.store.ledger
@@ -223,14 +197,14 @@ async def appointments_csv(request: web.Request) -> web.Response:
     return csv_response(f"{name}-appointments.csv", rows)
 
 
-def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:
-    if body.get("opens_in_s") is not None:
-        return now_s + bounds.read_number(body, "opens_in_s")
-    if body.get("opens_at") is None:
+def _opens_at(body: RoomRequest, now_s: float, current: float | None) -> float:
+    if body.opens_in_s is not None:
+        return now_s + body.opens_in_s
+    if body.opens_at is None:
         if current is None:
             raise ApiError(Code.INVALID_REQUEST, "'opens_at' or 'opens_in_s' is required")
         return current
-    return parse_datetime(body["opens_at"], "opens_at").timestamp()
+    return body.opens_at.timestamp()
 
 
 @routes.put("/api/admin/rooms/{room}")
@@ -239,11 +213,10 @@ async def put_room(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if not ID_PATTERN.fullmatch(name):
         raise ApiError(Code.INVALID_REQUEST, f"a room name must match {ID_PATTERN.pattern}")
-    body = await read_json(request)
-    only_keys(body, ROOM_FIELDS, "the room body")
+    body = await read_body(request, RoomRequest)
     existing = await gw.rooms.get(name)
     old = existing.snap.config if existing else None
-    campaign = opt_str(body, "campaign") or (old.campaign if old else None)
+    campaign = body.campaign or (old.campaign if old else None)
     if campaign is None:
         raise ApiError(Code.INVALID_REQUEST, "'campaign' is required for a new room")
     public = await load_public(gw, campaign)
@@ -257,13 +230,13 @@ async def put_room(request: web.Request) -> web.Response:
         opens_at_s=_opens_at(body, gw.clock(), old.opens_at_s if old else None),
         rate_per_s=_given(live.rate_per_s, defaults.rate_per_s),
         max_active=_given(live.max_active, defaults.max_active),
-        hold_s=_given(bounds.opt_int(body, "hold_s"), defaults.hold_s),
-        admit_window_s=_given(bounds.opt_int(body, "admit_window_s"), defaults.admit_window_s),
-        prequeue_s=_given(bounds.opt_int(body, "prequeue_s"), defaults.prequeue_s),
+        hold_s=_given(body.hold_s, defaults.hold_s),
+        admit_window_s=_given(body.admit_window_s, defaults.admit_window_s),
+        prequeue_s=_given(body.prequeue_s, defaults.prequeue_s),
         ramp_s=_given(live.ramp_s, defaults.ramp_s),
         admission_mode=_given(live.admission_mode, defaults.admission_mode),
         pow_difficulty=_given(live.pow_difficulty, defaults.pow_difficulty),
-        language=opt_str(body, "language", max_len=8) or defaults.language,
+        language=body.language or defaults.language,
     )
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
@@ -282,15 +255,6 @@ def _room_config(**fields: Any) -> RoomConfig:
         return RoomConfig(**fields)
     except InvalidRoomConfig as e:
         raise ApiError(Code.INVALID_REQUEST, str(e)) from e
-
-
-def _mode(body: Mapping[str, Any]) -> str | None:
-    mode = opt_str(body, "admission_mode", max_len=16)
-    if mode is not None and mode not in ADMISSION_MODES:
-        raise ApiError(
-            Code.INVALID_REQUEST, f"'admission_mode' must be one of {', '.join(ADMISSION_MODES)}"
-        )
-    return mode
 
 
 async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
@@ -329,22 +293,20 @@ async def close_room(request: web.Request) -> web.Response:
 @routes.put("/api/admin/rooms/{room}/admission")
 async def put_admission(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
-    body = await read_json(request)
-    only_keys(body, ADMISSION_FIELDS, "the admission body")
-    change = _admission_change(body)
+    change = _admission_change(await read_body(request, AdmissionRequest))
     await gw.store.set_admission(view.snap.config.name, change)
     return await _reloaded(gw, view)
 
 
-def _admission_change(body: Mapping[str, Any]) -> AdmissionChange:
-    """The live settings a body names (others stay as they are), each within its range."""
+def _admission_change(body: AdmissionRequest) -> AdmissionChange:
+    """The live settings a body names (others stay as they are)."""
     try:
         return AdmissionChange(
-            rate_per_s=bounds.opt_number(body, "rate_per_s"),
-            max_active=bounds.opt_int(body, "max_active"),
-            ramp_s=bounds.opt_int(body, "ramp_s"),
-            admission_mode=_mode(body),
-            pow_difficulty=bounds.opt_int(body, "pow_difficulty"),
+            rate_per_s=body.rate_per_s,
+            max_active=body.max_active,
+            ramp_s=body.ramp_s,
+            admission_mode=body.admission_mode,
+            pow_difficulty=body.pow_difficulty,
         )
     except InvalidRoomConfig as e:
         raise ApiError(Code.INVALID_REQUEST, str(e)) from e
@@ -355,11 +317,9 @@ async def put_message(request: web.Request) -> web.Response:
     """The operator's message to the room's visitors (``{}`` clears it): every gateway's
     room cache picks it up, and open pages are sent it with their status."""
     gw, view = await _admin_room(request)
-    body = await read_json(request)
-    only_keys(body, MESSAGE_FIELDS, "the message body")
-    texts = {k: opt_str(body, k, max_len=MAX_MESSAGE_LEN) for k in LANGUAGES}
+    body = await read_body(request, MessageRequest)
     try:
-        message = RoomMessage(**texts) if body else None
+        message = None if body.de is None and body.en is None else RoomMessage(body.de, body.en)
     except InvalidRoomConfig as e:
         raise ApiError(Code.INVALID_REQUEST, str(e)) from e
     name = view.snap.config.name

@@ -7,9 +7,7 @@ import base64
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from aiohttp import web
 
@@ -17,8 +15,15 @@ from gateway import identities
 from gateway.bookingviews import BookingView
 from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
+from gateway.contracts import (
+    BookingRequest,
+    ConfirmRequest,
+    MoveRequest,
+    WaitlistRequest,
+)
+from gateway.contracts import Wish as WishFields
 from gateway.errors import ApiError, Code, refused
-from gateway.http import bearer, json_response, read_json
+from gateway.http import bearer, json_response, read_body
 from gateway.identities import Claim, not_taken, read_identity_key
 from gateway.placement import BOOKING_RECORD_TTL_S, Resent, SendInDoubt, place, send_again
 from gateway.producer import CommandNotAccepted
@@ -26,18 +31,14 @@ from gateway.roomcache import RoomView
 from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
+from schemas import SchemaError
 from schemas.commands import Book, Cancel, Confirm, Move
 from schemas.events import Event, Failed
-from schemas.fields import only_keys, opt_date, opt_str, opt_time_of_day, req_bool, req_str
 from waitingroom import keys
 from waitingroom.errors import TicketError, TicketExpired, WrongRoom
 from waitingroom.rooms import LANGUAGES
 from waitingroom.tickets import BookingToken
 
-WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
-BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
-MOVE_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
-CONFIRM_FIELDS = frozenset({"identity_key"})
 TOKEN_USED = (Code.TOKEN_USED, "this booking token has made its booking already")
 
 routes = web.RouteTableDef()
@@ -79,32 +80,29 @@ class Wish:
     waitlist: bool = False
 
 
-def read_wish(
-    body: Mapping[str, Any], campaign: Mapping[str, Any] | None, county: str | None = None
-) -> Wish:
+def read_wish(body: WishFields, campaign: Public | None, county: str | None = None) -> Wish:
     """The booking wish of a body, checked against the campaign's counties and centers.
 
     ``county`` is the booking's county when the wish moves an existing booking; a new
     booking names a county (where the person lives or works) or a center (whose county
     it is then).
     """
-    center = opt_str(body, "center")
+    center = body.center
     centers_county = None
     if center is not None:
         centers_county = center_county(campaign, center)
         if centers_county is None:
             raise ApiError(Code.UNKNOWN_CENTER, f"there is no center {center!r}")
     if county is None:
-        if body.get("county") is None and centers_county is not None:
+        if body.county is None and centers_county is not None:
             county = centers_county  # a center named alone: its county
         else:
-            county = _named_county(body, campaign)
+            county = _named_county(body.county, campaign)
     if centers_county is not None and centers_county != county:
         raise ApiError(Code.CENTER_NOT_IN_COUNTY, f"that center is not in {county}")
-    earliest = opt_date(body, "earliest")
-    time_of_day = opt_time_of_day(body, "time_of_day")
-    waitlist = body.get("waitlist") is not None and req_bool(body, "waitlist")
-    return Wish(county, center, earliest.isoformat() if earliest else None, time_of_day, waitlist)
+    earliest = body.earliest.isoformat() if body.earliest else None
+    waitlist = bool(getattr(body, "waitlist", False))
+    return Wish(county, center, earliest, body.time_of_day, waitlist)
 
 
 def book_command(
@@ -136,9 +134,7 @@ async def create_booking(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     view = await room_view(gw, name)
     token = verify_booking_token(gw, bearer(request), name)
-    body = await read_json(request)
-    only_keys(body, BOOKING_FIELDS, "the booking body")
-    wish = read_wish(body, view.campaign)
+    wish = read_wish(await read_body(request, BookingRequest), view.campaign)
     deadline_s, before_s = await _start_booking(gw, view, token)
     claimed = await claim_booking(gw, view, token, wish, TOKEN_USED)
     if claimed is None:
@@ -220,8 +216,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     view = await room_view(gw, name)
     ticket = verify_ticket(gw, bearer(request, cookie=TICKET_COOKIE), name)
-    body = await read_json(request)
-    only_keys(body, WISH_FIELDS, "the waitlist body")
+    body = await read_body(request, WaitlistRequest)
     wish = replace(read_wish(body, view.campaign), waitlist=True)
     if not view.snap.sold_out:
         raise ApiError(Code.NOT_SOLD_OUT, "the room is not sold out; wait for your turn")
@@ -352,7 +347,7 @@ CANCELLABLE = ("held", "confirmed", "waitlisted")
 
 
 async def confirm_booking(
-    gw: Gateway, booking_id: str, body: Mapping[str, Any] | None = None
+    gw: Gateway, booking_id: str, body: ConfirmRequest | None = None
 ) -> web.Response:
     """Confirm a held booking. An ``identity_key`` in ``body`` makes the key one
     person: it is claimed for this booking first (409 ``already_booked`` if another
@@ -360,8 +355,8 @@ async def confirm_booking(
     the booking is confirmed all the same: by another confirm of it, which may have
     carried the same key and found the claim already the booking's (a double click
     whose other confirm went on the log first)."""
-    only_keys(body or {}, CONFIRM_FIELDS, "the confirm body")
-    identity = read_identity_key(body or {}, gw.settings.identity_secret)
+    raw_key = None if body is None else body.identity_key
+    identity = read_identity_key(raw_key, gw.settings.identity_secret)
     view = await current_view(gw, booking_id)
     if view.state != "held":
         raise ApiError(
@@ -410,7 +405,7 @@ async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
     return await send_and_answer(gw, view, Cancel(new_command_id(), booking_id, campaign))
 
 
-async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) -> web.Response:
+async def move_booking(gw: Gateway, booking_id: str, body: MoveRequest) -> web.Response:
     """Move a held or confirmed booking to the best pair for a new wish, atomically.
 
     The pair is searched in the named county, else the named center's, else the
@@ -418,7 +413,6 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     another county's partition, after the round trip through the log that
     ``schemas.commands.TransferIn`` describes).
     """
-    only_keys(body, MOVE_FIELDS, "the move body")
     view = await current_view(gw, booking_id)
     if view.state not in ("held", "confirmed") or view.campaign is None:
         raise ApiError(
@@ -440,17 +434,18 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     return await send_and_answer(gw, view, command)
 
 
-def _named_county(body: Mapping[str, Any], campaign: Public | None) -> str:
-    county = req_str(body, "county")
+def _named_county(county: str | None, campaign: Public | None) -> str:
+    if county is None:
+        raise SchemaError("'county' (or 'center') is required")
     if county not in county_ids(campaign):
         raise ApiError(Code.UNKNOWN_COUNTY, f"this campaign books no county {county!r}")
     return county
 
 
-def _move_county(body: Mapping[str, Any], own: str | None) -> str | None:
+def _move_county(body: MoveRequest, own: str | None) -> str | None:
     """The county a move searches in: the booking's own unless the body names a county
     or a center (None: ``read_wish`` reads it, or takes the center's)."""
-    if body.get("county") is not None or body.get("center") is not None:
+    if body.county is not None or body.center is not None:
         return None
     return own
 
@@ -458,13 +453,13 @@ def _move_county(body: Mapping[str, Any], own: str | None) -> str | None:
 @routes.post("/api/bookings/{booking_id}/move")
 async def move(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return await move_booking(gw, booking_id, await read_json(request))
+    return await move_booking(gw, booking_id, await read_body(request, MoveRequest))
 
 
 @routes.post("/api/bookings/{booking_id}/confirm")
 async def confirm(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return await confirm_booking(gw, booking_id, await read_json(request, optional=True))
+    return await confirm_booking(gw, booking_id, await read_body(request, ConfirmRequest))
 
 
 @routes.post("/api/bookings/{booking_id}/cancel")

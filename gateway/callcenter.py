@@ -20,7 +20,6 @@ import secrets
 from aiohttp import web
 
 from gateway.bookings import (
-    BOOKING_FIELDS,
     book_command,
     cancel_booking,
     confirm_booking,
@@ -29,19 +28,19 @@ from gateway.bookings import (
     read_wish,
 )
 from gateway.campaigns import load_public
+from gateway.contracts import ConfirmRequest, MoveRequest, PhoneBookingRequest
 from gateway.errors import ApiError, Code
 from gateway.history import learn_rooms
-from gateway.http import json_response, key_holder, read_json
+from gateway.http import json_response, key_holder, read_body
 from gateway.identities import IdentityTaken
 from gateway.placement import place
 from gateway.sessions import AGENT, SIGNED_IN
 from gateway.state import GATEWAY, Gateway
-from schemas.fields import TIMES_OF_DAY, only_keys, req_str
+from schemas.fields import TIMES_OF_DAY
 from waitingroom.codes import code_identity, find_code
 
 logger = logging.getLogger(__name__)
 
-PHONE_BOOKING_FIELDS = BOOKING_FIELDS | {"access_code"}
 CAMPAIGN_FIELDS = ("title", "identity_key", "hold_s", "counties", "centers", "vaccines")
 # the booking a phone booking made, for the record of agent actions (``gateway.operators``)
 BOOKING_ID = web.RequestKey("phone_booking_id", str)
@@ -69,9 +68,8 @@ async def phone_booking(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     campaign = request.match_info["campaign"]
     public = await load_public(gw, campaign)
-    body = await read_json(request)
-    only_keys(body, PHONE_BOOKING_FIELDS, "the phone booking body")
-    code = req_str(body, "access_code", max_len=64)
+    body = await read_body(request, PhoneBookingRequest)
+    code = body.access_code
     wish = read_wish(body, public)
     found = await find_code(gw.redis, campaign, code, gw.settings.identity_secret)
     if found is None:
@@ -119,7 +117,7 @@ async def phone_confirm(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s confirms %s", agent, booking_id)
-    return await confirm_booking(gw, booking_id, await read_json(request, optional=True))
+    return await confirm_booking(gw, booking_id, await read_body(request, ConfirmRequest))
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/move")
@@ -127,7 +125,7 @@ async def phone_move(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s moves %s", agent, booking_id)
-    return await move_booking(gw, booking_id, await read_json(request))
+    return await move_booking(gw, booking_id, await read_body(request, MoveRequest))
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/cancel")

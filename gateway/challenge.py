@@ -22,11 +22,9 @@ Everything here runs in memory: checking a join's proof costs one HMAC and one h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from aiohttp import web
 
+from gateway.contracts import JoinRequest, Proof
 from gateway.errors import ApiError, Code
 from gateway.http import json_response
 from gateway.ratelimit import Exemptions
@@ -64,14 +62,14 @@ class PowGate:
         self._exemptions = Exemptions(settings.rate_limits)  # the rate limits' sources
 
     def check(
-        self, request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
+        self, request: web.Request, view: RoomView, body: JoinRequest, now_s: float
     ) -> None:
         """Raise ApiError unless the join needs no proof or carries a good, unused one."""
         difficulty = view.snap.config.pow_difficulty
-        if difficulty <= 0 or body.get("access_code") is not None:
+        if difficulty <= 0 or body.access_code is not None:
             return
         room = view.snap.config.name
-        proof = _read_proof(body.get("pow"))
+        proof = body.pow
         try:
             self._verify(proof, room, difficulty, now_s)
         except ApiError:
@@ -80,14 +78,14 @@ class PowGate:
             raise
 
     def _verify(
-        self, proof: tuple[str, str] | None, room: str, difficulty: int, now_s: float
+        self, proof: Proof | None, room: str, difficulty: int, now_s: float
     ) -> None:
         extra = {"challenge_url": challenge_url(room), "difficulty": difficulty}
         if proof is None:
             raise ApiError(
                 Code.POW_REQUIRED, "this room asks joins for a proof of work", extra=extra
             )
-        token, solution = proof
+        token, solution = proof.challenge, str(proof.solution)
         try:
             challenge = self.signer.verify(token, room, now_s)
         except PowExpired as e:
@@ -106,22 +104,6 @@ class PowGate:
             raise ApiError(Code.POW_INVALID, "this challenge was used already", extra=extra)
 
 
-def _read_proof(raw: Any) -> tuple[str, str] | None:
-    """(challenge, solution) from the join body's ``pow``; None when absent."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping) or set(raw) != {"challenge", "solution"}:
-        raise ApiError(Code.POW_INVALID, "'pow' must be an object with 'challenge' and 'solution'")
-    challenge, solution = raw["challenge"], raw["solution"]
-    if isinstance(solution, int) and not isinstance(solution, bool) and solution >= 0:
-        solution = str(solution)
-    if not isinstance(challenge, str) or not isinstance(solution, str):
-        raise ApiError(
-            Code.POW_INVALID, "'challenge' must be a string and 'solution' a decimal string"
-        )
-    return challenge, solution
-
-
 POW_GATE = web.AppKey("pow_gate", PowGate)
 
 
@@ -132,7 +114,7 @@ def install(app: web.Application, settings: GatewaySettings) -> None:
 
 
 def check_join_pow(
-    request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
+    request: web.Request, view: RoomView, body: JoinRequest, now_s: float
 ) -> None:
     """The join handler's one call: refuses an anonymous join without a needed proof."""
     request.app[POW_GATE].check(request, view, body, now_s)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from gateway.contracts import Body, check_bounds
 from gateway.errors import ApiError, Code
 from schemas import SchemaError
 from schemas.fields import Bound
@@ -31,6 +33,60 @@ def json_response(
     return web.Response(
         status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
     )
+
+
+B = TypeVar("B", bound=Body)
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+async def read_body(request: web.Request, body: type[B]) -> B:
+    """The request's body decoded as ``body`` (a ``gateway.contracts`` Struct), its
+    operator numbers checked: 400 ``invalid_json`` when it is not a JSON object, 400
+    ``invalid_request`` naming the field that is not what the Struct says. An empty
+    body is ``body()`` where every field is optional (an optional body)."""
+    raw = await request.read() if request.body_exists else b""
+    decoder = _DECODERS.get(body)
+    if decoder is None:
+        decoder = _DECODERS[body] = msgspec.json.Decoder(body)
+    if not raw.strip():
+        raw = b"{}"
+        if body.__struct_config__.forbid_unknown_fields and _required(body):
+            raise SchemaError("a JSON object body is required", "invalid_json")
+    try:
+        value: B = decoder.decode(raw)
+    except msgspec.ValidationError as e:
+        raise body_error(str(e)) from e
+    except msgspec.DecodeError as e:
+        raise SchemaError(f"the body is not valid JSON: {e}", "invalid_json") from e
+    check_bounds(value)
+    return value
+
+
+def _required(body: type[Body]) -> bool:
+    return bool(msgspec.structs.fields(body)) and any(
+        f.required for f in msgspec.structs.fields(body)
+    )
+
+
+def body_error(text: str) -> SchemaError:
+    """A msgspec validation error in the words of the API: the field named first."""
+    if text.startswith("Expected `object`") and text.endswith("at `$`"):
+        return SchemaError("the body must be a JSON object", "invalid_json")
+    if text.startswith("Expected `object`") and " - at " not in text:
+        return SchemaError("the body must be a JSON object", "invalid_json")
+    what, _, where = text.partition(" - at `$")
+    where = where.rstrip("`").lstrip(".")
+    if what.startswith("Object missing required field `"):
+        name = what.split("`")[1]
+        at = f"{where}.{name}" if where else name
+        return SchemaError(f"'{at}' is required")
+    if what.startswith("Object contains unknown field `"):
+        name = what.split("`")[1]
+        at = f"{where}.{name}" if where else name
+        return SchemaError(f"unknown field '{at}'")
+    if not where:
+        return SchemaError(f"the body: {what}")
+    return SchemaError(f"'{where}': {what[:1].lower()}{what[1:]}")
 
 
 async def read_json(request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,8 +85,9 @@ def key_identity(key_hash: str) -> str:
     return f"key:{key_hash}"
 
 
-def read_identity_key(body: Mapping[str, Any], secret: bytes) -> str | None:
-    """The identity of the body's optional ``identity_key``; only its hash is ever kept.
+def read_identity_key(raw: str | None, secret: bytes) -> str | None:
+    """The identity of a confirm body's optional ``identity_key`` (``raw``); only its
+    hash is ever kept.
 
     Typed like an access code: case, spaces and dashes do not matter (the same
     normalisation as ``waitingroom.codes``). The hash is keyed with ``secret``
@@ -95,10 +95,9 @@ def read_identity_key(body: Mapping[str, Any], secret: bytes) -> str | None:
     insurance number), so a plain hash in Redis would give it away to whoever reads
     Redis. Without a secret, identity keys are refused.
     """
-    raw = body.get("identity_key")
     if raw is None:
         return None
-    if not isinstance(raw, str) or len(raw) > MAX_RAW_KEY_CHARS:
+    if len(raw) > MAX_RAW_KEY_CHARS:
         raise _bad_key()
     normalised = normalise_code(raw)
     if not MIN_KEY_CHARS <= len(normalised) <= MAX_KEY_CHARS or not normalised.isprintable():

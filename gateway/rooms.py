@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from functools import partial
-from types import MappingProxyType
 from typing import Any
 
 from aiohttp import hdrs, web
 
 from gateway.challenge import check_join_pow
+from gateway.contracts import JoinRequest
 from gateway.errors import ApiError, Code
-from gateway.http import bearer, json_response, read_json
+from gateway.http import bearer, json_response, read_body
 from gateway.ratelimit import RATE_LIMITER
 from gateway.roomcache import RoomView
 from gateway.sse import open_stream
 from gateway.state import GATEWAY, Gateway
 from gateway.statusstreams import StatusStreams
-from schemas.fields import only_keys, opt_str
 from waitingroom.codes import code_identity, stored_hashes
 from waitingroom.durable import state_lost
 from waitingroom.errors import (
@@ -38,8 +37,7 @@ from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
 TICKET_COOKIE = "fairq_ticket"
-JOIN_FIELDS = frozenset({"access_code", "pow"})
-NO_BODY: Mapping[str, Any] = MappingProxyType({})
+NO_BODY = JoinRequest()
 INVALID_CODE = "this access code is not valid for this room"
 
 routes = web.RouteTableDef()
@@ -186,12 +184,10 @@ async def room_info(request: web.Request) -> web.Response:
 async def join(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
-    body: Mapping[str, Any] = NO_BODY
-    code = None
+    body = NO_BODY
     if request.body_exists:  # most anonymous joins have none: nothing to read or check
-        body = await read_json(request, optional=True)
-        only_keys(body, JOIN_FIELDS, "the join body")
-        code = opt_str(body, "access_code", max_len=64)
+        body = await read_body(request, JoinRequest)
+    code = body.access_code
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()
     held = presented_ticket(gw, request, name, now) if code is None else None
@@ -236,7 +232,7 @@ def _new_place(
     gw: Gateway,
     request: web.Request,
     view: RoomView,
-    body: Mapping[str, Any],
+    body: JoinRequest,
     code: str | None,
     now_s: float,
 ) -> Awaitable[Ticket]:
@@ -275,7 +271,7 @@ async def _join_again(
     gw: Gateway,
     request: web.Request,
     view: RoomView,
-    body: Mapping[str, Any],
+    body: JoinRequest,
     ticket: Ticket,
     now_s: float,
 ) -> tuple[Ticket | None, Status]:

@@ -44,10 +44,10 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 
+from gateway.contracts import AgentSignIn, OperatorSignIn
 from gateway.errors import ApiError, Code
-from gateway.http import holder_of, json_response, read_json
+from gateway.http import holder_of, json_response, read_body
 from gateway.state import GATEWAY
-from schemas.fields import only_keys, req_str
 from waitingroom import keys
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 CSRF_HEADER = "X-CSRF-Token"
 SIGNIN_MAX_FAILURES = 10
 SIGNIN_WINDOW_S = 300
-MAX_NAME_CHARS = 60
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -251,20 +250,17 @@ def session_routes(role: Role) -> web.RouteTableDef:
     """Sign in (POST), am I signed in (GET), sign out (DELETE) at ``role.signin_path``:
     the same handlers for every role."""
     routes = web.RouteTableDef()
-    fields = frozenset({"key", "name"} if role.names_itself else {"key"})
+    body_type: type[OperatorSignIn | AgentSignIn] = (
+        OperatorSignIn if role.names_itself else AgentSignIn
+    )
 
     @routes.post(role.signin_path)
     async def sign_in(request: web.Request) -> web.Response:
         settings = request.app[GATEWAY].settings
         check_origin(request, settings.trust_forwarded_proto)
-        body = await read_json(request)
-        only_keys(body, fields, "the sign-in body")
-        name = None
-        if role.names_itself:
-            name = " ".join(req_str(body, "name", max_len=MAX_NAME_CHARS).split())
-            if not name:
-                raise ApiError(Code.INVALID_REQUEST, f"'name' must name the {role.name}")
-        key = req_str(body, "key", max_len=1024)
+        body = await read_body(request, body_type)
+        name = " ".join(body.name.split()) if isinstance(body, OperatorSignIn) else None
+        key = body.key
         sessions = request.app[SESSIONS]
         session, value = await sessions.sign_in(role, key, name, request.remote or "unknown")
         logger.info("%s %r signed in from %s", role.name, session.who, request.remote)
