@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.admin import require_operator
+from gateway.contracts import PAGE_QUERY, Document, operation
 from gateway.http import json_response, query_int
 from schemas.fields import Bound
 
@@ -81,10 +82,24 @@ async def _listed(request: web.Request, log: web.AppKey[ActionLog]) -> web.Respo
 
 
 @routes.get("/api/admin/audit")
+@operation(
+    "the record of operator actions, newest first",
+    {200: Document},
+    security="operator",
+    query=PAGE_QUERY,
+    tag="operators",
+)
 async def list_actions(request: web.Request) -> web.Response:
     return await _listed(request, ACTION_LOG)
 
 
 @routes.get("/api/admin/audit/agents")
+@operation(
+    "the record of call-center agent actions, newest first",
+    {200: Document},
+    security="operator",
+    query=PAGE_QUERY,
+    tag="operators",
+)
 async def list_agent_actions(request: web.Request) -> web.Response:
     return await _listed(request, AGENT_LOG)

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import orjson
 from aiohttp import web
+from msgspec import UNSET
 
 from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
 from gateway.commanding import send_commands
 from gateway.contracts import (
+    CSV,
     AdmissionRequest,
+    CampaignDocument,
+    Codes,
     CodesRequest,
+    Document,
+    InventoryLoaded,
     InventoryRequest,
     MessageRequest,
+    MessageSet,
+    Query,
     RoomRequest,
+    RoomStats,
+    operation,
 )
 from gateway.errors import ApiError, Code
 from gateway.exports import appointment_rows, code_letters, csv_response
@@ -103,6 +114,15 @@ def _answered(result: dict[str, Any]) -> int:
 
 
 @routes.put("/api/admin/campaigns/{campaign}")
+@operation(
+    "create a campaign with its inventory (the same document again: a retry)",
+    {201: InventoryLoaded, 200: InventoryLoaded, 202: InventoryLoaded},
+    Code.CAMPAIGN_EXISTS,
+    Code.IN_DOUBT,
+    body=CampaignDocument,
+    security="operator",
+    tag="operators",
+)
 async def put_campaign(request: web.Request) -> web.Response:
     """Create a campaign and load its inventory. The same document again loads what
     the allocator has not applied yet (a retry); another document is refused."""
@@ -122,6 +142,16 @@ async def put_campaign(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/admin/campaigns/{campaign}/inventory")
+@operation(
+    "add inventory (with a delivery_id it may be sent again safely)",
+    {200: InventoryLoaded, 202: InventoryLoaded},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.DELIVERY_ID_REUSED,
+    Code.IN_DOUBT,
+    body=InventoryRequest,
+    security="operator",
+    tag="operators",
+)
 async def add_inventory(request: web.Request) -> web.Response:
     """A delivery of slots. With a ``delivery_id`` it may be sent again safely: the
     allocator applies each of its commands once; the id with another body is refused."""
@@ -160,6 +190,13 @@ async def _seen_delivery(
 
 
 @routes.get("/api/admin/campaigns/{campaign}")
+@operation(
+    "the campaign and its inventory per county",
+    {200: Document},
+    Code.UNKNOWN_CAMPAIGN,
+    security="operator",
+    tag="operators",
+)
 async def get_campaign(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
@@ -169,6 +206,15 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/admin/campaigns/{campaign}/codes")
+@operation(
+    "issue access codes for a group (?format=csv: letters for a mail house)",
+    {201: (Codes, CSV)},
+    Code.UNKNOWN_CAMPAIGN,
+    body=CodesRequest,
+    security="operator",
+    query=(Query("format", Literal["json", "csv"], "csv: letters; else JSON"),),
+    tag="operators",
+)
 async def post_codes(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
@@ -184,6 +230,14 @@ async def post_codes(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/admin/campaigns/{campaign}/appointments.csv")
+@operation(
+    "confirmed appointments as CSV",
+    {200: CSV},
+    Code.UNKNOWN_CAMPAIGN,
+    security="operator",
+    query=(Query("center", str, "one center's"), Query("day", dt.date, "one day's")),
+    tag="operators",
+)
 async def appointments_csv(request: web.Request) -> web.Response:
     """Confirmed appointments of a campaign, optionally of one center and/or day."""
     gw = require_operator(request)
@@ -208,6 +262,14 @@ def _opens_at(body: RoomRequest, now_s: float, current: float | None) -> float:
 
 
 @routes.put("/api/admin/rooms/{room}")
+@operation(
+    "create or change a room",
+    {200: RoomStats, 201: RoomStats},
+    Code.UNKNOWN_CAMPAIGN,
+    body=RoomRequest,
+    security="operator",
+    tag="operators",
+)
 async def put_room(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["room"]
@@ -263,6 +325,9 @@ async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
 
 
 @routes.post("/api/admin/rooms/{room}/open")
+@operation(
+    "open the room now", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def open_room(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     await gw.store.open_now(view.snap.config.name, gw.clock())
@@ -276,21 +341,38 @@ async def _set_state(request: web.Request, state: str) -> web.Response:
 
 
 @routes.post("/api/admin/rooms/{room}/pause")
+@operation(
+    "pause admission", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def pause_room(request: web.Request) -> web.Response:
     return await _set_state(request, "paused")
 
 
 @routes.post("/api/admin/rooms/{room}/resume")
+@operation(
+    "resume admission", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def resume_room(request: web.Request) -> web.Response:
     return await _set_state(request, "open")
 
 
 @routes.post("/api/admin/rooms/{room}/close")
+@operation(
+    "close the room", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def close_room(request: web.Request) -> web.Response:
     return await _set_state(request, "closed")
 
 
 @routes.put("/api/admin/rooms/{room}/admission")
+@operation(
+    "change admission live (only the fields given)",
+    {200: RoomStats},
+    Code.UNKNOWN_ROOM,
+    body=AdmissionRequest,
+    security="operator",
+    tag="operators",
+)
 async def put_admission(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     change = _admission_change(await read_body(request, AdmissionRequest))
@@ -313,13 +395,22 @@ def _admission_change(body: AdmissionRequest) -> AdmissionChange:
 
 
 @routes.put("/api/admin/rooms/{room}/message")
+@operation(
+    "the operator's message to the room's visitors ({} clears it)",
+    {200: MessageSet},
+    Code.UNKNOWN_ROOM,
+    body=MessageRequest,
+    security="operator",
+    tag="operators",
+)
 async def put_message(request: web.Request) -> web.Response:
     """The operator's message to the room's visitors (``{}`` clears it): every gateway's
     room cache picks it up, and open pages are sent it with their status."""
     gw, view = await _admin_room(request)
     body = await read_body(request, MessageRequest)
     try:
-        message = None if body.de is None and body.en is None else RoomMessage(body.de, body.en)
+        texts = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
+        message = RoomMessage(**texts) if texts else None
     except InvalidRoomConfig as e:
         raise ApiError(Code.INVALID_REQUEST, str(e)) from e
     name = view.snap.config.name
@@ -329,6 +420,13 @@ async def put_message(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/admin/rooms/{room}/stats")
+@operation(
+    "the room's settings and figures",
+    {200: RoomStats},
+    Code.UNKNOWN_ROOM,
+    security="operator",
+    tag="operators",
+)
 async def room_stats(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     return await _reloaded(gw, view)

@@ -42,6 +42,7 @@ from gateway import (
     console,
     dailyinventory,
     history,
+    openapi,
     operators,
     page,
     rooms,
@@ -49,10 +50,9 @@ from gateway import (
     system,
 )
 from gateway.bookingviews import BookingViews, consume_events
-from gateway.errors import ANSWERED, error_answer, internal_error
-from gateway.http import json_response
+from gateway.contracts import METRICS, Health, operation
+from gateway.errors import ANSWERED, Code, error_answer, internal_error
 from gateway.metrics import DashboardCollector, GatewayMetrics
-from gateway.openapi import openapi_document
 from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RATE_LIMITER, RateLimiter
@@ -77,6 +77,7 @@ READINESS: web.AppKey[dict[str, Check]] = web.AppKey("readiness")
 
 @routes.get("/livez")
 @routes.get("/healthz")  # the earlier name of /livez, kept for existing probes
+@operation("liveness: the process serves", {200: Health}, backend=False, tag="health")
 async def livez(request: web.Request) -> web.Response:
     """The process serves; Redis or the broker being down does not make it 503 (a
     restart would not bring them back)."""
@@ -84,6 +85,13 @@ async def livez(request: web.Request) -> web.Response:
 
 
 @routes.get("/readyz")
+@operation(
+    "readiness: Redis and the broker answer, the booking views are loaded",
+    {200: Health},
+    Code.NOT_READY,
+    backend=False,
+    tag="health",
+)
 async def readyz(request: web.Request) -> web.Response:
     """Redis and the broker answer, and the booking views are loaded: 200, else 503."""
     checks = request.app[READINESS]
@@ -91,15 +99,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation("Prometheus metrics", {200: METRICS}, backend=False, tag="health")
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     gw.metrics.streams.labels("booking")  # make the series exist before the first stream
     return metrics_response(gw.metrics.registry)
-
-
-@routes.get("/api/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
 
 
 async def _components(
@@ -339,6 +343,7 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     console.install(app)
     callscreen.install(app)
     history.install(app)
+    openapi.install(app)  # the document of every route added before it
     operators.install(app)  # sessions, records, and the doors of every route, before:
     app.on_startup.append(FrontDoor(metrics, limiter).install)  # after every route is added
     return app

@@ -16,10 +16,19 @@ from gateway.bookingviews import BookingView
 from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.contracts import (
+    CALENDAR,
+    EVENTS,
+    TOKEN_QUERY,
+    Booking,
     BookingRequest,
     ConfirmRequest,
+    Language,
     MoveRequest,
+    Pending,
+    Query,
+    WaitlistPending,
     WaitlistRequest,
+    operation,
 )
 from gateway.contracts import Wish as WishFields
 from gateway.errors import ApiError, Code, refused
@@ -39,6 +48,26 @@ from waitingroom.errors import TicketError, TicketExpired, WrongRoom
 from waitingroom.rooms import LANGUAGES
 from waitingroom.tickets import BookingToken
 
+# what a change of a booking can be refused with (besides its credential's codes)
+CHANGE_CODES = (Code.UNKNOWN_BOOKING, Code.PENDING, Code.REFUSED, Code.IN_DOUBT)
+CANCEL_CODES = (*CHANGE_CODES, Code.NOT_CANCELLABLE)
+CONFIRM_CODES = (
+    *CHANGE_CODES,
+    Code.NOT_HELD,
+    Code.UNKNOWN_CAMPAIGN,
+    Code.INVALID_IDENTITY_KEY,
+    Code.IDENTITY_KEYS_OFF,
+    Code.IDENTITY_KEY_REQUIRED,
+    Code.ALREADY_BOOKED,
+)
+MOVE_CODES = (
+    *CHANGE_CODES,
+    Code.NOT_MOVABLE,
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+)
 TOKEN_USED = (Code.TOKEN_USED, "this booking token has made its booking already")
 
 routes = web.RouteTableDef()
@@ -129,6 +158,21 @@ def book_command(
 
 
 @routes.post("/api/rooms/{room}/bookings")
+@operation(
+    "request a paired appointment",
+    {202: Pending},
+    Code.UNKNOWN_ROOM,
+    Code.WRONG_ROOM,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+    Code.TOKEN_USED,
+    Code.ADMISSION_LAPSED,
+    Code.ALREADY_BOOKED,
+    Code.IN_DOUBT,
+    body=BookingRequest,
+    security="booking_token",
+)
 async def create_booking(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
@@ -205,6 +249,20 @@ async def claim_booking(
 
 
 @routes.post("/api/rooms/{room}/waitlist")
+@operation(
+    "join the county's waitlist while the room is sold out",
+    {202: WaitlistPending},
+    Code.UNKNOWN_ROOM,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+    Code.NOT_SOLD_OUT,
+    Code.ALREADY_WAITING,
+    Code.ALREADY_BOOKED,
+    Code.IN_DOUBT,
+    body=WaitlistRequest,
+    security="ticket",
+)
 async def join_waitlist(request: web.Request) -> web.Response:
     """A visitor of a sold-out room waits on the county's waitlist for a later offer.
 
@@ -257,12 +315,22 @@ async def current_view(gw: Gateway, booking_id: str) -> BookingView:
 
 
 @routes.get("/api/bookings/{booking_id}")
+@operation("the booking", {200: Booking}, Code.UNKNOWN_BOOKING, security="booking_token")
 async def get_booking(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return json_response((await current_view(gw, booking_id)).to_json())
 
 
 @routes.get("/api/bookings/{booking_id}/calendar.ics")
+@operation(
+    "the confirmed appointments as an iCalendar file",
+    {200: CALENDAR},
+    Code.UNKNOWN_BOOKING,
+    Code.NOT_CONFIRMED,
+    Code.UNKNOWN_CAMPAIGN,
+    security="booking_token",
+    query=(TOKEN_QUERY, Query("lang", Language, "the file's language (default de)")),
+)
 async def booking_calendar(request: web.Request) -> web.Response:
     """The confirmed appointments as an iCalendar file (``gateway.calendarfile``); the
     token may come as ``?token=`` so that a plain link downloads it. ``?lang=de|en``."""
@@ -291,6 +359,13 @@ async def booking_calendar(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/bookings/{booking_id}/events")
+@operation(
+    "the booking as server-sent events (event 'booking')",
+    {200: EVENTS},
+    Code.UNKNOWN_BOOKING,
+    security="booking_token",
+    query=(TOKEN_QUERY,),
+)
 async def booking_events(request: web.Request) -> web.StreamResponse:
     gw, booking_id = await _own_booking(request, token_param=True)
     current = await current_view(gw, booking_id)
@@ -451,18 +526,39 @@ def _move_county(body: MoveRequest, own: str | None) -> str | None:
 
 
 @routes.post("/api/bookings/{booking_id}/move")
+@operation(
+    "move a held or confirmed booking to another pair, atomically",
+    {200: Booking, 202: Booking},
+    *MOVE_CODES,
+    body=MoveRequest,
+    security="booking_token",
+)
 async def move(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return await move_booking(gw, booking_id, await read_body(request, MoveRequest))
 
 
 @routes.post("/api/bookings/{booking_id}/confirm")
+@operation(
+    "confirm a held pair, optionally with an identity key",
+    {200: Booking, 202: Booking},
+    *CONFIRM_CODES,
+    body=ConfirmRequest,
+    body_required=False,
+    security="booking_token",
+)
 async def confirm(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return await confirm_booking(gw, booking_id, await read_body(request, ConfirmRequest))
 
 
 @routes.post("/api/bookings/{booking_id}/cancel")
+@operation(
+    "cancel a held or confirmed pair, or a place on the waitlist",
+    {200: Booking, 202: Booking},
+    *CANCEL_CODES,
+    security="booking_token",
+)
 async def cancel(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return await cancel_booking(gw, booking_id)

@@ -20,6 +20,9 @@ import secrets
 from aiohttp import web
 
 from gateway.bookings import (
+    CANCEL_CODES,
+    CONFIRM_CODES,
+    MOVE_CODES,
     book_command,
     cancel_booking,
     confirm_booking,
@@ -28,7 +31,14 @@ from gateway.bookings import (
     read_wish,
 )
 from gateway.campaigns import load_public
-from gateway.contracts import ConfirmRequest, MoveRequest, PhoneBookingRequest
+from gateway.contracts import (
+    Booking,
+    ConfirmRequest,
+    Document,
+    MoveRequest,
+    PhoneBookingRequest,
+    operation,
+)
 from gateway.errors import ApiError, Code
 from gateway.history import learn_rooms
 from gateway.http import json_response, key_holder, read_body
@@ -64,6 +74,20 @@ def new_booking_id() -> str:
 
 
 @routes.post("/api/callcenter/campaigns/{campaign}/bookings")
+@operation(
+    "book a pair for a caller with their access code",
+    {201: Booking, 202: Booking},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+    Code.INVALID_ACCESS_CODE,
+    Code.ALREADY_BOOKED,
+    Code.IN_DOUBT,
+    body=PhoneBookingRequest,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_booking(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     campaign = request.match_info["campaign"]
@@ -91,6 +115,12 @@ async def phone_booking(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/callcenter/campaigns")
+@operation(
+    "the campaigns of the rooms, with their counties, centers and vaccines",
+    {200: Document},
+    security="agent",
+    tag="callcenter",
+)
 async def phone_campaigns(request: web.Request) -> web.Response:
     """The campaigns agents book for: those of the rooms (a campaign is booked online
     through a room), with their counties, centers and vaccines; and the times of day a
@@ -106,6 +136,13 @@ async def phone_campaigns(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/callcenter/bookings/{booking_id}")
+@operation(
+    "any booking, by reference",
+    {200: Booking},
+    Code.UNKNOWN_BOOKING,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_lookup(request: web.Request) -> web.Response:
     gw, _ = require_agent(request)
     view = await current_view(gw, request.match_info["booking_id"])
@@ -113,6 +150,15 @@ async def phone_lookup(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/confirm")
+@operation(
+    "confirm a booking for a caller",
+    {200: Booking, 202: Booking},
+    *CONFIRM_CODES,
+    body=ConfirmRequest,
+    body_required=False,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_confirm(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
@@ -121,6 +167,14 @@ async def phone_confirm(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/move")
+@operation(
+    "move a booking for a caller",
+    {200: Booking, 202: Booking},
+    *MOVE_CODES,
+    body=MoveRequest,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_move(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
@@ -129,6 +183,13 @@ async def phone_move(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/cancel")
+@operation(
+    "cancel a booking for a caller",
+    {200: Booking, 202: Booking},
+    *CANCEL_CODES,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_cancel(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.contracts import JoinRequest, Proof
+from gateway.contracts import Challenge, JoinRequest, Proof, operation
 from gateway.errors import ApiError, Code
 from gateway.http import json_response
 from gateway.ratelimit import Exemptions
@@ -61,9 +61,7 @@ class PowGate:
         self.guard = ReplayGuard(self.signer.ttl_s)
         self._exemptions = Exemptions(settings.rate_limits)  # the rate limits' sources
 
-    def check(
-        self, request: web.Request, view: RoomView, body: JoinRequest, now_s: float
-    ) -> None:
+    def check(self, request: web.Request, view: RoomView, body: JoinRequest, now_s: float) -> None:
         """Raise ApiError unless the join needs no proof or carries a good, unused one."""
         difficulty = view.snap.config.pow_difficulty
         if difficulty <= 0 or body.access_code is not None:
@@ -77,9 +75,7 @@ class PowGate:
                 return
             raise
 
-    def _verify(
-        self, proof: Proof | None, room: str, difficulty: int, now_s: float
-    ) -> None:
+    def _verify(self, proof: Proof | None, room: str, difficulty: int, now_s: float) -> None:
         extra = {"challenge_url": challenge_url(room), "difficulty": difficulty}
         if proof is None:
             raise ApiError(
@@ -113,14 +109,13 @@ def install(app: web.Application, settings: GatewaySettings) -> None:
     app.add_routes(routes)
 
 
-def check_join_pow(
-    request: web.Request, view: RoomView, body: JoinRequest, now_s: float
-) -> None:
+def check_join_pow(request: web.Request, view: RoomView, body: JoinRequest, now_s: float) -> None:
     """The join handler's one call: refuses an anonymous join without a needed proof."""
     request.app[POW_GATE].check(request, view, body, now_s)
 
 
 @routes.get("/api/rooms/{room}/challenge")
+@operation("a signed proof-of-work challenge for a join", {200: Challenge}, Code.UNKNOWN_ROOM)
 async def get_challenge(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]

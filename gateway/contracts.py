@@ -208,8 +208,8 @@ class RoomRequest(AdmissionRequest, kw_only=True):
 class MessageRequest(Body, kw_only=True):
     """``{}`` clears the message."""
 
-    de: MessageText | None = None
-    en: MessageText | None = None
+    de: MessageText | UnsetType | None = UNSET
+    en: MessageText | UnsetType | None = UNSET
 
 
 class InventoryRequest(Body, kw_only=True):
@@ -252,7 +252,7 @@ class RoomMessage(Answer, kw_only=True):
 StatusState = Literal["prequeue", "waiting", "admitted", "turn_passed", "sold_out", "closed"]
 
 
-class Status(Answer, kw_only=True):
+class TicketStatus(Answer, kw_only=True):
     room: str
     ticket: str
     state: StatusState
@@ -408,7 +408,7 @@ class SlotsRemoved(Answer, kw_only=True):
     state: Literal["pending"] | UnsetType = UNSET
 
 
-class Session(Answer, kw_only=True):
+class SignedInSession(Answer, kw_only=True):
     role: str
     who: str
     expires_at_s: int
@@ -438,19 +438,25 @@ class Health(Answer, kw_only=True):
 Document = dict[str, Any]
 
 
+Offset = Annotated[int, Meta(ge=0)]
+Limit = Annotated[int, Meta(ge=0)]
+
+
 # -- route contracts --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Media:
-    """An answer that is not JSON: its media type (an event stream, a page, a file)."""
+    """An answer that is not JSON: its media type (an event stream, a page, a file),
+    and any other it may have."""
 
     type: str
+    also: tuple[str, ...] = ()
 
 
 HTML = Media("text/html")
 EVENTS = Media("text/event-stream")
-JS = Media("text/javascript")
+JS = Media("text/javascript", ("text/css",))
 CSV = Media("text/csv")
 CALENDAR = Media("text/calendar")
 METRICS = Media("text/plain")
@@ -464,6 +470,13 @@ class Query:
     type: Any
     what: str
 
+
+TICKET_QUERY = Query("ticket", str, "the ticket, for an EventSource (which sends no headers)")
+TOKEN_QUERY = Query("token", str, "the booking token, for a link or an EventSource")
+PAGE_QUERY = (
+    Query("offset", Offset, "the first entry of the page"),
+    Query("limit", Limit, "entries in the page"),
+)
 
 # What each way of presenting a credential can be refused with. A ticket or booking
 # token may come in a query parameter or cookie too; the operator's and the agents'
@@ -495,7 +508,8 @@ class Operation:
     """What a route takes and answers (``operation`` attaches it to the handler)."""
 
     summary: str
-    ok: dict[int, Any]  # status: a response Struct (or JSON type), or a Media
+    # status: a response Struct (or JSON type), a Media, or a tuple of both kinds
+    ok: dict[int, Any]
     errors: tuple[Code, ...] = ()
     body: Any = None  # a request Body Struct
     body_required: bool = True
@@ -531,4 +545,3 @@ def operation(summary: str, ok: dict[int, Any], *codes: Code, **kw: Any) -> Call
         return handler
 
     return attach
-

@@ -20,6 +20,7 @@ from gateway.bookings import new_command_id
 from gateway.bookingviews import iso_ms
 from gateway.campaigns import county_ids, load_public
 from gateway.commanding import send_commands
+from gateway.contracts import Document, Name, Query, operation
 from gateway.errors import ApiError, Code
 from gateway.http import json_response
 from gateway.state import Gateway
@@ -58,6 +59,17 @@ async def daily_inventory(gw: Gateway, campaign: str, counties: list[str]) -> di
 
 
 @routes.get("/api/admin/campaigns/{campaign}/inventory/daily")
+@operation(
+    "places per county, center and day, asked of the allocator"
+    " (202: some counties not answered yet)",
+    {200: Document, 202: Document},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_COUNTY,
+    Code.IN_DOUBT,
+    security="operator",
+    query=(Query("county", Name, "one county (all when absent)"),),
+    tag="operators",
+)
 async def get_daily_inventory(request: web.Request) -> web.Response:
     """Every county of the campaign, or the one ``?county=`` names (400 if it has none)."""
     gw = require_operator(request)

@@ -115,6 +115,7 @@ class Code(StrEnum):
     INTERNAL = "internal", 500, "an unexpected failure (logged)"
     UNAVAILABLE = "unavailable", 503, "a backend is unavailable; try again (Retry-After)"
     IN_DOUBT = "in_doubt", 503, "sent, not yet confirmed by the log; it may still be made"
+    NOT_READY = "not_ready", 503, "a check of the readiness probe fails (the message names it)"
     ASSET_MISSING = "asset_missing", 503, "a file of the page is missing (npm ci not run)"
     HTTP_ERROR = "http_error", 400, "another HTTP error (its status as given)"
 

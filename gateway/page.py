@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.contracts import HTML, JS, operation
 from gateway.errors import ApiError, Code
 from gateway.state import GATEWAY
 
@@ -117,11 +118,20 @@ async def asset_response(assets: Mapping[str, Asset], name: str) -> web.Response
 
 
 @routes.get("/assets/{asset}")
+@operation(
+    "a file both signed-in screens load (signedin.js, signedin.css)",
+    {200: JS},
+    Code.NOT_FOUND,
+    Code.ASSET_MISSING,
+    backend=False,
+    tag="pages",
+)
 async def shared_asset(request: web.Request) -> web.Response:
     return await asset_response(SHARED_ASSETS, request.match_info["asset"])
 
 
 @routes.get("/rooms/{room}")
+@operation("the waiting-room page", {200: HTML}, Code.UNKNOWN_ROOM, tag="pages")
 async def get_room_page(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from gateway.challenge import check_join_pow
-from gateway.contracts import JoinRequest
+from gateway.contracts import EVENTS, TICKET_QUERY, JoinRequest, RoomInfo, TicketStatus, operation
 from gateway.errors import ApiError, Code
 from gateway.http import bearer, json_response, read_body
 from gateway.ratelimit import RATE_LIMITER
@@ -155,6 +155,7 @@ def issue_booking_token(
 
 
 @routes.get("/api/rooms/{room}")
+@operation("public room info", {200: RoomInfo}, Code.UNKNOWN_ROOM)
 async def room_info(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     view = await room_view(gw, request.match_info["room"])
@@ -181,6 +182,21 @@ async def room_info(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/rooms/{room}/join")
+@operation(
+    "join the room's queue (optional access code; a proof of work where the room asks for one)",
+    {200: TicketStatus},
+    Code.UNKNOWN_ROOM,
+    Code.INVALID_ACCESS_CODE,
+    Code.POW_REQUIRED,
+    Code.POW_INVALID,
+    Code.POW_EXPIRED,
+    Code.ROOM_CLOSED,
+    Code.TOO_EARLY,
+    Code.TOO_MANY_ATTEMPTS,
+    Code.NOT_ADMITTED,
+    body=JoinRequest,
+    body_required=False,
+)
 async def join(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
@@ -316,6 +332,14 @@ def presented_ticket(
 
 
 @routes.get("/api/rooms/{room}/status")
+@operation(
+    "the ticket's status",
+    {200: TicketStatus},
+    Code.UNKNOWN_ROOM,
+    Code.NOT_ADMITTED,
+    security="ticket",
+    query=(TICKET_QUERY,),
+)
 async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
@@ -327,6 +351,14 @@ async def status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/rooms/{room}/events")
+@operation(
+    "the ticket's status as server-sent events (event 'status')",
+    {200: EVENTS},
+    Code.UNKNOWN_ROOM,
+    Code.NOT_ADMITTED,
+    security="ticket",
+    query=(TICKET_QUERY,),
+)
 async def status_events(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]

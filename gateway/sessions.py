@@ -44,7 +44,14 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 
-from gateway.contracts import AgentSignIn, OperatorSignIn
+from gateway.contracts import (
+    AgentSignIn,
+    OperatorSignIn,
+    SessionState,
+    SignedInSession,
+    SignedOut,
+    operation,
+)
 from gateway.errors import ApiError, Code
 from gateway.http import holder_of, json_response, read_body
 from gateway.state import GATEWAY
@@ -254,7 +261,19 @@ def session_routes(role: Role) -> web.RouteTableDef:
         OperatorSignIn if role.names_itself else AgentSignIn
     )
 
+    signed_in = (Code.NOT_SIGNED_IN, Code.SESSION_EXPIRED, Code.SESSION_ENDED)
+
     @routes.post(role.signin_path)
+    @operation(
+        f"sign in with the {role.name} key: sets the session cookie, returns the CSRF token",
+        {200: SignedInSession},
+        Code.UNAUTHORIZED,
+        Code.FORBIDDEN,
+        Code.CROSS_ORIGIN,
+        Code.TOO_MANY_SIGN_INS,
+        body=body_type,
+        tag="sessions",
+    )
     async def sign_in(request: web.Request) -> web.Response:
         settings = request.app[GATEWAY].settings
         check_origin(request, settings.trust_forwarded_proto)
@@ -271,6 +290,7 @@ def session_routes(role: Role) -> web.RouteTableDef:
         )
 
     @routes.get(role.signin_path)
+    @operation("whether this browser is signed in", {200: SessionState}, tag="sessions")
     async def current_session(request: web.Request) -> web.Response:
         """Whether this browser is signed in (the page asks when it loads): 200 either
         way, with the reason when not."""
@@ -281,6 +301,14 @@ def session_routes(role: Role) -> web.RouteTableDef:
         return json_response({"signed_in": True} | session.to_json())
 
     @routes.delete(role.signin_path)
+    @operation(
+        "sign out (with X-CSRF-Token): the session ends on every gateway",
+        {200: SignedOut},
+        *signed_in,
+        Code.CROSS_ORIGIN,
+        Code.CSRF_TOKEN_MISSING,
+        tag="sessions",
+    )
     async def sign_out(request: web.Request) -> web.Response:
         session = await signed_in_session(request, role)
         await request.app[SESSIONS].sign_out(session)

@@ -16,7 +16,7 @@ from gateway.admin import require_operator
 from gateway.bookings import new_command_id
 from gateway.campaigns import center_county, load_public
 from gateway.commanding import send_commands
-from gateway.contracts import RemoveRequest, ReserveRequest
+from gateway.contracts import RemoveRequest, ReserveRequest, ReservesSet, SlotsRemoved, operation
 from gateway.errors import ApiError, Code, refused
 from gateway.http import json_response, read_body
 from gateway.state import Gateway
@@ -50,6 +50,16 @@ def _days(body: ReserveRequest) -> list[str]:
 
 
 @routes.post("/api/admin/campaigns/{campaign}/reserves")
+@operation(
+    "reserve a share of a center's slots on days for a priority group",
+    {200: ReservesSet, 202: ReservesSet},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_CENTER,
+    Code.IN_DOUBT,
+    body=ReserveRequest,
+    security="operator",
+    tag="operators",
+)
 async def set_reserves(request: web.Request) -> web.Response:
     """Reserve a share of every slot of a center on the given days for a priority group."""
     gw = require_operator(request)
@@ -94,6 +104,17 @@ async def set_reserves(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/admin/campaigns/{campaign}/inventory/remove")
+@operation(
+    "remove slots of a center and vaccine, all or none",
+    {200: SlotsRemoved, 202: SlotsRemoved},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_CENTER,
+    Code.REFUSED,
+    Code.IN_DOUBT,
+    body=RemoveRequest,
+    security="operator",
+    tag="operators",
+)
 async def remove_inventory(request: web.Request) -> web.Response:
     """Take slots out, all or none: refused (409) when one is unknown or has a place used."""
     gw = require_operator(request)
