@@ -18,7 +18,6 @@ from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.contracts import (
     CALENDAR,
     EVENTS,
-    TOKEN_QUERY,
     Booking,
     BookingRequest,
     ConfirmRequest,
@@ -262,6 +261,7 @@ async def claim_booking(
     Code.IN_DOUBT,
     body=WaitlistRequest,
     security="ticket",
+    also=("ticket_cookie",),
 )
 async def join_waitlist(request: web.Request) -> web.Response:
     """A visitor of a sold-out room waits on the county's waitlist for a later offer.
@@ -329,7 +329,8 @@ async def get_booking(request: web.Request) -> web.Response:
     Code.NOT_CONFIRMED,
     Code.UNKNOWN_CAMPAIGN,
     security="booking_token",
-    query=(TOKEN_QUERY, Query("lang", Language, "the file's language (default de)")),
+    also=("booking_token_query",),
+    query=(Query("lang", Language, "the file's language (default de)"),),
 )
 async def booking_calendar(request: web.Request) -> web.Response:
     """The confirmed appointments as an iCalendar file (``gateway.calendarfile``); the
@@ -364,7 +365,7 @@ async def booking_calendar(request: web.Request) -> web.Response:
     {200: EVENTS},
     Code.UNKNOWN_BOOKING,
     security="booking_token",
-    query=(TOKEN_QUERY,),
+    also=("booking_token_query",),
 )
 async def booking_events(request: web.Request) -> web.StreamResponse:
     gw, booking_id = await _own_booking(request, token_param=True)

@@ -471,8 +471,6 @@ class Query:
     what: str
 
 
-TICKET_QUERY = Query("ticket", str, "the ticket, for an EventSource (which sends no headers)")
-TOKEN_QUERY = Query("token", str, "the booking token, for a link or an EventSource")
 PAGE_QUERY = (
     Query("offset", Offset, "the first entry of the page"),
     Query("limit", Limit, "entries in the page"),
@@ -500,6 +498,9 @@ SECURITY: dict[str, tuple[Code, ...]] = {
     "operator": (Code.UNAUTHORIZED, Code.FORBIDDEN, *SESSION_CODES),
     "agent": (Code.UNAUTHORIZED, Code.FORBIDDEN, *SESSION_CODES),
 }
+# the signed-in screens' session cookies, taken wherever their key is
+SESSION_SCHEMES = {"operator": ("operator_session",), "agent": ("agent_session",)}
+TICKET_ELSEWHERE = ("ticket_query", "ticket_cookie")  # an EventSource sends no headers
 BODY_CODES = (Code.INVALID_JSON, Code.INVALID_REQUEST, Code.PAYLOAD_TOO_LARGE)
 
 
@@ -514,9 +515,16 @@ class Operation:
     body: Any = None  # a request Body Struct
     body_required: bool = True
     security: str | None = None
+    also: tuple[str, ...] = ()  # other ways to present the credential (SECURITY_SCHEMES)
     query: tuple[Query, ...] = ()
     backend: bool = True  # reads Redis or the broker: 503 unavailable when they are down
     tag: str = "visitors"
+
+    def credentials(self) -> tuple[str, ...]:
+        """Each way the route takes its credential (one suffices)."""
+        if self.security is None:
+            return ()
+        return (self.security, *SESSION_SCHEMES.get(self.security, ()), *self.also)
 
     def codes(self) -> tuple[Code, ...]:
         """Every error code the route can answer: its own and those implied."""

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway import reference
 from gateway.contracts import (
+    EVENTS,
     OPERATIONS,
     Document,
     Ident,
@@ -59,6 +60,29 @@ SECURITY_SCHEMES = {
     },
 }
 
+SECURITY_SCHEMES |= {
+    "ticket_query": {"type": "apiKey", "in": "query", "name": "ticket"},
+    "ticket_cookie": {"type": "apiKey", "in": "cookie", "name": "fairq_ticket"},
+    "booking_token_query": {"type": "apiKey", "in": "query", "name": "token"},
+    "operator_session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "fairq_operator",
+        "description": "the console's session (with X-CSRF-Token on changes)",
+    },
+    "agent_session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "fairq_agent",
+        "description": "the call-center screen's session (with X-CSRF-Token on changes)",
+    },
+}
+TEXT = {"type": "string"}
+# one server-sent event: its name, and its data (the JSON of the route's document)
+EVENT = {
+    "type": "object",
+    "properties": {"event": TEXT, "data": TEXT, "id": TEXT, "retry": {"type": "integer"}},
+}
 OPENAPI_JSON: web.AppKey[bytes] = web.AppKey("openapi_json", bytes)
 routes = web.RouteTableDef()
 
@@ -183,7 +207,7 @@ def _operation(
             "content": {"application/json": {"schema": schema_of[_key(op.body)]}},
         }
     if op.security is not None:
-        out["security"] = [{op.security: []}]
+        out["security"] = [{scheme: []} for scheme in op.credentials()]
     responses: dict[str, Any] = {}
     for status, answer in sorted(op.ok.items()):
         responses[str(status)] = _answer(answer, schema_of)
@@ -217,7 +241,7 @@ def _answer(answer: Any, schema_of: dict[str, Any]) -> dict[str, Any]:
     for kind in _kinds(answer):
         if isinstance(kind, Media):
             for media in (kind.type, *kind.also):
-                content[media] = {"schema": {"type": "string"}}
+                content[media] = {"schema": EVENT if media == EVENTS.type else TEXT}
                 names.append(media)
         else:
             content["application/json"] = {"schema": schema_of[_key(kind)]}

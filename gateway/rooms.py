@@ -11,7 +11,14 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from gateway.challenge import check_join_pow
-from gateway.contracts import EVENTS, TICKET_QUERY, JoinRequest, RoomInfo, TicketStatus, operation
+from gateway.contracts import (
+    EVENTS,
+    TICKET_ELSEWHERE,
+    JoinRequest,
+    RoomInfo,
+    TicketStatus,
+    operation,
+)
 from gateway.errors import ApiError, Code
 from gateway.http import bearer, json_response, read_body
 from gateway.ratelimit import RATE_LIMITER
@@ -338,7 +345,7 @@ def presented_ticket(
     Code.UNKNOWN_ROOM,
     Code.NOT_ADMITTED,
     security="ticket",
-    query=(TICKET_QUERY,),
+    also=TICKET_ELSEWHERE,
 )
 async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
@@ -357,7 +364,7 @@ async def status(request: web.Request) -> web.Response:
     Code.UNKNOWN_ROOM,
     Code.NOT_ADMITTED,
     security="ticket",
-    query=(TICKET_QUERY,),
+    also=TICKET_ELSEWHERE,
 )
 async def status_events(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
