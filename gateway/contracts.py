@@ -30,7 +30,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from gateway import bounds
 from gateway.errors import Code
 from schemas.commands import RESERVE_MODES
-from schemas.fields import ID_PATTERN, MAX_ID_LEN, TIMES_OF_DAY
+from schemas.fields import ID_PATTERN, MAX_ID_LEN, TIMES_OF_DAY, Bound
 from waitingroom.rooms import ADMISSION_MODES, LANGUAGES, MAX_MESSAGE_LEN
 
 # -- field types ------------------------------------------------------------------------
@@ -57,14 +57,19 @@ for _literal, _values in (
         raise RuntimeError(f"{_literal} no longer matches {_values}")
 
 
-def _bounded(name: str) -> Meta:
-    """The JSON Schema and first check of an operator number (``gateway.bounds``)."""
-    b = bounds.bound(name)
+def range_meta(b: Bound, what: str) -> Meta:
+    """The JSON Schema and first check of a number in ``b`` (0 too where ``b.zero``:
+    ``check_bounds`` refuses what lies between), its range in words (``bounds.schema``)."""
     return Meta(
         ge=0 if b.zero is not None else b.lo,
         le=b.hi,
-        description=f"{b.describe()}: {bounds.OPERATOR_NUMBERS[name].what}",
+        extra_json_schema=bounds.range_schema(b, what),
     )
+
+
+def _bounded(name: str) -> Meta:
+    """An operator number's ``range_meta`` (``gateway.bounds``)."""
+    return range_meta(bounds.bound(name), bounds.OPERATOR_NUMBERS[name].what)
 
 
 RatePerS = Annotated[float, _bounded("rate_per_s")]
@@ -438,8 +443,8 @@ class Health(Answer, kw_only=True):
 Document = dict[str, Any]
 
 
-Offset = Annotated[int, Meta(ge=0)]
-Limit = Annotated[int, Meta(ge=0)]
+Offset = Annotated[int, _bounded("offset")]
+Limit = Annotated[int, _bounded("limit")]
 
 
 # -- route contracts --------------------------------------------------------------------

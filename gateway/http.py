@@ -11,6 +11,7 @@ import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from gateway.bounds import OPERATOR_NUMBERS
 from gateway.contracts import Body, check_bounds
 from gateway.errors import ApiError, Code
 from schemas import SchemaError
@@ -108,6 +109,8 @@ def body_error(text: str) -> SchemaError:
         return SchemaError(f"unknown field '{at}'")
     if not where:
         return SchemaError(f"the body: {what}")
+    if where in OPERATOR_NUMBERS:  # its range in the words the document quotes
+        return SchemaError(f"'{where}' must be {OPERATOR_NUMBERS[where].bound.describe()}")
     return SchemaError(f"'{where}': {what[:1].lower()}{what[1:]}")
 
 

@@ -14,11 +14,11 @@ room's routes are reached past their 404.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -29,7 +29,8 @@ from tests.harness import OPERATOR_KEY, running_system
 
 pytestmark = pytest.mark.timeout(900)
 ROOM = CAMPAIGN = "fuzz"
-MAX_EXAMPLES = 40  # per operation and run: with the coverage phase's, thousands in all
+MAX_EXAMPLES = 25  # per operation and run: with the coverage phase's, thousands in all
+STATEFUL_STEPS = 10
 
 
 def _prepare(base: str) -> None:
@@ -42,7 +43,12 @@ def _prepare(base: str) -> None:
             f"{base}/api/admin/campaigns/{CAMPAIGN}", json=small_campaign(first_day), timeout=60
         )
         assert made.status_code in (200, 201, 202), made.text
-        room = {"campaign": CAMPAIGN, "opens_in_s": 0, "rate_per_s": 1000, "max_active": 1000}
+        room: dict[str, Any] = {
+            "campaign": CAMPAIGN,
+            "opens_in_s": 0,
+            "rate_per_s": 1000,
+            "max_active": 1000,
+        }
         put = client.put(f"{base}/api/admin/rooms/{ROOM}", json=room, timeout=60)
         assert put.status_code in (200, 201), put.text
 
@@ -58,17 +64,18 @@ def _config(tmp_path: Path, base: str, key: str | None) -> Path:
         "[parameters]\n"
         f'"path.room" = "{ROOM}"\n'
         f'"path.campaign" = "{CAMPAIGN}"\n'
-        # A ticket may come as the bearer token, ?ticket= or the cookie, and one valid
-        # suffices; ignored_auth spoils one of them while the stateful phase's valid
-        # ?ticket= stays, and then takes the 200 for a credential ignored.
-        "[[operations]]\n"
-        'include-path-regex = "^/api/rooms/\\\\{room\\\\}/(status|events)$"\n'
-        "checks.ignored_auth.enabled = false\n"
+        "[phases.stateful]\n"
+        f"max-steps = {STATEFUL_STEPS}\n"
+        # The stateful phase feeds a join's ticket into the status and its stream as
+        # ?ticket=, which ignored_auth takes for a generated (so invalid) credential and
+        # reads the 200 as auth ignored; the other phases keep the check on every route.
+        "[phases.stateful.checks.ignored_auth]\n"
+        "enabled = false\n"
     )
     return config
 
 
-def _run(config: Path, base: str, report: Path) -> tuple[int, str, int]:
+def _run(config: Path, base: str) -> tuple[int, str, int]:
     """schemathesis's exit code, its output, and the number of cases it ran."""
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
@@ -83,25 +90,18 @@ def _run(config: Path, base: str, report: Path) -> tuple[int, str, int]:
         "2",
         "--seed",
         "1",
-        "--report",
-        "ndjson",
-        "--report-ndjson-path",
-        str(report),
+        "--request-timeout",
+        "30",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=800, check=False)
     output = done.stdout + done.stderr
-    return done.returncode, output, _cases(report)
+    return done.returncode, output, _cases(output)
 
 
-def _cases(report: Path) -> int:
-    """The test cases the run sent (from its ndjson events)."""
-    total = 0
-    for line in report.read_text().splitlines():
-        if '"ScenarioFinished"' in line:
-            total += len(re.findall(r'"case_id"', line)) or 0
-    if total:
-        return total
-    return sum(1 for line in report.read_text().splitlines() if '"response"' in line)
+def _cases(output: str) -> int:
+    """The test cases the run generated, as its summary says."""
+    found = re.search(r"([0-9]+) generated", output)
+    return int(found.group(1)) if found else 0
 
 
 @pytest.mark.parametrize("as_operator", [False, True], ids=["anonymous", "operator"])
@@ -112,7 +112,7 @@ def test_the_gateway_conforms_to_its_openapi_document(
         base = system.gateways[0]
         _prepare(base)
         config = _config(tmp_path, base, OPERATOR_KEY if as_operator else None)
-        code, output, cases = _run(config, base, tmp_path / "events.ndjson")
-        print(output[-3000:])
-        print(json.dumps({"cases": cases}))
+        code, output, cases = _run(config, base)
+        print(output[-2500:])
         assert code == 0, output[-20000:]
+        assert cases >= 1000, output[-2500:]
