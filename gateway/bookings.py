@@ -550,7 +550,8 @@ async def move(request: web.Request) -> web.Response:
 )
 async def confirm(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return await confirm_booking(gw, booking_id, await read_body(request, ConfirmRequest))
+    body = await read_body(request, ConfirmRequest, optional=True)
+    return await confirm_booking(gw, booking_id, body)
 
 
 @routes.post("/api/bookings/{booking_id}/cancel")

@@ -163,7 +163,8 @@ async def phone_confirm(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s confirms %s", agent, booking_id)
-    return await confirm_booking(gw, booking_id, await read_body(request, ConfirmRequest))
+    body = await read_body(request, ConfirmRequest, optional=True)
+    return await confirm_booking(gw, booking_id, body)
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/move")

@@ -40,19 +40,19 @@ B = TypeVar("B", bound=Body)
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
-async def read_body(request: web.Request, body: type[B]) -> B:
+async def read_body(request: web.Request, body: type[B], *, optional: bool = False) -> B:
     """The request's body decoded as ``body`` (a ``gateway.contracts`` Struct), its
     operator numbers checked: 400 ``invalid_json`` when it is not a JSON object, 400
     ``invalid_request`` naming the field that is not what the Struct says. An empty
-    body is ``body()`` where every field is optional (an optional body)."""
+    body is ``{}`` when ``optional``."""
     raw = await request.read() if request.body_exists else b""
     decoder = _DECODERS.get(body)
     if decoder is None:
         decoder = _DECODERS[body] = msgspec.json.Decoder(body)
     if not raw.strip():
-        raw = b"{}"
-        if body.__struct_config__.forbid_unknown_fields and _required(body):
+        if not optional:
             raise SchemaError("a JSON object body is required", "invalid_json")
+        raw = b"{}"
     try:
         try:
             value: B = decoder.decode(raw)
@@ -85,12 +85,6 @@ def _integral_floats_as_ints(raw: bytes) -> bytes:
     return orjson.dumps(walk(orjson.loads(raw)))
 
 
-def _required(body: type[Body]) -> bool:
-    return bool(msgspec.structs.fields(body)) and any(
-        f.required for f in msgspec.structs.fields(body)
-    )
-
-
 def body_error(text: str) -> SchemaError:
     """A msgspec validation error in the words of the API: the field named first."""
     if text.startswith("Expected `object`") and text.endswith("at `$`"):
@@ -114,14 +108,11 @@ def body_error(text: str) -> SchemaError:
     return SchemaError(f"'{where}': {what[:1].lower()}{what[1:]}")
 
 
-async def read_json(request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:
-    """The request's JSON object; an empty body is ``{}`` when ``optional``."""
-    if optional and not request.body_exists:  # nothing to read (most anonymous joins)
-        return {}
+async def read_json(request: web.Request) -> Mapping[str, Any]:
+    """The request's JSON object, any fields (the campaign document, which
+    ``schemas.campaign`` reads; every other body has a Struct: ``read_body``)."""
     raw = await request.read()
     if not raw.strip():
-        if optional:
-            return {}
         raise SchemaError("a JSON object body is required", "invalid_json")
     try:
         data = orjson.loads(raw)
