@@ -16,6 +16,7 @@ refreshed every ``FAIRQ_REFRESH_S``), so a change is on screen within a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,12 +127,22 @@ async def overview_events(request: web.Request) -> web.StreamResponse:
     gw = require_operator(request)
     by_session = SIGNED_IN in request
     response = await open_stream(request)
+    # the console going away (closed, reloaded) ends the stream: nothing is wrong
+    with contextlib.suppress(ConnectionResetError):
+        await _send_overviews(gw, request, response, by_session)
+    return response
+
+
+async def _send_overviews(
+    gw: Gateway, request: web.Request, response: web.StreamResponse, by_session: bool
+) -> None:
+    """The overview whenever it changes, until the session (if any) has ended."""
     last: dict[str, Any] | None = None
     idle_s = names_s = 0.0
     while True:
         if names_s <= 0:
             if by_session and not await still_signed_in(request):
-                return response
+                return
             await learn_rooms(gw)
             names_s = ROOM_NAMES_EVERY_S
         body = await overview(gw)

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from fairq.config import Connections, Topics
 from gateway.app import create_app
@@ -92,3 +93,17 @@ def test_the_drift_the_hand_written_document_had_is_gone() -> None:
     ]
     status = ops["get", "/api/rooms/{room}/status"]
     assert {"401", "403", "429"} <= set(status["responses"])
+
+
+async def test_the_reference_page_shows_every_operation_under_a_strict_policy(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.get("/api/reference")
+    assert response.status == 200 and response.content_type == "text/html"
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "unsafe" not in policy and "http" not in policy
+    page = await response.text()
+    assert "<script" not in page and 'src="http' not in page
+    for (method, path), op in operations().items():
+        assert f'id="{op["operationId"]}"' in page, (method, path)
+    assert 'id="schema-TicketStatus"' in page
