@@ -224,7 +224,10 @@ async def post_codes(request: web.Request) -> web.Response:
     codes = await issue_codes(
         gw.redis, name, group, count, gw.settings.identity_secret, gw.store.ledger
     )
-    if request.query.get("format") == "csv":
+    form = request.query.get("format", "json")
+    if form not in ("json", "csv"):
+        raise ApiError(Code.INVALID_REQUEST, "'format' must be json or csv")
+    if form == "csv":
         return csv_response(f"{name}-{group}-codes.csv", code_letters(public, group, codes), 201)
     return json_response({"campaign": name, "group": group, "codes": codes}, status=201)
 

@@ -125,7 +125,12 @@ class Wish(Body, kw_only=True):
     time_of_day: TimeOfDay | None = None
 
 
-COUNTY_OR_CENTER: dict[str, Any] = {"anyOf": [{"required": ["county"]}, {"required": ["center"]}]}
+COUNTY_OR_CENTER: dict[str, Any] = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("county", "center")
+    ]
+}
 
 
 class WaitlistRequest(Wish, kw_only=True):
@@ -353,7 +358,7 @@ class RoomStats(Answer, kw_only=True):
     admit_window_s: int
     prequeue_s: int
     opens_prequeue_at: str | None
-    measured_rate_per_s: float
+    measured_rate_per_s: float | None
     joined: int
     prequeue_size: int
     queue_depth: int

@@ -65,18 +65,25 @@ def _config(tmp_path: Path, base: str, key: str | None) -> Path:
         "[parameters]\n"
         f'"path.room" = "{ROOM}"\n'
         f'"path.campaign" = "{CAMPAIGN}"\n'
+        # A schema-valid body may still name a county, center or identity key the
+        # campaign does not have, or be a campaign document parse_campaign refuses: that
+        # is data, answered 400 with a documented code, not a contract broken.
+        "[checks.positive_data_acceptance]\n"
+        'expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]\n'
         "[phases.stateful]\n"
         f"max-steps = {STATEFUL_STEPS}\n"
-        # The stateful phase feeds a join's ticket into the status and its stream as
-        # ?ticket=, which ignored_auth takes for a generated (so invalid) credential and
-        # reads the 200 as auth ignored; the other phases keep the check on every route.
-        "[phases.stateful.checks.ignored_auth]\n"
-        "enabled = false\n"
     )
     return config
 
 
-def _run(config: Path, base: str) -> tuple[int, str, int]:
+# The anonymous run leaves ignored_auth out: it feeds the ticket a join answers with into
+# ?ticket= of the status and its stream (the document says a ticket may come so), takes
+# that valid ticket for a made-up one, and reads the 200 as auth ignored. The operator
+# run has it on, for every route.
+ANONYMOUS_SKIPS = ("ignored_auth",)
+
+
+def _run(config: Path, base: str, skip: tuple[str, ...]) -> tuple[int, str, int]:
     """schemathesis's exit code, its output, and the number of cases it ran."""
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
@@ -87,12 +94,15 @@ def _run(config: Path, base: str) -> tuple[int, str, int]:
         f"{base}/api/openapi.json",
         "--checks",
         "all",
+        # one worker: with two, hypothesis's lambda-source cache races between the
+        # threads now and then ("AST constructor recursion depth mismatch")
         "--workers",
-        "2",
+        "1",
         "--seed",
         "1",
         "--request-timeout",
         "30",
+        *(["--exclude-checks", ",".join(skip)] if skip else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=800, check=False)
     output = done.stdout + done.stderr
@@ -113,7 +123,7 @@ def test_the_gateway_conforms_to_its_openapi_document(
         base = system.gateways[0]
         _prepare(base)
         config = _config(tmp_path, base, OPERATOR_KEY if as_operator else None)
-        code, output, cases = _run(config, base)
+        code, output, cases = _run(config, base, () if as_operator else ANONYMOUS_SKIPS)
         (tmp_path / "schemathesis.out").write_text(output)
         print(output[-2500:])
         assert code == 0, output[-20000:]
