@@ -260,7 +260,7 @@ def _errors(codes: list[Code]) -> dict[str, Any]:
         "required": ["code", "message"],
     }
     return {
-        "description": "; ".join(f"{c.value}: {c.means}" for c in codes),
+        "description": "\n".join(f"{c.value}: {c.means}" for c in codes),
         "content": {
             "application/json": {
                 "schema": {

@@ -127,8 +127,8 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
         f" <span class=path>{_e(path)}</span></h3><p>{_e(op['summary'])}</p>"
     ]
     if "security" in op:
-        scheme = next(iter(op["security"][0]))
-        parts.append(f"<p>Credential: <code>{_e(scheme)}</code> (bearer).</p>")
+        ways = " or ".join(f"<code>{_e(name)}</code>" for way in op["security"] for name in way)
+        parts.append(f"<p>Credential: {ways} (see the security schemes).</p>")
     params = op.get("parameters", [])
     if params:
         rows = "".join(
@@ -153,8 +153,9 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
         schema: dict[str, Any] = first.get("schema", {})
         if status.startswith(("4", "5")):
             codes = schema["properties"]["error"]["properties"]["code"]["enum"]
-            what = "<br>".join(_e(line) for line in answer["description"].split("; "))
-            if len(codes) > len(answer["description"].split("; ")):
+            lines = answer["description"].split("\n")
+            what = "<br>".join(_e(line) for line in lines)
+            if len(codes) > len(lines):
                 what += f"<br><span class=muted>codes: {_e(', '.join(codes))}</span>"
         else:
             what = type_text(schema) if "json" in media else _e(media)
@@ -187,5 +188,21 @@ def render(document: dict[str, Any]) -> str:
         f"<p>{_e(info['description'])}</p>"
         '<p>The same as <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1).</p>'
         f'<nav>{nav}<a href="#schemas">schemas</a></nav>{sections}'
-        f'<h2 id="schemas">schemas</h2>{schemas}</body></html>'
+        f'<h2 id="schemas">schemas</h2>{schemas}'
+        f'<h2 id="security">security schemes</h2>{_schemes(document)}</body></html>'
     )
+
+
+def _schemes(document: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td><code>{_e(name)}</code></td><td>{_e(_where(s))}</td>"
+        f"<td class=muted>{_e(s.get('description', ''))}</td></tr>"
+        for name, s in document["components"]["securitySchemes"].items()
+    )
+    return f"<table><tr><th>scheme</th><th>how</th><th>what</th></tr>{rows}</table>"
+
+
+def _where(scheme: dict[str, Any]) -> str:
+    if scheme["type"] == "http":
+        return "Authorization: Bearer <token>"
+    return f"{scheme['in']} {scheme['name']}"
