@@ -14,19 +14,25 @@ recorded as given, never as themselves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.admin import require_operator
+from gateway.contracts import Document, Query, operation, range_meta
 from gateway.http import json_response, query_int
 from schemas.fields import Bound
 
 MAX_ENTRIES = 10_000
 ENTRY_RANGE = Bound(0, MAX_ENTRIES, integer=True)  # of an offset or a page's length
 DEFAULT_PAGE = 100
+ENTRIES = Annotated[int, range_meta(ENTRY_RANGE, "entries of the record")]
+PAGE = (
+    Query("offset", ENTRIES, "the first entry of the page"),
+    Query("limit", ENTRIES, "entries in the page"),
+)
 MAX_BODY_CHARS = 2000  # a bigger request body is recorded by its size and its keys
 SECRET_FIELDS = frozenset({"access_code", "identity_key", "key"})
 GIVEN = "(given)"
@@ -81,10 +87,24 @@ async def _listed(request: web.Request, log: web.AppKey[ActionLog]) -> web.Respo
 
 
 @routes.get("/api/admin/audit")
+@operation(
+    "the record of operator actions, newest first",
+    {200: Document},
+    security="operator",
+    query=PAGE,
+    tag="operators",
+)
 async def list_actions(request: web.Request) -> web.Response:
     return await _listed(request, ACTION_LOG)
 
 
 @routes.get("/api/admin/audit/agents")
+@operation(
+    "the record of call-center agent actions, newest first",
+    {200: Document},
+    security="operator",
+    query=PAGE,
+    tag="operators",
+)
 async def list_agent_actions(request: web.Request) -> web.Response:
     return await _listed(request, AGENT_LOG)

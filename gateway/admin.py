@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import orjson
 from aiohttp import web
+from msgspec import UNSET
 
-from gateway import bounds
 from gateway.bookings import new_command_id
 from gateway.campaigns import load_public
 from gateway.commanding import send_commands
-from gateway.errors import ApiError
+from gateway.contracts import (
+    CSV,
+    AdmissionRequest,
+    CampaignDocument,
+    Codes,
+    CodesRequest,
+    Document,
+    InventoryLoaded,
+    InventoryRequest,
+    MessageRequest,
+    MessageSet,
+    Query,
+    RoomRequest,
+    RoomStats,
+    operation,
+)
+from gateway.errors import ApiError, Code
 from gateway.exports import appointment_rows, code_letters, csv_response, csv_stream
-from gateway.http import json_response, key_holder, read_json
+from gateway.http import json_response, key_holder, read_body, read_json
 from gateway.roomcache import RoomView
 from gateway.rooms import iso_s, message_body, room_view
 from gateway.sessions import OPERATOR, SIGNED_IN
@@ -29,50 +46,19 @@ from schemas.commands import AddInventory
 from schemas.events import InventoryAdded
 from schemas.fields import (
     ID_PATTERN,
-    only_keys,
-    opt_ident,
-    opt_str,
     parse_date,
-    parse_datetime,
-    req_ident,
 )
 from schemas.state import CampaignStored
 from waitingroom import keys
 from waitingroom.codes import issue_codes
 from waitingroom.errors import InvalidRoomConfig
 from waitingroom.rooms import (
-    ADMISSION_MODES,
-    LANGUAGES,
-    MAX_MESSAGE_LEN,
     AdmissionChange,
     RoomConfig,
     RoomMessage,
 )
 
 logger = logging.getLogger(__name__)
-
-ROOM_FIELDS = frozenset(
-    {
-        "campaign",
-        "opens_at",
-        "opens_in_s",
-        "prequeue_s",
-        "rate_per_s",
-        "max_active",
-        "hold_s",
-        "admit_window_s",
-        "ramp_s",
-        "admission_mode",
-        "pow_difficulty",
-        "language",
-    }
-)
-MESSAGE_FIELDS = frozenset(LANGUAGES)
-ADMISSION_FIELDS = frozenset(
-    {"rate_per_s", "max_active", "ramp_s", "admission_mode", "pow_difficulty"}
-)
-INVENTORY_FIELDS = frozenset({"schedules", "slots", "delivery_id"})
-CODE_FIELDS = frozenset({"group", "count"})
 
 routes = web.RouteTableDef()
 _T = TypeVar("_T")
@@ -128,6 +114,15 @@ def _answered(result: dict[str, Any]) -> int:
 
 
 @routes.put("/api/admin/campaigns/{campaign}")
+@operation(
+    "create a campaign with its inventory (the same document again: a retry)",
+    {201: InventoryLoaded, 200: InventoryLoaded, 202: InventoryLoaded},
+    Code.CAMPAIGN_EXISTS,
+    Code.IN_DOUBT,
+    body=CampaignDocument,
+    security="operator",
+    tag="operators",
+)
 async def put_campaign(request: web.Request) -> web.Response:
     """Create a campaign and load its inventory. The same document again loads what
     the allocator has not applied yet (a retry); another document is refused."""
@@ -137,7 +132,7 @@ async def put_campaign(request: web.Request) -> web.Response:
     public = msgspec.json.encode(spec.public())
     stored = await gw.redis.set(keys.campaign(name), public, nx=True)
     if not stored and await gw.redis.get(keys.campaign(name)) != public:
-        raise ApiError(409, "campaign_exists", f"campaign {name!r} exists; add inventory instead")
+        raise ApiError(Code.CAMPAIGN_EXISTS, f"campaign {name!r} exists; add inventory instead")
     if gw.store.ledger is not None:  # the description Redis has now; sent again on a retry
         await gw.store.ledger.write(CampaignStored(name, public.decode()))
     result = await _load_inventory(gw, spec.inventory_commands(numbered_ids(f"campaign-{name}")))
@@ -147,16 +142,26 @@ async def put_campaign(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/admin/campaigns/{campaign}/inventory")
+@operation(
+    "add inventory (with a delivery_id it may be sent again safely)",
+    {200: InventoryLoaded, 202: InventoryLoaded},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.DELIVERY_ID_REUSED,
+    Code.IN_DOUBT,
+    body=InventoryRequest,
+    security="operator",
+    tag="operators",
+)
 async def add_inventory(request: web.Request) -> web.Response:
     """A delivery of slots. With a ``delivery_id`` it may be sent again safely: the
     allocator applies each of its commands once; the id with another body is refused."""
     gw = require_operator(request)
     name = request.match_info["campaign"]
-    body = await read_json(request)
-    only_keys(body, INVENTORY_FIELDS, "the inventory body")
-    delivery_id = opt_ident(body, "delivery_id")
+    body = await read_body(request, InventoryRequest)
+    delivery_id = body.delivery_id
     public = await load_public(gw, name)
-    slots = {k: v for k, v in body.items() if k != "delivery_id"}
+    given = msgspec.structs.asdict(body).items()
+    slots = {k: v for k, v in given if v is not None and k != "delivery_id"}
     doc = {k: v for k, v in public.items() if k != "name"} | slots
     spec = await asyncio.to_thread(parse_campaign, name, doc)
     repeated, new_id = False, new_command_id
@@ -179,12 +184,19 @@ async def _seen_delivery(
         return False
     if (await gw.redis.get(key)) != digest.encode():
         raise ApiError(
-            409, "delivery_id_reused", f"delivery {delivery_id!r} was sent with other slots"
+            Code.DELIVERY_ID_REUSED, f"delivery {delivery_id!r} was sent with other slots"
         )
     return True
 
 
 @routes.get("/api/admin/campaigns/{campaign}")
+@operation(
+    "the campaign and its inventory per county",
+    {200: Document},
+    Code.UNKNOWN_CAMPAIGN,
+    security="operator",
+    tag="operators",
+)
 async def get_campaign(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
@@ -194,23 +206,41 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/admin/campaigns/{campaign}/codes")
+@operation(
+    "issue access codes for a group (?format=csv: letters for a mail house)",
+    {201: (Codes, CSV)},
+    Code.UNKNOWN_CAMPAIGN,
+    body=CodesRequest,
+    security="operator",
+    query=(Query("format", Literal["json", "csv"], "csv: letters; else JSON"),),
+    tag="operators",
+)
 async def post_codes(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
-    body = await read_json(request)
-    only_keys(body, CODE_FIELDS, "the codes body")
-    group = req_ident(body, "group")  # checked before any code is issued
-    count = bounds.read_int(body, "count")
+    body = await read_body(request, CodesRequest)  # checked before any code is issued
+    group, count = body.group, body.count
     public = await load_public(gw, name)
     codes = await issue_codes(
         gw.redis, name, group, count, gw.settings.identity_secret, gw.store.ledger
     )
-    if request.query.get("format") == "csv":
+    form = request.query.get("format", "json")
+    if form not in ("json", "csv"):
+        raise ApiError(Code.INVALID_REQUEST, "'format' must be json or csv")
+    if form == "csv":
         return csv_response(f"{name}-{group}-codes.csv", code_letters(public, group, codes), 201)
     return json_response({"campaign": name, "group": group, "codes": codes}, status=201)
 
 
 @routes.get("/api/admin/campaigns/{campaign}/appointments.csv")
+@operation(
+    "confirmed appointments as CSV",
+    {200: CSV},
+    Code.UNKNOWN_CAMPAIGN,
+    security="operator",
+    query=(Query("center", str, "one center's"), Query("day", dt.date, "one day's")),
+    tag="operators",
+)
 async def appointments_csv(request: web.Request) -> web.StreamResponse:
     """Confirmed appointments of a campaign, optionally of one center and/or day."""
     gw = require_operator(request)
@@ -224,29 +254,36 @@ async def appointments_csv(request: web.Request) -> web.StreamResponse:
     return await csv_stream(request, f"{name}-appointments.csv", rows)
 
 
-def _opens_at(body: Mapping[str, Any], now_s: float, current: float | None) -> float:
-    if body.get("opens_in_s") is not None:
-        return now_s + bounds.read_number(body, "opens_in_s")
-    if body.get("opens_at") is None:
+def _opens_at(body: RoomRequest, now_s: float, current: float | None) -> float:
+    if body.opens_in_s is not None:
+        return now_s + body.opens_in_s
+    if body.opens_at is None:
         if current is None:
-            raise ApiError(400, "invalid_request", "'opens_at' or 'opens_in_s' is required")
+            raise ApiError(Code.INVALID_REQUEST, "'opens_at' or 'opens_in_s' is required")
         return current
-    return parse_datetime(body["opens_at"], "opens_at").timestamp()
+    return body.opens_at.timestamp()
 
 
 @routes.put("/api/admin/rooms/{room}")
+@operation(
+    "create or change a room",
+    {200: RoomStats, 201: RoomStats},
+    Code.UNKNOWN_CAMPAIGN,
+    body=RoomRequest,
+    security="operator",
+    tag="operators",
+)
 async def put_room(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["room"]
     if not ID_PATTERN.fullmatch(name):
-        raise ApiError(400, "invalid_request", f"a room name must match {ID_PATTERN.pattern}")
-    body = await read_json(request)
-    only_keys(body, ROOM_FIELDS, "the room body")
+        raise ApiError(Code.INVALID_REQUEST, f"a room name must match {ID_PATTERN.pattern}")
+    body = await read_body(request, RoomRequest)
     existing = await gw.rooms.get(name)
     old = existing.snap.config if existing else None
-    campaign = opt_str(body, "campaign") or (old.campaign if old else None)
+    campaign = body.campaign or (old.campaign if old else None)
     if campaign is None:
-        raise ApiError(400, "invalid_request", "'campaign' is required for a new room")
+        raise ApiError(Code.INVALID_REQUEST, "'campaign' is required for a new room")
     public = await load_public(gw, campaign)
     defaults = old or RoomConfig(
         name=name, campaign=campaign, opens_at_s=0.0, hold_s=int(public.get("hold_s", 600))
@@ -258,18 +295,18 @@ async def put_room(request: web.Request) -> web.Response:
         opens_at_s=_opens_at(body, gw.clock(), old.opens_at_s if old else None),
         rate_per_s=_given(live.rate_per_s, defaults.rate_per_s),
         max_active=_given(live.max_active, defaults.max_active),
-        hold_s=_given(bounds.opt_int(body, "hold_s"), defaults.hold_s),
-        admit_window_s=_given(bounds.opt_int(body, "admit_window_s"), defaults.admit_window_s),
-        prequeue_s=_given(bounds.opt_int(body, "prequeue_s"), defaults.prequeue_s),
+        hold_s=_given(body.hold_s, defaults.hold_s),
+        admit_window_s=_given(body.admit_window_s, defaults.admit_window_s),
+        prequeue_s=_given(body.prequeue_s, defaults.prequeue_s),
         ramp_s=_given(live.ramp_s, defaults.ramp_s),
         admission_mode=_given(live.admission_mode, defaults.admission_mode),
         pow_difficulty=_given(live.pow_difficulty, defaults.pow_difficulty),
-        language=opt_str(body, "language", max_len=8) or defaults.language,
+        language=body.language or defaults.language,
     )
     await gw.store.put_room(config)
     view = await gw.rooms.reload(name)
     if view is None:
-        raise ApiError(503, "unavailable", "the room was stored but could not be read back")
+        raise ApiError(Code.UNAVAILABLE, "the room was stored but could not be read back")
     return json_response(stats_body(gw, view), status=200 if existing else 201)
 
 
@@ -282,16 +319,7 @@ def _room_config(**fields: Any) -> RoomConfig:
     try:
         return RoomConfig(**fields)
     except InvalidRoomConfig as e:
-        raise ApiError(400, "invalid_request", str(e)) from e
-
-
-def _mode(body: Mapping[str, Any]) -> str | None:
-    mode = opt_str(body, "admission_mode", max_len=16)
-    if mode is not None and mode not in ADMISSION_MODES:
-        raise ApiError(
-            400, "invalid_request", f"'admission_mode' must be one of {', '.join(ADMISSION_MODES)}"
-        )
-    return mode
+        raise ApiError(Code.INVALID_REQUEST, str(e)) from e
 
 
 async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
@@ -300,6 +328,9 @@ async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
 
 
 @routes.post("/api/admin/rooms/{room}/open")
+@operation(
+    "open the room now", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def open_room(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     await gw.store.open_now(view.snap.config.name, gw.clock())
@@ -313,56 +344,78 @@ async def _set_state(request: web.Request, state: str) -> web.Response:
 
 
 @routes.post("/api/admin/rooms/{room}/pause")
+@operation(
+    "pause admission", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def pause_room(request: web.Request) -> web.Response:
     return await _set_state(request, "paused")
 
 
 @routes.post("/api/admin/rooms/{room}/resume")
+@operation(
+    "resume admission", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def resume_room(request: web.Request) -> web.Response:
     return await _set_state(request, "open")
 
 
 @routes.post("/api/admin/rooms/{room}/close")
+@operation(
+    "close the room", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
+)
 async def close_room(request: web.Request) -> web.Response:
     return await _set_state(request, "closed")
 
 
 @routes.put("/api/admin/rooms/{room}/admission")
+@operation(
+    "change admission live (only the fields given)",
+    {200: RoomStats},
+    Code.UNKNOWN_ROOM,
+    body=AdmissionRequest,
+    security="operator",
+    tag="operators",
+)
 async def put_admission(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
-    body = await read_json(request)
-    only_keys(body, ADMISSION_FIELDS, "the admission body")
-    change = _admission_change(body)
+    change = _admission_change(await read_body(request, AdmissionRequest))
     await gw.store.set_admission(view.snap.config.name, change)
     return await _reloaded(gw, view)
 
 
-def _admission_change(body: Mapping[str, Any]) -> AdmissionChange:
-    """The live settings a body names (others stay as they are), each within its range."""
+def _admission_change(body: AdmissionRequest) -> AdmissionChange:
+    """The live settings a body names (others stay as they are)."""
     try:
         return AdmissionChange(
-            rate_per_s=bounds.opt_number(body, "rate_per_s"),
-            max_active=bounds.opt_int(body, "max_active"),
-            ramp_s=bounds.opt_int(body, "ramp_s"),
-            admission_mode=_mode(body),
-            pow_difficulty=bounds.opt_int(body, "pow_difficulty"),
+            rate_per_s=body.rate_per_s,
+            max_active=body.max_active,
+            ramp_s=body.ramp_s,
+            admission_mode=body.admission_mode,
+            pow_difficulty=body.pow_difficulty,
         )
     except InvalidRoomConfig as e:
-        raise ApiError(400, "invalid_request", str(e)) from e
+        raise ApiError(Code.INVALID_REQUEST, str(e)) from e
 
 
 @routes.put("/api/admin/rooms/{room}/message")
+@operation(
+    "the operator's message to the room's visitors ({} clears it)",
+    {200: MessageSet},
+    Code.UNKNOWN_ROOM,
+    body=MessageRequest,
+    security="operator",
+    tag="operators",
+)
 async def put_message(request: web.Request) -> web.Response:
     """The operator's message to the room's visitors (``{}`` clears it): every gateway's
     room cache picks it up, and open pages are sent it with their status."""
     gw, view = await _admin_room(request)
-    body = await read_json(request)
-    only_keys(body, MESSAGE_FIELDS, "the message body")
-    texts = {k: opt_str(body, k, max_len=MAX_MESSAGE_LEN) for k in LANGUAGES}
+    body = await read_body(request, MessageRequest)
     try:
-        message = RoomMessage(**texts) if body else None
+        texts = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
+        message = RoomMessage(**texts) if texts else None
     except InvalidRoomConfig as e:
-        raise ApiError(400, "invalid_request", str(e)) from e
+        raise ApiError(Code.INVALID_REQUEST, str(e)) from e
     name = view.snap.config.name
     await gw.store.set_message(name, message)
     fresh = await gw.rooms.reload(name) or view
@@ -370,6 +423,13 @@ async def put_message(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/admin/rooms/{room}/stats")
+@operation(
+    "the room's settings and figures",
+    {200: RoomStats},
+    Code.UNKNOWN_ROOM,
+    security="operator",
+    tag="operators",
+)
 async def room_stats(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     return await _reloaded(gw, view)

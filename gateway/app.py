@@ -40,6 +40,7 @@ from gateway import (
     dailyinventory,
     frontdoor,
     history,
+    openapi,
     operators,
     page,
     rooms,
@@ -48,10 +49,10 @@ from gateway import (
 )
 from gateway.bookingviews import BookingViews, consume_events
 from gateway.bounds import DAY_S
+from gateway.contracts import METRICS, Health, operation
+from gateway.errors import Code
 from gateway.frontdoor import Access, FrontDoor, add_routes
-from gateway.http import json_response
 from gateway.metrics import DashboardCollector, GatewayMetrics
-from gateway.openapi import openapi_document
 from gateway.placement import run_resender
 from gateway.producer import CommandProducer, make_producer
 from gateway.ratelimit import RATE_LIMITER, RateLimiter
@@ -77,6 +78,7 @@ READINESS: web.AppKey[dict[str, Check]] = web.AppKey("readiness")
 
 @routes.get("/livez")
 @routes.get("/healthz")  # the earlier name of /livez, kept for existing probes
+@operation("liveness: the process serves", {200: Health}, backend=False, tag="health")
 async def livez(request: web.Request) -> web.Response:
     """The process serves; Redis or the broker being down does not make it 503 (a
     restart would not bring them back)."""
@@ -84,6 +86,13 @@ async def livez(request: web.Request) -> web.Response:
 
 
 @routes.get("/readyz")
+@operation(
+    "readiness: Redis and the broker answer, the booking views are loaded",
+    {200: Health},
+    Code.NOT_READY,
+    backend=False,
+    tag="health",
+)
 async def readyz(request: web.Request) -> web.Response:
     """Redis and the broker answer, and the booking views are loaded: 200, else 503."""
     checks = request.app[READINESS]
@@ -91,15 +100,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation("Prometheus metrics", {200: METRICS}, backend=False, tag="health")
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     gw.metrics.streams.labels("booking")  # make the series exist before the first stream
     return metrics_response(gw.metrics.registry)
-
-
-@routes.get("/api/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
 
 
 async def _loop_lag(metrics: GatewayMetrics, _app: web.Application) -> AsyncIterator[None]:
@@ -257,4 +262,5 @@ def create_app(settings: GatewaySettings, metrics: GatewayMetrics | None = None)
     callscreen.install(app)
     history.install(app)
     operators.install(app)  # sessions and the action logs
+    openapi.install(app)  # the document of every route added before it
     return app

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from gateway.admin import require_operator
 from gateway.bounds import bound
+from gateway.contracts import PAGE_QUERY, Document, operation
+from gateway.errors import Code
 from gateway.http import json_response, query_int
 from gateway.rooms import iso_s, room_view
 
@@ -29,6 +31,14 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/api/admin/rooms/{room}/audit")
+@operation(
+    "the opening lottery's seed, pre-queue size, algorithm and a page of the order",
+    {200: Document},
+    Code.UNKNOWN_ROOM,
+    security="operator",
+    query=PAGE_QUERY,
+    tag="operators",
+)
 async def room_audit(request: web.Request) -> web.Response:
     gw = require_operator(request)
     view = await room_view(gw, request.match_info["room"])

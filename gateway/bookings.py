@@ -7,17 +7,30 @@ import base64
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from aiohttp import web
 
 from gateway import identities
 from gateway.calendarfile import TEXTS, calendar_file
 from gateway.campaigns import Public, center_county, county_ids, load_public
-from gateway.errors import ApiError
-from gateway.http import bearer, json_response, read_json
+from gateway.contracts import (
+    CALENDAR,
+    EVENTS,
+    Booking,
+    BookingRequest,
+    ConfirmRequest,
+    Language,
+    MoveRequest,
+    Pending,
+    Query,
+    WaitlistPending,
+    WaitlistRequest,
+    operation,
+)
+from gateway.contracts import Wish as WishFields
+from gateway.errors import ApiError, Code, refused
+from gateway.http import bearer, json_response, read_body
 from gateway.identities import Claim, not_taken, read_identity_key
 from gateway.placement import BOOKING_RECORD_TTL_S, Resent, SendInDoubt, place, send_again
 from gateway.producer import CommandNotAccepted
@@ -26,20 +39,36 @@ from gateway.roomcache import RoomView
 from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
+from schemas import SchemaError
 from schemas.commands import Book, Cancel, Confirm, Move
 from schemas.events import Event, Failed
-from schemas.fields import only_keys, opt_date, opt_str, opt_time_of_day, req_bool, req_str
 from schemas.states import TimeOfDay
 from waitingroom import keys
 from waitingroom.errors import TicketError, TicketExpired, WrongRoom
 from waitingroom.rooms import LANGUAGES
 from waitingroom.tickets import BookingToken
 
-WISH_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
-BOOKING_FIELDS = WISH_FIELDS | {"waitlist"}
-MOVE_FIELDS = frozenset({"county", "center", "earliest", "time_of_day"})
-CONFIRM_FIELDS = frozenset({"identity_key"})
-TOKEN_USED = ("token_used", "this booking token has made its booking already")
+# what a change of a booking can be refused with (besides its credential's codes)
+CHANGE_CODES = (Code.UNKNOWN_BOOKING, Code.PENDING, Code.REFUSED, Code.IN_DOUBT)
+CANCEL_CODES = (*CHANGE_CODES, Code.NOT_CANCELLABLE)
+CONFIRM_CODES = (
+    *CHANGE_CODES,
+    Code.NOT_HELD,
+    Code.UNKNOWN_CAMPAIGN,
+    Code.INVALID_IDENTITY_KEY,
+    Code.IDENTITY_KEYS_OFF,
+    Code.IDENTITY_KEY_REQUIRED,
+    Code.ALREADY_BOOKED,
+)
+MOVE_CODES = (
+    *CHANGE_CODES,
+    Code.NOT_MOVABLE,
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+)
+TOKEN_USED = (Code.TOKEN_USED, "this booking token has made its booking already")
 
 routes = web.RouteTableDef()
 
@@ -64,11 +93,11 @@ def verify_booking_token(
             raw, gw.clock(), room, check_expiry=not for_booking_made
         )
     except WrongRoom as e:
-        raise ApiError(403, "wrong_room", "this booking token belongs to another room") from e
+        raise ApiError(Code.WRONG_ROOM, "this booking token belongs to another room") from e
     except TicketExpired as e:
-        raise ApiError(401, "token_expired", "this booking token has expired") from e
+        raise ApiError(Code.TOKEN_EXPIRED, "this booking token has expired") from e
     except TicketError as e:
-        raise ApiError(401, "invalid_token", "the booking token is not valid") from e
+        raise ApiError(Code.INVALID_TOKEN, "the booking token is not valid") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +109,29 @@ class Wish:
     waitlist: bool = False
 
 
-def read_wish(
-    body: Mapping[str, Any], campaign: Mapping[str, Any] | None, county: str | None = None
-) -> Wish:
+def read_wish(body: WishFields, campaign: Public | None, county: str | None = None) -> Wish:
     """The booking wish of a body, checked against the campaign's counties and centers.
 
     ``county`` is the booking's county when the wish moves an existing booking; a new
     booking names a county (where the person lives or works) or a center (whose county
     it is then).
     """
-    center = opt_str(body, "center")
+    center = body.center
     centers_county = None
     if center is not None:
         centers_county = center_county(campaign, center)
         if centers_county is None:
-            raise ApiError(400, "unknown_center", f"there is no center {center!r}")
+            raise ApiError(Code.UNKNOWN_CENTER, f"there is no center {center!r}")
     if county is None:
-        if body.get("county") is None and centers_county is not None:
+        if body.county is None and centers_county is not None:
             county = centers_county  # a center named alone: its county
         else:
-            county = _named_county(body, campaign)
+            county = _named_county(body.county, campaign)
     if centers_county is not None and centers_county != county:
-        raise ApiError(400, "center_not_in_county", f"that center is not in {county}")
-    earliest = opt_date(body, "earliest")
-    time_of_day = opt_time_of_day(body, "time_of_day")
-    waitlist = body.get("waitlist") is not None and req_bool(body, "waitlist")
-    return Wish(county, center, earliest.isoformat() if earliest else None, time_of_day, waitlist)
+        raise ApiError(Code.CENTER_NOT_IN_COUNTY, f"that center is not in {county}")
+    earliest = body.earliest.isoformat() if body.earliest else None
+    waitlist = bool(getattr(body, "waitlist", False))
+    return Wish(county, center, earliest, body.time_of_day, waitlist)
 
 
 def book_command(
@@ -132,14 +158,27 @@ def book_command(
 
 
 @routes.post("/api/rooms/{room}/bookings")
+@operation(
+    "request a paired appointment",
+    {202: Pending},
+    Code.UNKNOWN_ROOM,
+    Code.WRONG_ROOM,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+    Code.TOKEN_USED,
+    Code.ADMISSION_LAPSED,
+    Code.ALREADY_BOOKED,
+    Code.IN_DOUBT,
+    body=BookingRequest,
+    security="booking_token",
+)
 async def create_booking(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     view = await room_view(gw, name)
     token = verify_booking_token(gw, bearer(request), name)
-    body = await read_json(request)
-    only_keys(body, BOOKING_FIELDS, "the booking body")
-    wish = read_wish(body, view.campaign)
+    wish = read_wish(await read_body(request, BookingRequest), view.campaign)
     deadline_s, before_s = await _start_booking(gw, view, token)
     claimed = await claim_booking(gw, view, token, wish, TOKEN_USED)
     if claimed is None:
@@ -175,17 +214,16 @@ async def _start_booking(gw: Gateway, view: RoomView, token: BookingToken) -> tu
     if before is not None:
         return deadline_s, before
     if await gw.redis.exists(keys.token_booking(token.token_id)):  # it booked, and that ended
-        raise ApiError(409, *TOKEN_USED, extra={"booking_id": booking_id_for(token)})
+        raise ApiError(*TOKEN_USED, extra={"booking_id": booking_id_for(token)})
     raise ApiError(
-        409,
-        "admission_lapsed",
+        Code.ADMISSION_LAPSED,
         "your turn passed without a booking and your place went to the next in line;"
         " join the room again for a new place",
     )
 
 
 async def claim_booking(
-    gw: Gateway, view: RoomView, token: BookingToken, wish: Wish, used: tuple[str, str]
+    gw: Gateway, view: RoomView, token: BookingToken, wish: Wish, used: tuple[Code, str]
 ) -> tuple[Book, str] | None:
     """The Book a token makes, once: its used-key is set, or 409 with ``used`` (code, text).
 
@@ -202,7 +240,7 @@ async def claim_booking(
         if resent is Resent.SENT:
             return None
         if resent is Resent.PLACED:
-            raise ApiError(409, *used, extra={"booking_id": booking_id})
+            raise ApiError(*used, extra={"booking_id": booking_id})
     config = view.snap.config
     command = book_command(
         wish, booking_id, config.campaign, token.identity, config.hold_s, token.group
@@ -211,6 +249,21 @@ async def claim_booking(
 
 
 @routes.post("/api/rooms/{room}/waitlist")
+@operation(
+    "join the county's waitlist while the room is sold out",
+    {202: WaitlistPending},
+    Code.UNKNOWN_ROOM,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+    Code.NOT_SOLD_OUT,
+    Code.ALREADY_WAITING,
+    Code.ALREADY_BOOKED,
+    Code.IN_DOUBT,
+    body=WaitlistRequest,
+    security="ticket",
+    also=("ticket_cookie",),
+)
 async def join_waitlist(request: web.Request) -> web.Response:
     """A visitor of a sold-out room waits on the county's waitlist for a later offer.
 
@@ -222,11 +275,10 @@ async def join_waitlist(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     view = await room_view(gw, name)
     ticket = verify_ticket(gw, bearer(request, cookie=TICKET_COOKIE), name)
-    body = await read_json(request)
-    only_keys(body, WISH_FIELDS, "the waitlist body")
+    body = await read_body(request, WaitlistRequest)
     wish = replace(read_wish(body, view.campaign), waitlist=True)
     if not view.snap.sold_out:
-        raise ApiError(409, "not_sold_out", "the room is not sold out; wait for your turn")
+        raise ApiError(Code.NOT_SOLD_OUT, "the room is not sold out; wait for your turn")
     token = BookingToken(
         room=name,
         ticket_id=ticket.ticket_id,
@@ -236,7 +288,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
         expires_at_s=gw.clock(),  # already expired: it can make no booking of its own
     )
     claimed = await claim_booking(
-        gw, view, token, wish, ("already_waiting", "this ticket is on the waitlist already")
+        gw, view, token, wish, (Code.ALREADY_WAITING, "this ticket is on the waitlist already")
     )
     if claimed is not None:
         command, used_key = claimed
@@ -250,7 +302,7 @@ async def _own_booking(request: web.Request, token_param: bool = False) -> tuple
     raw = bearer(request, query="token" if token_param else None)
     token = verify_booking_token(gw, raw, for_booking_made=True)
     if booking_id_for(token) != booking_id:
-        raise ApiError(403, "not_your_booking", "this token did not make that booking")
+        raise ApiError(Code.NOT_YOUR_BOOKING, "this token did not make that booking")
     return gw, booking_id
 
 
@@ -260,28 +312,38 @@ async def current_view(gw: Gateway, booking_id: str) -> BookingView:
         return view
     if await gw.redis.exists(keys.booking(booking_id)):
         return BookingView(booking_id)
-    raise ApiError(404, "unknown_booking", "there is no such booking")
+    raise ApiError(Code.UNKNOWN_BOOKING, "there is no such booking")
 
 
 @routes.get("/api/bookings/{booking_id}")
+@operation("the booking", {200: Booking}, Code.UNKNOWN_BOOKING, security="booking_token")
 async def get_booking(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return json_response((await current_view(gw, booking_id)).to_json())
 
 
 @routes.get("/api/bookings/{booking_id}/calendar.ics")
+@operation(
+    "the confirmed appointments as an iCalendar file",
+    {200: CALENDAR},
+    Code.UNKNOWN_BOOKING,
+    Code.NOT_CONFIRMED,
+    Code.UNKNOWN_CAMPAIGN,
+    security="booking_token",
+    also=("booking_token_query",),
+    query=(Query("lang", Language, "the file's language (default de)"),),
+)
 async def booking_calendar(request: web.Request) -> web.Response:
     """The confirmed appointments as an iCalendar file (``gateway.calendarfile``); the
     token may come as ``?token=`` so that a plain link downloads it. ``?lang=de|en``."""
     gw, booking_id = await _own_booking(request, token_param=True)
     language = request.query.get("lang", LANGUAGES[0])
     if language not in TEXTS:
-        raise ApiError(400, "invalid_request", f"'lang' must be one of {', '.join(TEXTS)}")
+        raise ApiError(Code.INVALID_REQUEST, f"'lang' must be one of {', '.join(TEXTS)}")
     view = await current_view(gw, booking_id)
     if view.state != "confirmed" or view.campaign is None:
         raise ApiError(
-            409,
-            "not_confirmed",
+            Code.NOT_CONFIRMED,
             f"only confirmed appointments go into a calendar; the booking is {view.state}",
         )
     public = await load_public(gw, view.campaign)
@@ -299,6 +361,13 @@ async def booking_calendar(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/bookings/{booking_id}/events")
+@operation(
+    "the booking as server-sent events (event 'booking')",
+    {200: EVENTS},
+    Code.UNKNOWN_BOOKING,
+    security="booking_token",
+    also=("booking_token_query",),
+)
 async def booking_events(request: web.Request) -> web.StreamResponse:
     gw, booking_id = await _own_booking(request, token_param=True)
     current = await current_view(gw, booking_id)
@@ -330,7 +399,7 @@ async def send_and_answer(
 ) -> web.Response:
     """Send a confirm, cancel or move and wait briefly for the allocator's answer."""
     if view.county is None:
-        raise ApiError(409, "pending", "the booking has no answer yet; try again shortly")
+        raise ApiError(Code.PENDING, "the booking has no answer yet; try again shortly")
     with gw.views.expect([command.command_id]) as futures:
         try:
             await gw.commands.send(view.county, command)
@@ -348,8 +417,7 @@ async def send_and_answer(
     # the answer came after the read model had it
     view = await gw.views.get(view.booking_id) or view
     if isinstance(answer, Failed):
-        raise ApiError(
-            409,
+        raise refused(
             answer.reason,
             f"the booking could not be changed: {answer.reason}",
             extra={"booking": view.to_json()},
@@ -361,7 +429,7 @@ CANCELLABLE = ("held", "confirmed", "waitlisted")
 
 
 async def confirm_booking(
-    gw: Gateway, booking_id: str, body: Mapping[str, Any] | None = None
+    gw: Gateway, booking_id: str, body: ConfirmRequest | None = None
 ) -> web.Response:
     """Confirm a held booking. An ``identity_key`` in ``body`` makes the key one
     person: it is claimed for this booking first (409 ``already_booked`` if another
@@ -369,13 +437,12 @@ async def confirm_booking(
     the booking is confirmed all the same: by another confirm of it, which may have
     carried the same key and found the claim already the booking's (a double click
     whose other confirm went on the log first)."""
-    only_keys(body or {}, CONFIRM_FIELDS, "the confirm body")
-    identity = read_identity_key(body or {}, gw.settings.identity_secret)
+    raw_key = None if body is None else body.identity_key
+    identity = read_identity_key(raw_key, gw.settings.identity_secret)
     view = await current_view(gw, booking_id)
     if view.state != "held":
         raise ApiError(
-            409,
-            "not_held",
+            Code.NOT_HELD,
             f"only a held booking can be confirmed; it is {view.state}",
             extra={"booking": view.to_json()},
         )
@@ -384,8 +451,7 @@ async def confirm_booking(
     if identity is None:
         if (await load_public(gw, campaign)).get("identity_key") == "required":
             raise ApiError(
-                400,
-                "identity_key_required",
+                Code.IDENTITY_KEY_REQUIRED,
                 "this campaign confirms only with the person's identity key ('identity_key')",
             )
         return await send_and_answer(gw, view, command)
@@ -413,8 +479,7 @@ async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
     view = await current_view(gw, booking_id)
     if view.state not in CANCELLABLE:
         raise ApiError(
-            409,
-            "not_cancellable",
+            Code.NOT_CANCELLABLE,
             f"a {view.state} booking cannot be cancelled",
             extra={"booking": view.to_json()},
         )
@@ -422,7 +487,7 @@ async def cancel_booking(gw: Gateway, booking_id: str) -> web.Response:
     return await send_and_answer(gw, view, Cancel(new_command_id(), booking_id, campaign))
 
 
-async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) -> web.Response:
+async def move_booking(gw: Gateway, booking_id: str, body: MoveRequest) -> web.Response:
     """Move a held or confirmed booking to the best pair for a new wish, atomically.
 
     The pair is searched in the named county, else the named center's, else the
@@ -430,12 +495,10 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     another county's partition, after the round trip through the log that
     ``schemas.commands.TransferIn`` describes).
     """
-    only_keys(body, MOVE_FIELDS, "the move body")
     view = await current_view(gw, booking_id)
     if view.state not in ("held", "confirmed") or view.campaign is None:
         raise ApiError(
-            409,
-            "not_movable",
+            Code.NOT_MOVABLE,
             f"only a held or confirmed booking can be moved; it is {view.state}",
             extra={"booking": view.to_json()},
         )
@@ -453,34 +516,57 @@ async def move_booking(gw: Gateway, booking_id: str, body: Mapping[str, Any]) ->
     return await send_and_answer(gw, view, command)
 
 
-def _named_county(body: Mapping[str, Any], campaign: Public | None) -> str:
-    county = req_str(body, "county")
+def _named_county(county: str | None, campaign: Public | None) -> str:
+    if county is None:
+        raise SchemaError("'county' (or 'center') is required")
     if county not in county_ids(campaign):
-        raise ApiError(400, "unknown_county", f"this campaign books no county {county!r}")
+        raise ApiError(Code.UNKNOWN_COUNTY, f"this campaign books no county {county!r}")
     return county
 
 
-def _move_county(body: Mapping[str, Any], own: str | None) -> str | None:
+def _move_county(body: MoveRequest, own: str | None) -> str | None:
     """The county a move searches in: the booking's own unless the body names a county
     or a center (None: ``read_wish`` reads it, or takes the center's)."""
-    if body.get("county") is not None or body.get("center") is not None:
+    if body.county is not None or body.center is not None:
         return None
     return own
 
 
 @routes.post("/api/bookings/{booking_id}/move")
+@operation(
+    "move a held or confirmed booking to another pair, atomically",
+    {200: Booking, 202: Booking},
+    *MOVE_CODES,
+    body=MoveRequest,
+    security="booking_token",
+)
 async def move(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return await move_booking(gw, booking_id, await read_json(request))
+    return await move_booking(gw, booking_id, await read_body(request, MoveRequest))
 
 
 @routes.post("/api/bookings/{booking_id}/confirm")
+@operation(
+    "confirm a held pair, optionally with an identity key",
+    {200: Booking, 202: Booking},
+    *CONFIRM_CODES,
+    body=ConfirmRequest,
+    body_required=False,
+    security="booking_token",
+)
 async def confirm(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
-    return await confirm_booking(gw, booking_id, await read_json(request, optional=True))
+    body = await read_body(request, ConfirmRequest, optional=True)
+    return await confirm_booking(gw, booking_id, body)
 
 
 @routes.post("/api/bookings/{booking_id}/cancel")
+@operation(
+    "cancel a held or confirmed pair, or a place on the waitlist",
+    {200: Booking, 202: Booking},
+    *CANCEL_CODES,
+    security="booking_token",
+)
 async def cancel(request: web.Request) -> web.Response:
     gw, booking_id = await _own_booking(request)
     return await cancel_booking(gw, booking_id)

@@ -115,9 +115,13 @@ def opt_number(body: Mapping[str, Any], field: str) -> float | None:
 
 def schema(field: str) -> dict[str, Any]:
     """The field's JSON Schema (OpenAPI 3.1), its range included."""
-    b = bound(field)
+    return range_schema(bound(field), OPERATOR_NUMBERS[field].what)
+
+
+def range_schema(b: Bound, what: str) -> dict[str, Any]:
+    """The JSON Schema of a number in ``b`` (what it is: ``what``)."""
     span = {"type": "integer" if b.integer else "number", "minimum": b.lo, "maximum": b.hi}
-    described = {"description": f"{b.describe()}: {OPERATOR_NUMBERS[field].what}"}
+    described = {"description": f"{b.describe()}: {what}"}
     if b.zero is None:
         return span | described
     return {"anyOf": [{"const": 0}, span]} | described

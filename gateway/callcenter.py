@@ -20,7 +20,9 @@ import secrets
 from aiohttp import web
 
 from gateway.bookings import (
-    BOOKING_FIELDS,
+    CANCEL_CODES,
+    CONFIRM_CODES,
+    MOVE_CODES,
     book_command,
     cancel_booking,
     confirm_booking,
@@ -29,19 +31,26 @@ from gateway.bookings import (
     read_wish,
 )
 from gateway.campaigns import load_public
-from gateway.errors import ApiError
+from gateway.contracts import (
+    Booking,
+    ConfirmRequest,
+    Document,
+    MoveRequest,
+    PhoneBookingRequest,
+    operation,
+)
+from gateway.errors import ApiError, Code
 from gateway.history import learn_rooms
-from gateway.http import json_response, key_holder, read_json
+from gateway.http import json_response, key_holder, read_body
 from gateway.identities import IdentityTaken
 from gateway.placement import place
 from gateway.sessions import AGENT, SIGNED_IN
 from gateway.state import GATEWAY, Gateway
-from schemas.fields import TIMES_OF_DAY, only_keys, req_str
+from schemas.states import TIMES_OF_DAY
 from waitingroom.codes import code_identity, find_code
 
 logger = logging.getLogger(__name__)
 
-PHONE_BOOKING_FIELDS = BOOKING_FIELDS | {"access_code"}
 CAMPAIGN_FIELDS = ("title", "identity_key", "hold_s", "counties", "centers", "vaccines")
 # the booking a phone booking made, for the record of agent actions (``gateway.operators``)
 BOOKING_ID = web.RequestKey("phone_booking_id", str)
@@ -65,19 +74,30 @@ def new_booking_id() -> str:
 
 
 @routes.post("/api/callcenter/campaigns/{campaign}/bookings")
+@operation(
+    "book a pair for a caller with their access code",
+    {201: Booking, 202: Booking},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_COUNTY,
+    Code.UNKNOWN_CENTER,
+    Code.CENTER_NOT_IN_COUNTY,
+    Code.INVALID_ACCESS_CODE,
+    Code.ALREADY_BOOKED,
+    Code.IN_DOUBT,
+    body=PhoneBookingRequest,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_booking(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     campaign = request.match_info["campaign"]
     public = await load_public(gw, campaign)
-    body = await read_json(request)
-    only_keys(body, PHONE_BOOKING_FIELDS, "the phone booking body")
-    code = req_str(body, "access_code", max_len=64)
+    body = await read_body(request, PhoneBookingRequest)
+    code = body.access_code
     wish = read_wish(body, public)
     found = await find_code(gw.redis, campaign, code, gw.settings.identity_secret)
     if found is None:
-        raise ApiError(
-            403, "invalid_access_code", "this access code is not valid for this campaign"
-        )
+        raise ApiError(Code.INVALID_ACCESS_CODE, "this access code is not valid for this campaign")
     code_hash, group = found
     identity = code_identity(code_hash)
     hold_s = int(public.get("hold_s", 600))
@@ -87,7 +107,7 @@ async def phone_booking(request: web.Request) -> web.Response:
         try:
             await place(gw, command, [*("agent", agent)])
         except IdentityTaken as e:  # an agent may see the caller's booking: say which
-            raise ApiError(e.status, e.code, e.message, extra={"booking_id": e.holder}) from e
+            raise ApiError(Code.ALREADY_BOOKED, e.message, extra={"booking_id": e.holder}) from e
         logger.info("agent %s booked %s for a caller", agent, command.booking_id)
         done, _ = await asyncio.wait(answers.values(), timeout=gw.settings.answer_wait_s)
     view = await current_view(gw, command.booking_id)
@@ -95,6 +115,12 @@ async def phone_booking(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/callcenter/campaigns")
+@operation(
+    "the campaigns of the rooms, with their counties, centers and vaccines",
+    {200: Document},
+    security="agent",
+    tag="callcenter",
+)
 async def phone_campaigns(request: web.Request) -> web.Response:
     """The campaigns agents book for: those of the rooms (a campaign is booked online
     through a room), with their counties, centers and vaccines; and the times of day a
@@ -110,6 +136,13 @@ async def phone_campaigns(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/callcenter/bookings/{booking_id}")
+@operation(
+    "any booking, by reference",
+    {200: Booking},
+    Code.UNKNOWN_BOOKING,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_lookup(request: web.Request) -> web.Response:
     gw, _ = require_agent(request)
     view = await current_view(gw, request.match_info["booking_id"])
@@ -117,22 +150,47 @@ async def phone_lookup(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/confirm")
+@operation(
+    "confirm a booking for a caller",
+    {200: Booking, 202: Booking},
+    *CONFIRM_CODES,
+    body=ConfirmRequest,
+    body_required=False,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_confirm(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s confirms %s", agent, booking_id)
-    return await confirm_booking(gw, booking_id, await read_json(request, optional=True))
+    body = await read_body(request, ConfirmRequest, optional=True)
+    return await confirm_booking(gw, booking_id, body)
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/move")
+@operation(
+    "move a booking for a caller",
+    {200: Booking, 202: Booking},
+    *MOVE_CODES,
+    body=MoveRequest,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_move(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]
     logger.info("agent %s moves %s", agent, booking_id)
-    return await move_booking(gw, booking_id, await read_json(request))
+    return await move_booking(gw, booking_id, await read_body(request, MoveRequest))
 
 
 @routes.post("/api/callcenter/bookings/{booking_id}/cancel")
+@operation(
+    "cancel a booking for a caller",
+    {200: Booking, 202: Booking},
+    *CANCEL_CODES,
+    security="agent",
+    tag="callcenter",
+)
 async def phone_cancel(request: web.Request) -> web.Response:
     gw, agent = require_agent(request)
     booking_id = request.match_info["booking_id"]

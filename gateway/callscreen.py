@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.contracts import HTML, operation
 from gateway.frontdoor import Access, add_routes
 from gateway.page import html_page, page_response
 from gateway.sessions import AGENT, session_routes
@@ -25,6 +26,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/callcenter")
+@operation("the call-center screen", {200: HTML}, backend=False, tag="pages")
 async def get_call_screen(request: web.Request) -> web.Response:
     return page_response(html_page(PAGE_PATH, "'self'"))
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.state import Gateway
 from waitingroom import keys
 from waitingroom.durable import state_lost
@@ -23,7 +23,7 @@ async def load_public(gw: Gateway, name: str) -> dict[str, Any]:
     if raw is None:
         if await state_lost(gw.redis):
             raise StateRestoring(name)
-        raise ApiError(404, "unknown_campaign", f"there is no campaign {name!r}")
+        raise ApiError(Code.UNKNOWN_CAMPAIGN, f"there is no campaign {name!r}")
     data: dict[str, Any] = orjson.loads(raw)
     return data
 

@@ -22,12 +22,10 @@ Everything here runs in memory: checking a join's proof costs one HMAC and one h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from aiohttp import web
 
-from gateway.errors import ApiError
+from gateway.contracts import Challenge, JoinRequest, Proof, operation
+from gateway.errors import ApiError, Code
 from gateway.frontdoor import Access, add_routes
 from gateway.http import json_response
 from gateway.ratelimit import Exemptions
@@ -64,15 +62,13 @@ class PowGate:
         self.guard = ReplayGuard(self.signer.ttl_s)
         self._exemptions = Exemptions(settings.rate_limits)  # the rate limits' sources
 
-    def check(
-        self, request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
-    ) -> None:
+    def check(self, request: web.Request, view: RoomView, body: JoinRequest, now_s: float) -> None:
         """Raise ApiError unless the join needs no proof or carries a good, unused one."""
         difficulty = view.snap.config.pow_difficulty
-        if difficulty <= 0 or body.get("access_code") is not None:
+        if difficulty <= 0 or body.access_code is not None:
             return
         room = view.snap.config.name
-        proof = _read_proof(body.get("pow"))
+        proof = body.pow
         try:
             self._verify(proof, room, difficulty, now_s)
         except ApiError:
@@ -80,51 +76,29 @@ class PowGate:
                 return
             raise
 
-    def _verify(
-        self, proof: tuple[str, str] | None, room: str, difficulty: int, now_s: float
-    ) -> None:
+    def _verify(self, proof: Proof | None, room: str, difficulty: int, now_s: float) -> None:
         extra = {"challenge_url": challenge_url(room), "difficulty": difficulty}
         if proof is None:
             raise ApiError(
-                403, "pow_required", "this room asks joins for a proof of work", extra=extra
+                Code.POW_REQUIRED, "this room asks joins for a proof of work", extra=extra
             )
-        token, solution = proof
+        token, solution = proof.challenge, str(proof.solution)
         try:
             challenge = self.signer.verify(token, room, now_s)
         except PowExpired as e:
-            raise ApiError(403, "pow_expired", "the challenge has expired", extra=extra) from e
+            raise ApiError(Code.POW_EXPIRED, "the challenge has expired", extra=extra) from e
         except PowInvalid as e:
-            raise ApiError(
-                403, "pow_invalid", f"the challenge is not valid: {e}", extra=extra
-            ) from e
+            raise ApiError(Code.POW_INVALID, f"the challenge is not valid: {e}", extra=extra) from e
         if challenge.difficulty < difficulty:
             raise ApiError(
-                403, "pow_invalid", "the difficulty was raised; solve a new challenge", extra=extra
+                Code.POW_INVALID, "the difficulty was raised; solve a new challenge", extra=extra
             )
         if not is_solution(token, solution, challenge.difficulty):
             raise ApiError(
-                403, "pow_invalid", "the solution does not solve the challenge", extra=extra
+                Code.POW_INVALID, "the solution does not solve the challenge", extra=extra
             )
         if not self.guard.first_use(challenge.nonce, challenge.expires_at_s, now_s):
-            raise ApiError(403, "pow_invalid", "this challenge was used already", extra=extra)
-
-
-def _read_proof(raw: Any) -> tuple[str, str] | None:
-    """(challenge, solution) from the join body's ``pow``; None when absent."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping) or set(raw) != {"challenge", "solution"}:
-        raise ApiError(
-            400, "pow_invalid", "'pow' must be an object with 'challenge' and 'solution'"
-        )
-    challenge, solution = raw["challenge"], raw["solution"]
-    if isinstance(solution, int) and not isinstance(solution, bool) and solution >= 0:
-        solution = str(solution)
-    if not isinstance(challenge, str) or not isinstance(solution, str):
-        raise ApiError(
-            400, "pow_invalid", "'challenge' must be a string and 'solution' a decimal string"
-        )
-    return challenge, solution
+            raise ApiError(Code.POW_INVALID, "this challenge was used already", extra=extra)
 
 
 POW_GATE = web.AppKey("pow_gate", PowGate)
@@ -136,20 +110,19 @@ def install(app: web.Application, settings: GatewaySettings) -> None:
     add_routes(app, routes, Access.PUBLIC)
 
 
-def check_join_pow(
-    request: web.Request, view: RoomView, body: Mapping[str, Any], now_s: float
-) -> None:
+def check_join_pow(request: web.Request, view: RoomView, body: JoinRequest, now_s: float) -> None:
     """The join handler's one call: refuses an anonymous join without a needed proof."""
     request.app[POW_GATE].check(request, view, body, now_s)
 
 
 @routes.get("/api/rooms/{room}/challenge")
+@operation("a signed proof-of-work challenge for a join", {200: Challenge}, Code.UNKNOWN_ROOM)
 async def get_challenge(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     view = await gw.rooms.get(name)
     if view is None:
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}")
     difficulty = view.snap.config.pow_difficulty
     signer = request.app[POW_GATE].signer
     token, _ = signer.issue(name, difficulty, gw.clock())

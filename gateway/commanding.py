@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.producer import CommandNotAccepted
 from gateway.state import Gateway
 from schemas.commands import Command
@@ -40,12 +40,11 @@ async def send_commands(
         except CommandNotAccepted as e:
             if not e.maybe_in_log:
                 raise ApiError(
-                    503,
-                    "unavailable",
+                    Code.UNAVAILABLE,
                     "the commands were not accepted: nothing was sent; try again",
                     headers={"Retry-After": RETRY_AFTER_S},
                 ) from e
-            raise ApiError(503, "in_doubt", in_doubt, headers={"Retry-After": RETRY_AFTER_S}) from e
+            raise ApiError(Code.IN_DOUBT, in_doubt, headers={"Retry-After": RETRY_AFTER_S}) from e
         if wait_s > 0 and futures:
             await asyncio.wait(futures.values(), timeout=wait_s)
         return [f.result() for f in (futures[i] for i in ids) if f.done()]

@@ -16,6 +16,7 @@ refreshed every ``FAIRQ_REFRESH_S``), so a change is on screen within a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +27,8 @@ from aiohttp import web
 from gateway.actionlog import ACTION_LOG, MAX_ENTRIES
 from gateway.admin import require_operator, stats_body
 from gateway.campaigns import load_public
-from gateway.errors import ApiError
+from gateway.contracts import EVENTS, HTML, JS, Document, operation
+from gateway.errors import ApiError, Code
 from gateway.frontdoor import Access, add_routes
 from gateway.history import learn_rooms, room_figures
 from gateway.http import json_response
@@ -66,12 +68,21 @@ def missing_assets() -> list[str]:
 
 
 @routes.get("/operator")
+@operation("the operator console", {200: HTML}, backend=False, tag="pages")
 async def get_console_page(request: web.Request) -> web.Response:
     """The console's HTML (read once per process), its scripts and styles from here."""
     return page_response(html_page(STATIC / "operator.html", "'self'"))
 
 
 @routes.get("/operator/{asset}")
+@operation(
+    "a file of the console (console.js, uplot.js, uplot.css)",
+    {200: JS},
+    Code.NOT_FOUND,
+    Code.ASSET_MISSING,
+    backend=False,
+    tag="pages",
+)
 async def console_asset(request: web.Request) -> web.Response:
     return await asset_response(ASSETS, request.match_info["asset"])
 
@@ -88,6 +99,9 @@ async def overview(gw: Gateway) -> dict[str, Any]:
 
 
 @api_routes.get("/api/admin/overview")
+@operation(
+    "every room's settings and live figures", {200: Document}, security="operator", tag="operators"
+)
 async def get_overview(request: web.Request) -> web.Response:
     gw = require_operator(request)
     await learn_rooms(gw)
@@ -103,18 +117,34 @@ async def still_signed_in(request: web.Request) -> bool:
 
 
 @api_routes.get("/api/admin/overview/events")
+@operation(
+    "the overview again whenever it changes (server-sent events)",
+    {200: EVENTS},
+    security="operator",
+    tag="operators",
+)
 async def overview_events(request: web.Request) -> web.StreamResponse:
     """The overview now, then again whenever it changes (server-sent events). A stream
     opened with a console session ends once the session has (looked at with the rooms)."""
     gw = require_operator(request)
     by_session = SIGNED_IN in request
     response = await open_stream(request)
+    # the console going away (closed, reloaded) ends the stream: nothing is wrong
+    with contextlib.suppress(ConnectionResetError):
+        await _send_overviews(gw, request, response, by_session)
+    return response
+
+
+async def _send_overviews(
+    gw: Gateway, request: web.Request, response: web.StreamResponse, by_session: bool
+) -> None:
+    """The overview whenever it changes, until the session (if any) has ended."""
     last: dict[str, Any] | None = None
     idle_s = names_s = 0.0
     while True:
         if names_s <= 0:
             if by_session and not await still_signed_in(request):
-                return response
+                return
             await learn_rooms(gw)
             names_s = ROOM_NAMES_EVERY_S
         body = await overview(gw)
@@ -138,6 +168,13 @@ SUPPLY_ACTIONS = {
 
 
 @api_routes.get("/api/admin/campaigns/{campaign}/overview")
+@operation(
+    "inventory per county, reserves and deliveries",
+    {200: Document},
+    Code.UNKNOWN_CAMPAIGN,
+    security="operator",
+    tag="operators",
+)
 async def campaign_overview(request: web.Request) -> web.Response:
     """Inventory per county, and the reserves and deliveries of the campaign as the
     record of actions has them (the newest ``actionlog.MAX_ENTRIES`` actions of all

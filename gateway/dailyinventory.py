@@ -19,7 +19,8 @@ from gateway.admin import require_operator
 from gateway.bookings import new_command_id
 from gateway.campaigns import county_ids, load_public
 from gateway.commanding import send_commands
-from gateway.errors import ApiError
+from gateway.contracts import Document, Name, Query, operation
+from gateway.errors import ApiError, Code
 from gateway.http import json_response
 from gateway.readmodel import iso_ms
 from gateway.state import Gateway
@@ -58,6 +59,17 @@ async def daily_inventory(gw: Gateway, campaign: str, counties: list[str]) -> di
 
 
 @routes.get("/api/admin/campaigns/{campaign}/inventory/daily")
+@operation(
+    "places per county, center and day, asked of the allocator"
+    " (202: some counties not answered yet)",
+    {200: Document, 202: Document},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_COUNTY,
+    Code.IN_DOUBT,
+    security="operator",
+    query=(Query("county", Name, "one county (all when absent)"),),
+    tag="operators",
+)
 async def get_daily_inventory(request: web.Request) -> web.Response:
     """Every county of the campaign, or the one ``?county=`` names (400 if it has none)."""
     gw = require_operator(request)
@@ -65,6 +77,6 @@ async def get_daily_inventory(request: web.Request) -> web.Response:
     known = county_ids(await load_public(gw, campaign))
     county = request.query.get("county")
     if county is not None and county not in known:
-        raise ApiError(400, "unknown_county", f"campaign {campaign!r} has no county {county!r}")
+        raise ApiError(Code.UNKNOWN_COUNTY, f"campaign {campaign!r} has no county {county!r}")
     body = await daily_inventory(gw, campaign, [county] if county else sorted(known))
     return json_response(body, status=200 if not body["missing"] else 202)

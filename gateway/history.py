@@ -27,6 +27,8 @@ from redis.exceptions import RedisError
 
 from fairq.tasks import stopped_within
 from gateway.admin import require_operator
+from gateway.contracts import Document, operation
+from gateway.errors import Code
 from gateway.frontdoor import Access, add_routes
 from gateway.http import json_response
 from gateway.roomcache import RoomView
@@ -140,6 +142,13 @@ HISTORY = web.AppKey("history", History)
 
 
 @routes.get("/api/admin/rooms/{room}/history")
+@operation(
+    "the room's last hour as columns",
+    {200: Document},
+    Code.UNKNOWN_ROOM,
+    security="operator",
+    tag="operators",
+)
 async def room_history(request: web.Request) -> web.Response:
     gw = require_operator(request)
     view = await room_view(gw, request.match_info["room"])

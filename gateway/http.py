@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from gateway.errors import ApiError
+from gateway.bounds import OPERATOR_NUMBERS
+from gateway.contracts import Body, check_bounds
+from gateway.errors import ApiError, Code
 from schemas import SchemaError
 from schemas.fields import Bound
 
@@ -33,14 +36,83 @@ def json_response(
     )
 
 
-async def read_json(request: web.Request, *, optional: bool = False) -> Mapping[str, Any]:
-    """The request's JSON object; an empty body is ``{}`` when ``optional``."""
-    if optional and not request.body_exists:  # nothing to read (most anonymous joins)
-        return {}
+B = TypeVar("B", bound=Body)
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+async def read_body(request: web.Request, body: type[B], *, optional: bool = False) -> B:
+    """The request's body decoded as ``body`` (a ``gateway.contracts`` Struct), its
+    operator numbers checked: 400 ``invalid_json`` when it is not a JSON object, 400
+    ``invalid_request`` naming the field that is not what the Struct says. An empty
+    body is ``{}`` when ``optional``."""
+    raw = await request.read() if request.body_exists else b""
+    decoder = _DECODERS.get(body)
+    if decoder is None:
+        decoder = _DECODERS[body] = msgspec.json.Decoder(body)
+    if not raw.strip():
+        if not optional:
+            raise SchemaError("a JSON object body is required", "invalid_json")
+        raw = b"{}"
+    try:
+        try:
+            value: B = decoder.decode(raw)
+        except msgspec.ValidationError as e:
+            if "got `float`" not in str(e):
+                raise
+            value = decoder.decode(_integral_floats_as_ints(raw))
+    except msgspec.ValidationError as e:
+        raise body_error(str(e)) from e
+    except msgspec.DecodeError as e:
+        raise SchemaError(f"the body is not valid JSON: {e}", "invalid_json") from e
+    check_bounds(value)
+    return value
+
+
+def _integral_floats_as_ints(raw: bytes) -> bytes:
+    """The JSON ``raw`` with each number such as ``5.0`` written ``5``: JSON Schema's
+    integer is any number with no fraction, and the OpenAPI document promises that
+    (msgspec's decoders take only ``5``). Only a body refused for a float comes here."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            return int(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return orjson.dumps(walk(orjson.loads(raw)))
+
+
+def body_error(text: str) -> SchemaError:
+    """A msgspec validation error in the words of the API: the field named first."""
+    if text.startswith("Expected `object`") and text.endswith("at `$`"):
+        return SchemaError("the body must be a JSON object", "invalid_json")
+    if text.startswith("Expected `object`") and " - at " not in text:
+        return SchemaError("the body must be a JSON object", "invalid_json")
+    what, _, where = text.partition(" - at `$")
+    where = where.rstrip("`").lstrip(".")
+    if what.startswith("Object missing required field `"):
+        name = what.split("`")[1]
+        at = f"{where}.{name}" if where else name
+        return SchemaError(f"'{at}' is required")
+    if what.startswith("Object contains unknown field `"):
+        name = what.split("`")[1]
+        at = f"{where}.{name}" if where else name
+        return SchemaError(f"unknown field '{at}'")
+    if not where:
+        return SchemaError(f"the body: {what}")
+    if where in OPERATOR_NUMBERS:  # its range in the words the document quotes
+        return SchemaError(f"'{where}' must be {OPERATOR_NUMBERS[where].bound.describe()}")
+    return SchemaError(f"'{where}': {what[:1].lower()}{what[1:]}")
+
+
+async def read_json(request: web.Request) -> Mapping[str, Any]:
+    """The request's JSON object, any fields (the campaign document, which
+    ``schemas.campaign`` reads; every other body has a Struct: ``read_body``)."""
     raw = await request.read()
     if not raw.strip():
-        if optional:
-            return {}
         raise SchemaError("a JSON object body is required", "invalid_json")
     try:
         data = orjson.loads(raw)
@@ -64,7 +136,7 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthorized", "Authorization must be 'Bearer <token>'")
+            raise ApiError(Code.UNAUTHORIZED, "Authorization must be 'Bearer <token>'")
         return token.strip()
     for value in (
         request.query.get(query) if query else None,
@@ -72,7 +144,7 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
     ):
         if value:
             return value
-    raise ApiError(401, "unauthorized", "a bearer token is required")
+    raise ApiError(Code.UNAUTHORIZED, "a bearer token is required")
 
 
 def key_holder(request: web.Request, keys: Mapping[str, str], what: str) -> str:
@@ -87,12 +159,12 @@ def holder_of(presented: str, keys: Mapping[str, str], what: str) -> str:
     bytes as lone surrogates), 403 for a wrong one (``what`` names the kind of key).
     """
     if not (presented.isascii() or _is_text(presented)):
-        raise ApiError(401, "unauthorized", "the bearer token is not UTF-8 text")
+        raise ApiError(Code.UNAUTHORIZED, "the bearer token is not UTF-8 text")
     raw = _secret_bytes(presented)
     for name, key in keys.items():
         if hmac.compare_digest(raw, _secret_bytes(key)):
             return name
-    raise ApiError(403, "forbidden", f"the {what} key is not valid")
+    raise ApiError(Code.FORBIDDEN, f"the {what} key is not valid")
 
 
 def _is_text(value: str) -> bool:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from gateway.commanding import RETRY_AFTER_S
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.readmodel import ENDED_STATES
 from gateway.state import Gateway
 from schemas.state import ClaimTaken
@@ -63,7 +62,7 @@ class IdentityTaken(ApiError):
 
     def __init__(self, holder: str) -> None:
         super().__init__(
-            409, "already_booked", "this person holds or has an appointment in this campaign"
+            Code.ALREADY_BOOKED, "this person holds or has an appointment in this campaign"
         )
         self.holder = holder
 
@@ -86,8 +85,9 @@ def key_identity(key_hash: str) -> str:
     return f"key:{key_hash}"
 
 
-def read_identity_key(body: Mapping[str, Any], secret: bytes) -> str | None:
-    """The identity of the body's optional ``identity_key``; only its hash is ever kept.
+def read_identity_key(raw: str | None, secret: bytes) -> str | None:
+    """The identity of a confirm body's optional ``identity_key`` (``raw``); only its
+    hash is ever kept.
 
     Typed like an access code: case, spaces and dashes do not matter (the same
     normalisation as ``waitingroom.codes``). The hash is keyed with ``secret``
@@ -95,18 +95,16 @@ def read_identity_key(body: Mapping[str, Any], secret: bytes) -> str | None:
     insurance number), so a plain hash in Redis would give it away to whoever reads
     Redis. Without a secret, identity keys are refused.
     """
-    raw = body.get("identity_key")
     if raw is None:
         return None
-    if not isinstance(raw, str) or len(raw) > MAX_RAW_KEY_CHARS:
+    if len(raw) > MAX_RAW_KEY_CHARS:
         raise _bad_key()
     normalised = normalise_code(raw)
     if not MIN_KEY_CHARS <= len(normalised) <= MAX_KEY_CHARS or not normalised.isprintable():
         raise _bad_key()
     if not secret:
         raise ApiError(
-            400,
-            "identity_keys_off",
+            Code.IDENTITY_KEYS_OFF,
             "this service takes no identity keys (FAIRQ_IDENTITY_SECRET is not set)",
         )
     return key_identity(key_hash(normalised, secret))
@@ -119,8 +117,7 @@ def key_hash(key: str, secret: bytes) -> str:
 
 def _bad_key() -> ApiError:
     return ApiError(
-        400,
-        "invalid_identity_key",
+        Code.INVALID_IDENTITY_KEY,
         f"'identity_key' must be a string of {MIN_KEY_CHARS} to {MAX_KEY_CHARS} characters"
         " (spaces and dashes not counted)",
     )
@@ -185,8 +182,7 @@ async def record_placed(gw: Gateway, claim: Claim, ttl_s: int) -> None:
 def not_taken() -> ApiError:
     """The 503 of a command that never left the gateway: nothing was booked or changed."""
     return ApiError(
-        503,
-        "unavailable",
+        Code.UNAVAILABLE,
         "bookings cannot be taken right now; try again",
         headers={"Retry-After": RETRY_AFTER_S},
     )

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.errors import ApiError
+from gateway.contracts import HTML, JS, operation
+from gateway.errors import ApiError, Code
 from gateway.state import GATEWAY
 
 STATIC = Path(__file__).parent / "static"
@@ -106,9 +107,9 @@ async def asset_response(assets: Mapping[str, Asset], name: str) -> web.Response
     it is missing."""
     asset = assets.get(name)
     if asset is None:
-        raise ApiError(404, "not_found", "no such file")
+        raise ApiError(Code.NOT_FOUND, "no such file")
     if not asset.path.is_file():
-        raise ApiError(503, "asset_missing", f"{asset.path.name} is missing: {asset.missing}")
+        raise ApiError(Code.ASSET_MISSING, f"{asset.path.name} is missing: {asset.missing}")
     return web.Response(
         body=await asyncio.to_thread(asset.path.read_bytes),
         content_type=asset.content_type,
@@ -117,14 +118,23 @@ async def asset_response(assets: Mapping[str, Asset], name: str) -> web.Response
 
 
 @routes.get("/assets/{asset}")
+@operation(
+    "a file both signed-in screens load (signedin.js, signedin.css)",
+    {200: JS},
+    Code.NOT_FOUND,
+    Code.ASSET_MISSING,
+    backend=False,
+    tag="pages",
+)
 async def shared_asset(request: web.Request) -> web.Response:
     return await asset_response(SHARED_ASSETS, request.match_info["asset"])
 
 
 @routes.get("/rooms/{room}")
+@operation("the waiting-room page", {200: HTML}, Code.UNKNOWN_ROOM, tag="pages")
 async def get_room_page(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     if await gw.rooms.get(name) is None:
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}")
     return page_response(html_page(PAGE_PATH))

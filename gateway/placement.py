@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from fairq.tasks import stopped_within
 from gateway import identities
 from gateway.commanding import RETRY_AFTER_S
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from gateway.identities import Claim, not_taken
 from gateway.producer import CommandNotAccepted
 from gateway.state import Gateway
@@ -64,8 +64,7 @@ class SendInDoubt(ApiError):
             " the same booking, never a second one)"
         )
         super().__init__(
-            503,
-            "in_doubt",
+            Code.IN_DOUBT,
             f"{what} was sent but the log has not confirmed it yet: it may still be made; {then}",
             headers={"Retry-After": RETRY_AFTER_S},
             extra={"booking_id": booking_id},

@@ -44,7 +44,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter
 
 from fairq.config import ConfigError, env_float, env_int
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Code
 from waitingroom import guesses
 from waitingroom.errors import TooManyAttempts
 from waitingroom.guesses import NO_LIMIT, Guesser, GuessLimit, code_prefix
@@ -378,19 +378,18 @@ class RateLimiter:
         self.limited_total.labels(limit).inc()
         whose = "from your network" if refusal.limit == "client" else "like this one"
         message = f"too many wrong access codes {whose}; try again in {math.ceil(wait_s)}s"
-        return too_many("too_many_attempts", message, limit, wait_s)
+        return too_many(Code.TOO_MANY_ATTEMPTS, message, limit, wait_s)
 
     def _refuse(self, limit: str, wait_s: float) -> NoReturn:
         self.limited_total.labels(limit).inc()
         raise too_many(
-            "rate_limited", f"too many requests; try again in {wait_s:.1f}s", limit, wait_s
+            Code.RATE_LIMITED, f"too many requests; try again in {wait_s:.1f}s", limit, wait_s
         )
 
 
-def too_many(code: str, message: str, limit: str, wait_s: float) -> ApiError:
+def too_many(code: Code, message: str, limit: str, wait_s: float) -> ApiError:
     """A 429 answer with ``Retry-After``, naming the ``limit`` met."""
     return ApiError(
-        429,
         code,
         message,
         headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
@@ -451,7 +450,7 @@ class StreamCap:
             f"{count} event streams are open from your network already (at most {self.cap});"
             " close one, or poll the status instead"
         )
-        raise too_many("too_many_streams", message, "streams", STREAM_RETRY_AFTER_S)
+        raise too_many(Code.TOO_MANY_STREAMS, message, "streams", STREAM_RETRY_AFTER_S)
 
 
 def _raw(text: str) -> bytes:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from functools import partial
-from types import MappingProxyType
 from typing import Any
 
 from aiohttp import hdrs, web
 
 from gateway.challenge import check_join_pow
-from gateway.errors import ApiError
-from gateway.http import bearer, json_response, read_json
+from gateway.contracts import (
+    EVENTS,
+    TICKET_ELSEWHERE,
+    JoinRequest,
+    RoomInfo,
+    TicketStatus,
+    operation,
+)
+from gateway.errors import ApiError, Code
+from gateway.http import bearer, json_response, read_body
 from gateway.ratelimit import RATE_LIMITER
 from gateway.roomcache import RoomView
 from gateway.sse import open_stream
 from gateway.state import GATEWAY, Gateway
 from gateway.statusstreams import StatusStreams
-from schemas.fields import only_keys, opt_str
 from waitingroom.codes import code_identity, stored_hashes
 from waitingroom.durable import state_lost
 from waitingroom.errors import (
@@ -38,8 +44,7 @@ from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
 TICKET_COOKIE = "fairq_ticket"
-JOIN_FIELDS = frozenset({"access_code", "pow"})
-NO_BODY: Mapping[str, Any] = MappingProxyType({})
+NO_BODY = JoinRequest()
 INVALID_CODE = "this access code is not valid for this room"
 
 routes = web.RouteTableDef()
@@ -60,7 +65,7 @@ async def room_view(gw: Gateway, name: str) -> RoomView:
     if view is None:
         if await state_lost(gw.redis):
             raise _restoring()
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}")
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}")
     return view
 
 
@@ -77,11 +82,11 @@ def verify_ticket(gw: Gateway, token: str, room: str, now_s: float | None = None
     try:
         return gw.signer.verify_ticket(token, room, gw.clock() if now_s is None else now_s)
     except WrongRoom as e:
-        raise ApiError(403, "wrong_room", "this ticket belongs to another room") from e
+        raise ApiError(Code.WRONG_ROOM, "this ticket belongs to another room") from e
     except TicketExpired as e:
-        raise ApiError(401, "ticket_expired", "this ticket has expired; join again") from e
+        raise ApiError(Code.TICKET_EXPIRED, "this ticket has expired; join again") from e
     except TicketError as e:
-        raise ApiError(401, "invalid_ticket", "the ticket is not valid") from e
+        raise ApiError(Code.INVALID_TICKET, "the ticket is not valid") from e
 
 
 def status_body(
@@ -125,8 +130,7 @@ def message_body(message: RoomMessage | None) -> dict[str, str | None] | None:
 
 def too_early(room: str, prequeue_opens_at_s: float, now_s: float) -> ApiError:
     return ApiError(
-        409,
-        "too_early",
+        Code.TOO_EARLY,
         f"the queue of this room opens at {iso_s(prequeue_opens_at_s)}; come back then",
         headers={"Retry-After": str(max(1, math.ceil(prequeue_opens_at_s - now_s)))},
         extra={"opens_prequeue_at": iso_s(prequeue_opens_at_s)},
@@ -145,7 +149,7 @@ def issue_booking_token(
 ) -> str:
     position = status.position_abs
     if position is None:  # admitted always has a position; guard the invariant loudly
-        raise ApiError(409, "not_admitted", "this ticket has no place on the timeline yet")
+        raise ApiError(Code.NOT_ADMITTED, "this ticket has no place on the timeline yet")
     token = BookingToken(
         room=ticket.room,
         ticket_id=ticket.ticket_id,
@@ -158,6 +162,7 @@ def issue_booking_token(
 
 
 @routes.get("/api/rooms/{room}")
+@operation("public room info", {200: RoomInfo}, Code.UNKNOWN_ROOM)
 async def room_info(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     view = await room_view(gw, request.match_info["room"])
@@ -184,15 +189,28 @@ async def room_info(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/rooms/{room}/join")
+@operation(
+    "join the room's queue (optional access code; a proof of work where the room asks for one)",
+    {200: TicketStatus},
+    Code.UNKNOWN_ROOM,
+    Code.INVALID_ACCESS_CODE,
+    Code.POW_REQUIRED,
+    Code.POW_INVALID,
+    Code.POW_EXPIRED,
+    Code.ROOM_CLOSED,
+    Code.TOO_EARLY,
+    Code.TOO_MANY_ATTEMPTS,
+    Code.NOT_ADMITTED,
+    body=JoinRequest,
+    body_required=False,
+)
 async def join(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
-    body: Mapping[str, Any] = NO_BODY
-    code = None
+    body = NO_BODY
     if request.body_exists:  # most anonymous joins have none: nothing to read or check
-        body = await read_json(request, optional=True)
-        only_keys(body, JOIN_FIELDS, "the join body")
-        code = opt_str(body, "access_code", max_len=64)
+        body = await read_body(request, JoinRequest)
+    code = body.access_code
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()
     held = presented_ticket(gw, request, name, now) if code is None else None
@@ -206,15 +224,15 @@ async def join(request: web.Request) -> web.Response:
                 return json_response(status_body(gw, view, old, token, now, status))
             ticket = new  # ... unless its turn has passed
     except InvalidAccessCode as e:
-        raise ApiError(403, "invalid_access_code", INVALID_CODE) from e
+        raise ApiError(Code.INVALID_ACCESS_CODE, INVALID_CODE) from e
     except RoomNotFound as e:
         if name in gw.rooms.known():  # Redis lost it: back once restored from the state log
             raise _restoring() from e
-        raise ApiError(404, "unknown_room", f"there is no room {name!r}") from e
+        raise ApiError(Code.UNKNOWN_ROOM, f"there is no room {name!r}") from e
     except StateUnavailable as e:
         raise _restoring() from e
     except RoomClosed as e:
-        raise ApiError(409, "room_closed", "this room is closed") from e
+        raise ApiError(Code.ROOM_CLOSED, "this room is closed") from e
     except TooEarly as e:
         raise too_early(name, e.prequeue_opens_at_s, now) from e
     gw.metrics.counters.joined(ticket.kind)
@@ -227,8 +245,7 @@ async def join(request: web.Request) -> web.Response:
 
 def _restoring() -> ApiError:
     return ApiError(
-        503,
-        "unavailable",
+        Code.UNAVAILABLE,
         "the waiting room is being restored; try again shortly",
         headers={"Retry-After": "2"},
     )
@@ -238,7 +255,7 @@ def _new_place(
     gw: Gateway,
     request: web.Request,
     view: RoomView,
-    body: Mapping[str, Any],
+    body: JoinRequest,
     code: str | None,
     now_s: float,
 ) -> Awaitable[Ticket]:
@@ -277,7 +294,7 @@ async def _join_again(
     gw: Gateway,
     request: web.Request,
     view: RoomView,
-    body: Mapping[str, Any],
+    body: JoinRequest,
     ticket: Ticket,
     now_s: float,
 ) -> tuple[Ticket | None, Status]:
@@ -322,6 +339,14 @@ def presented_ticket(
 
 
 @routes.get("/api/rooms/{room}/status")
+@operation(
+    "the ticket's status",
+    {200: TicketStatus},
+    Code.UNKNOWN_ROOM,
+    Code.NOT_ADMITTED,
+    security="ticket",
+    also=TICKET_ELSEWHERE,
+)
 async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
@@ -333,6 +358,14 @@ async def status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/rooms/{room}/events")
+@operation(
+    "the ticket's status as server-sent events (event 'status')",
+    {200: EVENTS},
+    Code.UNKNOWN_ROOM,
+    Code.NOT_ADMITTED,
+    security="ticket",
+    also=TICKET_ELSEWHERE,
+)
 async def status_events(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]

@@ -44,10 +44,17 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 
-from gateway.errors import ApiError
-from gateway.http import holder_of, json_response, read_json
+from gateway.contracts import (
+    AgentSignIn,
+    OperatorSignIn,
+    SessionState,
+    SignedInSession,
+    SignedOut,
+    operation,
+)
+from gateway.errors import ApiError, Code
+from gateway.http import holder_of, json_response, read_body
 from gateway.state import GATEWAY
-from schemas.fields import only_keys, req_str
 from waitingroom import keys
 
 logger = logging.getLogger(__name__)
@@ -55,7 +62,6 @@ logger = logging.getLogger(__name__)
 CSRF_HEADER = "X-CSRF-Token"
 SIGNIN_MAX_FAILURES = 10
 SIGNIN_WINDOW_S = 300
-MAX_NAME_CHARS = 60
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -108,7 +114,7 @@ def check_origin(request: web.Request, trust_forwarded_proto: bool) -> None:
         return
     scheme = "https" if served_over_tls(request, trust_forwarded_proto) else "http"
     if origin != f"{scheme}://{request.host}":
-        raise ApiError(403, "cross_origin", "this request comes from another site; refused")
+        raise ApiError(Code.CROSS_ORIGIN, "this request comes from another site; refused")
 
 
 class Sessions:
@@ -160,8 +166,7 @@ class Sessions:
         if failures >= SIGNIN_MAX_FAILURES:
             retry = max(1, int(await self._redis.ttl(failures_key)))
             raise ApiError(
-                429,
-                "too_many_sign_ins",
+                Code.TOO_MANY_SIGN_INS,
                 f"too many failed sign-ins from this address; try again in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
@@ -194,28 +199,24 @@ class Sessions:
         if not (expires.isascii() and expires.isdigit()) or not hmac.compare_digest(
             mac.encode(), expected.encode()
         ):
-            raise ApiError(401, "not_signed_in", "the session is not valid; sign in again")
+            raise ApiError(Code.NOT_SIGNED_IN, "the session is not valid; sign in again")
         if int(expires) <= self._clock():
-            raise ApiError(401, "session_expired", "the session has expired; sign in again")
+            raise ApiError(Code.SESSION_EXPIRED, "the session has expired; sign in again")
         raw = await self._redis.get(keys.operator_session(session_id))
         if raw is None:
-            raise ApiError(401, "session_ended", "the session has ended; sign in again")
+            raise ApiError(Code.SESSION_ENDED, "the session has ended; sign in again")
         record = orjson.loads(raw)
         if record.get("role") != role.name or record.get("key") != self._fingerprint(
             role, record.get("holder", "")
         ):
-            raise ApiError(
-                401, "session_ended", "the key of this session has changed; sign in again"
-            )
+            raise ApiError(Code.SESSION_ENDED, "the key of this session has changed; sign in again")
         return self._session(session_id, role, str(record["who"]), int(expires))
 
     def check_csrf(self, request: web.Request, session: Session) -> None:
         """403 unless the request carries the session's CSRF token."""
         token = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(token.encode(), session.csrf_token.encode()):
-            raise ApiError(
-                403, "csrf_token_missing", f"a signed-in request must carry {CSRF_HEADER}"
-            )
+            raise ApiError(Code.CSRF_TOKEN_MISSING, f"a signed-in request must carry {CSRF_HEADER}")
 
     async def sign_out(self, session: Session) -> None:
         await self._redis.delete(keys.operator_session(session.session_id))
@@ -243,7 +244,7 @@ async def signed_in_session(request: web.Request, role: Role) -> Session:
     cross-site use when the request changes something."""
     value = request.cookies.get(role.cookie)
     if not value:
-        raise ApiError(401, "not_signed_in", f"sign in with the {role.name} key first")
+        raise ApiError(Code.NOT_SIGNED_IN, f"sign in with the {role.name} key first")
     sessions = request.app[SESSIONS]
     session = await sessions.verify(role, value)
     if request.method not in SAFE_METHODS:
@@ -256,20 +257,29 @@ def session_routes(role: Role) -> web.RouteTableDef:
     """Sign in (POST), am I signed in (GET), sign out (DELETE) at ``role.signin_path``:
     the same handlers for every role."""
     routes = web.RouteTableDef()
-    fields = frozenset({"key", "name"} if role.names_itself else {"key"})
+    body_type: type[OperatorSignIn | AgentSignIn] = (
+        OperatorSignIn if role.names_itself else AgentSignIn
+    )
+
+    signed_in = (Code.NOT_SIGNED_IN, Code.SESSION_EXPIRED, Code.SESSION_ENDED)
 
     @routes.post(role.signin_path)
+    @operation(
+        f"sign in with the {role.name} key: sets the session cookie, returns the CSRF token",
+        {200: SignedInSession},
+        Code.UNAUTHORIZED,
+        Code.FORBIDDEN,
+        Code.CROSS_ORIGIN,
+        Code.TOO_MANY_SIGN_INS,
+        body=body_type,
+        tag="sessions",
+    )
     async def sign_in(request: web.Request) -> web.Response:
         settings = request.app[GATEWAY].settings
         check_origin(request, settings.trust_forwarded_proto)
-        body = await read_json(request)
-        only_keys(body, fields, "the sign-in body")
-        name = None
-        if role.names_itself:
-            name = " ".join(req_str(body, "name", max_len=MAX_NAME_CHARS).split())
-            if not name:
-                raise ApiError(400, "invalid_request", f"'name' must name the {role.name}")
-        key = req_str(body, "key", max_len=1024)
+        body = await read_body(request, body_type)
+        name = " ".join(body.name.split()) if isinstance(body, OperatorSignIn) else None
+        key = body.key
         sessions = request.app[SESSIONS]
         session, value = await sessions.sign_in(role, key, name, request.remote or "unknown")
         logger.info("%s %r signed in from %s", role.name, session.who, request.remote)
@@ -280,6 +290,7 @@ def session_routes(role: Role) -> web.RouteTableDef:
         )
 
     @routes.get(role.signin_path)
+    @operation("whether this browser is signed in", {200: SessionState}, tag="sessions")
     async def current_session(request: web.Request) -> web.Response:
         """Whether this browser is signed in (the page asks when it loads): 200 either
         way, with the reason when not."""
@@ -290,6 +301,14 @@ def session_routes(role: Role) -> web.RouteTableDef:
         return json_response({"signed_in": True} | session.to_json())
 
     @routes.delete(role.signin_path)
+    @operation(
+        "sign out (with X-CSRF-Token): the session ends on every gateway",
+        {200: SignedOut},
+        *signed_in,
+        Code.CROSS_ORIGIN,
+        Code.CSRF_TOKEN_MISSING,
+        tag="sessions",
+    )
     async def sign_out(request: web.Request) -> web.Response:
         session = await signed_in_session(request, role)
         await request.app[SESSIONS].sign_out(session)

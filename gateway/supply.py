@@ -9,81 +9,64 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
-from gateway import bounds
 from gateway.admin import require_operator
 from gateway.bookings import new_command_id
 from gateway.campaigns import center_county, load_public
 from gateway.commanding import send_commands
-from gateway.errors import ApiError
-from gateway.http import json_response, read_json
+from gateway.contracts import RemoveRequest, ReserveRequest, ReservesSet, SlotsRemoved, operation
+from gateway.errors import ApiError, Code, refused
+from gateway.http import json_response, read_body
 from gateway.state import Gateway
-from schemas.commands import RESERVE_MODES, RemoveInventory, SetReserve
+from schemas.commands import RemoveInventory, SetReserve
 from schemas.events import InventoryRemoved, ReserveSet
-from schemas.fields import (
-    only_keys,
-    opt_date,
-    parse_date,
-    parse_datetime,
-    req_ident,
-    req_list,
-    req_str,
-)
-from schemas.states import ReserveMode
 
 logger = logging.getLogger(__name__)
 
-RESERVE_FIELDS = frozenset({"center", "from", "to", "group", "share_pct", "mode", "release_at"})
-REMOVE_FIELDS = frozenset({"center", "vaccine", "starts"})
 MAX_RESERVE_DAYS = 366
-MAX_REMOVE_SLOTS = 20_000
 
 routes = web.RouteTableDef()
 
 
-async def _center(gw: Gateway, campaign: str, body: Mapping[str, Any]) -> tuple[str, str]:
+async def _center(gw: Gateway, campaign: str, center: str) -> tuple[str, str]:
     """The named center and its county; 400 when the campaign has no such center."""
-    center = req_str(body, "center")
     county = center_county(await load_public(gw, campaign), center)
     if county is None:
-        raise ApiError(400, "unknown_center", f"campaign {campaign!r} has no center {center!r}")
+        raise ApiError(Code.UNKNOWN_CENTER, f"campaign {campaign!r} has no center {center!r}")
     return center, county
 
 
-def _days(body: Mapping[str, Any]) -> list[str]:
-    first = parse_date(body.get("from"), "from")
-    last = opt_date(body, "to") or first
+def _days(body: ReserveRequest) -> list[str]:
+    first = body.from_
+    last = body.to or first
     count = (last - first).days + 1
     if not 1 <= count <= MAX_RESERVE_DAYS:
         raise ApiError(
-            400, "invalid_request", f"'to' must be 0..{MAX_RESERVE_DAYS - 1} days after 'from'"
+            Code.INVALID_REQUEST, f"'to' must be 0..{MAX_RESERVE_DAYS - 1} days after 'from'"
         )
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(count)]
 
 
-def _mode(body: Mapping[str, Any]) -> ReserveMode:
-    mode = body.get("mode")
-    if mode not in RESERVE_MODES:
-        raise ApiError(400, "invalid_request", f"'mode' must be one of {', '.join(RESERVE_MODES)}")
-    return ReserveMode(mode)
-
-
 @routes.post("/api/admin/campaigns/{campaign}/reserves")
+@operation(
+    "reserve a share of a center's slots on days for a priority group",
+    {200: ReservesSet, 202: ReservesSet},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_CENTER,
+    Code.IN_DOUBT,
+    body=ReserveRequest,
+    security="operator",
+    tag="operators",
+)
 async def set_reserves(request: web.Request) -> web.Response:
     """Reserve a share of every slot of a center on the given days for a priority group."""
     gw = require_operator(request)
     campaign = request.match_info["campaign"]
-    body = await read_json(request)
-    only_keys(body, RESERVE_FIELDS, "the reserve body")
-    center, county = await _center(gw, campaign, body)
-    group = req_ident(body, "group")
-    share_pct = bounds.read_int(body, "share_pct")
-    mode = _mode(body)
-    release_at = parse_datetime(body.get("release_at"), "release_at")
+    body = await read_body(request, ReserveRequest)
+    center, county = await _center(gw, campaign, body.center)
+    group, share_pct, mode, release_at = body.group, body.share_pct, body.mode, body.release_at
     commands = [
         SetReserve(
             command_id=new_command_id(),
@@ -120,28 +103,31 @@ async def set_reserves(request: web.Request) -> web.Response:
     )
 
 
-def _starts(body: Mapping[str, Any]) -> tuple[int, ...]:
-    raw = req_list(body, "starts", max_len=MAX_REMOVE_SLOTS)
-    if not raw:
-        raise ApiError(400, "invalid_request", "'starts' must name at least one slot")
-    return tuple(int(parse_datetime(s, "starts[]").timestamp()) for s in raw)
-
-
 @routes.post("/api/admin/campaigns/{campaign}/inventory/remove")
+@operation(
+    "remove slots of a center and vaccine, all or none",
+    {200: SlotsRemoved, 202: SlotsRemoved},
+    Code.UNKNOWN_CAMPAIGN,
+    Code.UNKNOWN_CENTER,
+    Code.REFUSED,
+    Code.IN_DOUBT,
+    body=RemoveRequest,
+    security="operator",
+    tag="operators",
+)
 async def remove_inventory(request: web.Request) -> web.Response:
     """Take slots out, all or none: refused (409) when one is unknown or has a place used."""
     gw = require_operator(request)
     campaign = request.match_info["campaign"]
-    body = await read_json(request)
-    only_keys(body, REMOVE_FIELDS, "the removal body")
-    center, county = await _center(gw, campaign, body)
+    body = await read_body(request, RemoveRequest)
+    center, county = await _center(gw, campaign, body.center)
     command = RemoveInventory(
         command_id=new_command_id(),
         campaign=campaign,
         county=county,
         center=center,
-        vaccine=req_str(body, "vaccine"),
-        starts=_starts(body),
+        vaccine=body.vaccine,
+        starts=tuple(int(start.timestamp()) for start in body.starts),
     )
     answers = await send_commands(gw, [(county, command)], gw.settings.answer_wait_s)
     answer = next((a for a in answers if isinstance(a, InventoryRemoved)), None)
@@ -150,11 +136,8 @@ async def remove_inventory(request: web.Request) -> web.Response:
             {"campaign": campaign, "center": center, "state": "pending"}, status=202
         )
     if not answer.accepted:
-        raise ApiError(
-            409,
-            str(answer.reason),
-            f"no slot was removed: {answer.reason}",
-            extra={"center": center},
+        raise refused(
+            str(answer.reason), f"no slot was removed: {answer.reason}", extra={"center": center}
         )
     logger.info("removed %d slots at %s", answer.slots_removed, center)
     return json_response(

@@ -26,6 +26,7 @@ from allocator.snapshotstore import SnapshotStore, SnapshotStoreError
 from fairq import kafkaclient
 from fairq.topics import partitions_of
 from gateway.admin import require_operator
+from gateway.contracts import Document, operation
 from gateway.http import json_response
 from gateway.state import Gateway
 from waitingroom import keys
@@ -112,6 +113,12 @@ async def admitter_state(gw: Gateway) -> list[dict[str, Any]]:
 
 
 @routes.get("/api/admin/system")
+@operation(
+    "allocator lag and snapshots per partition, admitter leader per room",
+    {200: Document},
+    security="operator",
+    tag="operators",
+)
 async def system(request: web.Request) -> web.Response:
     gw = require_operator(request)
     return json_response(

@@ -38,7 +38,7 @@ import psutil
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from fairq.config import Topics
+from fairq.config import Kafka, Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import DEFAULT_PARTITIONS, ensure_topics
 from gateway.readmodel import ReadModel, Record
@@ -147,7 +147,7 @@ async def measure(args: argparse.Namespace, redis_url: str, bootstrap: str) -> N
             await redis.flushall()
             prefix = f"b{uuid.uuid4().hex[:8]}-"
             topics = Topics.from_env({"FAIRQ_TOPIC_PREFIX": prefix})
-            await ensure_topics(bootstrap, topics, partitions=args.partitions)
+            await ensure_topics(Kafka(bootstrap), topics, partitions=args.partitions)
             write_s = await write_history(bootstrap, topics.events, bookings)
             env = dict(os.environ) | {
                 "REDIS_URL": redis_url,

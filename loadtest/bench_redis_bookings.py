@@ -82,7 +82,7 @@ async def used_memory(redis: aioredis.Redis) -> int:
 
 
 async def measure(bookings: int, concurrency: int, confirm: bool) -> None:
-    from fairq.config import Connections, Topics
+    from fairq.config import Connections, Kafka, Topics
     from fairq.demo import small_campaign
     from fairq.devservices import kafka_broker, redis_server
     from fairq.topics import ensure_topics
@@ -102,7 +102,7 @@ async def measure(bookings: int, concurrency: int, confirm: bool) -> None:
             events=f"{prefix}booking-events",
             state=f"{prefix}fairq-state",
         )
-        await ensure_topics(kafka.url, topics, partitions=TEST_PARTITIONS)
+        await ensure_topics(Kafka(kafka.url), topics, partitions=TEST_PARTITIONS)
         connections = Connections(redis_url=server.url, kafka_bootstrap=kafka.url, topics=topics)
         redis = aioredis.Redis.from_url(server.url)
         with running_system(connections, Path(tmp), gateways=1) as system:

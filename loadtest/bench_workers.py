@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 import redis.asyncio as aioredis
 
-from fairq.config import Topics
+from fairq.config import Kafka, Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
 from fairq.topics import ensure_topics
 from loadtest.bench_gateway import (
@@ -100,7 +100,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     print(f"command: {' '.join([sys.executable, '-m', 'loadtest.bench_workers', *sys.argv[1:]])}")
     raise_fd_limit()
     with redis_server() as rs, kafka_broker() as kb:
-        await ensure_topics(kb.url, Topics(), 2, 1)
+        await ensure_topics(Kafka(kb.url), Topics(), 2, 1)
         redis = aioredis.Redis.from_url(rs.url)
         store = RoomStore(redis)
         await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))

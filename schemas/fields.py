@@ -1,6 +1,7 @@
-"""The gateway's readers of HTTP body fields: an untrusted mapping to typed values, or
-SchemaError naming the field. The Kafka messages and the campaign document are msgspec
-types (``schemas.message``, ``schemas.campaign``) and read nothing here."""
+"""What is left beside the msgspec types: the operators' names pattern, a number's
+range (``Bound``: checked, worded and documented from one table, ``gateway.bounds``) and
+a date in a query string. Bodies and messages are decoded by their msgspec types
+(``gateway.contracts``, ``schemas.message``, ``schemas.campaign``)."""
 
 from __future__ import annotations
 
@@ -11,47 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.errors import SchemaError
-from schemas.states import TIMES_OF_DAY as TIMES_OF_DAY  # re-exported for the gateway
-from schemas.states import TimeOfDay
-from schemas.types import ID_PATTERN_TEXT, MAX_ID_LEN
+from schemas.types import ID_PATTERN_TEXT
 
 # the names an operator gives: campaigns, counties, centers, vaccines, rooms, groups
 ID_PATTERN = re.compile(ID_PATTERN_TEXT)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def req_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str:
-    value = m.get(key)
-    if not isinstance(value, str) or not value:
-        raise SchemaError(f"'{key}' must be a non-empty string")
-    if len(value) > max_len:
-        raise SchemaError(f"'{key}' is longer than {max_len} characters")
-    return value
-
-
-def req_ident(m: Mapping[str, Any], key: str) -> str:
-    """A name an operator gives (``ID_PATTERN``): safe in keys, file names and headers."""
-    value = m.get(key)
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise SchemaError(f"'{key}' must be a name matching {ID_PATTERN.pattern}")
-    return value
-
-
-def opt_ident(m: Mapping[str, Any], key: str) -> str | None:
-    return None if m.get(key) is None else req_ident(m, key)
-
-
-def opt_str(m: Mapping[str, Any], key: str, *, max_len: int = MAX_ID_LEN) -> str | None:
-    if m.get(key) is None:
-        return None
-    return req_str(m, key, max_len=max_len)
-
-
-def req_bool(m: Mapping[str, Any], key: str) -> bool:
-    value = m.get(key)
-    if not isinstance(value, bool):
-        raise SchemaError(f"'{key}' must be a boolean")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +79,6 @@ def number_text(value: float) -> str:
     return repr(value)
 
 
-def req_list(m: Mapping[str, Any], key: str, *, max_len: int = 100_000) -> list[Any]:
-    value = m.get(key)
-    if not isinstance(value, list | tuple):
-        raise SchemaError(f"'{key}' must be a list")
-    if len(value) > max_len:
-        raise SchemaError(f"'{key}' has more than {max_len} items")
-    return list(value)
-
-
 def parse_date(value: Any, key: str) -> dt.date:
     if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise SchemaError(f"'{key}' must be an ISO date (YYYY-MM-DD), got {value!r}")
@@ -130,39 +86,3 @@ def parse_date(value: Any, key: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as e:
         raise SchemaError(f"'{key}' must be an ISO date (YYYY-MM-DD), got {value!r}") from e
-
-
-def parse_datetime(value: Any, key: str) -> dt.datetime:
-    """An ISO datetime with a UTC offset (``Z`` allowed), e.g. ``2026-12-01T08:00:00+01:00``."""
-    if not isinstance(value, str) or len(value) > 64:
-        raise SchemaError(f"'{key}' must be an ISO datetime with a UTC offset")
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise SchemaError(f"'{key}' is not an ISO datetime: {value!r}") from e
-    if when.tzinfo is None:
-        raise SchemaError(f"'{key}' needs a UTC offset, e.g. 'Z' or '+01:00'")
-    return when
-
-
-def opt_date(m: Mapping[str, Any], key: str) -> dt.date | None:
-    if m.get(key) is None:
-        return None
-    return parse_date(m[key], key)
-
-
-def only_keys(m: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    unknown = set(m) - allowed
-    if unknown:
-        names = ", ".join(sorted(str(k) for k in unknown))
-        raise SchemaError(f"unknown field(s) in {where}: {names}")
-
-
-def opt_time_of_day(m: Mapping[str, Any], key: str) -> TimeOfDay | None:
-    """An optional time-of-day preference: absent or null, or one of ``TIMES_OF_DAY``."""
-    value = m.get(key)
-    if value is None:
-        return None
-    if value not in TIMES_OF_DAY:
-        raise SchemaError(f"'{key}' must be one of {', '.join(TIMES_OF_DAY)}, got {value!r}")
-    return TimeOfDay(value)

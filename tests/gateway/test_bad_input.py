@@ -289,12 +289,13 @@ def new_route_cases(ticket: str, other_ticket: str, token: str, own: str) -> lis
     reserves = "/api/admin/campaigns/camp/reserves"
     remove = "/api/admin/campaigns/camp/inventory/remove"
     center = "county-1-center-1"
+    start = "2026-12-01T08:00:00Z"
     reserve = {
         "center": center,
         "from": "2026-12-01",
         "group": "staff",
         "share_pct": 10,
-        "mode": "minimum",
+        "mode": "minimum_guarantee",
         "release_at": "2026-12-01T00:00:00Z",
     }
     return [
@@ -339,7 +340,14 @@ def new_route_cases(ticket: str, other_ticket: str, token: str, own: str) -> lis
             "invalid_request",
         ),
         ("POST", remove, op, {"center": center, "slots": []}, 400, "invalid_request"),
-        ("POST", remove, op, {"center": "atlantis", "starts": []}, 400, "unknown_center"),
+        (
+            "POST",
+            remove,
+            op,
+            {"center": "atlantis", "vaccine": "v", "starts": [start]},
+            400,
+            "unknown_center",
+        ),
         ("GET", "/api/rooms/nope/challenge", {}, None, 404, "unknown_room"),
         ("GET", "/rooms/nope", {}, None, 404, "unknown_room"),
         ("GET", "/api/admin/rooms/nope/audit", op, None, 404, "unknown_room"),

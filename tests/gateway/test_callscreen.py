@@ -4,7 +4,6 @@ campaigns route, and a sentence on the page for every answer the API can give.""
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from fairq.config import Connections
 from gateway.actionlog import GIVEN
 from gateway.callscreen import PAGE_PATH
-from gateway.errors import _HTTP_CODES
+from gateway.errors import CODES, Code
 from gateway.sessions import AGENT, CSRF_HEADER, OPERATOR
 from schemas.events import REASONS
 from tests.gateway.conftest import (
@@ -194,48 +193,11 @@ async def test_agent_actions_are_recorded_with_the_agents_name_and_no_secrets(
     assert newest["actions"][0]["who"] == "alice (API key)"
 
 
-# the calls that answer with an error code, and where the code is among their arguments
-CODE_ARGUMENT = {"ApiError": 1, "SchemaError": 1, "error_response": 1, "too_many": 0}
-
-
-def _string(node: ast.expr) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _code(node: ast.expr) -> str | None:
-    """The error code ``node`` writes, if it is one (lower-case words joined by ``_``)."""
-    value = _string(node)
-    return value if value and re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", value) else None
-
-
-def _codes_in(node: ast.AST) -> set[str]:
-    """The codes an ``ApiError``-like call, or a (code, message) pair, writes."""
-    if isinstance(node, ast.Call):
-        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-        at = CODE_ARGUMENT.get(str(name))
-        if at is None:
-            return set()
-        args = [*node.args[at : at + 1], *(k.value for k in node.keywords if k.arg == "code")]
-        return {c for c in map(_code, args) if c}
-    if isinstance(node, ast.Tuple) and len(node.elts) == 2:
-        code, message = _code(node.elts[0]), _string(node.elts[1]) or ""
-        # a message (lower case, words), not a label such as ("max_active", "Cap on ...")
-        if code and "_" in code and " " in message and message[:1].islower():
-            return {code}
-    return set()
-
-
 def _answer_codes() -> set[str]:
-    """Every error code the gateway can answer and every reason the allocator can give:
-    the codes written in ``ApiError``/``SchemaError`` calls (and the rate limiter's
-    ``too_many``), those kept in a (code, message) pair such as ``TOKEN_USED``, the
-    HTTP layer's, and ``schemas.events.REASONS``."""
-    codes = set(REASONS) | set(_HTTP_CODES.values()) | {"http_error"}
-    for root in ("gateway", "schemas", "waitingroom"):
-        for path in (ROOT / root).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                codes |= _codes_in(node)
-    return codes
+    """Every error code the gateway can answer (its catalogue, ``gateway.errors.Code``)
+    and every reason the allocator can give (``schemas.events.REASONS``), which a
+    refusal carries instead of ``refused``."""
+    return (set(CODES) - {Code.REFUSED}) | set(REASONS)
 
 
 def _page_answers() -> set[str]:

@@ -144,7 +144,7 @@ async def test_a_challenge_of_another_room_is_refused(pow_client: Client) -> Non
 )
 async def test_malformed_proofs_are_bad_requests(pow_client: Client, pow_field: Any) -> None:
     status, body = await join(pow_client, {"pow": pow_field})
-    assert (status, body["error"]["code"]) == (400, "pow_invalid")
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
 
 
 async def test_access_codes_and_load_tests_skip_the_work(pow_client: Client) -> None:
