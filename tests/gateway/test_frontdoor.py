@@ -41,6 +41,7 @@ PUBLIC_ROUTES = {
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/api/openapi.json"),
+    ("GET", "/api/reference"),
     ("GET", "/api/rooms/{room}/status"),
     ("POST", "/api/rooms/{room}/join"),
     ("GET", "/api/rooms/{room}/events"),
