@@ -44,6 +44,7 @@ from schemas.commands import Book, Cancel, Confirm, Move
 from schemas.events import Event, Failed
 from schemas.states import TimeOfDay
 from waitingroom import keys
+from waitingroom.bookingrecord import BookingRecord
 from waitingroom.errors import TicketError, TicketExpired, WrongRoom
 from waitingroom.rooms import LANGUAGES
 from waitingroom.tickets import BookingToken
@@ -185,7 +186,7 @@ async def create_booking(request: web.Request) -> web.Response:
         return pending(booking_id_for(token))
     command, used_key = claimed
     try:
-        await place(gw, command, [*("room", token.room), *("position", token.position)], used_key)
+        await place(gw, command, BookingRecord(room=token.room, position=token.position), used_key)
     except SendInDoubt:  # it may be booking: the place stays active as for a booking
         raise
     except ApiError:  # refused (already_booked) or not taken (503): nothing is booking
@@ -292,7 +293,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
     )
     if claimed is not None:
         command, used_key = claimed
-        await place(gw, command, [*("waitlist_room", name)], used_key)
+        await place(gw, command, BookingRecord(waitlist_room=name), used_key)
     return pending(booking_id_for(token), booking_token=gw.signer.sign_booking_token(token))
 
 

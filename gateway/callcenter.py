@@ -47,6 +47,7 @@ from gateway.placement import place
 from gateway.sessions import AGENT, SIGNED_IN
 from gateway.state import GATEWAY, Gateway
 from schemas.states import TIMES_OF_DAY
+from waitingroom.bookingrecord import BookingRecord
 from waitingroom.codes import code_identity, find_code
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ async def phone_booking(request: web.Request) -> web.Response:
     request[BOOKING_ID] = command.booking_id
     with gw.views.expect([command.command_id]) as answers:
         try:
-            await place(gw, command, [*("agent", agent)])
+            await place(gw, command, BookingRecord(agent=agent))
         except IdentityTaken as e:  # an agent may see the caller's booking: say which
             raise ApiError(Code.ALREADY_BOOKED, e.message, extra={"booking_id": e.holder}) from e
         logger.info("agent %s booked %s for a caller", agent, command.booking_id)

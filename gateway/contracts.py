@@ -29,6 +29,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from gateway import bounds
 from gateway.errors import Code
+from schemas.campaign import CampaignDoc
 from schemas.fields import ID_PATTERN, Bound
 from schemas.states import ReserveMode, TimeOfDay
 from schemas.types import MAX_ID_LEN
@@ -227,9 +228,9 @@ class InventoryRequest(Body, kw_only=True):
     delivery_id: Ident | None = None
 
 
-# The campaign document (``schemas.campaign.parse_campaign`` reads it; the message
-# helpers' campaign Struct belongs here when it exists).
-CampaignDocument = dict[str, Any]
+# The campaign document: its Struct is the one ``schemas.campaign.parse_campaign``
+# decodes it with (which also checks what a schema cannot: days, time zones, centers).
+CampaignDocument = CampaignDoc
 
 
 # -- response bodies --------------------------------------------------------------------

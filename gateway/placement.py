@@ -28,6 +28,7 @@ import enum
 import logging
 from typing import cast
 
+import msgspec
 from redis.exceptions import RedisError
 
 from fairq.tasks import stopped_within
@@ -40,6 +41,7 @@ from gateway.state import Gateway
 from schemas import SchemaError
 from schemas.commands import Book, decode_command
 from waitingroom import keys
+from waitingroom.bookingrecord import PLACED, BookingRecord, from_hash
 from waitingroom.rooms import text
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class SendInDoubt(ApiError):
         self.booking_id = booking_id
 
 
-async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str) -> None:
+async def place(gw: Gateway, command: Book, origin: BookingRecord, *undo: str) -> None:
     """Record where a booking came from, claim its identity, then put it on the log.
 
     The admitter reads the record's room and position to free the place when the
@@ -84,19 +86,19 @@ async def place(gw: Gateway, command: Book, origin: list[str | int], *undo: str)
     the claim and the ``undo`` keys; a send in doubt keeps them all (503 ``in_doubt``).
     """
     booking_id = command.booking_id
-    record: list[str | int | bytes] = [
-        *origin,
-        *("campaign", command.campaign),
-        *("county", command.county),
-        *("identity", command.identity),
-        *("at_s", int(gw.clock())),
-        *("command", command.pack()),
-    ]
+    record = msgspec.structs.replace(
+        origin,
+        campaign=command.campaign,
+        county=command.county,
+        identity=command.identity,
+        at_s=int(gw.clock()),
+        command=command.pack(),
+    )
     booking_key = keys.booking(booking_id)
     claim = Claim(command.campaign, command.identity, booking_id)
     async with gw.redis.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.bookings_unplaced(), {booking_id: gw.clock()})  # first: see module
-        pipe.hset(booking_key, items=record)
+        pipe.hset(booking_key, mapping=record.to_hash())
         pipe.expire(booking_key, BOOKING_RECORD_TTL_S)
         await identities.request(gw, claim, pipe, BOOKING_RECORD_TTL_S)
         *_, claimed = await pipe.execute()
@@ -135,7 +137,7 @@ async def _placed(gw: Gateway, claim: Claim) -> None:
 
     async def mark() -> None:
         async with gw.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.booking(claim.booking_id), "placed", 1)
+            pipe.hset(keys.booking(claim.booking_id), mapping=PLACED)
             pipe.zrem(keys.bookings_unplaced(), claim.booking_id)
             await pipe.execute()
 
@@ -156,13 +158,17 @@ async def send_again(gw: Gateway, booking_id: str) -> Resent:
     The same Book, the same command id: the allocator answers it once, however many
     copies reach the log. Raises ``SendInDoubt`` while the broker does not acknowledge.
     """
-    packed, placed = await gw.redis.hmget(keys.booking(booking_id), "command", "placed")
-    if placed is not None:
+    try:
+        record = from_hash(await gw.redis.hgetall(keys.booking(booking_id)))
+    except SchemaError as e:  # written by this code, so only a foreign hand gets here
+        logger.error("booking %s: its record is malformed: %s", booking_id, e)
+        return Resent.NO_RECORD
+    if record.placed:
         return Resent.PLACED
-    if not isinstance(packed, bytes):  # the client does not decode: bytes or nothing
+    if record.command is None:
         return Resent.NO_RECORD
     try:
-        command = decode_command(packed)
+        command = decode_command(record.command)
     except SchemaError as e:  # written by this code, so only a foreign hand gets here
         logger.error("booking %s: its record holds no command: %s", booking_id, e)
         return Resent.NO_RECORD
@@ -193,11 +199,13 @@ async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
     for raw in due:
         booking_id = text(cast(bytes, raw))  # the client does not decode
         if await gw.views.get(booking_id) is not None:  # answered: it is on the log
-            campaign, identity = await gw.redis.hmget(
-                keys.booking(booking_id), "campaign", "identity"
-            )
-            if campaign is not None and identity is not None:
-                await _placed(gw, Claim(text(campaign), text(identity), booking_id))
+            try:
+                record = from_hash(await gw.redis.hgetall(keys.booking(booking_id)))
+            except SchemaError as e:
+                logger.error("booking %s: its record is malformed: %s", booking_id, e)
+                record = BookingRecord()
+            if record.campaign is not None and record.identity is not None:
+                await _placed(gw, Claim(record.campaign, record.identity, booking_id))
             continue
         try:
             if await send_again(gw, booking_id) is Resent.SENT:

@@ -43,6 +43,7 @@ from fairq.tasks import cancel_and_wait, stopped_within
 from schemas.errors import SchemaError
 from schemas.events import Cancelled, Confirmed, Event, Expired, Rejected, Summary, decode_event
 from waitingroom import keys
+from waitingroom.bookingrecord import from_hash
 from waitingroom.durable import Restorer, check_on_connect
 from waitingroom.errors import LeadershipLost, RoomNotFound, StateRestoring, WaitingRoomError
 from waitingroom.lottery import draw_seed
@@ -230,20 +231,19 @@ class EventHandler:
     async def booking_done(self, event: Rejected | Confirmed | Expired | Cancelled) -> None:
         """Free the booking's place; a confirmation is also counted against its county's
         pairs left until the county's next summary (see ``auto_limit``)."""
-        room, position, county = await self._redis.hmget(
-            keys.booking(event.booking_id), ["room", "position", "county"]
-        )
-        if isinstance(event, Confirmed) and county is not None:
-            await self._redis.hincrby(
-                keys.campaign_inventory(event.campaign), f"confirmed:{text(county)}", 1
-            )
         booking_id = event.booking_id
-        if room is None or position is None:  # not booked through a room (or record gone)
+        try:
+            record = from_hash(await self._redis.hgetall(keys.booking(booking_id)))
+        except SchemaError as e:
+            logger.error("booking %s has a malformed record: %s", booking_id, e)
             return
-        if not text(position).isdigit():
-            logger.error("booking %s has a malformed position %r", booking_id, position)
+        if isinstance(event, Confirmed) and record.county is not None:
+            await self._redis.hincrby(
+                keys.campaign_inventory(event.campaign), f"confirmed:{record.county}", 1
+            )
+        if record.room is None or record.position is None:  # not from a room (or gone)
             return
-        await self._store.booking_finished(text(room), int(text(position)))
+        await self._store.booking_finished(record.room, record.position)
 
     async def summary(self, event: Summary) -> None:
         args: list[str | int] = [event.at_ms]

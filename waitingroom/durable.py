@@ -58,6 +58,7 @@ from schemas.state import (
     StateRecord,
 )
 from waitingroom import keys
+from waitingroom.bookingrecord import BookingRecord
 from waitingroom.errors import StateUnavailable
 from waitingroom.rooms import RoomStore, text
 from waitingroom.scripts import CHECK_MARKER
@@ -346,11 +347,10 @@ class Restorer:
                     exat=expires,
                 )
                 record = keys.booking(claim.booking_id)
-                for name, value in (
-                    ("campaign", claim.campaign),
-                    ("identity", claim.identity),
-                    ("at_s", int(claim.at_s)),
-                ):
+                restored = BookingRecord(
+                    campaign=claim.campaign, identity=claim.identity, at_s=int(claim.at_s)
+                )
+                for name, value in restored.to_hash().items():
                     pipe.hsetnx(record, name, value)
                 pipe.expireat(record, min(expires, int(now_s) + RESTORED_RECORD_TTL_S), nx=True)
             await pipe.execute()

@@ -92,6 +92,14 @@ def test_the_drift_the_hand_written_document_had_is_gone() -> None:
     assert {"401", "403", "429"} <= set(status["responses"])
 
 
+def test_the_campaign_document_is_described_field_by_field() -> None:
+    body = operations()["put", "/api/admin/campaigns/{campaign}"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    campaign = document()["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"title", "timezone", "vaccines", "counties"} <= set(campaign["properties"])
+    assert {"title", "vaccines", "counties"} <= set(campaign["required"])
+
+
 async def test_the_reference_page_shows_every_operation_under_a_strict_policy(
     client: TestClient[Any, Any],
 ) -> None:
