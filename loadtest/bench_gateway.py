@@ -441,6 +441,17 @@ def machine() -> str:
     )
 
 
+async def open_bench_room(redis_url: str, bootstrap: str) -> aioredis.Redis:
+    """The topics and the open room ``ROOM`` every gateway benchmark serves; a client of
+    its Redis (the caller closes it)."""
+    await ensure_topics(Kafka(bootstrap), Topics(), 2, 1)
+    redis = aioredis.Redis.from_url(redis_url)
+    store = RoomStore(redis)
+    await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))
+    await store.open_now(ROOM, time.time())
+    return redis
+
+
 async def orchestrate(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(f"gateway log: {args.gateway_log}")
@@ -449,11 +460,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     print(f"command: {' '.join([sys.executable, '-m', 'loadtest.bench_gateway', *sys.argv[1:]])}")
     raise_fd_limit()
     with redis_server() as rs, kafka_broker() as kb:
-        await ensure_topics(Kafka(kb.url), Topics(), 2, 1)
-        redis = aioredis.Redis.from_url(rs.url)
-        store = RoomStore(redis)
-        await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))
-        await store.open_now(ROOM, time.time())
+        redis = await open_bench_room(rs.url, kb.url)
         gw_port, bare_port = free_port(), free_port()
         env = gateway_env(rs.url, kb.url, gw_port, args.loadtest_exempt)
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []

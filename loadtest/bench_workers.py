@@ -27,15 +27,11 @@ import contextlib
 import os
 import statistics
 import sys
-import time
 from typing import Any
 
 import psutil
-import redis.asyncio as aioredis
 
-from fairq.config import Kafka, Topics
 from fairq.devservices import free_port, kafka_broker, redis_server
-from fairq.topics import ensure_topics
 from loadtest.bench_gateway import (
     HOST,
     LOADTEST_HEADERS,
@@ -43,13 +39,13 @@ from loadtest.bench_gateway import (
     child,
     gateway_env,
     machine,
+    open_bench_room,
     raise_fd_limit,
     run_load,
     tickets_for,
     wait_http,
 )
 from loadtest.rawhttp import request_bytes
-from waitingroom.rooms import RoomConfig, RoomStore
 
 WORKERS = (1, 2)
 
@@ -100,12 +96,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     print(f"command: {' '.join([sys.executable, '-m', 'loadtest.bench_workers', *sys.argv[1:]])}")
     raise_fd_limit()
     with redis_server() as rs, kafka_broker() as kb:
-        await ensure_topics(Kafka(kb.url), Topics(), 2, 1)
-        redis = aioredis.Redis.from_url(rs.url)
-        store = RoomStore(redis)
-        await store.put_room(RoomConfig(name=ROOM, campaign="bench", opens_at_s=0.0, rate_per_s=0))
-        await store.open_now(ROOM, time.time())
-        await redis.aclose()
+        await (await open_bench_room(rs.url, kb.url)).aclose()
         ports = {w: free_port() for w in WORKERS}
         async with contextlib.AsyncExitStack() as stack:
             pids: dict[int, list[int]] = {}
