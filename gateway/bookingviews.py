@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from redis.exceptions import RedisError
 
 from fairq import kafkaclient
 from fairq.config import Kafka
+from fairq.tasks import stopped_within
 from fairq.topics import partitions_of
 from gateway.readmodel import BookingView, ReadModel, Record, Start, Tally
 from schemas import SchemaError
@@ -40,6 +42,7 @@ POLL_MS = 200  # how long one fetch waits before the stop flag is looked at agai
 # click-to-held (with the allocator's FAIRQ_ALLOCATOR_FETCH_MAX_WAIT_MS, see there).
 FETCH_MAX_WAIT_MS = 25
 CHECK_S = 1.0  # how often the reader looks whether the read model lost what it read
+REDIS_RETRY_S = 0.5  # the pause before a batch Redis did not take is read again
 
 
 @dataclass(slots=True)
@@ -156,11 +159,22 @@ async def consume_events(
         checked = asyncio.get_running_loop().time()
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=5000)
-            for tp, records in batch.items():
-                await _project(consumer, views, tp, records, parts[tp])
-            if asyncio.get_running_loop().time() - checked >= CHECK_S:
-                await _check(consumer, views.model, parts)
-                checked = asyncio.get_running_loop().time()
+            try:
+                for tp, records in batch.items():
+                    await _project(consumer, views, tp, records, parts[tp])
+                if asyncio.get_running_loop().time() - checked >= CHECK_S:
+                    await _check(consumer, views.model, parts)
+                    checked = asyncio.get_running_loop().time()
+            except RedisError as e:
+                # Read again from what the read model has: a batch half applied is
+                # applied once (its stored offsets), and its answers and stream changes
+                # wait until Redis has them. Giving up here would leave every view as
+                # it stands until the gateway restarts.
+                logger.warning("the read model is unreachable (%s); reading again", e)
+                for tp, part in parts.items():
+                    consumer.seek(tp, part.position)
+                await stopped_within(stop, REDIS_RETRY_S)
+                continue
             if not caught_up.is_set() and await _reached(consumer, targets):
                 caught_up.set()
                 logger.info("booking views caught up")

@@ -20,9 +20,11 @@ from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaProducer
 
 from fairq.config import Connections
+from fairq.devservices import Server
 from gateway.readmodel import BookingView
 from gateway.state import GATEWAY, Gateway
 from schemas.events import Appointment, BookingEvent, Confirmed, Event, Held
+from tests.conftest import paused
 from tests.gateway.conftest import (
     admitter_running,
     allocator_running,
@@ -176,3 +178,21 @@ async def test_a_read_model_lost_under_a_running_gateway_is_read_again(
         view = await lookup(gateway, ids[-1])
         assert view is not None and view.state == "confirmed"
         assert booking_events_read(gateway) == 2 * HISTORY + 2
+
+
+async def test_the_reader_takes_up_again_after_redis_stalled(
+    connections: Connections, redis_srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stalls (SIGSTOP) past its client's timeout while the gateway applies new
+    events: the reader reads the batch again once Redis answers, rather than ending and
+    leaving every view as it stood until the gateway restarts (the fault suite's Redis
+    pause found it: visitors saw "held" for bookings the log had confirmed)."""
+    events = history(2)
+    async with gateway_client(connections) as gateway:
+        with paused(redis_srv):
+            await log(connections, events)
+            while not any("read model is unreachable" in r.message for r in caplog.records):
+                await asyncio.sleep(0.05)  # the per-test timeout bounds the wait
+        for booking_id in ("b000000", "b000001"):
+            while (view := await lookup(gateway, booking_id)) is None or view.state != "confirmed":
+                await asyncio.sleep(0.05)
