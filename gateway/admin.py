@@ -120,7 +120,6 @@ def _answered(result: dict[str, Any]) -> int:
     Code.CAMPAIGN_EXISTS,
     Code.IN_DOUBT,
     body=CampaignDocument,
-    security="operator",
     tag="operators",
 )
 async def put_campaign(request: web.Request) -> web.Response:
@@ -149,7 +148,6 @@ async def put_campaign(request: web.Request) -> web.Response:
     Code.DELIVERY_ID_REUSED,
     Code.IN_DOUBT,
     body=InventoryRequest,
-    security="operator",
     tag="operators",
 )
 async def add_inventory(request: web.Request) -> web.Response:
@@ -194,7 +192,6 @@ async def _seen_delivery(
     "the campaign and its inventory per county",
     {200: Document},
     Code.UNKNOWN_CAMPAIGN,
-    security="operator",
     tag="operators",
 )
 async def get_campaign(request: web.Request) -> web.Response:
@@ -211,7 +208,6 @@ async def get_campaign(request: web.Request) -> web.Response:
     {201: (Codes, CSV)},
     Code.UNKNOWN_CAMPAIGN,
     body=CodesRequest,
-    security="operator",
     query=(Query("format", Literal["json", "csv"], "csv: letters; else JSON"),),
     tag="operators",
 )
@@ -237,7 +233,6 @@ async def post_codes(request: web.Request) -> web.Response:
     "confirmed appointments as CSV",
     {200: CSV},
     Code.UNKNOWN_CAMPAIGN,
-    security="operator",
     query=(Query("center", str, "one center's"), Query("day", dt.date, "one day's")),
     tag="operators",
 )
@@ -270,7 +265,6 @@ def _opens_at(body: RoomRequest, now_s: float, current: float | None) -> float:
     {200: RoomStats, 201: RoomStats},
     Code.UNKNOWN_CAMPAIGN,
     body=RoomRequest,
-    security="operator",
     tag="operators",
 )
 async def put_room(request: web.Request) -> web.Response:
@@ -328,9 +322,7 @@ async def _admin_room(request: web.Request) -> tuple[Gateway, RoomView]:
 
 
 @routes.post("/api/admin/rooms/{room}/open")
-@operation(
-    "open the room now", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
-)
+@operation("open the room now", {200: RoomStats}, Code.UNKNOWN_ROOM, tag="operators")
 async def open_room(request: web.Request) -> web.Response:
     gw, view = await _admin_room(request)
     await gw.store.open_now(view.snap.config.name, gw.clock())
@@ -344,25 +336,19 @@ async def _set_state(request: web.Request, state: str) -> web.Response:
 
 
 @routes.post("/api/admin/rooms/{room}/pause")
-@operation(
-    "pause admission", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
-)
+@operation("pause admission", {200: RoomStats}, Code.UNKNOWN_ROOM, tag="operators")
 async def pause_room(request: web.Request) -> web.Response:
     return await _set_state(request, "paused")
 
 
 @routes.post("/api/admin/rooms/{room}/resume")
-@operation(
-    "resume admission", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
-)
+@operation("resume admission", {200: RoomStats}, Code.UNKNOWN_ROOM, tag="operators")
 async def resume_room(request: web.Request) -> web.Response:
     return await _set_state(request, "open")
 
 
 @routes.post("/api/admin/rooms/{room}/close")
-@operation(
-    "close the room", {200: RoomStats}, Code.UNKNOWN_ROOM, security="operator", tag="operators"
-)
+@operation("close the room", {200: RoomStats}, Code.UNKNOWN_ROOM, tag="operators")
 async def close_room(request: web.Request) -> web.Response:
     return await _set_state(request, "closed")
 
@@ -373,7 +359,6 @@ async def close_room(request: web.Request) -> web.Response:
     {200: RoomStats},
     Code.UNKNOWN_ROOM,
     body=AdmissionRequest,
-    security="operator",
     tag="operators",
 )
 async def put_admission(request: web.Request) -> web.Response:
@@ -403,7 +388,6 @@ def _admission_change(body: AdmissionRequest) -> AdmissionChange:
     {200: MessageSet},
     Code.UNKNOWN_ROOM,
     body=MessageRequest,
-    security="operator",
     tag="operators",
 )
 async def put_message(request: web.Request) -> web.Response:
@@ -427,7 +411,6 @@ async def put_message(request: web.Request) -> web.Response:
     "the room's settings and figures",
     {200: RoomStats},
     Code.UNKNOWN_ROOM,
-    security="operator",
     tag="operators",
 )
 async def room_stats(request: web.Request) -> web.Response:

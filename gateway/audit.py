@@ -35,7 +35,6 @@ routes = web.RouteTableDef()
     "the opening lottery's seed, pre-queue size, algorithm and a page of the order",
     {200: Document},
     Code.UNKNOWN_ROOM,
-    security="operator",
     query=PAGE_QUERY,
     tag="operators",
 )

@@ -86,7 +86,6 @@ def new_booking_id() -> str:
     Code.ALREADY_BOOKED,
     Code.IN_DOUBT,
     body=PhoneBookingRequest,
-    security="agent",
     tag="callcenter",
 )
 async def phone_booking(request: web.Request) -> web.Response:
@@ -119,7 +118,6 @@ async def phone_booking(request: web.Request) -> web.Response:
 @operation(
     "the campaigns of the rooms, with their counties, centers and vaccines",
     {200: Document},
-    security="agent",
     tag="callcenter",
 )
 async def phone_campaigns(request: web.Request) -> web.Response:
@@ -141,7 +139,6 @@ async def phone_campaigns(request: web.Request) -> web.Response:
     "any booking, by reference",
     {200: Booking},
     Code.UNKNOWN_BOOKING,
-    security="agent",
     tag="callcenter",
 )
 async def phone_lookup(request: web.Request) -> web.Response:
@@ -157,7 +154,6 @@ async def phone_lookup(request: web.Request) -> web.Response:
     *CONFIRM_CODES,
     body=ConfirmRequest,
     body_required=False,
-    security="agent",
     tag="callcenter",
 )
 async def phone_confirm(request: web.Request) -> web.Response:
@@ -174,7 +170,6 @@ async def phone_confirm(request: web.Request) -> web.Response:
     {200: Booking, 202: Booking},
     *MOVE_CODES,
     body=MoveRequest,
-    security="agent",
     tag="callcenter",
 )
 async def phone_move(request: web.Request) -> web.Response:
@@ -189,7 +184,6 @@ async def phone_move(request: web.Request) -> web.Response:
     "cancel a booking for a caller",
     {200: Booking, 202: Booking},
     *CANCEL_CODES,
-    security="agent",
     tag="callcenter",
 )
 async def phone_cancel(request: web.Request) -> web.Response:

@@ -522,6 +522,8 @@ class Operation:
     errors: tuple[Code, ...] = ()
     body: Any = None  # a request Body Struct
     body_required: bool = True
+    # a visitor's credential (``ticket``, ``booking_token``); an operator's or agent's
+    # route takes its own from the front door's declaration (``gateway.openapi``)
     security: str | None = None
     also: tuple[str, ...] = ()  # other ways to present the credential (SECURITY_SCHEMES)
     query: tuple[Query, ...] = ()

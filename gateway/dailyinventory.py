@@ -66,7 +66,6 @@ async def daily_inventory(gw: Gateway, campaign: str, counties: list[str]) -> di
     Code.UNKNOWN_CAMPAIGN,
     Code.UNKNOWN_COUNTY,
     Code.IN_DOUBT,
-    security="operator",
     query=(Query("county", Name, "one county (all when absent)"),),
     tag="operators",
 )

@@ -146,7 +146,6 @@ HISTORY = web.AppKey("history", History)
     "the room's last hour as columns",
     {200: Document},
     Code.UNKNOWN_ROOM,
-    security="operator",
     tag="operators",
 )
 async def room_history(request: web.Request) -> web.Response:

@@ -11,8 +11,10 @@ same document as a page (``gateway.reference``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -32,7 +34,7 @@ from gateway.contracts import (
     operation,
 )
 from gateway.errors import Code
-from gateway.frontdoor import Access, add_routes
+from gateway.frontdoor import FRONT_DOOR, Access, add_routes
 from gateway.ratelimit import LIMITED_ROUTES, STREAM_ROUTES
 from schemas.events import REASONS
 
@@ -99,13 +101,17 @@ def install(app: web.Application) -> None:
     other route is added)."""
     add_routes(app, routes, Access.PUBLIC)
     add_routes(app, reference.routes, Access.PUBLIC)
-    document = openapi_document(app.router)
+    document = openapi_document(app.router, app[FRONT_DOOR].access_of)
     app[OPENAPI_JSON] = orjson.dumps(document)
     reference.install(app, document)
 
 
-def route_operations(router: web.UrlDispatcher) -> list[tuple[str, str, Operation]]:
-    """(method, canonical path, contract) of every route; a route without one raises."""
+def route_operations(
+    router: web.UrlDispatcher, access_of: Callable[[web.AbstractRoute], Access]
+) -> list[tuple[str, str, Operation]]:
+    """(method, canonical path, contract) of every route; a route without one raises.
+    An operator's or agent's route takes its credential from who may call it, as the
+    front door declares it (``gateway.frontdoor.add_routes``), not from its contract."""
     found = []
     for route in router.routes():
         if route.method in SKIPPED_METHODS or route.resource is None:
@@ -114,6 +120,9 @@ def route_operations(router: web.UrlDispatcher) -> list[tuple[str, str, Operatio
         path = route.resource.canonical
         if op is None:
             raise LookupError(f"{route.method} {path} has no contract (gateway.contracts)")
+        access = access_of(route)
+        if access is not Access.PUBLIC:
+            op = dataclasses.replace(op, security=access.value)
         found.append((route.method, path, op))
     return found
 
@@ -132,8 +141,10 @@ def error_codes(method: str, path: str, op: Operation) -> tuple[Code, ...]:
     return tuple(dict.fromkeys(codes))
 
 
-def openapi_document(router: web.UrlDispatcher) -> dict[str, Any]:
-    ops = route_operations(router)
+def openapi_document(
+    router: web.UrlDispatcher, access_of: Callable[[web.AbstractRoute], Access]
+) -> dict[str, Any]:
+    ops = route_operations(router, access_of)
     types: list[Any] = []
     for _, _, op in ops:
         if op.body is not None:

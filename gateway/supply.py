@@ -57,7 +57,6 @@ def _days(body: ReserveRequest) -> list[str]:
     Code.UNKNOWN_CENTER,
     Code.IN_DOUBT,
     body=ReserveRequest,
-    security="operator",
     tag="operators",
 )
 async def set_reserves(request: web.Request) -> web.Response:
@@ -112,7 +111,6 @@ async def set_reserves(request: web.Request) -> web.Response:
     Code.REFUSED,
     Code.IN_DOUBT,
     body=RemoveRequest,
-    security="operator",
     tag="operators",
 )
 async def remove_inventory(request: web.Request) -> web.Response:

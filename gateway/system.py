@@ -116,7 +116,6 @@ async def admitter_state(gw: Gateway) -> list[dict[str, Any]]:
 @operation(
     "allocator lag and snapshots per partition, admitter leader per room",
     {200: Document},
-    security="operator",
     tag="operators",
 )
 async def system(request: web.Request) -> web.Response:

@@ -8,12 +8,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser
 
 from fairq.config import Connections, Topics
 from gateway.app import create_app
 from gateway.errors import CODES
 from gateway.openapi import OPENAPI_JSON
 from schemas.events import REASONS
+from tests.browser import collect_problems, screenshot
 from tests.gateway.conftest import make_settings
 
 
@@ -112,3 +114,18 @@ async def test_the_reference_page_shows_every_operation_under_a_strict_policy(
     for (method, path), op in operations().items():
         assert f'id="{op["operationId"]}"' in page, (method, path)
     assert 'id="schema-TicketStatus"' in page
+
+
+async def test_the_reference_page_renders_in_a_browser_under_its_policy(
+    client: TestClient[Any, Any], browser: Browser
+) -> None:
+    """Its one inline style is allowed by its hash: Chromium applies it and reports no
+    refusal (a changed style with a stale hash would be refused, and logged)."""
+    page = await browser.new_page()
+    problems: list[str] = []
+    collect_problems(page, problems)
+    await page.goto(str(client.make_url("/api/reference")))
+    await screenshot(page, "api-reference")
+    assert problems == []
+    margin = await page.evaluate("getComputedStyle(document.body).marginTop")
+    assert margin != "8px", "the page's style was not applied (8px is Chromium's default)"
