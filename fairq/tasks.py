@@ -49,7 +49,10 @@ async def run_until_stopped(
     A service drains by waiting for its dependencies (the broker acknowledging, Redis
     answering); with one of them paused that wait has no end, and the process would
     ignore SIGTERM. The bound makes a stop take ``drain_s`` at most whatever they do.
-    Raises ``main``'s error, if it failed.
+    Raises ``main``'s error, if it failed; ``UnaskedCancellation`` if it ended on a
+    cancellation before it was told to stop: a library future cancelled under it
+    (awaiting one raises CancelledError), which would otherwise end the process with
+    exit code 0 and not a line in its log.
     """
     task = asyncio.ensure_future(main)
     told = asyncio.ensure_future(stop.wait())
@@ -61,9 +64,22 @@ async def run_until_stopped(
                 logger.warning("not stopped within %.1fs of being told to: cancelling", drain_s)
                 await cancel_and_wait(pending)
     finally:
+        unasked = task.done() and task.cancelled() and not stop.is_set()
         await cancel_and_wait([task, told])
+    if unasked:
+        try:
+            task.result()
+        except asyncio.CancelledError as e:  # the original, with where it was raised
+            raise UnaskedCancellation(
+                "the service ended on a cancellation it did not ask for"
+            ) from e
     if not task.cancelled():
         task.result()
+
+
+class UnaskedCancellation(RuntimeError):
+    """A service ended because something it awaited was cancelled, not because it was
+    told to stop."""
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:

@@ -28,6 +28,9 @@ LOADTEST_KEY = "e2e-loadtest-key-0123456789abcdef"
 SIGNING_KEYS = "k1:e2e-signing-secret-0123456789"
 IDENTITY_SECRET = "e2e-identity-secret-0123456789"
 HEALTH_PATH = "/readyz"  # serving once Redis, the broker and the booking views answer
+# A first start on a loaded machine (a cluster of three JVM brokers on two cores) can
+# take the allocator a minute to join its group and rebuild its partitions.
+READY_TIMEOUT_S = 120.0
 
 
 def fairq_env(connections: Connections, **extra: str) -> dict[str, str]:
@@ -70,6 +73,7 @@ class Service:
     env: Mapping[str, str]
     log_dir: Path
     url: str | None = None  # a gateway's base URL
+    health: str | None = None  # where its /readyz is served (a gateway: its base URL)
     starts: int = 0
     component: Component = field(init=False)
 
@@ -79,9 +83,13 @@ class Service:
         self.component = spawn(self.command, f"{self.name}{suffix}", self.env, self.log_dir)
 
     def wait_ready(self) -> None:
-        """Block until a gateway answers its health check (other services: at once)."""
-        if self.url is not None:
-            wait_http_ready(self.component, f"{self.url}{HEALTH_PATH}")
+        """Block until the service answers its readiness check (one without a health
+        server: at once). The allocator is ready once it has its partitions, the
+        admitter once it has joined its group: a system started on a slow machine takes
+        no request before every part of it can answer."""
+        health = self.health or self.url
+        if health is not None:
+            wait_http_ready(self.component, f"{health}{HEALTH_PATH}", READY_TIMEOUT_S)
 
     async def signal_and_wait(self, signum: signal.Signals) -> int:
         """Send ``signum`` and wait until the process has exited; its exit code."""
@@ -126,6 +134,14 @@ class System:
         ]
 
 
+def _with_health(service: Service) -> Service:
+    """``service`` serving its health checks on a port of its own."""
+    port = free_port()
+    service.env = {**service.env, "FAIRQ_HEALTH_PORT": str(port)}
+    service.health = f"http://127.0.0.1:{port}"
+    return service
+
+
 @contextlib.contextmanager
 def running_system(
     connections: Connections,
@@ -136,8 +152,8 @@ def running_system(
     """Allocator, admitter and ``gateways`` gateways, ready; stopped on exit."""
     env = fairq_env(connections, **(extra_env or {}))
     system = System(
-        allocator=Service("allocator", "allocator", env, log_dir),
-        admitter=Service("admitter", "admitter", env, log_dir),
+        allocator=_with_health(Service("allocator", "allocator", env, log_dir)),
+        admitter=_with_health(Service("admitter", "admitter", env, log_dir)),
         gateway_services=[
             Service(
                 "gateway",
@@ -152,7 +168,7 @@ def running_system(
     try:
         for service in system.services:
             service.start()
-        for service in system.gateway_services:
+        for service in system.services:
             service.wait_ready()
         yield system
     finally:

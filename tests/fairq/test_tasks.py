@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from fairq.tasks import cancel_and_wait, run_until_stopped
+from fairq.tasks import UnaskedCancellation, cancel_and_wait, run_until_stopped
 
 ROUNDS = 300
 TURNS = 60  # the task is cancelled after 0, 1, ..., TURNS - 1 turns of the event loop
@@ -104,3 +104,18 @@ async def test_a_service_that_fails_raises_its_error() -> None:
 
     with pytest.raises(ValueError, match="broken"):
         await run_until_stopped(fails(), asyncio.Event(), drain_s=1.0)
+
+
+async def test_a_service_ended_by_a_cancellation_it_did_not_ask_for_fails_loudly() -> None:
+    """Awaiting a future that something else cancelled raises CancelledError in the
+    service; that must not look like a clean stop (exit code 0, nothing logged)."""
+
+    async def awaits_a_cancelled_future() -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    with pytest.raises(UnaskedCancellation) as raised:
+        await run_until_stopped(awaits_a_cancelled_future(), asyncio.Event(), drain_s=1.0)
+    assert isinstance(raised.value.__cause__, asyncio.CancelledError)
+    assert raised.value.__cause__.__traceback__ is not None  # where it came from
