@@ -447,6 +447,7 @@ def stats_body(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "prequeue_s": config.prequeue_s,
         "opens_prequeue_at": iso_s(config.prequeue_opens_at_s),
         "measured_rate_per_s": view.meter.rate_per_s,
+        "measured_dwell_s": view.meter.dwell_s,
         "joined": snap.queue_length,
         "prequeue_size": snap.prequeue_size,
         "queue_depth": snap.queue_depth,

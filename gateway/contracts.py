@@ -357,6 +357,7 @@ class RoomStats(Answer, kw_only=True):
     prequeue_s: int
     opens_prequeue_at: str | None
     measured_rate_per_s: float | None
+    measured_dwell_s: float | None  # how long an admitted visitor stays active (smoothed)
     joined: int
     prequeue_size: int
     queue_depth: int

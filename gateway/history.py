@@ -35,6 +35,7 @@ from gateway.roomcache import RoomView
 from gateway.rooms import room_view
 from gateway.state import GATEWAY, Gateway
 from waitingroom import keys
+from waitingroom.status import wait_s
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ def room_figures(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "confirmations": tally.get("confirmed", 0),
         "expiries": tally.get("expired", 0),
         # when the last of those waiting now would be admitted (None: nobody admits)
-        "wait_at_back_s": round(waiting / rate, 1) if admitting and waiting else None,
+        "wait_at_back_s": round(wait_s(waiting, snap, rate, view.meter.dwell_s), 1)
+        if admitting and waiting and snap.config.max_active > 0
+        else None,
     }
 
 

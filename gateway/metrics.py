@@ -193,6 +193,7 @@ class DashboardCollector:
                 ("max_active", "Cap on active bookers"),
                 ("rate_per_s", "Configured admission rate"),
                 ("measured_rate_per_s", "Measured admission rate (smoothed)"),
+                ("dwell_seconds", "How long an admitted visitor stays active (smoothed)"),
                 ("sold_out", "1 when the allocator reports no pair left"),
             )
         }
@@ -209,6 +210,7 @@ class DashboardCollector:
                 "max_active": snap.config.max_active,
                 "rate_per_s": snap.config.rate_per_s,
                 "measured_rate_per_s": view.meter.rate_per_s or 0.0,
+                "dwell_seconds": view.meter.dwell_s or 0.0,
                 "sold_out": int(snap.sold_out),
             }
             for key, value in values.items():

@@ -71,8 +71,10 @@ class RoomView:
     _changed: asyncio.Future[None] | None = None
 
     def status(self, ticket: Ticket, now_s: float) -> Status:
-        snap, rate = self.snap, self.meter.rate_per_s
-        return status_of(ticket, snap, self.order, now_s, rate, self.passed_to)
+        snap, meter = self.snap, self.meter
+        return status_of(
+            ticket, snap, self.order, now_s, meter.rate_per_s, self.passed_to, meter.dwell_s
+        )
 
     def saw(self, now_s: float, snap: RoomSnapshot) -> None:
         """Note the cursor of ``snap`` at ``now_s`` and move ``passed_to``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -23,54 +25,130 @@ class Status(NamedTuple):
 
 
 class RateMeter:
-    """Admission rate smoothed over successive (time, cursor) observations.
+    """What a room's admission does, measured from successive (time, snapshot) views:
+    the rate it admits at while nothing but the rate holds it back, and how long an
+    admitted visitor stays active. Reads no clock.
 
-    An exponentially weighted mean of the rates between observations; an
-    observation's weight grows with the time it covers, so the mean halves its
-    memory every ``half_life_s`` however often it is fed. Reads no clock.
+    **The free rate** (``rate_per_s``): an exponentially weighted mean of the cursor's
+    speed; an observation's weight grows with the time it covers, so the mean halves
+    its memory every ``half_life_s`` however often it is fed. Only an interval at both
+    ends of which the room was admitting (``RoomSnapshot.admitting``: open, not sold
+    out, people in line not yet admitted) and below its cap on active bookers measures
+    it. Over any other interval the cursor's speed is a lower bound at best (an empty
+    line admits no one, however fast the room could admit; a room not yet open or
+    paused admits no one, whatever it will admit once it does; a room at its cap admits
+    only as bookers leave): it may raise the rate, never lower it. Else a quiet spell,
+    a pause or a stretch at the cap would drag the estimate down, and the people in
+    line would be told to wait many times longer than they will once it ends.
+    ``rate_per_s`` is None until a free interval was seen (the configured rate stands
+    in for it, and the first measurement moves on from there, so that the estimate
+    shown does not jump when measuring begins).
 
-    Only an interval at both ends of which the room was admitting
-    (``RoomSnapshot.admitting``: open, not sold out, people in line not yet admitted)
-    measures the admission rate. Over any other interval the cursor's speed is a lower bound at
-    best (an empty line admits no one, however fast the room could admit; a room not
-    yet open or paused admits no one, whatever it will admit once it does): it may
-    raise the rate, never lower it. Else a quiet spell before opening or between
-    waves would drag the estimate to zero, and the first people in line would be told
-    to wait many times longer than they will.
-
-    ``rate_per_s`` is the measured rate: None until an admitting interval was seen (the
-    configured rate stands in for it, and the first measurement moves on from there,
-    so that the estimate shown does not jump when measuring begins; an attribute, read
-    on every status check; only ``observe`` sets it).
+    **The dwell** (``dwell_s``): how long an admitted visitor stays active (booking,
+    or until the admission window lapses), smoothed the same way. The people who left
+    the active set so far number ``cursor - active``; had they left in the order they
+    were admitted, the last of them left now, so the time since the cursor passed that
+    place is the dwell. Departures are not in order (a quick booker leaves before a
+    slow one), yet with a steady admission this is the mean dwell all the same (Little's
+    law: active = rate x dwell); before anyone has left it is the time since the
+    opening, a lower bound. The cap on active bookers then allows ``max_active / dwell``
+    admissions a second, which ``wait_s`` uses once the cap holds admission back.
     """
 
-    __slots__ = ("_half_life_s", "_last", "rate_per_s")
+    __slots__ = ("_half_life_s", "_last", "_passed", "dwell_s", "rate_per_s")
 
     def __init__(self, half_life_s: float = DEFAULT_HALF_LIFE_S) -> None:
         if not half_life_s > 0:
             raise ValueError(f"half_life_s must be positive, got {half_life_s}")
         self._half_life_s = half_life_s
-        self._last: tuple[float, int, bool] | None = None
+        self._last: tuple[float, int, bool, bool] | None = None  # time, cursor, admitting, capped
+        # (time, cursor) each time the cursor was seen moving, from the last one at or
+        # before the place of the latest departure
+        self._passed: collections.deque[tuple[float, int]] = collections.deque()
         self.rate_per_s: float | None = None
+        self.dwell_s: float | None = None
 
     def observe(self, now_s: float, snap: RoomSnapshot) -> None:
         """Take the room as ``snap`` shows it at ``now_s``."""
-        cursor, admitting = snap.cursor, snap.admitting
+        cursor = snap.cursor
+        capped = snap.active >= snap.config.max_active
+        admitting = snap.admitting
         last = self._last
         if last is None or cursor < last[1]:  # first sight, or the room was reset
-            self._last, self.rate_per_s = (now_s, cursor, admitting), None
+            self._last = (now_s, cursor, admitting, capped)
+            self.rate_per_s, self.dwell_s = None, None
+            self._passed.clear()
+            self._passed.append((now_s, cursor))
             return
         dt = now_s - last[0]
         if dt <= 0:
             return
-        self._last = (now_s, cursor, admitting)
+        self._last = (now_s, cursor, admitting, capped)
+        weight = 1.0 - 2.0 ** (-dt / self._half_life_s)
+        self._observe_dwell(now_s, snap, weight)
+        if (last[2] or admitting) and (last[3] or capped):
+            return  # admitting as bookers leave: says nothing of the free rate
         sample = (cursor - last[1]) / dt
         rate = self.rate_per_s
         if not (last[2] and admitting) and (rate is None or sample <= rate):
             return  # a lower bound that says nothing new
         if rate is None:
             rate = snap.rate_at(now_s)  # the stand-in shown until now
-        self.rate_per_s = rate + (1.0 - 2.0 ** (-dt / self._half_life_s)) * (sample - rate)
+        self.rate_per_s = rate + weight * (sample - rate)
+
+    def _observe_dwell(self, now_s: float, snap: RoomSnapshot, weight: float) -> None:
+        passed = self._passed
+        if snap.cursor > passed[-1][1]:
+            passed.append((now_s, snap.cursor))
+        if not snap.opened or snap.active <= 0:
+            return  # nobody active: nothing says how long they stay
+        departed = snap.cursor - snap.active  # places 1..departed have left (as if in order)
+        while len(passed) > 1 and passed[1][1] <= departed:
+            passed.popleft()
+        (t0, c0) = passed[0]
+        if len(passed) > 1 and c0 < departed:  # the cursor passed ``departed`` in between
+            t1, c1 = passed[1]
+            t0 += (t1 - t0) * (departed - c0) / (c1 - c0)
+        opened_at_s = snap.opened_at_s
+        if opened_at_s is not None and departed <= 0:
+            # Nobody has left yet: they stay at least as long as the room has been open.
+            self.dwell_s = max(0.0, now_s - opened_at_s)
+            return
+        if opened_at_s is not None and t0 < opened_at_s:
+            t0 = opened_at_s
+        dwell = max(0.0, now_s - t0)
+        self.dwell_s = (
+            dwell if self.dwell_s is None else self.dwell_s + weight * (dwell - self.dwell_s)
+        )
+
+
+def wait_s(ahead: int, snap: RoomSnapshot, rate_per_s: float, dwell_s: float | None) -> float:
+    """Seconds until ``ahead`` more people are admitted, at ``rate_per_s`` while the cap
+    on active bookers leaves room, and as bookers leave once it does not.
+
+    The active bookers leave at ``active / dwell`` a second (each stays ``dwell_s``),
+    so the cap holds admission back only if ``rate x dwell`` exceeds it: then the
+    room admits at the rate until the active set fills up to the cap, and at
+    ``max_active / dwell`` from there on. Over the cap (an operator lowered it), nobody
+    is admitted until enough bookers have left. Without a dwell (nobody has been
+    active yet) the cap is taken as not holding anyone back.
+    """
+    cap, active = snap.config.max_active, snap.active
+    if dwell_s is None or dwell_s <= 0:
+        return ahead / rate_per_s
+    if cap <= 0:
+        return math.inf
+    capped_per_s = min(rate_per_s, cap / dwell_s)
+    if active >= cap:  # wait until enough have left, then admit as they leave
+        return (active - cap) * dwell_s / active + ahead / capped_per_s
+    if capped_per_s == rate_per_s:
+        return ahead / rate_per_s  # the rate alone holds admission back
+    leaving_per_s = active / dwell_s  # < cap / dwell < rate
+    filling_s = (cap - active) / (rate_per_s - leaving_per_s)
+    admitted_meanwhile = rate_per_s * filling_s
+    if ahead <= admitted_meanwhile:
+        return ahead / rate_per_s
+    return filling_s + (ahead - admitted_meanwhile) / capped_per_s
 
 
 # A NamedTuple's own __new__ is a Python function; tuple.__new__ builds the same
@@ -85,10 +163,12 @@ def status_of(
     now_s: float,
     rate_per_s: float | None,
     passed_to: int = 0,
+    dwell_s: float | None = None,
 ) -> Status:
-    """The ticket's status; ``rate_per_s`` is the measured rate (None: the configured one now);
-    the places up to ``passed_to`` were admitted longer ago than the room's admission
-    window: their turn has passed (``turn_passed``: booked, or lapsed and given on)."""
+    """The ticket's status; ``rate_per_s`` is the measured free rate (None: the configured
+    one now) and ``dwell_s`` the measured dwell (``RateMeter``); the places up to
+    ``passed_to`` were admitted longer ago than the room's admission window: their turn
+    has passed (``turn_passed``: booked, or lapsed and given on)."""
     pos = position_of(ticket, snap, order)  # None until the room opens
     state = snap.state
     if state == "closed":
@@ -104,7 +184,9 @@ def status_of(
         return _status(Status, ("sold_out", pos - cursor, None, pos))
     ahead = pos - cursor - 1
     rate = snap.rate_at(now_s) if rate_per_s is None else rate_per_s
-    eta = None if state == "paused" or rate <= 0 else ahead / rate
+    eta = None if state == "paused" or rate <= 0 else wait_s(ahead, snap, rate, dwell_s)
+    if eta == math.inf:
+        eta = None  # a cap of 0: nobody is admitted until an operator raises it
     return _status(Status, ("waiting", ahead + 1, eta, pos))
 
 

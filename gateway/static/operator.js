@@ -159,6 +159,7 @@
     ["Admissions/s set now", (r) => fmt(r.rate_now_per_s, 2)],
     ["Admissions/s measured", (r) => fmt(r.measured_rate_per_s, 2)],
     ["Active / cap", (r) => fmt(r.active) + " / " + fmt(r.max_active)],
+    ["Time active (mean)", (r) => duration(r.measured_dwell_s)],
     ["Wait at the back", (r) => duration(r.wait_at_back_s)],
     ["Pairs left", (r) => fmt(r.pairs_left)],
     ["Holds", (r) => fmt(r.holds)],

@@ -57,6 +57,8 @@ async def test_room_and_inventory_figures(client: Client, first_day: dt.date) ->
     assert figures[("fairq_inventory_pairs_left_by_vaccine", comirnaty)] == 2
     assert figures[("fairq_room_admitted_total", room)] >= 1
     assert figures[("fairq_booking_events_total", (("type", "held"),))] == 1
+    # one visitor active since the opening: it has stayed at least that long
+    assert figures[("fairq_room_dwell_seconds", room)] > 0
 
 
 def test_request_counters_export_counts_latency_and_joins() -> None:
