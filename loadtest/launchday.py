@@ -55,7 +55,8 @@ its shape: ``ScenarioShape`` asks locust for as many users as the scenario's cli
 rate at each second needs (the pre-queue crowd, the opening, the ramp, the peak, the
 tail), and the scenario's journey shares replace the options above. ``--timeline-json``
 writes each second's requests, failures and latency percentiles per request name,
-with what the report needs of the visits (the estimated waits against the waits had,
+with what the report needs of the visits (each estimated wait shown, with the
+visitor's place and when it saw itself admitted, to judge it against the wait had;
 when pairs were held and visitors told sold out); ``loadtest.rehearse`` runs all that
 and writes the report.
 

@@ -6,7 +6,8 @@ percentiles per request name over time, failures), the system's side (the series
 ``loadtest.scrape`` kept), the correctness checks (from the log, by
 ``tests.eventlog.audit``, and the order of admission as the visitors saw it), the
 time from the last pair held until every visitor then waiting was told sold out,
-the honesty of the estimated wait, click-to-held, and each service level of the
+the honesty of the estimated wait (against when the room's cursor, as scraped, reached
+the visitor's place), click-to-held, and each service level of the
 scenario met or not. The plots are matplotlib's SVG written into the page: the file
 needs nothing from any other host. ``Report.passed`` is the verdict (the exit code).
 """
@@ -35,6 +36,8 @@ from loadtest.scenario import Scenario
 from loadtest.timeline import percentile
 
 FIRST_MINUTE_S = 60.0
+MIN_WAIT_S = 1.0  # the relative error of an estimate is over at least this wait
+ADMISSIONS = "admissions"  # loadtest.scrape's series of the room's cursor
 LOOP_LAG = "Event loop lag, worst in each second, per process (s)"
 LOOP_LAG_SERIES = "event loop lag (s) ("  # loadtest.scrape's, one per process
 PAUSE_COLOR, CAP_COLOR = "#f0c36d", "#8fb8e8"  # the operator's windows, shaded in the plots
@@ -121,6 +124,7 @@ class Report:
     levels: list[Level] = field(default_factory=list)
     checks: list[tuple[str, Sequence[str] | None]] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)  # heading -> inline SVG
+    estimates: list[Judged] = field(default_factory=list)  # judge_estimates(run)
 
     @property
     def passed(self) -> bool:
@@ -168,12 +172,98 @@ def sold_out_notice_s(
     return max(waiting, default=first_told) - last_held
 
 
-def estimate_errors(errors: Sequence[Sequence[float]]) -> tuple[float, float, int]:
+def estimate_errors(values: Sequence[float]) -> tuple[float, float, int]:
     """Median and p90 of the relative errors of the estimated waits, and how many."""
-    values = [e[1] for e in errors]
     if not values:
         return math.nan, math.nan, 0
     return statistics.median(values), percentile(values, 90), len(values)
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The room's cursor (every place up to it admitted) as the scrapes saw it: the
+    gateways' largest ``fairq_room_admitted`` each second (``loadtest.scrape``), its
+    times the rehearsal's wall clock (the same clock as the visitors' on this machine)."""
+
+    times: Sequence[float]
+    values: Sequence[float]  # non-decreasing
+
+    @classmethod
+    def scraped(cls, times: Sequence[float], values: Sequence[float | None]) -> Cursor:
+        """The series without its gaps (no gateway answered) and never going back: a
+        cursor does not, so a lower value is a gateway behind the others answering alone."""
+        kept_t: list[float] = []
+        kept_v: list[float] = []
+        for t, v in zip(times, values, strict=False):
+            if v is not None:
+                kept_t.append(t)
+                kept_v.append(max(v, kept_v[-1]) if kept_v else v)
+        return cls(kept_t, kept_v)
+
+    def reached(self, place: int) -> float | None:
+        """When the cursor first reached ``place``: between the last scrape below it and
+        the first at or past it, in proportion (the admitter lets people in at a rate, not
+        in one jump a second). None if no scrape was below it or none reached it."""
+        i = bisect.bisect_left(self.values, place)
+        if i == 0 or i == len(self.values):
+            return None
+        (t0, t1), (v0, v1) = self.times[i - 1 : i + 1], self.values[i - 1 : i + 1]
+        return t0 + (t1 - t0) * (place - v0) / (v1 - v0)
+
+
+def admission_time(
+    cursor: Cursor, *, place: int | None, seen_at: float, last_waiting: float
+) -> tuple[float, bool]:
+    """When a visit was admitted, and whether the cursor said so: when the cursor reached
+    its place, for the visitor polling every few seconds saw it up to a poll late (the
+    page, on its event stream, learns at once). Never after the visitor saw it admitted
+    nor before its last answer saying waiting (those answers are proof; the scrapes are a
+    second apart). The moment seen when the cursor cannot tell (no place, no scrape)."""
+    reached = None if place is None else cursor.reached(place)
+    if reached is None:
+        return seen_at, False
+    return min(max(reached, last_waiting), seen_at), True
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One estimate shown, against the wait it then had (wall clock)."""
+
+    shown_at: float
+    error: float  # relative: |estimate - wait had| / max(wait had, MIN_WAIT_S)
+    admitted_at: float
+    by_cursor: bool  # the admission time from the room's cursor, not the visitor's poll
+
+
+def judge_estimates(run: Run) -> list[Judged]:
+    """Every estimate of the timeline (``Timeline.estimates``) judged, in its order."""
+    estimates = run.timeline.get("estimates", [])
+    cursor = Cursor.scraped(
+        run.scrape.get("t", []), run.scrape.get("series", {}).get(ADMISSIONS) or []
+    )
+    last_waiting: dict[tuple[int | None, float], float] = {}  # per visit
+    for shown_at, _, place, seen_at in estimates:
+        last_waiting[place, seen_at] = max(last_waiting.get((place, seen_at), shown_at), shown_at)
+    admitted = {
+        visit: admission_time(cursor, place=visit[0], seen_at=visit[1], last_waiting=last)
+        for visit, last in last_waiting.items()
+    }
+    out = []
+    for shown_at, estimate_s, place, seen_at in estimates:
+        admitted_at, by_cursor = admitted[place, seen_at]
+        had_s = admitted_at - shown_at
+        error = abs(estimate_s - had_s) / max(had_s, MIN_WAIT_S)
+        out.append(Judged(shown_at, error, admitted_at, by_cursor))
+    return out
+
+
+def admission_source(judged: Sequence[Judged]) -> str:
+    """How the admission times were taken, said aloud (the poll's are up to a poll late)."""
+    n = sum(j.by_cursor for j in judged)
+    return (
+        f"admission time from the room's cursor for {n} of {len(judged)} estimates; "
+        "the rest from the visitor's own poll"
+    )
 
 
 CAP_LIMITED = "cap-limited (active bookers at max_active)"
@@ -245,12 +335,15 @@ def judge(run: Run) -> Report:
             notice is None or notice <= sl.max_sold_out_notice_s,
         )
     )
-    median, p90, count = estimate_errors(tl.get("estimate_errors", []))
+    report.estimates = judge_estimates(run)
+    median, p90, count = estimate_errors([j.error for j in report.estimates])
     report.levels.append(
         Level(
             "estimated wait: p90 relative error",
             f"≤ {sl.max_estimate_error_p90:.0%}",
-            f"{p90:.0%} (median {median:.0%}, {count} estimates)" if count else "no estimates",
+            f"{p90:.0%} (median {median:.0%}; {admission_source(report.estimates)})"
+            if count
+            else "no estimates",
             count > 0 and p90 <= sl.max_estimate_error_p90,
         )
     )
@@ -280,7 +373,7 @@ def judge(run: Run) -> Report:
     findings = run.log_findings
     for key, name in LOG_CHECKS.items():
         report.checks.append((f"log: {name}", None if findings is None else findings.get(key, [])))
-    report.figures = figures(run)
+    report.figures = figures(run, report.estimates)
     return report
 
 
@@ -307,7 +400,7 @@ def _axes(title: str, ylabel: str, log: bool = False) -> tuple[Figure, Any]:
     return fig, ax
 
 
-def figures(run: Run) -> dict[str, str]:
+def figures(run: Run, estimates: Sequence[Judged]) -> dict[str, str]:
     out: dict[str, str] = {}
 
     ends = [t - run.opens_at for t in run.scrape.get("t", [])[-1:]]
@@ -394,8 +487,11 @@ def figures(run: Run) -> dict[str, str]:
     fig, ax = axes(
         "Estimated wait: relative error of each estimate shown", "|estimate - wait had| / wait had"
     )
-    errors = run.timeline.get("estimate_errors", [])
-    ax.scatter([e[0] - opens for e in errors], [e[1] for e in errors], s=4)
+    sources = ((True, "admission from the room's cursor"), (False, "from the visitor's poll"))
+    for by_cursor, label in sources:
+        shown = [j for j in estimates if j.by_cursor is by_cursor]
+        ax.scatter([j.shown_at - opens for j in shown], [j.error for j in shown], s=4, label=label)
+    ax.legend(fontsize=7)
     out["Honesty of the estimated wait"] = _svg(fig)
     return out
 
@@ -445,10 +541,10 @@ def render(report: Report) -> str:
         checks.append(_row([e(name), state, detail], ["", css]))
     counts = run.outcomes.get("counts", {})
     outcome_rows = "".join(_row([e(k), str(v)]) for k, v in sorted(counts.items()))
-    median, p90, n_est = estimate_errors(run.timeline.get("estimate_errors", []))
+    median, p90, n_est = estimate_errors([j.error for j in report.estimates])
     by_phase: dict[str, list[float]] = {}
-    for shown_at, err, admitted_at in run.timeline.get("estimate_errors", []):
-        by_phase.setdefault(phase_of(run, shown_at, admitted_at), []).append(err)
+    for j in report.estimates:
+        by_phase.setdefault(phase_of(run, j.shown_at, j.admitted_at), []).append(j.error)
     phase_rows = "".join(
         _row([e(p), str(len(v)), f"{statistics.median(v):.0%}", f"{percentile(v, 90):.0%}"])
         for p, v in by_phase.items()
@@ -497,7 +593,9 @@ def render(report: Report) -> str:
 <table><tr><th>check</th><th>problems</th><th>first ones</th></tr>{"".join(checks)}</table>
 <h2>Honesty of the estimated wait</h2>
 <p>For each admitted visitor, each estimate shown while waiting against the wait it then
-had: median relative error {median:.0%}, p90 {p90:.0%}, over {n_est} estimates.</p>
+had, until the room's cursor reached the visitor's place (between the two scrapes around
+it; not after the visitor saw it admitted): median relative error {median:.0%}, p90
+{p90:.0%}, over {n_est} estimates; {e(admission_source(report.estimates))}.</p>
 <table><tr><th>phase</th><th>estimates</th><th>median</th><th>p90</th></tr>{phase_rows}</table>
 <h2>Click to held: where the time goes</h2>
 <p>Each probe cut at its Book's and its answer's record timestamps in the log

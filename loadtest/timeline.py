@@ -1,11 +1,14 @@
 """What a rehearsal's client side saw, second by second, for the report.
 
 Each request (its name, latency, failed or not) goes into the second it ended in;
-each visit adds when it was told sold out and, once admitted, how far each
-estimated wait it was shown was from the wait it had. Locust workers send what they
-gathered to the master with their stats (``take``/``add``), and the master writes
-``summary()``: per request name and second, the count, the failures and the latency
-percentiles. Plain Python (no gevent), so that the report and the tests read it.
+each visit adds when it was told sold out and, once admitted, each estimated wait it
+was shown with its place in the line and when it saw itself admitted: the report
+judges the estimates, for only it has the room's cursor as scraped (when the place
+was really reached, which a visitor polling every few seconds learns late). Locust
+workers send what they gathered to the master with their stats (``take``/``add``),
+and the master writes ``summary()``: per request name and second, the count, the
+failures and the latency percentiles. Plain Python (no gevent), so that the report
+and the tests read it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 PERCENTILES = (50, 95, 99)
-MIN_WAIT_S = 1.0  # the relative error of an estimate is over at least this wait
+
+# (shown at, estimated wait in s, place on the room's timeline or None, admission seen
+# at): wall clock; a list, not a tuple, once it has been through msgpack or JSON
+Estimate = tuple[float, float, int | None, float]
 
 
 class Visit(Protocol):
     """A visit's timings (``launchday.TicketSeen``): wall clock seconds."""
 
     estimates: list[tuple[float, float]]  # (shown at, estimated wait in s)
+    place: int | None  # on the room's timeline, once admitted (its booking token's)
     joined_at: float
     admitted_at: float | None
     sold_out_at: float | None
@@ -44,8 +51,7 @@ class Timeline:
     failures: dict[str, dict[str, int]] = field(default_factory=dict)
     held_at: list[float] = field(default_factory=list)
     sold_out_at: list[tuple[float, float]] = field(default_factory=list)  # (joined, told)
-    # (shown at, relative error, admitted at)
-    estimate_errors: list[tuple[float, float, float]] = field(default_factory=list)
+    estimates: list[Estimate] = field(default_factory=list)  # of visits admitted
 
     def request(self, at: float, name: str, ms: float, failed: bool) -> None:
         second = str(int(at))
@@ -58,22 +64,21 @@ class Timeline:
         self.held_at.append(at)
 
     def visits(self, seen: Iterable[Visit]) -> None:
-        """Each visit's sold-out notice, and each estimate against the wait it had."""
+        """Each visit's sold-out notice, and each estimate of a visit later admitted
+        (only those have a wait to judge the estimate against)."""
         for v in seen:
             if v.sold_out_at is not None:
                 self.sold_out_at.append((v.joined_at, v.sold_out_at))
             if v.admitted_at is None:
                 continue
             for shown_at, estimate_s in v.estimates:
-                had_s = v.admitted_at - shown_at
-                error = abs(estimate_s - had_s) / max(had_s, MIN_WAIT_S)
-                self.estimate_errors.append((shown_at, error, v.admitted_at))
+                self.estimates.append((shown_at, estimate_s, v.place, v.admitted_at))
 
     def take(self) -> dict[str, Any]:
         """All of it as plain data (and forget it here): a worker's report to the master."""
         out = self.raw()
         self.latencies, self.failures = {}, {}
-        self.held_at, self.sold_out_at, self.estimate_errors = [], [], []
+        self.held_at, self.sold_out_at, self.estimates = [], [], []
         return out
 
     def raw(self) -> dict[str, Any]:
@@ -82,7 +87,7 @@ class Timeline:
             "failures": self.failures,
             "held_at": self.held_at,
             "sold_out_at": self.sold_out_at,
-            "estimate_errors": self.estimate_errors,
+            "estimates": self.estimates,
         }
 
     @staticmethod
@@ -100,7 +105,7 @@ class Timeline:
                 per_name[name] = per_name.get(name, 0) + n
         self.held_at += raw.get("held_at", [])
         self.sold_out_at += [tuple(s) for s in raw.get("sold_out_at", [])]
-        self.estimate_errors += [tuple(e) for e in raw.get("estimate_errors", [])]
+        self.estimates += [(e[0], e[1], e[2], e[3]) for e in raw.get("estimates", [])]
 
     def summary(self) -> dict[str, Any]:
         """Per request name: one row a second (t, n, failures, p50, p95, p99), and the
@@ -126,5 +131,6 @@ class Timeline:
             "totals": totals,
             "held_at": sorted(self.held_at),
             "sold_out_at": sorted(self.sold_out_at),
-            "estimate_errors": sorted(self.estimate_errors),
+            # by time shown (a place may be None: tuples with it do not compare)
+            "estimates": sorted(self.estimates, key=lambda e: (e[0], e[3])),
         }

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from loadtest.report import in_baskets_first_minute, sold_out_notice_s
+import html
+
+from loadtest.report import (
+    Cursor,
+    Run,
+    admission_time,
+    in_baskets_first_minute,
+    judge,
+    render,
+    sold_out_notice_s,
+)
+from loadtest.scenario import load
+from loadtest.timeline import Timeline
+from tests.loadtest.test_timeline import Seen
 
 
 def test_sold_out_notice_counts_those_waiting_when_the_last_pair_went() -> None:
@@ -14,3 +27,63 @@ def test_sold_out_notice_counts_those_waiting_when_the_last_pair_went() -> None:
 
 def test_baskets_of_the_first_minute() -> None:
     assert in_baskets_first_minute([99.0, 100.0, 159.9, 160.0], opens_at=100.0) == 2
+
+
+def test_a_place_is_reached_in_proportion_between_the_scrapes_around_it() -> None:
+    # a gap (no gateway answered at 12) is stepped over; 6 then 5 at 13-14 is a gateway
+    # behind the others answering alone: the cursor never goes back
+    cursor = Cursor.scraped([10.0, 11.0, 12.0, 13.0, 14.0, 15.0], [0, 4, None, 12, 11, 16])
+    assert cursor.reached(2) == 10.5
+    assert cursor.reached(4) == 11.0  # exactly at a scrape: then
+    assert cursor.reached(8) == 12.0  # across the gap: 11 to 13
+    assert cursor.reached(14) == 14.5  # from 12 (not 11) at 14
+    assert cursor.reached(17) is None  # never reached while scraped
+    assert cursor.reached(0) is None  # reached before the first scrape: when, unknown
+    assert Cursor.scraped([], []).reached(1) is None
+
+
+def test_the_admission_is_the_cursors_but_never_after_the_visitor_saw_it() -> None:
+    cursor = Cursor.scraped([10.0, 11.0], [0, 10])
+    # the cursor reached place 5 at 10.5; the visitor, polling, saw it at 12.9
+    assert admission_time(cursor, place=5, seen_at=12.9, last_waiting=9.0) == (10.5, True)
+    # the scrapes a second apart cannot beat what the visitor was told
+    assert admission_time(cursor, place=5, seen_at=10.2, last_waiting=9.0) == (10.2, True)
+    assert admission_time(cursor, place=5, seen_at=12.9, last_waiting=10.8) == (10.8, True)
+    # no place, or a place never reached while scraped: the moment seen (and said so)
+    assert admission_time(cursor, place=None, seen_at=12.9, last_waiting=9.0) == (12.9, False)
+    assert admission_time(cursor, place=11, seen_at=12.9, last_waiting=9.0) == (12.9, False)
+
+
+def test_an_estimate_right_to_the_second_scores_no_error_though_seen_late() -> None:
+    """The visitor polled and saw its admission 2.9 s after the cursor reached its place:
+    its estimates, right about that moment, are judged right; the visit without a place is
+    judged against its poll, and the report says for how many that was."""
+    scenario = load("ci")
+    timeline = Timeline()
+    timeline.visits(
+        [  # the cursor reaches place 30 at 1006.0; the visitor saw it at 1008.9
+            Seen(990.0, admitted_at=1008.9, place=30, estimates=[(1002.0, 4.0), (1004.0, 2.0)]),
+            Seen(1000.0, admitted_at=1013.0, estimates=[(1010.0, 3.0)]),  # no place: its poll
+        ]
+    )
+    times = [1000.0 + k for k in range(16)]
+    run = Run(
+        scenario=scenario,
+        host="http://gateway",
+        started_at=996.0,
+        opens_at=1000.0,
+        timeline=timeline.summary(),
+        outcomes={},
+        scrape={"t": times, "series": {"admissions": [5.0 * k for k in range(16)]}},
+        log_findings=None,
+        log_note="",
+    )
+    report = judge(run)
+    [level] = [lv for lv in report.levels if lv.name.startswith("estimated wait")]
+    told = "admission time from the room's cursor for 2 of 3 estimates"
+    assert level.measured.startswith("0% (median 0%;") and told in level.measured, level
+    assert level.met
+    assert [j.error for j in report.estimates] == [0.0, 0.0, 0.0]
+    assert [j.by_cursor for j in report.estimates] == [True, True, False]
+    page = render(report)
+    assert html.escape(f"{told}; the rest from the visitor's own poll") in page
