@@ -267,17 +267,24 @@ def admission_source(judged: Sequence[Judged]) -> str:
 
 
 CAP_LIMITED = "cap-limited (active bookers at max_active)"
+CROSSED_PAUSE = "the wait crossed the operator's pause"
+CROSSED_CAP = "the wait crossed the operator's change of the cap"
+# An operator's decision that no estimate shown before it can foresee: the estimates
+# whose wait it crossed are shown apart and left out of the level.
+CROSSED = (CROSSED_PAUSE, CROSSED_CAP)
 
 
 def phase_of(run: Run, at: float, admitted_at: float) -> str:
     """Where an estimate shown at ``at`` (wall clock) belongs: its wait crossed the
     operator's pause (a paused room shows no estimate: those shown before it are judged
-    here), it was shown while admission was held back by the cap on active bookers (as
-    the next scrape saw them: active bookers at the room's max_active, the scenario's
-    if no process exported it), its wait crossed the operator's lowering of the cap
-    (which no estimate shown before can foresee), or the arrivals' phase it was shown in."""
+    here) or a change of the cap on active bookers (lowered or raised again), which no
+    estimate shown before can foresee; it was shown while admission was held back by the
+    cap (as the next scrape saw them: active bookers at the room's max_active, the
+    scenario's if no process exported it); or the arrivals' phase it was shown in."""
     if run.paused is not None and at < run.paused[1] and admitted_at > run.paused[0]:
-        return "the wait crossed the operator's pause"
+        return CROSSED_PAUSE
+    if run.capped is not None and any(at < change < admitted_at for change in run.capped):
+        return CROSSED_CAP
     series = run.scrape.get("series", {})
     times, active = run.scrape.get("t", []), series.get("active bookers")
     if times and active:
@@ -285,9 +292,12 @@ def phase_of(run: Run, at: float, admitted_at: float) -> str:
         cap = (series.get("cap on active bookers") or [None] * len(times))[i]
         if (active[i] or 0) >= (run.scenario.room.max_active if cap is None else cap):
             return CAP_LIMITED
-    if run.capped is not None and at < run.capped[0] < admitted_at:
-        return "the wait crossed the operator's lowering of the cap"
     return _arrival_phase(run.scenario, at - run.started_at)
+
+
+def foreseeable(run: Run, judged: Sequence[Judged]) -> list[Judged]:
+    """The estimates whose wait no operator's decision crossed: those the level judges."""
+    return [j for j in judged if phase_of(run, j.shown_at, j.admitted_at) not in CROSSED]
 
 
 def _arrival_phase(scenario: Scenario, since_start_s: float) -> str:
@@ -336,12 +346,15 @@ def judge(run: Run) -> Report:
         )
     )
     report.estimates = judge_estimates(run)
-    median, p90, count = estimate_errors([j.error for j in report.estimates])
+    judged = foreseeable(run, report.estimates)
+    median, p90, count = estimate_errors([j.error for j in judged])
     report.levels.append(
         Level(
             "estimated wait: p90 relative error",
             f"≤ {sl.max_estimate_error_p90:.0%}",
-            f"{p90:.0%} (median {median:.0%}; {admission_source(report.estimates)})"
+            f"{p90:.0%} (median {median:.0%}; the {count} of {len(report.estimates)} estimates"
+            f" whose wait no operator's pause or change of the cap crossed;"
+            f" {admission_source(report.estimates)})"
             if count
             else "no estimates",
             count > 0 and p90 <= sl.max_estimate_error_p90,
@@ -546,7 +559,15 @@ def render(report: Report) -> str:
     for j in report.estimates:
         by_phase.setdefault(phase_of(run, j.shown_at, j.admitted_at), []).append(j.error)
     phase_rows = "".join(
-        _row([e(p), str(len(v)), f"{statistics.median(v):.0%}", f"{percentile(v, 90):.0%}"])
+        _row(
+            [
+                e(p),
+                str(len(v)),
+                f"{statistics.median(v):.0%}",
+                f"{percentile(v, 90):.0%}",
+                "no" if p in CROSSED else "yes",
+            ]
+        )
         for p, v in by_phase.items()
     )
     click_path = (
@@ -595,8 +616,11 @@ def render(report: Report) -> str:
 <p>For each admitted visitor, each estimate shown while waiting against the wait it then
 had, until the room's cursor reached the visitor's place (between the two scrapes around
 it; not after the visitor saw it admitted): median relative error {median:.0%}, p90
-{p90:.0%}, over {n_est} estimates; {e(admission_source(report.estimates))}.</p>
-<table><tr><th>phase</th><th>estimates</th><th>median</th><th>p90</th></tr>{phase_rows}</table>
+{p90:.0%}, over all {n_est} estimates; {e(admission_source(report.estimates))}. The
+service level judges the estimates whose wait no operator's pause or change of the cap
+crossed: no estimate shown before such a decision can foresee it.</p>
+<table><tr><th>phase</th><th>estimates</th><th>median</th><th>p90</th><th>in the level</th></tr>
+{phase_rows}</table>
 <h2>Click to held: where the time goes</h2>
 <p>Each probe cut at its Book's and its answer's record timestamps in the log
 (<code>loadtest.click_path</code>); ms; tail: the mean over the probes at or above the

@@ -10,6 +10,7 @@ from loadtest.report import (
     admission_time,
     in_baskets_first_minute,
     judge,
+    phase_of,
     render,
     sold_out_notice_s,
 )
@@ -87,3 +88,37 @@ def test_an_estimate_right_to_the_second_scores_no_error_though_seen_late() -> N
     assert [j.by_cursor for j in report.estimates] == [True, True, False]
     page = render(report)
     assert html.escape(f"{told}; the rest from the visitor's own poll") in page
+
+
+def test_estimates_an_operators_change_of_the_cap_overtook_are_shown_apart() -> None:
+    """An estimate shown before the operator raised the cap again, for a wait that ended
+    after it, cannot have foreseen it: it is shown in its own phase and the level judges
+    the others; one shown under the cap for a wait that ended before is judged."""
+    timeline = Timeline()
+    timeline.visits(
+        [  # the cursor reaches place 30 at 1006.0, place 60 at 1012.0
+            Seen(990.0, admitted_at=1006.0, place=30, estimates=[(1002.0, 4.0)]),  # right
+            Seen(990.0, admitted_at=1012.0, place=60, estimates=[(1004.0, 40.0)]),  # 400 %
+        ]
+    )
+    times = [1000.0 + k for k in range(16)]
+    run = Run(
+        scenario=load("ci"),
+        host="http://gateway",
+        started_at=996.0,
+        opens_at=1000.0,
+        timeline=timeline.summary(),
+        outcomes={},
+        scrape={"t": times, "series": {"admissions": [5.0 * k for k in range(16)]}},
+        log_findings=None,
+        log_note="",
+        capped=(990.0, 1008.0),  # lowered before both were shown, raised during the second
+    )
+    report = judge(run)
+    [level] = [lv for lv in report.levels if lv.name.startswith("estimated wait")]
+    assert level.met and level.measured.startswith("0% (median 0%; the 1 of 2 estimates"), level
+    phases = [phase_of(run, j.shown_at, j.admitted_at) for j in report.estimates]
+    assert phases[1] == "the wait crossed the operator's change of the cap"
+    assert phases[0] != phases[1]
+    page = render(report)
+    assert "the wait crossed the operator&#x27;s change of the cap" in page
