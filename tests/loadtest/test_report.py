@@ -55,29 +55,35 @@ def test_the_admission_is_the_cursors_but_never_after_the_visitor_saw_it() -> No
     assert admission_time(cursor, place=11, seen_at=12.9, last_waiting=9.0) == (12.9, False)
 
 
-def test_an_estimate_right_to_the_second_scores_no_error_though_seen_late() -> None:
-    """The visitor polled and saw its admission 2.9 s after the cursor reached its place:
-    its estimates, right about that moment, are judged right; the visit without a place is
-    judged against its poll, and the report says for how many that was."""
-    scenario = load("ci")
+def run_of(*visits: Seen, capped: tuple[float, float] | None = None) -> Run:
+    """A run of the ci scenario opened at 1000.0 whose visits are ``visits``, its cursor
+    scraped every second from then on, 5 places a second (place 5k reached at 1000 + k)."""
     timeline = Timeline()
-    timeline.visits(
-        [  # the cursor reaches place 30 at 1006.0; the visitor saw it at 1008.9
-            Seen(990.0, admitted_at=1008.9, place=30, estimates=[(1002.0, 4.0), (1004.0, 2.0)]),
-            Seen(1000.0, admitted_at=1013.0, estimates=[(1010.0, 3.0)]),  # no place: its poll
-        ]
-    )
-    times = [1000.0 + k for k in range(16)]
-    run = Run(
-        scenario=scenario,
+    timeline.visits(visits)
+    return Run(
+        scenario=load("ci"),
         host="http://gateway",
         started_at=996.0,
         opens_at=1000.0,
         timeline=timeline.summary(),
         outcomes={},
-        scrape={"t": times, "series": {"admissions": [5.0 * k for k in range(16)]}},
+        scrape={
+            "t": [1000.0 + k for k in range(16)],
+            "series": {"admissions": [5.0 * k for k in range(16)]},
+        },
         log_findings=None,
         log_note="",
+        capped=capped,
+    )
+
+
+def test_an_estimate_right_to_the_second_scores_no_error_though_seen_late() -> None:
+    """The visitor polled and saw its admission 2.9 s after the cursor reached its place:
+    its estimates, right about that moment, are judged right; the visit without a place is
+    judged against its poll, and the report says for how many that was."""
+    run = run_of(  # the cursor reaches place 30 at 1006.0; the visitor saw it at 1008.9
+        Seen(990.0, admitted_at=1008.9, place=30, estimates=[(1002.0, 4.0), (1004.0, 2.0)]),
+        Seen(1000.0, admitted_at=1013.0, estimates=[(1010.0, 3.0)]),  # no place: its poll
     )
     report = judge(run)
     [level] = [lv for lv in report.levels if lv.name.startswith("estimated wait")]
@@ -94,24 +100,9 @@ def test_estimates_an_operators_change_of_the_cap_overtook_are_shown_apart() -> 
     """An estimate shown before the operator raised the cap again, for a wait that ended
     after it, cannot have foreseen it: it is shown in its own phase and the level judges
     the others; one shown under the cap for a wait that ended before is judged."""
-    timeline = Timeline()
-    timeline.visits(
-        [  # the cursor reaches place 30 at 1006.0, place 60 at 1012.0
-            Seen(990.0, admitted_at=1006.0, place=30, estimates=[(1002.0, 4.0)]),  # right
-            Seen(990.0, admitted_at=1012.0, place=60, estimates=[(1004.0, 40.0)]),  # 400 %
-        ]
-    )
-    times = [1000.0 + k for k in range(16)]
-    run = Run(
-        scenario=load("ci"),
-        host="http://gateway",
-        started_at=996.0,
-        opens_at=1000.0,
-        timeline=timeline.summary(),
-        outcomes={},
-        scrape={"t": times, "series": {"admissions": [5.0 * k for k in range(16)]}},
-        log_findings=None,
-        log_note="",
+    run = run_of(  # the cursor reaches place 30 at 1006.0, place 60 at 1012.0
+        Seen(990.0, admitted_at=1006.0, place=30, estimates=[(1002.0, 4.0)]),  # right
+        Seen(990.0, admitted_at=1012.0, place=60, estimates=[(1004.0, 40.0)]),  # 400 %
         capped=(990.0, 1008.0),  # lowered before both were shown, raised during the second
     )
     report = judge(run)
