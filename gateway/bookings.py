@@ -17,6 +17,8 @@ from gateway.campaigns import Public, center_county, county_ids, load_public
 from gateway.contracts import (
     CALENDAR,
     EVENTS,
+    TICKET_IN_COOKIE,
+    TOKEN_IN_QUERY,
     Booking,
     BookingRequest,
     ConfirmRequest,
@@ -36,7 +38,7 @@ from gateway.placement import BOOKING_RECORD_TTL_S, Resent, SendInDoubt, place, 
 from gateway.producer import CommandNotAccepted
 from gateway.readmodel import BookingView
 from gateway.roomcache import RoomView
-from gateway.rooms import TICKET_COOKIE, room_view, ticket_identity, verify_ticket
+from gateway.rooms import room_view, ticket_identity, verify_ticket
 from gateway.sse import open_stream, send_event, send_keepalive
 from gateway.state import GATEWAY, Gateway
 from schemas import SchemaError
@@ -263,7 +265,7 @@ async def claim_booking(
     Code.IN_DOUBT,
     body=WaitlistRequest,
     security="ticket",
-    also=("ticket_cookie",),
+    also=(TICKET_IN_COOKIE,),
 )
 async def join_waitlist(request: web.Request) -> web.Response:
     """A visitor of a sold-out room waits on the county's waitlist for a later offer.
@@ -275,7 +277,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
     view = await room_view(gw, name)
-    ticket = verify_ticket(gw, bearer(request, cookie=TICKET_COOKIE), name)
+    ticket = verify_ticket(gw, bearer(request, TICKET_IN_COOKIE), name)
     body = await read_body(request, WaitlistRequest)
     wish = replace(read_wish(body, view.campaign), waitlist=True)
     if not view.snap.sold_out:
@@ -300,7 +302,7 @@ async def join_waitlist(request: web.Request) -> web.Response:
 async def _own_booking(request: web.Request, token_param: bool = False) -> tuple[Gateway, str]:
     gw = request.app[GATEWAY]
     booking_id = request.match_info["booking_id"]
-    raw = bearer(request, query="token" if token_param else None)
+    raw = bearer(request, *((TOKEN_IN_QUERY,) if token_param else ()))
     token = verify_booking_token(gw, raw, for_booking_made=True)
     if booking_id_for(token) != booking_id:
         raise ApiError(Code.NOT_YOUR_BOOKING, "this token did not make that booking")
@@ -331,7 +333,7 @@ async def get_booking(request: web.Request) -> web.Response:
     Code.NOT_CONFIRMED,
     Code.UNKNOWN_CAMPAIGN,
     security="booking_token",
-    also=("booking_token_query",),
+    also=(TOKEN_IN_QUERY,),
     query=(Query("lang", Language, "the file's language (default de)"),),
 )
 async def booking_calendar(request: web.Request) -> web.Response:
@@ -367,7 +369,7 @@ async def booking_calendar(request: web.Request) -> web.Response:
     {200: EVENTS},
     Code.UNKNOWN_BOOKING,
     security="booking_token",
-    also=("booking_token_query",),
+    also=(TOKEN_IN_QUERY,),
 )
 async def booking_events(request: web.Request) -> web.StreamResponse:
     gw, booking_id = await _own_booking(request, token_param=True)

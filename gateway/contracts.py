@@ -509,7 +509,24 @@ SECURITY: dict[str, tuple[Code, ...]] = {
 }
 # the signed-in screens' session cookies, taken wherever their key is
 SESSION_SCHEMES = {"operator": ("operator_session",), "agent": ("agent_session",)}
-TICKET_ELSEWHERE = ("ticket_query", "ticket_cookie")  # an EventSource sends no headers
+
+
+@dataclass(frozen=True, slots=True)
+class Elsewhere:
+    """A place besides the Authorization header where a route takes its credential: a
+    query parameter (a browser's EventSource sends no headers) or a cookie (the page's,
+    sent by itself). Named once, for the handler that reads it (``gateway.http.bearer``)
+    and for the document's security scheme ``scheme``."""
+
+    scheme: str
+    place: Literal["query", "cookie"]
+    name: str
+
+
+TICKET_IN_QUERY = Elsewhere("ticket_query", "query", "ticket")
+TICKET_IN_COOKIE = Elsewhere("ticket_cookie", "cookie", "fairq_ticket")
+TOKEN_IN_QUERY = Elsewhere("booking_token_query", "query", "token")
+TICKET_ELSEWHERE = (TICKET_IN_QUERY, TICKET_IN_COOKIE)  # the status, as a poll or a stream
 BODY_CODES = (Code.INVALID_JSON, Code.INVALID_REQUEST, Code.PAYLOAD_TOO_LARGE)
 
 
@@ -526,7 +543,7 @@ class Operation:
     # a visitor's credential (``ticket``, ``booking_token``); an operator's or agent's
     # route takes its own from the front door's declaration (``gateway.openapi``)
     security: str | None = None
-    also: tuple[str, ...] = ()  # other ways to present the credential (SECURITY_SCHEMES)
+    also: tuple[Elsewhere, ...] = ()  # other places to present the credential
     query: tuple[Query, ...] = ()
     backend: bool = True  # reads Redis or the broker: 503 unavailable when they are down
     tag: str = "visitors"
@@ -535,7 +552,8 @@ class Operation:
         """Each way the route takes its credential (one suffices)."""
         if self.security is None:
             return ()
-        return (self.security, *SESSION_SCHEMES.get(self.security, ()), *self.also)
+        sessions = SESSION_SCHEMES.get(self.security, ())
+        return (self.security, *sessions, *(way.scheme for way in self.also))
 
     def codes(self) -> tuple[Code, ...]:
         """Every error code the route can answer: its own and those implied."""

@@ -12,7 +12,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from gateway.bounds import OPERATOR_NUMBERS
-from gateway.contracts import Body, check_bounds
+from gateway.contracts import Body, Elsewhere, check_bounds
 from gateway.errors import ApiError, Code
 from schemas import SchemaError
 from schemas.fields import Bound
@@ -123,11 +123,9 @@ async def read_json(request: web.Request) -> Mapping[str, Any]:
     return data
 
 
-def bearer(request: web.Request, *, cookie: str | None = None, query: str | None = None) -> str:
-    """The bearer token from the Authorization header, else a cookie or query parameter.
-
-    A browser's EventSource cannot set headers, hence the alternatives.
-    """
+def bearer(request: web.Request, *elsewhere: Elsewhere) -> str:
+    """The bearer token from the Authorization header, else from the first place of
+    ``elsewhere`` (a query parameter or a cookie) that holds one."""
     header = request.headers.get(hdrs.AUTHORIZATION, "")  # an istr: no case folding per call
     if header.startswith("Bearer "):  # the usual spelling: one slice
         token = header[7:].strip()
@@ -138,10 +136,8 @@ def bearer(request: web.Request, *, cookie: str | None = None, query: str | None
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(Code.UNAUTHORIZED, "Authorization must be 'Bearer <token>'")
         return token.strip()
-    for value in (
-        request.query.get(query) if query else None,
-        request.cookies.get(cookie) if cookie else None,
-    ):
+    for way in elsewhere:
+        value = (request.query if way.place == "query" else request.cookies).get(way.name)
         if value:
             return value
     raise ApiError(Code.UNAUTHORIZED, "a bearer token is required")

@@ -25,6 +25,9 @@ from gateway import reference
 from gateway.contracts import (
     EVENTS,
     OPERATIONS,
+    TICKET_IN_COOKIE,
+    TICKET_IN_QUERY,
+    TOKEN_IN_QUERY,
     Document,
     Ident,
     Media,
@@ -48,9 +51,15 @@ SKIPPED_METHODS = {"HEAD"}  # aiohttp adds HEAD to every GET
 BEARER = {"type": "http", "scheme": "bearer"}
 SECURITY_SCHEMES = {
     "ticket": BEARER
-    | {"description": "the ticket a join gives; also as ?ticket= or the fairq_ticket cookie"},
+    | {
+        "description": f"the ticket a join gives; also as ?{TICKET_IN_QUERY.name}= or the"
+        f" {TICKET_IN_COOKIE.name} cookie"
+    },
     "booking_token": BEARER
-    | {"description": "the booking token an admitted status gives; also as ?token="},
+    | {
+        "description": "the booking token an admitted status gives; also as"
+        f" ?{TOKEN_IN_QUERY.name}="
+    },
     "operator": BEARER
     | {
         "description": "the operator key; the console's session cookie (fairq_operator, with"
@@ -64,9 +73,9 @@ SECURITY_SCHEMES = {
 }
 
 SECURITY_SCHEMES |= {
-    "ticket_query": {"type": "apiKey", "in": "query", "name": "ticket"},
-    "ticket_cookie": {"type": "apiKey", "in": "cookie", "name": "fairq_ticket"},
-    "booking_token_query": {"type": "apiKey", "in": "query", "name": "token"},
+    way.scheme: {"type": "apiKey", "in": way.place, "name": way.name}
+    for way in (TICKET_IN_QUERY, TICKET_IN_COOKIE, TOKEN_IN_QUERY)
+} | {
     "operator_session": {
         "type": "apiKey",
         "in": "cookie",

@@ -14,6 +14,7 @@ from gateway.challenge import check_join_pow
 from gateway.contracts import (
     EVENTS,
     TICKET_ELSEWHERE,
+    TICKET_IN_COOKIE,
     JoinRequest,
     RoomInfo,
     TicketStatus,
@@ -43,7 +44,6 @@ from waitingroom.rooms import RoomMessage
 from waitingroom.status import Status, chance_of
 from waitingroom.tickets import BookingToken, Ticket
 
-TICKET_COOKIE = "fairq_ticket"
 NO_BODY = JoinRequest()
 INVALID_CODE = "this access code is not valid for this room"
 
@@ -74,7 +74,8 @@ def ticket_cookie(room: str, token: str) -> str:
 
     Room names match ``NAME_PATTERN`` and tokens are base64url with dots: no quoting.
     """
-    return f"{TICKET_COOKIE}={token}; HttpOnly; Path=/api/rooms/{room}; SameSite=Strict"
+    name = TICKET_IN_COOKIE.name
+    return f"{name}={token}; HttpOnly; Path=/api/rooms/{room}; SameSite=Strict"
 
 
 def verify_ticket(gw: Gateway, token: str, room: str, now_s: float | None = None) -> Ticket:
@@ -332,7 +333,7 @@ def presented_ticket(
     if hdrs.AUTHORIZATION not in request.headers and hdrs.COOKIE not in request.headers:
         return None  # a first join: nothing to look at
     try:
-        token = bearer(request, cookie=TICKET_COOKIE)
+        token = bearer(request, TICKET_IN_COOKIE)
         return gw.signer.verify_ticket(token, room, now_s), token
     except (ApiError, TicketError):
         return None
@@ -350,7 +351,7 @@ def presented_ticket(
 async def status(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
-    token = bearer(request, cookie=TICKET_COOKIE, query="ticket")
+    token = bearer(request, *TICKET_ELSEWHERE)
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()  # one reading for the ticket's expiry and its status
     ticket = verify_ticket(gw, token, name, now)
@@ -369,7 +370,7 @@ async def status(request: web.Request) -> web.Response:
 async def status_events(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     name = request.match_info["room"]
-    token = bearer(request, cookie=TICKET_COOKIE, query="ticket")
+    token = bearer(request, *TICKET_ELSEWHERE)
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     ticket = verify_ticket(gw, token, name)
     response = await open_stream(request)

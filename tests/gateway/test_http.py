@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.errors import ApiError
-from gateway.http import holder_of, key_holder
+from gateway.contracts import TICKET_ELSEWHERE
+from gateway.errors import ApiError, Code
+from gateway.http import bearer, holder_of, key_holder
 
 KEYS = {"alice": "alice-key-0123456789", "bob": "bob-key-ünïcode-0123456789"}
 
@@ -35,3 +36,25 @@ def test_a_token_no_key_can_be_is_401_a_wrong_one_403() -> None:
 def test_a_key_configured_with_undecodable_bytes_refuses_without_failing() -> None:
     odd = {"carol": "carol-key-\udcff-0123456789"}  # as os.environ decodes a raw \xff
     assert refused("carol-key-x-0123456789", odd) == (403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "expected"),
+    [
+        ("/s?ticket=q", {"Authorization": "Bearer h", "Cookie": "fairq_ticket=c"}, "h"),
+        ("/s?ticket=q", {"Cookie": "fairq_ticket=c"}, "q"),  # the places in the order given
+        ("/s", {"Cookie": "fairq_ticket=c"}, "c"),
+        ("/s?token=t", {}, None),  # a place the route does not take
+        ("/s?ticket=", {}, None),  # empty
+    ],
+)
+def test_a_credential_comes_from_the_header_else_the_places_the_route_names(
+    path: str, headers: dict[str, str], expected: str | None
+) -> None:
+    request = make_mocked_request("GET", path, headers=headers)
+    if expected is None:
+        with pytest.raises(ApiError) as raised:
+            bearer(request, *TICKET_ELSEWHERE)
+        assert raised.value.code == Code.UNAUTHORIZED
+    else:
+        assert bearer(request, *TICKET_ELSEWHERE) == expected
