@@ -453,7 +453,8 @@ def figures(run: Run, estimates: Sequence[Judged]) -> dict[str, str]:
         x = [r["t"] - opens for r in rows]
         ax.plot(x, [r["p50"] for r in rows], color=color, linewidth=0.7)
         ax.plot(x, [r["p99"] for r in rows], color=color, linewidth=1.6, label=name)
-    ax.legend(fontsize=7, ncol=4)
+    if routes:  # a run without requests has nothing to name
+        ax.legend(fontsize=7, ncol=4)
     out["Client side: latency percentiles over time"] = _svg(fig)
 
     fig, ax = axes("Failed requests per second", "failures/s")
