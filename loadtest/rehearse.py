@@ -11,7 +11,8 @@ Against a running fairq (``make up``; the operator key and the load-test key fro
 2. runs locust on ``loadtest/launchday.py`` with the scenario (its load shape) in
    one process, or with ``--workers N`` in locust's distributed mode: a master (the
    shape, the merged outcomes) and N worker processes on this machine (more on other
-   machines: ``locust -f loadtest/launchday.py --worker --master-host HOST``), while
+   machines with ``--remote-workers M --master-bind ADDR``: the master prints the
+   command they run), while
    ``loadtest.scrape`` reads every ``/metrics`` (the gateway's, and each
    ``--metrics`` URL or the scenario's ``metrics``) once a second, and a
    click-to-held probe (``loadtest.bench_click_to_held``) books once a second in a
@@ -32,6 +33,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -60,6 +62,7 @@ PROBE_EVERY_S = 1.0
 SETTLE_TIMEOUT_S = 60.0  # for the last bookings' answers, after locust stops
 SETTLE_POLL_S = 1.0
 MAX_WORKERS = 64
+LOCAL = "127.0.0.1"  # the master's default address: no other machine can join
 RUN_FILE = "run.json"  # what a rehearsal gathered, for --rejudge
 
 
@@ -77,6 +80,13 @@ class Options:
     locust_args: list[str] = field(default_factory=list)
     rejudge: Path | None = None
     workers: int = 0  # locust's distributed mode: a master and this many local workers
+    remote_workers: int = 0  # ... and this many on other machines, which it waits for
+    master_bind: str = LOCAL  # where the master listens for its workers
+    master_port: int = 0  # 0: a free port
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.workers or self.remote_workers)
 
 
 def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
@@ -95,14 +105,37 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         help="run locust distributed: a master and this many worker processes (0: one process)",
     )
     parser.add_argument(
+        "--remote-workers",
+        type=int,
+        default=0,
+        help="workers on other machines the master waits for (they join with the command"
+        " it prints; needs --master-bind)",
+    )
+    parser.add_argument(
+        "--master-bind",
+        default=LOCAL,
+        help=f"the address the master listens on for its workers ({LOCAL}: this machine's only)",
+    )
+    parser.add_argument(
+        "--master-port", type=int, default=0, help="the master's port (0: a free one)"
+    )
+    parser.add_argument(
         "--rejudge",
         type=Path,
         help="judge a past rehearsal's data (its directory) against --scenario's levels again",
     )
     parser.add_argument("locust_args", nargs="*", help="after --: more options for locust")
     args = parser.parse_args(argv)
-    if not 0 <= args.workers <= MAX_WORKERS:
-        parser.error(f"--workers must be in 0..{MAX_WORKERS}, got {args.workers}")
+    for flag, n in (("--workers", args.workers), ("--remote-workers", args.remote_workers)):
+        if not 0 <= n <= MAX_WORKERS:
+            parser.error(f"{flag} must be in 0..{MAX_WORKERS}, got {n}")
+    if args.remote_workers and args.master_bind == LOCAL:
+        parser.error(
+            "--remote-workers needs --master-bind: an address of this machine the other"
+            f" machines reach (the master listens on {LOCAL} by default)"
+        )
+    if not 0 <= args.master_port <= 65535:
+        parser.error(f"--master-port must be in 0..65535, got {args.master_port}")
     try:
         scenario = load(args.scenario)
     except ScenarioError as e:
@@ -129,6 +162,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         locust_args=args.locust_args,
         rejudge=args.rejudge,
         workers=args.workers,
+        remote_workers=args.remote_workers,
+        master_bind=args.master_bind,
+        master_port=args.master_port,
     )
 
 
@@ -179,12 +215,21 @@ async def run_locust(o: Options, room: str, out: Path) -> int:
         "FAIRQ_LOADTEST_KEY": o.loadtest_key,
     }
     commands = {"locust.log": command}
-    if o.workers:
-        port = _free_port()
-        command += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
-        command += ["--expect-workers", str(o.workers)]
-        worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    if o.distributed:
+        port = o.master_port or _free_port(o.master_bind)
+        command += ["--master", "--master-bind-host", o.master_bind]
+        command += ["--master-bind-port", str(port)]
+        command += ["--expect-workers", str(o.workers + o.remote_workers)]
+        worker = [*locust, *worker_args(o.master_bind, port)]
         commands |= {f"locust-worker-{i}.log": worker for i in range(1, o.workers + 1)}
+        if o.remote_workers:
+            print(
+                f"waiting for {o.remote_workers} worker(s) on other machines: run there, with"
+                " FAIRQ_OPERATOR_KEY and FAIRQ_LOADTEST_KEY set as here,\n  "
+                + shlex.join(remote_worker_command(o.master_bind, port)),
+                file=sys.stderr,
+                flush=True,
+            )
     with contextlib.ExitStack() as logs:
         processes = [
             await asyncio.create_subprocess_exec(
@@ -210,9 +255,19 @@ async def run_locust(o: Options, room: str, out: Path) -> int:
                     await p.wait()
 
 
-def _free_port() -> int:
+def worker_args(master: str, port: int) -> list[str]:
+    """A locust worker's options: whom it reports to (the scenario comes from there)."""
+    return ["--worker", "--master-host", master, "--master-port", str(port)]
+
+
+def remote_worker_command(master: str, port: int) -> list[str]:
+    """What a worker on another machine runs (from a checkout of fairq, its venv active)."""
+    return ["locust", "-f", str(LOCUSTFILE.relative_to(ROOT)), *worker_args(master, port)]
+
+
+def _free_port(host: str = LOCAL) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
 
 from fairq.config import Connections
-from loadtest.rehearse import main, parse, rehearse
+from fairq.devservices import free_port
+from loadtest.rehearse import ROOT, main, parse, rehearse, remote_worker_command
 from loadtest.report import CAP_LIMITED
 from loadtest.scenario import SCENARIOS
 from tests.browser import collect_problems, screenshot
@@ -139,3 +144,42 @@ async def test_locust_distributed_merges_every_workers_outcomes(
     assert "Verdict: PASS" in page_text and "--workers 2" in page_text
     for heading in (*CHECKS, *PLOTS):
         assert heading in page_text, heading
+
+
+async def test_a_worker_on_another_machine_joins_with_the_printed_command(
+    connections: Connections, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--remote-workers 1 --master-bind ADDR``: the master listens on ADDR (here another
+    loopback address, as another machine would reach it) and waits for the worker that
+    runs the command it prints, beside its local one; both drive visits."""
+    master, port = "127.0.0.2", free_port()
+    worker = [sys.executable, "-m", *remote_worker_command(master, port)]
+    env = os.environ | {"FAIRQ_OPERATOR_KEY": OPERATOR_KEY, "FAIRQ_LOADTEST_KEY": LOADTEST_KEY}
+    log = (tmp_path / "remote-worker.log").open("wb")
+    remote = subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        path, passed = await rehearse_ci(
+            connections,
+            tmp_path,
+            *("--workers", "1", "--remote-workers", "1"),
+            *("--master-bind", master, "--master-port", str(port)),
+        )
+    finally:
+        if remote.poll() is None:
+            remote.kill()
+        remote.wait()
+        log.close()
+    assert shlex.join(remote_worker_command(master, port)) in capsys.readouterr().err
+    assert passed, (path.parent / "locust.log").read_text()[-4000:]
+    workers = json.loads((path.parent / "outcomes.json").read_text())["workers"]
+    assert len(workers) == 2 and all(w["requests"] > 0 for w in workers.values()), workers
+
+
+def test_remote_workers_need_an_address_other_machines_reach(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {"FAIRQ_OPERATOR_KEY": OPERATOR_KEY, "FAIRQ_LOADTEST_KEY": LOADTEST_KEY}
+    with pytest.raises(SystemExit) as exited:
+        parse(["--scenario", "ci", "--remote-workers", "2"], env)
+    assert exited.value.code == 2
+    assert "--remote-workers needs --master-bind" in capsys.readouterr().err
