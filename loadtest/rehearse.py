@@ -38,7 +38,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,6 +302,8 @@ class OperatorStep:
     method: str
     path: str  # under /api/admin/rooms/{room}
     body: dict[str, Any] | None = None
+    # a body made from the room's statistics as they are just before (GET the room)
+    body_of: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 async def operator_window(
@@ -320,8 +322,14 @@ async def operator_window(
     window: list[float] = []
     await asyncio.sleep(max(0.0, at - time.time()))
     for step, wait_s in zip(steps, (for_s, 0.0), strict=True):
-        url = f"{o.host}/api/admin/rooms/{room}{step.path}"
-        async with http.request(step.method, url, json=step.body, headers=headers) as resp:
+        url = f"{o.host}/api/admin/rooms/{room}"
+        body = step.body
+        if step.body_of is not None:
+            async with http.get(url, headers=headers) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"{step.what}: {resp.status} {await resp.text()}")
+                body = step.body_of(await resp.json())
+        async with http.request(step.method, url + step.path, json=body, headers=headers) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"{step.what}: {resp.status} {await resp.text()}")
         window.append(time.time())
@@ -340,7 +348,12 @@ def operator_steps(
         OperatorStep("resume the room", "POST", "/resume"),
     )
     cap = (
-        OperatorStep("lower the cap", "PUT", "/admission", {"max_active": r.capped_max_active}),
+        OperatorStep(
+            "lower the cap",
+            "PUT",
+            "/admission",
+            body_of=lambda stats: {"max_active": r.capped_to(int(stats["active"]))},
+        ),
         OperatorStep("set the cap back", "PUT", "/admission", {"max_active": r.max_active}),
     )
     start = opens_at + r.pause_after_opening_s

@@ -295,6 +295,21 @@ def phase_of(run: Run, at: float, admitted_at: float) -> str:
     return _arrival_phase(run.scenario, at - run.started_at)
 
 
+def lowered_cap(run: Run) -> str:
+    """What the operator lowered the cap to: as scraped during the stretch, else as the
+    scenario says."""
+    room, times = run.scenario.room, run.scrape.get("t", [])
+    caps = run.scrape.get("series", {}).get("cap on active bookers") or []
+    if run.capped is not None:
+        start, end = run.capped
+        seen = [c for t, c in zip(times, caps, strict=False) if start < t < end and c]
+        if seen:
+            return f"{min(seen):.0f}"
+    if room.capped_below_active:
+        return f"{room.capped_below_active} under the active bookers of that moment"
+    return str(room.capped_max_active)
+
+
 def foreseeable(run: Run, judged: Sequence[Judged]) -> list[Judged]:
     """The estimates whose wait no operator's decision crossed: those the level judges."""
     return [j for j in judged if phase_of(run, j.shown_at, j.admitted_at) not in CROSSED]
@@ -595,7 +610,7 @@ def render(report: Report) -> str:
     if run.capped is not None:
         start, end = (t - run.opens_at for t in run.capped)
         pause += (
-            f" The operator lowered the cap on active bookers to {s.room.capped_max_active} "
+            f" The operator lowered the cap on active bookers to {lowered_cap(run)} "
             f"from {start:.0f} s to {end:.0f} s (shaded blue)."
         )
     return f"""<!doctype html>

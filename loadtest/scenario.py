@@ -118,12 +118,29 @@ class Room:
     # the operator pauses admission this long after the opening, for pause_s (0: never)
     pause_after_opening_s: float = field(default=0.0, metadata=NON_NEGATIVE)
     pause_s: float = field(default=0.0, metadata=NON_NEGATIVE)
-    # the operator lowers the cap on active bookers to capped_max_active this long after
-    # the opening, for cap_s (0: never), then sets max_active again: a stretch where the
-    # cap, not the rate, holds admission back
+    # the operator lowers the cap on active bookers this long after the opening, for
+    # cap_s (0: never), then sets max_active again: a stretch where the cap, not the
+    # rate, holds admission back. Lowered to capped_max_active, or to capped_below_active
+    # under the active bookers of that moment (at least 1): holding admission about where
+    # it is, whoever stays long then (one of the two, not both)
     cap_after_opening_s: float = field(default=0.0, metadata=NON_NEGATIVE)
     cap_s: float = field(default=0.0, metadata=NON_NEGATIVE)
-    capped_max_active: int = field(default=1, metadata=_range(1))
+    capped_max_active: int = field(default=0, metadata=_range(0))
+    capped_below_active: int = field(default=0, metadata=_range(0))
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("capped_max_active", "capped_below_active") if getattr(self, n)]
+        if self.cap_s and len(given) != 1:
+            raise ScenarioError(
+                "[room]: with cap_s, give one of capped_max_active and capped_below_active"
+                + (", not both" if given else "")
+            )
+
+    def capped_to(self, active: int) -> int:
+        """The cap the operator sets when ``active`` bookers are active."""
+        if self.capped_below_active:
+            return max(1, active - self.capped_below_active)
+        return self.capped_max_active
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,14 @@ def test_the_shape_gathers_opens_ramps_peaks_and_ends() -> None:
         ),
         (("rate_per_s = 125.0", ""), "[room]: missing rate_per_s"),
         (("[journey]", "[journey"), "not valid TOML"),
+        (
+            ("capped_below_active = 120", "capped_below_active = 120\ncapped_max_active = 9"),
+            "[room]: with cap_s, give one of capped_max_active and capped_below_active, not both",
+        ),
+        (
+            ("capped_below_active = 120", ""),
+            "[room]: with cap_s, give one of capped_max_active and capped_below_active",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_naming_what_is_wrong(
@@ -62,6 +70,12 @@ def test_a_bad_file_is_refused_naming_what_is_wrong(
         load(bad)
     assert message in str(refused.value)
     assert str(bad) in str(refused.value)
+
+
+def test_the_cap_goes_below_the_active_bookers_of_the_moment_or_to_a_number() -> None:
+    below = load("reference-small").room
+    assert (below.capped_to(47), below.capped_to(2)) == (44, 1)  # never 0: nobody admitted
+    assert load("ci").room.capped_to(47) == 1
 
 
 def test_a_missing_file_is_refused() -> None:
