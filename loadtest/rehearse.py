@@ -302,7 +302,7 @@ class OperatorStep:
     method: str
     path: str  # under /api/admin/rooms/{room}
     body: dict[str, Any] | None = None
-    # a body made from the room's statistics as they are just before (GET the room)
+    # a body made from the room's statistics as they are just before (GET .../stats)
     body_of: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
@@ -325,7 +325,7 @@ async def operator_window(
         url = f"{o.host}/api/admin/rooms/{room}"
         body = step.body
         if step.body_of is not None:
-            async with http.get(url, headers=headers) as resp:
+            async with http.get(f"{url}/stats", headers=headers) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"{step.what}: {resp.status} {await resp.text()}")
                 body = step.body_of(await resp.json())
@@ -406,19 +406,21 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
             for key, step in operator_steps(http, o, name, opens_at).items()
         }
         try:
-            code = await run_locust(o, name, out)
-        finally:
-            stop.set()
-            probes = await probing
-            for task in operator.values():
-                if not task.done():  # the storm ended first: the window did not close
-                    task.cancel()
-            await asyncio.gather(*operator.values(), return_exceptions=True)
-        windows = {k: None if t.cancelled() else t.result() for k, t in operator.items()}
-        findings, note = await audit_log(o)
-        cuts = await read_click_path(o, probes)
-        await scraper.once(http)  # the settled system
-        await scraping
+            try:
+                code = await run_locust(o, name, out)
+            finally:
+                stop.set()
+                probes = await probing
+                for task in operator.values():
+                    if not task.done():  # the storm ended first: the window did not close
+                        task.cancel()
+                await asyncio.gather(*operator.values(), return_exceptions=True)
+            windows = {k: None if t.cancelled() else t.result() for k, t in operator.items()}
+            findings, note = await audit_log(o)
+            cuts = await read_click_path(o, probes)
+            await scraper.once(http)  # the settled system
+        finally:  # the scraper ends with the session, whatever failed
+            await scraping
     run = Run(
         scenario=o.scenario,
         host=o.host,
