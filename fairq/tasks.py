@@ -50,31 +50,31 @@ async def run_until_stopped(
     answering); with one of them paused that wait has no end, and the process would
     ignore SIGTERM. The bound makes a stop take ``drain_s`` at most whatever they do.
     Raises ``main``'s error, if it failed; ``UnaskedCancellation`` if it ended on a
-    cancellation before it was told to stop: a library future cancelled under it
+    cancellation this did not make, even while draining: a library future cancelled under it
     (awaiting one raises CancelledError), which would otherwise end the process with
     exit code 0 and not a line in its log.
     """
     task = asyncio.ensure_future(main)
     told = asyncio.ensure_future(stop.wait())
+    cancelled_here = False  # whether this cancelled ``main`` (its drain ran out, or this was)
     try:
         await asyncio.wait({task, told}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
             _, pending = await asyncio.wait({task}, timeout=drain_s)
             if pending:
                 logger.warning("not stopped within %.1fs of being told to: cancelling", drain_s)
+                cancelled_here = True
                 await cancel_and_wait(pending)
     finally:
-        unasked = task.done() and task.cancelled() and not stop.is_set()
+        cancelled_here = cancelled_here or not task.done()
         await cancel_and_wait([task, told])
-    if unasked:
-        try:
-            task.result()
-        except asyncio.CancelledError as e:  # the original, with where it was raised
+    try:
+        task.result()
+    except asyncio.CancelledError as e:  # the original, with where it was raised
+        if not cancelled_here:
             raise UnaskedCancellation(
                 "the service ended on a cancellation it did not ask for"
             ) from e
-    if not task.cancelled():
-        task.result()
 
 
 class UnaskedCancellation(RuntimeError):

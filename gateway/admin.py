@@ -8,7 +8,7 @@ import hashlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import msgspec
 import orjson
@@ -62,6 +62,9 @@ logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 _T = TypeVar("_T")
+
+
+CodesFormat = Literal["json", "csv"]  # how access codes are answered (?format=)
 
 
 def require_operator(request: web.Request) -> Gateway:
@@ -208,21 +211,23 @@ async def get_campaign(request: web.Request) -> web.Response:
     {201: (Codes, CSV)},
     Code.UNKNOWN_CAMPAIGN,
     body=CodesRequest,
-    query=(Query("format", Literal["json", "csv"], "csv: letters; else JSON"),),
+    query=(Query("format", CodesFormat, "csv: letters; else JSON"),),
     tag="operators",
 )
 async def post_codes(request: web.Request) -> web.Response:
     gw = require_operator(request)
     name = request.match_info["campaign"]
-    body = await read_body(request, CodesRequest)  # checked before any code is issued
+    form = request.query.get("format", "json")  # checked, like the body, before any code is issued
+    if form not in get_args(CodesFormat):
+        raise ApiError(
+            Code.INVALID_REQUEST, f"'format' must be {' or '.join(get_args(CodesFormat))}"
+        )
+    body = await read_body(request, CodesRequest)
     group, count = body.group, body.count
     public = await load_public(gw, name)
     codes = await issue_codes(
         gw.redis, name, group, count, gw.settings.identity_secret, gw.store.ledger
     )
-    form = request.query.get("format", "json")
-    if form not in ("json", "csv"):
-        raise ApiError(Code.INVALID_REQUEST, "'format' must be json or csv")
     if form == "csv":
         return csv_response(f"{name}-{group}-codes.csv", code_letters(public, group, codes), 201)
     return json_response({"campaign": name, "group": group, "codes": codes}, status=201)

@@ -10,7 +10,6 @@ of 3e-45 per second is a number, but no operator means it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,26 +90,6 @@ OPERATOR_NUMBERS: dict[str, OperatorNumber] = {
 
 def bound(field: str) -> Bound:
     return OPERATOR_NUMBERS[field].bound
-
-
-def read_int(body: Mapping[str, Any], field: str) -> int:
-    """The integer ``body[field]`` within its range (else SchemaError, a 400)."""
-    return bound(field).read_int(body, field)
-
-
-def read_number(body: Mapping[str, Any], field: str) -> float:
-    """The number ``body[field]`` within its range (else SchemaError, a 400)."""
-    return bound(field).read_number(body, field)
-
-
-def opt_int(body: Mapping[str, Any], field: str) -> int | None:
-    """``read_int``, or None when the field is absent or null."""
-    return None if body.get(field) is None else read_int(body, field)
-
-
-def opt_number(body: Mapping[str, Any], field: str) -> float | None:
-    """``read_number``, or None when the field is absent or null."""
-    return None if body.get(field) is None else read_number(body, field)
 
 
 def schema(field: str) -> dict[str, Any]:

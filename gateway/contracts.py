@@ -240,18 +240,6 @@ class Answer(Struct, forbid_unknown_fields=True, kw_only=True):
     """A response body: nothing beyond what is declared."""
 
 
-class ErrorDetail(Struct, kw_only=True):
-    """``code`` (see the catalogue), ``message`` in words; some codes add fields (e.g.
-    ``booking_id``, ``retry_after_s``, ``opens_prequeue_at``, ``challenge_url``)."""
-
-    code: str
-    message: str
-
-
-class Error(Answer, kw_only=True):
-    error: ErrorDetail
-
-
 class RoomMessage(Answer, kw_only=True):
     de: str | None
     en: str | None

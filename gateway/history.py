@@ -67,6 +67,9 @@ def room_figures(gw: Gateway, view: RoomView) -> dict[str, Any]:
         rate = snap.rate_at(gw.clock())
     waiting = snap.queue_depth
     admitting = snap.state == "open" and not snap.sold_out and rate > 0
+    wait_at_back = (
+        wait_s(waiting, snap, rate, view.meter.dwell_s) if admitting and waiting else None
+    )
     return {
         "queue_depth": waiting,
         "prequeue_size": snap.prequeue_size if snap.opened else snap.queue_length,
@@ -78,10 +81,7 @@ def room_figures(gw: Gateway, view: RoomView) -> dict[str, Any]:
         "holds": tally.get("held", 0) + tally.get("offered", 0),
         "confirmations": tally.get("confirmed", 0),
         "expiries": tally.get("expired", 0),
-        # when the last of those waiting now would be admitted (None: nobody admits)
-        "wait_at_back_s": round(wait_s(waiting, snap, rate, view.meter.dwell_s), 1)
-        if admitting and waiting and snap.config.max_active > 0
-        else None,
+        "wait_at_back_s": None if wait_at_back is None else round(wait_at_back, 1),
     }
 
 

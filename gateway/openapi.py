@@ -39,6 +39,7 @@ from gateway.contracts import (
 from gateway.errors import Code
 from gateway.frontdoor import FRONT_DOOR, Access, add_routes
 from gateway.ratelimit import LIMITED_ROUTES, STREAM_ROUTES
+from gateway.sessions import AGENT, OPERATOR
 from schemas.events import REASONS
 
 VERSION = "0.1.0"
@@ -62,13 +63,13 @@ SECURITY_SCHEMES = {
     },
     "operator": BEARER
     | {
-        "description": "the operator key; the console's session cookie (fairq_operator, with"
-        " X-CSRF-Token on changes) is taken too"
+        "description": f"the operator key; the console's session cookie ({OPERATOR.cookie},"
+        " with X-CSRF-Token on changes) is taken too"
     },
     "agent": BEARER
     | {
         "description": "an agent key (FAIRQ_AGENT_KEYS) or the operator key; the call-center"
-        " screen's session cookie (fairq_agent, with X-CSRF-Token on changes) is taken too"
+        f" screen's session cookie ({AGENT.cookie}, with X-CSRF-Token on changes) is taken too"
     },
 }
 
@@ -76,18 +77,13 @@ SECURITY_SCHEMES |= {
     way.scheme: {"type": "apiKey", "in": way.place, "name": way.name}
     for way in (TICKET_IN_QUERY, TICKET_IN_COOKIE, TOKEN_IN_QUERY)
 } | {
-    "operator_session": {
+    f"{role.name}_session": {
         "type": "apiKey",
         "in": "cookie",
-        "name": "fairq_operator",
-        "description": "the console's session (with X-CSRF-Token on changes)",
-    },
-    "agent_session": {
-        "type": "apiKey",
-        "in": "cookie",
-        "name": "fairq_agent",
-        "description": "the call-center screen's session (with X-CSRF-Token on changes)",
-    },
+        "name": role.cookie,
+        "description": f"the {screen}'s session (with X-CSRF-Token on changes)",
+    }
+    for role, screen in ((OPERATOR, "console"), (AGENT, "call-center screen"))
 }
 TEXT = {"type": "string"}
 # one server-sent event: its name, and its data (the JSON of the route's document)

@@ -84,7 +84,11 @@ def html_page(path: Path, *sources: str) -> Page:
     """A page's HTML and headers, read once per process: its inline script and style
     blocks allowed by their hashes, and ``sources`` (such as ``'self'``) for the files
     it loads; nothing else (``default-src 'none'``)."""
-    html = path.read_text(encoding="utf-8")
+    return page_of(path.read_text(encoding="utf-8"), *sources)
+
+
+def page_of(html: str, *sources: str) -> Page:
+    """``html`` as a page: its headers as ``html_page`` says."""
     return Page(
         body=html.encode("utf-8"),
         headers={

@@ -158,10 +158,8 @@ async def send_again(gw: Gateway, booking_id: str) -> Resent:
     The same Book, the same command id: the allocator answers it once, however many
     copies reach the log. Raises ``SendInDoubt`` while the broker does not acknowledge.
     """
-    try:
-        record = from_hash(await gw.redis.hgetall(keys.booking(booking_id)))
-    except SchemaError as e:  # written by this code, so only a foreign hand gets here
-        logger.error("booking %s: its record is malformed: %s", booking_id, e)
+    record = await _record(gw, booking_id)
+    if record is None:
         return Resent.NO_RECORD
     if record.placed:
         return Resent.PLACED
@@ -185,6 +183,16 @@ async def send_again(gw: Gateway, booking_id: str) -> Resent:
     return Resent.SENT
 
 
+async def _record(gw: Gateway, booking_id: str) -> BookingRecord | None:
+    """The booking's record; None (logged) when it is malformed, which only a foreign
+    hand can make: this code writes it."""
+    try:
+        return from_hash(await gw.redis.hgetall(keys.booking(booking_id)))
+    except SchemaError as e:
+        logger.error("booking %s: its record is malformed: %s", booking_id, e)
+        return None
+
+
 async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
     """Send again the Books not acknowledged for ``older_than_s`` (oldest first).
 
@@ -199,11 +207,7 @@ async def resend_unplaced(gw: Gateway, older_than_s: float) -> int:
     for raw in due:
         booking_id = text(cast(bytes, raw))  # the client does not decode
         if await gw.views.get(booking_id) is not None:  # answered: it is on the log
-            try:
-                record = from_hash(await gw.redis.hgetall(keys.booking(booking_id)))
-            except SchemaError as e:
-                logger.error("booking %s: its record is malformed: %s", booking_id, e)
-                record = BookingRecord()
+            record = await _record(gw, booking_id) or BookingRecord()
             if record.campaign is not None and record.identity is not None:
                 await _placed(gw, Claim(record.campaign, record.identity, booking_id))
             continue

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway.contracts import HTML, operation
-from gateway.page import Page, content_security_policy, page_response
+from gateway.page import Page, page_of, page_response
 
 REFERENCE_PAGE: web.AppKey[Page] = web.AppKey("reference_page", Page)
 routes = web.RouteTableDef()
@@ -42,16 +42,7 @@ async def reference_page(request: web.Request) -> web.Response:
 
 def install(app: web.Application, document: dict[str, Any]) -> None:
     """The page of ``document`` (rendered once)."""
-    text = render(document)
-    app[REFERENCE_PAGE] = Page(
-        body=text.encode("utf-8"),
-        headers={
-            "Content-Security-Policy": content_security_policy(text),
-            "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
+    app[REFERENCE_PAGE] = page_of(render(document))
 
 
 def _e(value: Any) -> str:

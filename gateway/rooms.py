@@ -210,7 +210,7 @@ async def join(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     body = NO_BODY
     if request.body_exists:  # most anonymous joins have none: nothing to read or check
-        body = await read_body(request, JoinRequest)
+        body = await read_body(request, JoinRequest, optional=True)
     code = body.access_code
     view = gw.rooms.known().get(name) or await room_view(gw, name)
     now = gw.clock()

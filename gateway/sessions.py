@@ -45,6 +45,7 @@ import redis.asyncio as aioredis
 from aiohttp import hdrs, web
 
 from gateway.contracts import (
+    SESSION_CODES,
     AgentSignIn,
     OperatorSignIn,
     SessionState,
@@ -261,8 +262,6 @@ def session_routes(role: Role) -> web.RouteTableDef:
         OperatorSignIn if role.names_itself else AgentSignIn
     )
 
-    signed_in = (Code.NOT_SIGNED_IN, Code.SESSION_EXPIRED, Code.SESSION_ENDED)
-
     @routes.post(role.signin_path)
     @operation(
         f"sign in with the {role.name} key: sets the session cookie, returns the CSRF token",
@@ -304,9 +303,7 @@ def session_routes(role: Role) -> web.RouteTableDef:
     @operation(
         "sign out (with X-CSRF-Token): the session ends on every gateway",
         {200: SignedOut},
-        *signed_in,
-        Code.CROSS_ORIGIN,
-        Code.CSRF_TOKEN_MISSING,
+        *SESSION_CODES,
         tag="sessions",
     )
     async def sign_out(request: web.Request) -> web.Response:

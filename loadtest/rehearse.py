@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import os
 import shlex
@@ -129,10 +130,11 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
     for flag, n in (("--workers", args.workers), ("--remote-workers", args.remote_workers)):
         if not 0 <= n <= MAX_WORKERS:
             parser.error(f"{flag} must be in 0..{MAX_WORKERS}, got {n}")
-    if args.remote_workers and args.master_bind == LOCAL:
+    if args.remote_workers and (args.master_bind == LOCAL or _unspecified(args.master_bind)):
         parser.error(
             "--remote-workers needs --master-bind: an address of this machine the other"
-            f" machines reach (the master listens on {LOCAL} by default)"
+            f" machines reach, the one their command names (not {LOCAL}, the default, nor"
+            " 0.0.0.0)"
         )
     if not 0 <= args.master_port <= 65535:
         parser.error(f"--master-port must be in 0..65535, got {args.master_port}")
@@ -253,6 +255,27 @@ async def run_locust(o: Options, room: str, out: Path) -> int:
                 if p.returncode is None:
                     p.kill()
                     await p.wait()
+
+
+def _unspecified(address: str) -> bool:
+    """0.0.0.0 or ::, which a worker cannot be told to connect to."""
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:  # a host name
+        return False
+
+
+def command_of(o: Options) -> list[str]:
+    """The command line that runs this rehearsal again (the keys from the environment)."""
+    command = ["python", "-m", "loadtest.rehearse", "--scenario", o.scenario_path]
+    command += ["--host", o.host]
+    if o.workers:
+        command += ["--workers", str(o.workers)]
+    if o.remote_workers:
+        command += ["--remote-workers", str(o.remote_workers), "--master-bind", o.master_bind]
+    if o.master_port:
+        command += ["--master-port", str(o.master_port)]
+    return command
 
 
 def worker_args(master: str, port: int) -> list[str]:
@@ -436,8 +459,7 @@ async def rehearse(o: Options) -> tuple[Path, bool]:
         capped=windows["capped"],
         locust_exit=code,
         click_path=breakdown(cuts),
-        command=f"python -m loadtest.rehearse --scenario {o.scenario_path} --host {o.host}"
-        + (f" --workers {o.workers}" if o.workers else ""),
+        command=shlex.join(command_of(o)),
     )
     (out / RUN_FILE).write_text(json.dumps(run.to_json()), encoding="utf-8")
     return write_report(run, out)

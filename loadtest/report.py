@@ -233,6 +233,7 @@ class Judged:
     error: float  # relative: |estimate - wait had| / max(wait had, MIN_WAIT_S)
     admitted_at: float
     by_cursor: bool  # the admission time from the room's cursor, not the visitor's poll
+    phase: str  # phase_of: where it belongs in the report, and whether the level judges it
 
 
 def judge_estimates(run: Run) -> list[Judged]:
@@ -253,7 +254,8 @@ def judge_estimates(run: Run) -> list[Judged]:
         admitted_at, by_cursor = admitted[place, seen_at]
         had_s = admitted_at - shown_at
         error = abs(estimate_s - had_s) / max(had_s, MIN_WAIT_S)
-        out.append(Judged(shown_at, error, admitted_at, by_cursor))
+        phase = phase_of(run, shown_at, admitted_at)
+        out.append(Judged(shown_at, error, admitted_at, by_cursor, phase))
     return out
 
 
@@ -289,7 +291,8 @@ def phase_of(run: Run, at: float, admitted_at: float) -> str:
     times, active = run.scrape.get("t", []), series.get("active bookers")
     if times and active:
         i = min(bisect.bisect_left(times, at), len(times) - 1)
-        cap = (series.get("cap on active bookers") or [None] * len(times))[i]
+        caps = series.get("cap on active bookers")
+        cap = caps[i] if caps else None
         if (active[i] or 0) >= (run.scenario.room.max_active if cap is None else cap):
             return CAP_LIMITED
     return _arrival_phase(run.scenario, at - run.started_at)
@@ -306,13 +309,22 @@ def lowered_cap(run: Run) -> str:
         if seen:
             return f"{min(seen):.0f}"
     if room.capped_below_active:
-        return f"{room.capped_below_active} under the active bookers of that moment"
-    return str(room.capped_max_active)
+        return f"{room.capped_below_active} under the active bookers of that moment (not scraped)"
+    return f"{room.capped_max_active} (as the scenario says; not scraped)"
 
 
-def foreseeable(run: Run, judged: Sequence[Judged]) -> list[Judged]:
+def no_estimates(timeline: Mapping[str, Any], judged: Sequence[Judged]) -> str:
+    """Why the level has no estimate to judge."""
+    if judged:
+        return f"none of the {len(judged)} estimates: an operator's decision crossed every wait"
+    if timeline.get("estimate_errors"):  # a run.json from before the cursor timed them
+        return "recorded in an older form (timeline.estimate_errors): not judged again"
+    return "no estimates"
+
+
+def foreseeable(judged: Sequence[Judged]) -> list[Judged]:
     """The estimates whose wait no operator's decision crossed: those the level judges."""
-    return [j for j in judged if phase_of(run, j.shown_at, j.admitted_at) not in CROSSED]
+    return [j for j in judged if j.phase not in CROSSED]
 
 
 def _arrival_phase(scenario: Scenario, since_start_s: float) -> str:
@@ -361,7 +373,7 @@ def judge(run: Run) -> Report:
         )
     )
     report.estimates = judge_estimates(run)
-    judged = foreseeable(run, report.estimates)
+    judged = foreseeable(report.estimates)
     median, p90, count = estimate_errors([j.error for j in judged])
     report.levels.append(
         Level(
@@ -371,7 +383,7 @@ def judge(run: Run) -> Report:
             f" whose wait no operator's pause or change of the cap crossed;"
             f" {admission_source(report.estimates)})"
             if count
-            else "no estimates",
+            else no_estimates(tl, report.estimates),
             count > 0 and p90 <= sl.max_estimate_error_p90,
         )
     )
@@ -573,7 +585,7 @@ def render(report: Report) -> str:
     median, p90, n_est = estimate_errors([j.error for j in report.estimates])
     by_phase: dict[str, list[float]] = {}
     for j in report.estimates:
-        by_phase.setdefault(phase_of(run, j.shown_at, j.admitted_at), []).append(j.error)
+        by_phase.setdefault(j.phase, []).append(j.error)
     phase_rows = "".join(
         _row(
             [

@@ -53,6 +53,7 @@ from schemas.commands import (
     MAX_WINDOW_DAYS,
     AddInventory,
     SlotSpec,
+    WindowDays,
 )
 from schemas.errors import SchemaError
 from schemas.fields import ID_PATTERN
@@ -83,7 +84,6 @@ _LOCAL_START = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}):([0-9]{2})")
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_LEN, pattern=r"\S")]
 Address = Annotated[str, Meta(min_length=1, max_length=MAX_ADDRESS_LEN, pattern=r"\S")]
 Zone = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]
-WindowDays = Annotated[int, Meta(ge=1, le=MAX_WINDOW_DAYS)]
 HoldS = Annotated[int, Meta(ge=MIN_HOLD_S, le=MAX_HOLD_S)]
 Capacity = Annotated[int, Meta(ge=0, le=MAX_CAPACITY)]
 EveryMin = Annotated[int, Meta(ge=MIN_EVERY_MIN, le=24 * 60)]

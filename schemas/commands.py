@@ -37,7 +37,6 @@ DEFAULT_HOLD_S = 600
 HoldS = Annotated[int, Meta(ge=1, le=MAX_HOLD_S)]
 WindowDays = Annotated[int, Meta(ge=1, le=MAX_WINDOW_DAYS)]
 Percent = Annotated[int, Meta(ge=0, le=100)]
-RESERVE_MODES = tuple(m.value for m in ReserveMode)  # the gateway's reserve form offers these
 
 
 class _ByBooking(Message, frozen=True):
@@ -175,9 +174,6 @@ class SlotSpec(Part, frozen=True, array_like=True, forbid_unknown_fields=True):
         check_iso_date(self.day, "day")
         if not _has_offset(self.start):
             raise ValueError("a slot's start must be an ISO datetime with a UTC offset")
-
-    def to_list(self) -> list[object]:
-        return [self.day, self.start, self.start_s, self.capacity]
 
 
 class AddInventory(Message, frozen=True):

@@ -37,7 +37,7 @@ from msgspec import Meta
 
 from schemas.message import Message, Part, wire_decoder
 from schemas.states import RejectReason
-from schemas.types import MAX_ID_LEN, Count, IsoDate, Name, Positive, SlotId, Text, check_iso_date
+from schemas.types import Count, IsoDate, Name, Positive, SlotId, Text, check_iso_date
 
 # Reasons a Book is rejected or a Confirm/Cancel fails (``schemas.states.RejectReason``).
 REASONS = frozenset(RejectReason)
@@ -195,9 +195,6 @@ class InventoryReport(Message, frozen=True):
                 check_iso_date(day, "centers")
 
 
-VaccineId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LEN)]
-
-
 class CountySummary(Part, frozen=True):
     # pairs that can still be formed from free and reserved places (greedy; 0 exactly when none)
     pairs_left: Count
@@ -209,7 +206,7 @@ class CountySummary(Part, frozen=True):
     # ``pairs_left`` split by vaccine id: every vaccine the county has inventory of, 0 when
     # it has no pair left; the figures sum to ``pairs_left`` (a pair is of one vaccine).
     # None (absent) in summaries written before it existed: not known, never "none".
-    pairs_left_by_vaccine: dict[VaccineId, Count] | None = None
+    pairs_left_by_vaccine: dict[Text, Count] | None = None
 
     def __post_init__(self) -> None:
         by_vaccine = self.pairs_left_by_vaccine

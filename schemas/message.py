@@ -105,7 +105,9 @@ def schema_error(e: msgspec.DecodeError, kind: str) -> SchemaError:
     if path == "v":
         return SchemaError(f"unsupported schema version ({text}; expected {SCHEMA_VERSION})")
     if path == "type":
-        what = text.removeprefix("Invalid value ") if text.startswith("Invalid value ") else text
+        what = text.removeprefix("Invalid value ")
+        # the value as it came, escaped: the message goes to logs
+        what = what.encode("unicode_escape").decode("ascii")
         return SchemaError(f"unknown {kind.split(' ', 1)[1]} type {what}")
     if not path:
         return SchemaError(text)  # a check across fields, its message names them

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import signal
 import uuid
@@ -155,6 +156,30 @@ def connections(
         topics=topics,
         kafka_idempotence=broker == "kafka",
     )
+
+
+class _Logged(logging.Handler):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@contextlib.contextmanager
+def logged_line(logger: str, text: str) -> Iterator[asyncio.Event]:
+    """An event set once ``logger`` (or a logger under it) logs a line containing
+    ``text``, for a test to await what it cannot see otherwise (a retry, a wait)."""
+    handler = _Logged(text)
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    try:
+        yield handler.seen
+    finally:
+        target.removeHandler(handler)
 
 
 @contextlib.contextmanager

@@ -215,6 +215,10 @@ def sold_out_verdict(county_ids: Sequence[str], pairs_left: Mapping[str, int]) -
     return None
 
 
+# what freeing a finished booking's place reads of its record (not the packed Book)
+DONE_FIELDS = ("room", "position", "county")
+
+
 class EventHandler:
     """Applies booking events to the rooms: frees positions, sets ``sold_out``."""
 
@@ -232,8 +236,9 @@ class EventHandler:
         """Free the booking's place; a confirmation is also counted against its county's
         pairs left until the county's next summary (see ``auto_limit``)."""
         booking_id = event.booking_id
-        try:
-            record = from_hash(await self._redis.hgetall(keys.booking(booking_id)))
+        values = await self._redis.hmget(keys.booking(booking_id), DONE_FIELDS)
+        try:  # only what this needs: a field it does not use cannot hold the place up
+            record = from_hash({k: v for k, v in zip(DONE_FIELDS, values, strict=True) if v})
         except SchemaError as e:
             logger.error("booking %s has a malformed record: %s", booking_id, e)
             return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -96,33 +95,42 @@ class RateMeter:
             rate = snap.rate_at(now_s)  # the stand-in shown until now
         self.rate_per_s = rate + weight * (sample - rate)
 
+    @property
+    def sightings(self) -> int:
+        """How many of the cursor's moves the meter holds: those since the place of the
+        latest departure (its memory is bounded by the active bookers, not the room)."""
+        return len(self._passed)
+
     def _observe_dwell(self, now_s: float, snap: RoomSnapshot, weight: float) -> None:
         passed = self._passed
         if snap.cursor > passed[-1][1]:
             passed.append((now_s, snap.cursor))
-        if not snap.opened or snap.active <= 0:
-            return  # nobody active: nothing says how long they stay
         departed = snap.cursor - snap.active  # places 1..departed have left (as if in order)
         while len(passed) > 1 and passed[1][1] <= departed:
-            passed.popleft()
-        (t0, c0) = passed[0]
+            passed.popleft()  # kept: from the latest departure's place on, whatever else
+        opened_at_s = snap.opened_at_s
+        if opened_at_s is None or snap.active <= 0:
+            return  # not open, or nobody active: nothing says how long they stay
+        t0, c0 = passed[0]
+        if departed <= 0 or c0 > departed:
+            # Nobody has left yet, or the last to leave was admitted before this meter
+            # first saw the room: they stayed at least since the opening, or since then.
+            # A lower bound, taken as it is rather than smoothed in as a measurement.
+            since_s = opened_at_s if departed <= 0 else max(t0, opened_at_s)
+            self.dwell_s = max(0.0, now_s - since_s)
+            return
         if len(passed) > 1 and c0 < departed:  # the cursor passed ``departed`` in between
             t1, c1 = passed[1]
             t0 += (t1 - t0) * (departed - c0) / (c1 - c0)
-        opened_at_s = snap.opened_at_s
-        if opened_at_s is not None and departed <= 0:
-            # Nobody has left yet: they stay at least as long as the room has been open.
-            self.dwell_s = max(0.0, now_s - opened_at_s)
-            return
-        if opened_at_s is not None and t0 < opened_at_s:
-            t0 = opened_at_s
-        dwell = max(0.0, now_s - t0)
+        dwell = max(0.0, now_s - max(t0, opened_at_s))
         self.dwell_s = (
             dwell if self.dwell_s is None else self.dwell_s + weight * (dwell - self.dwell_s)
         )
 
 
-def wait_s(ahead: int, snap: RoomSnapshot, rate_per_s: float, dwell_s: float | None) -> float:
+def wait_s(
+    ahead: int, snap: RoomSnapshot, rate_per_s: float, dwell_s: float | None
+) -> float | None:
     """Seconds until ``ahead`` more people are admitted, at ``rate_per_s`` while the cap
     on active bookers leaves room, and as bookers leave once it does not.
 
@@ -131,13 +139,14 @@ def wait_s(ahead: int, snap: RoomSnapshot, rate_per_s: float, dwell_s: float | N
     room admits at the rate until the active set fills up to the cap, and at
     ``max_active / dwell`` from there on. Over the cap (an operator lowered it), nobody
     is admitted until enough bookers have left. Without a dwell (nobody has been
-    active yet) the cap is taken as not holding anyone back.
+    active yet) the cap is taken as not holding anyone back. None: nobody will be
+    admitted (a cap of 0, until an operator raises it).
     """
     cap, active = snap.config.max_active, snap.active
+    if cap <= 0:
+        return None
     if dwell_s is None or dwell_s <= 0:
         return ahead / rate_per_s
-    if cap <= 0:
-        return math.inf
     capped_per_s = min(rate_per_s, cap / dwell_s)
     if active >= cap:  # wait until enough have left, then admit as they leave
         return (active - cap) * dwell_s / active + ahead / capped_per_s
@@ -185,8 +194,6 @@ def status_of(
     ahead = pos - cursor - 1
     rate = snap.rate_at(now_s) if rate_per_s is None else rate_per_s
     eta = None if state == "paused" or rate <= 0 else wait_s(ahead, snap, rate, dwell_s)
-    if eta == math.inf:
-        eta = None  # a cap of 0: nobody is admitted until an operator raises it
     return _status(Status, ("waiting", ahead + 1, eta, pos))
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import logging
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -44,6 +43,7 @@ from tests.allocator.eventlogs import committed_offsets, read_topic
 from tests.conftest import (
     TEST_PARTITIONS,
     TEST_SESSION_TIMEOUT_MS,
+    logged_line,
     metrics_text,
     readiness_follows,
     until_status,
@@ -477,18 +477,6 @@ async def test_rebuild_refuses_an_offset_past_the_log_end(
         await rebuild(connections.kafka, tp, 5, end_wait_s=0.0)
 
 
-class AskedAgain(logging.Handler):
-    """Sets ``seen`` when ``rebuild`` logs that the partition ends before the offset."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "asking again" in record.getMessage():
-            self.seen.set()
-
-
 async def test_rebuild_waits_for_the_log_end_to_reach_the_committed_offset(
     connections: Connections, topics: Topics, producer: AIOKafkaProducer
 ) -> None:
@@ -496,12 +484,10 @@ async def test_rebuild_waits_for_the_log_end_to_reach_the_committed_offset(
     followers have fetched (``allocator.service._end_reaching``): a takeover asks again
     instead of failing."""
     tp = TopicPartition(topics.commands, 0)
-    asked = AskedAgain()
-    service_log = logging.getLogger("allocator.service")
-    service_log.addHandler(asked)
-    try:
+    # rebuild logs that the partition ends before the offset
+    with logged_line("allocator.service", "asking again") as asked:
         rebuilding = asyncio.create_task(rebuild(connections.kafka, tp, 2))
-        seen = asyncio.create_task(asked.seen.wait())
+        seen = asyncio.create_task(asked.wait())
         # the partition is empty: it ends before offset 2 (a failure ends the wait too)
         await asyncio.wait([rebuilding, seen], return_when=asyncio.FIRST_COMPLETED)
         await cancel_and_wait([seen])
@@ -509,8 +495,6 @@ async def test_rebuild_waits_for_the_log_end_to_reach_the_committed_offset(
         for i in range(2):
             await producer.send_and_wait(tp.topic, Tick(f"t{i}").pack(), partition=0)
         core, count = await rebuilding
-    finally:
-        service_log.removeHandler(asked)
     assert (core.next_offset, count) == (2, 2)
 
 

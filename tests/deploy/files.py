@@ -52,13 +52,6 @@ def manifests(directory: Path = KUBERNETES) -> Iterator[tuple[Path, dict[str, An
                 yield path, doc
 
 
-def env_file(text: str) -> dict[str, str]:
-    """``NAME=value`` lines (comments and blank lines left out), as compose and
-    kustomize read them."""
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return {name.strip(): value for name, value in pairs if not name.lstrip().startswith("#")}
-
-
 @dataclass(frozen=True)
 class Process:
     """One fairq process a deployment file starts: which command, where, with what

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from allocator.settings import AllocatorSettings, snapshot_topic
-from fairq import eventloop
+from fairq import envfile, eventloop
 from fairq.cli import log_level
 from fairq.config import Connections, Topics
 from fairq.topics import topic_specs
@@ -39,7 +39,6 @@ from tests.deploy.files import (
     SECRETS_EXAMPLE,
     Process,
     compose_processes,
-    env_file,
     kubernetes_processes,
     load_yaml,
     manifests,
@@ -235,7 +234,7 @@ class Recording(dict[str, str]):
 def variables_read() -> dict[str, set[str]]:
     """The variables each fairq command reads, by reading its settings (and the log
     level and event loop every command reads) from a recording environment."""
-    valid = env_file(SECRETS_EXAMPLE.read_text()) | {
+    valid = envfile.read(SECRETS_EXAMPLE) | {
         "REDIS_URL": "redis://redis:6379/0",
         "KAFKA_BOOTSTRAP": "kafka:9092",
     }
@@ -301,8 +300,8 @@ def deployment_variables() -> tuple[list[Process], dict[str, list[str]]]:
     }
     fairq_image = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # Python's own
     shared = {
-        "deploy/fairq.env.example": list(env_file(ENV_EXAMPLE.read_text())),
-        "deploy/kubernetes/secrets.env.example": list(env_file(SECRETS_EXAMPLE.read_text())),
+        "deploy/fairq.env.example": list(envfile.read(ENV_EXAMPLE)),
+        "deploy/kubernetes/secrets.env.example": list(envfile.read(SECRETS_EXAMPLE)),
         "deploy/Dockerfile": [
             n for n in dockerfile_env(DOCKERFILE.read_text()) if n not in fairq_image
         ],

@@ -18,12 +18,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from fairq import envfile
 from tests.deploy.files import (
     KUBERNETES,
     KUSTOMIZATION,
     SECRETS_EXAMPLE,
     container_env,
-    env_file,
     load_yaml,
     manifests,
     pod_containers,
@@ -160,5 +160,5 @@ def test_the_kustomization_lists_every_manifest_and_the_secret_keys() -> None:
     assert set(kustomization["resources"]) == files
     (generator,) = kustomization["secretGenerator"]
     assert generator["envs"] == ["secrets.env"]
-    keys = set(env_file(SECRETS_EXAMPLE.read_text()))
+    keys = set(envfile.read(SECRETS_EXAMPLE))
     assert keys == {"FAIRQ_SIGNING_KEYS", "FAIRQ_OPERATOR_KEY", "FAIRQ_IDENTITY_SECRET"}

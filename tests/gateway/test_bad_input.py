@@ -367,6 +367,15 @@ def export_and_phone_cases(ticket: str) -> list[Case]:
         ("POST", codes, op, {"group": "a\nb", "count": 5}, 400, "invalid_request"),
         ("POST", codes, op, {"group": "Staff Group", "count": 5}, 400, "invalid_request"),
         ("POST", codes, op, {"group": "staff", "count": 0}, 400, "invalid_request"),
+        # a well-formed body with a format there is none of: no code is issued
+        (
+            "POST",
+            codes.replace("csv", "xml"),
+            op,
+            {"group": "staff", "count": 2},
+            400,
+            "invalid_request",
+        ),
         ("POST", codes, bearer(ticket), {"group": "staff", "count": 1}, 403, "forbidden"),
         (
             "POST",

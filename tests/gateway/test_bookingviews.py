@@ -24,7 +24,7 @@ from fairq.devservices import Server
 from gateway.readmodel import BookingView
 from gateway.state import GATEWAY, Gateway
 from schemas.events import Appointment, BookingEvent, Confirmed, Event, Held
-from tests.conftest import paused
+from tests.conftest import logged_line, paused
 from tests.gateway.conftest import (
     admitter_running,
     allocator_running,
@@ -181,7 +181,7 @@ async def test_a_read_model_lost_under_a_running_gateway_is_read_again(
 
 
 async def test_the_reader_takes_up_again_after_redis_stalled(
-    connections: Connections, redis_srv: Server, caplog: pytest.LogCaptureFixture
+    connections: Connections, redis_srv: Server
 ) -> None:
     """Redis stalls (SIGSTOP) past its client's timeout while the gateway applies new
     events: the reader reads the batch again once Redis answers, rather than ending and
@@ -189,10 +189,10 @@ async def test_the_reader_takes_up_again_after_redis_stalled(
     pause found it: visitors saw "held" for bookings the log had confirmed)."""
     events = history(2)
     async with gateway_client(connections) as gateway:
-        with paused(redis_srv):
+        unreachable = logged_line("gateway.bookingviews", "read model is unreachable")
+        with unreachable as said, paused(redis_srv):
             await log(connections, events)
-            while not any("read model is unreachable" in r.message for r in caplog.records):
-                await asyncio.sleep(0.05)  # the per-test timeout bounds the wait
+            await said.wait()
         for booking_id in ("b000000", "b000001"):
             while (view := await lookup(gateway, booking_id)) is None or view.state != "confirmed":
                 await asyncio.sleep(0.05)

@@ -5,8 +5,6 @@ timeout all the same (then answers 503, in doubt)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 
 import pytest
@@ -17,25 +15,12 @@ from fairq.config import Kafka, KafkaTimeouts
 from fairq.topics import create_topics
 from gateway.producer import CommandNotAccepted, CommandProducer, make_producer
 from schemas.commands import Tick
-from tests.conftest import own_broker, paused
+from tests.conftest import logged_line, own_broker, paused
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(90)]
 
 REQUEST_TIMEOUT_MS = 1000  # a produce request not answered within this is sent again
 SEND_TIMEOUT_S = 2.0
-
-
-class Retries(logging.Handler):
-    """Sets ``seen`` when aiokafka's sender logs a produce request that failed (and is
-    retried when the producer is idempotent)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "Got error produce response" in record.getMessage():
-            self.seen.set()
 
 
 async def test_a_send_retried_after_a_lost_answer_is_written_once() -> None:
@@ -44,18 +29,17 @@ async def test_a_send_retried_after_a_lost_answer_is_written_once() -> None:
         kafka = Kafka(server.url, True, KafkaTimeouts(request_timeout_ms=REQUEST_TIMEOUT_MS))
         await create_topics(kafka, [NewTopic(topic, 1, 1)])
         producer = make_producer(kafka)
-        retries = Retries()
-        sender = logging.getLogger("aiokafka.producer.sender")
-        sender.addHandler(retries)
+        # aiokafka's sender logs a produce request that failed (and is retried: idempotent)
+        retried = logged_line("aiokafka.producer.sender", "Got error produce response")
         await producer.start()
         try:
-            await producer.send_and_wait(topic, b"first")  # producer id and metadata
-            with paused(server):  # the request is taken, its answer does not come
-                sent = await producer.send(topic, b"second")
-                await retries.seen.wait()  # timed out: sent again, same sequence
-            await sent
+            with retried as retries:
+                await producer.send_and_wait(topic, b"first")  # producer id and metadata
+                with paused(server):  # the request is taken, its answer does not come
+                    sent = await producer.send(topic, b"second")
+                    await retries.wait()  # timed out: sent again, same sequence
+                await sent
         finally:
-            sender.removeHandler(retries)
             await producer.stop()
         consumer = AIOKafkaConsumer(bootstrap_servers=server.url, enable_auto_commit=False)
         await consumer.start()

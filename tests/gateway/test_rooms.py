@@ -304,3 +304,16 @@ async def test_joining_again_with_a_ticket_keeps_the_place(
     client.session.cookie_jar.clear()
     late = await client.post("/api/rooms/room/join", headers=bearer(first["ticket"]))
     assert ticket_number((await late.json())["ticket"]) == 3
+
+
+async def test_a_join_with_an_empty_body_is_a_join_without_one(
+    client: Client, first_day: dt.date
+) -> None:
+    """The body is optional: one that is empty or blank (a chunked request, a form that
+    sends nothing) is taken as none."""
+    await create_campaign(client, first_day)
+    await create_room(client, "room")
+    response = await client.post(
+        "/api/rooms/room/join", data=b"  ", headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 200, await response.text()

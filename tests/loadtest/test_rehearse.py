@@ -170,6 +170,7 @@ async def test_a_worker_on_another_machine_joins_with_the_printed_command(
         remote.wait()
         log.close()
     assert shlex.join(remote_worker_command(master, port)) in capsys.readouterr().err
+    assert f"--remote-workers 1 --master-bind {master} --master-port {port}" in path.read_text()
     assert passed, (path.parent / "locust.log").read_text()[-4000:]
     workers = json.loads((path.parent / "outcomes.json").read_text())["workers"]
     assert len(workers) == 2 and all(w["requests"] > 0 for w in workers.values()), workers
@@ -179,7 +180,8 @@ def test_remote_workers_need_an_address_other_machines_reach(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env = {"FAIRQ_OPERATOR_KEY": OPERATOR_KEY, "FAIRQ_LOADTEST_KEY": LOADTEST_KEY}
-    with pytest.raises(SystemExit) as exited:
-        parse(["--scenario", "ci", "--remote-workers", "2"], env)
-    assert exited.value.code == 2
-    assert "--remote-workers needs --master-bind" in capsys.readouterr().err
+    for bind in ([], ["--master-bind", "0.0.0.0"]):
+        with pytest.raises(SystemExit) as exited:
+            parse(["--scenario", "ci", "--remote-workers", "2", *bind], env)
+        assert exited.value.code == 2
+        assert "--remote-workers needs --master-bind" in capsys.readouterr().err

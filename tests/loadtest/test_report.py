@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
 from loadtest.report import (
@@ -10,7 +11,6 @@ from loadtest.report import (
     admission_time,
     in_baskets_first_minute,
     judge,
-    phase_of,
     render,
     sold_out_notice_s,
 )
@@ -108,8 +108,22 @@ def test_estimates_an_operators_change_of_the_cap_overtook_are_shown_apart() -> 
     report = judge(run)
     [level] = [lv for lv in report.levels if lv.name.startswith("estimated wait")]
     assert level.met and level.measured.startswith("0% (median 0%; the 1 of 2 estimates"), level
-    phases = [phase_of(run, j.shown_at, j.admitted_at) for j in report.estimates]
+    phases = [j.phase for j in report.estimates]
     assert phases[1] == "the wait crossed the operator's change of the cap"
     assert phases[0] != phases[1]
     page = render(report)
     assert "the wait crossed the operator&#x27;s change of the cap" in page
+
+
+def test_a_level_without_estimates_says_why() -> None:
+    crossed = run_of(
+        Seen(990.0, admitted_at=1012.0, place=60, estimates=[(1004.0, 8.0)]),
+        capped=(1005.0, 1030.0),  # lowered while it waited
+    )
+    old = dataclasses.replace(crossed, timeline={"estimate_errors": [[1004.0, 0.1, 1012.0]]})
+    for run, why in (
+        (crossed, "none of the 1 estimates: an operator's decision crossed every wait"),
+        (old, "recorded in an older form (timeline.estimate_errors): not judged again"),
+    ):
+        [level] = [lv for lv in judge(run).levels if lv.name.startswith("estimated wait")]
+        assert (level.measured, level.met) == (why, False)

@@ -197,6 +197,16 @@ def test_unknown_type_is_refused(type_: Any) -> None:
         decode_command(pack_map(sample("confirm") | {"type": type_}))
 
 
+def test_an_unknown_type_is_named_escaped() -> None:
+    """The message of a record's unknown type goes to the log: a line break or an escape
+    sequence in it stays text."""
+    with pytest.raises(SchemaError) as refused:
+        decode_command(pack_map(sample("confirm") | {"type": "bo\nok\x1b[31m"}))
+    message = str(refused.value)
+    assert "\n" not in message and "\x1b" not in message, message
+    assert "bo\\nok" in message
+
+
 REQUIRED = [
     (c.TYPE, key)
     for c in SAMPLES

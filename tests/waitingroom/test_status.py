@@ -1,4 +1,3 @@
-import math
 import random
 from dataclasses import replace
 
@@ -229,14 +228,16 @@ def at(snap: RoomSnapshot, *, cursor: int, active: int, max_active: int) -> Room
         (30, 15, 10, 10.0, 10 * 5 / 15 + 30.0),  # over the cap: 5 must leave first
         (2, 8, 10, 20.0, 1.0),  # 2 free places fill at 2/s less 8/20 s leaving: 2.5 get in
         (5, 8, 10, 20.0, 1.25 + 2.5 / 0.5),  # ... in 1.25 s, then 10 / 20 s = 0.5/s
-        (5, 0, 0, 10.0, math.inf),  # a cap of 0: nobody is admitted
+        (5, 0, 0, 10.0, None),  # a cap of 0: nobody is admitted
+        (5, 0, 0, None, None),  # ... whether or not anybody has been active
     ],
 )
 def test_the_wait_follows_the_cap_once_it_holds_admission_back(
-    ahead: int, active: int, max_active: int, dwell_s: float | None, expected_s: float
+    ahead: int, active: int, max_active: int, dwell_s: float | None, expected_s: float | None
 ) -> None:
     snap = at(OPEN, cursor=6, active=active, max_active=max_active)
-    assert wait_s(ahead, snap, 2.0, dwell_s) == pytest.approx(expected_s)
+    waited = wait_s(ahead, snap, 2.0, dwell_s)
+    assert waited == expected_s if expected_s is None else waited == pytest.approx(expected_s)
 
 
 def test_a_cap_of_zero_shows_no_estimate() -> None:
@@ -264,6 +265,29 @@ def test_the_dwell_is_how_long_admitted_people_stay_active() -> None:
         meter.observe(T0 + t, at(snap, cursor=cursor, active=5, max_active=5))
     assert meter.rate_per_s == pytest.approx(2.0, abs=0.25)  # the free rate stands
     assert meter.dwell_s == pytest.approx(5.0, abs=0.5)
+
+
+def test_a_meter_that_first_sees_the_room_mid_storm_takes_the_dwell_as_a_lower_bound() -> None:
+    """Admitted at 2/s, each stays 20 s; a gateway (re)started at 100 s sees the room
+    for the first time: the dwell grows with the time it has watched (the people who
+    leave were admitted before it looked) instead of starting near 0, and settles on 20."""
+    meter = RateMeter(half_life_s=2.0)
+    for tenth in range(1000, 1600):
+        t = tenth / 10
+        cursor = int(2 * t)
+        meter.observe(T0 + t, at(OPEN, cursor=cursor, active=40, max_active=1000))
+        if tenth == 1050:
+            assert meter.dwell_s == pytest.approx(5.0, abs=0.3)
+    assert meter.dwell_s == pytest.approx(20.0, abs=0.5)
+
+
+def test_the_meter_keeps_only_the_places_of_those_still_active() -> None:
+    """A room admitting with nobody active for long (everybody leaves at once): what the
+    meter remembers of the cursor does not grow with the admissions."""
+    meter = RateMeter()
+    for i in range(10_000):
+        meter.observe(T0 + i, at(OPEN, cursor=i, active=0, max_active=10))
+    assert meter.sightings <= 2
 
 
 def simulated_errors(meter: RateMeter) -> dict[str, list[float]]:
