@@ -82,6 +82,12 @@ class AllocatorMetrics:
             "Partitions taken over from a snapshot rather than from the log start",
             registry=self.registry,
         )
+        self.failed_batches_total = Counter(
+            "fairq_allocator_failed_batches_total",
+            "Batches whose events the broker did not take for a passing reason (it stalled"
+            " or was lost); the batches since the last commit were applied again",
+            registry=self.registry,
+        )
         self.snapshot_pause_seconds = Histogram(
             "fairq_allocator_snapshot_pause_seconds",
             "Seconds the loop was held to start a partition snapshot",

@@ -33,7 +33,15 @@ PRODUCE_BATCH_BYTES = 960 * 1024  # one produce batch of a partition; Kafka take
 
 
 class ProduceError(AllocatorError):
-    """Records could not be produced; their commands' offsets were not committed."""
+    """Records could not be produced; their commands' offsets were not committed. Its
+    cause is the producer's ``KafkaError``, if one was (``fairq.kafkaclient.transient``
+    tells whether asking again may pass)."""
+
+    @classmethod
+    def of(cls, what: str, cause: KafkaError) -> ProduceError:
+        error = cls(f"{what}: {cause}")
+        error.__cause__ = cause
+        return error
 
 
 def make_producer(kafka: Kafka) -> AIOKafkaProducer:
@@ -94,7 +102,7 @@ class Shipper:
             try:
                 future = await self._hand_over(builder, partition)
             except KafkaError as e:
-                outbox.fail(ProduceError(f"queueing a batch for {self.topic}[{partition}]: {e}"))
+                outbox.fail(ProduceError.of(f"queueing a batch for {self.topic}[{partition}]", e))
                 continue
             finally:
                 self._handing = False
@@ -168,7 +176,7 @@ class Outbox:
         try:
             await asyncio.gather(*self.sent)
         except KafkaError as e:
-            raise ProduceError(f"producing {self.records} records failed: {e}") from e
+            raise ProduceError.of(f"producing {self.records} records failed", e) from e
 
     def handed_over(self) -> None:
         if not self._handed.done():

@@ -8,7 +8,9 @@ applied in order; its events go to ``booking-events`` on the partition number of
 their command, and the offsets are committed only after every event is
 acknowledged (``acks="all"``). A crash between the two replays the batch, and
 the core, being deterministic, sends the same events again; consumers drop
-them by ``rev`` and command id.
+them by ``rev`` and command id. Events the broker did not take for a passing reason
+(it stalled or was lost) are handled the same way without a crash: the process goes
+back to its last commit (``Partitions.rewind``).
 
 The loop is pipelined one batch deep: a batch's events are handed to the producer
 in one produce batch per partition (``Outbox``), and while the broker acknowledges
@@ -70,6 +72,7 @@ REBUILD_POLL_MS = 1000
 # new leader's, after a broker was lost, ``_end_reaching``), and how often it asks.
 REBUILD_END_WAIT_S = 30.0
 REBUILD_END_POLL_S = 0.2
+RETAKE_RETRY_S = 1.0  # between two tries of a takeover after a rewind (``Partitions.rewind``)
 
 
 class Counts:
@@ -157,7 +160,7 @@ async def rebuild(
     except KafkaError as e:
         raise RebuildError(f"replaying {tp} up to offset {end_offset} failed: {e}") from e
     finally:
-        await consumer.stop()
+        await kafkaclient.stop(consumer)
     core.next_offset = end_offset
     return core, count
 
@@ -230,31 +233,91 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         while len(self.in_flight) > keep:
             await self.in_flight.popleft()
 
+    async def drain(self) -> AllocatorError | KafkaError | None:
+        """Wait for every batch handed over; the first failure, if one failed (the
+        batches after it fail with it, committing nothing), unless it may pass
+        (``transient``: a stalled or lost broker): that one is only logged, for whoever
+        owns the partitions next (this process after a rewind, or another, or a restart)
+        applies the batches since the last commit again."""
+        failure = None
+        while self.in_flight:
+            try:
+                await self.in_flight.popleft()
+            except (AllocatorError, KafkaError) as e:
+                failure = failure or e
+        if failure is not None and kafkaclient.transient(failure):
+            self._passed(failure)
+            return None
+        return failure
+
+    def _passed(self, failure: AllocatorError | KafkaError) -> None:
+        self.metrics.failed_batches_total.inc()
+        logger.warning("%s; applied again from the last commit", failure)
+
     async def reap(self) -> None:
         """Forget the batches done; raises the error of one that failed."""
         while self.in_flight and self.in_flight[0].done():
             await self.in_flight.popleft()
 
     async def abandon(self) -> None:
-        """Stop waiting for the batches in flight (the process is failing anyway)."""
+        """Stop waiting for the batches in flight (the process is failing, or going
+        back to its last commit)."""
         tasks, self.in_flight = list(self.in_flight), collections.deque()
         await cancel_and_wait(tasks)
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
-            try:
-                await self.settle()
-            except (AllocatorError, KafkaError) as e:
+            failure = await self.drain()
+            if failure is not None:
                 # aiokafka would only log an exception raised here; the run loop raises it.
-                self.failure = e
-            for tp in revoked:
-                self.cores.pop(tp.partition, None)
-                self.installed.pop(tp.partition, None)
-                self.snapshots.forget(tp.partition)
-            # The frozen state of the cores dropped (and whatever else was frozen with
-            # them) must be collectable again; the next takeover freezes what is kept.
-            gc.unfreeze()
+                self.failure = failure
+            self._drop(tp.partition for tp in revoked)
         logger.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    def _drop(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self.cores.pop(partition, None)
+            self.installed.pop(partition, None)
+            self.snapshots.forget(partition)
+        # The frozen state of the cores dropped (and whatever else was frozen with them)
+        # must be collectable again; the next takeover freezes what is kept.
+        gc.unfreeze()
+
+    async def rewind(self, failure: ProduceError, stop: asyncio.Event) -> None:
+        """Go back to the last commit after the events of a batch could not be produced
+        for a passing reason (``transient``: a stalled or lost broker), as a restart
+        would, without leaving the group: every owned partition is taken over again,
+        and the batches since the commit are applied again and their events sent again,
+        the same ones (the core is deterministic; consumers drop repetitions), whether
+        or not the broker wrote the first ones. A takeover that fails for a passing
+        reason too is tried again until it succeeds or ``stop`` is set.
+
+        An idempotent producer never gets here for a stalled broker (it retries until
+        the broker takes the batch); one that is not (on Tansu) gives a batch up after
+        the request timeout."""
+        self._passed(failure)
+        topic = self.settings.connections.topics.commands
+        async with self.lock:
+            # Those after the failed batch cannot commit (each commits after the one
+            # before it); any before it are applied again all the same.
+            await self.abandon()
+            owned = sorted(self.cores)
+            self._drop(owned)
+            for partition in owned:
+                await self._retake(TopicPartition(topic, partition), stop)
+        logger.info("partitions %s went back to the last commit", owned)
+
+    async def _retake(self, tp: TopicPartition, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._take(tp)
+                return
+            except (AllocatorError, KafkaError) as e:
+                if not kafkaclient.transient(e):
+                    raise
+                logger.warning("taking over %s again failed, retrying: %s", tp, e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETAKE_RETRY_S)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
@@ -451,7 +514,7 @@ class Worker:
                 outbox.sent.append(await producer.send(self.commands_topic, value, key=key))
                 counts.sends[message.TYPE] += 1
         except KafkaError as e:
-            raise ProduceError(f"sending {len(sends)} commands to other partitions: {e}") from e
+            raise ProduceError.of(f"sending {len(sends)} commands to other partitions", e) from e
         finally:
             sends.clear()
 
@@ -546,7 +609,7 @@ async def run(
         if client_id is not None:
             await evict_predecessors(kafka, settings.group_id, client_id)
         await consumer.start()
-        stack.push_async_callback(consumer.stop)
+        stack.push_async_callback(kafkaclient.stop, consumer)
         consumer.subscribe([topics.commands], listener=partitions)
         worker = Worker(consumer, producer, partitions, topics, metrics)
         stack.push_async_callback(worker.close)
@@ -573,11 +636,17 @@ async def _loop(
             )
             epoch = partitions.epoch  # no await since the fetch: the takeovers before it
             partitions.check()
-            if batch:
-                await worker.handle(batch, epoch)
-            await partitions.reap()  # learn of a failed batch even when idle
+            try:
+                if batch:
+                    await worker.handle(batch, epoch)
+                await partitions.reap()  # learn of a failed batch even when idle
+            except ProduceError as e:
+                if not kafkaclient.transient(e):
+                    raise
+                await partitions.rewind(e, stop)
         async with partitions.lock:
-            await partitions.settle()
+            if (failure := await partitions.drain()) is not None:
+                raise failure
     finally:
         await partitions.abandon()
         await cancel_and_wait([ticker])

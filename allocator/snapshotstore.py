@@ -136,7 +136,7 @@ class SnapshotStore:
         except KafkaError as e:
             raise SnapshotStoreError(f"reading snapshots of partition {partition}: {e}") from e
         finally:
-            await consumer.stop()
+            await kafkaclient.stop(consumer)
         return manifests, chunks
 
     async def write(

@@ -12,13 +12,16 @@ admitter's group, the state log), so every client gets the same bounded wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from fairq.config import Kafka
+
+logger = logging.getLogger(__name__)
 
 
 def common(kafka: Kafka) -> dict[str, Any]:
@@ -50,6 +53,26 @@ def consumer(kafka: Kafka, *topics: str, **options: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, **(common(kafka) | {"enable_auto_commit": False} | options))
 
 
+async def stop(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``; a cancellation that it lets out of a task of its own does not
+    end the caller.
+
+    ``AIOKafkaConsumer.stop`` cancels its fetch tasks and awaits them, and one that was
+    sleeping out the backoff after a failed fetch (a stalled broker) ends cancelled:
+    ``stop`` raises that CancelledError although nobody cancelled the caller (aiokafka
+    issue #647), and a service whose loop ended so looked as if told to stop (the
+    allocator exited 0 in CI in a broker stall). ``stop`` then skipped its last step,
+    closing the connections, which is done here (aiokafka has no public handle on it)."""
+    caller = asyncio.current_task()
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        if caller is None or caller.cancelling():
+            raise
+        logger.warning("a fetch task of a consumer ended cancelled while it stopped")
+        await consumer._client.close()
+
+
 def admin(kafka: Kafka) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**common(kafka))
 
@@ -73,3 +96,16 @@ async def deliver(futures: list[asyncio.Future[Any]], timeout_s: float) -> None:
                 await future
     except TimeoutError as e:
         raise KafkaTimeoutError(f"no acknowledgement within {timeout_s:g} s") from e
+
+
+def transient(error: BaseException) -> bool:
+    """Whether the Kafka failure behind ``error`` (it, or the first ``KafkaError`` among
+    its causes) may pass when asked again: a broker that stalled, was lost or moved a
+    leader, a request or a wait that timed out; not one the broker refuses for good (a
+    record too large, no authorization, an unsupported request)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, KafkaError):
+            return bool(cause.retriable) or isinstance(cause, KafkaTimeoutError)
+        cause = cause.__cause__
+    return False

@@ -179,7 +179,7 @@ async def consume_events(
                 caught_up.set()
                 logger.info("booking views caught up")
     finally:
-        await consumer.stop()
+        await kafkaclient.stop(consumer)
 
 
 @dataclass(slots=True)

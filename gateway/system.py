@@ -58,7 +58,7 @@ async def allocator_state(gw: Gateway) -> dict[str, Any]:
         ends = await consumer.end_offsets(tps) if tps else {}
     finally:
         await admin.close()
-        await consumer.stop()
+        await kafkaclient.stop(consumer)
     partitions = []
     for tp, snapshot in zip(tps, snapshots, strict=True):
         done = committed.get(tp)

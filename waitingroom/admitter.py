@@ -391,7 +391,7 @@ async def event_loop(
                 except CommitFailedError as e:  # rebalanced: the new owner re-applies them
                     logger.warning("event offsets not committed: %s", e)
     finally:
-        await consumer.stop()
+        await kafkaclient.stop(consumer)
 
 
 async def _first_failure(*coros: Coroutine[Any, Any, None]) -> None:

@@ -96,4 +96,4 @@ class StateLog:
         except KafkaError as e:
             raise StateUnavailable(f"the state log cannot be read: {e}") from e
         finally:
-            await consumer.stop()
+            await kafkaclient.stop(consumer)

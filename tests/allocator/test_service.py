@@ -6,18 +6,21 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import os
+import signal
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import CollectorRegistry
 
 from allocator.core import Allocator
 from allocator.errors import RebuildError
 from allocator.metrics import AllocatorMetrics
-from allocator.outbox import make_producer
+from allocator.outbox import Shipper, make_producer
 from allocator.service import Partitions, Worker, rebuild, run
 from allocator.settings import AllocatorSettings
 from allocator.snapshotstore import SnapshotStore
@@ -309,6 +312,58 @@ async def test_a_member_joining_while_batches_are_in_flight_loses_no_answer(
     # Everything answered was committed (ticks after the last commit aside).
     assert all(committed[tp.partition] > 0 for tp in tps)
     assert all(ends[tp] - committed[tp.partition] < 100 for tp in tps)
+
+
+@pytest.mark.both_brokers
+async def test_a_batch_a_stalled_broker_did_not_take_is_applied_again_from_the_last_commit(
+    settings: AllocatorSettings,
+    produce: Produce,
+    events: EventLog,
+    kafka_srv: Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker stops answering (SIGSTOP) as the allocator hands it a batch of events,
+    and a producer that is not idempotent gives the batch up after its request timeout:
+    the allocator goes back to its last commit instead of exiting (by itself, or by a
+    takeover when the group rebalanced meanwhile), and every command is
+    answered, each answer the same however often it was written (CI saw the process exit
+    on Tansu in the broker_pause fault)."""
+    stalling = dataclasses.replace(
+        settings, connections=dataclasses.replace(settings.connections, kafka_idempotence=False)
+    )
+    sent = await produce([inventory("north", "c1")] + [booking(n, "north") for n in range(3)])
+    service = Service(stalling)
+    stopped = asyncio.Event()
+    hand_over = Shipper._hand_over
+
+    async def stop_the_broker_first(
+        shipper: Shipper, builder: BatchBuilder, partition: int
+    ) -> asyncio.Future[object]:
+        if not stopped.is_set():
+            stopped.set()
+            os.kill(kafka_srv.process.pid, signal.SIGSTOP)
+        return await hand_over(shipper, builder, partition)
+
+    try:
+        await events.wait_for_answers(sent)
+        monkeypatch.setattr(Shipper, "_hand_over", stop_the_broker_first)
+        with logged_line("allocator.service", "applied again from the last commit") as failed:
+            # The next batch handed over (this Book's, or a Tick's) meets a stopped broker.
+            more = asyncio.ensure_future(produce([booking(3, "north")]))
+            await asyncio.wait_for(failed.wait(), ANSWER_WAIT_S)
+        os.kill(kafka_srv.process.pid, signal.SIGCONT)
+        sent |= await more
+        await events.wait_for_answers(sent)
+        assert not service.task.done(), "the allocator ended"
+    finally:
+        os.kill(kafka_srv.process.pid, signal.SIGCONT)
+        await service.close()
+    assert service.count("fairq_allocator_failed_batches_total") >= 1
+    answers = events.answers()
+    for command_id, found in answers.items():
+        assert {p for p, _ in found} == {sent[command_id]}, command_id
+        assert all(e == found[0][1] for _, e in found), command_id
+    assert isinstance(answers["book-3"][0][1], Held)
 
 
 @contextlib.asynccontextmanager
