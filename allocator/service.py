@@ -72,7 +72,7 @@ REBUILD_POLL_MS = 1000
 # new leader's, after a broker was lost, ``_end_reaching``), and how often it asks.
 REBUILD_END_WAIT_S = 30.0
 REBUILD_END_POLL_S = 0.2
-RETAKE_RETRY_S = 1.0  # between two tries of a takeover after a rewind (``Partitions.rewind``)
+RETAKE_RETRY_S = 1.0  # between two tries of a takeover (``Partitions._take_until_done``)
 
 
 class Counts:
@@ -200,8 +200,10 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         store: SnapshotStore,
         snapshots: Snapshotter,
         metrics: AllocatorMetrics,
+        stop: asyncio.Event,
     ) -> None:
         self.consumer = consumer
+        self.stop = stop  # the process is told to stop: a takeover is no longer tried
         self.settings = settings
         self.store = store
         self.snapshots = snapshots
@@ -283,14 +285,13 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
         # must be collectable again; the next takeover freezes what is kept.
         gc.unfreeze()
 
-    async def rewind(self, failure: ProduceError, stop: asyncio.Event) -> None:
+    async def rewind(self, failure: ProduceError) -> None:
         """Go back to the last commit after the events of a batch could not be produced
         for a passing reason (``transient``: a stalled or lost broker), as a restart
         would, without leaving the group: every owned partition is taken over again,
         and the batches since the commit are applied again and their events sent again,
         the same ones (the core is deterministic; consumers drop repetitions), whether
-        or not the broker wrote the first ones. A takeover that fails for a passing
-        reason too is tried again until it succeeds or ``stop`` is set.
+        or not the broker wrote the first ones.
 
         An idempotent producer never gets here for a stalled broker (it retries until
         the broker takes the batch); one that is not (on Tansu) gives a batch up after
@@ -304,26 +305,29 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             owned = sorted(self.cores)
             self._drop(owned)
             for partition in owned:
-                await self._retake(TopicPartition(topic, partition), stop)
+                await self._take_until_done(TopicPartition(topic, partition))
         logger.info("partitions %s went back to the last commit", owned)
 
-    async def _retake(self, tp: TopicPartition, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _take_until_done(self, tp: TopicPartition) -> None:
+        """Take ``tp`` over, trying again after a failure that may pass (a broker that
+        stalled or was lost: ``transient``) until it succeeds or the process is told to
+        stop, as a restart would; raises any other failure."""
+        while not self.stop.is_set():
             try:
                 await self._take(tp)
                 return
             except (AllocatorError, KafkaError) as e:
                 if not kafkaclient.transient(e):
                     raise
-                logger.warning("taking over %s again failed, retrying: %s", tp, e)
+                logger.warning("taking %s over failed, trying again: %s", tp, e)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RETAKE_RETRY_S)
+                await asyncio.wait_for(self.stop.wait(), RETAKE_RETRY_S)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
         for tp in sorted(assigned):
             try:
-                await self._take(tp)
+                await self._take_until_done(tp)
             except (AllocatorError, KafkaError) as e:
                 failure = RebuildError(f"taking over {tp} failed: {e}")
                 failure.__cause__ = e
@@ -600,7 +604,7 @@ async def run(
         await snapshot_producer.start()
         stack.push_async_callback(snapshot_producer.stop)
         stack.push_async_callback(snapshots.close)
-        partitions = Partitions(consumer, settings, store, snapshots, metrics)
+        partitions = Partitions(consumer, settings, store, snapshots, metrics, stop)
         metrics.watch_lag(partitions.lags)
         checks = {"broker": lambda: broker_reachable(producer.client), "state": partitions.loaded}
         await stack.enter_async_context(
@@ -643,7 +647,7 @@ async def _loop(
             except ProduceError as e:
                 if not kafkaclient.transient(e):
                     raise
-                await partitions.rewind(e, stop)
+                await partitions.rewind(e)
         async with partitions.lock:
             if (failure := await partitions.drain()) is not None:
                 raise failure

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import logging
 import os
 import signal
@@ -193,10 +194,13 @@ def wait_http_ready(component: Component, url: str, timeout_s: float = 60.0) -> 
 
 
 def _answers_ok(url: str) -> bool:
+    """Whether ``url`` answers 200. An answer that is not HTTP is no: polling a port in
+    the ephemeral range that nothing listens on yet can connect the socket to itself,
+    and the request comes back as the answer (``BadStatusLine: GET /readyz``, seen in CI)."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
         return False
 
 

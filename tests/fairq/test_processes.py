@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from fairq.processes import Backoff, Component, exit_reason, stop, supervise
+from fairq.processes import (
+    Backoff,
+    Component,
+    ProcessError,
+    exit_reason,
+    stop,
+    supervise,
+    wait_http_ready,
+)
 
 
 def test_the_restart_delay_doubles_up_to_its_cap_and_starts_over_after_a_stable_run() -> None:
@@ -55,3 +64,30 @@ def test_a_crashed_child_is_started_again_and_its_log_says_why(
     assert f"crasher (pid {first_pid}) exited with exit code 3" in caplog.text
     assert "restarting it in 0.0s" in caplog.text
     assert "usage: fairq" in log.read_text()  # the restarted command, appended to its log
+
+
+def test_a_port_answering_what_is_not_http_is_not_ready() -> None:
+    """Polled before its server listens, a port can connect to itself and read the
+    request back as the answer: that is "not ready yet", not an error of the poll."""
+    echo = socket.create_server(("127.0.0.1", 0))
+    port = echo.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = echo.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.sendall(conn.recv(4096))
+
+    threading.Thread(target=serve, daemon=True).start()
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        component = Component("echo", waiting, log=None)
+        with pytest.raises(ProcessError, match="did not answer"):
+            wait_http_ready(component, f"http://127.0.0.1:{port}/readyz", timeout_s=0.5)
+    finally:
+        echo.close()
+        waiting.kill()
+        waiting.wait()
