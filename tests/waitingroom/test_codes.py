@@ -4,7 +4,7 @@ import re
 import pytest
 import redis.asyncio as aioredis
 
-from waitingroom import keys
+from waitingroom import codes, keys
 from waitingroom.codes import ALPHABET, find_code, hash_code, issue_codes, normalise_code
 
 CODE_FORMAT = re.compile(rf"^[{ALPHABET}]{{4}}-[{ALPHABET}]{{4}}-[{ALPHABET}]{{4}}$")
@@ -76,3 +76,29 @@ async def test_issue_checks_its_arguments(redis: aioredis.Redis) -> None:
         await issue_codes(redis, "flu", "", 1, SECRET)
     with pytest.raises(ValueError):
         await issue_codes(redis, "flu", "nurses", -1, SECRET)
+
+
+async def test_a_code_drawn_again_is_stored_once_and_another_drawn_in_its_place(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draws = iter(["AAAA-BBBB-CCCC", "AAAA-BBBB-CCCC", "DDDD-EEEE-FFFF", "AAAA-BBBB-CCCC"])
+    monkeypatch.setattr(codes, "new_code", lambda: next(draws))
+    # Within one batch, then across calls: the repetition is dropped, the next draw kept.
+    assert await issue_codes(redis, "flu", "nurses", 2, SECRET) == [
+        "AAAA-BBBB-CCCC",
+        "DDDD-EEEE-FFFF",
+    ]
+    monkeypatch.setattr(codes, "new_code", lambda: next(draws, "GGGG-HHHH-JJJJ"))
+    assert await issue_codes(redis, "flu", "teachers", 1, SECRET) == ["GGGG-HHHH-JJJJ"]
+    assert await find_code(redis, "flu", "aaaa-bbbb-cccc", SECRET) == (
+        hash_code("AAAA-BBBB-CCCC", SECRET),
+        "nurses",
+    )
+
+
+def test_codes_are_drawn_from_the_whole_alphabet_in_every_place() -> None:
+    drawn = [codes.new_code() for _ in range(3000)]
+    assert all(CODE_FORMAT.match(c) for c in drawn)
+    drawn = [normalise_code(c) for c in drawn]
+    for place in range(codes.CODE_CHARS):
+        assert {c[place] for c in drawn} == set(ALPHABET), place
