@@ -196,7 +196,7 @@ def wait_http_ready(component: Component, url: str, timeout_s: float = 60.0) -> 
 def _answers_ok(url: str) -> bool:
     """Whether ``url`` answers 200. An answer that is not HTTP is no: polling a port in
     the ephemeral range that nothing listens on yet can connect the socket to itself,
-    and the request comes back as the answer (``BadStatusLine: GET /readyz``, seen in CI)."""
+    and the request comes back as the answer (``BadStatusLine: GET /readyz``)."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
